@@ -1,0 +1,228 @@
+//! Matching one record against many patterns at a cost that does not grow with their number.
+//!
+//! Each pattern is filed under the exact `eventName` values it requires; failing that, under the
+//! exact `eventSource` values; failing that, under the envelope `source` values; and only a
+//! pattern that pins none of them is tried on every record. A record is read once: its
+//! `eventName`, `eventSource` and (when some pattern needs it) envelope are looked up once, and
+//! only the patterns filed under its values are evaluated in full.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use crate::pattern::{source_for, Envelope, Form, Pattern};
+
+/// Where a pattern is filed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Key {
+    EventName,
+    EventSource,
+    EnvelopeSource,
+}
+
+/// A set of compiled patterns, indexed for matching.
+#[derive(Debug, Clone, Default)]
+pub struct PatternIndex {
+    patterns: Vec<Pattern>,
+    by: HashMap<Key, HashMap<Box<str>, Vec<u32>>>,
+    unindexed: Vec<u32>,
+    any_envelope: bool,
+}
+
+/// Reusable scratch space for [`PatternIndex::matching`], so matching does not allocate per record.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    candidates: Vec<u32>,
+}
+
+impl PatternIndex {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a pattern; its position (0, 1, …) is what [`PatternIndex::matching`] reports.
+    pub fn push(&mut self, pattern: Pattern) -> usize {
+        let id = self.patterns.len();
+        let id32 = u32::try_from(id).unwrap_or(u32::MAX);
+        let (name_path, source_path): (&[&str], &[&str]) = match pattern.form() {
+            Form::Record => (&["eventName"], &["eventSource"]),
+            Form::Envelope => (&["detail", "eventName"], &["detail", "eventSource"]),
+        };
+        let filed = [
+            (Key::EventName, pattern.required_strings(name_path)),
+            (Key::EventSource, pattern.required_strings(source_path)),
+            (
+                Key::EnvelopeSource,
+                match pattern.form() {
+                    Form::Envelope => pattern.required_strings(&["source"]),
+                    Form::Record => None,
+                },
+            ),
+        ]
+        .into_iter()
+        .find_map(|(key, values)| values.map(|v| (key, v)));
+        match filed {
+            Some((key, values)) => {
+                let table = self.by.entry(key).or_default();
+                for value in values {
+                    let ids = table.entry(value.into()).or_default();
+                    if ids.last() != Some(&id32) {
+                        ids.push(id32);
+                    }
+                }
+            }
+            None => self.unindexed.push(id32),
+        }
+        self.any_envelope |= pattern.form() == Form::Envelope;
+        self.patterns.push(pattern);
+        id
+    }
+
+    pub fn len(&self) -> usize {
+        self.patterns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+    }
+
+    pub fn get(&self, id: usize) -> Option<&Pattern> {
+        self.patterns.get(id)
+    }
+
+    /// Calls `hit` with the id of every pattern that matches `record`, in the order the patterns
+    /// were added.
+    pub fn matching(&self, record: &Value, scratch: &mut Scratch, mut hit: impl FnMut(usize)) {
+        let candidates = &mut scratch.candidates;
+        candidates.clear();
+        candidates.extend_from_slice(&self.unindexed);
+        if let Some(table) = self.by.get(&Key::EventName) {
+            for_each_string(record.get("eventName"), |s| {
+                if let Some(ids) = table.get(s) {
+                    candidates.extend_from_slice(ids);
+                }
+            });
+        }
+        if let Some(table) = self.by.get(&Key::EventSource) {
+            for_each_string(record.get("eventSource"), |s| {
+                if let Some(ids) = table.get(s) {
+                    candidates.extend_from_slice(ids);
+                }
+            });
+        }
+        if let Some(table) = self.by.get(&Key::EnvelopeSource) {
+            if let Some(source) = record
+                .get("eventSource")
+                .and_then(Value::as_str)
+                .and_then(source_for)
+            {
+                if let Some(ids) = table.get(source.as_str()) {
+                    candidates.extend_from_slice(ids);
+                }
+            }
+        }
+        if candidates.is_empty() {
+            return;
+        }
+        candidates.sort_unstable();
+        candidates.dedup();
+        let mut envelope = None;
+        for &id in candidates.iter() {
+            let pattern = &self.patterns[id as usize];
+            let matched = match pattern.form() {
+                Form::Record => pattern.matches_event(record),
+                Form::Envelope if self.any_envelope => {
+                    let e = envelope.get_or_insert_with(|| Envelope::new(record));
+                    pattern.matches_with(record, e)
+                }
+                Form::Envelope => false,
+            };
+            if matched {
+                hit(id as usize);
+            }
+        }
+    }
+
+    /// The ids of the patterns that match, in order: a convenience over [`PatternIndex::matching`].
+    pub fn matches(&self, record: &Value) -> Vec<usize> {
+        let mut out = Vec::new();
+        self.matching(record, &mut Scratch::default(), |id| out.push(id));
+        out
+    }
+}
+
+/// The string leaves at a place: the string itself, or the strings inside (nested) arrays.
+fn for_each_string<'v>(value: Option<&'v Value>, mut f: impl FnMut(&'v str)) {
+    fn walk<'v>(value: &'v Value, f: &mut impl FnMut(&'v str)) {
+        match value {
+            Value::String(s) => f(s),
+            Value::Array(items) => items.iter().for_each(|item| walk(item, f)),
+            _ => {}
+        }
+    }
+    if let Some(v) = value {
+        walk(v, &mut f);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn index(patterns: &[Value]) -> PatternIndex {
+        let mut idx = PatternIndex::new();
+        for p in patterns {
+            idx.push(Pattern::compile(p).unwrap());
+        }
+        idx
+    }
+
+    #[test]
+    fn indexed_and_unindexed_patterns_agree_with_direct_matching() {
+        let patterns = [
+            json!({"eventName": ["BackupJobCompleted"], "serviceEventDetails": {"state": [{"anything-but": "COMPLETED"}]}}),
+            json!({"eventSource": ["outposts.amazonaws.com"], "readOnly": [false]}),
+            json!({"source": ["aws.backup"], "detail-type": ["AWS Service Event via CloudTrail"]}),
+            json!({"errorCode": [{"exists": true}]}),
+            json!({"$or": [{"eventName": ["A"]}, {"eventName": ["B"]}]}),
+            json!({"detail": {"eventName": ["DeleteBackupVault"]}}),
+        ];
+        let idx = index(&patterns);
+        let records = [
+            json!({"eventName": "BackupJobCompleted", "eventSource": "backup.amazonaws.com", "eventType": "AwsServiceEvent", "serviceEventDetails": {"state": "FAILED"}}),
+            json!({"eventName": "SetSiteAddress", "eventSource": "outposts.amazonaws.com", "readOnly": false, "errorCode": "AccessDenied"}),
+            json!({"eventName": "B"}),
+            json!({"eventName": ["A", "Z"]}),
+            json!({"eventName": "DeleteBackupVault", "eventSource": "backup.amazonaws.com", "eventType": "AwsApiCall"}),
+            json!({"eventName": "Other"}),
+        ];
+        for r in &records {
+            let direct: Vec<usize> = patterns
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| Pattern::compile(p).unwrap().matches(r))
+                .map(|(i, _)| i)
+                .collect();
+            assert_eq!(idx.matches(r), direct, "record {r}");
+        }
+        assert_eq!(idx.matches(&records[0]), vec![0, 2]);
+        assert_eq!(idx.matches(&records[1]), vec![1, 3]);
+        assert_eq!(idx.matches(&records[2]), vec![4]);
+        assert_eq!(idx.matches(&records[3]), vec![4]);
+        assert_eq!(idx.matches(&records[4]), vec![5]);
+        assert!(idx.matches(&records[5]).is_empty());
+    }
+
+    #[test]
+    fn filing_prefers_event_name_then_source() {
+        let idx = index(&[
+            json!({"eventName": ["X"], "eventSource": ["s"]}),
+            json!({"eventSource": ["s"]}),
+            json!({"eventName": [{"prefix": "X"}]}),
+        ]);
+        assert_eq!(idx.by[&Key::EventName].len(), 1);
+        assert_eq!(idx.by[&Key::EventSource].len(), 1);
+        assert_eq!(idx.unindexed, vec![2]);
+    }
+}

@@ -1,0 +1,223 @@
+//! Amazon EventBridge event patterns: compile once, match many times.
+//!
+//! The language is the one EventBridge and the open-source aws/event-ruler engine implement:
+//! exact values, `prefix`, `suffix`, `equals-ignore-case`, `wildcard`, `anything-but`, `numeric`,
+//! `cidr`, `exists` and `$or`, with values OR'd, fields AND'd, and arrays in the event matching
+//! when any element matches (consistently within one element of an array of objects).
+//!
+//! This module is pure: no I/O, no async, no AWS types. [`Pattern::compile`] refuses an invalid
+//! pattern with a [`PatternError`] that carries the JSON path of the fault;
+//! [`Pattern::matches`] never allocates for record-form patterns.
+
+mod compile;
+mod envelope;
+mod eval;
+mod ops;
+
+use std::fmt;
+
+use serde_json::Value;
+
+pub use envelope::{detail_type_for, source_for, Envelope};
+
+/// A compiled event pattern.
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    root: ObjectPattern,
+    form: Form,
+}
+
+/// What a pattern is written against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    /// Against the CloudTrail record itself (`{"eventName": [...]}`).
+    Record,
+    /// Against the EventBridge event CloudTrail's integration builds from the record
+    /// (`{"source": [...], "detail": {...}}`).
+    Envelope,
+}
+
+/// Why a pattern was refused, and where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {reason}")]
+pub struct PatternError {
+    /// JSON path of the fault inside the pattern, e.g. `$.detail.state[0].numeric[2]`.
+    pub path: String,
+    /// What is wrong there.
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ObjectPattern {
+    /// Fields that must all match (AND).
+    pub(crate) fields: Vec<(Box<str>, FieldPattern)>,
+    /// `$or` groups: each group needs one of its branches to match.
+    pub(crate) ors: Vec<Vec<ObjectPattern>>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum FieldPattern {
+    Object(ObjectPattern),
+    Leaf(LeafPattern),
+}
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LeafPattern {
+    /// Value matchers, OR'd.
+    pub(crate) matchers: Vec<ValueMatcher>,
+    /// `{"exists": false}` is among the values: an absent field matches.
+    pub(crate) matches_absent: bool,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum ValueMatcher {
+    String(Box<str>),
+    Number(f64),
+    Bool(bool),
+    Null,
+    Prefix(Box<str>),
+    PrefixIgnoreCase(Box<str>),
+    Suffix(Box<str>),
+    SuffixIgnoreCase(Box<str>),
+    EqualsIgnoreCase(Box<str>),
+    Wildcard(ops::Wildcard),
+    Numeric(ops::Range),
+    Cidr(ops::Cidr),
+    /// `{"exists": true}`: any leaf value.
+    Exists,
+    AnythingBut(AnythingBut),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum AnythingBut {
+    Strings(Vec<Box<str>>),
+    Numbers(Vec<f64>),
+    Prefix(Vec<Box<str>>),
+    Suffix(Vec<Box<str>>),
+    EqualsIgnoreCase(Vec<Box<str>>),
+    Wildcard(Vec<ops::Wildcard>),
+}
+
+impl Pattern {
+    /// Compiles a pattern, refusing anything EventBridge would refuse.
+    pub fn compile(pattern: &Value) -> Result<Self, PatternError> {
+        compile::compile(pattern)
+    }
+
+    /// Parses JSON text and compiles it.
+    pub fn parse(text: &str) -> Result<Self, PatternError> {
+        let value: Value = serde_json::from_str(text).map_err(|e| PatternError {
+            path: "$".into(),
+            reason: format!("not valid JSON: {e}"),
+        })?;
+        Self::compile(&value)
+    }
+
+    /// Whether the pattern is written against the record or the EventBridge envelope.
+    pub fn form(&self) -> Form {
+        self.form
+    }
+
+    /// Matches a CloudTrail record (or any JSON event, for record-form patterns).
+    ///
+    /// Envelope-form patterns build the EventBridge envelope for the call; when matching one
+    /// record against many patterns, build it once with [`Envelope::new`] and use
+    /// [`Pattern::matches_with`].
+    pub fn matches(&self, record: &Value) -> bool {
+        match self.form {
+            Form::Record => eval::matches_record(&self.root, record),
+            Form::Envelope => eval::matches_envelope(&self.root, &Envelope::new(record)),
+        }
+    }
+
+    /// Matches with an envelope built once by the caller for this record.
+    pub fn matches_with(&self, record: &Value, envelope: &Envelope<'_>) -> bool {
+        match self.form {
+            Form::Record => eval::matches_record(&self.root, record),
+            Form::Envelope => eval::matches_envelope(&self.root, envelope),
+        }
+    }
+
+    /// Matches a JSON event as it stands, whatever the pattern's form: for testing patterns
+    /// against EventBridge events that are already built.
+    pub fn matches_event(&self, event: &Value) -> bool {
+        eval::matches_record(&self.root, event)
+    }
+
+    /// The exact string values that the leaf at `path` must take for the pattern to match, if
+    /// the pattern pins it to a finite set of strings (directly, or in every branch of an `$or`).
+    /// The rule index uses it; `None` means "any value may match".
+    pub(crate) fn required_strings(&self, path: &[&str]) -> Option<Vec<&str>> {
+        required_strings(&self.root, path)
+    }
+}
+
+fn required_strings<'p>(object: &'p ObjectPattern, path: &[&str]) -> Option<Vec<&'p str>> {
+    let (first, rest) = path.split_first()?;
+    let direct = object
+        .fields
+        .iter()
+        .find(|(k, _)| &**k == *first)
+        .and_then(|(_, field)| match (field, rest.is_empty()) {
+            (FieldPattern::Leaf(leaf), true) if !leaf.matches_absent => leaf
+                .matchers
+                .iter()
+                .map(|m| match m {
+                    ValueMatcher::String(s) => Some(&**s),
+                    _ => None,
+                })
+                .collect::<Option<Vec<_>>>(),
+            (FieldPattern::Object(inner), false) => required_strings(inner, rest),
+            _ => None,
+        });
+    if direct.is_some() {
+        return direct;
+    }
+    // A conjunct `$or` pins the field when every one of its branches does.
+    object.ors.iter().find_map(|group| {
+        let mut all = Vec::new();
+        for branch in group {
+            all.extend(required_strings(branch, path)?);
+        }
+        Some(all)
+    })
+}
+
+/// Builds JSON paths for error messages: `$.a.b[0]`, with `["…"]` for keys that are not plain.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct JsonPath(String);
+
+impl JsonPath {
+    pub(crate) fn root() -> Self {
+        JsonPath("$".into())
+    }
+
+    pub(crate) fn key(&self, key: &str) -> Self {
+        let plain = !key.is_empty()
+            && key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if plain {
+            JsonPath(format!("{}.{key}", self.0))
+        } else {
+            JsonPath(format!("{}[{}]", self.0, Value::String(key.to_owned())))
+        }
+    }
+
+    pub(crate) fn index(&self, i: usize) -> Self {
+        JsonPath(format!("{}[{i}]", self.0))
+    }
+
+    pub(crate) fn error(&self, reason: impl Into<String>) -> PatternError {
+        PatternError {
+            path: self.0.clone(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for JsonPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}

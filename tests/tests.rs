@@ -1,0 +1,6 @@
+//! The black-box test suite: one binary, one module per area.
+
+mod util;
+
+mod conformance;
+mod differential;
