@@ -20,7 +20,9 @@ fn corpus() -> Vec<Value> {
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-            let out = manifest.join(format!("target/bench-corpus/corpus-{CORPUS_RECORDS}.json.gz"));
+            let out = manifest.join(format!(
+                "target/bench-corpus/corpus-{CORPUS_RECORDS}.json.gz"
+            ));
             if !out.exists() {
                 std::fs::create_dir_all(out.parent().expect("parent")).expect("mkdir");
                 let status = Command::new("python3")

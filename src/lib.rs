@@ -5,6 +5,9 @@
 //!   events; pure (no I/O, no async, no AWS types).
 //! - [`engine`]: an index over many patterns so that matching a record costs the same with ten
 //!   rules or a thousand.
+//! - [`reader`]: CloudTrail log files (gzip or plain) read one record at a time, in bounded
+//!   memory, with every fault reported by byte offset or record index.
 
 pub mod engine;
 pub mod pattern;
+pub mod reader;
