@@ -184,15 +184,15 @@ fn required_strings<'p>(object: &'p ObjectPattern, path: &[&str]) -> Option<Vec<
 }
 
 /// Builds JSON paths for error messages: `$.a.b[0]`, with `["…"]` for keys that are not plain.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct JsonPath(String);
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JsonPath(String);
 
 impl JsonPath {
-    pub(crate) fn root() -> Self {
+    pub fn root() -> Self {
         JsonPath("$".into())
     }
 
-    pub(crate) fn key(&self, key: &str) -> Self {
+    pub fn key(&self, key: &str) -> Self {
         let plain = !key.is_empty()
             && key
                 .chars()
@@ -204,8 +204,18 @@ impl JsonPath {
         }
     }
 
-    pub(crate) fn index(&self, i: usize) -> Self {
+    pub fn index(&self, i: usize) -> Self {
         JsonPath(format!("{}[{i}]", self.0))
+    }
+
+    /// Appends a path reported inside a nested document (`$.detail.state` under
+    /// `$.rules[0].pattern` gives `$.rules[0].pattern.detail.state`).
+    pub fn join(&self, inner: &str) -> Self {
+        JsonPath(format!(
+            "{}{}",
+            self.0,
+            inner.strip_prefix('$').unwrap_or(inner)
+        ))
     }
 
     pub(crate) fn error(&self, reason: impl Into<String>) -> PatternError {
