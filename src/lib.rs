@@ -8,9 +8,11 @@
 //! - [`reader`]: CloudTrail log files (gzip or plain) read one record at a time, in bounded
 //!   memory, with every fault reported by byte offset or record index.
 
+pub mod alert;
 pub mod config;
 pub mod engine;
 pub mod keys;
 pub mod pattern;
 pub mod reader;
 pub mod rules;
+pub mod scan;

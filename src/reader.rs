@@ -119,7 +119,7 @@ type Sniffed<R> = io::Chain<io::Take<Cursor<[u8; 2]>>, R>;
 
 enum Decoder<R: Read> {
     Plain(BufReader<Sniffed<R>>),
-    Gzip(MultiGzDecoder<BufReader<Sniffed<R>>>),
+    Gzip(Box<MultiGzDecoder<BufReader<Sniffed<R>>>>),
 }
 
 impl<R: Read> Decoder<R> {
@@ -184,7 +184,7 @@ impl<R: Read> LogReader<R> {
         let gzip = head[..got] == [0x1f, 0x8b];
         let raw = BufReader::with_capacity(CHUNK, Cursor::new(head).take(got as u64).chain(input));
         let src = if gzip {
-            Decoder::Gzip(MultiGzDecoder::new(raw))
+            Decoder::Gzip(Box::new(MultiGzDecoder::new(raw)))
         } else {
             Decoder::Plain(raw)
         };

@@ -370,23 +370,24 @@ fn parse_rule(origin: &str, item: &Value, at: &JsonPath) -> Result<Rule, RuleErr
             ))
         }
     };
-    let topic =
-        match map.get("topic") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(t)) if valid_topic_arn(t) => Some(t.clone()),
-            Some(Value::String(t)) => return Err(rule_fail(
+    let topic = match map.get("topic") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(t)) if valid_topic_arn(t) => Some(t.clone()),
+        Some(Value::String(t)) => {
+            return Err(rule_fail(
                 at.key("topic"),
                 format!(
                     "{t:?} is not an SNS topic ARN (arn:<partition>:sns:<region>:<account>:<name>)"
                 ),
-            )),
-            Some(other) => {
-                return Err(rule_fail(
-                    at.key("topic"),
-                    format!("expected a string, found {}", kind(other)),
-                ))
-            }
-        };
+            ))
+        }
+        Some(other) => {
+            return Err(rule_fail(
+                at.key("topic"),
+                format!("expected a string, found {}", kind(other)),
+            ))
+        }
+    };
     let tests = match map.get("tests") {
         None => Vec::new(),
         Some(Value::Array(items)) => items

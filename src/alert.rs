@@ -1,0 +1,533 @@
+//! Alerts: what one (record, rule) match tells the person on call, in the forms DESIGN §4 fixes:
+//! a subject line, a one-line summary, the JSON alert document, and a flat JSON line for scripts.
+
+use serde_json::{json, Map, Value};
+
+use crate::rules::{Rule, Severity};
+
+/// The longest subject SNS accepts for email is 100 characters; we stay at 99.
+pub const MAX_SUBJECT_CHARS: usize = 99;
+/// SNS's message size limit.
+pub const SNS_MAX_MESSAGE_BYTES: usize = 256 * 1024;
+
+/// Where the record came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AlertSource {
+    File { path: String },
+    S3 { bucket: String, key: String },
+}
+
+impl AlertSource {
+    fn to_json(&self) -> Value {
+        match self {
+            AlertSource::File { path } => json!({"file": path}),
+            AlertSource::S3 { bucket, key } => json!({"bucket": bucket, "key": key}),
+        }
+    }
+
+    /// The file path or `s3://bucket/key`.
+    pub fn display(&self) -> String {
+        match self {
+            AlertSource::File { path } => path.clone(),
+            AlertSource::S3 { bucket, key } => format!("s3://{bucket}/{key}"),
+        }
+    }
+}
+
+/// The fields of a record that an alert shows, read leniently (any may be missing).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventInfo {
+    pub event_id: Option<String>,
+    pub event_time: Option<String>,
+    pub event_source: Option<String>,
+    pub event_name: Option<String>,
+    pub event_type: Option<String>,
+    pub account: Option<String>,
+    pub region: Option<String>,
+    pub principal: Option<String>,
+    pub source_ip: Option<String>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    /// `serviceEventDetails.state` (or `.status`), for job events.
+    pub state: Option<String>,
+}
+
+impl EventInfo {
+    pub fn from_record(record: &Value) -> Self {
+        let s = |key: &str| text(record.get(key));
+        let details = record.get("serviceEventDetails");
+        EventInfo {
+            event_id: s("eventID"),
+            event_time: s("eventTime"),
+            event_source: s("eventSource"),
+            event_name: s("eventName"),
+            event_type: s("eventType"),
+            account: s("recipientAccountId")
+                .or_else(|| text(record.pointer("/userIdentity/accountId"))),
+            region: s("awsRegion"),
+            principal: principal(record),
+            source_ip: s("sourceIPAddress"),
+            error_code: s("errorCode"),
+            error_message: s("errorMessage"),
+            state: details.and_then(|d| text(d.get("state")).or_else(|| text(d.get("status")))),
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        let mut put = |k: &str, v: &Option<String>| {
+            if let Some(v) = v {
+                m.insert(k.into(), Value::String(v.clone()));
+            }
+        };
+        put("eventID", &self.event_id);
+        put("eventTime", &self.event_time);
+        put("eventSource", &self.event_source);
+        put("eventName", &self.event_name);
+        put("eventType", &self.event_type);
+        put("account", &self.account);
+        put("region", &self.region);
+        put("principal", &self.principal);
+        put("sourceIPAddress", &self.source_ip);
+        put("errorCode", &self.error_code);
+        put("errorMessage", &self.error_message);
+        put("state", &self.state);
+        Value::Object(m)
+    }
+}
+
+/// One alert: a rule that fired on a record.
+#[derive(Debug, Clone)]
+pub struct Alert {
+    pub rule_id: String,
+    pub description: String,
+    pub severity: Severity,
+    pub topic: Option<String>,
+    pub event: EventInfo,
+    pub subject: String,
+    pub summary: String,
+    pub source: AlertSource,
+    /// The record's index in its file.
+    pub record_index: usize,
+    pub record: Value,
+}
+
+impl Alert {
+    pub fn new(rule: &Rule, record: &Value, source: AlertSource, record_index: usize) -> Self {
+        let event = EventInfo::from_record(record);
+        Alert {
+            rule_id: rule.id.clone(),
+            description: rule.description.clone(),
+            severity: rule.severity,
+            topic: rule.topic.clone(),
+            subject: subject(rule, &event),
+            summary: summary(record, &event),
+            event,
+            source,
+            record_index,
+            record: record.clone(),
+        }
+    }
+
+    /// The alert document (the SNS message in `json` format).
+    pub fn document(&self) -> Value {
+        json!({
+            "rule": {
+                "id": self.rule_id,
+                "description": self.description,
+                "severity": self.severity.as_str(),
+            },
+            "summary": self.summary,
+            "event": self.event.to_json(),
+            "record": self.record,
+            "source": self.source.to_json(),
+        })
+    }
+
+    /// The alert document serialized within `limit` bytes: while it is too large, the largest
+    /// value inside `record` is replaced by a marker saying what was cut, and the paths cut are
+    /// listed under `truncated`.
+    pub fn document_within(&self, limit: usize) -> String {
+        let mut doc = self.document();
+        let mut cut: Vec<String> = Vec::new();
+        loop {
+            let text = doc.to_string();
+            if text.len() <= limit {
+                return text;
+            }
+            let Some(record) = doc.get_mut("record") else {
+                return text;
+            };
+            let Some((path, size)) = largest(record, "$.record".into()) else {
+                // Nothing left to cut inside the record: drop it whole.
+                doc["record"] =
+                    Value::String("[cut by trail-alerts: the record does not fit]".into());
+                cut.push("$.record".into());
+                doc["truncated"] = json!(cut);
+                return doc.to_string();
+            };
+            if let Some(slot) = pointer_mut(record, &path) {
+                *slot = Value::String(format!("[cut by trail-alerts: {size} bytes]"));
+            }
+            cut.push(path);
+            doc["truncated"] = json!(cut);
+        }
+    }
+
+    /// The flat JSON line of `scan --format jsonl`: a stable interface for scripts.
+    pub fn json_line(&self) -> Value {
+        let mut m = Map::new();
+        let opt = |v: &Option<String>| v.clone().map_or(Value::Null, Value::String);
+        m.insert("rule".into(), json!(self.rule_id));
+        m.insert("severity".into(), json!(self.severity.as_str()));
+        m.insert("eventID".into(), opt(&self.event.event_id));
+        m.insert("eventName".into(), opt(&self.event.event_name));
+        m.insert("eventSource".into(), opt(&self.event.event_source));
+        m.insert("eventTime".into(), opt(&self.event.event_time));
+        m.insert("account".into(), opt(&self.event.account));
+        m.insert("region".into(), opt(&self.event.region));
+        m.insert("subject".into(), json!(self.subject));
+        m.insert("summary".into(), json!(self.summary));
+        m.insert("file".into(), json!(self.source.display()));
+        m.insert("record".into(), json!(self.record_index));
+        Value::Object(m)
+    }
+}
+
+/// `[HIGH] backup-job-failed: BackupJobCompleted FAILED in 123456789012/us-east-1`: printable
+/// ASCII only, no line breaks, at most [`MAX_SUBJECT_CHARS`] characters.
+fn subject(rule: &Rule, event: &EventInfo) -> String {
+    let mut s = format!(
+        "[{}] {}: {}",
+        rule.severity.as_str().to_ascii_uppercase(),
+        rule.id,
+        event.event_name.as_deref().unwrap_or("event")
+    );
+    if let Some(state) = &event.state {
+        s.push(' ');
+        s.push_str(state);
+    } else if let Some(code) = &event.error_code {
+        s.push(' ');
+        s.push_str(code);
+    }
+    s.push_str(&format!(
+        " in {}/{}",
+        event.account.as_deref().unwrap_or("?"),
+        event.region.as_deref().unwrap_or("?")
+    ));
+    sanitize_subject(&s)
+}
+
+/// Printable ASCII, runs of white space folded to one space, cut to the limit with `...`.
+pub fn sanitize_subject(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len().min(MAX_SUBJECT_CHARS));
+    let mut space = false;
+    for c in raw.chars() {
+        if c.is_whitespace() {
+            space = !out.is_empty();
+            continue;
+        }
+        if space {
+            out.push(' ');
+            space = false;
+        }
+        out.push(if c.is_ascii_graphic() { c } else { '?' });
+    }
+    if out.len() > MAX_SUBJECT_CHARS {
+        out.truncate(MAX_SUBJECT_CHARS - 3);
+        out.push_str("...");
+    }
+    out
+}
+
+/// One line a person on call understands at once (account, region and time are shown beside it).
+fn summary(record: &Value, event: &EventInfo) -> String {
+    let name = event.event_name.as_deref().unwrap_or("An event");
+    let details = record.get("serviceEventDetails");
+    let d = |key: &str| details.and_then(|d| text(d.get(key)));
+    let job_id = ["backupJobId", "copyJobId", "restoreJobId", "reportJobId"]
+        .iter()
+        .find_map(|k| d(k).map(|v| (*k, v)));
+    let mut s = String::new();
+    if let Some((kind, id)) = job_id {
+        let what = match kind {
+            "copyJobId" => "Copy job",
+            "restoreJobId" => "Restore job",
+            "reportJobId" => "Report job",
+            _ => "Backup job",
+        };
+        s.push_str(&format!("{what} {id}"));
+        let resource = d("resourceArn")
+            .or_else(|| d("createdResourceArn"))
+            .or_else(|| d("recoveryPointArn"));
+        match (d("resourceType"), resource) {
+            (Some(t), Some(r)) => s.push_str(&format!(" for {t} resource {r}")),
+            (Some(t), None) => s.push_str(&format!(" for {t}")),
+            (None, Some(r)) => s.push_str(&format!(" for {r}")),
+            (None, None) => {}
+        }
+        let vault = d("backupVaultName")
+            .or_else(|| d("sourceBackupVaultArn").map(|a| vault_name(&a)))
+            .or_else(|| d("backupVaultArn").map(|a| vault_name(&a)));
+        if let Some(v) = vault {
+            s.push_str(&format!(" in vault {v}"));
+        }
+        if let Some(dest) = d("destinationBackupVaultArn") {
+            s.push_str(&format!(" to {dest}"));
+        }
+        if let Some(plan) = d("reportPlanArn") {
+            s.push_str(&format!(" (report plan {plan})"));
+        }
+        s.push_str(&format!(
+            " ended {}",
+            event.state.as_deref().unwrap_or("in an unknown state")
+        ));
+        if let Some(msg) = d("statusMessage") {
+            s.push_str(&format!(": {msg}"));
+        }
+    } else {
+        s.push_str(name);
+        if let Some(p) = &event.principal {
+            s.push_str(&format!(" by {p}"));
+        }
+        let subjects = subjects(record);
+        if !subjects.is_empty() {
+            s.push_str(&format!(" on {}", subjects.join(", ")));
+        }
+        if let Some(ip) = &event.source_ip {
+            if event.principal.as_deref() != Some(ip.as_str()) {
+                s.push_str(&format!(" from {ip}"));
+            }
+        }
+        if let Some(code) = &event.error_code {
+            s.push_str(&format!(" failed with {code}"));
+            if let Some(msg) = &event.error_message {
+                s.push_str(&format!(": {msg}"));
+            }
+        }
+    }
+    s.replace(['\n', '\r'], " ")
+}
+
+/// What an API call acted on: vaults, recovery points, plans, outposts, sites.
+fn subjects(record: &Value) -> Vec<String> {
+    const KEYS: [(&str, &str); 12] = [
+        ("backupVaultName", "vault"),
+        ("recoveryPointArn", "recovery point"),
+        ("backupPlanId", "plan"),
+        ("backupPlanName", "plan"),
+        ("selectionId", "selection"),
+        ("backupSelectionId", "selection"),
+        ("backupJobId", "job"),
+        ("OutpostId", "outpost"),
+        ("outpostId", "outpost"),
+        ("SiteId", "site"),
+        ("siteId", "site"),
+        ("OrderId", "order"),
+    ];
+    let mut out = Vec::new();
+    for place in ["requestParameters", "serviceEventDetails"] {
+        let Some(obj) = record.get(place) else {
+            continue;
+        };
+        for (key, label) in KEYS {
+            if let Some(v) = text(obj.get(key)) {
+                let item = format!("{label} {v}");
+                if !out.contains(&item) {
+                    out.push(item);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn vault_name(arn: &str) -> String {
+    arn.rsplit(':').next().unwrap_or(arn).to_owned()
+}
+
+/// Who made the call: the ARN, else the service that invoked it, else the principal id or type.
+fn principal(record: &Value) -> Option<String> {
+    let ui = record.get("userIdentity")?;
+    ["arn", "invokedBy", "principalId", "type"]
+        .iter()
+        .find_map(|k| text(ui.get(*k)))
+}
+
+/// A scalar as text (strings as they are, numbers and booleans printed), else `None`.
+fn text(v: Option<&Value>) -> Option<String> {
+    match v? {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// The path and serialized size of the largest value under `v` worth cutting (over 64 bytes),
+/// preferring the deepest such value that is at least half its parent's size.
+fn largest(v: &Value, path: String) -> Option<(String, usize)> {
+    let size = v.to_string().len();
+    if size <= 64 {
+        return None;
+    }
+    let children: Vec<(String, &Value)> = match v {
+        Value::Object(m) => m.iter().map(|(k, c)| (format!("{path}.{k}"), c)).collect(),
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (format!("{path}[{i}]"), c))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let best = children
+        .into_iter()
+        .filter_map(|(p, c)| largest(c, p))
+        .max_by_key(|(_, s)| *s);
+    match best {
+        Some((p, s)) if s * 2 >= size => Some((p, s)),
+        _ if path == "$.record" => best,
+        _ => Some((path, size)),
+    }
+}
+
+fn pointer_mut<'v>(root: &'v mut Value, path: &str) -> Option<&'v mut Value> {
+    let rest = path.strip_prefix("$.record")?;
+    let mut cur = root;
+    let mut chars = rest;
+    while !chars.is_empty() {
+        if let Some(after) = chars.strip_prefix('.') {
+            let end = after.find(['.', '[']).unwrap_or(after.len());
+            cur = cur.get_mut(&after[..end])?;
+            chars = &after[end..];
+        } else if let Some(after) = chars.strip_prefix('[') {
+            let end = after.find(']')?;
+            let i: usize = after[..end].parse().ok()?;
+            cur = cur.get_mut(i)?;
+            chars = &after[end + 1..];
+        } else {
+            return None;
+        }
+    }
+    Some(cur)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::{RuleSet, RuleSource};
+
+    fn rule(id: &str) -> Rule {
+        RuleSet::load(&[RuleSource::Builtin])
+            .unwrap()
+            .rules()
+            .iter()
+            .find(|r| r.id == id)
+            .cloned()
+            .unwrap()
+    }
+
+    fn fixture(name: &str) -> Value {
+        let path = format!(
+            "{}/tests/fixtures/docs/{name}.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let doc: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        doc["record"].clone()
+    }
+
+    fn file() -> AlertSource {
+        AlertSource::File {
+            path: "f.json.gz".into(),
+        }
+    }
+
+    #[test]
+    fn backup_job_failure_subject_and_summary() {
+        let mut record = fixture("BackupJobCompleted");
+        record["serviceEventDetails"]["state"] = json!("FAILED");
+        record["serviceEventDetails"]["statusMessage"] = json!("Insufficient privileges");
+        let a = Alert::new(&rule("backup-job-failed"), &record, file(), 3);
+        assert_eq!(
+            a.subject,
+            "[HIGH] backup-job-failed: BackupJobCompleted FAILED in 123456789012/us-east-1"
+        );
+        assert_eq!(
+            a.summary,
+            "Backup job 8A8E738B-A8C5-E058-8224-90FA323A3C0E for EBS resource \
+             arn:aws:ec2:us-east-1:123456789012:volume/vol-06692095a6a421233 in vault BackupVault \
+             ended FAILED: Insufficient privileges"
+        );
+        let doc = a.document();
+        assert_eq!(doc["rule"]["severity"], "high");
+        assert_eq!(doc["event"]["state"], "FAILED");
+        assert_eq!(doc["event"]["principal"], "backup.amazonaws.com");
+        assert_eq!(doc["source"]["file"], "f.json.gz");
+        assert_eq!(doc["record"], record);
+        let line = a.json_line();
+        assert_eq!(line["record"], 3);
+        assert_eq!(line["eventID"], "2e7e4fcf-0c52-467f-9fd0-f61c2fcf7d17");
+    }
+
+    #[test]
+    fn api_call_and_outposts_summaries() {
+        let a = Alert::new(
+            &rule("backup-destructive-call"),
+            &fixture("DeleteRecoveryPoint"),
+            file(),
+            0,
+        );
+        assert_eq!(
+            a.summary,
+            "DeleteRecoveryPoint by arn:aws:iam::123456789012:root on vault Default, recovery point \
+             arn:aws:ec2:us-east-1::snapshot/snap-05f426fd9daab3433 from 12.34.567.89"
+        );
+        let a = Alert::new(
+            &rule("outposts-change"),
+            &fixture("SetSiteAddress"),
+            file(),
+            0,
+        );
+        assert_eq!(
+            a.subject,
+            "[MEDIUM] outposts-change: SetSiteAddress in 111122223333/us-west-2"
+        );
+        assert!(a.summary.starts_with(
+            "SetSiteAddress by arn:aws:sts::111122223333:assumed-role/example/jdoe on site os-123ab4c56789de01f"
+        ), "{}", a.summary);
+    }
+
+    #[test]
+    fn subjects_are_printable_ascii_within_99_characters() {
+        assert_eq!(sanitize_subject("a\nb\t\tc  é"), "a b c ?");
+        let long = sanitize_subject(&"x".repeat(300));
+        assert_eq!(long.len(), 99);
+        assert!(long.ends_with("..."));
+        let mut record = fixture("SetSiteAddress");
+        record["eventName"] = json!("Ünïcode\nName".repeat(20));
+        let a = Alert::new(&rule("outposts-change"), &record, file(), 0);
+        assert!(a.subject.len() <= 99);
+        assert!(a.subject.chars().all(|c| c.is_ascii_graphic() || c == ' '));
+    }
+
+    #[test]
+    fn oversized_documents_are_cut_and_marked() {
+        let mut record = fixture("StartBackupJob");
+        record["requestParameters"]["backupOptions"] = json!({"blob": "x".repeat(300_000)});
+        let a = Alert::new(&rule("backup-destructive-call"), &record, file(), 0);
+        let text = a.document_within(SNS_MAX_MESSAGE_BYTES);
+        assert!(text.len() <= SNS_MAX_MESSAGE_BYTES);
+        let doc: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            doc["truncated"],
+            json!(["$.record.requestParameters.backupOptions.blob"])
+        );
+        assert!(doc["record"]["requestParameters"]["backupOptions"]["blob"]
+            .as_str()
+            .unwrap()
+            .starts_with("[cut by trail-alerts: 300002 bytes]"));
+        assert_eq!(doc["record"]["eventName"], "StartBackupJob");
+        // A document that fits is left alone.
+        assert_eq!(a.document_within(usize::MAX), a.document().to_string());
+    }
+}
