@@ -4,3 +4,4 @@ mod util;
 
 mod conformance;
 mod differential;
+mod real_files;
