@@ -52,11 +52,14 @@ fn deliveries() -> Vec<(String, Vec<u8>, usize)> {
     }
     for entry in std::fs::read_dir(fixture("real/stratus")).expect("dir") {
         let path = entry.expect("entry").path();
-        let records: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
+        let records: Vec<Value> =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
         let n = records.len();
         out.push((path.display().to_string(), gzip(&envelope(records)), n));
     }
-    let panther: Vec<Value> = serde_json::from_str(&read_text("real/panther/panther_cloudtrail_tests.json")).expect("json");
+    let panther: Vec<Value> =
+        serde_json::from_str(&read_text("real/panther/panther_cloudtrail_tests.json"))
+            .expect("json");
     let logs: Vec<Value> = panther.into_iter().map(|t| t["log"].clone()).collect();
     let n = logs.len();
     out.push(("panther".into(), envelope(logs), n));
@@ -67,11 +70,18 @@ fn deliveries() -> Vec<(String, Vec<u8>, usize)> {
         .collect();
     let n = otrf.len();
     out.push(("otrf".into(), gzip(&envelope(otrf)), n));
-    let docs: Vec<Value> = serde_json::from_str(&read_text("real/aws-docs/cloudtrail_user_guide_examples.json")).expect("json");
+    let docs: Vec<Value> = serde_json::from_str(&read_text(
+        "real/aws-docs/cloudtrail_user_guide_examples.json",
+    ))
+    .expect("json");
     for (i, d) in docs.iter().enumerate() {
         let j = &d["json"];
         if let Some(records) = j.get("Records").and_then(Value::as_array) {
-            out.push((format!("aws-docs[{i}]"), serde_json::to_vec(j).expect("ser"), records.len()));
+            out.push((
+                format!("aws-docs[{i}]"),
+                serde_json::to_vec(j).expect("ser"),
+                records.len(),
+            ));
         } else if j.get("eventVersion").is_some() {
             out.push((format!("aws-docs[{i}]"), envelope(vec![j.clone()]), 1));
         }
@@ -111,7 +121,12 @@ fn the_builtin_pack_is_quiet_on_records_that_are_not_backup_or_outposts_events()
     for (name, bytes, _) in deliveries() {
         let source = AlertSource::File { path: name.clone() };
         scanner
-            .scan(&bytes[..], &source, |a| alerts.push(a), |e| panic!("{name}: {e}"))
+            .scan(
+                &bytes[..],
+                &source,
+                |a| alerts.push(a),
+                |e| panic!("{name}: {e}"),
+            )
             .unwrap_or_else(|e| panic!("{name}: {e}"));
     }
     for a in &alerts {
@@ -128,15 +143,34 @@ fn the_builtin_pack_is_quiet_on_records_that_are_not_backup_or_outposts_events()
 
 #[test]
 fn real_non_log_documents_are_refused_with_what_they_are() {
-    let docs: Vec<Value> = serde_json::from_str(&read_text("real/aws-docs/cloudtrail_user_guide_examples.json")).expect("json");
-    let digest = docs.iter().find(|d| d["json"].get("digestStartTime").is_some()).expect("digest example");
-    let err = LogReader::new(&serde_json::to_vec(&digest["json"]).expect("ser")[..], Limits::default())
-        .err()
-        .expect("refused");
+    let docs: Vec<Value> = serde_json::from_str(&read_text(
+        "real/aws-docs/cloudtrail_user_guide_examples.json",
+    ))
+    .expect("json");
+    let digest = docs
+        .iter()
+        .find(|d| d["json"].get("digestStartTime").is_some())
+        .expect("digest example");
+    let err = LogReader::new(
+        &serde_json::to_vec(&digest["json"]).expect("ser")[..],
+        Limits::default(),
+    )
+    .err()
+    .expect("refused");
     assert!(err.to_string().contains("CloudTrail digest file"), "{err}");
-    let sns = docs.iter().find(|d| d["json"].get("s3ObjectKey").is_some()).expect("SNS example");
-    let err = LogReader::new(&serde_json::to_vec(&sns["json"]).expect("ser")[..], Limits::default())
-        .err()
-        .expect("refused");
-    assert!(err.to_string().contains("no \"Records\" array; top-level keys: \"s3Bucket\", \"s3ObjectKey\""), "{err}");
+    let sns = docs
+        .iter()
+        .find(|d| d["json"].get("s3ObjectKey").is_some())
+        .expect("SNS example");
+    let err = LogReader::new(
+        &serde_json::to_vec(&sns["json"]).expect("ser")[..],
+        Limits::default(),
+    )
+    .err()
+    .expect("refused");
+    assert!(
+        err.to_string()
+            .contains("no \"Records\" array; top-level keys: \"s3Bucket\", \"s3ObjectKey\""),
+        "{err}"
+    );
 }

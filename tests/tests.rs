@@ -2,6 +2,7 @@
 
 mod util;
 
+mod cli;
 mod conformance;
 mod differential;
 mod real_files;

@@ -1,0 +1,397 @@
+//! Black-box tests of the `trail-alerts` binary: good files give the expected `jsonl`, every
+//! bad-input class gives exit status 1 and a message that names the file (and record index).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use serde_json::{json, Value};
+
+fn cmd() -> Command {
+    let mut c = Command::cargo_bin("trail-alerts").expect("binary");
+    c.env_remove("MAX_DECOMPRESSED_BYTES")
+        .env_remove("MAX_RECORD_BYTES");
+    c
+}
+
+fn trails() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("events/trails")
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(bytes).expect("gzip");
+    enc.finish().expect("gzip")
+}
+
+fn jsonl(stdout: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
+        .collect()
+}
+
+/// A failed job service event in the documented shape.
+fn failed_job() -> Value {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/docs/BackupJobCompleted.json"),
+    )
+    .expect("fixture");
+    let mut record = serde_json::from_str::<Value>(&text).expect("json")["record"].clone();
+    record["serviceEventDetails"]["state"] = json!("EXPIRED");
+    record
+}
+
+#[test]
+fn scan_jsonl_of_the_sample_trails() {
+    let out = cmd()
+        .args(["scan", "--format", "jsonl"])
+        .arg(trails())
+        .assert()
+        .success();
+    let lines = jsonl(&out.get_output().stdout);
+    let mut rules: Vec<&str> = lines
+        .iter()
+        .map(|l| l["rule"].as_str().expect("rule"))
+        .collect();
+    rules.sort();
+    assert_eq!(
+        rules,
+        [
+            "backup-copy-job-failed",
+            "backup-destructive-call",
+            "backup-job-failed",
+            "backup-org-plan-changed",
+            "backup-org-plan-changed",
+            "backup-restore-failed",
+            "outposts-call-failed",
+            "outposts-change",
+        ]
+    );
+    for l in &lines {
+        for key in [
+            "rule",
+            "severity",
+            "eventID",
+            "eventName",
+            "eventSource",
+            "eventTime",
+            "account",
+            "region",
+            "subject",
+            "file",
+            "record",
+        ] {
+            assert!(
+                l.get(key).is_some_and(|v| !v.is_null()),
+                "{key} missing in {l}"
+            );
+        }
+        assert!(l["subject"].as_str().expect("subject").len() <= 99);
+    }
+    let job = lines
+        .iter()
+        .find(|l| l["rule"] == "backup-job-failed")
+        .expect("job alert");
+    assert_eq!(job["severity"], "high");
+    assert_eq!(job["eventID"], "5c1a3e0b-0f7a-4e38-9a55-0d6c3b6f7a01");
+    assert_eq!(job["record"], 4);
+    assert!(job["file"]
+        .as_str()
+        .expect("file")
+        .ends_with("_BackupSamples0001.json.gz"));
+    assert_eq!(
+        job["subject"],
+        "[HIGH] backup-job-failed: BackupJobCompleted FAILED in 123456789012/us-east-1"
+    );
+    let org = lines
+        .iter()
+        .find(|l| l["rule"] == "backup-org-plan-changed")
+        .expect("org alert");
+    assert!(org["file"]
+        .as_str()
+        .expect("file")
+        .contains("/o-exampleorgid/"));
+    assert!(out.get_output().stderr.is_empty());
+}
+
+#[test]
+fn scan_text_has_aligned_lines_and_a_summary() {
+    let out = cmd().arg("scan").arg(trails()).assert().success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 9, "{text}");
+    assert!(
+        lines[8].starts_with("3 files, 12 records (0 skipped), 8 alerts in "),
+        "{}",
+        lines[8]
+    );
+    let column = |l: &str| l.find("20").expect("time column");
+    assert!(
+        lines[..8].iter().all(|l| column(l) == column(lines[0])),
+        "{text}"
+    );
+    assert!(lines
+        .iter()
+        .any(|l| l.starts_with("HIGH      backup-job-failed ")));
+}
+
+#[test]
+fn stdin_and_files_of_any_name_are_read_gzip_or_plain() {
+    let doc = serde_json::to_vec(&json!({"Records": [failed_job()]})).expect("json");
+    let out = cmd()
+        .args(["scan", "--format", "jsonl", "-"])
+        .write_stdin(gzip(&doc))
+        .assert()
+        .success();
+    let lines = jsonl(&out.get_output().stdout);
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["file"], "-");
+    assert_eq!(
+        lines[0]["subject"],
+        "[HIGH] backup-job-failed: BackupJobCompleted EXPIRED in 123456789012/us-east-1"
+    );
+    let dir = tempfile::tempdir().expect("tmp");
+    let odd = dir.path().join("not-a-log-name.txt");
+    std::fs::write(&odd, &doc).expect("write");
+    let out = cmd()
+        .args(["scan", "--format", "jsonl"])
+        .arg(&odd)
+        .assert()
+        .success();
+    assert_eq!(jsonl(&out.get_output().stdout).len(), 1);
+}
+
+#[test]
+fn directories_pass_over_digests_and_other_objects() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let day = dir
+        .path()
+        .join("AWSLogs/123456789012/CloudTrail/us-east-1/2024/01/01");
+    let digest_day = dir
+        .path()
+        .join("AWSLogs/123456789012/CloudTrail-Digest/us-east-1/2024/01/01");
+    std::fs::create_dir_all(&day).expect("mkdir");
+    std::fs::create_dir_all(&digest_day).expect("mkdir");
+    let doc = serde_json::to_vec(&json!({"Records": [failed_job()]})).expect("json");
+    std::fs::write(
+        day.join("123456789012_CloudTrail_us-east-1_20240101T0000Z_abc.json.gz"),
+        gzip(&doc),
+    )
+    .expect("write");
+    std::fs::write(
+        digest_day.join(
+            "123456789012_CloudTrail-Digest_us-east-1_trail_us-east-1_20240101T000000Z.json.gz",
+        ),
+        gzip(br#"{"digestStartTime":"x","logFiles":[]}"#),
+    )
+    .expect("write");
+    std::fs::write(dir.path().join("README.txt"), "not a log").expect("write");
+    let out = cmd().arg("scan").arg(dir.path()).assert().success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(
+        text.contains("1 file, 1 records (0 skipped), 1 alert in "),
+        "{text}"
+    );
+    assert!(text.contains("; 2 non-log files passed over"), "{text}");
+}
+
+/// Every bad-input class: exit 1, the file named on standard error with what was wrong.
+#[test]
+fn bad_inputs_exit_1_and_name_the_file() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let good = serde_json::to_vec(&json!({"Records": [failed_job()]})).expect("json");
+    let mut truncated = gzip(&good);
+    truncated.truncate(truncated.len() / 2);
+    let bomb = {
+        let doc = format!(
+            r#"{{"Records":[{}]}}"#,
+            vec![r#"{"eventName":"x"}"#; 100_000].join(",")
+        );
+        gzip(doc.as_bytes())
+    };
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "truncated.json.gz",
+            truncated,
+            "gzip data is corrupt or truncated",
+        ),
+        (
+            "binary.bin",
+            vec![0u8, 159, 146, 150, 7, 7],
+            "expected a JSON object",
+        ),
+        (
+            "invalid.json",
+            b"{\"Records\": [ {\"a\": 1} oops".to_vec(),
+            "',' or ']' between records",
+        ),
+        (
+            "norecords.json",
+            br#"{"foo": []}"#.to_vec(),
+            "no \"Records\" array",
+        ),
+        (
+            "notarray.json",
+            br#"{"Records": "x"}"#.to_vec(),
+            "\"Records\" at byte 12 is a string \"x\", not an array",
+        ),
+        ("empty.json.gz", Vec::new(), "the file is empty"),
+        (
+            "digest.json.gz",
+            gzip(br#"{"digestStartTime":"x","digestPublicKeyFingerprint":"y","logFiles":[]}"#),
+            "CloudTrail digest file",
+        ),
+        ("bomb.json.gz", bomb, "MAX_DECOMPRESSED_BYTES"),
+    ];
+    for (name, bytes, want) in cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, &bytes).expect("write");
+        let out = cmd()
+            .env("MAX_DECOMPRESSED_BYTES", "1MiB")
+            .args(["scan", "--format", "jsonl"])
+            .arg(&path)
+            .assert()
+            .code(1);
+        let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+        assert!(
+            stderr.contains(&path.display().to_string()),
+            "{name}: {stderr}"
+        );
+        assert!(stderr.contains(want), "{name}: wanted {want:?} in {stderr}");
+        assert!(!stderr.contains("panicked"), "{name}: {stderr}");
+    }
+    let missing = dir.path().join("missing.json.gz");
+    let out = cmd().arg("scan").arg(&missing).assert().code(1);
+    assert!(String::from_utf8_lossy(&out.get_output().stderr).contains("missing.json.gz"));
+}
+
+#[test]
+fn bad_records_are_reported_with_their_index_and_the_rest_still_alert() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("mixed.json");
+    let doc = format!(
+        r#"{{"Records":[{}, "not an object", {{"broken": }}, {}]}}"#,
+        failed_job(),
+        failed_job()
+    );
+    std::fs::write(&path, doc).expect("write");
+    let out = cmd()
+        .args(["scan", "--format", "jsonl"])
+        .arg(&path)
+        .assert()
+        .code(1);
+    let lines = jsonl(&out.get_output().stdout);
+    assert_eq!(
+        lines
+            .iter()
+            .map(|l| l["record"].as_u64().expect("index"))
+            .collect::<Vec<_>>(),
+        [0, 3]
+    );
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains(&format!("{}: record 1 (byte ", path.display())),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("not a JSON object but a string"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("record 2 (byte "), "{stderr}");
+    assert!(stderr.contains("invalid JSON"), "{stderr}");
+}
+
+#[test]
+fn invalid_rules_exit_1_naming_file_rule_and_path() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let rules = dir.path().join("mine.yaml");
+    std::fs::write(
+        &rules,
+        "rules:\n  - id: mine\n    description: d\n    severity: high\n    pattern:\n      detail:\n        state: [{numeric: [\">\"]}]\n",
+    )
+    .expect("write");
+    for args in [vec!["rules", "test"], vec!["rules", "list"], vec!["scan"]] {
+        let mut c = cmd();
+        c.args(&args).arg("--rules").arg(&rules);
+        if args == ["scan"] {
+            c.arg(trails());
+        }
+        let out = c.assert().code(1);
+        let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+        assert!(
+            stderr.contains(&format!(
+                "{}: rule \"mine\" at $.rules[0].pattern.detail.state[0].numeric: \"numeric\" takes one or two",
+                rules.display()
+            )),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn duplicate_ids_across_sources_are_refused() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let rules = dir.path().join("dup.yaml");
+    std::fs::write(
+        &rules,
+        "rules:\n  - id: backup-job-failed\n    description: d\n    severity: high\n    pattern: {eventName: [X]}\n",
+    )
+    .expect("write");
+    let out = cmd()
+        .args(["rules", "list", "--rules", "builtin", "--rules"])
+        .arg(&rules)
+        .assert()
+        .code(1);
+    assert!(String::from_utf8_lossy(&out.get_output().stderr)
+        .contains("rule id \"backup-job-failed\" is already defined in builtin:rules/backup.yaml"));
+}
+
+#[test]
+fn rules_test_runs_every_embedded_test() {
+    let out = cmd().args(["rules", "test"]).assert().success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines.iter().filter(|l| l.starts_with("ok    ")).count() >= 26,
+        "{text}"
+    );
+    assert!(!lines.iter().any(|l| l.starts_with("FAIL")), "{text}");
+    assert!(
+        lines.last().expect("summary").starts_with("13 rules, "),
+        "{text}"
+    );
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let rules = dir.path().join("failing.yaml");
+    std::fs::write(
+        &rules,
+        "rules:\n  - id: wrong\n    description: d\n    severity: low\n    pattern: {eventName: [X]}\n    tests:\n      - name: should fire\n        expect: true\n        record: {eventName: Y}\n",
+    )
+    .expect("write");
+    let out = cmd()
+        .args(["rules", "test", "--rules"])
+        .arg(&rules)
+        .assert()
+        .code(1);
+    let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(
+        text.contains("FAIL  wrong: should fire (expected the rule to fire; it did not)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn rules_list_shows_id_severity_enabled_description() {
+    let out = cmd().args(["rules", "list"]).assert().success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 14, "{text}");
+    assert!(lines[0].starts_with("ID "));
+    assert!(lines.iter().any(|l| l.starts_with("backup-job-completed ")
+        && l.contains(" info ")
+        && l.contains(" no ")));
+    assert!(lines.iter().any(|l| l.starts_with("outposts-change ")
+        && l.contains(" medium ")
+        && l.contains(" yes ")));
+}
