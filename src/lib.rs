@@ -12,6 +12,7 @@ pub mod alert;
 pub mod config;
 pub mod engine;
 pub mod keys;
+pub mod lambda;
 pub mod pattern;
 pub mod reader;
 pub mod rules;

@@ -65,6 +65,23 @@ pub enum ReadError {
     DuplicateRecords { offset: u64 },
 }
 
+impl ReadError {
+    /// Whether reading again could succeed: the stream broke off (a network fault), as opposed
+    /// to content that is wrong and will stay wrong.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ReadError::Io { .. } => true,
+            ReadError::Gzip { source, .. } => !matches!(
+                source.kind(),
+                io::ErrorKind::InvalidData
+                    | io::ErrorKind::InvalidInput
+                    | io::ErrorKind::UnexpectedEof
+            ),
+            _ => false,
+        }
+    }
+}
+
 /// A record that was skipped; the records around it were read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordError {

@@ -1,0 +1,153 @@
+//! The function's configuration, read once from the environment through a lookup function.
+
+use std::time::Duration;
+
+use crate::config::{limits, rule_sources, ConfigError};
+use crate::reader::Limits;
+
+use super::message::AlertFormat;
+
+/// Attempts at entries SNS refuses inside a `PublishBatch`, after the first.
+pub const DEFAULT_PUBLISH_RETRIES: u32 = 3;
+/// The first back-off between those attempts; it grows fourfold each time.
+pub const DEFAULT_PUBLISH_BACKOFF: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LambdaConfig {
+    /// `ALERT_TOPIC_ARN`: the topic for rules without their own.
+    pub alert_topic_arn: Option<String>,
+    /// `RULES`: rule sources (`builtin`, paths in the package, `s3://bucket/key`).
+    pub rules: Vec<String>,
+    /// `ALERT_FORMAT`.
+    pub format: AlertFormat,
+    /// `MAX_DECOMPRESSED_BYTES`, `MAX_RECORD_BYTES`.
+    pub limits: Limits,
+    /// `ALLOWED_BUCKETS`: `None` allows any bucket.
+    pub allowed_buckets: Option<Vec<String>>,
+    pub publish_retries: u32,
+    pub publish_backoff: Duration,
+}
+
+impl Default for LambdaConfig {
+    fn default() -> Self {
+        LambdaConfig {
+            alert_topic_arn: None,
+            rules: vec!["builtin".into()],
+            format: AlertFormat::Json,
+            limits: Limits::default(),
+            allowed_buckets: None,
+            publish_retries: DEFAULT_PUBLISH_RETRIES,
+            publish_backoff: DEFAULT_PUBLISH_BACKOFF,
+        }
+    }
+}
+
+impl LambdaConfig {
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let non_empty = |k: &str| {
+            lookup(k)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let format = match non_empty("ALERT_FORMAT") {
+            None => AlertFormat::Json,
+            Some(f) => AlertFormat::parse(&f).ok_or_else(|| ConfigError {
+                variable: "ALERT_FORMAT",
+                value: f.clone(),
+                reason: "expected json, text or per-protocol".into(),
+            })?,
+        };
+        let alert_topic_arn = non_empty("ALERT_TOPIC_ARN");
+        if let Some(arn) = &alert_topic_arn {
+            if !arn.starts_with("arn:") || arn.split(':').count() != 6 || !arn.contains(":sns:") {
+                return Err(ConfigError {
+                    variable: "ALERT_TOPIC_ARN",
+                    value: arn.clone(),
+                    reason: "not an SNS topic ARN (arn:<partition>:sns:<region>:<account>:<name>)"
+                        .into(),
+                });
+            }
+        }
+        let allowed_buckets = non_empty("ALLOWED_BUCKETS").map(|list| {
+            list.split(',')
+                .map(str::trim)
+                .filter(|b| !b.is_empty())
+                .map(str::to_owned)
+                .collect()
+        });
+        Ok(LambdaConfig {
+            alert_topic_arn,
+            rules: rule_sources(&lookup),
+            format,
+            limits: limits(&lookup)?,
+            allowed_buckets,
+            ..LambdaConfig::default()
+        })
+    }
+
+    pub fn bucket_allowed(&self, bucket: &str) -> bool {
+        self.allowed_buckets
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|b| b == bucket))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<LambdaConfig, ConfigError> {
+        let map: HashMap<&str, &str> = pairs.iter().copied().collect();
+        LambdaConfig::from_lookup(|k| map.get(k).map(|v| (*v).to_owned()))
+    }
+
+    #[test]
+    fn defaults() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c, LambdaConfig::default());
+        assert!(c.bucket_allowed("anything"));
+    }
+
+    #[test]
+    fn every_variable() {
+        let c = cfg(&[
+            (
+                "ALERT_TOPIC_ARN",
+                "arn:aws:sns:us-east-1:123456789012:alerts",
+            ),
+            ("RULES", "builtin,s3://rules-bucket/team.yaml"),
+            ("ALERT_FORMAT", "per-protocol"),
+            ("MAX_RECORD_BYTES", "1MiB"),
+            ("ALLOWED_BUCKETS", "trail-a, trail-b"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.alert_topic_arn.as_deref(),
+            Some("arn:aws:sns:us-east-1:123456789012:alerts")
+        );
+        assert_eq!(c.rules, ["builtin", "s3://rules-bucket/team.yaml"]);
+        assert_eq!(c.format, AlertFormat::PerProtocol);
+        assert_eq!(c.limits.max_record_bytes, 1 << 20);
+        assert!(c.bucket_allowed("trail-b"));
+        assert!(!c.bucket_allowed("other"));
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        assert_eq!(
+            cfg(&[("ALERT_FORMAT", "xml")]).unwrap_err().variable,
+            "ALERT_FORMAT"
+        );
+        assert_eq!(
+            cfg(&[("ALERT_TOPIC_ARN", "alerts")]).unwrap_err().variable,
+            "ALERT_TOPIC_ARN"
+        );
+        assert_eq!(
+            cfg(&[("MAX_DECOMPRESSED_BYTES", "-1")])
+                .unwrap_err()
+                .variable,
+            "MAX_DECOMPRESSED_BYTES"
+        );
+    }
+}

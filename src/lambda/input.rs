@@ -1,0 +1,364 @@
+//! Every way an S3 delivery reaches the function, reduced to the objects to read.
+//!
+//! - an S3 event notification (`Records[].s3`, keys form-URL-encoded: `+` is a space);
+//! - the same wrapped in SNS (`Records[].Sns.Message`);
+//! - SQS messages carrying any of these, or an SNS notification of them (`Records[].body`), each
+//!   message judged on its own so that only failed messages return;
+//! - CloudTrail's own SNS log-delivery notification (`{"s3Bucket": …, "s3ObjectKey": [ … ]}`, keys
+//!   as they are), directly, through SNS or through SQS;
+//! - EventBridge `Object Created` events from S3 (keys as they are);
+//! - `s3:TestEvent`, which S3 sends when a notification is configured: acknowledged, nothing read.
+
+use aws_lambda_events::event::s3::S3Event;
+use aws_lambda_events::event::sns::SnsEvent;
+use aws_lambda_events::event::sqs::SqsEvent;
+use serde_json::Value;
+
+/// An S3 object to read, with its key decoded.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ObjectRef {
+    pub bucket: String,
+    pub key: String,
+}
+
+/// What one notification asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    Object(ObjectRef),
+    /// `s3:TestEvent`.
+    Test,
+    /// A notification about something other than a new object (e.g. `ObjectRemoved:*`).
+    Ignored(String),
+}
+
+/// The payload of one invocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    /// Deliveries that succeed or fail together.
+    Direct(Vec<Delivery>),
+    /// SQS messages, each with its own deliveries (or the reason its body could not be read).
+    Sqs(Vec<SqsMessage>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqsMessage {
+    pub message_id: String,
+    pub deliveries: Result<Vec<Delivery>, InputError>,
+}
+
+/// A payload (or message body) that is none of the known shapes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InputError {
+    #[error("not JSON: {0}")]
+    NotJson(String),
+    #[error("unknown payload shape (top-level keys: {0}); expected an S3, SNS, SQS, EventBridge or CloudTrail notification")]
+    UnknownShape(String),
+    #[error("malformed {shape}: {reason}")]
+    Malformed { shape: &'static str, reason: String },
+}
+
+/// Reads an invocation payload.
+pub fn parse_payload(payload: &Value) -> Result<Payload, InputError> {
+    if let Some(first) = payload
+        .get("Records")
+        .and_then(Value::as_array)
+        .and_then(|r| r.first())
+    {
+        if first.get("eventSource").and_then(Value::as_str) == Some("aws:sqs") {
+            return parse_sqs(payload).map(Payload::Sqs);
+        }
+    }
+    parse_notification(payload).map(Payload::Direct)
+}
+
+fn parse_sqs(payload: &Value) -> Result<Vec<SqsMessage>, InputError> {
+    let event: SqsEvent =
+        serde_json::from_value(payload.clone()).map_err(|e| InputError::Malformed {
+            shape: "SQS event",
+            reason: e.to_string(),
+        })?;
+    Ok(event
+        .records
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| SqsMessage {
+            message_id: m.message_id.unwrap_or_else(|| format!("#{i}")),
+            deliveries: match m.body {
+                Some(body) => parse_body(&body),
+                None => Err(InputError::Malformed {
+                    shape: "SQS message",
+                    reason: "no body".into(),
+                }),
+            },
+        })
+        .collect())
+}
+
+/// A message body (SQS or SNS) is itself one of the notification shapes, as JSON text.
+fn parse_body(body: &str) -> Result<Vec<Delivery>, InputError> {
+    let value: Value =
+        serde_json::from_str(body).map_err(|e| InputError::NotJson(e.to_string()))?;
+    parse_notification(&value)
+}
+
+/// Any shape but SQS (SQS inside SQS does not happen).
+fn parse_notification(v: &Value) -> Result<Vec<Delivery>, InputError> {
+    if let Some(records) = v.get("Records").and_then(Value::as_array) {
+        let source = records.first().and_then(|r| {
+            r.get("eventSource")
+                .or_else(|| r.get("EventSource"))
+                .and_then(Value::as_str)
+        });
+        return match source {
+            Some("aws:s3") => parse_s3(v),
+            Some("aws:sns") => parse_sns(v),
+            None if records.is_empty() => Ok(Vec::new()),
+            other => Err(InputError::UnknownShape(format!(
+                "Records from {}",
+                other.unwrap_or("an unnamed source")
+            ))),
+        };
+    }
+    // An SNS notification as SQS receives it from a subscription (raw delivery off).
+    if v.get("Type").and_then(Value::as_str) == Some("Notification") {
+        let message =
+            v.get("Message")
+                .and_then(Value::as_str)
+                .ok_or_else(|| InputError::Malformed {
+                    shape: "SNS notification",
+                    reason: "no Message string".into(),
+                })?;
+        return parse_body(message);
+    }
+    if v.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
+        return Ok(vec![Delivery::Test]);
+    }
+    if let (Some(bucket), Some(keys)) = (v.get("s3Bucket"), v.get("s3ObjectKey")) {
+        return parse_cloudtrail(bucket, keys);
+    }
+    if v.get("source").and_then(Value::as_str) == Some("aws.s3") && v.get("detail-type").is_some() {
+        return parse_eventbridge(v);
+    }
+    let keys: Vec<String> = match v {
+        Value::Object(m) => m.keys().take(8).map(|k| format!("{k:?}")).collect(),
+        other => vec![format!("not an object but {}", kind(other))],
+    };
+    Err(InputError::UnknownShape(keys.join(", ")))
+}
+
+fn parse_s3(v: &Value) -> Result<Vec<Delivery>, InputError> {
+    let event: S3Event = serde_json::from_value(v.clone()).map_err(|e| InputError::Malformed {
+        shape: "S3 event",
+        reason: e.to_string(),
+    })?;
+    event
+        .records
+        .into_iter()
+        .map(|r| {
+            let name = r.event_name.unwrap_or_default();
+            if !name.starts_with("ObjectCreated:") {
+                return Ok(Delivery::Ignored(name));
+            }
+            let bucket = r.s3.bucket.name.ok_or_else(|| InputError::Malformed {
+                shape: "S3 event",
+                reason: "a record has no bucket name".into(),
+            })?;
+            let raw = r.s3.object.key.ok_or_else(|| InputError::Malformed {
+                shape: "S3 event",
+                reason: "a record has no object key".into(),
+            })?;
+            let key = decode_form(&raw).ok_or_else(|| InputError::Malformed {
+                shape: "S3 event",
+                reason: format!("object key {raw:?} is not valid URL encoding of UTF-8"),
+            })?;
+            Ok(Delivery::Object(ObjectRef { bucket, key }))
+        })
+        .collect()
+}
+
+fn parse_sns(v: &Value) -> Result<Vec<Delivery>, InputError> {
+    let event: SnsEvent = serde_json::from_value(v.clone()).map_err(|e| InputError::Malformed {
+        shape: "SNS event",
+        reason: e.to_string(),
+    })?;
+    let mut out = Vec::new();
+    for r in event.records {
+        out.extend(parse_body(&r.sns.message)?);
+    }
+    Ok(out)
+}
+
+fn parse_cloudtrail(bucket: &Value, keys: &Value) -> Result<Vec<Delivery>, InputError> {
+    let malformed = |reason: &str| InputError::Malformed {
+        shape: "CloudTrail notification",
+        reason: reason.into(),
+    };
+    let bucket = bucket
+        .as_str()
+        .ok_or_else(|| malformed("s3Bucket is not a string"))?;
+    let keys = keys
+        .as_array()
+        .ok_or_else(|| malformed("s3ObjectKey is not a list"))?;
+    keys.iter()
+        .map(|k| {
+            k.as_str()
+                .map(|key| {
+                    Delivery::Object(ObjectRef {
+                        bucket: bucket.to_owned(),
+                        key: key.to_owned(),
+                    })
+                })
+                .ok_or_else(|| malformed("an s3ObjectKey entry is not a string"))
+        })
+        .collect()
+}
+
+fn parse_eventbridge(v: &Value) -> Result<Vec<Delivery>, InputError> {
+    let detail_type = v
+        .get("detail-type")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if detail_type != "Object Created" {
+        return Ok(vec![Delivery::Ignored(detail_type.to_owned())]);
+    }
+    let bucket = v.pointer("/detail/bucket/name").and_then(Value::as_str);
+    let key = v.pointer("/detail/object/key").and_then(Value::as_str);
+    match (bucket, key) {
+        (Some(bucket), Some(key)) => Ok(vec![Delivery::Object(ObjectRef {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+        })]),
+        _ => Err(InputError::Malformed {
+            shape: "EventBridge Object Created event",
+            reason: "no detail.bucket.name or detail.object.key".into(),
+        }),
+    }
+}
+
+/// Decodes an S3 notification key: `+` is a space, `%XX` a byte; the result must be UTF-8.
+pub fn decode_form(raw: &str) -> Option<String> {
+    let plus_decoded = raw.replace('+', " ");
+    percent_encoding::percent_decode_str(&plus_decoded)
+        .decode_utf8()
+        .ok()
+        .map(|s| s.into_owned())
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn object(bucket: &str, key: &str) -> Delivery {
+        Delivery::Object(ObjectRef {
+            bucket: bucket.into(),
+            key: key.into(),
+        })
+    }
+
+    fn s3_event(key: &str) -> Value {
+        json!({"Records": [{
+            "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+            "eventTime": "2024-01-01T00:00:00.000Z", "eventName": "ObjectCreated:Put",
+            "userIdentity": {"principalId": "AWS:X"}, "requestParameters": {"sourceIPAddress": "127.0.0.1"},
+            "responseElements": {}, "s3": {"s3SchemaVersion": "1.0", "configurationId": "c",
+            "bucket": {"name": "trail-bucket", "ownerIdentity": {"principalId": "X"}, "arn": "arn:aws:s3:::trail-bucket"},
+            "object": {"key": key, "size": 10, "eTag": "e", "sequencer": "1"}}
+        }]})
+    }
+
+    #[test]
+    fn s3_keys_are_form_decoded() {
+        assert_eq!(
+            decode_form("a+b%2Bc%20d%C3%A9").as_deref(),
+            Some("a b+c dé")
+        );
+        assert_eq!(decode_form("%FF"), None);
+        let p = parse_payload(&s3_event("my+prefix/AWSLogs/x%3Ay.json.gz")).unwrap();
+        assert_eq!(
+            p,
+            Payload::Direct(vec![object(
+                "trail-bucket",
+                "my prefix/AWSLogs/x:y.json.gz"
+            )])
+        );
+    }
+
+    #[test]
+    fn sns_and_sqs_wrapping() {
+        let s3 = s3_event("k.json.gz");
+        let sns_notification = json!({"Type": "Notification", "MessageId": "m", "TopicArn": "arn:aws:sns:us-east-1:123456789012:t",
+                                      "Message": s3.to_string(), "Timestamp": "2024-01-01T00:00:00.000Z"});
+        let sqs = json!({"Records": [
+            {"messageId": "a", "body": s3.to_string(), "eventSource": "aws:sqs"},
+            {"messageId": "b", "body": sns_notification.to_string(), "eventSource": "aws:sqs"},
+            {"messageId": "c", "body": "garbage {", "eventSource": "aws:sqs"},
+            {"messageId": "d", "body": json!({"s3Bucket": "b", "s3ObjectKey": ["x y+z.json.gz"]}).to_string(), "eventSource": "aws:sqs"},
+        ]});
+        let Payload::Sqs(messages) = parse_payload(&sqs).unwrap() else {
+            panic!("not SQS")
+        };
+        assert_eq!(
+            messages[0].deliveries,
+            Ok(vec![object("trail-bucket", "k.json.gz")])
+        );
+        assert_eq!(
+            messages[1].deliveries,
+            Ok(vec![object("trail-bucket", "k.json.gz")])
+        );
+        assert!(matches!(
+            messages[2].deliveries,
+            Err(InputError::NotJson(_))
+        ));
+        // CloudTrail's own notification carries keys as they are: '+' stays '+'.
+        assert_eq!(
+            messages[3].deliveries,
+            Ok(vec![object("b", "x y+z.json.gz")])
+        );
+        assert_eq!(messages[3].message_id, "d");
+    }
+
+    #[test]
+    fn test_events_eventbridge_and_unknown_shapes() {
+        let test = json!({"Service": "Amazon S3", "Event": "s3:TestEvent", "Time": "2024-01-01T00:00:00.000Z", "Bucket": "b", "RequestId": "r", "HostId": "h"});
+        assert_eq!(
+            parse_payload(&test).unwrap(),
+            Payload::Direct(vec![Delivery::Test])
+        );
+        let eb = json!({"version": "0", "detail-type": "Object Created", "source": "aws.s3",
+                        "detail": {"bucket": {"name": "b"}, "object": {"key": "raw key+1.json.gz"}}});
+        assert_eq!(
+            parse_payload(&eb).unwrap(),
+            Payload::Direct(vec![object("b", "raw key+1.json.gz")])
+        );
+        let deleted = json!({"detail-type": "Object Deleted", "source": "aws.s3", "detail": {}});
+        assert_eq!(
+            parse_payload(&deleted).unwrap(),
+            Payload::Direct(vec![Delivery::Ignored("Object Deleted".into())])
+        );
+        let err = parse_payload(&json!({"hello": "world"})).unwrap_err();
+        assert_eq!(err.to_string(), "unknown payload shape (top-level keys: \"hello\"); expected an S3, SNS, SQS, EventBridge or CloudTrail notification");
+        assert!(parse_payload(&json!([1])).is_err());
+    }
+
+    #[test]
+    fn removals_are_ignored_not_read() {
+        let mut e = s3_event("k.json.gz");
+        e["Records"][0]["eventName"] = json!("ObjectRemoved:Delete");
+        assert_eq!(
+            parse_payload(&e).unwrap(),
+            Payload::Direct(vec![Delivery::Ignored("ObjectRemoved:Delete".into())])
+        );
+    }
+}

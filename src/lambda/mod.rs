@@ -1,0 +1,21 @@
+//! The AWS Lambda function: S3 deliveries in, SNS alerts out.
+//!
+//! # Layout
+//! - [`input`]: every payload shape an S3 delivery arrives in, reduced to objects to read.
+//! - [`ports`]: the two traits the handler needs — reading an object, publishing a batch.
+//! - [`handler`]: the handler, generic over the ports; typed errors mapped to `Diagnostic`.
+//! - [`message`]: SNS messages (formats, attributes, FIFO ids, batching) from alerts.
+//! - [`config`]: the function's environment, read once.
+//! - [`aws`]: the ports on the AWS SDK (the only module that imports `aws_sdk_*`).
+//! - [`memory`]: the ports in memory, for unit tests.
+
+pub mod aws;
+pub mod config;
+pub mod handler;
+pub mod input;
+pub mod memory;
+pub mod message;
+pub mod ports;
+
+pub use config::LambdaConfig;
+pub use handler::{Handler, HandlerError};

@@ -1,0 +1,68 @@
+//! The two things the handler does to the outside world, as small traits: read an object,
+//! publish a batch of messages. `aws.rs` implements them with the AWS SDK; `memory.rs` in memory
+//! for unit tests.
+
+use async_trait::async_trait;
+use tokio::io::AsyncRead;
+
+use super::input::ObjectRef;
+use super::message::OutMessage;
+
+/// An object's body, streamed.
+pub type ObjectBody = Box<dyn AsyncRead + Send + Unpin>;
+
+/// Reading objects.
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    async fn open(&self, object: &ObjectRef) -> Result<ObjectBody, FetchError>;
+}
+
+/// Why an object could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FetchError {
+    #[error("no such object (NoSuchKey or NoSuchBucket)")]
+    NotFound,
+    #[error("access denied ({0}); check the function's s3:GetObject and kms:Decrypt permissions")]
+    AccessDenied(String),
+    #[error("transient failure: {0}")]
+    Transient(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl FetchError {
+    /// Whether trying again later can help.
+    pub fn retryable(&self) -> bool {
+        matches!(self, FetchError::Transient(_))
+    }
+}
+
+/// Publishing alerts.
+#[async_trait]
+pub trait Publisher: Send + Sync {
+    /// Publishes up to ten messages to one topic in one call; returns the entries SNS refused.
+    /// An `Err` means the call itself failed (after the SDK's own retries).
+    async fn publish_batch(
+        &self,
+        topic: &str,
+        entries: &[OutMessage],
+    ) -> Result<Vec<EntryFailure>, PublishCallError>;
+}
+
+/// One entry SNS refused inside a `PublishBatch`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryFailure {
+    pub id: String,
+    pub code: String,
+    pub message: String,
+    /// SNS's verdict: the request itself is wrong and retrying it cannot help.
+    pub sender_fault: bool,
+}
+
+/// A `PublishBatch` call that failed as a whole.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct PublishCallError {
+    pub message: String,
+    pub retryable: bool,
+}
