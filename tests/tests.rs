@@ -5,4 +5,5 @@ mod util;
 mod cli;
 mod conformance;
 mod differential;
+mod handler;
 mod real_files;

@@ -1,0 +1,453 @@
+//! The Lambda handler with in-memory ports: every input shape of `events/`, every skip rule,
+//! refused buckets, fetch faults, SNS refusals and retries, FIFO topics.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use trail_alerts::lambda::handler::HandlerError;
+use trail_alerts::lambda::memory::{MemoryPublisher, MemoryStore, Script};
+use trail_alerts::lambda::ports::{FetchError, PublishCallError};
+use trail_alerts::lambda::{Handler, LambdaConfig};
+use trail_alerts::rules::{parse_document, RuleSet, RuleSource};
+
+const BUCKET: &str = "trail-alerts-demo";
+const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:trail-alerts";
+const K1: &str = "AWSLogs/123456789012/CloudTrail/us-east-1/2019/01/10/123456789012_CloudTrail_us-east-1_20190110T1350Z_BackupSamples0001.json.gz";
+const K2: &str = "AWSLogs/o-exampleorgid/123456789012/CloudTrail/ca-central-1/2020/06/02/123456789012_CloudTrail_ca-central-1_20200602T0035Z_OrgPlanSamples01.json.gz";
+const K3: &str = "AWSLogs/111122223333/CloudTrail/us-west-2/2020/08/14/111122223333_CloudTrail_us-west-2_20200814T1635Z_OutpostsSamples1.json.gz";
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn event(name: &str) -> Value {
+    let text = std::fs::read_to_string(root().join("events").join(name)).expect("event");
+    serde_json::from_str(&text).expect("json")
+}
+
+fn trails() -> MemoryStore {
+    let mut store = MemoryStore::default();
+    for key in [K1, K2, K3] {
+        let bytes = std::fs::read(root().join("events/trails").join(key)).expect("trail");
+        store.put(BUCKET, key, bytes);
+    }
+    store
+}
+
+fn config() -> LambdaConfig {
+    LambdaConfig {
+        alert_topic_arn: Some(TOPIC.into()),
+        publish_backoff: Duration::from_millis(1),
+        ..LambdaConfig::default()
+    }
+}
+
+fn builtin() -> Arc<RuleSet> {
+    Arc::new(RuleSet::load(&[RuleSource::Builtin]).expect("builtin"))
+}
+
+fn handler(
+    store: MemoryStore,
+    publisher: MemoryPublisher,
+    config: LambdaConfig,
+) -> Handler<MemoryStore, MemoryPublisher> {
+    Handler::new(builtin(), store, publisher, config).expect("handler")
+}
+
+/// Runs a payload and returns (response, rule ids published, in sorted order).
+async fn run(
+    payload: Value,
+    store: MemoryStore,
+    publisher: MemoryPublisher,
+) -> (
+    Result<Value, HandlerError>,
+    Vec<String>,
+    Arc<MemoryPublisher>,
+) {
+    let publisher = Arc::new(publisher);
+    let h = Handler::new(
+        builtin(),
+        store,
+        SharedPublisher(Arc::clone(&publisher)),
+        config(),
+    )
+    .expect("handler");
+    let result = h.handle(payload).await;
+    let mut rules: Vec<String> = publisher
+        .messages()
+        .iter()
+        .map(|(_, m)| {
+            m.attributes
+                .iter()
+                .find(|(k, _)| k == "rule")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        })
+        .collect();
+    rules.sort();
+    (result, rules, publisher)
+}
+
+/// Lets a test keep a handle on the publisher the handler owns.
+struct SharedPublisher(Arc<MemoryPublisher>);
+
+#[async_trait::async_trait]
+impl trail_alerts::lambda::ports::Publisher for SharedPublisher {
+    async fn publish_batch(
+        &self,
+        topic: &str,
+        entries: &[trail_alerts::lambda::message::OutMessage],
+    ) -> Result<Vec<trail_alerts::lambda::ports::EntryFailure>, PublishCallError> {
+        self.0.publish_batch(topic, entries).await
+    }
+}
+
+const K1_RULES: [&str; 4] = [
+    "backup-copy-job-failed",
+    "backup-destructive-call",
+    "backup-job-failed",
+    "backup-restore-failed",
+];
+
+#[tokio::test]
+async fn every_direct_shape_reads_its_objects() {
+    for (file, expected) in [
+        ("s3-object-created.json", K1_RULES.to_vec()),
+        ("sns-s3-object-created.json", K1_RULES.to_vec()),
+        (
+            "eventbridge-object-created.json",
+            vec!["outposts-call-failed", "outposts-change"],
+        ),
+        (
+            "cloudtrail-sns-notification.json",
+            vec![
+                "backup-copy-job-failed",
+                "backup-destructive-call",
+                "backup-job-failed",
+                "backup-org-plan-changed",
+                "backup-org-plan-changed",
+                "backup-restore-failed",
+                "outposts-call-failed",
+                "outposts-change",
+            ],
+        ),
+        ("s3-test-event.json", vec![]),
+    ] {
+        let (result, rules, _) = run(event(file), trails(), MemoryPublisher::default()).await;
+        let response = result.unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(rules, expected, "{file}");
+        assert_eq!(response["published"], expected.len(), "{file}: {response}");
+    }
+}
+
+#[tokio::test]
+async fn sqs_shapes_answer_with_batch_item_failures() {
+    for file in [
+        "sqs-s3-object-created.json",
+        "sqs-sns-s3-object-created.json",
+    ] {
+        let (result, rules, _) = run(event(file), trails(), MemoryPublisher::default()).await;
+        assert_eq!(
+            result.expect("ok"),
+            json!({"batchItemFailures": []}),
+            "{file}"
+        );
+        assert_eq!(rules, K1_RULES, "{file}");
+    }
+    let (result, rules, _) = run(
+        event("sqs-cloudtrail-notification.json"),
+        trails(),
+        MemoryPublisher::default(),
+    )
+    .await;
+    assert_eq!(result.expect("ok"), json!({"batchItemFailures": []}));
+    assert_eq!(rules.len(), 8);
+    // One garbage body among good ones: only it returns to the queue.
+    let (result, rules, _) = run(
+        event("sqs-partial-garbage.json"),
+        trails(),
+        MemoryPublisher::default(),
+    )
+    .await;
+    assert_eq!(
+        result.expect("ok"),
+        json!({"batchItemFailures": [{"itemIdentifier": "msg-1"}]})
+    );
+    assert_eq!(rules.len(), 4 + 2);
+}
+
+#[tokio::test]
+async fn an_object_that_fails_fails_only_its_sqs_message() {
+    let mut store = trails();
+    store.fail(BUCKET, K2, FetchError::Transient("connection reset".into()));
+    let (result, rules, _) = run(
+        event("sqs-partial-garbage.json"),
+        store,
+        MemoryPublisher::default(),
+    )
+    .await;
+    assert_eq!(
+        result.expect("ok"),
+        json!({"batchItemFailures": [{"itemIdentifier": "msg-1"}, {"itemIdentifier": "msg-2"}]})
+    );
+    assert_eq!(rules, K1_RULES);
+}
+
+fn s3_event(bucket: &str, key_encoded: &str) -> Value {
+    let mut e = event("s3-object-created.json");
+    e["Records"][0]["s3"]["bucket"]["name"] = json!(bucket);
+    e["Records"][0]["s3"]["object"]["key"] = json!(key_encoded);
+    e
+}
+
+#[tokio::test]
+async fn non_log_objects_are_skipped_and_counted_not_failed() {
+    let digest = "AWSLogs/123456789012/CloudTrail-Digest/us-east-1/2019/01/10/123456789012_CloudTrail-Digest_us-east-1_trail_us-east-1_20190110T135000Z.json.gz";
+    let empty = "AWSLogs/123456789012/CloudTrail/us-east-1/2019/01/10/123456789012_CloudTrail_us-east-1_20190110T1355Z_Empty00000000001.json.gz";
+    let store = || {
+        let mut s = trails();
+        s.put(BUCKET, digest, b"{\"logFiles\":[]}".to_vec());
+        s.put(BUCKET, empty, Vec::new());
+        s
+    };
+    for key in [
+        digest,
+        empty,
+        "AWSLogs/123456789012/CloudTrail/us-east-1/2019/01/10/",
+        "AWSLogs/123456789012/Config/us-east-1/2019/1/10/ConfigSnapshot/123456789012_Config_us-east-1_ConfigSnapshot_20190110T135000Z_x.json.gz",
+    ] {
+        let (result, rules, publisher) = run(s3_event(BUCKET, key), store(), MemoryPublisher::default()).await;
+        let response = result.unwrap_or_else(|e| panic!("{key}: {e}"));
+        assert_eq!(response["skippedObjects"], 1, "{key}: {response}");
+        assert!(rules.is_empty());
+        assert_eq!(*publisher.calls.lock().expect("calls"), 0);
+    }
+}
+
+#[tokio::test]
+async fn keys_with_spaces_plus_and_non_ascii_are_decoded() {
+    let key = "my trails+é/AWSLogs/o-exampleorgid/123456789012/CloudTrail/ca-central-1/2020/06/02/123456789012_CloudTrail_ca-central-1_20200602T0035Z_OrgPlanSamples01.json.gz";
+    let mut store = MemoryStore::default();
+    store.put(
+        BUCKET,
+        key,
+        std::fs::read(root().join("events/trails").join(K2)).expect("trail"),
+    );
+    let encoded = "my+trails%2B%C3%A9/AWSLogs/o-exampleorgid/123456789012/CloudTrail/ca-central-1/2020/06/02/123456789012_CloudTrail_ca-central-1_20200602T0035Z_OrgPlanSamples01.json.gz";
+    let (result, rules, publisher) =
+        run(s3_event(BUCKET, encoded), store, MemoryPublisher::default()).await;
+    result.expect("ok");
+    assert_eq!(
+        rules,
+        ["backup-org-plan-changed", "backup-org-plan-changed"]
+    );
+    let (_, m) = &publisher.messages()[0];
+    let doc: Value = serde_json::from_str(&m.body).expect("json");
+    assert_eq!(doc["source"], json!({"bucket": BUCKET, "key": key}));
+}
+
+#[tokio::test]
+async fn refused_buckets_and_missing_objects_fail_without_retry() {
+    let publisher = MemoryPublisher::default();
+    let h = handler(
+        trails(),
+        publisher,
+        LambdaConfig {
+            allowed_buckets: Some(vec!["only-this-one".into()]),
+            ..config()
+        },
+    );
+    let err = h
+        .handle(event("s3-object-created.json"))
+        .await
+        .expect_err("refused");
+    assert!(!err.retryable());
+    assert!(
+        err.to_string()
+            .contains("bucket \"trail-alerts-demo\" is not in ALLOWED_BUCKETS"),
+        "{err}"
+    );
+    let d: lambda_runtime::Diagnostic = err.into();
+    assert_eq!(d.error_type, "TrailAlerts.NonRetryable");
+
+    let (result, _, _) = run(
+        s3_event(BUCKET, &K1.replace("BackupSamples0001", "Missing000000001")),
+        trails(),
+        MemoryPublisher::default(),
+    )
+    .await;
+    let err = result.expect_err("missing");
+    assert!(!err.retryable());
+    assert!(err.to_string().contains("no such object"), "{err}");
+
+    let mut store = trails();
+    store.fail(BUCKET, K1, FetchError::Transient("timeout".into()));
+    let (result, _, _) = run(
+        event("s3-object-created.json"),
+        store,
+        MemoryPublisher::default(),
+    )
+    .await;
+    let err = result.expect_err("transient");
+    assert!(err.retryable());
+    assert_eq!(
+        lambda_runtime::Diagnostic::from(err).error_type,
+        "TrailAlerts.Retryable"
+    );
+}
+
+#[tokio::test]
+async fn a_corrupt_object_is_a_typed_error_naming_it() {
+    let mut store = MemoryStore::default();
+    let mut bytes = std::fs::read(root().join("events/trails").join(K1)).expect("trail");
+    bytes.truncate(bytes.len() / 2);
+    store.put(BUCKET, K1, bytes);
+    let (result, _, _) = run(
+        event("s3-object-created.json"),
+        store,
+        MemoryPublisher::default(),
+    )
+    .await;
+    let err = result.expect_err("corrupt");
+    assert!(
+        err.to_string().contains(&format!(
+            "s3://{BUCKET}/{K1}: gzip data is corrupt or truncated"
+        )),
+        "{err}"
+    );
+    assert!(!err.retryable());
+}
+
+#[tokio::test]
+async fn refused_entries_are_retried_alone_and_published_once() {
+    let publisher = MemoryPublisher::scripted(vec![
+        Script::Refuse {
+            positions: vec![1, 3],
+            sender_fault: false,
+        },
+        Script::Refuse {
+            positions: vec![0],
+            sender_fault: false,
+        },
+    ]);
+    let (result, rules, publisher) =
+        run(event("s3-object-created.json"), trails(), publisher).await;
+    result.expect("published in the end");
+    assert_eq!(rules, K1_RULES, "each alert exactly once");
+    assert_eq!(*publisher.calls.lock().expect("calls"), 3);
+}
+
+#[tokio::test]
+async fn entries_refused_for_good_fail_the_invocation() {
+    let always: Vec<Script> = (0..10)
+        .map(|_| Script::Refuse {
+            positions: vec![0],
+            sender_fault: false,
+        })
+        .collect();
+    let (result, _, _) = run(
+        event("s3-object-created.json"),
+        trails(),
+        MemoryPublisher::scripted(always),
+    )
+    .await;
+    let err = result.expect_err("refused");
+    assert!(err.retryable());
+    assert!(
+        err.to_string().contains("refused by SNS after 4 attempts"),
+        "{err}"
+    );
+
+    let (result, _, publisher) = run(
+        event("s3-object-created.json"),
+        trails(),
+        MemoryPublisher::scripted(vec![Script::Refuse {
+            positions: vec![2],
+            sender_fault: true,
+        }]),
+    )
+    .await;
+    let err = result.expect_err("sender fault");
+    assert!(!err.retryable());
+    assert_eq!(
+        *publisher.calls.lock().expect("calls"),
+        1,
+        "sender faults are not retried"
+    );
+
+    let (result, _, _) = run(
+        event("s3-object-created.json"),
+        trails(),
+        MemoryPublisher::scripted(vec![Script::Fail(PublishCallError {
+            message: "Throttling: Rate exceeded".into(),
+            retryable: true,
+        })]),
+    )
+    .await;
+    let err = result.expect_err("call failed");
+    assert!(err.retryable());
+    assert!(
+        err.to_string().contains("Throttling: Rate exceeded"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn rule_topics_fifo_ids_and_missing_topics() {
+    let doc = "rules:\n  - id: to-fifo\n    description: d\n    severity: high\n    topic: arn:aws:sns:us-east-1:123456789012:alerts.fifo\n    pattern: {eventName: [BackupJobCompleted], serviceEventDetails: {state: [FAILED]}}\n";
+    let rules =
+        Arc::new(RuleSet::new(parse_document("fifo.yaml", doc).expect("rules")).expect("set"));
+    let publisher = Arc::new(MemoryPublisher::default());
+    let h = Handler::new(
+        Arc::clone(&rules),
+        trails(),
+        SharedPublisher(Arc::clone(&publisher)),
+        LambdaConfig {
+            alert_topic_arn: None,
+            ..config()
+        },
+    )
+    .expect("own topics suffice");
+    h.handle(event("s3-object-created.json")).await.expect("ok");
+    let messages = publisher.messages();
+    assert_eq!(messages.len(), 1);
+    let (topic, m) = &messages[0];
+    assert_eq!(topic, "arn:aws:sns:us-east-1:123456789012:alerts.fifo");
+    assert_eq!(m.group_id.as_deref(), Some("to-fifo"));
+    assert_eq!(
+        m.dedup_id.as_deref(),
+        Some("to-fifo:5c1a3e0b-0f7a-4e38-9a55-0d6c3b6f7a01")
+    );
+
+    let err = Handler::new(
+        builtin(),
+        trails(),
+        MemoryPublisher::default(),
+        LambdaConfig {
+            alert_topic_arn: None,
+            ..config()
+        },
+    )
+    .err()
+    .expect("no topic");
+    assert_eq!(
+        err.to_string(),
+        "rule \"backup-job-failed\" has no topic and ALERT_TOPIC_ARN is not set"
+    );
+}
+
+#[tokio::test]
+async fn unknown_payloads_fail_without_retry() {
+    let h = handler(trails(), MemoryPublisher::default(), config());
+    let err = h
+        .handle(json!({"hello": "world"}))
+        .await
+        .expect_err("unknown");
+    assert!(!err.retryable());
+    assert!(
+        err.to_string().starts_with("unknown payload shape"),
+        "{err}"
+    );
+}
