@@ -5,5 +5,6 @@ mod util;
 mod cli;
 mod conformance;
 mod differential;
+mod e2e;
 mod handler;
 mod real_files;
