@@ -1,34 +1,62 @@
-# trail-alerts — every target installs what it needs itself; `make run` and `make test` work on a
-# fresh machine with only the Rust toolchain and python3.
+# trail-alerts — every target installs what it needs itself: on a fresh machine with the Rust
+# toolchain and python3, `make run` and `make test` need no other step.
 
-CARGO ?= cargo
+CARGO  ?= cargo
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
 SCAN_ARGS ?= events/trails
+EVENT  ?= events/s3-object-created.json
 
-.PHONY: all setup build release test lint fmt run bench corpus clean
+# Offline-safe AWS settings for tests and local runs: dummy credentials, a region, and no probing
+# of the EC2 metadata service.
+LOCAL_AWS := AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 \
+             AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
+export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-all: build
+.PHONY: all setup build build-x86 release test unit e2e lint fmt run bench watch invoke deploy clean
 
-## setup: fetch the locked Rust dependencies (the test and run targets do this themselves too)
-setup:
+all: release
+
+## setup: Python tools in .venv (cargo-lambda with zig, moto[server], cfn-lint) and the Rust deps
+setup: $(STAMP)
 	$(CARGO) fetch --locked
 
-## build: debug build of the library and the `trail-alerts` binary
-build:
-	$(CARGO) build --locked
+$(STAMP): requirements-dev.txt
+	python3 -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
 
-## release: optimised `trail-alerts` binary (target/release/trail-alerts)
+## release: the optimised command-line binary, target/release/trail-alerts
 release:
 	$(CARGO) build --locked --release --bin trail-alerts
 
-## test: every test — unit, conformance, differential, black-box CLI tests
-test:
-	$(CARGO) test --locked --all-targets
-	$(CARGO) test --locked --doc
+## build: the Lambda package for arm64 (target/lambda/trail-alerts-lambda/bootstrap.zip)
+build: $(STAMP)
+	rustup target add aarch64-unknown-linux-gnu
+	$(BIN)/cargo-lambda lambda build --release --arm64 --bin trail-alerts-lambda --output-format zip
 
-## lint: formatting and clippy, warnings are errors
-lint:
+## build-x86: the Lambda package for x86_64, when the arm64 standard library cannot be installed
+build-x86: $(STAMP)
+	$(BIN)/cargo-lambda lambda build --release --x86-64 --bin trail-alerts-lambda --output-format zip
+
+## test: every test — unit, conformance, differential, real data, CLI, handler, end to end
+##       against moto, and the function through the Lambda runtime API (cargo lambda)
+##       (the benchmark is compiled by `make lint`'s clippy and run by `make bench`)
+test: e2e unit
+
+unit: $(STAMP)
+	$(LOCAL_AWS) $(CARGO) test --locked --lib --bins --tests
+
+## e2e: moto + `cargo lambda watch` + `cargo lambda invoke --data-file events/…`, alerts read from SQS
+e2e: $(STAMP)
+	$(LOCAL_AWS) $(BIN)/python scripts/e2e-lambda.py
+
+## lint: formatting, clippy (warnings are errors), and the SAM template
+lint: $(STAMP)
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(BIN)/cfn-lint template.yaml
 
 fmt:
 	$(CARGO) fmt
@@ -41,5 +69,20 @@ run:
 bench:
 	$(CARGO) bench --locked --bench matcher
 
+## watch: the Lambda runtime API emulator on 127.0.0.1:9000 (set AWS_ENDPOINT_URL, ALERT_TOPIC_ARN)
+watch: $(STAMP)
+	$(BIN)/cargo-lambda lambda watch --invoke-address 127.0.0.1 --invoke-port 9000
+
+## invoke: send a sample payload to `make watch` (EVENT=events/<file>)
+invoke: $(STAMP)
+	$(BIN)/cargo-lambda lambda invoke trail-alerts-lambda --invoke-address 127.0.0.1 --invoke-port 9000 --data-file $(EVENT)
+
+## deploy: build with SAM and deploy interactively (needs AWS credentials; not run in CI)
+deploy: $(STAMP)
+	$(BIN)/pip install --quiet --disable-pip-version-check 'aws-sam-cli==1.170.0'
+	$(BIN)/sam build
+	$(BIN)/sam deploy --guided
+
 clean:
 	$(CARGO) clean
+	rm -rf $(VENV)

@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""The function through the real Lambda runtime API, end to end, with no AWS account.
+
+Starts moto_server on a free loopback port; creates the bucket `trail-alerts-demo` with the
+sample trail files of events/trails, an SNS topic and an SQS queue subscribed to it; runs
+`cargo lambda watch` (the runtime API emulator, which builds and starts trail-alerts-lambda with
+AWS_ENDPOINT_URL pointing at moto); invokes it with `cargo lambda invoke --data-file events/…`;
+reads the alerts back from the queue and checks them. Everything listens on 127.0.0.1 and is
+stopped at the end, whatever happens.
+
+usage: scripts/e2e-lambda.py   (run by `make e2e`; needs the .venv of `make setup`)
+"""
+import json, os, signal, socket, subprocess, sys, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VENV_BIN = os.path.join(ROOT, ".venv", "bin")
+BUCKET = "trail-alerts-demo"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port, proc, what, seconds):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"{what} exited early with status {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    sys.exit(f"{what} did not listen on 127.0.0.1:{port} within {seconds} s")
+
+
+def start(cmd, env=None, log=None):
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log or subprocess.DEVNULL,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop(proc):
+    if proc and proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def main():
+    import boto3  # installed with moto[server]
+
+    env = dict(os.environ, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_REGION="us-east-1",
+               AWS_DEFAULT_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true")
+    env["PATH"] = VENV_BIN + os.pathsep + env.get("PATH", "")
+    moto_port, lambda_port = free_port(), free_port()
+    endpoint = f"http://127.0.0.1:{moto_port}"
+    moto = watch = None
+    log_path = os.path.join(ROOT, "target", "e2e-lambda-watch.log")
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    try:
+        moto = start([os.path.join(VENV_BIN, "moto_server"), "-H", "127.0.0.1", "-p", str(moto_port)], env)
+        wait_for_port(moto_port, moto, "moto_server", 30)
+        kw = dict(endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
+        s3, sns, sqs = boto3.client("s3", **kw), boto3.client("sns", **kw), boto3.client("sqs", **kw)
+        s3.create_bucket(Bucket=BUCKET)
+        trails = os.path.join(ROOT, "events", "trails")
+        for dirpath, _, files in os.walk(trails):
+            for f in files:
+                path = os.path.join(dirpath, f)
+                s3.upload_file(path, BUCKET, os.path.relpath(path, trails).replace(os.sep, "/"))
+        topic = sns.create_topic(Name="trail-alerts")["TopicArn"]
+        queue = sqs.create_queue(QueueName="trail-alerts-subscriber")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+
+        fn_env = dict(env, AWS_ENDPOINT_URL=endpoint, ALERT_TOPIC_ARN=topic, RUST_LOG="info")
+        with open(log_path, "w") as log:
+            watch = start(["cargo", "lambda", "watch", "--ignore-changes", "--invoke-address", "127.0.0.1",
+                           "--invoke-port", str(lambda_port)], fn_env, log)
+            wait_for_port(lambda_port, watch, "cargo lambda watch", 120)
+
+            def invoke(event):
+                r = subprocess.run(["cargo", "lambda", "invoke", "trail-alerts-lambda", "--invoke-address", "127.0.0.1",
+                                    "--invoke-port", str(lambda_port), "--data-file", os.path.join("events", event),
+                                    "--output-format", "json"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+                if r.returncode != 0:
+                    sys.exit(f"invoke {event} failed: {r.stderr.strip()}\n(see {log_path})")
+                return json.loads(r.stdout)
+
+            def receive(expected):
+                got, deadline = [], time.time() + 15
+                while time.time() < deadline:
+                    ms = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+                    for m in ms:
+                        got.append(json.loads(m["Body"]))
+                        sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
+                    if not ms and len(got) >= expected:
+                        break
+                return got
+
+            failures = []
+            response = invoke("s3-object-created.json")
+            got = receive(4)
+            subjects = sorted(m["Subject"] for m in got)
+            want = sorted([
+                "[HIGH] backup-copy-job-failed: CopyJobCompleted FAILED in 123456789012/us-east-1",
+                "[HIGH] backup-destructive-call: DeleteRecoveryPoint in 123456789012/us-east-1",
+                "[HIGH] backup-job-failed: BackupJobCompleted FAILED in 123456789012/us-east-1",
+                "[HIGH] backup-restore-failed: RestoreCompleted FAILED in 123456789012/us-east-1",
+            ])
+            if subjects != want:
+                failures.append(f"s3-object-created.json: subjects {subjects}, wanted {want}")
+            if response.get("published") != 4:
+                failures.append(f"s3-object-created.json: response {response}")
+            doc = json.loads(next(m["Message"] for m in got if "backup-job-failed" in m["Subject"]))
+            if doc["source"] != {"bucket": BUCKET, "key": "AWSLogs/123456789012/CloudTrail/us-east-1/2019/01/10/123456789012_CloudTrail_us-east-1_20190110T1350Z_BackupSamples0001.json.gz"}:
+                failures.append(f"document source: {doc['source']}")
+
+            response = invoke("sqs-partial-garbage.json")
+            got = receive(6)
+            if response != {"batchItemFailures": [{"itemIdentifier": "msg-1"}]}:
+                failures.append(f"sqs-partial-garbage.json: response {response}")
+            if len(got) != 6:
+                failures.append(f"sqs-partial-garbage.json: {len(got)} messages, wanted 6")
+
+            response = invoke("s3-test-event.json")
+            if receive(0):
+                failures.append("s3-test-event.json published something")
+
+        if failures:
+            sys.exit("e2e-lambda FAILED:\n  " + "\n  ".join(failures) + f"\n(see {log_path})")
+        print("e2e-lambda: 3 invocations through the Lambda runtime API, all as expected")
+        print("e2e-lambda: 3 passed, 0 failed")
+    finally:
+        stop(watch)
+        stop(moto)
+
+
+if __name__ == "__main__":
+    main()
