@@ -395,3 +395,38 @@ fn rules_list_shows_id_severity_enabled_description() {
         && l.contains(" medium ")
         && l.contains(" yes ")));
 }
+
+/// A bad rule set fails the function's cold start, before the runtime loop, with the rule named.
+#[test]
+fn the_function_refuses_to_start_on_bad_rules_or_configuration() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let rules = dir.path().join("bad.yaml");
+    std::fs::write(&rules, "rules:\n  - id: bad\n    description: d\n    severity: severe\n    pattern: {eventName: [X]}\n").expect("write");
+    let lambda = || {
+        let mut c = Command::cargo_bin("trail-alerts-lambda").expect("binary");
+        c.env_clear()
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_REGION", "us-east-1")
+            .env(
+                "ALERT_TOPIC_ARN",
+                "arn:aws:sns:us-east-1:123456789012:alerts",
+            )
+            .timeout(std::time::Duration::from_secs(20));
+        c
+    };
+    let out = lambda().env("RULES", &rules).assert().failure();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains(&format!(
+            "rules: {}: rule \"bad\" at $.rules[0].severity: \"severe\" is not one of",
+            rules.display()
+        )),
+        "{stderr}"
+    );
+    let out = lambda().env("ALERT_FORMAT", "xml").assert().failure();
+    assert!(String::from_utf8_lossy(&out.get_output().stderr)
+        .contains("configuration: ALERT_FORMAT=\"xml\""));
+    let out = lambda().env_remove("ALERT_TOPIC_ARN").assert().failure();
+    assert!(String::from_utf8_lossy(&out.get_output().stderr)
+        .contains("rule \"backup-job-failed\" has no topic and ALERT_TOPIC_ARN is not set"));
+}

@@ -490,3 +490,50 @@ async fn fifo_topics_deduplicate_a_redelivered_object() {
         "a redelivered object alerts once: {messages:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_are_read_from_s3_at_cold_start() {
+    let moto = Moto::start();
+    let aws = clients(&moto).await;
+    aws.s3
+        .create_bucket()
+        .bucket("e2e-rules")
+        .send()
+        .await
+        .expect("bucket");
+    let doc = "rules:\n  - id: team-rule\n    description: Any DeleteRecoveryPoint\n    severity: critical\n    pattern: {eventName: [DeleteRecoveryPoint]}\n";
+    upload(
+        &aws,
+        "e2e-rules",
+        "rules/team.yaml",
+        doc.as_bytes().to_vec(),
+    )
+    .await;
+    let sources = [
+        "builtin".to_owned(),
+        "s3://e2e-rules/rules/team.yaml".to_owned(),
+    ];
+    let rules = trail_alerts::lambda::aws::load_rules(&aws.s3, &sources)
+        .await
+        .expect("rules");
+    assert_eq!(rules.rules().len(), 14);
+    assert_eq!(rules.rules()[13].origin, "s3://e2e-rules/rules/team.yaml");
+    let err = trail_alerts::lambda::aws::load_rules(
+        &aws.s3,
+        &["s3://e2e-rules/rules/missing.yaml".to_owned()],
+    )
+    .await
+    .expect_err("missing");
+    assert!(
+        err.starts_with("s3://e2e-rules/rules/missing.yaml: no such object"),
+        "{err}"
+    );
+    upload(&aws, "e2e-rules", "rules/bad.yaml", b"rules:\n  - id: bad\n    description: d\n    severity: high\n    pattern: {eventName: X}\n".to_vec()).await;
+    let err = trail_alerts::lambda::aws::load_rules(
+        &aws.s3,
+        &["s3://e2e-rules/rules/bad.yaml".to_owned()],
+    )
+    .await
+    .expect_err("bad");
+    assert_eq!(err, "s3://e2e-rules/rules/bad.yaml: rule \"bad\" at $.rules[0].pattern.eventName: expected an array of values or a nested object, found a string; write [\"X\"]");
+}

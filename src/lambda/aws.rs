@@ -245,3 +245,25 @@ pub async fn read_rule_document(
         .into_bytes();
     String::from_utf8(bytes.to_vec()).map_err(|_| "not UTF-8 text".into())
 }
+
+/// Loads the rule sources at cold start: `builtin` and paths as the command line does, and
+/// `s3://bucket/key` documents through S3.
+pub async fn load_rules(
+    client: &aws_sdk_s3::Client,
+    sources: &[String],
+) -> Result<crate::rules::RuleSet, String> {
+    use crate::rules::{read_source, RuleSet, RuleSource};
+    let mut documents = Vec::new();
+    for source in sources {
+        match RuleSource::parse(source) {
+            RuleSource::S3 { bucket, key } => {
+                let text = read_rule_document(client, &bucket, &key)
+                    .await
+                    .map_err(|e| format!("s3://{bucket}/{key}: {e}"))?;
+                documents.push((format!("s3://{bucket}/{key}"), text));
+            }
+            other => documents.extend(read_source(&other).map_err(|e| e.to_string())?),
+        }
+    }
+    RuleSet::from_documents(&documents).map_err(|e| e.to_string())
+}
