@@ -99,6 +99,10 @@ fn pattern() -> impl Strategy<Value = Value> {
 ///   `null` all satisfy `["<", 0]`), where event-ruler's README says numeric matching "only works
 ///   with values that are JSON numbers";
 ///
+/// - quamina matches `{"a":[{"equals-ignore-case":"x"},"Xy"]}` against `{"a":"xy"}`, though
+///   neither value matches (`"x"` ignoring case is not `"xy"`; `"Xy"` is case-sensitive): its
+///   case-folding automaton leaks into the exact branch; such value lists are not compared.
+///
 /// `exists` is left out of the generated patterns altogether: quamina fails
 /// `{"a":[{"exists":true}],"c":[{"exists":false}]}` on `{"a":"x"}` (though each half matches) and
 /// `{"a":["",{"exists":true}]}` on `{"a":"x"}`, both plain AND/OR cases. The conformance suite
@@ -122,7 +126,8 @@ fn oracle_deviates(pattern: &Value, event: Option<&Value>) -> bool {
                 if let Some(v) = value {
                     collect_leaves(v, &mut leaves);
                 }
-                has("numeric") && leaves.iter().any(|l| !l.is_number())
+                (has("numeric") && leaves.iter().any(|l| !l.is_number()))
+                    || (has("equals-ignore-case") && ops.len() > 1)
             }
             _ => false,
         }
@@ -137,18 +142,60 @@ fn collect_leaves<'v>(value: &'v Value, out: &mut Vec<&'v Value>) {
     }
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 4000, failure_persistence: None, ..ProptestConfig::default() })]
+fn seed() -> proptest::test_runner::RngSeed {
+    let fixed = std::env::var("PROPTEST_RNG_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20_261_121);
+    proptest::test_runner::RngSeed::Fixed(fixed)
+}
 
-    #[test]
-    fn agrees_with_quamina(pattern in pattern(), event in event()) {
+#[test]
+fn agrees_with_quamina() {
+    // A fixed seed keeps CI deterministic; set PROPTEST_RNG_SEED to explore others.
+    let config = ProptestConfig {
+        cases: 4000,
+        failure_persistence: None,
+        rng_seed: seed(),
+        max_local_rejects: 1_000_000,
+        ..ProptestConfig::default()
+    };
+    let compared = std::cell::Cell::new(0usize);
+    let mut runner = proptest::test_runner::TestRunner::new(config);
+    let result = runner.run(&(pattern(), event()), |(pattern, event)| {
         let ours = Pattern::compile(&pattern);
         let mut q = quamina::Quamina::<u8>::new();
         let theirs_ok = q.add_pattern(1, &pattern.to_string()).is_ok();
-        prop_assert_eq!(ours.is_ok(), theirs_ok, "compile disagreement on {}", pattern);
-        let Ok(ours) = ours else { return Ok(()); };
-        prop_assume!(!oracle_deviates(&pattern, Some(&event)));
-        let theirs = !q.matches_for_event(event.to_string().as_bytes()).expect("quamina matches").is_empty();
-        prop_assert_eq!(ours.matches_event(&event), theirs, "pattern {} event {}", pattern, event);
+        prop_assert_eq!(
+            ours.is_ok(),
+            theirs_ok,
+            "compile disagreement on {}",
+            pattern
+        );
+        let Ok(ours) = ours else { return Ok(()) };
+        if oracle_deviates(&pattern, Some(&event)) {
+            return Ok(());
+        }
+        compared.set(compared.get() + 1);
+        let theirs = !q
+            .matches_for_event(event.to_string().as_bytes())
+            .map_err(|e| TestCaseError::fail(format!("quamina: {e}")))?
+            .is_empty();
+        prop_assert_eq!(
+            ours.matches_event(&event),
+            theirs,
+            "pattern {} event {}",
+            pattern,
+            event
+        );
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
     }
+    assert!(
+        compared.get() >= 2500,
+        "only {} of 4000 cases were compared",
+        compared.get()
+    );
 }
