@@ -11,6 +11,7 @@
 pub mod alert;
 pub mod config;
 pub mod engine;
+mod json;
 pub mod keys;
 pub mod lambda;
 pub mod pattern;

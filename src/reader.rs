@@ -15,6 +15,8 @@ use std::io::{self, BufReader, Cursor, Read};
 use flate2::bufread::MultiGzDecoder;
 use serde_json::Value;
 
+use crate::json::kind;
+
 /// The default cap on decompressed bytes per object (2 GiB), against decompression bombs.
 pub const DEFAULT_MAX_DECOMPRESSED_BYTES: u64 = 2 << 30;
 /// The default cap on one record's bytes (16 MiB); CloudTrail omits fields over 100 KB.
@@ -519,7 +521,7 @@ impl<R: Read> LogReader<R> {
                             offset,
                             record,
                         },
-                        Ok(other) => skipped(RecordErrorKind::NotObject(kind_of(&other))),
+                        Ok(other) => skipped(RecordErrorKind::NotObject(kind(&other))),
                         Err(e) => skipped(RecordErrorKind::InvalidJson(e.to_string())),
                     }));
                 }
@@ -634,17 +636,6 @@ fn describe_byte(b: u8) -> String {
         format!("'{}'", b as char)
     } else {
         format!("byte 0x{b:02x}")
-    }
-}
-
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

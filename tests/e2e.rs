@@ -4,7 +4,7 @@
 //! what a subscriber would. Only 127.0.0.1 is ever contacted.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,9 +17,7 @@ use trail_alerts::lambda::aws::{S3Store, SnsPublisher};
 use trail_alerts::lambda::{Handler, LambdaConfig};
 use trail_alerts::rules::{RuleSet, RuleSource};
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
+use crate::util::{gzip, root, trail, ALL_RULES, K1, K1_RULES, K2, K3};
 
 /// A moto server on a free loopback port, killed on drop.
 struct Moto {
@@ -199,19 +197,32 @@ fn handler(aws: &Aws, topic: &str) -> Handler<S3Store, SnsPublisher> {
     .expect("handler")
 }
 
-const K1: &str = "AWSLogs/123456789012/CloudTrail/us-east-1/2019/01/10/123456789012_CloudTrail_us-east-1_20190110T1350Z_BackupSamples0001.json.gz";
-const K2: &str = "AWSLogs/o-exampleorgid/123456789012/CloudTrail/ca-central-1/2020/06/02/123456789012_CloudTrail_ca-central-1_20200602T0035Z_OrgPlanSamples01.json.gz";
-const K3: &str = "AWSLogs/111122223333/CloudTrail/us-west-2/2020/08/14/111122223333_CloudTrail_us-west-2_20200814T1635Z_OutpostsSamples1.json.gz";
-
-fn trail(key: &str) -> Vec<u8> {
-    std::fs::read(root().join("events/trails").join(key)).expect("trail")
+/// A moto server with a bucket, a topic and a queue subscribed to it, all named `name`.
+struct Stack {
+    _moto: Moto,
+    aws: Aws,
+    bucket: &'static str,
+    topic: String,
+    queue: String,
 }
 
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    use std::io::Write;
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    enc.write_all(bytes).expect("gzip");
-    enc.finish().expect("gzip")
+async fn stack(name: &'static str, fifo: bool) -> Stack {
+    let moto = Moto::start();
+    let aws = clients(&moto).await;
+    aws.s3
+        .create_bucket()
+        .bucket(name)
+        .send()
+        .await
+        .expect("bucket");
+    let (topic, queue) = topic_with_queue(&aws, name, fifo).await;
+    Stack {
+        _moto: moto,
+        aws,
+        bucket: name,
+        topic,
+        queue,
+    }
 }
 
 /// An `events/` payload pointed at another bucket.
@@ -236,57 +247,28 @@ fn rules_of(messages: &[Value]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_input_shape_publishes_what_a_subscriber_receives() {
-    let moto = Moto::start();
-    let aws = clients(&moto).await;
-    let bucket = "e2e-shapes";
-    aws.s3
-        .create_bucket()
-        .bucket(bucket)
-        .send()
-        .await
-        .expect("bucket");
+    let Stack {
+        _moto,
+        aws,
+        bucket,
+        topic,
+        queue,
+    } = stack("e2e-shapes", false).await;
     for key in [K1, K2, K3] {
         upload(&aws, bucket, key, trail(key)).await;
     }
-    let (topic, queue) = topic_with_queue(&aws, "e2e-shapes", false).await;
     let h = handler(&aws, &topic);
-    let k1_rules = [
-        "backup-copy-job-failed",
-        "backup-destructive-call",
-        "backup-job-failed",
-        "backup-restore-failed",
-    ];
     for (file, expected) in [
-        ("s3-object-created.json", k1_rules.to_vec()),
-        ("sns-s3-object-created.json", k1_rules.to_vec()),
-        ("sqs-s3-object-created.json", k1_rules.to_vec()),
-        ("sqs-sns-s3-object-created.json", k1_rules.to_vec()),
+        ("s3-object-created.json", K1_RULES.to_vec()),
+        ("sns-s3-object-created.json", K1_RULES.to_vec()),
+        ("sqs-s3-object-created.json", K1_RULES.to_vec()),
+        ("sqs-sns-s3-object-created.json", K1_RULES.to_vec()),
         (
             "eventbridge-object-created.json",
             vec!["outposts-call-failed", "outposts-change"],
         ),
-        ("cloudtrail-sns-notification.json", {
-            let mut all = k1_rules.to_vec();
-            all.extend([
-                "backup-org-plan-changed",
-                "backup-org-plan-changed",
-                "outposts-call-failed",
-                "outposts-change",
-            ]);
-            all.sort();
-            all
-        }),
-        ("sqs-cloudtrail-notification.json", {
-            let mut all = k1_rules.to_vec();
-            all.extend([
-                "backup-org-plan-changed",
-                "backup-org-plan-changed",
-                "outposts-call-failed",
-                "outposts-change",
-            ]);
-            all.sort();
-            all
-        }),
+        ("cloudtrail-sns-notification.json", ALL_RULES.to_vec()),
+        ("sqs-cloudtrail-notification.json", ALL_RULES.to_vec()),
         ("s3-test-event.json", vec![]),
     ] {
         let response = h
@@ -303,17 +285,14 @@ async fn every_input_shape_publishes_what_a_subscriber_receives() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_message_carries_subject_document_and_attributes() {
-    let moto = Moto::start();
-    let aws = clients(&moto).await;
-    let bucket = "e2e-message";
-    aws.s3
-        .create_bucket()
-        .bucket(bucket)
-        .send()
-        .await
-        .expect("bucket");
+    let Stack {
+        _moto,
+        aws,
+        bucket,
+        topic,
+        queue,
+    } = stack("e2e-message", false).await;
     upload(&aws, bucket, K1, trail(K1)).await;
-    let (topic, queue) = topic_with_queue(&aws, "e2e-message", false).await;
     handler(&aws, &topic)
         .handle(payload("s3-object-created.json", bucket))
         .await
@@ -368,16 +347,13 @@ async fn the_message_carries_subject_document_and_attributes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_files_without_matches_publish_nothing_and_org_keys_with_spaces_work() {
-    let moto = Moto::start();
-    let aws = clients(&moto).await;
-    let bucket = "e2e-real";
-    aws.s3
-        .create_bucket()
-        .bucket(bucket)
-        .send()
-        .await
-        .expect("bucket");
-    let (topic, queue) = topic_with_queue(&aws, "e2e-real", false).await;
+    let Stack {
+        _moto,
+        aws,
+        bucket,
+        topic,
+        queue,
+    } = stack("e2e-real", false).await;
     let h = handler(&aws, &topic);
     // Real third-party deliveries (invictus-ir, gzip'd under their delivery keys; trailscraper as
     // published): no Backup or Outposts events, so nothing is published.
@@ -433,15 +409,9 @@ async fn real_files_without_matches_publish_nothing_and_org_keys_with_spaces_wor
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_objects_and_buckets_fail_in_seconds_without_retry() {
-    let moto = Moto::start();
-    let aws = clients(&moto).await;
-    aws.s3
-        .create_bucket()
-        .bucket("e2e-missing")
-        .send()
-        .await
-        .expect("bucket");
-    let (topic, _) = topic_with_queue(&aws, "e2e-missing", false).await;
+    let Stack {
+        _moto, aws, topic, ..
+    } = stack("e2e-missing", false).await;
     let h = handler(&aws, &topic);
     for bucket in ["e2e-missing", "e2e-no-such-bucket"] {
         let started = Instant::now();
@@ -465,17 +435,14 @@ async fn missing_objects_and_buckets_fail_in_seconds_without_retry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifo_topics_deduplicate_a_redelivered_object() {
-    let moto = Moto::start();
-    let aws = clients(&moto).await;
-    let bucket = "e2e-fifo";
-    aws.s3
-        .create_bucket()
-        .bucket(bucket)
-        .send()
-        .await
-        .expect("bucket");
+    let Stack {
+        _moto,
+        aws,
+        bucket,
+        topic,
+        queue,
+    } = stack("e2e-fifo", true).await;
     upload(&aws, bucket, K1, trail(K1)).await;
-    let (topic, queue) = topic_with_queue(&aws, "e2e-fifo", true).await;
     let h = handler(&aws, &topic);
     h.handle(payload("s3-object-created.json", bucket))
         .await
@@ -493,14 +460,7 @@ async fn fifo_topics_deduplicate_a_redelivered_object() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rules_are_read_from_s3_at_cold_start() {
-    let moto = Moto::start();
-    let aws = clients(&moto).await;
-    aws.s3
-        .create_bucket()
-        .bucket("e2e-rules")
-        .send()
-        .await
-        .expect("bucket");
+    let Stack { _moto, aws, .. } = stack("e2e-rules", false).await;
     let doc = "rules:\n  - id: team-rule\n    description: Any DeleteRecoveryPoint\n    severity: critical\n    pattern: {eventName: [DeleteRecoveryPoint]}\n";
     upload(
         &aws,

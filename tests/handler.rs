@@ -1,7 +1,6 @@
 //! The Lambda handler with in-memory ports: every input shape of `events/`, every skip rule,
 //! refused buckets, fetch faults, SNS refusals and retries, FIFO topics.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,26 +11,14 @@ use trail_alerts::lambda::ports::{FetchError, PublishCallError};
 use trail_alerts::lambda::{Handler, LambdaConfig};
 use trail_alerts::rules::{parse_document, RuleSet, RuleSource};
 
+use crate::util::{event, root, trail, ALL_RULES, K1, K1_RULES, K2, K3};
+
 const BUCKET: &str = "trail-alerts-demo";
 const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:trail-alerts";
-const K1: &str = "AWSLogs/123456789012/CloudTrail/us-east-1/2019/01/10/123456789012_CloudTrail_us-east-1_20190110T1350Z_BackupSamples0001.json.gz";
-const K2: &str = "AWSLogs/o-exampleorgid/123456789012/CloudTrail/ca-central-1/2020/06/02/123456789012_CloudTrail_ca-central-1_20200602T0035Z_OrgPlanSamples01.json.gz";
-const K3: &str = "AWSLogs/111122223333/CloudTrail/us-west-2/2020/08/14/111122223333_CloudTrail_us-west-2_20200814T1635Z_OutpostsSamples1.json.gz";
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn event(name: &str) -> Value {
-    let text = std::fs::read_to_string(root().join("events").join(name)).expect("event");
-    serde_json::from_str(&text).expect("json")
-}
-
 fn trails() -> MemoryStore {
     let mut store = MemoryStore::default();
     for key in [K1, K2, K3] {
-        let bytes = std::fs::read(root().join("events/trails").join(key)).expect("trail");
-        store.put(BUCKET, key, bytes);
+        store.put(BUCKET, key, trail(key));
     }
     store
 }
@@ -104,13 +91,6 @@ impl trail_alerts::lambda::ports::Publisher for SharedPublisher {
     }
 }
 
-const K1_RULES: [&str; 4] = [
-    "backup-copy-job-failed",
-    "backup-destructive-call",
-    "backup-job-failed",
-    "backup-restore-failed",
-];
-
 #[tokio::test]
 async fn every_direct_shape_reads_its_objects() {
     for (file, expected) in [
@@ -120,19 +100,7 @@ async fn every_direct_shape_reads_its_objects() {
             "eventbridge-object-created.json",
             vec!["outposts-call-failed", "outposts-change"],
         ),
-        (
-            "cloudtrail-sns-notification.json",
-            vec![
-                "backup-copy-job-failed",
-                "backup-destructive-call",
-                "backup-job-failed",
-                "backup-org-plan-changed",
-                "backup-org-plan-changed",
-                "backup-restore-failed",
-                "outposts-call-failed",
-                "outposts-change",
-            ],
-        ),
+        ("cloudtrail-sns-notification.json", ALL_RULES.to_vec()),
         ("s3-test-event.json", vec![]),
     ] {
         let (result, rules, _) = run(event(file), trails(), MemoryPublisher::default()).await;

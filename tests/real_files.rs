@@ -2,15 +2,13 @@
 //! (`tests/fixtures/real/`, sources in its SOURCES.md): every record is read, none is skipped,
 //! and the built-in pack raises nothing on records that are not AWS Backup or Outposts events.
 
-use std::io::Write;
-
 use serde_json::{json, Value};
 use trail_alerts::alert::AlertSource;
 use trail_alerts::reader::{Item, Limits, LogReader};
 use trail_alerts::rules::{RuleSet, RuleSource};
 use trail_alerts::scan::Scanner;
 
-use crate::util::fixture;
+use crate::util::{fixture, gzip};
 
 fn read_text(rel: &str) -> String {
     std::fs::read_to_string(fixture(rel)).expect("fixture")
@@ -18,12 +16,6 @@ fn read_text(rel: &str) -> String {
 
 fn envelope(records: Vec<Value>) -> Vec<u8> {
     serde_json::to_vec(&json!({ "Records": records })).expect("serialize")
-}
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    enc.write_all(bytes).expect("gzip");
-    enc.finish().expect("gzip")
 }
 
 /// Every real delivery, as (name, bytes of a CloudTrail log, expected record count).

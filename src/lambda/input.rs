@@ -14,6 +14,8 @@ use aws_lambda_events::event::sns::SnsEvent;
 use aws_lambda_events::event::sqs::SqsEvent;
 use serde_json::Value;
 
+use crate::json::kind;
+
 /// An S3 object to read, with its key decoded.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ObjectRef {
@@ -242,17 +244,6 @@ pub fn decode_form(raw: &str) -> Option<String> {
         .decode_utf8()
         .ok()
         .map(|s| s.into_owned())
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]

@@ -2,6 +2,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::json::kind;
+
 use super::ops::{fold, Bound, Cidr, Range, Wildcard};
 use super::{
     AnythingBut, FieldPattern, Form, JsonPath, LeafPattern, ObjectPattern, Pattern, PatternError,
@@ -408,17 +410,6 @@ fn strings_or_list<'v>(
             "\"{op}\" takes a string or a list of strings, found {}",
             describe(other)
         ))),
-    }
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 
