@@ -7,10 +7,11 @@
 //! only the patterns filed under its values are evaluated in full.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use serde_json::Value;
 
-use crate::pattern::{source_for, Envelope, Form, Pattern};
+use crate::pattern::{Envelope, Form, Pattern};
 
 /// Where a pattern is filed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -24,7 +25,7 @@ enum Key {
 #[derive(Debug, Clone, Default)]
 pub struct PatternIndex {
     patterns: Vec<Pattern>,
-    by: HashMap<Key, HashMap<Box<str>, Vec<u32>>>,
+    by: HashMap<Key, HashMap<Box<str>, Vec<u32>, FastHash>>,
     unindexed: Vec<u32>,
     any_envelope: bool,
 }
@@ -65,6 +66,13 @@ impl PatternIndex {
             Some((key, values)) => {
                 let table = self.by.entry(key).or_default();
                 for value in values {
+                    // Envelope sources are filed by service (`aws.backup` under `backup`), the
+                    // part of `eventSource` they come from; a source not starting with `aws.`
+                    // can never match a CloudTrail record and is filed where none will look.
+                    let value = match key {
+                        Key::EnvelopeSource => value.strip_prefix("aws.").unwrap_or("\u{0}"),
+                        _ => value,
+                    };
                     let ids = table.entry(value.into()).or_default();
                     if ids.last() != Some(&id32) {
                         ids.push(id32);
@@ -111,12 +119,12 @@ impl PatternIndex {
             });
         }
         if let Some(table) = self.by.get(&Key::EnvelopeSource) {
-            if let Some(source) = record
+            if let Some(service) = record
                 .get("eventSource")
                 .and_then(Value::as_str)
-                .and_then(source_for)
+                .and_then(service_of)
             {
-                if let Some(ids) = table.get(source.as_str()) {
+                if let Some(ids) = table.get(service) {
                     candidates.extend_from_slice(ids);
                 }
             }
@@ -143,12 +151,62 @@ impl PatternIndex {
         }
     }
 
+    /// Whether any pattern could match a record whose `eventName` and `eventSource` are these
+    /// strings (`None`: absent). `false` is exact: no pattern can match, so the record need not
+    /// be parsed; `true` only says that matching must look.
+    pub fn could_match(&self, event_name: Option<&str>, event_source: Option<&str>) -> bool {
+        if !self.unindexed.is_empty() {
+            return true;
+        }
+        let has = |key: Key, value: Option<&str>| {
+            value.is_some_and(|v| self.by.get(&key).is_some_and(|t| t.contains_key(v)))
+        };
+        has(Key::EventName, event_name)
+            || has(Key::EventSource, event_source)
+            || has(Key::EnvelopeSource, event_source.and_then(service_of))
+    }
+
     /// The ids of the patterns that match, in order: a convenience over [`PatternIndex::matching`].
     pub fn matches(&self, record: &Value) -> Vec<usize> {
         let mut out = Vec::new();
         self.matching(record, &mut Scratch::default(), |id| out.push(id));
         out
     }
+}
+
+/// FNV-1a: the index's keys are short names looked up once or twice per record, where
+/// SipHash's set-up costs more than the lookup; the keys come from the rules, not from records,
+/// so flooding is not a concern.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type FastHash = BuildHasherDefault<Fnv>;
+
+/// `backup.amazonaws.com` → `backup`, as [`crate::pattern::source_for`] makes `aws.backup` of it.
+fn service_of(event_source: &str) -> Option<&str> {
+    let service = event_source
+        .split_once('.')
+        .map_or(event_source, |(s, _)| s);
+    (!service.is_empty()).then_some(service)
 }
 
 /// The string leaves at a place: the string itself, or the strings inside (nested) arrays.
@@ -212,6 +270,22 @@ mod tests {
         assert_eq!(idx.matches(&records[3]), vec![4]);
         assert_eq!(idx.matches(&records[4]), vec![5]);
         assert!(idx.matches(&records[5]).is_empty());
+    }
+
+    #[test]
+    fn could_match_is_false_only_when_no_pattern_can_match() {
+        let idx = index(&[
+            json!({"eventName": ["BackupJobCompleted"]}),
+            json!({"eventSource": ["outposts.amazonaws.com"]}),
+            json!({"source": ["aws.kms"]}),
+        ]);
+        assert!(idx.could_match(Some("BackupJobCompleted"), Some("backup.amazonaws.com")));
+        assert!(idx.could_match(Some("ListSites"), Some("outposts.amazonaws.com")));
+        assert!(idx.could_match(None, Some("kms.amazonaws.com")));
+        assert!(!idx.could_match(Some("GetObject"), Some("s3.amazonaws.com")));
+        assert!(!idx.could_match(None, None));
+        let with_unindexed = index(&[json!({"errorCode": [{"exists": true}]})]);
+        assert!(with_unindexed.could_match(None, None));
     }
 
     #[test]

@@ -133,12 +133,80 @@ pub enum Item {
     Skipped(RecordError),
 }
 
+/// One step of reading, before parsing.
+#[derive(Debug)]
+pub enum RawItem<'r> {
+    /// A record's bytes (one JSON value, not yet checked beyond its strings and nesting).
+    Record {
+        index: usize,
+        offset: u64,
+        bytes: &'r [u8],
+        meta: &'r RecordMeta,
+        /// The bytes are known to be UTF-8 (checked while inflating).
+        utf8: bool,
+    },
+    /// A record that could not be read (over the size limit).
+    Skipped(RecordError),
+}
+
+/// Parses a record's bytes: a record, or why it was skipped.
+pub fn parse_record(index: usize, offset: u64, bytes: &[u8]) -> Item {
+    let skipped = |kind| {
+        Item::Skipped(RecordError {
+            index,
+            offset,
+            kind,
+        })
+    };
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(record @ Value::Object(_)) => Item::Record {
+            index,
+            offset,
+            record,
+        },
+        Ok(other) => skipped(RecordErrorKind::NotObject(kind(&other))),
+        Err(e) => skipped(RecordErrorKind::InvalidJson(e.to_string())),
+    }
+}
+
+/// Checks a record's bytes as [`parse_record`] would, without building it: `None` when it is a
+/// valid JSON object, else the same error `parse_record` would report. `utf8` says the bytes
+/// are already known to be UTF-8.
+pub fn check_record(index: usize, offset: u64, bytes: &[u8], utf8: bool) -> Option<RecordError> {
+    // Building a record also checks that its strings are UTF-8; checking must too.
+    let valid = (utf8 || std::str::from_utf8(bytes).is_ok())
+        && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok();
+    if !valid {
+        // Rare: parse it again as `parse_record` does, so that the message is the same word
+        // for word (the two deserializers word some faults differently).
+        return match parse_record(index, offset, bytes) {
+            Item::Skipped(e) => Some(e),
+            Item::Record { .. } => None,
+        };
+    }
+    let kind = match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => return None,
+        Some(b'"') => RecordErrorKind::NotObject("a string"),
+        Some(b'[') => RecordErrorKind::NotObject("an array"),
+        Some(b't' | b'f') => RecordErrorKind::NotObject("a boolean"),
+        Some(b'n') => RecordErrorKind::NotObject("null"),
+        _ => RecordErrorKind::NotObject("a number"),
+    };
+    Some(RecordError {
+        index,
+        offset,
+        kind,
+    })
+}
+
 /// The input with its first bytes (read to sniff the format) put back in front.
 type Sniffed<R> = io::Chain<io::Take<Cursor<[u8; 2]>>, R>;
 
 enum Decoder<R: Read> {
     Plain(BufReader<Sniffed<R>>),
     Gzip(Box<MultiGzDecoder<BufReader<Sniffed<R>>>>),
+    /// Gzip inflated on a thread of its own, while this one splits and matches.
+    Threaded(Inflater),
 }
 
 impl<R: Read> Decoder<R> {
@@ -146,7 +214,172 @@ impl<R: Read> Decoder<R> {
         match self {
             Decoder::Plain(r) => r.read(buf),
             Decoder::Gzip(r) => r.read(buf),
+            Decoder::Threaded(r) => r.read(buf),
         }
+    }
+}
+
+/// Bytes the inflating thread hands over at a time.
+const INFLATED_CHUNK: usize = 256 << 10;
+/// Chunks in flight between the threads: what inflating may run ahead by (1 MiB).
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+/// Inflates a gzip stream on its own thread and hands out the bytes in order. Memory is bounded
+/// by the chunks in flight; dropping the reader stops the thread at its next chunk.
+struct Inflater {
+    /// Chunks, each with whether all bytes up to its end are UTF-8.
+    chunks: std::sync::mpsc::Receiver<io::Result<(Vec<u8>, bool)>>,
+    spent: std::sync::mpsc::SyncSender<Vec<u8>>,
+    current: Vec<u8>,
+    pos: usize,
+    /// Every byte handed out so far is UTF-8.
+    all_utf8: bool,
+}
+
+impl Inflater {
+    fn spawn<R: Read + Send + 'static>(
+        mut decoder: MultiGzDecoder<BufReader<Sniffed<R>>>,
+    ) -> io::Result<Self> {
+        let (tx, chunks) = std::sync::mpsc::sync_channel(CHUNKS_IN_FLIGHT);
+        let (spent, spent_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(CHUNKS_IN_FLIGHT + 1);
+        std::thread::Builder::new()
+            .name("trail-alerts-inflate".into())
+            .spawn(move || {
+                let mut utf8 = Utf8Check::default();
+                loop {
+                    let mut chunk = spent_rx.try_recv().unwrap_or_default();
+                    chunk.resize(INFLATED_CHUNK, 0);
+                    let mut filled = 0;
+                    let result = loop {
+                        if filled == chunk.len() {
+                            break Ok(());
+                        }
+                        match decoder.read(&mut chunk[filled..]) {
+                            Ok(0) => break Ok(()),
+                            Ok(n) => filled += n,
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                            Err(e) => break Err(e),
+                        }
+                    };
+                    chunk.truncate(filled);
+                    let done = filled < INFLATED_CHUNK || result.is_err();
+                    // UTF-8 is checked here, where there is time to spare, rather than per record
+                    // on the reading thread.
+                    let all_utf8 = utf8.feed(&chunk, done);
+                    if filled > 0 && tx.send(Ok((chunk, all_utf8))).is_err() {
+                        return;
+                    }
+                    if let Err(e) = result {
+                        let _ = tx.send(Err(e));
+                    }
+                    if done {
+                        return;
+                    }
+                }
+            })?;
+        Ok(Inflater {
+            chunks,
+            spent,
+            current: Vec::new(),
+            pos: 0,
+            all_utf8: true,
+        })
+    }
+}
+
+impl Inflater {
+    /// Hands back the used buffer and puts the next chunk in its place; 0 at the end.
+    fn swap(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        let used = std::mem::take(buf);
+        if used.capacity() > 0 {
+            let _ = self.spent.try_send(used);
+        }
+        match self.chunks.recv() {
+            Ok(Ok((chunk, all_utf8))) => {
+                *buf = chunk;
+                self.all_utf8 = all_utf8;
+                Ok(buf.len())
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => Ok(0),
+        }
+    }
+}
+
+/// UTF-8 validation of a stream in chunks, carrying a character split between two of them.
+#[derive(Default)]
+struct Utf8Check {
+    carry: Vec<u8>,
+    ok: bool,
+    started: bool,
+}
+
+impl Utf8Check {
+    /// Feeds the next chunk; whether everything so far is UTF-8 (an incomplete character at
+    /// the very end counts as invalid).
+    fn feed(&mut self, chunk: &[u8], last: bool) -> bool {
+        if !self.started {
+            self.started = true;
+            self.ok = true;
+        }
+        if !self.ok {
+            return false;
+        }
+        let mut rest = chunk;
+        if !self.carry.is_empty() {
+            // Complete the carried character with the bytes it still needs.
+            let width = match self.carry[0] {
+                0xC0..=0xDF => 2,
+                0xE0..=0xEF => 3,
+                _ => 4,
+            };
+            let take = (width - self.carry.len()).min(rest.len());
+            self.carry.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if self.carry.len() == width {
+                self.ok = std::str::from_utf8(&self.carry).is_ok();
+                self.carry.clear();
+            }
+            if !self.ok {
+                return false;
+            }
+        }
+        match std::str::from_utf8(rest) {
+            Ok(_) => {}
+            Err(e) if e.error_len().is_none() && !last => {
+                self.carry.extend_from_slice(&rest[e.valid_up_to()..]);
+            }
+            Err(_) => self.ok = false,
+        }
+        if last && !self.carry.is_empty() {
+            self.ok = false;
+        }
+        self.ok
+    }
+}
+
+impl Read for Inflater {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos == self.current.len() {
+            let used = std::mem::take(&mut self.current);
+            if used.capacity() > 0 {
+                let _ = self.spent.try_send(used);
+            }
+            match self.chunks.recv() {
+                Ok(Ok((chunk, all_utf8))) => {
+                    self.current = chunk;
+                    self.pos = 0;
+                    self.all_utf8 = all_utf8;
+                }
+                Ok(Err(e)) => return Err(e),
+                // The thread is done: the end of the stream.
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len() - self.pos);
+        buf[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
     }
 }
 
@@ -168,7 +401,8 @@ enum State {
 pub struct LogReader<R: Read> {
     src: Decoder<R>,
     gzip: bool,
-    buf: Box<[u8]>,
+    /// The bytes at hand: `buf[..len]` are valid.
+    buf: Vec<u8>,
     pos: usize,
     len: usize,
     /// Decompressed bytes before `buf[0]`.
@@ -180,37 +414,63 @@ pub struct LogReader<R: Read> {
     keys_seen: Vec<String>,
     index: usize,
     record: Vec<u8>,
+    meta: RecordMeta,
+}
+
+/// Reads the first two bytes to tell gzip (`1f 8b`) from the rest, then puts them back.
+fn sniff<R: Read>(mut input: R) -> Result<(BufReader<Sniffed<R>>, bool), ReadError> {
+    let mut head = [0u8; 2];
+    let mut got = 0;
+    while got < head.len() {
+        match input.read(&mut head[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(source) => return Err(ReadError::Io { offset: 0, source }),
+        }
+    }
+    if got == 0 {
+        return Err(ReadError::Empty);
+    }
+    let gzip = head[..got] == [0x1f, 0x8b];
+    let raw = BufReader::with_capacity(CHUNK, Cursor::new(head).take(got as u64).chain(input));
+    Ok((raw, gzip))
+}
+
+impl<R: Read + Send + 'static> LogReader<R> {
+    /// Opens a log as [`LogReader::new`] does, inflating gzip on a second thread so that
+    /// inflating and reading records overlap.
+    pub fn threaded(input: R, limits: Limits) -> Result<Self, ReadError> {
+        let (raw, gzip) = sniff(input)?;
+        let src = if gzip {
+            Decoder::Threaded(
+                Inflater::spawn(MultiGzDecoder::new(raw))
+                    .map_err(|source| ReadError::Io { offset: 0, source })?,
+            )
+        } else {
+            Decoder::Plain(raw)
+        };
+        Self::with_source(src, gzip, limits)
+    }
 }
 
 impl<R: Read> LogReader<R> {
     /// Opens a log: sniffs gzip by its magic bytes and reads up to the first record.
     pub fn new(input: R, limits: Limits) -> Result<Self, ReadError> {
-        // Sniff the gzip magic from the first two bytes, however the input hands them out.
-        let mut input = input;
-        let mut head = [0u8; 2];
-        let mut got = 0;
-        while got < head.len() {
-            match input.read(&mut head[got..]) {
-                Ok(0) => break,
-                Ok(n) => got += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(source) => return Err(ReadError::Io { offset: 0, source }),
-            }
-        }
-        if got == 0 {
-            return Err(ReadError::Empty);
-        }
-        let gzip = head[..got] == [0x1f, 0x8b];
-        let raw = BufReader::with_capacity(CHUNK, Cursor::new(head).take(got as u64).chain(input));
+        let (raw, gzip) = sniff(input)?;
         let src = if gzip {
             Decoder::Gzip(Box::new(MultiGzDecoder::new(raw)))
         } else {
             Decoder::Plain(raw)
         };
+        Self::with_source(src, gzip, limits)
+    }
+
+    fn with_source(src: Decoder<R>, gzip: bool, limits: Limits) -> Result<Self, ReadError> {
         let mut reader = LogReader {
             src,
             gzip,
-            buf: vec![0; CHUNK].into_boxed_slice(),
+            buf: Vec::new(),
             pos: 0,
             len: 0,
             base: 0,
@@ -221,6 +481,7 @@ impl<R: Read> LogReader<R> {
             keys_seen: Vec::new(),
             index: 0,
             record: Vec::new(),
+            meta: RecordMeta::default(),
         };
         reader.open()?;
         Ok(reader)
@@ -252,7 +513,15 @@ impl<R: Read> LogReader<R> {
         self.pos = 0;
         self.len = 0;
         let n = loop {
-            match self.src.read(&mut self.buf) {
+            let result = match &mut self.src {
+                // Take the inflated chunk as the buffer itself: no copy.
+                Decoder::Threaded(inflater) => inflater.swap(&mut self.buf),
+                src => {
+                    self.buf.resize(CHUNK, 0);
+                    src.read(&mut self.buf)
+                }
+            };
+            match result {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(source) if self.gzip => {
@@ -464,6 +733,20 @@ impl<R: Read> LogReader<R> {
 
     /// Reads the next record, or `None` at the end of the `Records` array (and the file).
     pub fn next_item(&mut self) -> Result<Option<Item>, ReadError> {
+        Ok(self.next_raw()?.map(|raw| match raw {
+            RawItem::Record {
+                index,
+                offset,
+                bytes,
+                ..
+            } => parse_record(index, offset, bytes),
+            RawItem::Skipped(e) => Item::Skipped(e),
+        }))
+    }
+
+    /// Reads the next record's bytes without parsing them, with where its `eventName` and
+    /// `eventSource` stand; records over the size limit come as `Skipped`.
+    pub fn next_raw(&mut self) -> Result<Option<RawItem<'_>>, ReadError> {
         loop {
             match self.state {
                 State::Done => return Ok(None),
@@ -501,28 +784,25 @@ impl<R: Read> LogReader<R> {
                     let offset = self.offset();
                     self.record.clear();
                     let stored = self.scan_value(true)?;
-                    let skipped = |kind| {
-                        Item::Skipped(RecordError {
-                            index,
-                            offset,
-                            kind,
-                        })
-                    };
                     if !stored {
                         let bytes = self.offset() - offset;
-                        return Ok(Some(skipped(RecordErrorKind::TooLarge {
-                            bytes,
-                            limit: self.limits.max_record_bytes,
-                        })));
-                    }
-                    return Ok(Some(match serde_json::from_slice::<Value>(&self.record) {
-                        Ok(record @ Value::Object(_)) => Item::Record {
+                        return Ok(Some(RawItem::Skipped(RecordError {
                             index,
                             offset,
-                            record,
-                        },
-                        Ok(other) => skipped(RecordErrorKind::NotObject(kind(&other))),
-                        Err(e) => skipped(RecordErrorKind::InvalidJson(e.to_string())),
+                            kind: RecordErrorKind::TooLarge {
+                                bytes,
+                                limit: self.limits.max_record_bytes,
+                            },
+                        })));
+                    }
+                    let utf8 =
+                        matches!(&self.src, Decoder::Threaded(inflater) if inflater.all_utf8);
+                    return Ok(Some(RawItem::Record {
+                        index,
+                        offset,
+                        bytes: &self.record,
+                        meta: &self.meta,
+                        utf8,
                     }));
                 }
             }
@@ -532,13 +812,20 @@ impl<R: Read> LogReader<R> {
     /// Scans one JSON value from the current token, copying its bytes into `self.record` when
     /// `store` is set and the value fits in the record limit. Returns whether it was stored
     /// whole. Only the structure is checked here (strings, nesting); the bytes are parsed later.
+    ///
+    /// While storing a record, it also notes where the record's own (depth-1) `eventName` and
+    /// `eventSource` values stand, in [`RecordMeta`], so that a record no rule can match needs
+    /// no parse. The bookkeeping runs only on bytes outside strings at depth 1.
     fn scan_value(&mut self, store: bool) -> Result<bool, ReadError> {
         let limit = self.limits.max_record_bytes;
+        let track = store && matches!(self.state, State::Records { .. });
         let mut keep = store;
         let mut depth: usize = 0;
         let mut in_string = false;
         let mut escape = false;
         let mut started = false;
+        let mut t = Tracker::default();
+        self.meta = RecordMeta::default();
         loop {
             if !self.fill()? {
                 return Err(
@@ -550,6 +837,8 @@ impl<R: Read> LogReader<R> {
                 );
             }
             let chunk = &self.buf[self.pos..self.len];
+            // Record position of chunk[0].
+            let base = self.record.len();
             let mut i = 0;
             let mut end = None;
             while i < chunk.len() {
@@ -565,11 +854,21 @@ impl<R: Read> LogReader<R> {
                             i += j;
                             if chunk[i] == b'\\' {
                                 escape = true;
+                                t.escaped = true;
                             } else {
                                 in_string = false;
                                 if depth == 0 {
                                     end = Some(i + 1);
                                     break;
+                                }
+                                if depth == 1 && track && keep {
+                                    t.string_closed(
+                                        &mut self.meta,
+                                        &self.record,
+                                        chunk,
+                                        base,
+                                        base + i,
+                                    );
                                 }
                             }
                             i += 1;
@@ -579,8 +878,21 @@ impl<R: Read> LogReader<R> {
                 }
                 let b = chunk[i];
                 match b {
-                    b'"' => in_string = true,
-                    b'{' | b'[' => depth += 1,
+                    b'"' => {
+                        in_string = true;
+                        if depth == 1 {
+                            t.string_opened(base + i);
+                        }
+                    }
+                    b'{' | b'[' => {
+                        if depth == 1 {
+                            t.other_value(&mut self.meta);
+                        }
+                        depth += 1;
+                        if depth == 1 {
+                            t.expect_key = b == b'{';
+                        }
+                    }
                     b'}' | b']' if depth > 0 => {
                         depth -= 1;
                         if depth == 0 {
@@ -593,6 +905,10 @@ impl<R: Read> LogReader<R> {
                         end = Some(i);
                         break;
                     }
+                    b':' if depth == 1 => t.colon(&mut self.meta),
+                    b',' if depth == 1 => t.expect_key = true,
+                    b' ' | b'\t' | b'\n' | b'\r' => {}
+                    _ if depth == 1 => t.other_value(&mut self.meta),
                     _ => {}
                 }
                 started = true;
@@ -614,6 +930,173 @@ impl<R: Read> LogReader<R> {
             }
         }
     }
+}
+
+/// Where a record's own `eventName` and `eventSource` values stand in its bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordMeta {
+    pub event_name: Field,
+    pub event_source: Field,
+    /// A depth-1 key was written with escapes: the record's keys cannot be read from the raw
+    /// bytes, so nothing is known.
+    pub escaped_key: bool,
+}
+
+/// A depth-1 field of a record as seen in its raw bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Field {
+    /// Not present.
+    #[default]
+    Absent,
+    /// A string without escapes, at this byte range (quotes excluded).
+    Plain(std::ops::Range<usize>),
+    /// Anything else: a string with escapes, a number, an array, an object, null…
+    Other,
+}
+
+impl RecordMeta {
+    /// What the raw bytes say of a field's value.
+    pub fn value<'b>(&self, field: &Field, bytes: &'b [u8]) -> Known<'b> {
+        if self.escaped_key {
+            return Known::Unknown;
+        }
+        match field {
+            Field::Absent => Known::Absent,
+            Field::Plain(r) => bytes
+                .get(r.clone())
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .map_or(Known::Unknown, Known::Plain),
+            Field::Other => Known::Unknown,
+        }
+    }
+}
+
+/// A field's value as far as the raw bytes tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Known<'b> {
+    Absent,
+    Plain(&'b str),
+    /// Only parsing can tell (escapes, not a string, escaped keys).
+    Unknown,
+}
+
+impl<'b> Known<'b> {
+    /// `Some(None)` absent, `Some(Some(v))` a plain string, `None` unknown.
+    pub fn known(self) -> Option<Option<&'b str>> {
+        match self {
+            Known::Absent => Some(None),
+            Known::Plain(v) => Some(Some(v)),
+            Known::Unknown => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Key {
+    #[default]
+    Other,
+    EventName,
+    EventSource,
+}
+
+/// Depth-1 bookkeeping for [`RecordMeta`].
+#[derive(Debug, Default)]
+struct Tracker {
+    expect_key: bool,
+    /// The key whose value comes next.
+    key: Key,
+    /// The value of `key` has begun.
+    value_seen: bool,
+    string_start: usize,
+    string_is_key: bool,
+    escaped: bool,
+}
+
+impl Tracker {
+    fn string_opened(&mut self, at: usize) {
+        self.string_start = at;
+        self.string_is_key = self.expect_key;
+        self.escaped = false;
+    }
+
+    fn string_closed(
+        &mut self,
+        meta: &mut RecordMeta,
+        record: &[u8],
+        chunk: &[u8],
+        base: usize,
+        at: usize,
+    ) {
+        let (start, end) = (self.string_start + 1, at);
+        if self.string_is_key {
+            if self.escaped {
+                meta.escaped_key = true;
+            }
+            self.key = if span_eq(record, chunk, base, start, end, b"eventName") {
+                Key::EventName
+            } else if span_eq(record, chunk, base, start, end, b"eventSource") {
+                Key::EventSource
+            } else {
+                Key::Other
+            };
+            self.value_seen = false;
+        } else if !self.value_seen {
+            self.value_seen = true;
+            let field = if self.escaped {
+                Field::Other
+            } else {
+                Field::Plain(start..end)
+            };
+            self.set(meta, field);
+        }
+    }
+
+    fn colon(&mut self, meta: &mut RecordMeta) {
+        self.expect_key = false;
+        // Until a plain string shows otherwise, the value is unknown.
+        self.set(meta, Field::Other);
+    }
+
+    fn other_value(&mut self, meta: &mut RecordMeta) {
+        if !self.expect_key && !self.value_seen {
+            self.value_seen = true;
+            self.set(meta, Field::Other);
+        }
+    }
+
+    fn set(&self, meta: &mut RecordMeta, field: Field) {
+        match self.key {
+            Key::EventName => meta.event_name = field,
+            Key::EventSource => meta.event_source = field,
+            Key::Other => {}
+        }
+    }
+}
+
+/// Whether record bytes `start..end` (partly already in `record`, the rest in `chunk` from
+/// record position `base`) equal `target`.
+fn span_eq(
+    record: &[u8],
+    chunk: &[u8],
+    base: usize,
+    start: usize,
+    end: usize,
+    target: &[u8],
+) -> bool {
+    if end - start != target.len() {
+        return false;
+    }
+    if start >= base {
+        return chunk.get(start - base..end - base) == Some(target);
+    }
+    (start..end).zip(target).all(|(p, t)| {
+        let b = if p < base {
+            record.get(p)
+        } else {
+            chunk.get(p - base)
+        };
+        b == Some(t)
+    })
 }
 
 impl<R: Read> Iterator for LogReader<R> {
@@ -811,6 +1294,51 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(records(&items), expected.iter().collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn utf8_is_checked_across_chunk_boundaries() {
+        let text = "aé€😀z".repeat(50);
+        for split in 0..text.len() {
+            let (a, b) = text.as_bytes().split_at(split);
+            let mut check = Utf8Check::default();
+            assert!(
+                check.feed(a, false) && check.feed(b, true),
+                "split at {split}"
+            );
+        }
+        let mut check = Utf8Check::default();
+        assert!(check.feed(b"ok \xe2\x82", false));
+        assert!(!check.feed(b"", true), "a character cut off at the end");
+        let mut check = Utf8Check::default();
+        assert!(!check.feed(b"Caf\xe9 ", false));
+        assert!(!check.feed(b"fine", true), "once invalid, always invalid");
+    }
+
+    #[test]
+    fn threaded_reading_gives_the_same_records() {
+        let doc = br#"{"Records":[{"a":"\u00e9t\u00e9"},{"b":[1,2,{"c":null}]},"x"]}"#;
+        let gz = gzip(doc);
+        let plain: Vec<Item> = LogReader::new(&gz[..], Limits::default())
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let threaded: Vec<Item> = LogReader::threaded(std::io::Cursor::new(gz), Limits::default())
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(format!("{plain:?}"), format!("{threaded:?}"));
+        let mut truncated = gzip(doc);
+        truncated.truncate(truncated.len() - 10);
+        let err = LogReader::threaded(std::io::Cursor::new(truncated), Limits::default())
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("gzip data is corrupt or truncated"),
+            "{err}"
+        );
     }
 
     #[test]

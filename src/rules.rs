@@ -581,6 +581,12 @@ impl RuleSet {
         });
     }
 
+    /// Whether any enabled rule could fire on a record with this `eventName` and `eventSource`
+    /// (`None`: absent); see [`PatternIndex::could_match`].
+    pub fn could_match(&self, event_name: Option<&str>, event_source: Option<&str>) -> bool {
+        self.index.could_match(event_name, event_source)
+    }
+
     /// Runs every rule's embedded tests (disabled rules included).
     pub fn run_tests(&self) -> Vec<TestOutcome<'_>> {
         self.rules

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use crate::alert::{Alert, AlertSource};
 use crate::engine::Scratch;
 use crate::keys::classify;
-use crate::reader::{Item, Limits, LogReader, ReadError, RecordError};
+use crate::reader::{
+    check_record, parse_record, Item, Limits, LogReader, RawItem, ReadError, RecordError,
+};
 use crate::rules::RuleSet;
 
 /// What reading one log object gave.
@@ -42,7 +44,107 @@ impl<'r> Scanner<'r> {
     /// Reads one log (gzip or plain) and calls `on_alert` for each alert and `on_skip` for each
     /// record that could not be read. A file-level fault ends the object with an error; the
     /// alerts already raised have been handed out.
+    ///
+    /// A record whose own `eventName` and `eventSource` (read from its raw bytes) no rule is
+    /// filed under is only checked for validity, not built: the alerts and the skipped records
+    /// are exactly those of [`Scanner::scan_parsing_all`], which builds every record.
     pub fn scan<R: Read>(
+        &mut self,
+        input: R,
+        source: &AlertSource,
+        on_alert: impl FnMut(Alert),
+        on_skip: impl FnMut(&RecordError),
+    ) -> Result<ObjectStats, ReadError> {
+        let reader = LogReader::new(input, self.limits)?;
+        self.run(reader, source, on_alert, on_skip, false)
+    }
+
+    /// [`Scanner::scan`] with gzip inflated on a thread of its own and the records no rule is
+    /// filed under checked on another, overlapping with splitting and matching on this one:
+    /// what the command line and the function use.
+    pub fn scan_owned<R: Read + Send + 'static>(
+        &mut self,
+        input: R,
+        source: &AlertSource,
+        on_alert: impl FnMut(Alert),
+        on_skip: impl FnMut(&RecordError),
+    ) -> Result<ObjectStats, ReadError> {
+        let reader = LogReader::threaded(input, self.limits)?;
+        self.run(reader, source, on_alert, on_skip, true)
+    }
+
+    fn run<R: Read>(
+        &mut self,
+        mut reader: LogReader<R>,
+        source: &AlertSource,
+        mut on_alert: impl FnMut(Alert),
+        mut on_skip: impl FnMut(&RecordError),
+        parallel: bool,
+    ) -> Result<ObjectStats, ReadError> {
+        let mut stats = ObjectStats::default();
+        // Skipped records are reported after the object, in index order, whichever thread
+        // found them.
+        let mut skips: Vec<RecordError> = Vec::new();
+        let rules = self.rules;
+        let scratch = &mut self.scratch;
+        let result = std::thread::scope(|scope| {
+            let mut checker = Checker::new(scope, parallel);
+            let outcome = loop {
+                let raw = match reader.next_raw() {
+                    Ok(Some(raw)) => raw,
+                    Ok(None) => break Ok(()),
+                    Err(e) => break Err(e),
+                };
+                let (index, offset, bytes, meta, utf8) = match raw {
+                    RawItem::Record {
+                        index,
+                        offset,
+                        bytes,
+                        meta,
+                        utf8,
+                    } => (index, offset, bytes, meta, utf8),
+                    RawItem::Skipped(e) => {
+                        skips.push(e);
+                        continue;
+                    }
+                };
+                let name = meta.value(&meta.event_name, bytes);
+                let event_source = meta.value(&meta.event_source, bytes);
+                let candidate = match (name.known(), event_source.known()) {
+                    (Some(name), Some(event_source)) => rules.could_match(name, event_source),
+                    _ => true,
+                };
+                if candidate {
+                    match parse_record(index, offset, bytes) {
+                        Item::Record { index, record, .. } => {
+                            stats.records += 1;
+                            rules.matching(&record, scratch, |rule| {
+                                stats.alerts += 1;
+                                on_alert(Alert::new(rule, &record, source.clone(), index));
+                            });
+                        }
+                        Item::Skipped(e) => skips.push(e),
+                    }
+                } else {
+                    checker.check(index, offset, bytes, utf8, &mut stats, &mut skips);
+                }
+            };
+            checker.finish(&mut stats, &mut skips);
+            outcome
+        });
+        skips.sort_by_key(|e| e.index);
+        stats.skipped += skips.len() as u64;
+        for e in &skips {
+            on_skip(e);
+        }
+        result?;
+        stats.bytes = reader.bytes_read();
+        Ok(stats)
+    }
+
+    /// The same as [`Scanner::scan`], building every record: the reference the fast path is
+    /// tested against.
+    pub fn scan_parsing_all<R: Read>(
         &mut self,
         input: R,
         source: &AlertSource,
@@ -52,23 +154,145 @@ impl<'r> Scanner<'r> {
         let mut stats = ObjectStats::default();
         let mut reader = LogReader::new(input, self.limits)?;
         while let Some(item) = reader.next_item()? {
-            match item {
-                Item::Record { index, record, .. } => {
-                    stats.records += 1;
-                    let rules = self.rules;
-                    rules.matching(&record, &mut self.scratch, |rule| {
-                        stats.alerts += 1;
-                        on_alert(Alert::new(rule, &record, source.clone(), index));
-                    });
-                }
-                Item::Skipped(e) => {
-                    stats.skipped += 1;
-                    on_skip(&e);
-                }
-            }
+            self.take(item, source, &mut stats, &mut on_alert, &mut on_skip);
         }
         stats.bytes = reader.bytes_read();
         Ok(stats)
+    }
+
+    fn take(
+        &mut self,
+        item: Item,
+        source: &AlertSource,
+        stats: &mut ObjectStats,
+        on_alert: &mut impl FnMut(Alert),
+        on_skip: &mut impl FnMut(&RecordError),
+    ) {
+        match item {
+            Item::Record { index, record, .. } => {
+                stats.records += 1;
+                self.rules.matching(&record, &mut self.scratch, |rule| {
+                    stats.alerts += 1;
+                    on_alert(Alert::new(rule, &record, source.clone(), index));
+                });
+            }
+            Item::Skipped(e) => {
+                stats.skipped += 1;
+                on_skip(&e);
+            }
+        }
+    }
+}
+
+/// Bytes of records handed to the checking thread at a time.
+const CHECK_BATCH_BYTES: usize = 256 << 10;
+
+/// Records to check, copied end to end: (index, offset, start, end, known UTF-8).
+#[derive(Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    records: Vec<(usize, u64, usize, usize, bool)>,
+}
+
+/// Checks the records no rule is filed under (valid JSON objects, or why not): inline, or on a
+/// thread of its own that gets them in batches.
+struct Checker<'scope> {
+    thread: Option<CheckThread<'scope>>,
+}
+
+struct CheckThread<'scope> {
+    batch: Batch,
+    full: std::sync::mpsc::SyncSender<Batch>,
+    spent: std::sync::mpsc::Receiver<Batch>,
+    handle: std::thread::ScopedJoinHandle<'scope, (u64, Vec<RecordError>)>,
+}
+
+impl<'scope> Checker<'scope> {
+    fn new<'env>(scope: &'scope std::thread::Scope<'scope, 'env>, parallel: bool) -> Self {
+        if !parallel {
+            return Checker { thread: None };
+        }
+        let (full, batches) = std::sync::mpsc::sync_channel::<Batch>(4);
+        let (spent_tx, spent) = std::sync::mpsc::sync_channel::<Batch>(5);
+        let handle = std::thread::Builder::new()
+            .name("trail-alerts-check".into())
+            .spawn_scoped(scope, move || {
+                let mut valid = 0u64;
+                let mut errors = Vec::new();
+                for mut batch in batches {
+                    for &(index, offset, start, end, utf8) in &batch.records {
+                        match check_record(index, offset, &batch.bytes[start..end], utf8) {
+                            None => valid += 1,
+                            Some(e) => errors.push(e),
+                        }
+                    }
+                    batch.bytes.clear();
+                    batch.records.clear();
+                    let _ = spent_tx.try_send(batch);
+                }
+                (valid, errors)
+            });
+        // Without a thread (the system refused one), records are checked inline.
+        Checker {
+            thread: handle.ok().map(|handle| CheckThread {
+                batch: Batch::default(),
+                full,
+                spent,
+                handle,
+            }),
+        }
+    }
+
+    fn check(
+        &mut self,
+        index: usize,
+        offset: u64,
+        bytes: &[u8],
+        utf8: bool,
+        stats: &mut ObjectStats,
+        skips: &mut Vec<RecordError>,
+    ) {
+        let Some(t) = &mut self.thread else {
+            match check_record(index, offset, bytes, utf8) {
+                None => stats.records += 1,
+                Some(e) => skips.push(e),
+            }
+            return;
+        };
+        let start = t.batch.bytes.len();
+        t.batch.bytes.extend_from_slice(bytes);
+        t.batch
+            .records
+            .push((index, offset, start, t.batch.bytes.len(), utf8));
+        if t.batch.bytes.len() >= CHECK_BATCH_BYTES {
+            let next = t.spent.try_recv().unwrap_or_default();
+            let full = std::mem::replace(&mut t.batch, next);
+            if let Err(std::sync::mpsc::SendError(batch)) = t.full.send(full) {
+                // The checking thread is gone (it panicked): check here instead.
+                for (index, offset, start, end, utf8) in batch.records {
+                    match check_record(index, offset, &batch.bytes[start..end], utf8) {
+                        None => stats.records += 1,
+                        Some(e) => skips.push(e),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits for the checks in flight and adds up what they found.
+    fn finish(self, stats: &mut ObjectStats, skips: &mut Vec<RecordError>) {
+        let Some(t) = self.thread else { return };
+        if !t.batch.records.is_empty() {
+            let _ = t.full.send(t.batch);
+        }
+        drop(t.full);
+        match t.handle.join() {
+            Ok((valid, errors)) => {
+                stats.records += valid;
+                skips.extend(errors);
+            }
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
     }
 }
 

@@ -6,5 +6,6 @@ mod cli;
 mod conformance;
 mod differential;
 mod e2e;
+mod fast_path;
 mod handler;
 mod real_files;

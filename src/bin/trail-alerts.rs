@@ -149,7 +149,7 @@ fn scan(rule_sources: &[String], format: Format, paths: &[PathBuf]) -> Result<bo
                 let source = AlertSource::File { path: name.clone() };
                 let r = run_one(
                     &mut scanner,
-                    io::stdin().lock(),
+                    io::stdin(),
                     &source,
                     format,
                     id_width,
@@ -246,7 +246,7 @@ fn scan(rule_sources: &[String], format: Format, paths: &[PathBuf]) -> Result<bo
 
 type ScanOutcome = Result<(ObjectStats, Vec<String>), String>;
 
-fn run_one<R: io::Read>(
+fn run_one<R: io::Read + Send + 'static>(
     scanner: &mut Scanner<'_>,
     input: R,
     source: &AlertSource,
@@ -257,7 +257,7 @@ fn run_one<R: io::Read>(
 ) -> ScanOutcome {
     let mut skipped = Vec::new();
     let stats = scanner
-        .scan(
+        .scan_owned(
             input,
             source,
             |alert| {

@@ -392,7 +392,7 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
             let mut scanner = Scanner::new(&rules, limits);
             let mut alerts = Vec::new();
             let mut skipped = Vec::new();
-            let stats = scanner.scan(
+            let stats = scanner.scan_owned(
                 reader,
                 &source,
                 |a| alerts.push(a),

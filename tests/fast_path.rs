@@ -1,0 +1,196 @@
+//! The fast path (records no rule is filed under are checked, not built) must raise exactly the
+//! alerts, and skip exactly the records, of the path that builds every record: on tricky
+//! hand-made records, on real files, and on the shared benchmark corpus when it is there.
+
+use std::process::Command;
+
+use serde_json::{json, Value};
+use trail_alerts::alert::AlertSource;
+use trail_alerts::reader::Limits;
+use trail_alerts::rules::{parse_document, RuleSet, RuleSource};
+use trail_alerts::scan::{ObjectStats, Scanner};
+
+use crate::util::{fixture, gzip, json_fixture, root};
+
+type Outcome = (Vec<(String, usize)>, Vec<String>, ObjectStats);
+
+/// (fast path on this thread, fast path on three threads, every record built).
+fn both(rules: &RuleSet, bytes: &[u8]) -> (Outcome, Outcome) {
+    let source = AlertSource::File { path: "t".into() };
+    let run = |mode: u8| {
+        let mut scanner = Scanner::new(rules, Limits::default());
+        let mut alerts = Vec::new();
+        let mut skipped = Vec::new();
+        let on_alert = |a: trail_alerts::alert::Alert| alerts.push((a.rule_id, a.record_index));
+        let on_skip = |e: &trail_alerts::reader::RecordError| skipped.push(e.to_string());
+        let stats = match mode {
+            0 => scanner.scan(bytes, &source, on_alert, on_skip),
+            1 => scanner.scan_owned(
+                std::io::Cursor::new(bytes.to_vec()),
+                &source,
+                on_alert,
+                on_skip,
+            ),
+            _ => scanner.scan_parsing_all(bytes, &source, on_alert, on_skip),
+        }
+        .expect("readable");
+        (alerts, skipped, stats)
+    };
+    let (inline, threaded, all) = (run(0), run(1), run(2));
+    assert_eq!(inline, threaded, "one thread and three disagree");
+    (threaded, all)
+}
+
+fn failed_job() -> Value {
+    let mut r = json_fixture("docs/BackupJobCompleted.json")["record"].clone();
+    r["serviceEventDetails"]["state"] = json!("FAILED");
+    r
+}
+
+/// Records that a raw-bytes reading could get wrong, each written out by hand.
+fn tricky() -> Vec<Vec<u8>> {
+    let job = failed_job().to_string();
+    let body = job
+        .strip_prefix('{')
+        .and_then(|b| b.strip_suffix('}'))
+        .expect("an object")
+        .to_owned();
+    let no_name = {
+        let mut r = failed_job();
+        r.as_object_mut().expect("object").remove("eventName");
+        r.to_string()
+    };
+    let site = json_fixture("docs/SetSiteAddress.json")["record"].to_string();
+    vec![
+        job.clone(),
+        // Escaped key and escaped value: unknown from the raw bytes, so parsed.
+        job.replacen("\"eventName\"", "\"event\\u004eame\"", 1),
+        job.replacen("\"BackupJobCompleted\"", "\"Backup\\u004aobCompleted\"", 1),
+        // The name as an array, a number, null.
+        job.replacen("\"BackupJobCompleted\"", "[\"BackupJobCompleted\"]", 1),
+        job.replacen("\"BackupJobCompleted\"", "5", 1),
+        job.replacen("\"BackupJobCompleted\"", "null", 1),
+        // Duplicate keys: the last one wins, as when parsing.
+        format!("{{\"eventName\": \"Nothing\", {body}}}"),
+        format!("{{{body}, \"eventName\": \"Nothing\"}}"),
+        // The key name as a value, and the name only deeper down.
+        format!("{{\"note\": \"eventName\", \"x\": {{\"eventName\": \"BackupJobCompleted\"}}, \"eventSource\": \"backup.amazonaws.com\"}}"),
+        format!("{{\"requestParameters\": {no_name}, \"eventName\" : \n \"BackupJobCompleted\" ,\"eventSource\":\"backup.amazonaws.com\",\"serviceEventDetails\":{{\"state\":\"EXPIRED\"}}}}"),
+        no_name,
+        site.clone(),
+        site.replacen("\"outposts.amazonaws.com\"", "\"outposts.amazonaws.com\\u0000\"", 1),
+        // Broken records.
+        "\"a string\"".into(),
+        "[1, 2]".into(),
+        "42".into(),
+        "{\"eventName\": }".into(),
+        "{\"eventName\": \"X\" \"y\": 1}".into(),
+        "{\"eventName\": \"\\uZZZZ\"}".into(),
+        "{\"k\": [1, 2,]}".into(),
+    ]
+    .into_iter()
+    .map(String::into_bytes)
+    .chain([
+        // Not UTF-8 (an ISO-8859-1 'é'): building the record refuses it, so must checking.
+        b"{\"eventName\": \"Caf\xe9\"}".to_vec(),
+    ])
+    .collect()
+}
+
+fn delivery(records: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = b"{\"Records\": [".to_vec();
+    out.extend(records.join(&b",\n"[..]));
+    out.extend(b"]}");
+    out
+}
+
+#[test]
+fn tricky_records_give_the_same_alerts_and_skips() {
+    let rules = RuleSet::load(&[RuleSource::Builtin]).expect("builtin");
+    let doc = delivery(&tricky());
+    let (fast, all) = both(&rules, &doc);
+    assert_eq!(fast, all);
+    assert!(fast.0.len() >= 5, "{:?}", fast.0);
+    assert_eq!(fast.1.len(), 8, "{:?}", fast.1);
+    assert!(
+        fast.1[7].contains("invalid unicode code point"),
+        "{}",
+        fast.1[7]
+    );
+    let (fast, all) = both(&rules, &gzip(&doc));
+    assert_eq!(fast, all);
+}
+
+#[test]
+fn real_files_and_many_rules_give_the_same_alerts() {
+    let mut records: Vec<Vec<u8>> = Vec::new();
+    for entry in std::fs::read_dir(fixture("real/invictus")).expect("dir") {
+        let doc: Value = serde_json::from_str(
+            &std::fs::read_to_string(entry.expect("entry").path()).expect("read"),
+        )
+        .expect("json");
+        records.extend(
+            doc["Records"]
+                .as_array()
+                .expect("records")
+                .iter()
+                .map(|r| r.to_string().into_bytes()),
+        );
+    }
+    records.extend(tricky());
+    let doc = gzip(&delivery(&records));
+    let builtin = RuleSet::load(&[RuleSource::Builtin]).expect("builtin");
+    let (fast, all) = both(&builtin, &doc);
+    assert_eq!(fast, all);
+    // A thousand rules, some on eventNames the real files hold, one evaluated on every record.
+    let mut yaml = String::from("rules:\n");
+    for (i, name) in [
+        "ListBuckets",
+        "GetObject",
+        "DescribeInstances",
+        "AssumeRole",
+        "ConsoleLogin",
+    ]
+    .iter()
+    .cycle()
+    .take(990)
+    .enumerate()
+    {
+        yaml.push_str(&format!(
+            "  - id: r{i}\n    description: d\n    severity: low\n    pattern: {{eventName: [{name}{}], userIdentity: {{type: [{{anything-but: Root}}]}}}}\n",
+            if i % 2 == 0 { "" } else { "X" }
+        ));
+    }
+    yaml.push_str("  - id: any-error\n    description: d\n    severity: low\n    pattern: {errorCode: [{exists: true}]}\n");
+    let mut rules = builtin.rules().to_vec();
+    rules.extend(parse_document("gen.yaml", &yaml).expect("generated rules"));
+    let many = RuleSet::new(rules).expect("set");
+    let (fast, all) = both(&many, &doc);
+    assert_eq!(fast, all);
+    assert!(fast.0.len() > 50, "{}", fast.0.len());
+}
+
+/// The shared benchmark corpus (20,000 records), when `../shared/bench` is beside the checkout.
+#[test]
+fn the_benchmark_corpus_gives_the_same_alerts() {
+    let script = root().join("../shared/bench/make-corpus.py");
+    if !script.exists() {
+        eprintln!("no {}; corpus comparison not run", script.display());
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = dir.path().join("corpus.json.gz");
+    let status = Command::new("python3")
+        .arg(&script)
+        .arg(&out)
+        .args(["--records", "20000"])
+        .status()
+        .expect("python3");
+    assert!(status.success());
+    let bytes = std::fs::read(&out).expect("corpus");
+    let rules = RuleSet::load(&[RuleSource::Builtin]).expect("builtin");
+    let (fast, all) = both(&rules, &bytes);
+    assert_eq!(fast.2.records, 20_000);
+    assert!(!fast.0.is_empty());
+    assert_eq!(fast, all);
+}
