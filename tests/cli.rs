@@ -173,7 +173,7 @@ fn directories_pass_over_digests_and_other_objects() {
     let out = cmd().arg("scan").arg(dir.path()).assert().success();
     let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
     assert!(
-        text.contains("1 file, 1 records (0 skipped), 1 alert in "),
+        text.contains("1 file, 1 record (0 skipped), 1 alert in "),
         "{text}"
     );
     assert!(text.contains("; 2 non-log files passed over"), "{text}");

@@ -212,9 +212,10 @@ fn scan(rule_sources: &[String], format: Format, paths: &[PathBuf]) -> Result<bo
     progress.clear();
     let elapsed = started.elapsed();
     let summary = format!(
-        "{files} file{}, {} records ({} skipped), {} alert{} in {:.2}s{}",
+        "{files} file{}, {} record{} ({} skipped), {} alert{} in {:.2}s{}",
         plural(files),
         total.records,
+        plural(total.records),
         total.skipped,
         total.alerts,
         plural(total.alerts),
