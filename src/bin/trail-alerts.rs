@@ -143,40 +143,25 @@ fn scan(rule_sources: &[String], format: Format, paths: &[PathBuf]) -> Result<bo
     let mut scanner = Scanner::new(&rules, limits);
 
     for target in &targets {
-        let (name, result) = match target {
-            Target::Stdin => {
-                let name = "-".to_owned();
-                let source = AlertSource::File { path: name.clone() };
-                let r = run_one(
-                    &mut scanner,
-                    io::stdin(),
-                    &source,
-                    format,
-                    id_width,
-                    &mut out,
-                    &mut write_failed,
-                );
-                (name, r)
-            }
-            Target::File(path) => {
-                let name = path.display().to_string();
-                let source = AlertSource::File { path: name.clone() };
-                match std::fs::File::open(path) {
-                    Ok(file) => {
-                        let r = run_one(
-                            &mut scanner,
-                            file,
-                            &source,
-                            format,
-                            id_width,
-                            &mut out,
-                            &mut write_failed,
-                        );
-                        (name, r)
-                    }
-                    Err(e) => (name, Err(e.to_string())),
-                }
-            }
+        let (name, input): (String, io::Result<Box<dyn io::Read + Send>>) = match target {
+            Target::Stdin => ("-".to_owned(), Ok(Box::new(io::stdin()))),
+            Target::File(path) => (
+                path.display().to_string(),
+                std::fs::File::open(path).map(|f| Box::new(f) as Box<dyn io::Read + Send>),
+            ),
+        };
+        let source = AlertSource::File { path: name.clone() };
+        let result = match input {
+            Ok(input) => run_one(
+                &mut scanner,
+                input,
+                &source,
+                format,
+                id_width,
+                &mut out,
+                &mut write_failed,
+            ),
+            Err(e) => Err(e.to_string()),
         };
         if let Some(e) = write_failed.take() {
             progress.clear();
