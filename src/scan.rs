@@ -1,8 +1,11 @@
 //! From a CloudTrail log stream to the alerts its records raise: the pipeline the command line
 //! runs per file and the Lambda function runs per S3 object.
 
+use std::collections::HashSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+
+use serde_json::Value;
 
 use crate::alert::{Alert, AlertSource};
 use crate::engine::Scratch;
@@ -21,6 +24,9 @@ pub struct ObjectStats {
     pub skipped: u64,
     /// Alerts raised.
     pub alerts: u64,
+    /// Records that rules matched but whose `eventID` an earlier record of the same object
+    /// already had: CloudTrail can deliver an event twice, and its alerts are raised once.
+    pub duplicates: u64,
     /// Decompressed bytes read.
     pub bytes: u64,
 }
@@ -87,6 +93,7 @@ impl<'r> Scanner<'r> {
         let mut skips: Vec<RecordError> = Vec::new();
         let rules = self.rules;
         let scratch = &mut self.scratch;
+        let mut seen = HashSet::new();
         let result = std::thread::scope(|scope| {
             let mut checker = Checker::new(scope, parallel);
             let outcome = loop {
@@ -118,10 +125,16 @@ impl<'r> Scanner<'r> {
                     match parse_record(index, offset, bytes) {
                         Item::Record { index, record, .. } => {
                             stats.records += 1;
-                            rules.matching(&record, scratch, |rule| {
-                                stats.alerts += 1;
-                                on_alert(Alert::new(rule, &record, source.clone(), index));
-                            });
+                            raise(
+                                rules,
+                                scratch,
+                                &mut seen,
+                                &record,
+                                index,
+                                source,
+                                &mut stats,
+                                &mut on_alert,
+                            );
                         }
                         Item::Skipped(e) => skips.push(e),
                     }
@@ -153,34 +166,59 @@ impl<'r> Scanner<'r> {
     ) -> Result<ObjectStats, ReadError> {
         let mut stats = ObjectStats::default();
         let mut reader = LogReader::new(input, self.limits)?;
+        let mut seen = HashSet::new();
         while let Some(item) = reader.next_item()? {
-            self.take(item, source, &mut stats, &mut on_alert, &mut on_skip);
+            match item {
+                Item::Record { index, record, .. } => {
+                    stats.records += 1;
+                    raise(
+                        self.rules,
+                        &mut self.scratch,
+                        &mut seen,
+                        &record,
+                        index,
+                        source,
+                        &mut stats,
+                        &mut on_alert,
+                    );
+                }
+                Item::Skipped(e) => {
+                    stats.skipped += 1;
+                    on_skip(&e);
+                }
+            }
         }
         stats.bytes = reader.bytes_read();
         Ok(stats)
     }
+}
 
-    fn take(
-        &mut self,
-        item: Item,
-        source: &AlertSource,
-        stats: &mut ObjectStats,
-        on_alert: &mut impl FnMut(Alert),
-        on_skip: &mut impl FnMut(&RecordError),
-    ) {
-        match item {
-            Item::Record { index, record, .. } => {
-                stats.records += 1;
-                self.rules.matching(&record, &mut self.scratch, |rule| {
-                    stats.alerts += 1;
-                    on_alert(Alert::new(rule, &record, source.clone(), index));
-                });
-            }
-            Item::Skipped(e) => {
-                stats.skipped += 1;
-                on_skip(&e);
-            }
+/// Raises the alerts of the rules that match a record, once per `eventID` within an object.
+#[allow(clippy::too_many_arguments)]
+fn raise(
+    rules: &RuleSet,
+    scratch: &mut Scratch,
+    seen: &mut HashSet<String>,
+    record: &Value,
+    index: usize,
+    source: &AlertSource,
+    stats: &mut ObjectStats,
+    on_alert: &mut impl FnMut(Alert),
+) {
+    let mut matched = Vec::new();
+    rules.matching(record, scratch, |rule| matched.push(rule));
+    if matched.is_empty() {
+        return;
+    }
+    if let Some(id) = record.get("eventID").and_then(Value::as_str) {
+        if !seen.insert(id.to_owned()) {
+            stats.duplicates += 1;
+            return;
         }
+    }
+    for rule in matched {
+        stats.alerts += 1;
+        on_alert(Alert::new(rule, record, source.clone(), index));
     }
 }
 
@@ -334,6 +372,44 @@ fn is_log_path(path: &Path) -> bool {
 mod tests {
     use super::*;
     use crate::rules::RuleSource;
+
+    #[test]
+    fn an_event_delivered_twice_in_one_object_alerts_once() {
+        let rules = RuleSet::load(&[RuleSource::Builtin]).unwrap();
+        let job = |id: Option<&str>| {
+            let mut r = serde_json::json!({"eventSource": "backup.amazonaws.com", "eventName": "BackupJobCompleted",
+                                           "serviceEventDetails": {"state": "FAILED"}});
+            if let Some(id) = id {
+                r["eventID"] = serde_json::json!(id);
+            }
+            r
+        };
+        let doc = serde_json::json!({"Records": [job(Some("a")), job(Some("a")), job(Some("b")), job(None), job(None)]}).to_string();
+        let source = AlertSource::File { path: "t".into() };
+        for owned in [false, true] {
+            let mut scanner = Scanner::new(&rules, Limits::default());
+            let mut alerts = Vec::new();
+            let stats = if owned {
+                scanner.scan_owned(
+                    std::io::Cursor::new(doc.clone().into_bytes()),
+                    &source,
+                    |a| alerts.push(a.record_index),
+                    |_| {},
+                )
+            } else {
+                scanner.scan(
+                    doc.as_bytes(),
+                    &source,
+                    |a| alerts.push(a.record_index),
+                    |_| {},
+                )
+            }
+            .unwrap();
+            // Records without an eventID cannot be told apart: each alerts.
+            assert_eq!(alerts, [0, 2, 3, 4]);
+            assert_eq!((stats.records, stats.alerts, stats.duplicates), (5, 4, 1));
+        }
+    }
 
     #[test]
     fn the_sample_trails_raise_the_expected_alerts() {

@@ -256,7 +256,11 @@ fn bad_records_are_reported_with_their_index_and_the_rest_still_alert() {
     let doc = format!(
         r#"{{"Records":[{}, "not an object", {{"broken": }}, {}]}}"#,
         failed_job(),
-        failed_job()
+        {
+            let mut other = failed_job();
+            other["eventID"] = json!("another-event");
+            other
+        }
     );
     std::fs::write(&path, doc).expect("write");
     let out = cmd()

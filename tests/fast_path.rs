@@ -94,8 +94,21 @@ fn tricky() -> Vec<Vec<u8>> {
         // Not UTF-8 (an ISO-8859-1 'é'): building the record refuses it, so must checking.
         b"{\"eventName\": \"Caf\xe9\"}".to_vec(),
     ])
+    .enumerate()
+    // Each variant its own event: an eventID repeated within an object alerts once.
+    .map(|(i, r)| {
+        let text = String::from_utf8_lossy(&r).into_owned();
+        if text.contains(EVENT_ID) {
+            text.replace(EVENT_ID, &format!("{EVENT_ID}-{i}")).into_bytes()
+        } else {
+            r
+        }
+    })
     .collect()
 }
+
+/// The eventID of the documented BackupJobCompleted record.
+const EVENT_ID: &str = "2e7e4fcf-0c52-467f-9fd0-f61c2fcf7d17";
 
 fn delivery(records: &[Vec<u8>]) -> Vec<u8> {
     let mut out = b"{\"Records\": [".to_vec();

@@ -177,6 +177,7 @@ fn scan(rule_sources: &[String], format: Format, paths: &[PathBuf]) -> Result<bo
                 total.records += stats.records;
                 total.skipped += stats.skipped;
                 total.alerts += stats.alerts;
+                total.duplicates += stats.duplicates;
                 total.bytes += stats.bytes;
                 if !skipped.is_empty() {
                     all_read = false;
@@ -197,13 +198,22 @@ fn scan(rule_sources: &[String], format: Format, paths: &[PathBuf]) -> Result<bo
     progress.clear();
     let elapsed = started.elapsed();
     let summary = format!(
-        "{files} file{}, {} record{} ({} skipped), {} alert{} in {:.2}s{}",
+        "{files} file{}, {} record{} ({} skipped), {} alert{}{} in {:.2}s{}",
         plural(files),
         total.records,
         plural(total.records),
         total.skipped,
         total.alerts,
         plural(total.alerts),
+        if total.duplicates > 0 {
+            format!(
+                " ({} repeated event{} alerted once)",
+                total.duplicates,
+                plural(total.duplicates)
+            )
+        } else {
+            String::new()
+        },
         elapsed.as_secs_f64(),
         if passed_over > 0 {
             format!(

@@ -367,6 +367,7 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
             records = outcome.stats.records,
             skipped = outcome.stats.skipped,
             alerts = outcome.stats.alerts,
+            duplicates = outcome.stats.duplicates,
             published = outcome.published,
             bytes = outcome.stats.bytes,
             "object done"
