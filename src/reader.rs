@@ -825,6 +825,7 @@ impl<R: Read> LogReader<R> {
         let mut escape = false;
         let mut started = false;
         let mut t = Tracker::default();
+        let mut max_depth = 0;
         self.meta = RecordMeta::default();
         loop {
             if !self.fill()? {
@@ -889,6 +890,7 @@ impl<R: Read> LogReader<R> {
                             t.other_value(&mut self.meta);
                         }
                         depth += 1;
+                        max_depth = max_depth.max(depth);
                         if depth == 1 {
                             t.expect_key = b == b'{';
                         }
@@ -926,6 +928,7 @@ impl<R: Read> LogReader<R> {
             }
             self.pos += used;
             if end.is_some() {
+                self.meta.max_depth = max_depth;
                 return Ok(keep || !store);
             }
         }
@@ -940,7 +943,13 @@ pub struct RecordMeta {
     /// A depth-1 key was written with escapes: the record's keys cannot be read from the raw
     /// bytes, so nothing is known.
     pub escaped_key: bool,
+    /// The deepest nesting of objects and arrays (the record itself is 1).
+    pub max_depth: usize,
 }
+
+/// Records nested this deep are always built: building refuses nesting past serde_json's limit
+/// (128), which checking alone would not notice.
+pub const DEEP_RECORD: usize = 100;
 
 /// A depth-1 field of a record as seen in its raw bytes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -12,6 +12,7 @@ use crate::engine::Scratch;
 use crate::keys::classify;
 use crate::reader::{
     check_record, parse_record, Item, Limits, LogReader, RawItem, ReadError, RecordError,
+    DEEP_RECORD,
 };
 use crate::rules::RuleSet;
 
@@ -117,10 +118,11 @@ impl<'r> Scanner<'r> {
                 };
                 let name = meta.value(&meta.event_name, bytes);
                 let event_source = meta.value(&meta.event_source, bytes);
-                let candidate = match (name.known(), event_source.known()) {
-                    (Some(name), Some(event_source)) => rules.could_match(name, event_source),
-                    _ => true,
-                };
+                let candidate = meta.max_depth >= DEEP_RECORD
+                    || match (name.known(), event_source.known()) {
+                        (Some(name), Some(event_source)) => rules.could_match(name, event_source),
+                        _ => true,
+                    };
                 if candidate {
                     match parse_record(index, offset, bytes) {
                         Item::Record { index, record, .. } => {
