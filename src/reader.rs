@@ -524,7 +524,16 @@ impl<R: Read> LogReader<R> {
             match result {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(source) if self.gzip => {
+                // The inflater's own verdicts on the data; anything else came from below it.
+                Err(source)
+                    if self.gzip
+                        && matches!(
+                            source.kind(),
+                            io::ErrorKind::InvalidData
+                                | io::ErrorKind::InvalidInput
+                                | io::ErrorKind::UnexpectedEof
+                        ) =>
+                {
                     return Err(ReadError::Gzip {
                         offset: self.base,
                         source,
@@ -533,7 +542,7 @@ impl<R: Read> LogReader<R> {
                 Err(source) => {
                     return Err(ReadError::Io {
                         offset: self.base,
-                        source,
+                        source: with_causes(source),
                     })
                 }
             }
@@ -1121,6 +1130,21 @@ impl<R: Read> Iterator for LogReader<R> {
             }
         }
     }
+}
+
+/// The error with its causes in its message ("streaming error" says little; what caused it does).
+fn with_causes(e: io::Error) -> io::Error {
+    let mut message = e.to_string();
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        cause = c.source();
+    }
+    io::Error::new(e.kind(), message)
 }
 
 fn describe_byte(b: u8) -> String {

@@ -8,5 +8,6 @@ mod conformance;
 mod differential;
 mod e2e;
 mod fast_path;
+mod faults;
 mod handler;
 mod real_files;
