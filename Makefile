@@ -14,7 +14,7 @@ LOCAL_AWS := AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-eas
              AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: all setup build build-x86 release test unit e2e lint fmt run bench watch invoke deploy clean
+.PHONY: all setup build build-x86 release test unit e2e lint fmt run bench fuzz watch invoke deploy clean
 
 all: release
 
@@ -70,6 +70,11 @@ run:
 bench:
 	scripts/bench.sh
 	$(CARGO) bench --locked --bench matcher
+
+## fuzz: each cargo-fuzz target (log reader, pattern compiler and matcher, payload parser) for
+##       FUZZ_SECONDS (default 180), seeded from the fixtures; installs cargo-fuzz if missing
+fuzz:
+	scripts/fuzz.sh
 
 ## watch: the Lambda runtime API emulator on 127.0.0.1:9000 (set AWS_ENDPOINT_URL, ALERT_TOPIC_ARN)
 watch: $(STAMP)

@@ -344,3 +344,65 @@ async fn a_body_that_breaks_off_mid_stream_is_a_retryable_error() {
         "{err}"
     );
 }
+
+/// An endpoint on loopback that accepts connections and never answers.
+fn silent_endpoint() -> (std::net::TcpListener, String) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    (listener, format!("http://{addr}"))
+}
+
+/// A slow S3 (it never answers) fails the object within the function's deliberate timeouts —
+/// the production values of `aws::timeouts` and `aws::retries`, not test values — with the
+/// object named, as a retryable fault.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_s3_fails_within_the_deliberate_timeouts() {
+    let (listener, endpoint) = silent_endpoint();
+    // Accept and hold connections without a word.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().take(16).flatten() {
+            held.push(stream);
+        }
+    });
+    // The function's own timeouts and retries; region and credentials given, so that nothing
+    // but the loopback endpoint is ever asked.
+    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(trail_alerts::lambda::aws::timeouts())
+        .retry_config(trail_alerts::lambda::aws::retries())
+        .endpoint_url(&endpoint)
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "test", "test", None, None, "faults",
+        ))
+        .load()
+        .await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(true)
+            .build(),
+    );
+    let h = Handler::new(
+        rules(),
+        S3Store::new(s3),
+        MemoryPublisher::default(),
+        config(),
+    )
+    .expect("handler");
+    let started = std::time::Instant::now();
+    let err = h
+        .handle(event("s3-object-created.json"))
+        .await
+        .expect_err("silent");
+    let took = started.elapsed();
+    assert!(
+        took <= trail_alerts::lambda::aws::OPERATION_TIMEOUT + Duration::from_secs(5),
+        "{took:?}"
+    );
+    assert!(err.retryable(), "{err}");
+    assert!(
+        err.to_string().contains(&format!("s3://{BUCKET}/{K1}")),
+        "{err}"
+    );
+    assert!(err.to_string().contains("transient failure"), "{err}");
+}
