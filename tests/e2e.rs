@@ -9,15 +9,15 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_config::BehaviorVersion;
-use aws_sdk_s3::config::{Credentials, Region};
 use aws_sdk_s3::primitives::ByteStream;
 use serde_json::{json, Value};
 use trail_alerts::lambda::aws::{S3Store, SnsPublisher};
 use trail_alerts::lambda::{Handler, LambdaConfig};
 use trail_alerts::rules::{RuleSet, RuleSource};
 
-use crate::util::{gzip, root, trail, ALL_RULES, K1, K1_RULES, K2, K3};
+use crate::util::{
+    gzip, loopback_s3, loopback_sdk_config, root, trail, ALL_RULES, K1, K1_RULES, K2, K3,
+};
 
 /// A moto server on a free loopback port, killed on drop.
 struct Moto {
@@ -76,17 +76,8 @@ struct Aws {
 }
 
 async fn clients(moto: &Moto) -> Aws {
-    let shared = aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(&moto.endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("test", "test", None, None, "e2e"))
-        .load()
-        .await;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&shared)
-            .force_path_style(true)
-            .build(),
-    );
+    let shared = loopback_sdk_config(&moto.endpoint, |l| l).await;
+    let s3 = loopback_s3(&shared);
     Aws {
         s3,
         sns: aws_sdk_sns::Client::new(&shared),

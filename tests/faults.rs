@@ -20,7 +20,7 @@ use trail_alerts::lambda::memory::{MemoryPublisher, MemoryStore};
 use trail_alerts::lambda::{Handler, LambdaConfig};
 use trail_alerts::rules::{RuleSet, RuleSource};
 
-use crate::util::{event, trail, K1};
+use crate::util::{event, loopback_s3, loopback_sdk_config, trail, K1};
 
 const BUCKET: &str = "trail-alerts-demo";
 const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:trail-alerts";
@@ -62,14 +62,17 @@ fn recording(
 {
     let calls = Arc::clone(calls);
     move |req| {
-        let ids = req
-            .publish_batch_request_entries()
-            .iter()
-            .map(|e| e.id().to_owned())
-            .collect();
-        calls.lock().expect("calls").push(ids);
+        calls.lock().expect("calls").push(entry_ids(req));
         true
     }
+}
+
+/// The entry ids of a PublishBatch request, in order.
+fn entry_ids(req: &aws_sdk_sns::operation::publish_batch::PublishBatchInput) -> Vec<String> {
+    req.publish_batch_request_entries()
+        .iter()
+        .map(|e| e.id().to_owned())
+        .collect()
 }
 
 fn accepted(ids: &[String]) -> PublishBatchOutput {
@@ -126,11 +129,7 @@ async fn entries_sns_refuses_are_retried_alone_and_never_published_twice() {
     let first = mock!(aws_sdk_sns::Client::publish_batch)
         .match_requests(recording(&calls))
         .then_compute_output(|req| {
-            let ids: Vec<String> = req
-                .publish_batch_request_entries()
-                .iter()
-                .map(|e| e.id().to_owned())
-                .collect();
+            let ids = entry_ids(req);
             PublishBatchOutput::builder()
                 .set_successful(Some(
                     ids[..2]
@@ -156,11 +155,7 @@ async fn entries_sns_refuses_are_retried_alone_and_never_published_twice() {
     let then = mock!(aws_sdk_sns::Client::publish_batch)
         .match_requests(recording(&calls))
         .then_compute_output(|req| {
-            let ids: Vec<String> = req
-                .publish_batch_request_entries()
-                .iter()
-                .map(|e| e.id().to_owned())
-                .collect();
+            let ids = entry_ids(req);
             accepted(&ids)
         });
     let sns = mock_client!(aws_sdk_sns, RuleMode::Sequential, [&first, &then]);
@@ -365,23 +360,13 @@ async fn a_silent_s3_fails_within_the_deliberate_timeouts() {
             held.push(stream);
         }
     });
-    // The function's own timeouts and retries; region and credentials given, so that nothing
-    // but the loopback endpoint is ever asked.
-    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .timeout_config(trail_alerts::lambda::aws::timeouts())
-        .retry_config(trail_alerts::lambda::aws::retries())
-        .endpoint_url(&endpoint)
-        .region(aws_sdk_s3::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_s3::config::Credentials::new(
-            "test", "test", None, None, "faults",
-        ))
-        .load()
-        .await;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&shared)
-            .force_path_style(true)
-            .build(),
-    );
+    // The function's own timeouts and retries, against the silent endpoint only.
+    let shared = loopback_sdk_config(&endpoint, |l| {
+        l.timeout_config(trail_alerts::lambda::aws::timeouts())
+            .retry_config(trail_alerts::lambda::aws::retries())
+    })
+    .await;
+    let s3 = loopback_s3(&shared);
     let h = Handler::new(
         rules(),
         S3Store::new(s3),

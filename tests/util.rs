@@ -61,3 +61,28 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     enc.write_all(bytes).expect("gzip");
     enc.finish().expect("gzip")
 }
+
+/// An SDK configuration that only ever talks to `endpoint` on loopback: region and credentials
+/// are given, so the default chain asks nothing else (no instance metadata).
+pub async fn loopback_sdk_config(
+    endpoint: &str,
+    loader: impl FnOnce(aws_config::ConfigLoader) -> aws_config::ConfigLoader,
+) -> aws_config::SdkConfig {
+    loader(aws_config::defaults(aws_config::BehaviorVersion::latest()))
+        .endpoint_url(endpoint)
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .load()
+        .await
+}
+
+/// An S3 client on a loopback configuration, with path-style addressing.
+pub fn loopback_s3(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(config)
+            .force_path_style(true)
+            .build(),
+    )
+}
