@@ -10,7 +10,7 @@ use std::process::Command;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use serde_json::{json, Value};
-use trail_alerts::engine::{PatternIndex, Scratch};
+use trail_alerts::index::{PatternIndex, Scratch};
 use trail_alerts::pattern::Pattern;
 
 const CORPUS_RECORDS: usize = 20_000;
@@ -73,7 +73,7 @@ fn fixture_records() -> Vec<Value> {
     base.iter().cycle().take(CORPUS_RECORDS).cloned().collect()
 }
 
-/// Ten rules shaped like the built-in pack (DESIGN §3).
+/// Ten rules shaped like the built-in pack (`rules/`).
 fn pack_like() -> Vec<Value> {
     vec![
         json!({"eventSource": ["backup.amazonaws.com"], "eventName": ["BackupJobCompleted"], "serviceEventDetails": {"state": [{"anything-but": "COMPLETED"}]}}),

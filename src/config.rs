@@ -1,7 +1,9 @@
-//! Configuration from the environment, read once into typed values through a lookup function,
-//! so that tests pass a map instead of mutating the process environment.
+//! Configuration shared by the command line and the function, read once into typed values
+//! through a lookup function, so that tests pass a map instead of mutating the process
+//! environment; and the one definition of what a topic ARN looks like.
 
 use crate::reader::{Limits, DEFAULT_MAX_DECOMPRESSED_BYTES, DEFAULT_MAX_RECORD_BYTES};
+use crate::rules::{parse_sources, RuleSource};
 
 /// A variable whose value cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,20 +33,30 @@ pub fn limits(lookup: impl Fn(&str) -> Option<String>) -> Result<Limits, ConfigE
     })
 }
 
-/// Reads `RULES`: comma-separated rule sources; unset or empty means `builtin`.
-pub fn rule_sources(lookup: impl Fn(&str) -> Option<String>) -> Vec<String> {
-    let sources: Vec<String> = lookup("RULES")
-        .unwrap_or_default()
+/// Reads `RULES`: comma-separated rule sources; unset or empty means the default sources.
+pub fn rule_sources(lookup: impl Fn(&str) -> Option<String>) -> Vec<RuleSource> {
+    let list = lookup("RULES").unwrap_or_default();
+    let texts: Vec<&str> = list
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(str::to_owned)
         .collect();
-    if sources.is_empty() {
-        vec!["builtin".into()]
-    } else {
-        sources
-    }
+    parse_sources(&texts)
+}
+
+/// Whether `arn` is an SNS topic ARN: `arn:<partition>:sns:<region>:<account>:<name>`, the
+/// account twelve digits, the name 1 to 256 characters.
+pub fn valid_topic_arn(arn: &str) -> bool {
+    let parts: Vec<&str> = arn.split(':').collect();
+    parts.len() == 6
+        && parts[0] == "arn"
+        && parts[1].starts_with("aws")
+        && parts[2] == "sns"
+        && !parts[3].is_empty()
+        && parts[4].len() == 12
+        && parts[4].bytes().all(|b| b.is_ascii_digit())
+        && !parts[5].is_empty()
+        && parts[5].len() <= 256
 }
 
 fn size(
@@ -120,10 +132,24 @@ mod tests {
 
     #[test]
     fn rule_sources_default_to_builtin() {
-        assert_eq!(rule_sources(env(&[])), vec!["builtin"]);
+        assert_eq!(rule_sources(env(&[])), vec![RuleSource::Builtin]);
         assert_eq!(
             rule_sources(env(&[("RULES", "builtin, ./more.yaml,")])),
-            vec!["builtin", "./more.yaml"]
+            vec![RuleSource::Builtin, RuleSource::Path("./more.yaml".into())]
         );
+    }
+
+    #[test]
+    fn topic_arns() {
+        assert!(valid_topic_arn("arn:aws:sns:us-east-1:123456789012:alerts"));
+        assert!(valid_topic_arn(
+            "arn:aws-us-gov:sns:us-gov-west-1:123456789012:a.fifo"
+        ));
+        assert!(!valid_topic_arn("alerts"));
+        assert!(!valid_topic_arn(
+            "arn:aws:sqs:us-east-1:123456789012:alerts"
+        ));
+        assert!(!valid_topic_arn("arn:aws:sns:us-east-1:1234:alerts"));
+        assert!(!valid_topic_arn("arn:aws:sns::123456789012:alerts"));
     }
 }

@@ -1,20 +1,41 @@
 //! trail-alerts: CloudTrail deliveries in, actionable alerts out.
 //!
 //! # Layout
+//! The data flow, for the command line and the Lambda function alike: a log's bytes go through
+//! the [`reader`] (decoded, split into records, the fields the [`index`] names peeked at), the
+//! [`pipeline`] asks the index whether any rule could match each record, builds and matches the
+//! ones it wants against the [`rules`], and raises [`alert`]s, which the [`cli`] prints and the
+//! [`lambda`] function publishes to SNS.
+//!
 //! - [`pattern`]: Amazon EventBridge event patterns, compiled once and matched against JSON
 //!   events; pure (no I/O, no async, no AWS types).
-//! - [`engine`]: an index over many patterns so that matching a record costs the same with ten
-//!   rules or a thousand.
+//! - [`index`]: the rule index — many patterns matched at a cost that does not grow with their
+//!   number, and the fields a record's raw bytes must show for any rule to want it.
+//! - [`rules`]: rule documents (YAML, validated strictly), rule sources, the built-in pack, and
+//!   the rule set over the index.
 //! - [`reader`]: CloudTrail log files (gzip or plain) read one record at a time, in bounded
-//!   memory, with every fault reported by byte offset or record index.
+//!   memory: decoding, splitting, the raw-byte peek, record verdicts.
+//! - [`pipeline`]: one log through reader, index and rules to alerts, in one of three modes
+//!   (inline, threaded, reference).
+//! - [`alert`]: what a match tells the person on call, and ([`alert::render`]) every form it is
+//!   shown in.
+//! - [`keys`]: what an S3 key or file name says an object is (log, digest, other).
+//! - [`walk`]: the files under a directory (logs for `scan`, rule files for rule sources).
+//! - [`config`]: settings shared by the command line and the function, from the environment.
+//! - [`describe`]: how faults word values and error chains.
+//! - [`cli`]: the `trail-alerts` command line (the binary only parses arguments and calls it).
+//! - [`lambda`]: the function: payload shapes, ports and their AWS SDK and in-memory adapters,
+//!   the handler, one object's policy, publishing, SNS messages.
 
 pub mod alert;
+pub mod cli;
 pub mod config;
-pub mod engine;
-mod json;
+pub mod describe;
+pub mod index;
 pub mod keys;
 pub mod lambda;
 pub mod pattern;
+pub mod pipeline;
 pub mod reader;
 pub mod rules;
-pub mod scan;
+pub mod walk;

@@ -3,8 +3,8 @@
 //! refused with the JSON path of the fault.
 
 use serde_json::Value;
-use trail_alerts::engine::PatternIndex;
-use trail_alerts::pattern::Pattern;
+use trail_alerts::index::PatternIndex;
+use trail_alerts::pattern::{Event, Pattern};
 
 use crate::util::json_fixture;
 
@@ -56,9 +56,9 @@ fn every_conformance_case_holds() {
             }
         };
         let got = if case.as_record {
-            pattern.matches(case.event)
+            pattern.matches(&Event::record(case.event))
         } else {
-            pattern.matches_event(case.event)
+            pattern.matches(&Event::eventbridge(case.event))
         };
         if got != case.expected {
             failures.push(format!(

@@ -6,7 +6,7 @@
 
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
-use trail_alerts::pattern::Pattern;
+use trail_alerts::pattern::{Event, Pattern};
 
 const FIELDS: [&str; 3] = ["a", "b", "c"];
 const WORDS: [&str; 6] = ["", "x", "xy", "Xy", "yx", "x*y"];
@@ -182,7 +182,7 @@ fn agrees_with_quamina() {
             .map_err(|e| TestCaseError::fail(format!("quamina: {e}")))?
             .is_empty();
         prop_assert_eq!(
-            ours.matches_event(&event),
+            ours.matches(&Event::eventbridge(&event)),
             theirs,
             "pattern {} event {}",
             pattern,

@@ -13,7 +13,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use serde_json::{json, Value};
 use trail_alerts::lambda::aws::{S3Store, SnsPublisher};
 use trail_alerts::lambda::{Handler, LambdaConfig};
-use trail_alerts::rules::{RuleSet, RuleSource};
+use trail_alerts::rules::{parse_sources, RuleSet, RuleSource};
 
 use crate::util::{
     gzip, loopback_s3, loopback_sdk_config, root, trail, ALL_RULES, K1, K1_RULES, K2, K3,
@@ -460,10 +460,7 @@ async fn rules_are_read_from_s3_at_cold_start() {
         doc.as_bytes().to_vec(),
     )
     .await;
-    let sources = [
-        "builtin".to_owned(),
-        "s3://e2e-rules/rules/team.yaml".to_owned(),
-    ];
+    let sources = parse_sources(&["builtin", "s3://e2e-rules/rules/team.yaml"]);
     let rules = trail_alerts::lambda::aws::load_rules(&aws.s3, &sources)
         .await
         .expect("rules");
@@ -471,10 +468,11 @@ async fn rules_are_read_from_s3_at_cold_start() {
     assert_eq!(rules.rules()[13].origin, "s3://e2e-rules/rules/team.yaml");
     let err = trail_alerts::lambda::aws::load_rules(
         &aws.s3,
-        &["s3://e2e-rules/rules/missing.yaml".to_owned()],
+        &parse_sources(&["s3://e2e-rules/rules/missing.yaml"]),
     )
     .await
-    .expect_err("missing");
+    .expect_err("missing")
+    .to_string();
     assert!(
         err.starts_with("s3://e2e-rules/rules/missing.yaml: no such object"),
         "{err}"
@@ -482,9 +480,10 @@ async fn rules_are_read_from_s3_at_cold_start() {
     upload(&aws, "e2e-rules", "rules/bad.yaml", b"rules:\n  - id: bad\n    description: d\n    severity: high\n    pattern: {eventName: X}\n".to_vec()).await;
     let err = trail_alerts::lambda::aws::load_rules(
         &aws.s3,
-        &["s3://e2e-rules/rules/bad.yaml".to_owned()],
+        &parse_sources(&["s3://e2e-rules/rules/bad.yaml"]),
     )
     .await
-    .expect_err("bad");
+    .expect_err("bad")
+    .to_string();
     assert_eq!(err, "s3://e2e-rules/rules/bad.yaml: rule \"bad\" at $.rules[0].pattern.eventName: expected an array of values or a nested object, found a string; write [\"X\"]");
 }

@@ -6,9 +6,9 @@ use std::process::Command;
 
 use serde_json::{json, Value};
 use trail_alerts::alert::AlertSource;
+use trail_alerts::pipeline::{Mode, ObjectStats, Pipeline};
 use trail_alerts::reader::Limits;
 use trail_alerts::rules::{parse_document, RuleSet, RuleSource};
-use trail_alerts::scan::{ObjectStats, Scanner};
 
 use crate::util::{fixture, gzip, json_fixture, root};
 
@@ -17,26 +17,17 @@ type Outcome = (Vec<(String, usize)>, Vec<String>, ObjectStats);
 /// (fast path on this thread, fast path on three threads, every record built).
 fn both(rules: &RuleSet, bytes: &[u8]) -> (Outcome, Outcome) {
     let source = AlertSource::File { path: "t".into() };
-    let run = |mode: u8| {
-        let mut scanner = Scanner::new(rules, Limits::default());
+    let run = |mode: Mode| {
+        let mut pipeline = Pipeline::new(rules, Limits::default());
         let mut alerts = Vec::new();
-        let mut skipped = Vec::new();
-        let on_alert = |a: trail_alerts::alert::Alert| alerts.push((a.rule_id, a.record_index));
-        let on_skip = |e: &trail_alerts::reader::RecordError| skipped.push(e.to_string());
-        let stats = match mode {
-            0 => scanner.scan(bytes, &source, on_alert, on_skip),
-            1 => scanner.scan_owned(
-                std::io::Cursor::new(bytes.to_vec()),
-                &source,
-                on_alert,
-                on_skip,
-            ),
-            _ => scanner.scan_parsing_all(bytes, &source, on_alert, on_skip),
-        }
-        .expect("readable");
-        (alerts, skipped, stats)
+        let outcome = pipeline.run(std::io::Cursor::new(bytes.to_vec()), &source, mode, |a| {
+            alerts.push((a.rule_id, a.record_index))
+        });
+        assert!(outcome.fault.is_none(), "unreadable: {:?}", outcome.fault);
+        let skipped = outcome.unreadable.iter().map(ToString::to_string).collect();
+        (alerts, skipped, outcome.stats)
     };
-    let (inline, threaded, all) = (run(0), run(1), run(2));
+    let (inline, threaded, all) = (run(Mode::Inline), run(Mode::Threaded), run(Mode::Reference));
     assert_eq!(inline, threaded, "one thread and three disagree");
     (threaded, all)
 }

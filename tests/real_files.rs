@@ -4,9 +4,9 @@
 
 use serde_json::{json, Value};
 use trail_alerts::alert::AlertSource;
-use trail_alerts::reader::{Item, Limits, LogReader};
+use trail_alerts::pipeline::{Mode, Pipeline};
+use trail_alerts::reader::{Limits, LogReader, Parsed};
 use trail_alerts::rules::{RuleSet, RuleSource};
-use trail_alerts::scan::Scanner;
 
 use crate::util::{fixture, gzip};
 
@@ -87,15 +87,15 @@ fn every_real_record_is_read_and_none_is_skipped() {
     assert!(all.len() >= 30, "{}", all.len());
     let mut total = 0;
     for (name, bytes, expected) in &all {
-        let items: Vec<Item> = LogReader::new(&bytes[..], Limits::default())
+        let items: Vec<Parsed> = LogReader::new(&bytes[..], Limits::default())
             .unwrap_or_else(|e| panic!("{name}: {e}"))
             .collect::<Result<_, _>>()
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         let skipped: Vec<String> = items
             .iter()
             .filter_map(|i| match i {
-                Item::Skipped(e) => Some(e.to_string()),
-                Item::Record { .. } => None,
+                Parsed::Unreadable(e) => Some(e.to_string()),
+                Parsed::Record { .. } => None,
             })
             .collect();
         assert!(skipped.is_empty(), "{name}: {skipped:?}");
@@ -108,18 +108,19 @@ fn every_real_record_is_read_and_none_is_skipped() {
 #[test]
 fn the_builtin_pack_is_quiet_on_records_that_are_not_backup_or_outposts_events() {
     let rules = RuleSet::load(&[RuleSource::Builtin]).expect("builtin");
-    let mut scanner = Scanner::new(&rules, Limits::default());
+    let mut pipeline = Pipeline::new(&rules, Limits::default());
     let mut alerts = Vec::new();
     for (name, bytes, _) in deliveries() {
         let source = AlertSource::File { path: name.clone() };
-        scanner
-            .scan(
-                &bytes[..],
-                &source,
-                |a| alerts.push(a),
-                |e| panic!("{name}: {e}"),
-            )
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let outcome = pipeline.run(std::io::Cursor::new(bytes), &source, Mode::Inline, |a| {
+            alerts.push(a)
+        });
+        assert!(outcome.fault.is_none(), "{name}: {:?}", outcome.fault);
+        assert!(
+            outcome.unreadable.is_empty(),
+            "{name}: {:?}",
+            outcome.unreadable
+        );
     }
     for a in &alerts {
         let src = a.event.event_source.as_deref().unwrap_or("");

@@ -8,7 +8,7 @@ use libfuzzer_sys::fuzz_target;
 use trail_alerts::alert::AlertSource;
 use trail_alerts::reader::Limits;
 use trail_alerts::rules::{RuleSet, RuleSource};
-use trail_alerts::scan::Scanner;
+use trail_alerts::pipeline::{Mode, Pipeline};
 
 static RULES: OnceLock<RuleSet> = OnceLock::new();
 
@@ -21,26 +21,16 @@ fuzz_target!(|data: &[u8]| {
     let source = AlertSource::File {
         path: "fuzz".into(),
     };
-    let run = |fast: bool| {
-        let mut scanner = Scanner::new(rules, limits);
+    let run = |mode: Mode| {
         let mut alerts = Vec::new();
-        let mut skipped = Vec::new();
-        let result = if fast {
-            scanner.scan(
-                data,
-                &source,
-                |a| alerts.push((a.rule_id, a.record_index)),
-                |e| skipped.push(e.to_string()),
-            )
-        } else {
-            scanner.scan_parsing_all(
-                data,
-                &source,
-                |a| alerts.push((a.rule_id, a.record_index)),
-                |e| skipped.push(e.to_string()),
-            )
-        };
-        (result.map_err(|e| e.to_string()), alerts, skipped)
+        let outcome = Pipeline::new(rules, limits).run(
+            std::io::Cursor::new(data.to_vec()),
+            &source,
+            mode,
+            |a| alerts.push((a.rule_id, a.record_index)),
+        );
+        let unreadable: Vec<String> = outcome.unreadable.iter().map(ToString::to_string).collect();
+        (outcome.fault.map(|e| e.to_string()), alerts, unreadable)
     };
-    assert_eq!(run(true), run(false));
+    assert_eq!(run(Mode::Inline), run(Mode::Reference));
 });

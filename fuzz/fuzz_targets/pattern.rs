@@ -4,8 +4,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use trail_alerts::engine::PatternIndex;
-use trail_alerts::pattern::Pattern;
+use trail_alerts::index::PatternIndex;
+use trail_alerts::pattern::{Event, Pattern};
 
 fuzz_target!(|data: &[u8]| {
     // The input is a pattern and an event, separated by a NUL byte.
@@ -22,8 +22,8 @@ fuzz_target!(|data: &[u8]| {
     let Ok(compiled) = Pattern::compile(&pattern) else {
         return;
     };
-    let alone = compiled.matches(&event);
-    let _ = compiled.matches_event(&event);
+    let alone = compiled.matches(&Event::record(&event));
+    let _ = compiled.matches(&Event::eventbridge(&event));
     if event.is_object() {
         let mut index = PatternIndex::new();
         index.push(compiled);

@@ -15,6 +15,9 @@ use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
 
+use crate::describe;
+use crate::rules::{RuleError, RuleSet, RuleSource, S3Object};
+
 use super::input::ObjectRef;
 use super::message::OutMessage;
 use super::ports::{
@@ -114,22 +117,10 @@ fn fetch_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
             }
         }
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            FetchError::Transient(describe(&e))
+            FetchError::Transient(describe::chain(&e))
         }
-        _ => FetchError::Other(describe(&e)),
+        _ => FetchError::Other(describe::chain(&e)),
     }
-}
-
-/// The error and its sources on one line.
-fn describe(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 /// Publishing with `PublishBatch`.
@@ -188,7 +179,7 @@ impl Publisher for SnsPublisher {
                 };
                 let code = e.code().unwrap_or("").to_owned();
                 PublishCallError {
-                    message: format!("{code} {}", describe(&e)).trim().to_owned(),
+                    message: format!("{code} {}", describe::chain(&e)).trim().to_owned(),
                     retryable,
                 }
             })?;
@@ -249,29 +240,28 @@ pub async fn read_rule_document(
         .body
         .collect()
         .await
-        .map_err(|e| describe(&e))?
+        .map_err(|e| describe::chain(&e))?
         .into_bytes();
     String::from_utf8(bytes.to_vec()).map_err(|_| "not UTF-8 text".into())
 }
 
-/// Loads the rule sources at cold start: `builtin` and paths as the command line does, and
-/// `s3://bucket/key` documents through S3.
+/// Loads the rule sources at cold start: the `s3://` documents are read first, through S3, then
+/// every source is loaded in order as the command line loads it.
 pub async fn load_rules(
     client: &aws_sdk_s3::Client,
-    sources: &[String],
-) -> Result<crate::rules::RuleSet, String> {
-    use crate::rules::{read_source, RuleSet, RuleSource};
-    let mut documents = Vec::new();
+    sources: &[RuleSource],
+) -> Result<RuleSet, RuleError> {
+    let mut fetched = HashMap::new();
     for source in sources {
-        match RuleSource::parse(source) {
-            RuleSource::S3 { bucket, key } => {
-                let text = read_rule_document(client, &bucket, &key)
-                    .await
-                    .map_err(|e| format!("s3://{bucket}/{key}: {e}"))?;
-                documents.push((format!("s3://{bucket}/{key}"), text));
-            }
-            other => documents.extend(read_source(&other).map_err(|e| e.to_string())?),
+        if let RuleSource::S3(object) = source {
+            let text = read_rule_document(client, &object.bucket, &object.key).await;
+            fetched.insert(object.clone(), text);
         }
     }
-    RuleSet::from_documents(&documents).map_err(|e| e.to_string())
+    RuleSet::load_with(sources, |object: &S3Object| {
+        fetched
+            .get(object)
+            .cloned()
+            .unwrap_or_else(|| Err("not read".into()))
+    })
 }

@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
-use crate::config::{limits, rule_sources, ConfigError};
+use crate::config::{limits, rule_sources, valid_topic_arn, ConfigError};
 use crate::reader::Limits;
+use crate::rules::{default_sources, RuleSource};
 
 use super::message::AlertFormat;
 
@@ -17,7 +18,7 @@ pub struct LambdaConfig {
     /// `ALERT_TOPIC_ARN`: the topic for rules without their own.
     pub alert_topic_arn: Option<String>,
     /// `RULES`: rule sources (`builtin`, paths in the package, `s3://bucket/key`).
-    pub rules: Vec<String>,
+    pub rules: Vec<RuleSource>,
     /// `ALERT_FORMAT`.
     pub format: AlertFormat,
     /// `MAX_DECOMPRESSED_BYTES`, `MAX_RECORD_BYTES`.
@@ -32,7 +33,7 @@ impl Default for LambdaConfig {
     fn default() -> Self {
         LambdaConfig {
             alert_topic_arn: None,
-            rules: vec!["builtin".into()],
+            rules: default_sources(),
             format: AlertFormat::Json,
             limits: Limits::default(),
             allowed_buckets: None,
@@ -59,7 +60,7 @@ impl LambdaConfig {
         };
         let alert_topic_arn = non_empty("ALERT_TOPIC_ARN");
         if let Some(arn) = &alert_topic_arn {
-            if !arn.starts_with("arn:") || arn.split(':').count() != 6 || !arn.contains(":sns:") {
+            if !valid_topic_arn(arn) {
                 return Err(ConfigError {
                     variable: "ALERT_TOPIC_ARN",
                     value: arn.clone(),
@@ -126,7 +127,13 @@ mod tests {
             c.alert_topic_arn.as_deref(),
             Some("arn:aws:sns:us-east-1:123456789012:alerts")
         );
-        assert_eq!(c.rules, ["builtin", "s3://rules-bucket/team.yaml"]);
+        assert_eq!(
+            c.rules,
+            [
+                RuleSource::Builtin,
+                RuleSource::parse("s3://rules-bucket/team.yaml")
+            ]
+        );
         assert_eq!(c.format, AlertFormat::PerProtocol);
         assert_eq!(c.limits.max_record_bytes, 1 << 20);
         assert!(c.bucket_allowed("trail-b"));

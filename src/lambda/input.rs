@@ -14,13 +14,19 @@ use aws_lambda_events::event::sns::SnsEvent;
 use aws_lambda_events::event::sqs::SqsEvent;
 use serde_json::Value;
 
-use crate::json::kind;
+use crate::describe::json_kind;
 
 /// An S3 object to read, with its key decoded.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ObjectRef {
     pub bucket: String,
     pub key: String,
+}
+
+impl std::fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "s3://{}/{}", self.bucket, self.key)
+    }
 }
 
 /// What one notification asks for.
@@ -143,7 +149,7 @@ fn parse_notification(v: &Value) -> Result<Vec<Delivery>, InputError> {
     }
     let keys: Vec<String> = match v {
         Value::Object(m) => m.keys().take(8).map(|k| format!("{k:?}")).collect(),
-        other => vec![format!("not an object but {}", kind(other))],
+        other => vec![format!("not an object but {}", json_kind(other))],
     };
     Err(InputError::UnknownShape(keys.join(", ")))
 }

@@ -4,7 +4,10 @@
 
 use serde_json::{json, Value};
 
-use crate::alert::{Alert, SNS_MAX_MESSAGE_BYTES};
+use crate::alert::Alert;
+
+/// SNS's message size limit: body, subject and attributes together.
+pub const SNS_MAX_MESSAGE_BYTES: usize = 256 * 1024;
 
 /// `ALERT_FORMAT`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -53,12 +56,12 @@ impl OutMessage {
         let limit = SNS_MAX_MESSAGE_BYTES - HEADROOM;
         let (body, structured) = match format {
             AlertFormat::Json => (alert.document_within(limit), false),
-            AlertFormat::Text => (text_body(alert, limit), false),
+            AlertFormat::Text => (alert.text(limit), false),
             AlertFormat::PerProtocol => {
                 // Both renderings share the limit; the JSON one is escaped once more inside
                 // the structure, so it gets a third of the room.
                 let doc = alert.document_within(limit / 3);
-                let text = text_body(alert, limit / 3);
+                let text = alert.text(limit / 3);
                 (json!({"default": doc, "email": text}).to_string(), true)
             }
         };
@@ -126,54 +129,6 @@ fn dedup_id(alert: &Alert) -> String {
         // Keep the end, where the record's own identity is.
         clean[clean.len() - 128..].to_owned()
     }
-}
-
-/// The alert as readable lines.
-pub fn text_body(alert: &Alert, limit: usize) -> String {
-    let e = &alert.event;
-    let v = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
-    let mut out = format!(
-        "{}\n\n{}\n\nRule:       {} ({}): {}\nEvent:      {} ({}) at {}\nAccount:    {}   Region: {}\nPrincipal:  {}\nSource IP:  {}\n",
-        alert.subject,
-        alert.summary,
-        alert.rule_id,
-        alert.severity,
-        alert.description,
-        v(&e.event_name),
-        v(&e.event_type),
-        v(&e.event_time),
-        v(&e.account),
-        v(&e.region),
-        v(&e.principal),
-        v(&e.source_ip),
-    );
-    if let Some(code) = &e.error_code {
-        out.push_str(&format!("Error:      {code}: {}\n", v(&e.error_message)));
-    }
-    if let Some(state) = &e.state {
-        out.push_str(&format!("State:      {state}\n"));
-    }
-    out.push_str(&format!(
-        "Event ID:   {}\nLog:        {} (record {})\n\nRecord:\n",
-        v(&e.event_id),
-        alert.source.display(),
-        alert.record_index
-    ));
-    let record = serde_json::to_string_pretty(&alert.record).unwrap_or_default();
-    let room = limit.saturating_sub(out.len());
-    if record.len() <= room {
-        out.push_str(&record);
-    } else {
-        // Cut at a character boundary and say so.
-        let marker = "\n[record cut by trail-alerts: too large for SNS]";
-        let mut end = room.saturating_sub(marker.len());
-        while end > 0 && !record.is_char_boundary(end) {
-            end -= 1;
-        }
-        out.push_str(&record[..end]);
-        out.push_str(marker);
-    }
-    out
 }
 
 /// Splits messages into batches of at most ten entries and 256 KiB in all.

@@ -3,8 +3,11 @@
 //! # Layout
 //! - [`input`]: every payload shape an S3 delivery arrives in, reduced to objects to read.
 //! - [`ports`]: the two traits the handler needs — reading an object, publishing a batch.
-//! - [`handler`]: the handler, generic over the ports; typed errors mapped to `Diagnostic`.
-//! - [`message`]: SNS messages (formats, attributes, FIFO ids, batching) from alerts.
+//! - [`handler`]: payload in, response out, generic over the ports; typed errors mapped to
+//!   `Diagnostic`.
+//! - [`object`]: one object — what is read, the streamed read through the pipeline.
+//! - [`publish`]: an object's alerts to their topics, in batches, refused entries retried.
+//! - [`message`]: SNS messages (formats, attributes, FIFO ids, batching, SNS's limits).
 //! - [`config`]: the function's environment, read once.
 //! - [`aws`]: the ports on the AWS SDK (the only module that imports `aws_sdk_*`).
 //! - [`memory`]: the ports in memory, for unit tests.
@@ -15,7 +18,9 @@ pub mod handler;
 pub mod input;
 pub mod memory;
 pub mod message;
+pub mod object;
 pub mod ports;
+pub mod publish;
 
 pub use config::LambdaConfig;
 pub use handler::{Handler, HandlerError};

@@ -2,6 +2,8 @@
 //! publish a batch of messages. `aws.rs` implements them with the AWS SDK; `memory.rs` in memory
 //! for unit tests.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use tokio::io::AsyncRead;
 
@@ -47,6 +49,18 @@ pub trait Publisher: Send + Sync {
         topic: &str,
         entries: &[OutMessage],
     ) -> Result<Vec<EntryFailure>, PublishCallError>;
+}
+
+/// A shared publisher publishes: a test keeps one handle and gives the handler the other.
+#[async_trait]
+impl<P: Publisher + ?Sized> Publisher for Arc<P> {
+    async fn publish_batch(
+        &self,
+        topic: &str,
+        entries: &[OutMessage],
+    ) -> Result<Vec<EntryFailure>, PublishCallError> {
+        (**self).publish_batch(topic, entries).await
+    }
 }
 
 /// One entry SNS refused inside a `PublishBatch`.

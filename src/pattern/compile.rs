@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::json::kind;
+use crate::describe::json_kind;
 
 use super::ops::{fold, Bound, Cidr, Range, Wildcard};
 use super::{
@@ -18,7 +18,7 @@ pub(super) fn compile(pattern: &Value) -> Result<Pattern, PatternError> {
     let Value::Object(map) = pattern else {
         return Err(path.error(format!(
             "a pattern must be a JSON object, not {}",
-            kind(pattern)
+            json_kind(pattern)
         )));
     };
     let root = object(map, &path)?;
@@ -55,7 +55,7 @@ fn object(map: &Map<String, Value>, path: &JsonPath) -> Result<ObjectPattern, Pa
             other => {
                 return Err(at.error(format!(
                     "expected an array of values or a nested object, found {}; write [{other}]",
-                    kind(other)
+                    json_kind(other)
                 )))
             }
         };
@@ -68,7 +68,7 @@ fn or_group(value: &Value, path: &JsonPath) -> Result<Vec<ObjectPattern>, Patter
     let Value::Array(branches) = value else {
         return Err(path.error(format!(
             "\"$or\" takes an array of at least two pattern objects, found {}",
-            kind(value)
+            json_kind(value)
         )));
     };
     if branches.len() < 2 {
@@ -86,7 +86,7 @@ fn or_group(value: &Value, path: &JsonPath) -> Result<Vec<ObjectPattern>, Patter
                 Value::Object(map) => object(map, &at),
                 other => Err(at.error(format!(
                     "each \"$or\" branch must be a pattern object, found {}",
-                    kind(other)
+                    json_kind(other)
                 ))),
             }
         })
@@ -415,8 +415,8 @@ fn strings_or_list<'v>(
 
 fn describe(v: &Value) -> String {
     match v {
-        Value::Array(_) | Value::Object(_) => kind(v).to_owned(),
-        scalar => format!("{} {scalar}", kind(scalar)),
+        Value::Array(_) | Value::Object(_) => json_kind(v).to_owned(),
+        scalar => format!("{} {scalar}", json_kind(scalar)),
     }
 }
 

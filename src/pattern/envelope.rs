@@ -57,12 +57,17 @@ impl<'a> Envelope<'a> {
     }
 }
 
-/// `backup.amazonaws.com` → `aws.backup`: the `source` EventBridge gives a CloudTrail event.
-pub fn source_for(event_source: &str) -> Option<String> {
+/// `backup.amazonaws.com` → `backup`: the service a CloudTrail `eventSource` names.
+pub fn service_of(event_source: &str) -> Option<&str> {
     let service = event_source
         .split_once('.')
         .map_or(event_source, |(service, _)| service);
-    (!service.is_empty()).then(|| format!("aws.{service}"))
+    (!service.is_empty()).then_some(service)
+}
+
+/// `backup.amazonaws.com` → `aws.backup`: the `source` EventBridge gives a CloudTrail event.
+pub fn source_for(event_source: &str) -> Option<String> {
+    service_of(event_source).map(|service| format!("aws.{service}"))
 }
 
 /// The `detail-type` EventBridge gives a CloudTrail event of this `eventType`.
@@ -118,5 +123,7 @@ mod tests {
         assert_eq!(e.get("detail-type"), None);
         assert_eq!(source_for("s3.amazonaws.com").as_deref(), Some("aws.s3"));
         assert_eq!(source_for(""), None);
+        assert_eq!(service_of("backup.amazonaws.com"), Some("backup"));
+        assert_eq!(service_of(".amazonaws.com"), None);
     }
 }

@@ -28,8 +28,8 @@ impl<'a> Node<'a> {
     }
 }
 
-pub(super) fn matches_record(root: &ObjectPattern, record: &Value) -> bool {
-    object(root, Some(Node::Json(record)))
+pub(super) fn matches_value(root: &ObjectPattern, value: &Value) -> bool {
+    object(root, Some(Node::Json(value)))
 }
 
 pub(super) fn matches_envelope(root: &ObjectPattern, envelope: &Envelope<'_>) -> bool {

@@ -6,19 +6,20 @@
 //! when any element matches (consistently within one element of an array of objects).
 //!
 //! This module is pure: no I/O, no async, no AWS types. [`Pattern::compile`] refuses an invalid
-//! pattern with a [`PatternError`] that carries the JSON path of the fault;
-//! [`Pattern::matches`] never allocates for record-form patterns.
+//! pattern with a [`PatternError`] that carries the JSON path of the fault; [`Pattern::matches`]
+//! matches an [`Event`] and never allocates for record-form patterns.
 
 mod compile;
 mod envelope;
 mod eval;
 mod ops;
 
+use std::cell::OnceCell;
 use std::fmt;
 
 use serde_json::Value;
 
-pub use envelope::{detail_type_for, source_for, Envelope};
+pub use envelope::{detail_type_for, service_of, source_for, Envelope};
 
 /// A compiled event pattern.
 #[derive(Debug, Clone)]
@@ -104,44 +105,17 @@ impl Pattern {
         compile::compile(pattern)
     }
 
-    /// Parses JSON text and compiles it.
-    pub fn parse(text: &str) -> Result<Self, PatternError> {
-        let value: Value = serde_json::from_str(text).map_err(|e| PatternError {
-            path: "$".into(),
-            reason: format!("not valid JSON: {e}"),
-        })?;
-        Self::compile(&value)
-    }
-
     /// Whether the pattern is written against the record or the EventBridge envelope.
     pub fn form(&self) -> Form {
         self.form
     }
 
-    /// Matches a CloudTrail record (or any JSON event, for record-form patterns).
-    ///
-    /// Envelope-form patterns build the EventBridge envelope for the call; when matching one
-    /// record against many patterns, build it once with [`Envelope::new`] and use
-    /// [`Pattern::matches_with`].
-    pub fn matches(&self, record: &Value) -> bool {
-        match self.form {
-            Form::Record => eval::matches_record(&self.root, record),
-            Form::Envelope => eval::matches_envelope(&self.root, &Envelope::new(record)),
+    /// Whether the pattern matches the event.
+    pub fn matches(&self, event: &Event<'_>) -> bool {
+        match (self.form, event.is_record) {
+            (Form::Envelope, true) => eval::matches_envelope(&self.root, event.envelope()),
+            _ => eval::matches_value(&self.root, event.value),
         }
-    }
-
-    /// Matches with an envelope built once by the caller for this record.
-    pub fn matches_with(&self, record: &Value, envelope: &Envelope<'_>) -> bool {
-        match self.form {
-            Form::Record => eval::matches_record(&self.root, record),
-            Form::Envelope => eval::matches_envelope(&self.root, envelope),
-        }
-    }
-
-    /// Matches a JSON event as it stands, whatever the pattern's form: for testing patterns
-    /// against EventBridge events that are already built.
-    pub fn matches_event(&self, event: &Value) -> bool {
-        eval::matches_record(&self.root, event)
     }
 
     /// The exact string values that the leaf at `path` must take for the pattern to match, if
@@ -149,6 +123,46 @@ impl Pattern {
     /// The rule index uses it; `None` means "any value may match".
     pub(crate) fn required_strings(&self, path: &[&str]) -> Option<Vec<&str>> {
         required_strings(&self.root, path)
+    }
+}
+
+/// What a pattern is matched against: a CloudTrail record, or an EventBridge event as it stands.
+///
+/// A record-form pattern sees a record as it is; an envelope-form pattern sees the EventBridge
+/// event CloudTrail's integration would build around it, built once per record, on first use,
+/// however many patterns ask. Every pattern sees an EventBridge event as it stands.
+pub struct Event<'a> {
+    value: &'a Value,
+    is_record: bool,
+    envelope: OnceCell<Envelope<'a>>,
+}
+
+impl<'a> Event<'a> {
+    /// A CloudTrail record.
+    pub fn record(record: &'a Value) -> Self {
+        Event {
+            value: record,
+            is_record: true,
+            envelope: OnceCell::new(),
+        }
+    }
+
+    /// An EventBridge event (or any JSON event) as it stands.
+    pub fn eventbridge(event: &'a Value) -> Self {
+        Event {
+            value: event,
+            is_record: false,
+            envelope: OnceCell::new(),
+        }
+    }
+
+    /// The JSON value itself.
+    pub fn value(&self) -> &'a Value {
+        self.value
+    }
+
+    fn envelope(&self) -> &Envelope<'a> {
+        self.envelope.get_or_init(|| Envelope::new(self.value))
     }
 }
 

@@ -1,17 +1,23 @@
-//! Matching one record against many patterns at a cost that does not grow with their number.
+//! The rule index: matching one record against many patterns at a cost that does not grow with
+//! their number, and deciding from a record's raw bytes whether it needs building at all.
 //!
 //! Each pattern is filed under the exact `eventName` values it requires; failing that, under the
 //! exact `eventSource` values; failing that, under the envelope `source` values; and only a
 //! pattern that pins none of them is tried on every record. A record is read once: its
 //! `eventName`, `eventSource` and (when some pattern needs it) envelope are looked up once, and
 //! only the patterns filed under its values are evaluated in full.
+//!
+//! The index alone knows which fields it files under, so it names them to the reader
+//! ([`PatternIndex::peek_fields`]) and reads the reader's answers back
+//! ([`PatternIndex::wants`]): the whole fast-path decision is here.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use serde_json::Value;
 
-use crate::pattern::{Envelope, Form, Pattern};
+use crate::pattern::{service_of, Event, Form, Pattern};
+use crate::reader::{PeekFields, Peeked};
 
 /// Where a pattern is filed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -27,7 +33,6 @@ pub struct PatternIndex {
     patterns: Vec<Pattern>,
     by: HashMap<Key, HashMap<Box<str>, Vec<u32>, FastHash>>,
     unindexed: Vec<u32>,
-    any_envelope: bool,
 }
 
 /// Reusable scratch space for [`PatternIndex::matching`], so matching does not allocate per record.
@@ -81,7 +86,6 @@ impl PatternIndex {
             }
             None => self.unindexed.push(id32),
         }
-        self.any_envelope |= pattern.form() == Form::Envelope;
         self.patterns.push(pattern);
         id
     }
@@ -134,27 +138,58 @@ impl PatternIndex {
         }
         candidates.sort_unstable();
         candidates.dedup();
-        let mut envelope = None;
+        let event = Event::record(record);
         for &id in candidates.iter() {
-            let pattern = &self.patterns[id as usize];
-            let matched = match pattern.form() {
-                Form::Record => pattern.matches_event(record),
-                Form::Envelope if self.any_envelope => {
-                    let e = envelope.get_or_insert_with(|| Envelope::new(record));
-                    pattern.matches_with(record, e)
-                }
-                Form::Envelope => false,
-            };
-            if matched {
+            if self.patterns[id as usize].matches(&event) {
                 hit(id as usize);
             }
         }
     }
 
+    /// The top-level fields whose raw values [`PatternIndex::wants`] reads: the fields patterns
+    /// are filed under, or none when some pattern must be tried on every record anyway.
+    pub fn peek_fields(&self) -> PeekFields {
+        PeekFields::new(self.peeked().into_iter().flatten())
+    }
+
+    /// `[eventName, eventSource]` as far as the index reads them; their positions in
+    /// [`PatternIndex::peek_fields`] are their positions among the `Some`s.
+    fn peeked(&self) -> [Option<&'static str>; 2] {
+        if !self.unindexed.is_empty() {
+            return [None, None];
+        }
+        let filed = |key| self.by.get(&key).is_some_and(|t| !t.is_empty());
+        [
+            filed(Key::EventName).then_some("eventName"),
+            (filed(Key::EventSource) || filed(Key::EnvelopeSource)).then_some("eventSource"),
+        ]
+    }
+
+    /// Whether any pattern could match the record whose raw bytes the reader peeked at with
+    /// [`PatternIndex::peek_fields`]. `false` is exact: no pattern can match, so the record need
+    /// not be built; `true` only says that matching must look.
+    pub fn wants(&self, peeked: &Peeked, bytes: &[u8]) -> bool {
+        if !self.unindexed.is_empty() {
+            return true;
+        }
+        let mut slot = 0;
+        let mut values = [None, None];
+        for (field, value) in self.peeked().iter().zip(&mut values) {
+            if field.is_some() {
+                match peeked.value(slot, bytes).known() {
+                    Some(v) => *value = v,
+                    None => return true,
+                }
+                slot += 1;
+            }
+        }
+        self.could_match(values[0], values[1])
+    }
+
     /// Whether any pattern could match a record whose `eventName` and `eventSource` are these
     /// strings (`None`: absent). `false` is exact: no pattern can match, so the record need not
     /// be parsed; `true` only says that matching must look.
-    pub fn could_match(&self, event_name: Option<&str>, event_source: Option<&str>) -> bool {
+    fn could_match(&self, event_name: Option<&str>, event_source: Option<&str>) -> bool {
         if !self.unindexed.is_empty() {
             return true;
         }
@@ -200,14 +235,6 @@ impl Hasher for Fnv {
 }
 
 type FastHash = BuildHasherDefault<Fnv>;
-
-/// `backup.amazonaws.com` → `backup`, as [`crate::pattern::source_for`] makes `aws.backup` of it.
-fn service_of(event_source: &str) -> Option<&str> {
-    let service = event_source
-        .split_once('.')
-        .map_or(event_source, |(s, _)| s);
-    (!service.is_empty()).then_some(service)
-}
 
 /// The string leaves at a place: the string itself, or the strings inside (nested) arrays.
 fn for_each_string<'v>(value: Option<&'v Value>, mut f: impl FnMut(&'v str)) {
@@ -259,7 +286,7 @@ mod tests {
             let direct: Vec<usize> = patterns
                 .iter()
                 .enumerate()
-                .filter(|(_, p)| Pattern::compile(p).unwrap().matches(r))
+                .filter(|(_, p)| Pattern::compile(p).unwrap().matches(&Event::record(r)))
                 .map(|(i, _)| i)
                 .collect();
             assert_eq!(idx.matches(r), direct, "record {r}");

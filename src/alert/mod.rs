@@ -1,14 +1,15 @@
-//! Alerts: what one (record, rule) match tells the person on call, in the forms DESIGN §4 fixes:
-//! a subject line, a one-line summary, the JSON alert document, and a flat JSON line for scripts.
+//! Alerts: what one (record, rule) match tells the person on call — the rule, the event's
+//! facts, a subject line and a one-line summary. [`render`] turns an alert into each of the
+//! forms it is shown in.
 
-use serde_json::{json, Map, Value};
+pub mod render;
+
+use serde_json::Value;
 
 use crate::rules::{Rule, Severity};
 
-/// The longest subject SNS accepts for email is 100 characters; we stay at 99.
+/// The longest subject line: printable ASCII, no line breaks (email subjects stop at 100).
 pub const MAX_SUBJECT_CHARS: usize = 99;
-/// SNS's message size limit.
-pub const SNS_MAX_MESSAGE_BYTES: usize = 256 * 1024;
 
 /// Where the record came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,13 +19,6 @@ pub enum AlertSource {
 }
 
 impl AlertSource {
-    fn to_json(&self) -> Value {
-        match self {
-            AlertSource::File { path } => json!({"file": path}),
-            AlertSource::S3 { bucket, key } => json!({"bucket": bucket, "key": key}),
-        }
-    }
-
     /// The file path or `s3://bucket/key`.
     pub fn display(&self) -> String {
         match self {
@@ -72,28 +66,6 @@ impl EventInfo {
             state: details.and_then(|d| text(d.get("state")).or_else(|| text(d.get("status")))),
         }
     }
-
-    fn to_json(&self) -> Value {
-        let mut m = Map::new();
-        let mut put = |k: &str, v: &Option<String>| {
-            if let Some(v) = v {
-                m.insert(k.into(), Value::String(v.clone()));
-            }
-        };
-        put("eventID", &self.event_id);
-        put("eventTime", &self.event_time);
-        put("eventSource", &self.event_source);
-        put("eventName", &self.event_name);
-        put("eventType", &self.event_type);
-        put("account", &self.account);
-        put("region", &self.region);
-        put("principal", &self.principal);
-        put("sourceIPAddress", &self.source_ip);
-        put("errorCode", &self.error_code);
-        put("errorMessage", &self.error_message);
-        put("state", &self.state);
-        Value::Object(m)
-    }
 }
 
 /// One alert: a rule that fired on a record.
@@ -127,70 +99,6 @@ impl Alert {
             record_index,
             record: record.clone(),
         }
-    }
-
-    /// The alert document (the SNS message in `json` format).
-    pub fn document(&self) -> Value {
-        json!({
-            "rule": {
-                "id": self.rule_id,
-                "description": self.description,
-                "severity": self.severity.as_str(),
-            },
-            "summary": self.summary,
-            "event": self.event.to_json(),
-            "record": self.record,
-            "source": self.source.to_json(),
-        })
-    }
-
-    /// The alert document serialized within `limit` bytes: while it is too large, the largest
-    /// value inside `record` is replaced by a marker saying what was cut, and the paths cut are
-    /// listed under `truncated`.
-    pub fn document_within(&self, limit: usize) -> String {
-        let mut doc = self.document();
-        let mut cut: Vec<String> = Vec::new();
-        loop {
-            let text = doc.to_string();
-            if text.len() <= limit {
-                return text;
-            }
-            let Some(record) = doc.get_mut("record") else {
-                return text;
-            };
-            let Some((path, size)) = largest(record, "$.record".into()) else {
-                // Nothing left to cut inside the record: drop it whole.
-                doc["record"] =
-                    Value::String("[cut by trail-alerts: the record does not fit]".into());
-                cut.push("$.record".into());
-                doc["truncated"] = json!(cut);
-                return doc.to_string();
-            };
-            if let Some(slot) = pointer_mut(record, &path) {
-                *slot = Value::String(format!("[cut by trail-alerts: {size} bytes]"));
-            }
-            cut.push(path);
-            doc["truncated"] = json!(cut);
-        }
-    }
-
-    /// The flat JSON line of `scan --format jsonl`: a stable interface for scripts.
-    pub fn json_line(&self) -> Value {
-        let mut m = Map::new();
-        let opt = |v: &Option<String>| v.clone().map_or(Value::Null, Value::String);
-        m.insert("rule".into(), json!(self.rule_id));
-        m.insert("severity".into(), json!(self.severity.as_str()));
-        m.insert("eventID".into(), opt(&self.event.event_id));
-        m.insert("eventName".into(), opt(&self.event.event_name));
-        m.insert("eventSource".into(), opt(&self.event.event_source));
-        m.insert("eventTime".into(), opt(&self.event.event_time));
-        m.insert("account".into(), opt(&self.event.account));
-        m.insert("region".into(), opt(&self.event.region));
-        m.insert("subject".into(), json!(self.subject));
-        m.insert("summary".into(), json!(self.summary));
-        m.insert("file".into(), json!(self.source.display()));
-        m.insert("record".into(), json!(self.record_index));
-        Value::Object(m)
     }
 }
 
@@ -364,58 +272,11 @@ fn text(v: Option<&Value>) -> Option<String> {
     }
 }
 
-/// The path and serialized size of the largest value under `v` worth cutting (over 64 bytes),
-/// preferring the deepest such value that is at least half its parent's size.
-fn largest(v: &Value, path: String) -> Option<(String, usize)> {
-    let size = v.to_string().len();
-    if size <= 64 {
-        return None;
-    }
-    let children: Vec<(String, &Value)> = match v {
-        Value::Object(m) => m.iter().map(|(k, c)| (format!("{path}.{k}"), c)).collect(),
-        Value::Array(a) => a
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (format!("{path}[{i}]"), c))
-            .collect(),
-        _ => Vec::new(),
-    };
-    let best = children
-        .into_iter()
-        .filter_map(|(p, c)| largest(c, p))
-        .max_by_key(|(_, s)| *s);
-    match best {
-        Some((p, s)) if s * 2 >= size => Some((p, s)),
-        _ if path == "$.record" => best,
-        _ => Some((path, size)),
-    }
-}
-
-fn pointer_mut<'v>(root: &'v mut Value, path: &str) -> Option<&'v mut Value> {
-    let rest = path.strip_prefix("$.record")?;
-    let mut cur = root;
-    let mut chars = rest;
-    while !chars.is_empty() {
-        if let Some(after) = chars.strip_prefix('.') {
-            let end = after.find(['.', '[']).unwrap_or(after.len());
-            cur = cur.get_mut(&after[..end])?;
-            chars = &after[end..];
-        } else if let Some(after) = chars.strip_prefix('[') {
-            let end = after.find(']')?;
-            let i: usize = after[..end].parse().ok()?;
-            cur = cur.get_mut(i)?;
-            chars = &after[end + 1..];
-        } else {
-            return None;
-        }
-    }
-    Some(cur)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::rules::{RuleSet, RuleSource};
+    use serde_json::json;
 
     fn rule(id: &str) -> Rule {
         RuleSet::load(&[RuleSource::Builtin])
@@ -512,11 +373,12 @@ mod tests {
 
     #[test]
     fn oversized_documents_are_cut_and_marked() {
+        const LIMIT: usize = 256 * 1024;
         let mut record = fixture("StartBackupJob");
         record["requestParameters"]["backupOptions"] = json!({"blob": "x".repeat(300_000)});
         let a = Alert::new(&rule("backup-destructive-call"), &record, file(), 0);
-        let text = a.document_within(SNS_MAX_MESSAGE_BYTES);
-        assert!(text.len() <= SNS_MAX_MESSAGE_BYTES);
+        let text = a.document_within(LIMIT);
+        assert!(text.len() <= LIMIT);
         let doc: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(
             doc["truncated"],

@@ -1,0 +1,219 @@
+//! Every form an alert is shown in, in one place: the JSON alert document (cut to a size when
+//! asked), the flat JSON line of `scan --format jsonl`, readable text lines, and the aligned row
+//! of `scan`'s text output.
+
+use serde_json::{json, Map, Value};
+
+use super::{Alert, AlertSource, EventInfo};
+
+impl AlertSource {
+    fn to_json(&self) -> Value {
+        match self {
+            AlertSource::File { path } => json!({"file": path}),
+            AlertSource::S3 { bucket, key } => json!({"bucket": bucket, "key": key}),
+        }
+    }
+}
+
+impl EventInfo {
+    fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        let mut put = |k: &str, v: &Option<String>| {
+            if let Some(v) = v {
+                m.insert(k.into(), Value::String(v.clone()));
+            }
+        };
+        put("eventID", &self.event_id);
+        put("eventTime", &self.event_time);
+        put("eventSource", &self.event_source);
+        put("eventName", &self.event_name);
+        put("eventType", &self.event_type);
+        put("account", &self.account);
+        put("region", &self.region);
+        put("principal", &self.principal);
+        put("sourceIPAddress", &self.source_ip);
+        put("errorCode", &self.error_code);
+        put("errorMessage", &self.error_message);
+        put("state", &self.state);
+        Value::Object(m)
+    }
+}
+
+impl Alert {
+    /// The alert document (the SNS message in `json` format).
+    pub fn document(&self) -> Value {
+        json!({
+            "rule": {
+                "id": self.rule_id,
+                "description": self.description,
+                "severity": self.severity.as_str(),
+            },
+            "summary": self.summary,
+            "event": self.event.to_json(),
+            "record": self.record,
+            "source": self.source.to_json(),
+        })
+    }
+
+    /// The alert document serialized within `limit` bytes: while it is too large, the largest
+    /// value inside `record` is replaced by a marker saying what was cut, and the paths cut are
+    /// listed under `truncated`.
+    pub fn document_within(&self, limit: usize) -> String {
+        let mut doc = self.document();
+        let mut cut: Vec<String> = Vec::new();
+        loop {
+            let text = doc.to_string();
+            if text.len() <= limit {
+                return text;
+            }
+            let Some(record) = doc.get_mut("record") else {
+                return text;
+            };
+            let Some((path, size)) = largest(record, "$.record".into()) else {
+                // Nothing left to cut inside the record: drop it whole.
+                doc["record"] =
+                    Value::String("[cut by trail-alerts: the record does not fit]".into());
+                cut.push("$.record".into());
+                doc["truncated"] = json!(cut);
+                return doc.to_string();
+            };
+            if let Some(slot) = pointer_mut(record, &path) {
+                *slot = Value::String(format!("[cut by trail-alerts: {size} bytes]"));
+            }
+            cut.push(path);
+            doc["truncated"] = json!(cut);
+        }
+    }
+
+    /// The flat JSON line of `scan --format jsonl`: a stable interface for scripts.
+    pub fn json_line(&self) -> Value {
+        let mut m = Map::new();
+        let opt = |v: &Option<String>| v.clone().map_or(Value::Null, Value::String);
+        m.insert("rule".into(), json!(self.rule_id));
+        m.insert("severity".into(), json!(self.severity.as_str()));
+        m.insert("eventID".into(), opt(&self.event.event_id));
+        m.insert("eventName".into(), opt(&self.event.event_name));
+        m.insert("eventSource".into(), opt(&self.event.event_source));
+        m.insert("eventTime".into(), opt(&self.event.event_time));
+        m.insert("account".into(), opt(&self.event.account));
+        m.insert("region".into(), opt(&self.event.region));
+        m.insert("subject".into(), json!(self.subject));
+        m.insert("summary".into(), json!(self.summary));
+        m.insert("file".into(), json!(self.source.display()));
+        m.insert("record".into(), json!(self.record_index));
+        Value::Object(m)
+    }
+
+    /// The alert as readable lines (an email body, the SNS message in `text` format), within
+    /// `limit` bytes: a record too large is cut, and the cut is marked.
+    pub fn text(&self, limit: usize) -> String {
+        let e = &self.event;
+        let v = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
+        let mut out = format!(
+        "{}\n\n{}\n\nRule:       {} ({}): {}\nEvent:      {} ({}) at {}\nAccount:    {}   Region: {}\nPrincipal:  {}\nSource IP:  {}\n",
+        self.subject,
+        self.summary,
+        self.rule_id,
+        self.severity,
+        self.description,
+        v(&e.event_name),
+        v(&e.event_type),
+        v(&e.event_time),
+        v(&e.account),
+        v(&e.region),
+        v(&e.principal),
+        v(&e.source_ip),
+    );
+        if let Some(code) = &e.error_code {
+            out.push_str(&format!("Error:      {code}: {}\n", v(&e.error_message)));
+        }
+        if let Some(state) = &e.state {
+            out.push_str(&format!("State:      {state}\n"));
+        }
+        out.push_str(&format!(
+            "Event ID:   {}\nLog:        {} (record {})\n\nRecord:\n",
+            v(&e.event_id),
+            self.source.display(),
+            self.record_index
+        ));
+        let record = serde_json::to_string_pretty(&self.record).unwrap_or_default();
+        let room = limit.saturating_sub(out.len());
+        if record.len() <= room {
+            out.push_str(&record);
+        } else {
+            // Cut at a character boundary and say so.
+            let marker = "\n[record cut by trail-alerts: too large for SNS]";
+            let mut end = room.saturating_sub(marker.len());
+            while end > 0 && !record.is_char_boundary(end) {
+                end -= 1;
+            }
+            out.push_str(&record[..end]);
+            out.push_str(marker);
+        }
+        out
+    }
+
+    /// One aligned line of `scan`'s text output; `id_width` is the widest rule id's.
+    pub fn row(&self, id_width: usize) -> String {
+        format!(
+            "{:<8}  {:<id_width$}  {:<20}  {:<28}  {}",
+            self.severity.as_str().to_ascii_uppercase(),
+            self.rule_id,
+            self.event.event_time.as_deref().unwrap_or("-"),
+            format!(
+                "{}/{}",
+                self.event.account.as_deref().unwrap_or("?"),
+                self.event.region.as_deref().unwrap_or("?")
+            ),
+            self.summary
+        )
+    }
+}
+
+/// The path and serialized size of the largest value under `v` worth cutting (over 64 bytes),
+/// preferring the deepest such value that is at least half its parent's size.
+fn largest(v: &Value, path: String) -> Option<(String, usize)> {
+    let size = v.to_string().len();
+    if size <= 64 {
+        return None;
+    }
+    let children: Vec<(String, &Value)> = match v {
+        Value::Object(m) => m.iter().map(|(k, c)| (format!("{path}.{k}"), c)).collect(),
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (format!("{path}[{i}]"), c))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let best = children
+        .into_iter()
+        .filter_map(|(p, c)| largest(c, p))
+        .max_by_key(|(_, s)| *s);
+    match best {
+        Some((p, s)) if s * 2 >= size => Some((p, s)),
+        _ if path == "$.record" => best,
+        _ => Some((path, size)),
+    }
+}
+
+fn pointer_mut<'v>(root: &'v mut Value, path: &str) -> Option<&'v mut Value> {
+    let rest = path.strip_prefix("$.record")?;
+    let mut cur = root;
+    let mut chars = rest;
+    while !chars.is_empty() {
+        if let Some(after) = chars.strip_prefix('.') {
+            let end = after.find(['.', '[']).unwrap_or(after.len());
+            cur = cur.get_mut(&after[..end])?;
+            chars = &after[end..];
+        } else if let Some(after) = chars.strip_prefix('[') {
+            let end = after.find(']')?;
+            let i: usize = after[..end].parse().ok()?;
+            cur = cur.get_mut(i)?;
+            chars = &after[end + 1..];
+        } else {
+            return None;
+        }
+    }
+    Some(cur)
+}

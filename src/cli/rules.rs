@@ -1,0 +1,70 @@
+//! `rules test` and `rules list`.
+
+use std::io::{self, Write};
+
+use super::{load_rules, CliError};
+
+/// Runs every rule's embedded tests, a line each; `Ok(false)` when one failed.
+pub fn test(sources: &[String]) -> Result<bool, CliError> {
+    let rules = load_rules(sources)?;
+    let outcomes = rules.run_tests();
+    let mut out = io::stdout().lock();
+    let mut failed = 0;
+    for o in &outcomes {
+        let verdict = if o.passed() { "ok  " } else { "FAIL" };
+        let detail = if o.passed() {
+            ""
+        } else if o.test.expect {
+            " (expected the rule to fire; it did not)"
+        } else {
+            " (expected the rule to stay quiet; it fired)"
+        };
+        if !o.passed() {
+            failed += 1;
+        }
+        writeln!(out, "{verdict}  {}: {}{detail}", o.rule.id, o.test.name)?;
+    }
+    let untested = rules.rules().iter().filter(|r| r.tests.is_empty()).count();
+    writeln!(
+        out,
+        "{} rules, {} tests: {} passed, {failed} failed{}",
+        rules.rules().len(),
+        outcomes.len(),
+        outcomes.len() - failed,
+        if untested > 0 {
+            format!(" ({untested} rules have no tests)")
+        } else {
+            String::new()
+        }
+    )?;
+    Ok(failed == 0)
+}
+
+/// Lists the rules: id, severity, enabled, description.
+pub fn list(sources: &[String]) -> Result<bool, CliError> {
+    let rules = load_rules(sources)?;
+    let width = rules
+        .rules()
+        .iter()
+        .map(|r| r.id.len())
+        .max()
+        .unwrap_or(2)
+        .max(2);
+    let mut out = io::stdout().lock();
+    writeln!(
+        out,
+        "{:<width$}  {:<8}  {:<7}  DESCRIPTION",
+        "ID", "SEVERITY", "ENABLED"
+    )?;
+    for r in rules.rules() {
+        writeln!(
+            out,
+            "{:<width$}  {:<8}  {:<7}  {}",
+            r.id,
+            r.severity.as_str(),
+            if r.enabled { "yes" } else { "no" },
+            r.description
+        )?;
+    }
+    Ok(true)
+}

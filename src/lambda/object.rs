@@ -1,0 +1,163 @@
+//! One S3 object: the policy on what is read (allowed buckets, keys that are not logs, empty
+//! objects), the streamed read through the pipeline on a blocking thread, and its alerts handed
+//! to publishing.
+
+use std::sync::Arc;
+
+use tokio_util::io::SyncIoBridge;
+use tracing::{error, info, warn};
+
+use crate::alert::{Alert, AlertSource};
+use crate::keys::{classify, KeyKind};
+use crate::pipeline::{Mode, ObjectStats, Outcome, Pipeline};
+use crate::reader::{Limits, ReadError};
+use crate::rules::RuleSet;
+
+use super::config::LambdaConfig;
+use super::input::ObjectRef;
+use super::ports::{FetchError, ObjectBody, ObjectStore, Publisher};
+use super::publish::{PublishError, Publishing};
+
+/// Why an object could not be fully handled.
+#[derive(Debug, thiserror::Error)]
+#[error("{object}: {kind}")]
+pub struct ObjectError {
+    pub object: ObjectRef,
+    pub kind: ObjectErrorKind,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectErrorKind {
+    #[error("bucket {0:?} is not in ALLOWED_BUCKETS; refused")]
+    BucketNotAllowed(String),
+    #[error(transparent)]
+    Fetch(FetchError),
+    #[error(transparent)]
+    Read(ReadError),
+    #[error(transparent)]
+    Publish(PublishError),
+    #[error("the reading task failed: {0}")]
+    Task(String),
+}
+
+impl ObjectError {
+    /// Whether Lambda's retry can help.
+    pub fn retryable(&self) -> bool {
+        match &self.kind {
+            ObjectErrorKind::BucketNotAllowed(_) => false,
+            ObjectErrorKind::Fetch(e) => e.retryable(),
+            ObjectErrorKind::Read(e) => e.is_transient(),
+            ObjectErrorKind::Publish(e) => e.retryable(),
+            ObjectErrorKind::Task(_) => true,
+        }
+    }
+}
+
+/// What happened to one object that did not fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ObjectOutcome {
+    /// Passed over, and why: a digest, a folder marker, an empty object…
+    PassedOver(&'static str),
+    /// Read; its alerts were published.
+    Read { stats: ObjectStats, published: u64 },
+}
+
+/// Reads one object, matches its records and publishes the alerts.
+pub(super) async fn process<S: ObjectStore, P: Publisher>(
+    object: &ObjectRef,
+    store: &S,
+    publishing: &Publishing<P>,
+    rules: &Arc<RuleSet>,
+    config: &LambdaConfig,
+) -> Result<ObjectOutcome, ObjectError> {
+    let fail = |kind| ObjectError {
+        object: object.clone(),
+        kind,
+    };
+    if !config.bucket_allowed(&object.bucket) {
+        error!("bucket is not in ALLOWED_BUCKETS; object refused");
+        return Err(fail(ObjectErrorKind::BucketNotAllowed(
+            object.bucket.clone(),
+        )));
+    }
+    if let Some(why) = passed_over(&object.key) {
+        info!(reason = why, "object skipped");
+        return Ok(ObjectOutcome::PassedOver(why));
+    }
+    let body = store
+        .open(object)
+        .await
+        .map_err(|e| fail(ObjectErrorKind::Fetch(e)))?;
+    let (alerts, outcome) = scan(object, body, rules, config.limits)
+        .await
+        .map_err(|e| fail(ObjectErrorKind::Task(e)))?;
+    for e in &outcome.unreadable {
+        warn!(record = e.index, offset = e.offset, error = %e, "record skipped");
+    }
+    match outcome.fault {
+        None => {}
+        Some(ReadError::Empty) => {
+            info!(reason = "empty object", "object skipped");
+            return Ok(ObjectOutcome::PassedOver("an empty object"));
+        }
+        Some(fault) => {
+            // Alerts raised before the fault are published: a retry re-raises them, and FIFO
+            // topics deduplicate them; losing them is worse.
+            if !alerts.is_empty() {
+                if let Err(e) = publishing.publish(object, alerts).await {
+                    error!(error = %e, "alerts raised before the read fault could not be published");
+                }
+            }
+            return Err(fail(ObjectErrorKind::Read(fault)));
+        }
+    }
+    let stats = outcome.stats;
+    let published = publishing
+        .publish(object, alerts)
+        .await
+        .map_err(|e| fail(ObjectErrorKind::Publish(e)))?;
+    info!(
+        records = stats.records,
+        skipped = stats.unreadable,
+        alerts = stats.alerts,
+        duplicates = stats.duplicates,
+        published,
+        bytes = stats.bytes,
+        "object done"
+    );
+    Ok(ObjectOutcome::Read { stats, published })
+}
+
+/// Why a key is passed over without being read (it names no log), if it is.
+fn passed_over(key: &str) -> Option<&'static str> {
+    match classify(key) {
+        kind if kind.has_records() => None,
+        KeyKind::Digest => Some("a CloudTrail digest file"),
+        _ if key.ends_with('/') => Some("a folder marker"),
+        _ => Some("not a CloudTrail log file"),
+    }
+}
+
+/// Streams the body through the pipeline on a blocking thread: memory stays bounded by the
+/// record, not the object. `Err` when the blocking task itself failed.
+async fn scan(
+    object: &ObjectRef,
+    body: ObjectBody,
+    rules: &Arc<RuleSet>,
+    limits: Limits,
+) -> Result<(Vec<Alert>, Outcome), String> {
+    let rules = Arc::clone(rules);
+    let source = AlertSource::S3 {
+        bucket: object.bucket.clone(),
+        key: object.key.clone(),
+    };
+    let reader = SyncIoBridge::new(body);
+    tokio::task::spawn_blocking(move || {
+        let mut alerts = Vec::new();
+        let outcome =
+            Pipeline::new(&rules, limits).run(reader, &source, Mode::Threaded, |a| alerts.push(a));
+        (alerts, outcome)
+    })
+    .await
+    .map_err(|e| e.to_string())
+}

@@ -1,0 +1,314 @@
+//! From a CloudTrail log stream to the alerts its records raise: the one pipeline the command
+//! line runs per file and the Lambda function runs per S3 object.
+//!
+//! Bytes are decoded and split by the [`reader`](crate::reader); each record's peeked fields go
+//! to the rule [`index`](crate::index), which says whether any rule could match it. Records it
+//! wants are built and matched, and raise [`Alert`]s; the others are only checked, so that
+//! unreadable records are reported exactly as if every record had been built
+//! ([`Mode::Reference`] builds every record, and the tests hold the modes to the same answers).
+
+mod check;
+
+use std::collections::HashSet;
+use std::io::Read;
+use std::ops::AddAssign;
+
+use serde_json::Value;
+
+use crate::alert::{Alert, AlertSource};
+use crate::index::Scratch;
+use crate::reader::{Limits, LogReader, Parsed, PeekFields, ReadError, RecordError, Split};
+use crate::rules::RuleSet;
+use check::Checker;
+
+/// How a log is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Everything on the caller's thread.
+    Inline,
+    /// Gzip inflated on a thread of its own and the records no rule wants checked on another,
+    /// overlapping with splitting and matching on the caller's: what the command line and the
+    /// function use.
+    Threaded,
+    /// Every record built and matched, on the caller's thread: the reference the other modes
+    /// are tested against.
+    Reference,
+}
+
+/// What reading one log object gave.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ObjectStats {
+    /// Records read and matched.
+    pub records: u64,
+    /// Records that could not be read (listed in [`Outcome::unreadable`]).
+    pub unreadable: u64,
+    /// Alerts raised.
+    pub alerts: u64,
+    /// Records that rules matched but whose `eventID` an earlier record of the same object
+    /// already had: CloudTrail can deliver an event twice, and its alerts are raised once.
+    pub duplicates: u64,
+    /// Decompressed bytes read.
+    pub bytes: u64,
+}
+
+impl AddAssign for ObjectStats {
+    fn add_assign(&mut self, o: Self) {
+        self.records += o.records;
+        self.unreadable += o.unreadable;
+        self.alerts += o.alerts;
+        self.duplicates += o.duplicates;
+        self.bytes += o.bytes;
+    }
+}
+
+/// What one run of the pipeline over a log gave.
+#[derive(Debug, Default)]
+#[must_use = "a log that failed part-way says so in `fault`"]
+pub struct Outcome {
+    pub stats: ObjectStats,
+    /// The records that could not be read, in index order.
+    pub unreadable: Vec<RecordError>,
+    /// The fault that ended the log early, if one did; the alerts raised before it were handed
+    /// out, and the records read before it are counted.
+    pub fault: Option<ReadError>,
+}
+
+/// Matches logs against a rule set, reusing its scratch space from one log to the next.
+pub struct Pipeline<'r> {
+    rules: &'r RuleSet,
+    limits: Limits,
+    peek: PeekFields,
+    scratch: Scratch,
+}
+
+impl<'r> Pipeline<'r> {
+    pub fn new(rules: &'r RuleSet, limits: Limits) -> Self {
+        Pipeline {
+            rules,
+            limits,
+            peek: rules.index().peek_fields(),
+            scratch: Scratch::default(),
+        }
+    }
+
+    /// Reads one log (gzip or plain) and hands each alert to `on_alert` as it is raised.
+    ///
+    /// Whatever the mode, the alerts, the unreadable records and the counts are those of
+    /// [`Mode::Reference`], which builds every record.
+    pub fn run<R: Read + Send + 'static>(
+        &mut self,
+        input: R,
+        source: &AlertSource,
+        mode: Mode,
+        mut on_alert: impl FnMut(Alert),
+    ) -> Outcome {
+        let opened = match mode {
+            Mode::Threaded => LogReader::threaded(input, self.limits),
+            Mode::Inline | Mode::Reference => LogReader::new(input, self.limits),
+        };
+        let reader = match opened {
+            Ok(reader) => reader.peeking(self.peek.clone()),
+            Err(fault) => {
+                return Outcome {
+                    fault: Some(fault),
+                    ..Outcome::default()
+                }
+            }
+        };
+        let mut raiser = Raiser {
+            rules: self.rules,
+            scratch: &mut self.scratch,
+            seen: HashSet::new(),
+            source,
+            stats: ObjectStats::default(),
+            unreadable: Vec::new(),
+        };
+        let (fault, bytes) = match mode {
+            Mode::Reference => build_every_record(reader, &mut raiser, &mut on_alert),
+            Mode::Inline => build_wanted_records(reader, &mut raiser, &mut on_alert, false),
+            Mode::Threaded => build_wanted_records(reader, &mut raiser, &mut on_alert, true),
+        };
+        let Raiser {
+            mut stats,
+            mut unreadable,
+            ..
+        } = raiser;
+        unreadable.sort_by_key(|e| e.index);
+        stats.unreadable = unreadable.len() as u64;
+        stats.bytes = bytes;
+        Outcome {
+            stats,
+            unreadable,
+            fault,
+        }
+    }
+}
+
+/// The fast path: a record the index does not want is checked (on another thread when
+/// `threaded`), not built. Returns the fault that ended the log, if any, and the bytes read.
+fn build_wanted_records<R: Read>(
+    mut reader: LogReader<R>,
+    raiser: &mut Raiser<'_, '_>,
+    on_alert: &mut impl FnMut(Alert),
+    threaded: bool,
+) -> (Option<ReadError>, u64) {
+    let index = raiser.rules.index();
+    let fault = std::thread::scope(|scope| {
+        let mut checker = Checker::new(scope, threaded);
+        let fault = loop {
+            let (raw, peeked) = match reader.next_split() {
+                Ok(Some(Split::Record(raw, peeked))) => (raw, peeked),
+                Ok(Some(Split::TooLarge(e))) => {
+                    raiser.unreadable.push(e);
+                    continue;
+                }
+                Ok(None) => break None,
+                Err(e) => break Some(e),
+            };
+            if peeked.must_build() || index.wants(peeked, raw.bytes) {
+                match raw.build() {
+                    Ok(record) => raiser.raise(&record, raw.index, on_alert),
+                    Err(e) => raiser.unreadable.push(e),
+                }
+            } else {
+                checker.check(raw, &mut raiser.stats.records, &mut raiser.unreadable);
+            }
+        };
+        checker.finish(&mut raiser.stats.records, &mut raiser.unreadable);
+        fault
+    });
+    (fault, reader.offset())
+}
+
+/// The reference: every record built and matched.
+fn build_every_record<R: Read>(
+    mut reader: LogReader<R>,
+    raiser: &mut Raiser<'_, '_>,
+    on_alert: &mut impl FnMut(Alert),
+) -> (Option<ReadError>, u64) {
+    let fault = loop {
+        match reader.next_parsed() {
+            Ok(Some(Parsed::Record { index, record, .. })) => {
+                raiser.raise(&record, index, on_alert)
+            }
+            Ok(Some(Parsed::Unreadable(e))) => raiser.unreadable.push(e),
+            Ok(None) => break None,
+            Err(e) => break Some(e),
+        }
+    };
+    (fault, reader.offset())
+}
+
+/// Raises the alerts of one log's records, once per `eventID` within the log.
+struct Raiser<'p, 'r> {
+    rules: &'r RuleSet,
+    scratch: &'p mut Scratch,
+    seen: HashSet<String>,
+    source: &'p AlertSource,
+    stats: ObjectStats,
+    unreadable: Vec<RecordError>,
+}
+
+impl Raiser<'_, '_> {
+    fn raise(&mut self, record: &Value, index: usize, on_alert: &mut impl FnMut(Alert)) {
+        self.stats.records += 1;
+        let mut matched = Vec::new();
+        self.rules
+            .matching(record, self.scratch, |rule| matched.push(rule));
+        if matched.is_empty() {
+            return;
+        }
+        if let Some(id) = record.get("eventID").and_then(Value::as_str) {
+            if !self.seen.insert(id.to_owned()) {
+                self.stats.duplicates += 1;
+                return;
+            }
+        }
+        for rule in matched {
+            self.stats.alerts += 1;
+            on_alert(Alert::new(rule, record, self.source.clone(), index));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::RuleSource;
+    use std::path::Path;
+
+    fn builtin() -> RuleSet {
+        RuleSet::load(&[RuleSource::Builtin]).unwrap()
+    }
+
+    #[test]
+    fn an_event_delivered_twice_in_one_object_alerts_once() {
+        let rules = builtin();
+        let job = |id: Option<&str>| {
+            let mut r = serde_json::json!({"eventSource": "backup.amazonaws.com", "eventName": "BackupJobCompleted",
+                                           "serviceEventDetails": {"state": "FAILED"}});
+            if let Some(id) = id {
+                r["eventID"] = serde_json::json!(id);
+            }
+            r
+        };
+        let doc = serde_json::json!({"Records": [job(Some("a")), job(Some("a")), job(Some("b")), job(None), job(None)]}).to_string();
+        let source = AlertSource::File { path: "t".into() };
+        for mode in [Mode::Inline, Mode::Threaded, Mode::Reference] {
+            let mut pipeline = Pipeline::new(&rules, Limits::default());
+            let mut alerts = Vec::new();
+            let outcome = pipeline.run(
+                std::io::Cursor::new(doc.clone().into_bytes()),
+                &source,
+                mode,
+                |a| alerts.push(a.record_index),
+            );
+            assert!(outcome.fault.is_none());
+            // Records without an eventID cannot be told apart: each alerts.
+            assert_eq!(alerts, [0, 2, 3, 4], "{mode:?}");
+            let s = outcome.stats;
+            assert_eq!((s.records, s.alerts, s.duplicates), (5, 4, 1), "{mode:?}");
+        }
+    }
+
+    #[test]
+    fn the_sample_trails_raise_the_expected_alerts() {
+        let rules = builtin();
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("events/trails");
+        let (files, others) = crate::walk::log_files(&dir).unwrap();
+        assert_eq!(files.len(), 3);
+        assert_eq!(others, 0);
+        let mut pipeline = Pipeline::new(&rules, Limits::default());
+        let mut fired = Vec::new();
+        let mut total = ObjectStats::default();
+        for f in &files {
+            let source = AlertSource::File {
+                path: f.display().to_string(),
+            };
+            let outcome = pipeline.run(
+                std::fs::File::open(f).unwrap(),
+                &source,
+                Mode::Inline,
+                |a| fired.push(a.rule_id),
+            );
+            assert!(outcome.fault.is_none() && outcome.unreadable.is_empty());
+            total += outcome.stats;
+        }
+        fired.sort();
+        assert_eq!(
+            fired,
+            [
+                "backup-copy-job-failed",
+                "backup-destructive-call",
+                "backup-job-failed",
+                "backup-org-plan-changed",
+                "backup-org-plan-changed",
+                "backup-restore-failed",
+                "outposts-call-failed",
+                "outposts-change",
+            ]
+        );
+        assert_eq!(total.records, 12);
+        assert_eq!(total.alerts, 8);
+    }
+}

@@ -1,0 +1,283 @@
+//! Decoding: gzip (one member or several) or plain bytes, told apart by the magic bytes; gzip
+//! inflated inline or on a thread of its own, with UTF-8 checked there while it has time to
+//! spare. The splitter asks for the next chunk of decoded bytes and gets a [`ReadError`] that
+//! already says whether the gzip data or the stream below it failed.
+
+use std::io::{self, BufReader, Cursor, Read};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+
+use flate2::bufread::MultiGzDecoder;
+
+use super::ReadError;
+use crate::describe;
+
+/// Bytes read from the input at a time (plain input, and compressed input before inflating).
+pub(crate) const CHUNK: usize = 64 << 10;
+/// Bytes the inflating thread hands over at a time.
+const INFLATED_CHUNK: usize = 256 << 10;
+/// Chunks in flight between the threads: what inflating may run ahead by (1 MiB).
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+/// The input with its first bytes (read to sniff the format) put back in front.
+type Sniffed<R> = io::Chain<io::Take<Cursor<[u8; 2]>>, R>;
+type Gunzip<R> = MultiGzDecoder<BufReader<Sniffed<R>>>;
+
+/// A log's bytes, decoded.
+pub(crate) struct Decoder<R: Read> {
+    kind: Kind<R>,
+}
+
+enum Kind<R: Read> {
+    Plain(BufReader<Sniffed<R>>),
+    Gzip(Box<Gunzip<R>>),
+    /// Gzip inflated on a thread of its own, while the caller's thread splits and matches.
+    Threaded(Inflater),
+}
+
+impl<R: Read> Decoder<R> {
+    /// Decodes on the caller's thread.
+    pub(crate) fn inline(input: R) -> Result<Self, ReadError> {
+        let (raw, gzip) = sniff(input)?;
+        let kind = if gzip {
+            Kind::Gzip(Box::new(MultiGzDecoder::new(raw)))
+        } else {
+            Kind::Plain(raw)
+        };
+        Ok(Decoder { kind })
+    }
+
+    /// Puts the next decoded bytes in `buf` (replacing what it held) and returns how many;
+    /// 0 at the end. `offset` is the decoded bytes before them, for errors.
+    pub(crate) fn next_chunk(
+        &mut self,
+        buf: &mut Vec<u8>,
+        offset: u64,
+    ) -> Result<usize, ReadError> {
+        loop {
+            let result = match &mut self.kind {
+                // Take the inflated chunk as the buffer itself: no copy.
+                Kind::Threaded(inflater) => inflater.swap(buf),
+                Kind::Plain(r) => read_into(r, buf),
+                Kind::Gzip(r) => read_into(r, buf),
+            };
+            return match result {
+                Ok(n) => Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // The inflater's own verdicts on the data; anything else came from below it.
+                Err(source) if !matches!(self.kind, Kind::Plain(_)) && is_data_error(&source) => {
+                    Err(ReadError::Gzip { offset, source })
+                }
+                Err(source) => Err(ReadError::Io {
+                    offset,
+                    source: io::Error::new(source.kind(), describe::chain(&source)),
+                }),
+            };
+        }
+    }
+
+    /// Whether every byte handed out so far is known to be UTF-8 (checked while inflating on a
+    /// thread; `false` when nobody checked).
+    pub(crate) fn all_utf8(&self) -> bool {
+        matches!(&self.kind, Kind::Threaded(inflater) if inflater.all_utf8)
+    }
+}
+
+impl<R: Read + Send + 'static> Decoder<R> {
+    /// Decodes gzip on a thread of its own, so that inflating and reading records overlap.
+    pub(crate) fn threaded(input: R) -> Result<Self, ReadError> {
+        let (raw, gzip) = sniff(input)?;
+        let kind = if gzip {
+            Kind::Threaded(
+                Inflater::spawn(MultiGzDecoder::new(raw))
+                    .map_err(|source| ReadError::Io { offset: 0, source })?,
+            )
+        } else {
+            Kind::Plain(raw)
+        };
+        Ok(Decoder { kind })
+    }
+}
+
+/// How the inflater says that the compressed data itself is wrong (corrupt or cut short).
+fn is_data_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput | io::ErrorKind::UnexpectedEof
+    )
+}
+
+fn read_into(r: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<usize> {
+    buf.resize(CHUNK, 0);
+    r.read(buf)
+}
+
+/// Reads the first two bytes to tell gzip (`1f 8b`) from the rest, then puts them back.
+fn sniff<R: Read>(mut input: R) -> Result<(BufReader<Sniffed<R>>, bool), ReadError> {
+    let mut head = [0u8; 2];
+    let mut got = 0;
+    while got < head.len() {
+        match input.read(&mut head[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(source) => return Err(ReadError::Io { offset: 0, source }),
+        }
+    }
+    if got == 0 {
+        return Err(ReadError::Empty);
+    }
+    let gzip = head[..got] == [0x1f, 0x8b];
+    let raw = BufReader::with_capacity(CHUNK, Cursor::new(head).take(got as u64).chain(input));
+    Ok((raw, gzip))
+}
+
+/// Inflates a gzip stream on its own thread and hands out the bytes in order, a chunk at a
+/// time. Memory is bounded by the chunks in flight; dropping it stops the thread at its next
+/// chunk.
+struct Inflater {
+    /// Chunks, each with whether all bytes up to its end are UTF-8.
+    chunks: Receiver<io::Result<(Vec<u8>, bool)>>,
+    /// Used buffers, handed back to be filled again.
+    spent: SyncSender<Vec<u8>>,
+    /// Every byte handed out so far is UTF-8.
+    all_utf8: bool,
+}
+
+impl Inflater {
+    fn spawn<R: Read + Send + 'static>(mut decoder: Gunzip<R>) -> io::Result<Self> {
+        let (tx, chunks) = sync_channel(CHUNKS_IN_FLIGHT);
+        let (spent, spent_rx) = sync_channel::<Vec<u8>>(CHUNKS_IN_FLIGHT + 1);
+        std::thread::Builder::new()
+            .name("trail-alerts-inflate".into())
+            .spawn(move || {
+                let mut utf8 = Utf8Check::default();
+                loop {
+                    let mut chunk = spent_rx.try_recv().unwrap_or_default();
+                    chunk.resize(INFLATED_CHUNK, 0);
+                    let mut filled = 0;
+                    let result = loop {
+                        if filled == chunk.len() {
+                            break Ok(());
+                        }
+                        match decoder.read(&mut chunk[filled..]) {
+                            Ok(0) => break Ok(()),
+                            Ok(n) => filled += n,
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                            Err(e) => break Err(e),
+                        }
+                    };
+                    chunk.truncate(filled);
+                    let done = filled < INFLATED_CHUNK || result.is_err();
+                    let all_utf8 = utf8.feed(&chunk, done);
+                    if filled > 0 && tx.send(Ok((chunk, all_utf8))).is_err() {
+                        return;
+                    }
+                    if let Err(e) = result {
+                        let _ = tx.send(Err(e));
+                    }
+                    if done {
+                        return;
+                    }
+                }
+            })?;
+        Ok(Inflater {
+            chunks,
+            spent,
+            all_utf8: true,
+        })
+    }
+
+    /// Hands back the used buffer and puts the next chunk in its place; 0 at the end.
+    fn swap(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        let used = std::mem::take(buf);
+        if used.capacity() > 0 {
+            let _ = self.spent.try_send(used);
+        }
+        match self.chunks.recv() {
+            Ok(Ok((chunk, all_utf8))) => {
+                *buf = chunk;
+                self.all_utf8 = all_utf8;
+                Ok(buf.len())
+            }
+            Ok(Err(e)) => Err(e),
+            // The thread is done: the end of the stream.
+            Err(_) => Ok(0),
+        }
+    }
+}
+
+/// UTF-8 validation of a stream in chunks, carrying a character split between two of them.
+#[derive(Default)]
+struct Utf8Check {
+    carry: Vec<u8>,
+    ok: bool,
+    started: bool,
+}
+
+impl Utf8Check {
+    /// Feeds the next chunk; whether everything so far is UTF-8 (an incomplete character at
+    /// the very end counts as invalid).
+    fn feed(&mut self, chunk: &[u8], last: bool) -> bool {
+        if !self.started {
+            self.started = true;
+            self.ok = true;
+        }
+        if !self.ok {
+            return false;
+        }
+        let mut rest = chunk;
+        if !self.carry.is_empty() {
+            // Complete the carried character with the bytes it still needs.
+            let width = match self.carry[0] {
+                0xC0..=0xDF => 2,
+                0xE0..=0xEF => 3,
+                _ => 4,
+            };
+            let take = (width - self.carry.len()).min(rest.len());
+            self.carry.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if self.carry.len() == width {
+                self.ok = std::str::from_utf8(&self.carry).is_ok();
+                self.carry.clear();
+            }
+            if !self.ok {
+                return false;
+            }
+        }
+        match std::str::from_utf8(rest) {
+            Ok(_) => {}
+            Err(e) if e.error_len().is_none() && !last => {
+                self.carry.extend_from_slice(&rest[e.valid_up_to()..]);
+            }
+            Err(_) => self.ok = false,
+        }
+        if last && !self.carry.is_empty() {
+            self.ok = false;
+        }
+        self.ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utf8_is_checked_across_chunk_boundaries() {
+        let text = "aé€😀z".repeat(50);
+        for split in 0..text.len() {
+            let (a, b) = text.as_bytes().split_at(split);
+            let mut check = Utf8Check::default();
+            assert!(
+                check.feed(a, false) && check.feed(b, true),
+                "split at {split}"
+            );
+        }
+        let mut check = Utf8Check::default();
+        assert!(check.feed(b"ok \xe2\x82", false));
+        assert!(!check.feed(b"", true), "a character cut off at the end");
+        let mut check = Utf8Check::default();
+        assert!(!check.feed(b"Caf\xe9 ", false));
+        assert!(!check.feed(b"fine", true), "once invalid, always invalid");
+    }
+}

@@ -1,0 +1,757 @@
+//! Splitting a log's `{"Records": [ … ]}` into one record's bytes at a time, on the raw bytes:
+//! strings and nesting are tracked, nothing is parsed. Because boundaries are found
+//! structurally, a record that is not valid JSON or not an object is refused on its own (by the
+//! verdicts of `record.rs`) while the records after it are still read, and a record over
+//! [`Limits::max_record_bytes`] is passed over without being held. Whatever breaks the file
+//! itself is a [`ReadError`] with the byte offset where it happened.
+
+use std::io::Read;
+
+use super::decode::Decoder;
+use super::peek::{PeekFields, Peeked, Span, Tracker};
+use super::record::{RawRecord, RecordError, RecordErrorKind};
+use super::{Limits, ReadError};
+
+/// Where the reader stands in the top-level object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Before the next key of the top-level object (or its closing brace).
+    Keys {
+        first: bool,
+    },
+    /// Inside `Records`, before the next element (or the closing bracket).
+    Records {
+        first: bool,
+    },
+    Done,
+}
+
+/// The records of one CloudTrail log file, read one at a time.
+pub struct LogReader<R: Read> {
+    src: Decoder<R>,
+    /// The bytes at hand: `buf[..len]` are valid.
+    buf: Vec<u8>,
+    pos: usize,
+    len: usize,
+    /// Decompressed bytes before `buf[0]`.
+    base: u64,
+    eof: bool,
+    limits: Limits,
+    state: State,
+    seen_records: bool,
+    keys_seen: Vec<String>,
+    index: usize,
+    record: Vec<u8>,
+    /// The top-level fields the index asked to peek at, and what was seen of them.
+    fields: PeekFields,
+    peeked: Peeked,
+}
+
+/// What the splitter hands out next.
+#[derive(Debug)]
+pub enum Split<'r> {
+    /// A record's bytes, and what the peek saw of them.
+    Record(RawRecord<'r>, &'r Peeked),
+    /// A record over the size limit, passed over without being held.
+    TooLarge(RecordError),
+}
+
+/// A record built from its bytes, or why it could not be.
+#[derive(Debug)]
+pub enum Parsed {
+    Record {
+        index: usize,
+        offset: u64,
+        record: serde_json::Value,
+    },
+    Unreadable(RecordError),
+}
+
+impl<R: Read + Send + 'static> LogReader<R> {
+    /// Opens a log as [`LogReader::new`] does, inflating gzip on a second thread so that
+    /// inflating and reading records overlap.
+    pub fn threaded(input: R, limits: Limits) -> Result<Self, ReadError> {
+        Self::with_source(Decoder::threaded(input)?, limits)
+    }
+}
+
+impl<R: Read> LogReader<R> {
+    /// Opens a log: sniffs gzip by its magic bytes and reads up to the first record.
+    pub fn new(input: R, limits: Limits) -> Result<Self, ReadError> {
+        Self::with_source(Decoder::inline(input)?, limits)
+    }
+
+    fn with_source(src: Decoder<R>, limits: Limits) -> Result<Self, ReadError> {
+        let mut reader = LogReader {
+            src,
+            buf: Vec::new(),
+            pos: 0,
+            len: 0,
+            base: 0,
+            eof: false,
+            limits,
+            state: State::Keys { first: true },
+            seen_records: false,
+            keys_seen: Vec::new(),
+            index: 0,
+            record: Vec::new(),
+            fields: PeekFields::default(),
+            peeked: Peeked::default(),
+        };
+        reader.open()?;
+        Ok(reader)
+    }
+
+    /// Peeks at these top-level fields of every record from now on (see [`Split::Record`]).
+    pub fn peeking(mut self, fields: PeekFields) -> Self {
+        self.fields = fields;
+        self
+    }
+
+    /// Decompressed bytes read so far.
+    pub fn offset(&self) -> u64 {
+        self.base + self.pos as u64
+    }
+
+    /// Refills the buffer when it is used up; `false` at the end of the input.
+    fn fill(&mut self) -> Result<bool, ReadError> {
+        if self.pos < self.len {
+            return Ok(true);
+        }
+        if self.eof {
+            return Ok(false);
+        }
+        self.base += self.len as u64;
+        self.pos = 0;
+        self.len = 0;
+        let n = self.src.next_chunk(&mut self.buf, self.base)?;
+        if n == 0 {
+            self.eof = true;
+            return Ok(false);
+        }
+        if self.base + n as u64 > self.limits.max_decompressed_bytes {
+            return Err(ReadError::TooLarge {
+                limit: self.limits.max_decompressed_bytes,
+            });
+        }
+        self.len = n;
+        Ok(true)
+    }
+
+    fn peek(&mut self) -> Result<Option<u8>, ReadError> {
+        Ok(if self.fill()? {
+            Some(self.buf[self.pos])
+        } else {
+            None
+        })
+    }
+
+    /// The next byte that is not JSON white space, not consumed.
+    fn peek_token(&mut self) -> Result<Option<u8>, ReadError> {
+        while let Some(b) = self.peek()? {
+            if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+                self.pos += 1;
+            } else {
+                return Ok(Some(b));
+            }
+        }
+        Ok(None)
+    }
+
+    fn expect(&mut self, byte: u8, expected: &'static str, inside: &str) -> Result<(), ReadError> {
+        match self.peek_token()? {
+            Some(b) if b == byte => {
+                self.pos += 1;
+                Ok(())
+            }
+            Some(b) => Err(ReadError::Syntax {
+                offset: self.offset(),
+                expected,
+                found: describe_byte(b),
+            }),
+            None => Err(self.truncated(inside)),
+        }
+    }
+
+    fn truncated(&self, inside: &str) -> ReadError {
+        ReadError::Truncated {
+            offset: self.offset(),
+            inside: inside.to_owned(),
+        }
+    }
+
+    fn open(&mut self) -> Result<(), ReadError> {
+        // A UTF-8 byte-order mark is tolerated before the document.
+        if self.peek()? == Some(0xEF)
+            && self.buf[self.pos..self.len].starts_with(&[0xEF, 0xBB, 0xBF])
+        {
+            self.pos += 3;
+        }
+        match self.peek_token()? {
+            Some(b'{') => self.pos += 1,
+            Some(b) => {
+                return Err(ReadError::Syntax {
+                    offset: self.offset(),
+                    expected: "a JSON object ('{')",
+                    found: describe_byte(b),
+                })
+            }
+            None => return Err(self.truncated("the document (no JSON at all)")),
+        }
+        self.advance_to_records()
+    }
+
+    /// Walks the top-level keys until the `Records` array opens, or the object ends.
+    fn advance_to_records(&mut self) -> Result<(), ReadError> {
+        loop {
+            let State::Keys { first } = self.state else {
+                return Ok(());
+            };
+            match self.peek_token()? {
+                Some(b'}') => {
+                    self.pos += 1;
+                    self.finish()?;
+                    return Ok(());
+                }
+                Some(_) if !first => self.expect(
+                    b',',
+                    "',' or '}' after a top-level value",
+                    "the top-level object",
+                )?,
+                Some(_) => {}
+                None => return Err(self.truncated("the top-level object")),
+            }
+            let key_offset = self.offset();
+            let key = self.read_key()?;
+            self.expect(b':', "':' after a key", "the top-level object")?;
+            if key == "Records" {
+                if self.seen_records {
+                    return Err(ReadError::DuplicateRecords { offset: key_offset });
+                }
+                self.seen_records = true;
+                match self.peek_token()? {
+                    Some(b'[') => {
+                        self.pos += 1;
+                        self.state = State::Records { first: true };
+                        return Ok(());
+                    }
+                    Some(_) => {
+                        let offset = self.offset();
+                        let found = self.skip_value_kind()?;
+                        return Err(ReadError::RecordsNotArray { offset, found });
+                    }
+                    None => return Err(self.truncated("the top-level object")),
+                }
+            }
+            if self.keys_seen.len() < 8 {
+                self.keys_seen.push(key);
+            }
+            self.take_value(false)?;
+            self.state = State::Keys { first: false };
+        }
+    }
+
+    /// After the top-level object closes: only white space may follow.
+    fn finish(&mut self) -> Result<(), ReadError> {
+        self.state = State::Done;
+        match self.peek_token()? {
+            None => {}
+            Some(b) => {
+                return Err(ReadError::Syntax {
+                    offset: self.offset(),
+                    expected: "the end of the file after the top-level object",
+                    found: describe_byte(b),
+                })
+            }
+        }
+        if !self.seen_records {
+            return Err(ReadError::NoRecords { hint: self.hint() });
+        }
+        Ok(())
+    }
+
+    fn hint(&self) -> String {
+        let has = |k: &str| self.keys_seen.iter().any(|s| s == k);
+        if has("logFiles") || has("digestPublicKeyFingerprint") || has("digestSignatureAlgorithm") {
+            "; this is a CloudTrail digest file".into()
+        } else if has("configurationItems") || has("configSnapshotId") || has("fileVersion") {
+            "; this looks like an AWS Config file".into()
+        } else if self.keys_seen.is_empty() {
+            "; the object is empty".into()
+        } else {
+            let keys: Vec<String> = self.keys_seen.iter().map(|k| format!("{k:?}")).collect();
+            format!("; top-level keys: {}", keys.join(", "))
+        }
+    }
+
+    fn read_key(&mut self) -> Result<String, ReadError> {
+        match self.peek_token()? {
+            Some(b'"') => {}
+            Some(b) => {
+                return Err(ReadError::Syntax {
+                    offset: self.offset(),
+                    expected: "a quoted key",
+                    found: describe_byte(b),
+                })
+            }
+            None => return Err(self.truncated("the top-level object")),
+        }
+        let offset = self.offset();
+        self.record.clear();
+        self.take_value(true)?;
+        serde_json::from_slice::<String>(&self.record).map_err(|_| ReadError::Syntax {
+            offset,
+            expected: "a valid JSON string as a key",
+            found: "a malformed string".into(),
+        })
+    }
+
+    /// Skips a value and says what it was, for error messages.
+    fn skip_value_kind(&mut self) -> Result<String, ReadError> {
+        self.record.clear();
+        self.take_value(true)?;
+        let shown = String::from_utf8_lossy(&self.record[..self.record.len().min(40)]).into_owned();
+        Ok(match self.record.first() {
+            Some(b'{') => "an object".into(),
+            Some(b'"') => format!("a string {shown}"),
+            _ => shown,
+        })
+    }
+
+    /// Reads the next record and builds it, or `None` at the end of the `Records` array (and
+    /// the file).
+    pub fn next_parsed(&mut self) -> Result<Option<Parsed>, ReadError> {
+        Ok(self.next_split()?.map(|split| match split {
+            Split::Record(raw, _) => match raw.build() {
+                Ok(record) => Parsed::Record {
+                    index: raw.index,
+                    offset: raw.offset,
+                    record,
+                },
+                Err(e) => Parsed::Unreadable(e),
+            },
+            Split::TooLarge(e) => Parsed::Unreadable(e),
+        }))
+    }
+
+    /// Reads the next record's bytes without building them, with what the peek saw of them;
+    /// `None` at the end of the `Records` array (and the file).
+    pub fn next_split(&mut self) -> Result<Option<Split<'_>>, ReadError> {
+        loop {
+            match self.state {
+                State::Done => return Ok(None),
+                State::Keys { .. } => {
+                    self.advance_to_records()?;
+                    continue;
+                }
+                State::Records { first } => {
+                    match self.peek_token()? {
+                        Some(b']') => {
+                            self.pos += 1;
+                            self.state = State::Keys { first: false };
+                            continue;
+                        }
+                        Some(_) if !first => {
+                            self.expect(b',', "',' or ']' between records", "the Records array")?
+                        }
+                        Some(_) => {}
+                        None => {
+                            return Err(self.truncated(&format!(
+                                "the Records array (before record {})",
+                                self.index
+                            )))
+                        }
+                    }
+                    self.state = State::Records { first: false };
+                    if self.peek_token()?.is_none() {
+                        return Err(self.truncated(&format!(
+                            "the Records array (before record {})",
+                            self.index
+                        )));
+                    }
+                    let index = self.index;
+                    self.index += 1;
+                    let offset = self.offset();
+                    self.record.clear();
+                    let stored = self.take_value(true)?;
+                    if !stored {
+                        let bytes = self.offset() - offset;
+                        return Ok(Some(Split::TooLarge(RecordError {
+                            index,
+                            offset,
+                            kind: RecordErrorKind::TooLarge {
+                                bytes,
+                                limit: self.limits.max_record_bytes,
+                            },
+                        })));
+                    }
+                    let raw = RawRecord {
+                        index,
+                        offset,
+                        bytes: &self.record,
+                        utf8: self.src.all_utf8(),
+                    };
+                    return Ok(Some(Split::Record(raw, &self.peeked)));
+                }
+            }
+        }
+    }
+
+    /// Scans one JSON value from the current token, copying its bytes into `self.record` when
+    /// `store` is set and the value fits in the record limit. Returns whether it was stored
+    /// whole. Only the structure is checked here (strings, nesting); the bytes are parsed later.
+    ///
+    /// While storing a record, it also notes where the values of the peeked fields stand, in
+    /// [`Peeked`], so that a record no rule can match need not be built. The bookkeeping runs
+    /// only on bytes outside strings at depth 1.
+    fn take_value(&mut self, store: bool) -> Result<bool, ReadError> {
+        let limit = self.limits.max_record_bytes;
+        let track = store && !self.fields.is_empty() && matches!(self.state, State::Records { .. });
+        let mut keep = store;
+        let mut depth: usize = 0;
+        let mut in_string = false;
+        let mut escape = false;
+        let mut started = false;
+        let mut t = Tracker::default();
+        let mut max_depth = 0;
+        self.peeked.reset(self.fields.len());
+        loop {
+            if !self.fill()? {
+                return Err(
+                    self.truncated(if self.state == (State::Records { first: false }) {
+                        "a record"
+                    } else {
+                        "a top-level value"
+                    }),
+                );
+            }
+            let chunk = &self.buf[self.pos..self.len];
+            // Record position of chunk[0].
+            let base = self.record.len();
+            let mut i = 0;
+            let mut end = None;
+            while i < chunk.len() {
+                if in_string {
+                    if escape {
+                        escape = false;
+                        i += 1;
+                        continue;
+                    }
+                    match memchr::memchr2(b'"', b'\\', &chunk[i..]) {
+                        None => i = chunk.len(),
+                        Some(j) => {
+                            i += j;
+                            if chunk[i] == b'\\' {
+                                escape = true;
+                                t.escaped = true;
+                            } else {
+                                in_string = false;
+                                if depth == 0 {
+                                    end = Some(i + 1);
+                                    break;
+                                }
+                                if depth == 1 && track && keep {
+                                    let span = Span {
+                                        record: &self.record,
+                                        chunk,
+                                        base,
+                                    };
+                                    t.string_closed(&self.fields, &mut self.peeked, span, base + i);
+                                }
+                            }
+                            i += 1;
+                        }
+                    }
+                    continue;
+                }
+                let b = chunk[i];
+                match b {
+                    b'"' => {
+                        in_string = true;
+                        if depth == 1 {
+                            t.string_opened(base + i);
+                        }
+                    }
+                    b'{' | b'[' => {
+                        if depth == 1 {
+                            t.other_value(&mut self.peeked);
+                        }
+                        depth += 1;
+                        max_depth = max_depth.max(depth);
+                        if depth == 1 {
+                            t.expect_key = b == b'{';
+                        }
+                    }
+                    b'}' | b']' if depth > 0 => {
+                        depth -= 1;
+                        if depth == 0 {
+                            end = Some(i + 1);
+                            break;
+                        }
+                    }
+                    b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r' if depth == 0 && started => {
+                        // The end of a bare scalar (number, true, false, null).
+                        end = Some(i);
+                        break;
+                    }
+                    b':' if depth == 1 => t.colon(&mut self.peeked),
+                    b',' if depth == 1 => t.expect_key = true,
+                    b' ' | b'\t' | b'\n' | b'\r' => {}
+                    _ if depth == 1 => t.other_value(&mut self.peeked),
+                    _ => {}
+                }
+                started = true;
+                i += 1;
+            }
+            started = true;
+            let used = end.unwrap_or(chunk.len());
+            if keep {
+                if self.record.len() + used > limit {
+                    keep = false;
+                    self.record.clear();
+                } else {
+                    self.record.extend_from_slice(&chunk[..used]);
+                }
+            }
+            self.pos += used;
+            if end.is_some() {
+                self.peeked.max_depth = max_depth;
+                return Ok(keep || !store);
+            }
+        }
+    }
+}
+
+impl<R: Read> Iterator for LogReader<R> {
+    type Item = Result<Parsed, ReadError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.next_parsed() {
+            Ok(Some(parsed)) => Some(Ok(parsed)),
+            Ok(None) => None,
+            Err(e) => {
+                self.state = State::Done;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+fn describe_byte(b: u8) -> String {
+    if b.is_ascii_graphic() {
+        format!("'{}'", b as char)
+    } else {
+        format!("byte 0x{b:02x}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reader::decode::CHUNK;
+    use serde_json::Value;
+    use std::io::{self, Write};
+
+    fn read_all(bytes: &[u8], limits: Limits) -> Result<Vec<Parsed>, ReadError> {
+        LogReader::new(bytes, limits)?.collect()
+    }
+
+    fn records(items: &[Parsed]) -> Vec<&Value> {
+        items
+            .iter()
+            .filter_map(|i| match i {
+                Parsed::Record { record, .. } => Some(record),
+                Parsed::Unreadable(_) => None,
+            })
+            .collect()
+    }
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(bytes).unwrap();
+        enc.finish().unwrap()
+    }
+
+    #[test]
+    fn plain_and_gzip_give_the_same_records() {
+        let doc = br#"{"Records":[{"eventName":"A","n":[1,{"x":"}]"}]}, {"eventName":"B\"}"}]}"#;
+        let plain = read_all(doc, Limits::default()).unwrap();
+        let gz = read_all(&gzip(doc), Limits::default()).unwrap();
+        assert_eq!(records(&plain), records(&gz));
+        assert_eq!(records(&plain).len(), 2);
+        assert_eq!(records(&plain)[1]["eventName"], "B\"}");
+    }
+
+    #[test]
+    fn multi_member_gzip_is_one_stream() {
+        let mut bytes = gzip(br#"{"Records":[{"a":1},"#);
+        bytes.extend(gzip(br#"{"a":2}]}"#));
+        assert_eq!(
+            records(&read_all(&bytes, Limits::default()).unwrap()).len(),
+            2
+        );
+    }
+
+    #[test]
+    fn keys_around_records_and_tiny_buffers_of_escapes() {
+        let doc = br#" {"x": {"Records": 1}, "Records" : [ {"k":"\\\\\"[{"} ] , "y": [1,2]} "#;
+        let items = read_all(doc, Limits::default()).unwrap();
+        assert_eq!(records(&items)[0]["k"], "\\\\\"[{");
+    }
+
+    #[test]
+    fn bad_records_are_skipped_with_index_and_the_rest_read() {
+        let doc = br#"{"Records":[{"a":1}, "text", 42, null, [1], {"b":}, {"c":3}]}"#;
+        let items = read_all(doc, Limits::default()).unwrap();
+        let skipped: Vec<_> = items
+            .iter()
+            .filter_map(|i| match i {
+                Parsed::Unreadable(e) => Some((e.index, e.kind.clone())),
+                Parsed::Record { .. } => None,
+            })
+            .collect();
+        assert_eq!(skipped.len(), 5);
+        assert_eq!(skipped[0], (1, RecordErrorKind::NotObject("a string")));
+        assert_eq!(skipped[1], (2, RecordErrorKind::NotObject("a number")));
+        assert_eq!(skipped[2], (3, RecordErrorKind::NotObject("null")));
+        assert!(matches!(skipped[4], (5, RecordErrorKind::InvalidJson(_))));
+        assert_eq!(records(&items).len(), 2);
+        assert_eq!(records(&items)[1]["c"], 3);
+    }
+
+    #[test]
+    fn oversized_records_are_skipped_without_being_held() {
+        let big = "x".repeat(200_000);
+        let doc = format!(r#"{{"Records":[{{"a":"{big}"}},{{"b":1}}]}}"#);
+        let limits = Limits {
+            max_record_bytes: 1000,
+            ..Limits::default()
+        };
+        let mut reader = LogReader::new(doc.as_bytes(), limits).unwrap();
+        match reader.next_parsed().unwrap() {
+            Some(Parsed::Unreadable(RecordError {
+                index: 0,
+                kind: RecordErrorKind::TooLarge { bytes, limit: 1000 },
+                ..
+            })) => assert!(bytes > 200_000),
+            other => panic!("{other:?}"),
+        }
+        assert!(reader.record.capacity() <= 2 * CHUNK);
+        assert!(matches!(
+            reader.next_parsed().unwrap(),
+            Some(Parsed::Record { index: 1, .. })
+        ));
+        assert!(reader.next_parsed().unwrap().is_none());
+    }
+
+    #[test]
+    fn file_level_faults() {
+        let err = |bytes: &[u8]| read_all(bytes, Limits::default()).unwrap_err().to_string();
+        assert_eq!(err(b""), "the file is empty (0 bytes)");
+        assert!(err(b"\x00\x01binary").contains("expected a JSON object"));
+        assert!(err(b"[1,2]").contains("expected a JSON object"));
+        assert!(err(br#"{"a":1}"#).contains("no \"Records\" array; top-level keys: \"a\""));
+        assert!(err(br#"{}"#).contains("the object is empty"));
+        assert!(err(br#"{"Records":{}}"#).contains("is an object, not an array"));
+        assert!(err(br#"{"Records":null}"#).contains("is null, not an array"));
+        assert!(err(br#"{"Records":[{"a":1}"#).contains("ends at byte"));
+        assert!(err(br#"{"Records":[{"a":1} {"b":2}]}"#).contains("',' or ']' between records"));
+        assert!(err(br#"{"Records":[]} trailing"#).contains("the end of the file"));
+        assert!(err(br#"{"Records":[],"Records":[]}"#).contains("appears twice"));
+        assert!(err(br#"{"digestStartTime":"x","logFiles":[]}"#).contains("digest file"));
+        assert!(err(br#"{"fileVersion":"1.0","configurationItems":[]}"#).contains("AWS Config"));
+        let mut truncated = gzip(br#"{"Records":[{"a":1},{"b":2}]}"#);
+        truncated.truncate(truncated.len() - 12);
+        assert!(err(&truncated).contains("gzip data is corrupt or truncated"));
+    }
+
+    #[test]
+    fn the_decompressed_size_is_capped() {
+        let doc = format!(
+            r#"{{"Records":[{}]}}"#,
+            vec![r#"{"a":1}"#; 50_000].join(",")
+        );
+        let bomb = gzip(doc.as_bytes());
+        assert!(bomb.len() < 10_000, "{}", bomb.len());
+        let limits = Limits {
+            max_decompressed_bytes: 100_000,
+            ..Limits::default()
+        };
+        let err = read_all(&bomb, limits).unwrap_err();
+        assert!(
+            matches!(err, ReadError::TooLarge { limit: 100_000 }),
+            "{err}"
+        );
+    }
+
+    /// Hands out one byte per read, so that every token straddles a buffer boundary.
+    struct OneByte<'a>(&'a [u8]);
+
+    impl Read for OneByte<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            match (self.0.split_first(), buf.first_mut()) {
+                (Some((b, rest)), Some(slot)) => {
+                    *slot = *b;
+                    self.0 = rest;
+                    Ok(1)
+                }
+                _ => Ok(0),
+            }
+        }
+    }
+
+    #[test]
+    fn every_buffer_boundary_gives_the_same_records() {
+        let doc = br#"{"meta":{"a":["]","}"]},"Records":[{"s":"a\"b\\","n":-1.5e3,"t":true,"z":null,"u":"\u00e9\ud83d\ude00","arr":[[],{},[{"k":"v"}]]},{"e":""},{}],"tail":"x"}"#;
+        let expected: Vec<Value> =
+            match serde_json::from_slice::<Value>(doc).unwrap()["Records"].take() {
+                Value::Array(v) => v,
+                _ => unreachable!(),
+            };
+        let items: Vec<Parsed> = LogReader::new(OneByte(doc), Limits::default())
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(records(&items), expected.iter().collect::<Vec<_>>());
+        let gz = gzip(doc);
+        let items: Vec<Parsed> = LogReader::new(OneByte(&gz), Limits::default())
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(records(&items), expected.iter().collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn threaded_reading_gives_the_same_records() {
+        let doc = br#"{"Records":[{"a":"\u00e9t\u00e9"},{"b":[1,2,{"c":null}]},"x"]}"#;
+        let gz = gzip(doc);
+        let plain: Vec<Parsed> = LogReader::new(&gz[..], Limits::default())
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let threaded: Vec<Parsed> =
+            LogReader::threaded(std::io::Cursor::new(gz), Limits::default())
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+        assert_eq!(format!("{plain:?}"), format!("{threaded:?}"));
+        let mut truncated = gzip(doc);
+        truncated.truncate(truncated.len() - 10);
+        let err = LogReader::threaded(std::io::Cursor::new(truncated), Limits::default())
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("gzip data is corrupt or truncated"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn empty_records_array() {
+        assert!(read_all(br#"{"Records":[]}"#, Limits::default())
+            .unwrap()
+            .is_empty());
+    }
+}

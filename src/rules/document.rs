@@ -1,0 +1,277 @@
+//! Rule documents: YAML (JSON is YAML too) with a top-level `rules:` list, validated strictly.
+//! Every fault names the document, the rule id when it has one, and the JSON path.
+
+use serde_json::Value;
+
+use super::{Rule, RuleError, RuleTest, Severity};
+use crate::config::valid_topic_arn;
+use crate::describe::yaml_kind;
+use crate::pattern::{JsonPath, Pattern};
+
+const RULE_KEYS: [&str; 7] = [
+    "id",
+    "description",
+    "severity",
+    "pattern",
+    "enabled",
+    "topic",
+    "tests",
+];
+const TEST_KEYS: [&str; 3] = ["name", "expect", "record"];
+
+/// Parses and validates one rule document.
+pub fn parse_document(origin: &str, text: &str) -> Result<Vec<Rule>, RuleError> {
+    // YAML 1.2 booleans only: `no`, `yes`, `on` and `off` stay strings (a pattern value `[NO]`
+    // is Norway, not false).
+    let mut options = serde_saphyr::Options::default();
+    options.strict_booleans = true;
+    let doc: Value =
+        serde_saphyr::from_str_with_options(text, options).map_err(|e| RuleError::Read {
+            origin: origin.to_owned(),
+            reason: format!("not valid YAML: {e}"),
+        })?;
+    let invalid = |rule: Option<&str>, path: &JsonPath, reason: String| RuleError::Invalid {
+        origin: origin.to_owned(),
+        rule: rule.map(str::to_owned),
+        path: path.to_string(),
+        reason,
+    };
+    let root = JsonPath::root();
+    let Value::Object(top) = &doc else {
+        return Err(invalid(
+            None,
+            &root,
+            format!(
+                "a rule document is a mapping with a `rules:` list, not {}",
+                yaml_kind(&doc)
+            ),
+        ));
+    };
+    if let Some(unknown) = top.keys().find(|k| *k != "rules") {
+        return Err(invalid(
+            None,
+            &root.key(unknown),
+            "unknown key; a rule document has only `rules:`".into(),
+        ));
+    }
+    let rules_path = root.key("rules");
+    let Some(list) = top.get("rules") else {
+        return Err(invalid(
+            None,
+            &rules_path,
+            "missing: a rule document needs a `rules:` list".into(),
+        ));
+    };
+    let Value::Array(list) = list else {
+        return Err(invalid(
+            None,
+            &rules_path,
+            format!("expected a list of rules, found {}", yaml_kind(list)),
+        ));
+    };
+    list.iter()
+        .enumerate()
+        .map(|(i, item)| parse_rule(origin, item, &rules_path.index(i)))
+        .collect()
+}
+
+fn parse_rule(origin: &str, item: &Value, at: &JsonPath) -> Result<Rule, RuleError> {
+    let fail = |rule: Option<&str>, path: JsonPath, reason: String| RuleError::Invalid {
+        origin: origin.to_owned(),
+        rule: rule.map(str::to_owned),
+        path: path.to_string(),
+        reason,
+    };
+    let Value::Object(map) = item else {
+        return Err(fail(
+            None,
+            at.clone(),
+            format!("a rule is a mapping, not {}", yaml_kind(item)),
+        ));
+    };
+    // The id first, so that every later error can name the rule.
+    let id = match map.get("id") {
+        Some(Value::String(id)) if valid_id(id) => id.clone(),
+        Some(Value::String(id)) => {
+            return Err(fail(
+                None,
+                at.key("id"),
+                format!("invalid id {id:?}: use 1 to 64 lowercase letters, digits and '-', starting with a letter or digit"),
+            ))
+        }
+        Some(other) => return Err(fail(None, at.key("id"), format!("expected a string, found {}", yaml_kind(other)))),
+        None => return Err(fail(None, at.key("id"), "missing: every rule needs an id".into())),
+    };
+    let rule_fail = |path: JsonPath, reason: String| fail(Some(&id), path, reason);
+    if let Some(unknown) = map.keys().find(|k| !RULE_KEYS.contains(&k.as_str())) {
+        return Err(rule_fail(
+            at.key(unknown),
+            format!("unknown key; a rule has {}", RULE_KEYS.join(", ")),
+        ));
+    }
+    let description = match map.get("description") {
+        Some(Value::String(d)) if !d.trim().is_empty() => d.trim().to_owned(),
+        Some(Value::String(_)) => {
+            return Err(rule_fail(at.key("description"), "must not be empty".into()))
+        }
+        Some(other) => {
+            return Err(rule_fail(
+                at.key("description"),
+                format!("expected a string, found {}", yaml_kind(other)),
+            ))
+        }
+        None => {
+            return Err(rule_fail(
+                at.key("description"),
+                "missing: every rule needs a description".into(),
+            ))
+        }
+    };
+    let severity = match map.get("severity") {
+        Some(Value::String(s)) => Severity::parse(s).ok_or_else(|| {
+            rule_fail(
+                at.key("severity"),
+                format!("{s:?} is not one of info, low, medium, high, critical"),
+            )
+        })?,
+        Some(other) => {
+            return Err(rule_fail(
+                at.key("severity"),
+                format!("expected a string, found {}", yaml_kind(other)),
+            ))
+        }
+        None => {
+            return Err(rule_fail(
+                at.key("severity"),
+                "missing: every rule needs a severity".into(),
+            ))
+        }
+    };
+    let pattern_path = at.key("pattern");
+    let pattern = match map.get("pattern") {
+        Some(p) => {
+            Pattern::compile(p).map_err(|e| rule_fail(pattern_path.join(&e.path), e.reason))?
+        }
+        None => {
+            return Err(rule_fail(
+                pattern_path,
+                "missing: every rule needs a pattern".into(),
+            ))
+        }
+    };
+    let enabled = match map.get("enabled") {
+        None => true,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            return Err(rule_fail(
+                at.key("enabled"),
+                format!("expected true or false, found {}", yaml_kind(other)),
+            ))
+        }
+    };
+    let topic = match map.get("topic") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(t)) if valid_topic_arn(t) => Some(t.clone()),
+        Some(Value::String(t)) => {
+            return Err(rule_fail(
+                at.key("topic"),
+                format!(
+                    "{t:?} is not an SNS topic ARN (arn:<partition>:sns:<region>:<account>:<name>)"
+                ),
+            ))
+        }
+        Some(other) => {
+            return Err(rule_fail(
+                at.key("topic"),
+                format!("expected a string, found {}", yaml_kind(other)),
+            ))
+        }
+    };
+    let tests = match map.get("tests") {
+        None => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                parse_test(t, &at.key("tests").index(i))
+                    .map_err(|(path, reason)| rule_fail(path, reason))
+            })
+            .collect::<Result<_, _>>()?,
+        Some(other) => {
+            return Err(rule_fail(
+                at.key("tests"),
+                format!("expected a list, found {}", yaml_kind(other)),
+            ))
+        }
+    };
+    Ok(Rule {
+        id,
+        description,
+        severity,
+        pattern,
+        enabled,
+        topic,
+        tests,
+        origin: origin.to_owned(),
+    })
+}
+
+fn parse_test(item: &Value, at: &JsonPath) -> Result<RuleTest, (JsonPath, String)> {
+    let Value::Object(map) = item else {
+        return Err((
+            at.clone(),
+            format!(
+                "a test is a mapping with name, expect and record, not {}",
+                yaml_kind(item)
+            ),
+        ));
+    };
+    if let Some(unknown) = map.keys().find(|k| !TEST_KEYS.contains(&k.as_str())) {
+        return Err((
+            at.key(unknown),
+            format!("unknown key; a test has {}", TEST_KEYS.join(", ")),
+        ));
+    }
+    let name = match map.get("name") {
+        Some(Value::String(n)) if !n.trim().is_empty() => n.clone(),
+        _ => return Err((at.key("name"), "every test needs a non-empty name".into())),
+    };
+    let expect = match map.get("expect") {
+        Some(Value::Bool(b)) => *b,
+        _ => {
+            return Err((
+                at.key("expect"),
+                "expected true (the rule fires) or false".into(),
+            ))
+        }
+    };
+    let record = match map.get("record") {
+        Some(r @ Value::Object(_)) => r.clone(),
+        Some(other) => {
+            return Err((
+                at.key("record"),
+                format!("a CloudTrail record is a mapping, not {}", yaml_kind(other)),
+            ))
+        }
+        None => {
+            return Err((
+                at.key("record"),
+                "missing: the CloudTrail record to test".into(),
+            ))
+        }
+    };
+    Ok(RuleTest {
+        name,
+        expect,
+        record,
+    })
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !id.starts_with('-')
+}

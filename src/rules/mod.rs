@@ -1,0 +1,367 @@
+//! Rules: the rule model, the rule set that matches records against all enabled rules at once,
+//! and (in submodules) where rule documents come from and how they are validated.
+//!
+//! - [`source`]: `builtin`, files, directories, `s3://` objects (read by the caller's reader).
+//! - [`document`]: a YAML rule document, validated strictly, into [`Rule`]s.
+
+pub mod document;
+pub mod source;
+
+use std::fmt;
+
+use serde_json::Value;
+
+use crate::index::{PatternIndex, Scratch};
+use crate::pattern::{Event, Pattern};
+
+pub use document::parse_document;
+pub use source::{default_sources, parse_sources, Document, RuleSource, S3Object, BUILTIN};
+
+/// How bad an alert is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    Info,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "info" => Severity::Info,
+            "low" => Severity::Low,
+            "medium" => Severity::Medium,
+            "high" => Severity::High,
+            "critical" => Severity::Critical,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One alert rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub id: String,
+    pub description: String,
+    pub severity: Severity,
+    pub pattern: Pattern,
+    pub enabled: bool,
+    /// SNS topic for this rule's alerts; `None` means the function's default topic.
+    pub topic: Option<String>,
+    pub tests: Vec<RuleTest>,
+    /// Where the rule was read from (a path, `builtin:…`, or `s3://…`).
+    pub origin: String,
+}
+
+/// An embedded test: a record and whether the rule must fire on it.
+#[derive(Debug, Clone)]
+pub struct RuleTest {
+    pub name: String,
+    pub expect: bool,
+    pub record: Value,
+}
+
+/// A rule set that could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum RuleError {
+    #[error("{origin}: {reason}")]
+    Read { origin: String, reason: String },
+    #[error("{origin}: {}at {path}: {reason}", rule.as_ref().map(|id| format!("rule {id:?} ")).unwrap_or_default())]
+    Invalid {
+        origin: String,
+        /// The rule's id, when the fault is inside a rule that has a readable one.
+        rule: Option<String>,
+        /// JSON path of the fault in the document, e.g. `$.rules[2].pattern.detail.state`.
+        path: String,
+        reason: String,
+    },
+    #[error("{origin}: rule id {id:?} is already defined in {first}")]
+    DuplicateId {
+        origin: String,
+        id: String,
+        first: String,
+    },
+}
+
+/// The rules in force, compiled into one index.
+#[derive(Debug, Clone, Default)]
+pub struct RuleSet {
+    rules: Vec<Rule>,
+    /// Enabled rules only; pattern id → rule index.
+    index: PatternIndex,
+    index_to_rule: Vec<usize>,
+}
+
+/// The outcome of one embedded rule test.
+#[derive(Debug, Clone)]
+pub struct TestOutcome<'a> {
+    pub rule: &'a Rule,
+    pub test: &'a RuleTest,
+    pub fired: bool,
+}
+
+impl TestOutcome<'_> {
+    pub fn passed(&self) -> bool {
+        self.fired == self.test.expect
+    }
+}
+
+impl RuleSet {
+    /// Builds a rule set from rules; ids must be unique.
+    pub fn new(rules: Vec<Rule>) -> Result<Self, RuleError> {
+        let mut set = RuleSet::default();
+        for rule in rules {
+            if let Some(first) = set.rules.iter().find(|r| r.id == rule.id) {
+                return Err(RuleError::DuplicateId {
+                    origin: rule.origin,
+                    id: rule.id,
+                    first: first.origin.clone(),
+                });
+            }
+            if rule.enabled {
+                set.index.push(rule.pattern.clone());
+                set.index_to_rule.push(set.rules.len());
+            }
+            set.rules.push(rule);
+        }
+        Ok(set)
+    }
+
+    /// Loads every source in turn; `s3://` sources are read with `remote`, which returns the
+    /// document's text or why it could not be read.
+    pub fn load_with(
+        sources: &[RuleSource],
+        mut remote: impl FnMut(&S3Object) -> Result<String, String>,
+    ) -> Result<Self, RuleError> {
+        let mut rules = Vec::new();
+        for source in sources {
+            for doc in source::read(source, &mut remote)? {
+                rules.extend(parse_document(&doc.origin, &doc.text)?);
+            }
+        }
+        Self::new(rules)
+    }
+
+    /// Loads sources that need no network: `builtin`, files and directories. An `s3://` source
+    /// is refused with a message saying how to use it.
+    pub fn load(sources: &[RuleSource]) -> Result<Self, RuleError> {
+        Self::load_with(sources, |_| {
+            Err(
+                "s3:// rule sources are read by the Lambda function, which has an S3 client; \
+                 download the object and pass its path here"
+                    .into(),
+            )
+        })
+    }
+
+    /// The index of the enabled rules' patterns.
+    pub fn index(&self) -> &PatternIndex {
+        &self.index
+    }
+
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// Calls `hit` with every enabled rule that fires on the record, in rule order.
+    pub fn matching<'s>(
+        &'s self,
+        record: &Value,
+        scratch: &mut Scratch,
+        mut hit: impl FnMut(&'s Rule),
+    ) {
+        self.index.matching(record, scratch, |id| {
+            hit(&self.rules[self.index_to_rule[id]]);
+        });
+    }
+
+    /// Runs every rule's embedded tests (disabled rules included).
+    pub fn run_tests(&self) -> Vec<TestOutcome<'_>> {
+        self.rules
+            .iter()
+            .flat_map(|rule| {
+                rule.tests.iter().map(move |test| TestOutcome {
+                    rule,
+                    test,
+                    fired: rule.pattern.matches(&Event::record(&test.record)),
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn builtin() -> RuleSet {
+        RuleSet::load(&[RuleSource::Builtin]).expect("the built-in pack loads")
+    }
+
+    fn load_err(text: &str) -> String {
+        match parse_document("test.yaml", text).and_then(RuleSet::new) {
+            Ok(_) => panic!("accepted:\n{text}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn the_builtin_pack_is_exactly_the_contract() {
+        let set = builtin();
+        let got: Vec<(&str, Severity, bool)> = set
+            .rules()
+            .iter()
+            .map(|r| (r.id.as_str(), r.severity, r.enabled))
+            .collect();
+        use Severity::*;
+        assert_eq!(
+            got,
+            vec![
+                ("backup-job-failed", High, true),
+                ("backup-copy-job-failed", High, true),
+                ("backup-restore-failed", High, true),
+                ("backup-report-job-failed", Medium, true),
+                ("backup-selection-deleted", High, true),
+                ("backup-destructive-call", High, true),
+                ("backup-notifications-changed", Medium, true),
+                ("backup-org-plan-changed", Medium, true),
+                ("backup-job-completed", Info, false),
+                ("backup-restore-completed", Info, false),
+                ("backup-copy-job-completed", Info, false),
+                ("outposts-change", Medium, true),
+                ("outposts-call-failed", Low, true),
+            ]
+        );
+    }
+
+    #[test]
+    fn every_builtin_rule_has_passing_tests_that_fire_and_stay_quiet() {
+        let set = builtin();
+        let outcomes = set.run_tests();
+        for o in &outcomes {
+            assert!(
+                o.passed(),
+                "{} / {}: fired={}",
+                o.rule.id,
+                o.test.name,
+                o.fired
+            );
+        }
+        for rule in set.rules() {
+            assert!(
+                rule.tests.iter().any(|t| t.expect),
+                "{} has no firing test",
+                rule.id
+            );
+            assert!(
+                rule.tests.iter().any(|t| !t.expect),
+                "{} has no quiet test",
+                rule.id
+            );
+        }
+    }
+
+    #[test]
+    fn disabled_rules_raise_nothing() {
+        let set = builtin();
+        let completed = set
+            .rules()
+            .iter()
+            .find(|r| r.id == "backup-job-completed")
+            .and_then(|r| r.tests.iter().find(|t| t.expect))
+            .map(|t| t.record.clone())
+            .expect("a completed-job test record");
+        let mut hits = Vec::new();
+        set.matching(&completed, &mut Scratch::default(), |r| {
+            hits.push(r.id.clone())
+        });
+        assert!(hits.is_empty(), "{hits:?}");
+    }
+
+    #[test]
+    fn strict_validation_names_file_rule_and_path() {
+        let ok = "rules:\n  - id: a\n    description: d\n    severity: low\n    pattern: {eventName: [X]}\n";
+        assert!(parse_document("t.yaml", ok).is_ok());
+        let cases = [
+            ("rules:\n  - id: a\n    description: d\n    severity: low\n    pattern: {eventName: [X]}\n    colour: red\n",
+             "test.yaml: rule \"a\" at $.rules[0].colour: unknown key"),
+            ("rules:\n  - id: a\n    description: d\n    severity: urgent\n    pattern: {eventName: [X]}\n",
+             "test.yaml: rule \"a\" at $.rules[0].severity: \"urgent\" is not one of"),
+            ("rules:\n  - id: a\n    description: d\n    severity: low\n    pattern: {detail: {state: FAILED}}\n",
+             "test.yaml: rule \"a\" at $.rules[0].pattern.detail.state: expected an array of values"),
+            ("rules:\n  - id: Bad_Id\n    description: d\n    severity: low\n    pattern: {eventName: [X]}\n",
+             "test.yaml: at $.rules[0].id: invalid id \"Bad_Id\""),
+            ("rules:\n  - description: d\n    severity: low\n    pattern: {eventName: [X]}\n",
+             "test.yaml: at $.rules[0].id: missing"),
+            ("rules:\n  - id: a\n    severity: low\n    pattern: {eventName: [X]}\n",
+             "test.yaml: rule \"a\" at $.rules[0].description: missing"),
+            ("rules:\n  - id: a\n    description: d\n    severity: low\n",
+             "test.yaml: rule \"a\" at $.rules[0].pattern: missing"),
+            ("rules:\n  - id: a\n    description: d\n    severity: low\n    pattern: {eventName: [X]}\n    enabled: yes\n",
+             "test.yaml: rule \"a\" at $.rules[0].enabled: expected true or false"),
+            ("rules:\n  - id: a\n    description: d\n    severity: low\n    pattern: {eventName: [X]}\n    topic: my-topic\n",
+             "test.yaml: rule \"a\" at $.rules[0].topic: \"my-topic\" is not an SNS topic ARN"),
+            ("rules:\n  - id: a\n    description: d\n    severity: low\n    pattern: {eventName: [X]}\n    tests: [{name: t, expect: true, record: []}]\n",
+             "test.yaml: rule \"a\" at $.rules[0].tests[0].record: a CloudTrail record is a mapping"),
+            ("rules:\n  - id: a\n    description: d\n    severity: low\n    pattern: {eventName: [X]}\n  - id: a\n    description: d\n    severity: low\n    pattern: {eventName: [Y]}\n",
+             "test.yaml: rule id \"a\" is already defined in test.yaml"),
+            ("rule:\n  - id: a\n", "test.yaml: at $.rule: unknown key"),
+            ("rules: {}\n", "test.yaml: at $.rules: expected a list of rules"),
+            ("- a\n", "test.yaml: at $: a rule document is a mapping"),
+            ("rules:\n  - id: a\n    id: b\n", "test.yaml: not valid YAML"),
+            ("rules: [\n", "test.yaml: not valid YAML"),
+        ];
+        for (text, want) in cases {
+            let got = load_err(text);
+            assert!(got.starts_with(want), "got {got:?}\nwanted {want:?}");
+        }
+    }
+
+    #[test]
+    fn sources_parse() {
+        assert_eq!(RuleSource::parse("builtin"), RuleSource::Builtin);
+        assert_eq!(
+            RuleSource::parse("s3://bucket/path/rules.yaml"),
+            RuleSource::S3(S3Object {
+                bucket: "bucket".into(),
+                key: "path/rules.yaml".into()
+            })
+        );
+        assert_eq!(parse_sources::<&str>(&[]), default_sources());
+        assert_eq!(
+            RuleSource::parse("./r.yaml"),
+            RuleSource::Path("./r.yaml".into())
+        );
+    }
+
+    #[test]
+    fn json_documents_are_yaml_too() {
+        let doc = json!({"rules": [{"id": "j", "description": "d", "severity": "critical",
+                         "pattern": {"eventName": ["X"]}, "topic": "arn:aws:sns:us-east-1:123456789012:alerts"}]});
+        let rules = parse_document("r.json", &doc.to_string()).unwrap();
+        assert_eq!(rules[0].severity, Severity::Critical);
+        assert_eq!(
+            rules[0].topic.as_deref(),
+            Some("arn:aws:sns:us-east-1:123456789012:alerts")
+        );
+    }
+}

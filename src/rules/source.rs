@@ -1,0 +1,158 @@
+//! Where rules come from: the built-in pack compiled into the binary, a file, a directory of
+//! files, or an `s3://bucket/key` object that the caller reads (this module does no network
+//! I/O; it is handed a reader for remote documents).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use super::RuleError;
+
+/// The built-in pack, compiled into the binary from `rules/`.
+pub const BUILTIN: &[(&str, &str)] = &[
+    (
+        "builtin:rules/backup.yaml",
+        include_str!("../../rules/backup.yaml"),
+    ),
+    (
+        "builtin:rules/outposts.yaml",
+        include_str!("../../rules/outposts.yaml"),
+    ),
+];
+
+/// A rule source, as written on the command line and in `RULES`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuleSource {
+    /// The built-in pack.
+    Builtin,
+    /// A rule file, or a directory of them.
+    Path(PathBuf),
+    /// An S3 object, read with the reader the caller hands to [`read`].
+    S3(S3Object),
+}
+
+/// An `s3://bucket/key` rule document.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct S3Object {
+    pub bucket: String,
+    pub key: String,
+}
+
+impl fmt::Display for S3Object {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "s3://{}/{}", self.bucket, self.key)
+    }
+}
+
+/// The sources in force when none are given: the built-in pack.
+pub fn default_sources() -> Vec<RuleSource> {
+    vec![RuleSource::Builtin]
+}
+
+/// Parses sources as written (`builtin`, a path, `s3://bucket/key`); none means
+/// [`default_sources`].
+pub fn parse_sources<S: AsRef<str>>(texts: &[S]) -> Vec<RuleSource> {
+    if texts.is_empty() {
+        return default_sources();
+    }
+    texts
+        .iter()
+        .map(|t| RuleSource::parse(t.as_ref()))
+        .collect()
+}
+
+impl RuleSource {
+    pub fn parse(text: &str) -> Self {
+        if text == "builtin" {
+            return RuleSource::Builtin;
+        }
+        if let Some(rest) = text.strip_prefix("s3://") {
+            let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+            return RuleSource::S3(S3Object {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+            });
+        }
+        RuleSource::Path(PathBuf::from(text))
+    }
+}
+
+impl fmt::Display for RuleSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RuleSource::Builtin => f.write_str("builtin"),
+            RuleSource::Path(p) => write!(f, "{}", p.display()),
+            RuleSource::S3(object) => object.fmt(f),
+        }
+    }
+}
+
+/// One rule document's text and where it came from (a path, `builtin:…`, `s3://…`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Document {
+    pub origin: String,
+    pub text: String,
+}
+
+/// The documents a source holds: the built-in pack, a file, every `.yaml`/`.yml`/`.json` file
+/// of a directory (recursively, in name order), or an S3 object read with `remote`.
+pub fn read(
+    source: &RuleSource,
+    remote: &mut impl FnMut(&S3Object) -> Result<String, String>,
+) -> Result<Vec<Document>, RuleError> {
+    match source {
+        RuleSource::Builtin => Ok(BUILTIN
+            .iter()
+            .map(|(origin, text)| Document {
+                origin: (*origin).to_owned(),
+                text: (*text).to_owned(),
+            })
+            .collect()),
+        RuleSource::Path(path) => read_path(path),
+        RuleSource::S3(object) => {
+            let origin = object.to_string();
+            match remote(object) {
+                Ok(text) => Ok(vec![Document { origin, text }]),
+                Err(reason) => Err(RuleError::Read { origin, reason }),
+            }
+        }
+    }
+}
+
+fn read_path(path: &Path) -> Result<Vec<Document>, RuleError> {
+    let origin = path.display().to_string();
+    let unreadable = |origin: String, e: std::io::Error| RuleError::Read {
+        origin,
+        reason: e.to_string(),
+    };
+    let meta = std::fs::metadata(path).map_err(|e| unreadable(origin.clone(), e))?;
+    let files = if meta.is_dir() {
+        let (files, _) =
+            crate::walk::files(path, &is_rule_file).map_err(|e| unreadable(origin.clone(), e))?;
+        if files.is_empty() {
+            return Err(RuleError::Read {
+                origin,
+                reason: "no .yaml, .yml or .json rule files in this directory".into(),
+            });
+        }
+        files
+    } else {
+        vec![path.to_path_buf()]
+    };
+    files
+        .into_iter()
+        .map(|file| {
+            let origin = file.display().to_string();
+            match std::fs::read_to_string(&file) {
+                Ok(text) => Ok(Document { origin, text }),
+                Err(e) => Err(unreadable(origin, e)),
+            }
+        })
+        .collect()
+}
+
+fn is_rule_file(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml" | "json")
+    )
+}
