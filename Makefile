@@ -14,7 +14,7 @@ LOCAL_AWS := AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-eas
              AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: all setup build build-x86 release test unit e2e lint fmt run bench fuzz watch invoke deploy clean
+.PHONY: all setup build build-x86 release test unit integration e2e lint fmt run bench fuzz watch invoke deploy clean
 
 all: release
 
@@ -40,13 +40,19 @@ build: $(STAMP)
 build-x86: $(STAMP)
 	$(BIN)/cargo-lambda lambda build --release --x86-64 --bin trail-alerts-lambda --output-format zip
 
-## test: every test — unit, conformance, differential, real data, CLI, handler, end to end
-##       against moto, and the function through the Lambda runtime API (cargo lambda)
+## test: every test — unit, integration (conformance, differential, real data, CLI, handler,
+##       faults, end to end against moto) and the function through the Lambda runtime API
 ##       (the benchmark is compiled by `make lint`'s clippy and run by `make bench`)
-test: e2e unit
+test: unit integration e2e
 
-unit: $(STAMP)
-	$(LOCAL_AWS) $(CARGO) test --locked --lib --bins --tests
+## unit: the unit tests beside the code (no server, no network)
+unit:
+	$(CARGO) test --locked --lib --bins
+
+## integration: the one black-box test binary, tests/tests.rs (starts moto_server on loopback)
+integration: $(STAMP)
+	@[ -f ../shared/bench/make-corpus.py ] || echo "note: ../shared/bench is absent; the corpus equivalence test runs on a corpus built from tests/fixtures/real/invictus"
+	$(LOCAL_AWS) $(CARGO) test --locked --test integration
 
 ## e2e: moto + `cargo lambda watch` + `cargo lambda invoke --data-file events/…`, alerts read from SQS
 e2e: $(STAMP)

@@ -315,6 +315,59 @@ mod tests {
         assert!(with_unindexed.could_match(None, None));
     }
 
+    /// The index names the fields the reader must peek at, and reads the answers back.
+    #[test]
+    fn peeked_fields_decide_which_records_are_built() {
+        use crate::reader::{LogReader, Split};
+        let wanted = |idx: &PatternIndex, record: &str| {
+            let doc = format!("{{\"Records\":[{record}]}}");
+            let mut reader = LogReader::new(doc.as_bytes(), Default::default())
+                .unwrap()
+                .peeking(idx.peek_fields());
+            match reader.next_split().unwrap() {
+                Some(Split::Record(raw, peeked)) => idx.wants(peeked, raw.bytes),
+                other => panic!("{other:?}"),
+            }
+        };
+        let by_name = index(&[json!({"eventName": ["BackupJobCompleted"]})]);
+        assert_eq!(by_name.peek_fields(), PeekFields::new(["eventName"]));
+        assert!(wanted(&by_name, r#"{"eventName":"BackupJobCompleted"}"#));
+        assert!(!wanted(&by_name, r#"{"eventName":"GetObject"}"#));
+        assert!(!wanted(
+            &by_name,
+            r#"{"eventSource":"backup.amazonaws.com"}"#
+        ));
+        // Escapes and non-strings: only building the record can tell.
+        assert!(wanted(
+            &by_name,
+            r#"{"eventName":"Backup\u004aobCompleted"}"#
+        ));
+        assert!(wanted(&by_name, r#"{"eventName":["GetObject"]}"#));
+        assert!(wanted(&by_name, r#"{"event\u004eame":"GetObject"}"#));
+        // The last of duplicate keys counts, as in the built record.
+        assert!(!wanted(
+            &by_name,
+            r#"{"eventName":"BackupJobCompleted","eventName":"X"}"#
+        ));
+
+        let by_source = index(&[json!({"source": ["aws.outposts"]})]);
+        assert_eq!(by_source.peek_fields(), PeekFields::new(["eventSource"]));
+        assert!(wanted(
+            &by_source,
+            r#"{"eventSource":"outposts.amazonaws.com"}"#
+        ));
+        assert!(!wanted(&by_source, r#"{"eventSource":"s3.amazonaws.com"}"#));
+
+        // A pattern tried on every record needs no peek: every record is built.
+        let unindexed = index(&[json!({"errorCode": [{"exists": true}]})]);
+        assert!(unindexed.peek_fields().is_empty());
+        assert!(wanted(&unindexed, r#"{"eventName":"GetObject"}"#));
+        assert!(!wanted(
+            &PatternIndex::new(),
+            r#"{"eventName":"GetObject"}"#
+        ));
+    }
+
     #[test]
     fn filing_prefers_event_name_then_source() {
         let idx = index(&[

@@ -2,18 +2,13 @@
 //! class with its documented outcome — the error text that names the object, or a skip — and
 //! never a panic. The command line's view of the same classes is in `cli.rs`.
 
-use std::sync::Arc;
-
 use serde_json::{json, Value};
 use trail_alerts::lambda::memory::{MemoryPublisher, MemoryStore};
-use trail_alerts::lambda::{Handler, LambdaConfig};
+use trail_alerts::lambda::LambdaConfig;
 use trail_alerts::reader::Limits;
-use trail_alerts::rules::{RuleSet, RuleSource};
 
-use crate::util::{event, gzip, json_fixture, trail, K1};
+use crate::util::{config, event, gzip, handler, json_fixture, trail, BUCKET, K1};
 
-const BUCKET: &str = "trail-alerts-demo";
-const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:trail-alerts";
 const LOG_KEY: &str = "AWSLogs/123456789012/CloudTrail/us-east-1/2024/01/01/123456789012_CloudTrail_us-east-1_20240101T0000Z_Catalogue0000001.json.gz";
 
 /// What the function must do with an object.
@@ -46,17 +41,14 @@ fn s3_event(key_encoded: &str) -> Value {
 async fn run(key: &str, bytes: Vec<u8>, payload: Value, limits: Limits) -> Result<Value, String> {
     let mut store = MemoryStore::default();
     store.put(BUCKET, key, bytes);
-    let rules = Arc::new(RuleSet::load(&[RuleSource::Builtin]).expect("builtin"));
-    let config = LambdaConfig {
-        alert_topic_arn: Some(TOPIC.into()),
-        limits,
-        ..LambdaConfig::default()
-    };
-    let h = Handler::new(rules, store, MemoryPublisher::default(), config).expect("handler");
-    h.handle(payload).await.map_err(|e| {
-        assert!(!e.retryable(), "{e} should not be retried");
-        e.to_string()
-    })
+    let config = LambdaConfig { limits, ..config() };
+    handler(store, MemoryPublisher::default(), config)
+        .handle(payload)
+        .await
+        .map_err(|e| {
+            assert!(!e.retryable(), "{e} should not be retried");
+            e.to_string()
+        })
 }
 
 #[tokio::test]

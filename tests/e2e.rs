@@ -6,14 +6,13 @@
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
 use serde_json::{json, Value};
 use trail_alerts::lambda::aws::{S3Store, SnsPublisher};
 use trail_alerts::lambda::{Handler, LambdaConfig};
-use trail_alerts::rules::{parse_sources, RuleSet, RuleSource};
+use trail_alerts::rules::parse_sources;
 
 use crate::util::{
     gzip, loopback_s3, loopback_sdk_config, root, trail, ALL_RULES, K1, K1_RULES, K2, K3,
@@ -175,9 +174,7 @@ async fn upload(aws: &Aws, bucket: &str, key: &str, bytes: Vec<u8>) {
 }
 
 fn handler(aws: &Aws, topic: &str) -> Handler<S3Store, SnsPublisher> {
-    let rules = Arc::new(RuleSet::load(&[RuleSource::Builtin]).expect("builtin"));
-    Handler::new(
-        rules,
+    crate::util::handler(
         S3Store::new(aws.s3.clone()),
         SnsPublisher::new(aws.sns.clone()),
         LambdaConfig {
@@ -185,7 +182,6 @@ fn handler(aws: &Aws, topic: &str) -> Handler<S3Store, SnsPublisher> {
             ..LambdaConfig::default()
         },
     )
-    .expect("handler")
 }
 
 /// A moto server with a bucket, a topic and a queue subscribed to it, all named `name`.

@@ -2,48 +2,21 @@
 //! refused buckets, fetch faults, SNS refusals and retries, FIFO topics.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::{json, Value};
 use trail_alerts::lambda::handler::HandlerError;
 use trail_alerts::lambda::memory::{MemoryPublisher, MemoryStore, Script};
 use trail_alerts::lambda::ports::{FetchError, PublishCallError};
 use trail_alerts::lambda::{Handler, LambdaConfig};
-use trail_alerts::rules::{parse_document, RuleSet, RuleSource};
+use trail_alerts::rules::{parse_document, RuleSet};
 
-use crate::util::{event, root, trail, ALL_RULES, K1, K1_RULES, K2, K3};
+use crate::util::{
+    builtin, config, event, handler, published_rules, root, s3_event, trails, ALL_RULES, BUCKET,
+    K1, K1_RULES, K2,
+};
 
-const BUCKET: &str = "trail-alerts-demo";
-const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:trail-alerts";
-fn trails() -> MemoryStore {
-    let mut store = MemoryStore::default();
-    for key in [K1, K2, K3] {
-        store.put(BUCKET, key, trail(key));
-    }
-    store
-}
-
-fn config() -> LambdaConfig {
-    LambdaConfig {
-        alert_topic_arn: Some(TOPIC.into()),
-        publish_backoff: Duration::from_millis(1),
-        ..LambdaConfig::default()
-    }
-}
-
-fn builtin() -> Arc<RuleSet> {
-    Arc::new(RuleSet::load(&[RuleSource::Builtin]).expect("builtin"))
-}
-
-fn handler(
-    store: MemoryStore,
-    publisher: MemoryPublisher,
-    config: LambdaConfig,
-) -> Handler<MemoryStore, MemoryPublisher> {
-    Handler::new(builtin(), store, publisher, config).expect("handler")
-}
-
-/// Runs a payload and returns (response, rule ids published, in sorted order).
+/// Runs a payload with the built-in pack and returns (response, rule ids published, in sorted
+/// order, the publisher).
 async fn run(
     payload: Value,
     store: MemoryStore,
@@ -54,41 +27,10 @@ async fn run(
     Arc<MemoryPublisher>,
 ) {
     let publisher = Arc::new(publisher);
-    let h = Handler::new(
-        builtin(),
-        store,
-        SharedPublisher(Arc::clone(&publisher)),
-        config(),
-    )
-    .expect("handler");
-    let result = h.handle(payload).await;
-    let mut rules: Vec<String> = publisher
-        .messages()
-        .iter()
-        .map(|(_, m)| {
-            m.attributes
-                .iter()
-                .find(|(k, _)| k == "rule")
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default()
-        })
-        .collect();
-    rules.sort();
-    (result, rules, publisher)
-}
-
-/// Lets a test keep a handle on the publisher the handler owns.
-struct SharedPublisher(Arc<MemoryPublisher>);
-
-#[async_trait::async_trait]
-impl trail_alerts::lambda::ports::Publisher for SharedPublisher {
-    async fn publish_batch(
-        &self,
-        topic: &str,
-        entries: &[trail_alerts::lambda::message::OutMessage],
-    ) -> Result<Vec<trail_alerts::lambda::ports::EntryFailure>, PublishCallError> {
-        self.0.publish_batch(topic, entries).await
-    }
+    let result = handler(store, Arc::clone(&publisher), config())
+        .handle(payload)
+        .await;
+    (result, published_rules(&publisher), publisher)
 }
 
 #[tokio::test]
@@ -161,13 +103,6 @@ async fn an_object_that_fails_fails_only_its_sqs_message() {
         json!({"batchItemFailures": [{"itemIdentifier": "msg-1"}, {"itemIdentifier": "msg-2"}]})
     );
     assert_eq!(rules, K1_RULES);
-}
-
-fn s3_event(bucket: &str, key_encoded: &str) -> Value {
-    let mut e = event("s3-object-created.json");
-    e["Records"][0]["s3"]["bucket"]["name"] = json!(bucket);
-    e["Records"][0]["s3"]["object"]["key"] = json!(key_encoded);
-    e
 }
 
 #[tokio::test]
@@ -371,7 +306,7 @@ async fn rule_topics_fifo_ids_and_missing_topics() {
     let h = Handler::new(
         Arc::clone(&rules),
         trails(),
-        SharedPublisher(Arc::clone(&publisher)),
+        Arc::clone(&publisher),
         LambdaConfig {
             alert_topic_arn: None,
             ..config()

@@ -2,6 +2,18 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use trail_alerts::lambda::memory::{MemoryPublisher, MemoryStore};
+use trail_alerts::lambda::ports::{ObjectStore, Publisher};
+use trail_alerts::lambda::{Handler, LambdaConfig};
+use trail_alerts::rules::{RuleSet, RuleSource};
+
+/// The bucket the sample payloads of `events/` name, and the function's default topic.
+pub const BUCKET: &str = "trail-alerts-demo";
+pub const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:trail-alerts";
 
 /// The sample trail files of `events/trails`, by key (as in the bucket `trail-alerts-demo`).
 pub const K1: &str = "AWSLogs/123456789012/CloudTrail/us-east-1/2019/01/10/123456789012_CloudTrail_us-east-1_20190110T1350Z_BackupSamples0001.json.gz";
@@ -85,4 +97,62 @@ pub fn loopback_s3(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
             .force_path_style(true)
             .build(),
     )
+}
+
+/// The built-in pack.
+pub fn builtin() -> Arc<RuleSet> {
+    Arc::new(RuleSet::load(&[RuleSource::Builtin]).expect("builtin"))
+}
+
+/// The function's configuration in the handler tests: the default topic, and back-off short
+/// enough not to slow the tests.
+pub fn config() -> LambdaConfig {
+    LambdaConfig {
+        alert_topic_arn: Some(TOPIC.into()),
+        publish_backoff: Duration::from_millis(1),
+        ..LambdaConfig::default()
+    }
+}
+
+/// The three sample trail files, in memory, under their keys in [`BUCKET`].
+pub fn trails() -> MemoryStore {
+    let mut store = MemoryStore::default();
+    for key in [K1, K2, K3] {
+        store.put(BUCKET, key, trail(key));
+    }
+    store
+}
+
+/// A handler over these ports with the built-in pack.
+pub fn handler<S: ObjectStore, P: Publisher>(
+    store: S,
+    publisher: P,
+    config: LambdaConfig,
+) -> Handler<S, P> {
+    Handler::new(builtin(), store, publisher, config).expect("handler")
+}
+
+/// The rule ids of the messages published so far, sorted.
+pub fn published_rules(publisher: &MemoryPublisher) -> Vec<String> {
+    let mut rules: Vec<String> = publisher
+        .messages()
+        .iter()
+        .map(|(_, m)| {
+            m.attributes
+                .iter()
+                .find(|(k, _)| k == "rule")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        })
+        .collect();
+    rules.sort();
+    rules
+}
+
+/// `events/s3-object-created.json` for another bucket and (form-encoded) key.
+pub fn s3_event(bucket: &str, key_encoded: &str) -> Value {
+    let mut e = event("s3-object-created.json");
+    e["Records"][0]["s3"]["bucket"]["name"] = json!(bucket);
+    e["Records"][0]["s3"]["object"]["key"] = json!(key_encoded);
+    e
 }

@@ -54,11 +54,14 @@ impl From<HandlerError> for lambda_runtime::Diagnostic {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Totals {
     pub objects: u64,
-    pub skipped_objects: u64,
+    /// Objects passed over without being read (not logs, empty): `skippedObjects` in the
+    /// response.
+    pub passed_over_objects: u64,
     pub ignored_notifications: u64,
     pub test_events: u64,
     pub records: u64,
-    pub skipped_records: u64,
+    /// Records that could not be read: `skippedRecords` in the response.
+    pub unreadable_records: u64,
     pub alerts: u64,
     pub published: u64,
 }
@@ -68,13 +71,13 @@ impl From<&ObjectOutcome> for Totals {
         match *o {
             ObjectOutcome::PassedOver(_) => Totals {
                 objects: 1,
-                skipped_objects: 1,
+                passed_over_objects: 1,
                 ..Totals::default()
             },
             ObjectOutcome::Read { stats, published } => Totals {
                 objects: 1,
                 records: stats.records,
-                skipped_records: stats.unreadable,
+                unreadable_records: stats.unreadable,
                 alerts: stats.alerts,
                 published,
                 ..Totals::default()
@@ -86,11 +89,11 @@ impl From<&ObjectOutcome> for Totals {
 impl AddAssign for Totals {
     fn add_assign(&mut self, o: Totals) {
         self.objects += o.objects;
-        self.skipped_objects += o.skipped_objects;
+        self.passed_over_objects += o.passed_over_objects;
         self.ignored_notifications += o.ignored_notifications;
         self.test_events += o.test_events;
         self.records += o.records;
-        self.skipped_records += o.skipped_records;
+        self.unreadable_records += o.unreadable_records;
         self.alerts += o.alerts;
         self.published += o.published;
     }
@@ -99,9 +102,9 @@ impl AddAssign for Totals {
 impl Totals {
     fn to_json(self) -> Value {
         json!({
-            "objects": self.objects, "skippedObjects": self.skipped_objects,
+            "objects": self.objects, "skippedObjects": self.passed_over_objects,
             "ignoredNotifications": self.ignored_notifications, "testEvents": self.test_events,
-            "records": self.records, "skippedRecords": self.skipped_records,
+            "records": self.records, "skippedRecords": self.unreadable_records,
             "alerts": self.alerts, "published": self.published,
         })
     }

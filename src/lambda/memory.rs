@@ -1,5 +1,6 @@
-//! In-memory ports for unit tests of the handler: objects in a map, published messages in a
-//! list, and scripted SNS refusals.
+//! In-memory ports: objects in a map, published messages in a list, and scripted SNS refusals.
+//! The handler's black-box tests use them (`tests/handler.rs`, `tests/catalogue.rs`, and
+//! `tests/faults.rs` beside the SDK adapters); the function itself never does.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
