@@ -15,18 +15,35 @@ use aws_sdk_sns::types::{BatchResultErrorEntry, PublishBatchResultEntry};
 use aws_smithy_mocks::{mock, mock_client, RuleMode};
 use aws_smithy_types::byte_stream::ByteStream;
 use bytes::Bytes;
+use serde_json::Value;
 use trail_alerts::lambda::aws::{S3Store, SnsPublisher};
 use trail_alerts::lambda::memory::{MemoryPublisher, MemoryStore};
-use trail_alerts::lambda::Handler;
+use trail_alerts::lambda::HandlerError;
 
 use crate::util::{
-    builtin, config, event, loopback_s3, loopback_sdk_config, trail, BUCKET, K1, TOPIC,
+    config, event, handler, loopback_s3, loopback_sdk_config, trail, BUCKET, K1, TOPIC,
 };
 
 fn store() -> MemoryStore {
     let mut s = MemoryStore::default();
     s.put(BUCKET, K1, trail(K1));
     s
+}
+
+/// The sample S3 notification for K1, handled with the sample trail in memory and alerts
+/// published through this (mocked) SNS client.
+async fn handle_publishing_to(sns: aws_sdk_sns::Client) -> Result<Value, HandlerError> {
+    handler(store(), SnsPublisher::new(sns), config())
+        .handle(event("s3-object-created.json"))
+        .await
+}
+
+/// The sample S3 notification for K1, the object read through this S3 client and alerts
+/// published in memory.
+async fn handle_reading_from(s3: aws_sdk_s3::Client) -> Result<Value, HandlerError> {
+    handler(S3Store::new(s3), MemoryPublisher::default(), config())
+        .handle(event("s3-object-created.json"))
+        .await
 }
 
 fn sns_error(status: u16, code: &str) -> aws_smithy_runtime_api::http::Response {
@@ -89,12 +106,7 @@ async fn sns_5xx_and_throttling_fail_the_invocation_as_retryable() {
             .repeatedly()
             .build();
         let sns = mock_client!(aws_sdk_sns, RuleMode::Sequential, [&rule]);
-        let h =
-            Handler::new(builtin(), store(), SnsPublisher::new(sns), config()).expect("handler");
-        let err = h
-            .handle(event("s3-object-created.json"))
-            .await
-            .expect_err("publish fails");
+        let err = handle_publishing_to(sns).await.expect_err("publish fails");
         assert!(err.retryable(), "{status} {code}: {err}");
         assert!(
             err.to_string()
@@ -146,9 +158,7 @@ async fn entries_sns_refuses_are_retried_alone_and_never_published_twice() {
             accepted(&ids)
         });
     let sns = mock_client!(aws_sdk_sns, RuleMode::Sequential, [&first, &then]);
-    let h = Handler::new(builtin(), store(), SnsPublisher::new(sns), config()).expect("handler");
-    let response = h
-        .handle(event("s3-object-created.json"))
+    let response = handle_publishing_to(sns)
         .await
         .expect("published in the end");
     assert_eq!(response["published"], 4);
@@ -180,11 +190,7 @@ async fn a_sender_fault_is_not_retried() {
                 .build()
         });
     let sns = mock_client!(aws_sdk_sns, RuleMode::Sequential, [&rule]);
-    let h = Handler::new(builtin(), store(), SnsPublisher::new(sns), config()).expect("handler");
-    let err = h
-        .handle(event("s3-object-created.json"))
-        .await
-        .expect_err("refused");
+    let err = handle_publishing_to(sns).await.expect_err("refused");
     assert!(!err.retryable(), "{err}");
     assert!(
         err.to_string()
@@ -254,17 +260,7 @@ async fn s3_faults_name_the_object_and_say_whether_a_retry_can_help() {
             .repeatedly()
             .build();
         let s3 = mock_client!(aws_sdk_s3, RuleMode::Sequential, [&rule]);
-        let h = Handler::new(
-            builtin(),
-            S3Store::new(s3),
-            MemoryPublisher::default(),
-            config(),
-        )
-        .expect("handler");
-        let err = h
-            .handle(event("s3-object-created.json"))
-            .await
-            .expect_err("fails");
+        let err = handle_reading_from(s3).await.expect_err("fails");
         assert_eq!(err.retryable(), retryable, "{code}: {err}");
         assert!(
             err.to_string().contains(&format!("s3://{BUCKET}/{K1}")),
@@ -307,17 +303,7 @@ async fn a_body_that_breaks_off_mid_stream_is_a_retryable_io_error_not_corrupt_g
             .build()
     });
     let s3 = mock_client!(aws_sdk_s3, RuleMode::Sequential, [&rule]);
-    let h = Handler::new(
-        builtin(),
-        S3Store::new(s3),
-        MemoryPublisher::default(),
-        config(),
-    )
-    .expect("handler");
-    let err = h
-        .handle(event("s3-object-created.json"))
-        .await
-        .expect_err("broken body");
+    let err = handle_reading_from(s3).await.expect_err("broken body");
     assert!(err.retryable(), "{err}");
     assert!(
         err.to_string().contains(&format!("s3://{BUCKET}/{K1}")),
@@ -357,18 +343,8 @@ async fn a_silent_s3_fails_within_the_deliberate_timeouts() {
     })
     .await;
     let s3 = loopback_s3(&shared);
-    let h = Handler::new(
-        builtin(),
-        S3Store::new(s3),
-        MemoryPublisher::default(),
-        config(),
-    )
-    .expect("handler");
     let started = std::time::Instant::now();
-    let err = h
-        .handle(event("s3-object-created.json"))
-        .await
-        .expect_err("silent");
+    let err = handle_reading_from(s3).await.expect_err("silent");
     let took = started.elapsed();
     assert!(
         took <= trail_alerts::lambda::aws::OPERATION_TIMEOUT + Duration::from_secs(5),

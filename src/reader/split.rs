@@ -173,6 +173,15 @@ impl<R: Read> LogReader<R> {
         }
     }
 
+    /// `expected` was due at the current offset, and byte `b` stands there.
+    fn unexpected(&self, expected: &'static str, b: u8) -> ReadError {
+        ReadError::Syntax {
+            offset: self.offset(),
+            expected,
+            found: describe_byte(b),
+        }
+    }
+
     fn truncated(&self, inside: &str) -> ReadError {
         ReadError::Truncated {
             offset: self.offset(),
@@ -189,13 +198,7 @@ impl<R: Read> LogReader<R> {
         }
         match self.peek_token()? {
             Some(b'{') => self.pos += 1,
-            Some(b) => {
-                return Err(ReadError::Syntax {
-                    offset: self.offset(),
-                    expected: "a JSON object ('{')",
-                    found: describe_byte(b),
-                })
-            }
+            Some(b) => return Err(self.unexpected("a JSON object ('{')", b)),
             None => return Err(self.truncated("the document (no JSON at all)")),
         }
         self.advance_to_records()
@@ -257,11 +260,7 @@ impl<R: Read> LogReader<R> {
         match self.peek_token()? {
             None => {}
             Some(b) => {
-                return Err(ReadError::Syntax {
-                    offset: self.offset(),
-                    expected: "the end of the file after the top-level object",
-                    found: describe_byte(b),
-                })
+                return Err(self.unexpected("the end of the file after the top-level object", b))
             }
         }
         if !self.seen_records {
@@ -287,13 +286,7 @@ impl<R: Read> LogReader<R> {
     fn read_key(&mut self) -> Result<String, ReadError> {
         match self.peek_token()? {
             Some(b'"') => {}
-            Some(b) => {
-                return Err(ReadError::Syntax {
-                    offset: self.offset(),
-                    expected: "a quoted key",
-                    found: describe_byte(b),
-                })
-            }
+            Some(b) => return Err(self.unexpected("a quoted key", b)),
             None => return Err(self.truncated("the top-level object")),
         }
         let offset = self.offset();

@@ -109,44 +109,19 @@ fn parse_rule(origin: &str, item: &Value, at: &JsonPath) -> Result<Rule, RuleErr
             format!("unknown key; a rule has {}", RULE_KEYS.join(", ")),
         ));
     }
-    let description = match map.get("description") {
-        Some(Value::String(d)) if !d.trim().is_empty() => d.trim().to_owned(),
-        Some(Value::String(_)) => {
-            return Err(rule_fail(at.key("description"), "must not be empty".into()))
-        }
-        Some(other) => {
-            return Err(rule_fail(
-                at.key("description"),
-                format!("expected a string, found {}", yaml_kind(other)),
-            ))
-        }
-        None => {
-            return Err(rule_fail(
-                at.key("description"),
-                "missing: every rule needs a description".into(),
-            ))
-        }
+    let text = |key: &str| required_string(map, key, at).map_err(|(p, r)| rule_fail(p, r));
+    let description = match text("description")?.trim() {
+        "" => return Err(rule_fail(at.key("description"), "must not be empty".into())),
+        d => d.to_owned(),
     };
-    let severity = match map.get("severity") {
-        Some(Value::String(s)) => Severity::parse(s).ok_or_else(|| {
+    let severity = text("severity").and_then(|s| {
+        Severity::parse(s).ok_or_else(|| {
             rule_fail(
                 at.key("severity"),
                 format!("{s:?} is not one of info, low, medium, high, critical"),
             )
-        })?,
-        Some(other) => {
-            return Err(rule_fail(
-                at.key("severity"),
-                format!("expected a string, found {}", yaml_kind(other)),
-            ))
-        }
-        None => {
-            return Err(rule_fail(
-                at.key("severity"),
-                "missing: every rule needs a severity".into(),
-            ))
-        }
-    };
+        })
+    })?;
     let pattern_path = at.key("pattern");
     let pattern = match map.get("pattern") {
         Some(p) => {
@@ -214,6 +189,22 @@ fn parse_rule(origin: &str, item: &Value, at: &JsonPath) -> Result<Rule, RuleErr
         tests,
         origin: origin.to_owned(),
     })
+}
+
+/// A rule's string field: "missing" or "expected a string" otherwise, with the path.
+fn required_string<'v>(
+    map: &'v serde_json::Map<String, Value>,
+    key: &str,
+    at: &JsonPath,
+) -> Result<&'v str, (JsonPath, String)> {
+    match map.get(key) {
+        Some(Value::String(s)) => Ok(s),
+        Some(other) => Err((
+            at.key(key),
+            format!("expected a string, found {}", yaml_kind(other)),
+        )),
+        None => Err((at.key(key), format!("missing: every rule needs a {key}"))),
+    }
 }
 
 fn parse_test(item: &Value, at: &JsonPath) -> Result<RuleTest, (JsonPath, String)> {
