@@ -86,6 +86,20 @@ pub fn detail_type_for(event_type: &str) -> Option<&'static str> {
     })
 }
 
+/// The `eventType` of CloudTrail events EventBridge gives this `detail-type`: the inverse of
+/// [`detail_type_for`].
+pub fn event_type_for(detail_type: &str) -> Option<&'static str> {
+    [
+        "AwsApiCall",
+        "AwsServiceEvent",
+        "AwsConsoleSignIn",
+        "AwsConsoleAction",
+        "AwsCloudTrailInsight",
+    ]
+    .into_iter()
+    .find(|t| detail_type_for(t) == Some(detail_type))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

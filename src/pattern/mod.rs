@@ -9,6 +9,7 @@
 //! pattern with a [`PatternError`] that carries the JSON path of the fault; [`Pattern::matches`]
 //! matches an [`Event`] and never allocates for record-form patterns.
 
+mod anchor;
 mod compile;
 mod envelope;
 mod eval;
@@ -19,7 +20,8 @@ use std::fmt;
 
 use serde_json::Value;
 
-pub use envelope::{detail_type_for, service_of, source_for, Envelope};
+pub use anchor::{Anchor, Path, Test};
+pub use envelope::{detail_type_for, event_type_for, service_of, source_for, Envelope};
 
 /// A compiled event pattern.
 #[derive(Debug, Clone)]

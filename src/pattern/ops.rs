@@ -50,6 +50,15 @@ impl Wildcard {
         Ok(Wildcard { segments })
     }
 
+    /// `(Some(text), _)` when there is no `*` at all (the wildcard is an exact value), and the
+    /// literal text before the first `*` and after the last.
+    pub(crate) fn literals(&self) -> (Option<&str>, (&str, &str)) {
+        let first = self.segments.first().map_or("", String::as_str);
+        let last = self.segments.last().map_or("", String::as_str);
+        let whole = (self.segments.len() == 1).then_some(first);
+        (whole, (first, last))
+    }
+
     pub(crate) fn matches(&self, value: &str) -> bool {
         let (first, rest) = match self.segments.split_first() {
             Some(split) => split,

@@ -1,0 +1,345 @@
+//! What a record must show for a pattern to have a chance: the paths a pattern reads, and its
+//! anchors — a set of simple tests on single fields, one of which every matching record passes.
+//!
+//! The rule index files each pattern under its anchors (exact values hashed, prefixes and
+//! suffixes by length, a field merely present), so that a record is tested against the few
+//! patterns whose anchors it passes, whatever the number of patterns. An anchor is a necessary
+//! condition, never a sufficient one: the pattern itself is still evaluated.
+
+use super::envelope::event_type_for;
+use super::{FieldPattern, Form, LeafPattern, ObjectPattern, Pattern, ValueMatcher};
+
+/// A path into a CloudTrail record: object keys; arrays on the way are looked through.
+pub type Path = Vec<Box<str>>;
+
+/// A test on the leaf values at one path of a record.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Test {
+    /// A string leaf equal to this.
+    Exact(Box<str>),
+    /// A string leaf that, lower-cased character by character, equals this.
+    Folded(Box<str>),
+    /// A string leaf starting with this.
+    Prefix(Box<str>),
+    /// A string leaf that, lower-cased character by character, starts with this.
+    FoldedPrefix(Box<str>),
+    Suffix(Box<str>),
+    FoldedSuffix(Box<str>),
+    /// A string leaf whose service part (`backup` of `backup.amazonaws.com`) is this.
+    Service(Box<str>),
+    /// Any leaf (a scalar, or a scalar in an array).
+    Present,
+}
+
+/// One anchor: a test at a path.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Anchor {
+    pub path: Path,
+    pub test: Test,
+}
+
+/// The record fields the EventBridge envelope is built from.
+const ENVELOPE_SOURCES: [&str; 6] = [
+    "eventSource",
+    "eventType",
+    "recipientAccountId",
+    "awsRegion",
+    "eventTime",
+    "eventID",
+];
+
+impl Pattern {
+    /// The anchors of the pattern: every record it matches passes at least one of them.
+    /// `None`: no such set (the pattern must be tried on every record); an empty list: the
+    /// pattern can match no CloudTrail record at all.
+    pub fn anchors(&self) -> Option<Vec<Anchor>> {
+        match self.form {
+            Form::Record => best(&self.root, &Place::Record(Vec::new())),
+            Form::Envelope => best(&self.root, &Place::Envelope),
+        }
+    }
+
+    /// Every path of the record the pattern reads: a copy of the record holding only these
+    /// (arrays kept, objects cut down to these keys) matches exactly as the record does.
+    pub fn record_paths(&self) -> Vec<Path> {
+        let mut out = Vec::new();
+        match self.form {
+            Form::Record => paths(&self.root, &mut Vec::new(), &mut out),
+            Form::Envelope => {
+                out.extend(ENVELOPE_SOURCES.iter().map(|k| vec![Box::from(*k)]));
+                envelope_paths(&self.root, &mut out);
+            }
+        }
+        out
+    }
+}
+
+fn paths(object: &ObjectPattern, at: &mut Path, out: &mut Vec<Path>) {
+    for (key, field) in &object.fields {
+        at.push(key.clone());
+        out.push(at.clone());
+        if let FieldPattern::Object(inner) = field {
+            paths(inner, at, out);
+        }
+        at.pop();
+    }
+    for branch in object.ors.iter().flatten() {
+        paths(branch, at, out);
+    }
+}
+
+fn envelope_paths(object: &ObjectPattern, out: &mut Vec<Path>) {
+    for (key, field) in &object.fields {
+        if let ("detail", FieldPattern::Object(inner)) = (&**key, field) {
+            paths(inner, &mut Vec::new(), out);
+        }
+    }
+    for branch in object.ors.iter().flatten() {
+        envelope_paths(branch, out);
+    }
+}
+
+/// Where an object pattern stands: the envelope's top level, or a path of the record.
+enum Place {
+    Envelope,
+    Record(Path),
+}
+
+/// How much an anchor set costs the index: the worst test in it, then its size.
+fn cost(anchors: &[Anchor]) -> (u8, usize) {
+    let worst = anchors
+        .iter()
+        .map(|a| match a.test {
+            Test::Exact(_) | Test::Service(_) => 1,
+            Test::Folded(_) => 2,
+            Test::Prefix(_) | Test::Suffix(_) => 3,
+            Test::FoldedPrefix(_) | Test::FoldedSuffix(_) => 4,
+            Test::Present => 9,
+        })
+        .max()
+        .unwrap_or(0);
+    (worst, anchors.len())
+}
+
+/// The cheapest anchor set of an object pattern: each of its fields (all must hold) and each of
+/// its `$or` groups (one branch must hold, so every branch needs anchors) offers one.
+fn best(object: &ObjectPattern, place: &Place) -> Option<Vec<Anchor>> {
+    let fields = object
+        .fields
+        .iter()
+        .filter_map(|(key, field)| field_anchors(key, field, place));
+    let ors = object.ors.iter().filter_map(|group| {
+        let mut all = Vec::new();
+        for branch in group {
+            all.extend(best(branch, place)?);
+        }
+        Some(all)
+    });
+    fields.chain(ors).min_by_key(|anchors| cost(anchors))
+}
+
+fn field_anchors(key: &str, field: &FieldPattern, place: &Place) -> Option<Vec<Anchor>> {
+    match place {
+        Place::Record(at) => {
+            let mut path = at.clone();
+            path.push(key.into());
+            match field {
+                FieldPattern::Object(inner) => best(inner, &Place::Record(path)),
+                FieldPattern::Leaf(leaf) => leaf_anchors(leaf, &path, |m| value_test(m)),
+            }
+        }
+        Place::Envelope => match (key, field) {
+            ("detail", FieldPattern::Object(inner)) => best(inner, &Place::Record(Vec::new())),
+            (_, FieldPattern::Object(_)) => None,
+            ("source", FieldPattern::Leaf(leaf)) => {
+                leaf_anchors(leaf, &["eventSource".into()], |m| match m {
+                    // `source` is `aws.` and the service of `eventSource`; any other source
+                    // can never come from a CloudTrail record.
+                    ValueMatcher::String(s) => Some(
+                        s.strip_prefix("aws.")
+                            .map(|service| Test::Service(service.into())),
+                    ),
+                    _ => None,
+                })
+            }
+            ("detail-type", FieldPattern::Leaf(leaf)) => {
+                leaf_anchors(leaf, &["eventType".into()], |m| match m {
+                    ValueMatcher::String(s) => {
+                        Some(event_type_for(s).map(|t| Test::Exact(t.into())))
+                    }
+                    _ => None,
+                })
+            }
+            (_, FieldPattern::Leaf(leaf)) => {
+                // The envelope fields copied from the record as they are.
+                let source = match key {
+                    "account" => "recipientAccountId",
+                    "region" => "awsRegion",
+                    "time" => "eventTime",
+                    "id" => "eventID",
+                    _ => return None,
+                };
+                leaf_anchors(leaf, &[source.into()], |m| value_test(m))
+            }
+        },
+    }
+}
+
+/// A leaf's anchors: one per value (they are OR'd), each a test on this path. `test` says what a
+/// value requires: `None` no usable test, `Some(None)` a value no record can have.
+fn leaf_anchors(
+    leaf: &LeafPattern,
+    path: &[Box<str>],
+    test: impl Fn(&ValueMatcher) -> Option<Option<Test>>,
+) -> Option<Vec<Anchor>> {
+    if leaf.matches_absent {
+        return None;
+    }
+    let mut out = Vec::new();
+    for m in &leaf.matchers {
+        if let Some(test) = test(m)? {
+            let anchor = Anchor {
+                path: path.to_vec(),
+                test,
+            };
+            if !out.contains(&anchor) {
+                out.push(anchor);
+            }
+        }
+    }
+    Some(out)
+}
+
+/// What a value matcher requires of the leaf at its path.
+fn value_test(m: &ValueMatcher) -> Option<Option<Test>> {
+    Some(Some(match m {
+        ValueMatcher::String(s) => Test::Exact(s.clone()),
+        ValueMatcher::EqualsIgnoreCase(s) => Test::Folded(s.clone()),
+        ValueMatcher::Prefix(s) => Test::Prefix(s.clone()),
+        ValueMatcher::PrefixIgnoreCase(s) => Test::FoldedPrefix(s.clone()),
+        ValueMatcher::Suffix(s) => Test::Suffix(s.clone()),
+        ValueMatcher::SuffixIgnoreCase(s) => Test::FoldedSuffix(s.clone()),
+        ValueMatcher::Wildcard(w) => match w.literals() {
+            (Some(whole), _) => Test::Exact(whole.into()),
+            (None, (first, _)) if !first.is_empty() => Test::Prefix(first.into()),
+            (None, (_, last)) if !last.is_empty() => Test::Suffix(last.into()),
+            _ => Test::Present,
+        },
+        // Every other value needs a leaf there: a number, a boolean, null, a string of some
+        // kind, or anything but something.
+        ValueMatcher::Number(_)
+        | ValueMatcher::Bool(_)
+        | ValueMatcher::Null
+        | ValueMatcher::Numeric(_)
+        | ValueMatcher::Cidr(_)
+        | ValueMatcher::Exists
+        | ValueMatcher::AnythingBut(_) => Test::Present,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn anchors(p: serde_json::Value) -> Option<Vec<(String, Test)>> {
+        Pattern::compile(&p)
+            .unwrap()
+            .anchors()
+            .map(|v| v.into_iter().map(|a| (a.path.join("."), a.test)).collect())
+    }
+
+    #[test]
+    fn the_cheapest_field_anchors_the_pattern() {
+        assert_eq!(
+            anchors(json!({"userAgent": [{"prefix": "aws-cli"}], "eventName": ["A", "B"]})),
+            Some(vec![
+                ("eventName".into(), Test::Exact("A".into())),
+                ("eventName".into(), Test::Exact("B".into()))
+            ])
+        );
+        assert_eq!(
+            anchors(json!({"userIdentity": {"type": ["Root"]}})),
+            Some(vec![(
+                "userIdentity.type".into(),
+                Test::Exact("Root".into())
+            )])
+        );
+        assert_eq!(
+            anchors(json!({"eventName": [{"wildcard": "Delete*Vault"}]})),
+            Some(vec![("eventName".into(), Test::Prefix("Delete".into()))])
+        );
+        assert_eq!(
+            anchors(json!({"eventName": [{"wildcard": "*Vault"}]})),
+            Some(vec![("eventName".into(), Test::Suffix("Vault".into()))])
+        );
+        assert_eq!(
+            anchors(json!({"errorCode": [{"exists": true}]})),
+            Some(vec![("errorCode".into(), Test::Present)])
+        );
+        // exists: false holds on an absent field: nothing to anchor on.
+        assert_eq!(anchors(json!({"errorCode": [{"exists": false}]})), None);
+        assert_eq!(
+            anchors(json!({"a": [{"exists": false}], "b": [{"equals-ignore-case": "X"}]})),
+            Some(vec![("b".into(), Test::Folded("x".into()))])
+        );
+    }
+
+    #[test]
+    fn or_groups_need_an_anchor_in_every_branch() {
+        assert_eq!(
+            anchors(json!({"$or": [{"eventName": ["A"]}, {"eventSource": [{"suffix": ".x"}]}]})),
+            Some(vec![
+                ("eventName".into(), Test::Exact("A".into())),
+                ("eventSource".into(), Test::Suffix(".x".into()))
+            ])
+        );
+        assert_eq!(
+            anchors(json!({"$or": [{"eventName": ["A"]}, {"e": [{"exists": false}]}]})),
+            None
+        );
+    }
+
+    #[test]
+    fn envelope_fields_anchor_on_the_record_fields_they_come_from() {
+        assert_eq!(
+            anchors(
+                json!({"source": ["aws.backup"], "detail-type": ["AWS API Call via CloudTrail"]})
+            ),
+            Some(vec![("eventSource".into(), Test::Service("backup".into()))])
+        );
+        assert_eq!(
+            anchors(
+                json!({"detail-type": ["AWS Service Event via CloudTrail"], "account": [{"prefix": "1"}]})
+            ),
+            Some(vec![(
+                "eventType".into(),
+                Test::Exact("AwsServiceEvent".into())
+            )])
+        );
+        assert_eq!(
+            anchors(json!({"detail": {"eventName": ["X"]}})),
+            Some(vec![("eventName".into(), Test::Exact("X".into()))])
+        );
+        // A source no CloudTrail record can give: no record can match.
+        assert_eq!(anchors(json!({"source": ["my.app"]})), Some(vec![]));
+    }
+
+    #[test]
+    fn record_paths_cover_every_field_read() {
+        let p =
+            Pattern::compile(&json!({"a": {"b": ["x"]}, "$or": [{"c": ["y"]}, {"d": {"e": [1]}}]}))
+                .unwrap();
+        let got: Vec<String> = p.record_paths().iter().map(|p| p.join(".")).collect();
+        assert_eq!(got, ["a", "a.b", "c", "d", "d.e"]);
+        let e = Pattern::compile(
+            &json!({"source": ["aws.s3"], "detail": {"userIdentity": {"type": ["Root"]}}}),
+        )
+        .unwrap();
+        let got: Vec<String> = e.record_paths().iter().map(|p| p.join(".")).collect();
+        assert!(
+            got.contains(&"eventSource".to_owned())
+                && got.contains(&"userIdentity.type".to_owned())
+        );
+    }
+}
