@@ -1,44 +1,203 @@
-//! The rule index: matching one record against many patterns at a cost that does not grow with
-//! their number, and deciding from a record's raw bytes whether it needs building at all.
+//! The rule index: one record matched against many patterns at a cost that does not grow with
+//! their number, and the paths of a record that matching reads.
 //!
-//! Each pattern is filed under the exact `eventName` values it requires; failing that, under the
-//! exact `eventSource` values; failing that, under the envelope `source` values; and only a
-//! pattern that pins none of them is tried on every record. A record is read once: its
-//! `eventName`, `eventSource` and (when some pattern needs it) envelope are looked up once, and
-//! only the patterns filed under its values are evaluated in full.
+//! Each pattern is filed under its anchors ([`Pattern::anchors`]): single-field tests one of
+//! which every record it matches passes. Per field, the index holds exact values in a hash map,
+//! prefixes and suffixes by length (a record's value is looked up once per length in use), the
+//! lower-cased forms of the same for the `equals-ignore-case` family, services for envelope
+//! `source`, and the patterns that only need the field present. A record's values at each
+//! indexed field are looked up once; only the patterns whose anchors it passes are evaluated in
+//! full, and only a pattern with no anchor at all (say, only `exists: false`) is tried on every
+//! record.
 //!
 //! The index alone knows which fields it files under, so it names them to the reader
-//! ([`PatternIndex::peek_fields`]) and reads the reader's answers back
-//! ([`PatternIndex::wants`]): the whole fast-path decision is here.
+//! ([`PatternIndex::peek_paths`]) and reads the reader's answers back ([`PatternIndex::wants`]):
+//! a record whose raw values pass no anchor is never built. The whole fast-path decision is
+//! here.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
 use serde_json::Value;
 
-use crate::pattern::{service_of, Event, Form, Pattern};
-use crate::reader::{PeekFields, Peeked};
+use crate::hash::FastHash;
+use crate::pattern::{service_of, Anchor, Event, Path, Pattern, Test};
+use crate::reader::{Leaf, PeekPaths, Peeked};
 
-/// Where a pattern is filed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Key {
-    EventName,
-    EventSource,
-    EnvelopeSource,
-}
+type Ids = Vec<u32>;
+type Table = HashMap<Box<str>, Ids, FastHash>;
 
 /// A set of compiled patterns, indexed for matching.
 #[derive(Debug, Clone, Default)]
 pub struct PatternIndex {
     patterns: Vec<Pattern>,
-    by: HashMap<Key, HashMap<Box<str>, Vec<u32>, FastHash>>,
-    unindexed: Vec<u32>,
+    /// One per path some pattern is anchored at.
+    fields: Vec<FieldTable>,
+    /// Patterns with no anchors: tried on every record.
+    unanchored: Ids,
+    /// The paths of `fields`, the slot of `fields[i]` being `i`.
+    peek: PeekPaths,
 }
 
-/// Reusable scratch space for [`PatternIndex::matching`], so matching does not allocate per record.
+/// The anchors at one path.
+#[derive(Debug, Clone, Default)]
+struct FieldTable {
+    path: Path,
+    exact: Table,
+    folded: Table,
+    prefix: Affixes,
+    folded_prefix: Affixes,
+    suffix: Affixes,
+    folded_suffix: Affixes,
+    service: Table,
+    present: Ids,
+}
+
+/// Prefixes (or suffixes) by value, and the lengths in use, so that a record's value is looked
+/// up once per length rather than once per pattern.
+#[derive(Debug, Clone, Default)]
+struct Affixes {
+    table: Table,
+    lengths: Vec<usize>,
+}
+
+impl Affixes {
+    fn insert(&mut self, affix: &str, id: u32) {
+        file(&mut self.table, affix, id);
+        if !self.lengths.contains(&affix.len()) {
+            self.lengths.push(affix.len());
+            self.lengths.sort_unstable();
+        }
+    }
+
+    fn hits(&self, value: &str, prefix: bool, out: &mut Ids) {
+        for &n in &self.lengths {
+            if n > value.len() {
+                break;
+            }
+            let at = if prefix { n } else { value.len() - n };
+            if !value.is_char_boundary(at) {
+                continue;
+            }
+            let part = if prefix { &value[..at] } else { &value[at..] };
+            if let Some(ids) = self.table.get(part) {
+                out.extend_from_slice(ids);
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.lengths.is_empty()
+    }
+}
+
+fn file(table: &mut Table, key: &str, id: u32) {
+    let ids = table.entry(key.into()).or_default();
+    if ids.last() != Some(&id) {
+        ids.push(id);
+    }
+}
+
+impl FieldTable {
+    fn insert(&mut self, test: &Test, id: u32) {
+        match test {
+            Test::Exact(v) => file(&mut self.exact, v, id),
+            Test::Folded(v) => file(&mut self.folded, v, id),
+            Test::Prefix(v) => self.prefix.insert(v, id),
+            Test::FoldedPrefix(v) => self.folded_prefix.insert(v, id),
+            Test::Suffix(v) => self.suffix.insert(v, id),
+            Test::FoldedSuffix(v) => self.folded_suffix.insert(v, id),
+            Test::Service(v) => file(&mut self.service, v, id),
+            Test::Present => {
+                if self.present.last() != Some(&id) {
+                    self.present.push(id);
+                }
+            }
+        }
+    }
+
+    /// The patterns whose anchors at this path one of the record's leaves passes.
+    fn candidates(&self, record: &Value, out: &mut Ids) {
+        let mut any_leaf = false;
+        let mut folded = String::new();
+        for_each_leaf(record, &self.path, &mut |leaf| {
+            any_leaf = true;
+            if let Value::String(s) = leaf {
+                self.string_hits(s, &mut folded, out);
+            }
+        });
+        if any_leaf {
+            out.extend_from_slice(&self.present);
+        }
+    }
+
+    /// Whether a leaf the reader peeked at passes one of the anchors at this path.
+    fn passes(&self, leaf: Leaf<'_>, folded: &mut String, scratch: &mut Ids) -> bool {
+        if !self.present.is_empty() {
+            return true;
+        }
+        match leaf {
+            Leaf::Plain(s) => {
+                scratch.clear();
+                self.string_hits(s, folded, scratch);
+                !scratch.is_empty()
+            }
+            // Only parsing can tell what the string is.
+            Leaf::Escaped => true,
+            Leaf::Scalar => false,
+        }
+    }
+
+    /// The patterns whose string anchors `s` passes.
+    fn string_hits(&self, s: &str, folded: &mut String, out: &mut Ids) {
+        if let Some(ids) = self.exact.get(s) {
+            out.extend_from_slice(ids);
+        }
+        self.prefix.hits(s, true, out);
+        self.suffix.hits(s, false, out);
+        if !self.service.is_empty() {
+            if let Some(ids) = service_of(s).and_then(|svc| self.service.get(svc)) {
+                out.extend_from_slice(ids);
+            }
+        }
+        if !(self.folded.is_empty()
+            && self.folded_prefix.is_empty()
+            && self.folded_suffix.is_empty())
+        {
+            // Lower-cased character by character, as the ignore-case matchers compare.
+            folded.clear();
+            folded.extend(s.chars().flat_map(char::to_lowercase));
+            if let Some(ids) = self.folded.get(folded.as_str()) {
+                out.extend_from_slice(ids);
+            }
+            self.folded_prefix.hits(folded, true, out);
+            self.folded_suffix.hits(folded, false, out);
+        }
+    }
+}
+
+/// Calls `f` on each leaf (scalar) value at `path`: arrays are looked through on the way and at
+/// the end, as a pattern looks at them.
+fn for_each_leaf<'v>(value: &'v Value, path: &[Box<str>], f: &mut impl FnMut(&'v Value)) {
+    match value {
+        Value::Array(items) => items.iter().for_each(|item| for_each_leaf(item, path, f)),
+        Value::Object(map) => {
+            if let Some((first, rest)) = path.split_first() {
+                if let Some(child) = map.get(&**first) {
+                    for_each_leaf(child, rest, f);
+                }
+            }
+        }
+        scalar if path.is_empty() => f(scalar),
+        _ => {}
+    }
+}
+
+/// Reusable scratch space for [`PatternIndex::matching`] and [`PatternIndex::wants`], so that
+/// they do not allocate per record.
 #[derive(Debug, Default)]
 pub struct Scratch {
-    candidates: Vec<u32>,
+    candidates: Ids,
+    folded: String,
 }
 
 impl PatternIndex {
@@ -50,41 +209,24 @@ impl PatternIndex {
     pub fn push(&mut self, pattern: Pattern) -> usize {
         let id = self.patterns.len();
         let id32 = u32::try_from(id).unwrap_or(u32::MAX);
-        let (name_path, source_path): (&[&str], &[&str]) = match pattern.form() {
-            Form::Record => (&["eventName"], &["eventSource"]),
-            Form::Envelope => (&["detail", "eventName"], &["detail", "eventSource"]),
-        };
-        let filed = [
-            (Key::EventName, pattern.required_strings(name_path)),
-            (Key::EventSource, pattern.required_strings(source_path)),
-            (
-                Key::EnvelopeSource,
-                match pattern.form() {
-                    Form::Envelope => pattern.required_strings(&["source"]),
-                    Form::Record => None,
-                },
-            ),
-        ]
-        .into_iter()
-        .find_map(|(key, values)| values.map(|v| (key, v)));
-        match filed {
-            Some((key, values)) => {
-                let table = self.by.entry(key).or_default();
-                for value in values {
-                    // Envelope sources are filed by service (`aws.backup` under `backup`), the
-                    // part of `eventSource` they come from; a source not starting with `aws.`
-                    // can never match a CloudTrail record and is filed where none will look.
-                    let value = match key {
-                        Key::EnvelopeSource => value.strip_prefix("aws.").unwrap_or("\u{0}"),
-                        _ => value,
+        match pattern.anchors() {
+            Some(anchors) => {
+                for Anchor { path, test } in anchors {
+                    let at = match self.fields.iter().position(|t| t.path == path) {
+                        Some(at) => at,
+                        None => {
+                            self.peek.insert(&path);
+                            self.fields.push(FieldTable {
+                                path,
+                                ..FieldTable::default()
+                            });
+                            self.fields.len() - 1
+                        }
                     };
-                    let ids = table.entry(value.into()).or_default();
-                    if ids.last() != Some(&id32) {
-                        ids.push(id32);
-                    }
+                    self.fields[at].insert(&test, id32);
                 }
             }
-            None => self.unindexed.push(id32),
+            None => self.unanchored.push(id32),
         }
         self.patterns.push(pattern);
         id
@@ -102,36 +244,39 @@ impl PatternIndex {
         self.patterns.get(id)
     }
 
+    /// The paths whose raw values [`PatternIndex::wants`] reads: the paths patterns are
+    /// anchored at, or none when some pattern must be tried on every record anyway.
+    pub fn peek_paths(&self) -> PeekPaths {
+        if self.unanchored.is_empty() {
+            self.peek.clone()
+        } else {
+            PeekPaths::default()
+        }
+    }
+
+    /// Whether any pattern could match the record whose raw bytes the reader peeked at with
+    /// [`PatternIndex::peek_paths`]. `false` is exact: no pattern can match, so the record need
+    /// not be built; `true` only says that matching must look.
+    pub fn wants(&self, peeked: &Peeked, bytes: &[u8], scratch: &mut Scratch) -> bool {
+        if !self.unanchored.is_empty() || peeked.unknown() {
+            return true;
+        }
+        let Scratch { candidates, folded } = scratch;
+        self.fields.iter().enumerate().any(|(slot, table)| {
+            peeked
+                .leaves(slot, bytes)
+                .any(|leaf| table.passes(leaf, folded, candidates))
+        })
+    }
+
     /// Calls `hit` with the id of every pattern that matches `record`, in the order the patterns
     /// were added.
     pub fn matching(&self, record: &Value, scratch: &mut Scratch, mut hit: impl FnMut(usize)) {
         let candidates = &mut scratch.candidates;
         candidates.clear();
-        candidates.extend_from_slice(&self.unindexed);
-        if let Some(table) = self.by.get(&Key::EventName) {
-            for_each_string(record.get("eventName"), |s| {
-                if let Some(ids) = table.get(s) {
-                    candidates.extend_from_slice(ids);
-                }
-            });
-        }
-        if let Some(table) = self.by.get(&Key::EventSource) {
-            for_each_string(record.get("eventSource"), |s| {
-                if let Some(ids) = table.get(s) {
-                    candidates.extend_from_slice(ids);
-                }
-            });
-        }
-        if let Some(table) = self.by.get(&Key::EnvelopeSource) {
-            if let Some(service) = record
-                .get("eventSource")
-                .and_then(Value::as_str)
-                .and_then(service_of)
-            {
-                if let Some(ids) = table.get(service) {
-                    candidates.extend_from_slice(ids);
-                }
-            }
+        candidates.extend_from_slice(&self.unanchored);
+        for table in &self.fields {
+            table.candidates(record, candidates);
         }
         if candidates.is_empty() {
             return;
@@ -146,107 +291,11 @@ impl PatternIndex {
         }
     }
 
-    /// The top-level fields whose raw values [`PatternIndex::wants`] reads: the fields patterns
-    /// are filed under, or none when some pattern must be tried on every record anyway.
-    pub fn peek_fields(&self) -> PeekFields {
-        PeekFields::new(self.peeked().into_iter().flatten())
-    }
-
-    /// `[eventName, eventSource]` as far as the index reads them; their positions in
-    /// [`PatternIndex::peek_fields`] are their positions among the `Some`s.
-    fn peeked(&self) -> [Option<&'static str>; 2] {
-        if !self.unindexed.is_empty() {
-            return [None, None];
-        }
-        let filed = |key| self.by.get(&key).is_some_and(|t| !t.is_empty());
-        [
-            filed(Key::EventName).then_some("eventName"),
-            (filed(Key::EventSource) || filed(Key::EnvelopeSource)).then_some("eventSource"),
-        ]
-    }
-
-    /// Whether any pattern could match the record whose raw bytes the reader peeked at with
-    /// [`PatternIndex::peek_fields`]. `false` is exact: no pattern can match, so the record need
-    /// not be built; `true` only says that matching must look.
-    pub fn wants(&self, peeked: &Peeked, bytes: &[u8]) -> bool {
-        if !self.unindexed.is_empty() {
-            return true;
-        }
-        let mut slot = 0;
-        let mut values = [None, None];
-        for (field, value) in self.peeked().iter().zip(&mut values) {
-            if field.is_some() {
-                match peeked.value(slot, bytes).known() {
-                    Some(v) => *value = v,
-                    None => return true,
-                }
-                slot += 1;
-            }
-        }
-        self.could_match(values[0], values[1])
-    }
-
-    /// Whether any pattern could match a record whose `eventName` and `eventSource` are these
-    /// strings (`None`: absent). `false` is exact: no pattern can match, so the record need not
-    /// be parsed; `true` only says that matching must look.
-    fn could_match(&self, event_name: Option<&str>, event_source: Option<&str>) -> bool {
-        if !self.unindexed.is_empty() {
-            return true;
-        }
-        let has = |key: Key, value: Option<&str>| {
-            value.is_some_and(|v| self.by.get(&key).is_some_and(|t| t.contains_key(v)))
-        };
-        has(Key::EventName, event_name)
-            || has(Key::EventSource, event_source)
-            || has(Key::EnvelopeSource, event_source.and_then(service_of))
-    }
-
     /// The ids of the patterns that match, in order: a convenience over [`PatternIndex::matching`].
     pub fn matches(&self, record: &Value) -> Vec<usize> {
         let mut out = Vec::new();
         self.matching(record, &mut Scratch::default(), |id| out.push(id));
         out
-    }
-}
-
-/// FNV-1a: the index's keys are short names looked up once or twice per record, where
-/// SipHash's set-up costs more than the lookup; the keys come from the rules, not from records,
-/// so flooding is not a concern.
-#[derive(Default)]
-struct Fnv(u64);
-
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for b in bytes {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        self.0 = h;
-    }
-}
-
-type FastHash = BuildHasherDefault<Fnv>;
-
-/// The string leaves at a place: the string itself, or the strings inside (nested) arrays.
-fn for_each_string<'v>(value: Option<&'v Value>, mut f: impl FnMut(&'v str)) {
-    fn walk<'v>(value: &'v Value, f: &mut impl FnMut(&'v str)) {
-        match value {
-            Value::String(s) => f(s),
-            Value::Array(items) => items.iter().for_each(|item| walk(item, f)),
-            _ => {}
-        }
-    }
-    if let Some(v) = value {
-        walk(v, &mut f);
     }
 }
 
@@ -299,84 +348,127 @@ mod tests {
         assert!(idx.matches(&records[5]).is_empty());
     }
 
+    /// The shapes of rules real rule sets have, each anchored, and records that pass and fail
+    /// each anchor: the index must agree with every pattern alone, and try few of them.
     #[test]
-    fn could_match_is_false_only_when_no_pattern_can_match() {
-        let idx = index(&[
-            json!({"eventName": ["BackupJobCompleted"]}),
-            json!({"eventSource": ["outposts.amazonaws.com"]}),
-            json!({"source": ["aws.kms"]}),
-        ]);
-        assert!(idx.could_match(Some("BackupJobCompleted"), Some("backup.amazonaws.com")));
-        assert!(idx.could_match(Some("ListSites"), Some("outposts.amazonaws.com")));
-        assert!(idx.could_match(None, Some("kms.amazonaws.com")));
-        assert!(!idx.could_match(Some("GetObject"), Some("s3.amazonaws.com")));
-        assert!(!idx.could_match(None, None));
-        let with_unindexed = index(&[json!({"errorCode": [{"exists": true}]})]);
-        assert!(with_unindexed.could_match(None, None));
+    fn every_anchor_kind_agrees_with_the_patterns_alone() {
+        let patterns = [
+            json!({"userIdentity": {"type": ["Root"]}}),
+            json!({"userAgent": [{"prefix": "aws-cli/"}], "errorCode": [{"exists": true}]}),
+            json!({"eventName": [{"suffix": "Vault"}]}),
+            json!({"eventName": [{"wildcard": "Delete*Point"}]}),
+            json!({"eventName": [{"equals-ignore-case": "getobject"}]}),
+            json!({"eventName": [{"prefix": {"equals-ignore-case": "LIST"}}]}),
+            json!({"eventSource": [{"suffix": {"equals-ignore-case": ".AMAZONAWS.COM"}}], "readOnly": [false]}),
+            json!({"resources": {"ARN": [{"prefix": "arn:aws:s3:::prod-"}]}}),
+            json!({"sourceIPAddress": [{"cidr": "10.0.0.0/8"}]}),
+            json!({"detail-type": ["AWS Console Sign In via CloudTrail"]}),
+            json!({"errorCode": [{"exists": false}]}),
+            json!({"source": ["custom.app"]}),
+            json!({"errorCode": [{"exists": false}], "eventName": [{"anything-but": "X"}]}),
+        ];
+        let idx = index(&patterns);
+        assert_eq!(
+            idx.unanchored,
+            vec![10],
+            "only the exists:false pattern is tried on every record"
+        );
+        let records = [
+            json!({"eventName": "ConsoleLogin", "eventType": "AwsConsoleSignIn", "userIdentity": {"type": "Root"}}),
+            json!({"eventName": "PutObject", "userAgent": "aws-cli/2.0", "errorCode": "AccessDenied"}),
+            json!({"eventName": "DeleteBackupVault", "userAgent": "console"}),
+            json!({"eventName": "DeleteRecoveryPoint", "eventSource": "backup.amazonaws.com", "readOnly": false}),
+            json!({"eventName": "GetObject", "errorCode": null}),
+            json!({"eventName": "ListBuckets", "resources": [{"ARN": "arn:aws:s3:::prod-logs"}, {"ARN": "x"}]}),
+            json!({"eventName": "X", "sourceIPAddress": "10.1.2.3", "userIdentity": [{"type": "Root"}]}),
+            json!({"eventName": "listbuckets", "userIdentity": {"type": "IAMUser"}, "resources": {"ARN": "arn:aws:s3:::dev"}}),
+        ];
+        for r in &records {
+            let direct: Vec<usize> = patterns
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| Pattern::compile(p).unwrap().matches(&Event::record(r)))
+                .map(|(i, _)| i)
+                .collect();
+            assert_eq!(idx.matches(r), direct, "record {r}");
+            let mut scratch = Scratch::default();
+            idx.matching(r, &mut scratch, |_| {});
+            let tried = scratch.candidates.len();
+            assert!(tried <= direct.len() + 2, "{tried} tried for {r}");
+        }
     }
 
-    /// The index names the fields the reader must peek at, and reads the answers back.
+    /// The index names the paths the reader must peek at, and reads the answers back: a record
+    /// is wanted exactly when its raw values could pass an anchor.
     #[test]
-    fn peeked_fields_decide_which_records_are_built() {
+    fn peeked_values_decide_which_records_are_built() {
         use crate::reader::{LogReader, Split};
         let wanted = |idx: &PatternIndex, record: &str| {
             let doc = format!("{{\"Records\":[{record}]}}");
             let mut reader = LogReader::new(doc.as_bytes(), Default::default())
                 .unwrap()
-                .peeking(idx.peek_fields());
+                .peeking(idx.peek_paths());
             match reader.next_split().unwrap() {
-                Some(Split::Record(raw, peeked)) => idx.wants(peeked, raw.bytes),
+                Some(Split::Record(raw, peeked)) => {
+                    idx.wants(peeked, raw.bytes, &mut Scratch::default())
+                }
                 other => panic!("{other:?}"),
             }
         };
-        let by_name = index(&[json!({"eventName": ["BackupJobCompleted"]})]);
-        assert_eq!(by_name.peek_fields(), PeekFields::new(["eventName"]));
-        assert!(wanted(&by_name, r#"{"eventName":"BackupJobCompleted"}"#));
-        assert!(!wanted(&by_name, r#"{"eventName":"GetObject"}"#));
-        assert!(!wanted(
-            &by_name,
-            r#"{"eventSource":"backup.amazonaws.com"}"#
-        ));
-        // Escapes and non-strings: only building the record can tell.
-        assert!(wanted(
-            &by_name,
-            r#"{"eventName":"Backup\u004aobCompleted"}"#
-        ));
-        assert!(wanted(&by_name, r#"{"eventName":["GetObject"]}"#));
-        assert!(wanted(&by_name, r#"{"event\u004eame":"GetObject"}"#));
-        // The last of duplicate keys counts, as in the built record.
-        assert!(!wanted(
-            &by_name,
-            r#"{"eventName":"BackupJobCompleted","eventName":"X"}"#
-        ));
-
-        let by_source = index(&[json!({"source": ["aws.outposts"]})]);
-        assert_eq!(by_source.peek_fields(), PeekFields::new(["eventSource"]));
-        assert!(wanted(
-            &by_source,
-            r#"{"eventSource":"outposts.amazonaws.com"}"#
-        ));
-        assert!(!wanted(&by_source, r#"{"eventSource":"s3.amazonaws.com"}"#));
-
+        let idx = index(&[
+            json!({"eventName": ["BackupJobCompleted"]}),
+            json!({"userIdentity": {"type": ["Root"]}}),
+            json!({"source": ["aws.outposts"]}),
+            json!({"userAgent": [{"prefix": "aws-cli/"}]}),
+        ]);
+        for (record, want) in [
+            (r#"{"eventName":"BackupJobCompleted"}"#, true),
+            (
+                r#"{"eventName":"GetObject","userIdentity":{"type":"IAMUser"}}"#,
+                false,
+            ),
+            (r#"{"userIdentity":{"arn":"x","type":"Root"}}"#, true),
+            (
+                r#"{"userIdentity":[{"type":"IAMUser"},{"type":"Root"}]}"#,
+                true,
+            ),
+            (
+                r#"{"userIdentity":{"sessionContext":{"type":"Root"}}}"#,
+                false,
+            ),
+            (r#"{"eventSource":"outposts.amazonaws.com"}"#, true),
+            (
+                r#"{"eventSource":"s3.amazonaws.com","userAgent":"console"}"#,
+                false,
+            ),
+            (r#"{"userAgent":"aws-cli/2.1 Python"}"#, true),
+            // Escapes: only building the record can tell.
+            (r#"{"eventName":"Backup\u004aobCompleted"}"#, true),
+            (r#"{"event\u004eame":"GetObject"}"#, true),
+            // A key given twice on a peeked path: the last value counts, when built.
+            (
+                r#"{"eventName":"BackupJobCompleted","eventName":"X"}"#,
+                true,
+            ),
+            (
+                r#"{"userIdentity":{"type":"Root"},"x":1,"userIdentity":{"type":"IAMUser"}}"#,
+                true,
+            ),
+            // A number where a string is wanted, a string deeper than the path.
+            (
+                r#"{"eventName":5,"userIdentity":{"type":{"v":"Root"}}}"#,
+                false,
+            ),
+        ] {
+            assert_eq!(wanted(&idx, record), want, "{record}");
+        }
         // A pattern tried on every record needs no peek: every record is built.
-        let unindexed = index(&[json!({"errorCode": [{"exists": true}]})]);
-        assert!(unindexed.peek_fields().is_empty());
-        assert!(wanted(&unindexed, r#"{"eventName":"GetObject"}"#));
+        let unanchored = index(&[json!({"errorCode": [{"exists": false}]})]);
+        assert!(unanchored.peek_paths().is_empty());
+        assert!(wanted(&unanchored, r#"{"eventName":"GetObject"}"#));
         assert!(!wanted(
             &PatternIndex::new(),
             r#"{"eventName":"GetObject"}"#
         ));
-    }
-
-    #[test]
-    fn filing_prefers_event_name_then_source() {
-        let idx = index(&[
-            json!({"eventName": ["X"], "eventSource": ["s"]}),
-            json!({"eventSource": ["s"]}),
-            json!({"eventName": [{"prefix": "X"}]}),
-        ]);
-        assert_eq!(idx.by[&Key::EventName].len(), 1);
-        assert_eq!(idx.by[&Key::EventSource].len(), 1);
-        assert_eq!(idx.unindexed, vec![2]);
     }
 }

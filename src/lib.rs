@@ -14,7 +14,7 @@
 //! - [`rules`]: rule documents (YAML, validated strictly), rule sources, the built-in pack, and
 //!   the rule set over the index.
 //! - [`reader`]: CloudTrail log files (gzip or plain) read one record at a time, in bounded
-//!   memory: decoding, splitting, the raw-byte peek, record verdicts.
+//!   memory: decoding, splitting, record verdicts, reading a record in part.
 //! - [`pipeline`]: one log through reader, index and rules to alerts, in one of three modes
 //!   (inline, threaded, reference).
 //! - [`alert`]: what a match tells the person on call, and ([`alert::render`]) every form it is
@@ -23,6 +23,7 @@
 //! - [`walk`]: the files under a directory (logs for `scan`, rule files for rule sources).
 //! - [`config`]: settings shared by the command line and the function, from the environment.
 //! - [`describe`]: how faults word values and error chains.
+//! - `hash`: the FNV hasher of the small maps looked up per record.
 //! - [`cli`]: the `trail-alerts` command line (the binary only parses arguments and calls it).
 //! - [`lambda`]: the function: payload shapes, ports and their AWS SDK and in-memory adapters,
 //!   the handler, one object's policy, publishing, SNS messages.
@@ -31,6 +32,7 @@ pub mod alert;
 pub mod cli;
 pub mod config;
 pub mod describe;
+mod hash;
 pub mod index;
 pub mod keys;
 pub mod lambda;

@@ -133,6 +133,34 @@ fn tricky_records_give_the_same_alerts_and_skips() {
     assert_eq!(fast, all);
 }
 
+/// Regression: checking a record without building it (serde's `IgnoredAny`) let pass what
+/// building refuses — a number out of range (`1e400`, or 400 digits) and half a surrogate pair
+/// (`\ud800`) — so a record no rule wanted was counted as read where the reference reported it
+/// unreadable. The splitter now sends such records to be built.
+#[test]
+fn numbers_out_of_range_and_lone_surrogates_are_refused_by_both_paths() {
+    let rules = RuleSet::load(&[RuleSource::Builtin]).expect("builtin");
+    let long = format!("{{\"z\": 1{}}}", "0".repeat(400));
+    let records: Vec<Vec<u8>> = [
+        r#"{"z": 1e400}"#,
+        r#"{"z": -1.5E+999, "eventName": "GetObject"}"#,
+        long.as_str(),
+        r#"{"z": "\ud800"}"#,
+        r#"{"z": "\udc00\ud800x"}"#,
+        r#"{"z": 1e300, "ok": "\ud83d\ude00"}"#,
+        r#"{"eventName": "GetObject"}"#,
+    ]
+    .iter()
+    .map(|r| r.as_bytes().to_vec())
+    .collect();
+    let doc = delivery(&records);
+    let (fast, all) = both(&rules, &doc);
+    assert_eq!(fast, all);
+    assert_eq!(fast.1.len(), 5, "{:?}", fast.1);
+    assert!(fast.1[0].contains("number out of range"), "{}", fast.1[0]);
+    assert_eq!(fast.2.records, 2);
+}
+
 /// Regression (found by the bad-input catalogue, fixed in fe01aca): a record nested past
 /// serde_json's recursion limit was accepted by the fast path's check, though building it
 /// fails; the two paths reported different skips.

@@ -1,5 +1,5 @@
-//! What a record must show for a pattern to have a chance: the paths a pattern reads, and its
-//! anchors — a set of simple tests on single fields, one of which every matching record passes.
+//! What a record must show for a pattern to have a chance: its anchors — a set of simple tests
+//! on single fields, one of which every matching record passes.
 //!
 //! The rule index files each pattern under its anchors (exact values hashed, prefixes and
 //! suffixes by length, a field merely present), so that a record is tested against the few
@@ -38,16 +38,6 @@ pub struct Anchor {
     pub test: Test,
 }
 
-/// The record fields the EventBridge envelope is built from.
-const ENVELOPE_SOURCES: [&str; 6] = [
-    "eventSource",
-    "eventType",
-    "recipientAccountId",
-    "awsRegion",
-    "eventTime",
-    "eventID",
-];
-
 impl Pattern {
     /// The anchors of the pattern: every record it matches passes at least one of them.
     /// `None`: no such set (the pattern must be tried on every record); an empty list: the
@@ -57,45 +47,6 @@ impl Pattern {
             Form::Record => best(&self.root, &Place::Record(Vec::new())),
             Form::Envelope => best(&self.root, &Place::Envelope),
         }
-    }
-
-    /// Every path of the record the pattern reads: a copy of the record holding only these
-    /// (arrays kept, objects cut down to these keys) matches exactly as the record does.
-    pub fn record_paths(&self) -> Vec<Path> {
-        let mut out = Vec::new();
-        match self.form {
-            Form::Record => paths(&self.root, &mut Vec::new(), &mut out),
-            Form::Envelope => {
-                out.extend(ENVELOPE_SOURCES.iter().map(|k| vec![Box::from(*k)]));
-                envelope_paths(&self.root, &mut out);
-            }
-        }
-        out
-    }
-}
-
-fn paths(object: &ObjectPattern, at: &mut Path, out: &mut Vec<Path>) {
-    for (key, field) in &object.fields {
-        at.push(key.clone());
-        out.push(at.clone());
-        if let FieldPattern::Object(inner) = field {
-            paths(inner, at, out);
-        }
-        at.pop();
-    }
-    for branch in object.ors.iter().flatten() {
-        paths(branch, at, out);
-    }
-}
-
-fn envelope_paths(object: &ObjectPattern, out: &mut Vec<Path>) {
-    for (key, field) in &object.fields {
-        if let ("detail", FieldPattern::Object(inner)) = (&**key, field) {
-            paths(inner, &mut Vec::new(), out);
-        }
-    }
-    for branch in object.ors.iter().flatten() {
-        envelope_paths(branch, out);
     }
 }
 
@@ -145,7 +96,7 @@ fn field_anchors(key: &str, field: &FieldPattern, place: &Place) -> Option<Vec<A
             path.push(key.into());
             match field {
                 FieldPattern::Object(inner) => best(inner, &Place::Record(path)),
-                FieldPattern::Leaf(leaf) => leaf_anchors(leaf, &path, |m| value_test(m)),
+                FieldPattern::Leaf(leaf) => leaf_anchors(leaf, &path, value_test),
             }
         }
         Place::Envelope => match (key, field) {
@@ -179,7 +130,7 @@ fn field_anchors(key: &str, field: &FieldPattern, place: &Place) -> Option<Vec<A
                     "id" => "eventID",
                     _ => return None,
                 };
-                leaf_anchors(leaf, &[source.into()], |m| value_test(m))
+                leaf_anchors(leaf, &[source.into()], value_test)
             }
         },
     }
@@ -323,23 +274,5 @@ mod tests {
         );
         // A source no CloudTrail record can give: no record can match.
         assert_eq!(anchors(json!({"source": ["my.app"]})), Some(vec![]));
-    }
-
-    #[test]
-    fn record_paths_cover_every_field_read() {
-        let p =
-            Pattern::compile(&json!({"a": {"b": ["x"]}, "$or": [{"c": ["y"]}, {"d": {"e": [1]}}]}))
-                .unwrap();
-        let got: Vec<String> = p.record_paths().iter().map(|p| p.join(".")).collect();
-        assert_eq!(got, ["a", "a.b", "c", "d", "d.e"]);
-        let e = Pattern::compile(
-            &json!({"source": ["aws.s3"], "detail": {"userIdentity": {"type": ["Root"]}}}),
-        )
-        .unwrap();
-        let got: Vec<String> = e.record_paths().iter().map(|p| p.join(".")).collect();
-        assert!(
-            got.contains(&"eventSource".to_owned())
-                && got.contains(&"userIdentity.type".to_owned())
-        );
     }
 }

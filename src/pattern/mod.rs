@@ -119,13 +119,6 @@ impl Pattern {
             _ => eval::matches_value(&self.root, event.value),
         }
     }
-
-    /// The exact string values that the leaf at `path` must take for the pattern to match, if
-    /// the pattern pins it to a finite set of strings (directly, or in every branch of an `$or`).
-    /// The rule index uses it; `None` means "any value may match".
-    pub(crate) fn required_strings(&self, path: &[&str]) -> Option<Vec<&str>> {
-        required_strings(&self.root, path)
-    }
 }
 
 /// What a pattern is matched against: a CloudTrail record, or an EventBridge event as it stands.
@@ -166,37 +159,6 @@ impl<'a> Event<'a> {
     fn envelope(&self) -> &Envelope<'a> {
         self.envelope.get_or_init(|| Envelope::new(self.value))
     }
-}
-
-fn required_strings<'p>(object: &'p ObjectPattern, path: &[&str]) -> Option<Vec<&'p str>> {
-    let (first, rest) = path.split_first()?;
-    let direct = object
-        .fields
-        .iter()
-        .find(|(k, _)| &**k == *first)
-        .and_then(|(_, field)| match (field, rest.is_empty()) {
-            (FieldPattern::Leaf(leaf), true) if !leaf.matches_absent => leaf
-                .matchers
-                .iter()
-                .map(|m| match m {
-                    ValueMatcher::String(s) => Some(&**s),
-                    _ => None,
-                })
-                .collect::<Option<Vec<_>>>(),
-            (FieldPattern::Object(inner), false) => required_strings(inner, rest),
-            _ => None,
-        });
-    if direct.is_some() {
-        return direct;
-    }
-    // A conjunct `$or` pins the field when every one of its branches does.
-    object.ors.iter().find_map(|group| {
-        let mut all = Vec::new();
-        for branch in group {
-            all.extend(required_strings(branch, path)?);
-        }
-        Some(all)
-    })
 }
 
 /// Builds JSON paths for error messages: `$.a.b[0]`, with `["…"]` for keys that are not plain.

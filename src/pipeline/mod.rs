@@ -1,13 +1,14 @@
 //! From a CloudTrail log stream to the alerts its records raise: the one pipeline the command
 //! line runs per file and the Lambda function runs per S3 object.
 //!
-//! Bytes are decoded and split by the [`reader`](crate::reader); each record's peeked fields go
-//! to the rule [`index`](crate::index), which says whether any rule could match it. Records it
-//! wants are built and matched, and raise [`Alert`]s; the others are only checked, so that
-//! unreadable records are reported exactly as if every record had been built
-//! ([`Mode::Reference`] builds every record, and the tests hold the modes to the same answers).
+//! Bytes are decoded and split by the [`reader`](crate::reader), which peeks at the paths the
+//! rule [`index`](crate::index) names; the index says from those raw values whether any rule
+//! could match the record. Records it wants are built and matched, and raise [`Alert`]s; the
+//! others are only checked, so that unreadable records are reported exactly as if every record
+//! had been built ([`Mode::Reference`] builds every record, and the tests hold the modes to the
+//! same answers).
 
-mod check;
+mod worker;
 
 use std::collections::HashSet;
 use std::io::Read;
@@ -17,17 +18,18 @@ use serde_json::Value;
 
 use crate::alert::{Alert, AlertSource};
 use crate::index::Scratch;
-use crate::reader::{Limits, LogReader, Parsed, PeekFields, ReadError, RecordError, Split};
+use crate::reader::{
+    Limits, LogReader, Parsed, PeekPaths, Peeked, RawRecord, ReadError, RecordError, Split,
+};
 use crate::rules::RuleSet;
-use check::Checker;
 
 /// How a log is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// Everything on the caller's thread.
     Inline,
-    /// Gzip inflated on a thread of its own and the records no rule wants checked on another,
-    /// overlapping with splitting and matching on the caller's: what the command line and the
+    /// Gzip inflated on a thread of its own, and records built, matched or checked on another,
+    /// overlapping with splitting and peeking on the caller's: what the command line and the
     /// function use.
     Threaded,
     /// Every record built and matched, on the caller's thread: the reference the other modes
@@ -77,8 +79,10 @@ pub struct Outcome {
 pub struct Pipeline<'r> {
     rules: &'r RuleSet,
     limits: Limits,
-    peek: PeekFields,
+    peek: PeekPaths,
+    /// For matching, and for deciding from the peek (on different threads when threaded).
     scratch: Scratch,
+    peek_scratch: Scratch,
 }
 
 impl<'r> Pipeline<'r> {
@@ -86,8 +90,9 @@ impl<'r> Pipeline<'r> {
         Pipeline {
             rules,
             limits,
-            peek: rules.index().peek_fields(),
+            peek: rules.index().peek_paths(),
             scratch: Scratch::default(),
+            peek_scratch: Scratch::default(),
         }
     }
 
@@ -115,7 +120,7 @@ impl<'r> Pipeline<'r> {
                 }
             }
         };
-        let mut raiser = Raiser {
+        let mut matcher = Matcher {
             rules: self.rules,
             scratch: &mut self.scratch,
             seen: HashSet::new(),
@@ -123,16 +128,20 @@ impl<'r> Pipeline<'r> {
             stats: ObjectStats::default(),
             unreadable: Vec::new(),
         };
-        let (fault, bytes) = match mode {
-            Mode::Reference => build_every_record(reader, &mut raiser, &mut on_alert),
-            Mode::Inline => build_wanted_records(reader, &mut raiser, &mut on_alert, false),
-            Mode::Threaded => build_wanted_records(reader, &mut raiser, &mut on_alert, true),
+        let wanted = Wanted {
+            rules: self.rules,
+            scratch: &mut self.peek_scratch,
         };
-        let Raiser {
+        let (fault, bytes) = match mode {
+            Mode::Reference => build_every_record(reader, &mut matcher, &mut on_alert),
+            Mode::Inline => build_wanted(reader, wanted, &mut matcher, &mut on_alert),
+            Mode::Threaded => worker::build_wanted(reader, wanted, &mut matcher, &mut on_alert),
+        };
+        let Matcher {
             mut stats,
             mut unreadable,
             ..
-        } = raiser;
+        } = matcher;
         unreadable.sort_by_key(|e| e.index);
         stats.unreadable = unreadable.len() as u64;
         stats.bytes = bytes;
@@ -144,54 +153,33 @@ impl<'r> Pipeline<'r> {
     }
 }
 
-/// The fast path: a record the index does not want is checked (on another thread when
-/// `threaded`), not built. Returns the fault that ended the log, if any, and the bytes read.
-fn build_wanted_records<R: Read>(
-    mut reader: LogReader<R>,
-    raiser: &mut Raiser<'_, '_>,
-    on_alert: &mut impl FnMut(Alert),
-    threaded: bool,
-) -> (Option<ReadError>, u64) {
-    let index = raiser.rules.index();
-    let fault = std::thread::scope(|scope| {
-        let mut checker = Checker::new(scope, threaded);
-        let fault = loop {
-            let (raw, peeked) = match reader.next_split() {
-                Ok(Some(Split::Record(raw, peeked))) => (raw, peeked),
-                Ok(Some(Split::TooLarge(e))) => {
-                    raiser.unreadable.push(e);
-                    continue;
-                }
-                Ok(None) => break None,
-                Err(e) => break Some(e),
-            };
-            if peeked.must_build() || index.wants(peeked, raw.bytes) {
-                match raw.build() {
-                    Ok(record) => raiser.raise(&record, raw.index, on_alert),
-                    Err(e) => raiser.unreadable.push(e),
-                }
-            } else {
-                checker.check(raw, &mut raiser.stats.records, &mut raiser.unreadable);
-            }
-        };
-        checker.finish(&mut raiser.stats.records, &mut raiser.unreadable);
-        fault
-    });
-    (fault, reader.offset())
+/// The fast-path decision: from what the reader peeked at, whether a record must be built.
+struct Wanted<'p, 'r> {
+    rules: &'r RuleSet,
+    scratch: &'p mut Scratch,
 }
 
-/// The reference: every record built and matched.
-fn build_every_record<R: Read>(
+impl Wanted<'_, '_> {
+    fn build(&mut self, raw: &RawRecord<'_>, peeked: &Peeked) -> bool {
+        raw.must_build() || self.rules.index().wants(peeked, raw.bytes, self.scratch)
+    }
+}
+
+/// The fast path, on this thread: a record the index does not want is checked, not built.
+/// Returns the fault that ended the log, if any, and the bytes read.
+fn build_wanted<R: Read>(
     mut reader: LogReader<R>,
-    raiser: &mut Raiser<'_, '_>,
+    mut wanted: Wanted<'_, '_>,
+    matcher: &mut Matcher<'_, '_>,
     on_alert: &mut impl FnMut(Alert),
 ) -> (Option<ReadError>, u64) {
     let fault = loop {
-        match reader.next_parsed() {
-            Ok(Some(Parsed::Record { index, record, .. })) => {
-                raiser.raise(&record, index, on_alert)
+        match reader.next_split() {
+            Ok(Some(Split::Record(raw, peeked))) => {
+                let build = wanted.build(&raw, peeked);
+                matcher.record(raw, build, on_alert);
             }
-            Ok(Some(Parsed::Unreadable(e))) => raiser.unreadable.push(e),
+            Ok(Some(Split::TooLarge(e))) => matcher.unreadable.push(e),
             Ok(None) => break None,
             Err(e) => break Some(e),
         }
@@ -199,8 +187,28 @@ fn build_every_record<R: Read>(
     (fault, reader.offset())
 }
 
-/// Raises the alerts of one log's records, once per `eventID` within the log.
-struct Raiser<'p, 'r> {
+/// The reference: every record built whole and matched.
+fn build_every_record<R: Read>(
+    mut reader: LogReader<R>,
+    matcher: &mut Matcher<'_, '_>,
+    on_alert: &mut impl FnMut(Alert),
+) -> (Option<ReadError>, u64) {
+    let fault = loop {
+        match reader.next_parsed() {
+            Ok(Some(Parsed::Record { index, record, .. })) => {
+                matcher.stats.records += 1;
+                matcher.raise(&record, index, on_alert);
+            }
+            Ok(Some(Parsed::Unreadable(e))) => matcher.unreadable.push(e),
+            Ok(None) => break None,
+            Err(e) => break Some(e),
+        }
+    };
+    (fault, reader.offset())
+}
+
+/// Matches one log's records and raises their alerts, once per `eventID` within the log.
+struct Matcher<'p, 'r> {
     rules: &'r RuleSet,
     scratch: &'p mut Scratch,
     seen: HashSet<String>,
@@ -209,9 +217,27 @@ struct Raiser<'p, 'r> {
     unreadable: Vec<RecordError>,
 }
 
-impl Raiser<'_, '_> {
+impl Matcher<'_, '_> {
+    /// Builds a record and raises its alerts, or (when it need not be built) checks it.
+    fn record(&mut self, raw: RawRecord<'_>, build: bool, on_alert: &mut impl FnMut(Alert)) {
+        let verdict = if build {
+            raw.build().map(Some)
+        } else {
+            raw.check().map(|()| None)
+        };
+        match verdict {
+            Ok(built) => {
+                self.stats.records += 1;
+                if let Some(record) = built {
+                    self.raise(&record, raw.index, on_alert);
+                }
+            }
+            Err(e) => self.unreadable.push(e),
+        }
+    }
+
+    /// Raises the alerts of the rules that match a record built whole.
     fn raise(&mut self, record: &Value, index: usize, on_alert: &mut impl FnMut(Alert)) {
-        self.stats.records += 1;
         let mut matched = Vec::new();
         self.rules
             .matching(record, self.scratch, |rule| matched.push(rule));

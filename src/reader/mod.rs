@@ -6,8 +6,8 @@
 //!   on a thread of its own, with UTF-8 checked there.
 //! - [`split`]: the `{"Records": [ … ]}` document split into one record's bytes at a time
 //!   ([`LogReader`]); file-level faults are a [`ReadError`].
-//! - [`peek`]: while splitting, the values of the top-level fields the rule index names, read
-//!   from the raw bytes, so that a record no rule can match is never built.
+//! - [`peek`]: while splitting, the values at the paths the rule index names, read from the raw
+//!   bytes, so that a record no rule can match is never built.
 //! - [`record`]: the verdict on one record's bytes — built, checked, or refused with a
 //!   [`RecordError`] — the same whichever way it is reached.
 
@@ -18,8 +18,8 @@ pub mod split;
 
 use std::io;
 
-pub use peek::{Known, PeekFields, Peeked};
-pub use record::{RawRecord, RecordError, RecordErrorKind};
+pub use peek::{Leaf, PeekPaths, Peeked};
+pub use record::{RawRecord, RecordError, RecordErrorKind, DEEP_RECORD};
 pub use split::{LogReader, Parsed, Split};
 
 /// The default cap on decompressed bytes per object (2 GiB), against decompression bombs.

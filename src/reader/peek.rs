@@ -1,185 +1,306 @@
-//! The raw-byte peek: while a record's bytes are split off, note where the values of a few of its
-//! top-level fields stand, so that a record no rule can match is never built.
+//! The raw-byte peek: while a record's bytes are split off, note the values standing at a few
+//! paths of it, so that a record no rule can match is never built.
 //!
-//! The reader does not know which fields matter: the rule index names them
-//! ([`crate::index::RuleIndex::peek_fields`]) and reads the answers back from [`Peeked`]. Only
-//! plain strings are read from the bytes; anything else (escapes, numbers, arrays, a key written
-//! with escapes) is [`Known::Unknown`], and the record must be built to tell.
+//! The reader does not know which paths matter: the rule index names them
+//! ([`crate::index::PatternIndex::peek_paths`]) and reads the answers back from [`Peeked`].
+//! Paths may be nested (`userIdentity.type`); arrays on the way are looked through, as patterns
+//! look through them. Only plain strings are read from the bytes; a string with escapes is
+//! [`Leaf::Escaped`], and anything that would make the raw reading differ from the parsed record
+//! (a key written with escapes or given twice in an object the paths go through) makes the whole
+//! record [`Peeked::unknown`]: only building it can tell.
 
 use std::ops::Range;
 
-/// The top-level fields to peek at, by name, in the order the index asked for them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PeekFields {
-    names: Vec<Box<[u8]>>,
+/// Paths to peek at, as a tree of object keys. Each path the index adds gets a slot, under
+/// which the leaves found there are reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeekPaths {
+    /// `nodes[0]` is the record itself.
+    nodes: Vec<Node>,
+    slots: usize,
 }
 
-impl PeekFields {
-    pub fn new<'a>(names: impl IntoIterator<Item = &'a str>) -> Self {
-        PeekFields {
-            names: names
-                .into_iter()
-                .map(|n| n.as_bytes().to_vec().into_boxed_slice())
-                .collect(),
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Node {
+    children: Vec<(Box<[u8]>, u32)>,
+    /// Bit `n` set: some child key is `n` bytes long (63: 63 or more).
+    lengths: u64,
+    slot: Option<u32>,
+}
+
+impl Default for PeekPaths {
+    fn default() -> Self {
+        PeekPaths {
+            nodes: vec![Node::default()],
+            slots: 0,
+        }
+    }
+}
+
+impl PeekPaths {
+    /// Adds a path; returns the slot its leaves are reported under.
+    pub fn insert(&mut self, path: &[Box<str>]) -> usize {
+        let mut at = 0;
+        for key in path {
+            let key = key.as_bytes();
+            at = match self.nodes[at].children.iter().find(|(k, _)| &**k == key) {
+                Some(&(_, child)) => child as usize,
+                None => {
+                    let child = self.nodes.len();
+                    self.nodes.push(Node::default());
+                    let node = &mut self.nodes[at];
+                    node.children.push((key.into(), child as u32));
+                    node.lengths |= 1 << key.len().min(63);
+                    child
+                }
+            };
+        }
+        match self.nodes[at].slot {
+            Some(slot) => slot as usize,
+            None => {
+                self.nodes[at].slot = Some(self.slots as u32);
+                self.slots += 1;
+                self.slots - 1
+            }
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.names.len()
+    pub fn is_empty(&self) -> bool {
+        self.slots == 0
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
+    fn has_children(&self, node: u32) -> bool {
+        !self.nodes[node as usize].children.is_empty()
     }
+
+    fn slot(&self, node: u32) -> Option<u32> {
+        self.nodes[node as usize].slot
+    }
+
+    /// The child of `node` under the key at record bytes `start..end`, and its position among
+    /// the children (for telling a key given twice).
+    fn child(&self, node: u32, span: Span<'_>, start: usize, end: usize) -> Option<(u32, usize)> {
+        let node = &self.nodes[node as usize];
+        if node.lengths & (1 << (end - start).min(63)) == 0 {
+            return None;
+        }
+        node.children
+            .iter()
+            .enumerate()
+            .find(|(_, (key, _))| span.eq(start, end, key))
+            .map(|(i, &(_, child))| (child, i))
+    }
+}
+
+/// A leaf value at a peeked path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum RawLeaf {
+    /// A string without escapes, at this byte range of the record (quotes excluded).
+    Plain(Range<usize>),
+    /// A string with escapes: only parsing can tell its value.
+    Escaped,
+    /// A number, `true`, `false` or `null`.
+    Scalar,
 }
 
 /// What the peek saw of one record.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Peeked {
-    /// One entry per name of [`PeekFields`], in its order.
-    fields: Vec<Field>,
-    /// A top-level key was written with escapes: the record's keys cannot be read from the raw
-    /// bytes, so nothing is known.
-    escaped_key: bool,
-    /// The deepest nesting of objects and arrays (the record itself is 1).
-    pub(crate) max_depth: usize,
+    leaves: Vec<(u32, RawLeaf)>,
+    unknown: bool,
 }
 
-/// Records nested this deep are always built: building refuses nesting past serde_json's limit
-/// (128), which checking alone would not notice.
-pub const DEEP_RECORD: usize = 100;
+/// A leaf value at a peeked path, as far as the raw bytes tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leaf<'b> {
+    /// A string without escapes.
+    Plain(&'b str),
+    /// A string with escapes.
+    Escaped,
+    /// A number, `true`, `false` or `null`.
+    Scalar,
+}
 
 impl Peeked {
-    /// Forgets the last record, keeping room for `fields` answers.
-    pub(crate) fn reset(&mut self, fields: usize) {
-        self.fields.clear();
-        self.fields.resize(fields, Field::Absent);
-        self.escaped_key = false;
-        self.max_depth = 0;
+    fn reset(&mut self) {
+        self.leaves.clear();
+        self.unknown = false;
     }
 
-    /// Whether checking the record could disagree with building it, so that it must be built
-    /// whatever the rules say of it.
-    pub fn must_build(&self) -> bool {
-        self.max_depth >= DEEP_RECORD
+    /// Whether the raw bytes cannot be trusted to show the record's values at the peeked paths
+    /// (a key with escapes, or a key given twice, on the way): only building it can tell.
+    pub fn unknown(&self) -> bool {
+        self.unknown
     }
 
-    /// What the raw bytes say of the value of the `i`-th peeked field.
-    pub fn value<'b>(&self, i: usize, bytes: &'b [u8]) -> Known<'b> {
-        if self.escaped_key {
-            return Known::Unknown;
-        }
-        match self.fields.get(i) {
-            None => Known::Unknown,
-            Some(Field::Absent) => Known::Absent,
-            Some(Field::Plain(r)) => bytes
-                .get(r.clone())
-                .and_then(|b| std::str::from_utf8(b).ok())
-                .map_or(Known::Unknown, Known::Plain),
-            Some(Field::Other) => Known::Unknown,
-        }
+    /// The leaves found at the path of `slot`, in record order.
+    pub fn leaves<'b>(&'b self, slot: usize, bytes: &'b [u8]) -> impl Iterator<Item = Leaf<'b>> {
+        self.leaves
+            .iter()
+            .filter(move |(s, _)| *s as usize == slot)
+            .map(move |(_, leaf)| match leaf {
+                RawLeaf::Plain(r) => bytes
+                    .get(r.clone())
+                    .and_then(|b| std::str::from_utf8(b).ok())
+                    .map_or(Leaf::Escaped, Leaf::Plain),
+                RawLeaf::Escaped => Leaf::Escaped,
+                RawLeaf::Scalar => Leaf::Scalar,
+            })
     }
 }
 
-/// A top-level field of a record as seen in its raw bytes.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-enum Field {
-    /// Not present.
-    #[default]
-    Absent,
-    /// A string without escapes, at this byte range of the record (quotes excluded).
-    Plain(Range<usize>),
-    /// Anything else: a string with escapes, a number, an array, an object, null…
-    Other,
+/// One open object or array on a peeked path.
+#[derive(Debug)]
+struct Frame {
+    node: u32,
+    object: bool,
+    /// In an object: the next string is a key.
+    expect_key: bool,
+    /// The node of the value after the last key (`None`: not peeked).
+    value_node: Option<u32>,
+    /// The current value (after a key, or an array element) has begun.
+    value_seen: bool,
+    /// Children whose key was seen in this object (bit per position; 64 or more: all bits).
+    seen: u64,
 }
 
-/// A field's value as far as the raw bytes tell.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Known<'b> {
-    Absent,
-    Plain(&'b str),
-    /// Only building the record can tell (escapes, not a string, escaped keys).
-    Unknown,
-}
-
-impl<'b> Known<'b> {
-    /// `Some(None)` absent, `Some(Some(v))` a plain string, `None` unknown.
-    pub fn known(self) -> Option<Option<&'b str>> {
-        match self {
-            Known::Absent => Some(None),
-            Known::Plain(v) => Some(Some(v)),
-            Known::Unknown => None,
-        }
-    }
-}
-
-/// Top-level bookkeeping while a record is split: the splitter reports strings, colons, commas
-/// and other values at depth 1, and the tracker fills in [`Peeked`].
+/// Follows the splitter through one record: the splitter reports strings, brackets, colons,
+/// commas and other values, and the tracker fills in [`Peeked`] for the containers on peeked
+/// paths (those at depth `frames.len()`; anything deeper is not on a peeked path).
 #[derive(Debug, Default)]
 pub(crate) struct Tracker {
-    pub(crate) expect_key: bool,
-    /// The peeked field whose value comes next, if the last key was one.
-    slot: Option<usize>,
-    /// The value of the last key has begun.
-    value_seen: bool,
+    frames: Vec<Frame>,
     string_start: usize,
     string_is_key: bool,
     pub(crate) escaped: bool,
 }
 
 impl Tracker {
+    pub(crate) fn start(&mut self, peeked: &mut Peeked) {
+        self.frames.clear();
+        peeked.reset();
+    }
+
+    /// Whether a container at `depth` (the number of containers open) is on a peeked path.
+    #[inline]
+    pub(crate) fn tracking(&self, depth: usize) -> bool {
+        depth == self.frames.len()
+    }
+
+    /// The node of the value beginning now, if it is on a peeked path.
+    fn value_node(&self) -> Option<u32> {
+        match self.frames.last() {
+            None => Some(0),
+            Some(f) if f.object => f.value_node,
+            Some(f) => Some(f.node),
+        }
+    }
+
     pub(crate) fn string_opened(&mut self, at: usize) {
         self.string_start = at;
-        self.string_is_key = self.expect_key;
+        self.string_is_key = self.frames.last().is_some_and(|f| f.object && f.expect_key);
         self.escaped = false;
     }
 
-    /// A depth-1 string closed at record position `at`; its bytes are partly in `record` (what
-    /// was kept so far) and partly in `chunk`, which starts at record position `base`.
+    /// A string closed at record position `at` (its bytes in `span`).
     pub(crate) fn string_closed(
         &mut self,
-        fields: &PeekFields,
+        paths: &PeekPaths,
         peeked: &mut Peeked,
         span: Span<'_>,
         at: usize,
     ) {
         let (start, end) = (self.string_start + 1, at);
         if self.string_is_key {
-            if self.escaped {
-                peeked.escaped_key = true;
-            }
-            self.slot = fields
-                .names
-                .iter()
-                .position(|name| span.eq(start, end, name));
-            self.value_seen = false;
-        } else if !self.value_seen {
-            self.value_seen = true;
-            let field = if self.escaped {
-                Field::Other
-            } else {
-                Field::Plain(start..end)
+            let Some(frame) = self.frames.last_mut() else {
+                return;
             };
-            self.set(peeked, field);
+            if self.escaped {
+                // The key may be one of the peeked ones, written otherwise.
+                peeked.unknown = true;
+                frame.value_node = None;
+            } else {
+                frame.value_node = paths.child(frame.node, span, start, end).map(|(child, i)| {
+                    let bit = if i < 64 { 1 << i } else { u64::MAX };
+                    if frame.seen & bit != 0 {
+                        // A key given twice: the parsed record keeps the last value.
+                        peeked.unknown = true;
+                    }
+                    frame.seen |= bit;
+                    child
+                });
+            }
+            frame.value_seen = false;
+            return;
+        }
+        let leaf = if self.escaped {
+            RawLeaf::Escaped
+        } else {
+            RawLeaf::Plain(start..end)
+        };
+        self.value_begins(paths, peeked, leaf);
+    }
+
+    /// A scalar other than a string (a byte of a number, `true`, `false`, `null`).
+    pub(crate) fn scalar(&mut self, paths: &PeekPaths, peeked: &mut Peeked) {
+        self.value_begins(paths, peeked, RawLeaf::Scalar);
+    }
+
+    fn value_begins(&mut self, paths: &PeekPaths, peeked: &mut Peeked, leaf: RawLeaf) {
+        if let Some(frame) = self.frames.last_mut() {
+            if frame.value_seen {
+                return;
+            }
+            frame.value_seen = true;
+        }
+        if let Some(slot) = self.value_node().and_then(|n| paths.slot(n)) {
+            peeked.leaves.push((slot, leaf));
         }
     }
 
-    pub(crate) fn colon(&mut self, peeked: &mut Peeked) {
-        self.expect_key = false;
-        // Until a plain string shows otherwise, the value is unknown.
-        self.set(peeked, Field::Other);
-    }
-
-    pub(crate) fn other_value(&mut self, peeked: &mut Peeked) {
-        if !self.expect_key && !self.value_seen {
-            self.value_seen = true;
-            self.set(peeked, Field::Other);
+    /// `{` or `[` at a tracked depth: the container is followed when it is on a peeked path.
+    /// Returns whether it is (the splitter then counts it as tracked).
+    pub(crate) fn open(&mut self, paths: &PeekPaths, object: bool) -> bool {
+        let node = self.value_node();
+        if let Some(frame) = self.frames.last_mut() {
+            frame.value_seen = true;
+        }
+        match node {
+            // An object is followed only where a peeked path goes on; an array always (its
+            // elements stand at the same path).
+            Some(node) if !object || paths.has_children(node) => {
+                self.frames.push(Frame {
+                    node,
+                    object,
+                    expect_key: object,
+                    value_node: None,
+                    value_seen: false,
+                    seen: 0,
+                });
+                true
+            }
+            _ => false,
         }
     }
 
-    fn set(&self, peeked: &mut Peeked, field: Field) {
-        if let Some(slot) = self.slot {
-            peeked.fields[slot] = field;
+    /// `}` or `]` closing a tracked container.
+    pub(crate) fn close(&mut self) {
+        self.frames.pop();
+    }
+
+    pub(crate) fn colon(&mut self) {
+        if let Some(f) = self.frames.last_mut() {
+            f.expect_key = false;
+        }
+    }
+
+    pub(crate) fn comma(&mut self) {
+        if let Some(f) = self.frames.last_mut() {
+            f.expect_key = f.object;
+            f.value_seen = false;
+            if f.object {
+                f.value_node = None;
+            }
         }
     }
 }

@@ -54,7 +54,13 @@ pub struct RawRecord<'r> {
     pub bytes: &'r [u8],
     /// The bytes are known to be UTF-8 (checked while inflating).
     pub utf8: bool,
+    /// Only building the record can judge it (see [`RawRecord::must_build`]).
+    pub must_build: bool,
 }
+
+/// Records nested this deep are always built: building refuses nesting past serde_json's limit
+/// (128), which checking alone would not notice.
+pub const DEEP_RECORD: usize = 100;
 
 impl RawRecord<'_> {
     /// Builds the record: a JSON object, or why it is not one.
@@ -67,7 +73,10 @@ impl RawRecord<'_> {
     }
 
     /// Checks the record as [`RawRecord::build`] would, without building it: `Ok` when it is a
-    /// valid JSON object, else the same error `build` would report.
+    /// valid JSON object, else the same error `build` would report. Only for a record that
+    /// need not be built ([`RawRecord::must_build`]): checking passes over what it does not
+    /// keep, so it cannot tell a number out of range, half a surrogate pair, or nesting past
+    /// the parser's limit.
     pub fn check(&self) -> Result<(), RecordError> {
         // Building a record also checks that its strings are UTF-8; checking must too.
         let valid = (self.utf8 || std::str::from_utf8(self.bytes).is_ok())
@@ -86,6 +95,12 @@ impl RawRecord<'_> {
             _ => "a number",
         };
         Err(self.error(RecordErrorKind::NotObject(kind)))
+    }
+
+    /// Whether only building the record can judge it: nested [`DEEP_RECORD`] deep or more, or
+    /// holding a number with an exponent or of hundreds of digits, or a `\\uD…` escape.
+    pub fn must_build(&self) -> bool {
+        self.must_build
     }
 
     fn error(&self, kind: RecordErrorKind) -> RecordError {

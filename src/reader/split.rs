@@ -8,8 +8,8 @@
 use std::io::Read;
 
 use super::decode::Decoder;
-use super::peek::{PeekFields, Peeked, Span, Tracker};
-use super::record::{RawRecord, RecordError, RecordErrorKind};
+use super::peek::{PeekPaths, Peeked, Span, Tracker};
+use super::record::{RawRecord, RecordError, RecordErrorKind, DEEP_RECORD};
 use super::{Limits, ReadError};
 
 /// Where the reader stands in the top-level object.
@@ -42,9 +42,13 @@ pub struct LogReader<R: Read> {
     keys_seen: Vec<String>,
     index: usize,
     record: Vec<u8>,
-    /// The top-level fields the index asked to peek at, and what was seen of them.
-    fields: PeekFields,
+    /// The paths the index asked to peek at, what was seen there, and the tracker's state
+    /// (kept to reuse its memory).
+    paths: PeekPaths,
     peeked: Peeked,
+    tracker: Tracker,
+    /// What the splitter noticed of the last value taken.
+    shape: Shape,
 }
 
 /// What the splitter hands out next.
@@ -95,16 +99,18 @@ impl<R: Read> LogReader<R> {
             keys_seen: Vec::new(),
             index: 0,
             record: Vec::new(),
-            fields: PeekFields::default(),
+            paths: PeekPaths::default(),
             peeked: Peeked::default(),
+            tracker: Tracker::default(),
+            shape: Shape::default(),
         };
         reader.open()?;
         Ok(reader)
     }
 
-    /// Peeks at these top-level fields of every record from now on (see [`Split::Record`]).
-    pub fn peeking(mut self, fields: PeekFields) -> Self {
-        self.fields = fields;
+    /// Peeks at these paths of every record from now on (see [`Split::Record`]).
+    pub fn peeking(mut self, paths: PeekPaths) -> Self {
+        self.paths = paths;
         self
     }
 
@@ -383,6 +389,7 @@ impl<R: Read> LogReader<R> {
                         offset,
                         bytes: &self.record,
                         utf8: self.src.all_utf8(),
+                        must_build: self.shape.depth >= DEEP_RECORD || self.shape.doubtful,
                     };
                     return Ok(Some(Split::Record(raw, &self.peeked)));
                 }
@@ -394,22 +401,24 @@ impl<R: Read> LogReader<R> {
     /// `store` is set and the value fits in the record limit. Returns whether it was stored
     /// whole. Only the structure is checked here (strings, nesting); the bytes are parsed later.
     ///
-    /// While storing a record, it also notes where the values of the peeked fields stand, in
-    /// [`Peeked`], so that a record no rule can match need not be built. The bookkeeping runs
-    /// only on bytes outside strings at depth 1.
+    /// While storing a record, it also peeks at the values of the paths in `self.paths` (into
+    /// `self.peeked`), and notes in `self.shape` what only building the record can judge.
     fn take_value(&mut self, store: bool) -> Result<bool, ReadError> {
         let limit = self.limits.max_record_bytes;
-        let track = store && !self.fields.is_empty() && matches!(self.state, State::Records { .. });
+        let track = store && !self.paths.is_empty() && matches!(self.state, State::Records { .. });
         let mut keep = store;
         let mut depth: usize = 0;
         let mut in_string = false;
         let mut escape = false;
         let mut started = false;
-        let mut t = Tracker::default();
-        let mut max_depth = 0;
-        self.peeked.reset(self.fields.len());
+        let mut shape = Shape::default();
+        // Record position after the last structural byte, for telling a long number.
+        let mut token_start = 0;
+        let mut t = std::mem::take(&mut self.tracker);
+        t.start(&mut self.peeked);
         loop {
             if !self.fill()? {
+                self.tracker = t;
                 return Err(
                     self.truncated(if self.state == (State::Records { first: false }) {
                         "a record"
@@ -427,6 +436,22 @@ impl<R: Read> LogReader<R> {
                 if in_string {
                     if escape {
                         escape = false;
+                        // `\uD800`-`\uDFFF` may be half a surrogate pair, which building
+                        // checks and a partial reading does not.
+                        if chunk[i] == b'u'
+                            && !matches!(
+                                chunk.get(i + 1),
+                                Some(
+                                    b'0'..=b'9'
+                                    | b'a'..=b'c'
+                                    | b'A'..=b'C'
+                                    | b'e'..=b'f'
+                                    | b'E'..=b'F',
+                                )
+                            )
+                        {
+                            shape.doubtful = true;
+                        }
                         i += 1;
                         continue;
                     }
@@ -443,14 +468,15 @@ impl<R: Read> LogReader<R> {
                                     end = Some(i + 1);
                                     break;
                                 }
-                                if depth == 1 && track && keep {
+                                if track && t.tracking(depth) && keep {
                                     let span = Span {
                                         record: &self.record,
                                         chunk,
                                         base,
                                     };
-                                    t.string_closed(&self.fields, &mut self.peeked, span, base + i);
+                                    t.string_closed(&self.paths, &mut self.peeked, span, base + i);
                                 }
+                                token_start = base + i + 1;
                             }
                             i += 1;
                         }
@@ -461,37 +487,57 @@ impl<R: Read> LogReader<R> {
                 match b {
                     b'"' => {
                         in_string = true;
-                        if depth == 1 {
+                        if track && t.tracking(depth) {
                             t.string_opened(base + i);
                         }
                     }
                     b'{' | b'[' => {
-                        if depth == 1 {
-                            t.other_value(&mut self.peeked);
+                        if track && t.tracking(depth) {
+                            t.open(&self.paths, b == b'{');
                         }
                         depth += 1;
-                        max_depth = max_depth.max(depth);
-                        if depth == 1 {
-                            t.expect_key = b == b'{';
-                        }
+                        shape.depth = shape.depth.max(depth);
+                        token_start = base + i + 1;
                     }
                     b'}' | b']' if depth > 0 => {
+                        if track && t.tracking(depth) {
+                            t.close();
+                        }
+                        shape.long_token(token_start, base + i);
                         depth -= 1;
                         if depth == 0 {
                             end = Some(i + 1);
                             break;
                         }
+                        token_start = base + i + 1;
                     }
                     b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r' if depth == 0 && started => {
                         // The end of a bare scalar (number, true, false, null).
                         end = Some(i);
                         break;
                     }
-                    b':' if depth == 1 => t.colon(&mut self.peeked),
-                    b',' if depth == 1 => t.expect_key = true,
+                    b':' | b',' => {
+                        if track && t.tracking(depth) {
+                            if b == b':' {
+                                t.colon();
+                            } else {
+                                t.comma();
+                            }
+                        }
+                        shape.long_token(token_start, base + i);
+                        token_start = base + i + 1;
+                    }
                     b' ' | b'\t' | b'\n' | b'\r' => {}
-                    _ if depth == 1 => t.other_value(&mut self.peeked),
-                    _ => {}
+                    _ => {
+                        // An exponent: building checks that the number is in range; a partial
+                        // reading does not (`e` follows a digit only in a number).
+                        if b | 0x20 == b'e' && (i == 0 || chunk[i - 1].is_ascii_digit()) {
+                            shape.doubtful = true;
+                        }
+                        if track && t.tracking(depth) {
+                            t.scalar(&self.paths, &mut self.peeked);
+                        }
+                    }
                 }
                 started = true;
                 i += 1;
@@ -508,9 +554,31 @@ impl<R: Read> LogReader<R> {
             }
             self.pos += used;
             if end.is_some() {
-                self.peeked.max_depth = max_depth;
+                self.shape = shape;
+                self.tracker = t;
                 return Ok(keep || !store);
             }
+        }
+    }
+}
+
+/// What the splitter noticed of a record that only building it can judge.
+#[derive(Debug, Clone, Copy, Default)]
+struct Shape {
+    /// The deepest nesting of objects and arrays (the record itself is 1).
+    depth: usize,
+    /// A number with an exponent or of hundreds of digits (maybe out of range), or an escape
+    /// that may be half a surrogate pair.
+    doubtful: bool,
+}
+
+impl Shape {
+    /// Between two structural bytes: past 300 bytes, a number there may be out of range (a
+    /// double ends near 1.8e308).
+    #[inline]
+    fn long_token(&mut self, start: usize, end: usize) {
+        if end.saturating_sub(start) > 300 {
+            self.doubtful = true;
         }
     }
 }
