@@ -20,11 +20,12 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use crate::hash::FastHash;
-use crate::pattern::{service_of, Anchor, Event, Path, Pattern, Test};
+use crate::pattern::{service_len, Anchor, Event, Path, Pattern, Test};
 use crate::reader::{Leaf, PeekPaths, Peeked};
 
 type Ids = Vec<u32>;
-type Table = HashMap<Box<str>, Ids, FastHash>;
+/// Keys are the bytes of UTF-8 strings: a record's raw values are looked up as they stand.
+type Table = HashMap<Box<[u8]>, Ids, FastHash>;
 
 /// A set of compiled patterns, indexed for matching.
 #[derive(Debug, Clone, Default)]
@@ -34,8 +35,13 @@ pub struct PatternIndex {
     fields: Vec<FieldTable>,
     /// Patterns with no anchors: tried on every record.
     unanchored: Ids,
-    /// The paths of `fields`, the slot of `fields[i]` being `i`.
+    /// Per pattern, its second anchor set (peek slot and test), checked from the raw values
+    /// before a record is built for it; empty when it has none.
+    second: Vec<Vec<(usize, Test)>>,
+    /// The paths of the anchor sets; `tables[slot]` is the table of that path, if it has one
+    /// (a path of second anchor sets only has none).
     peek: PeekPaths,
+    tables: Vec<Option<usize>>,
 }
 
 /// The anchors at one path.
@@ -58,27 +64,45 @@ struct FieldTable {
 struct Affixes {
     table: Table,
     lengths: Vec<usize>,
+    /// The first bytes of the prefixes (last bytes of the suffixes), so that most values are
+    /// turned away without a lookup.
+    ends: [u64; 4],
 }
 
 impl Affixes {
-    fn insert(&mut self, affix: &str, id: u32) {
-        file(&mut self.table, affix, id);
+    fn insert(&mut self, affix: &str, id: u32, prefix: bool) {
+        file(&mut self.table, affix.as_bytes(), id);
+        let end = if prefix {
+            affix.as_bytes().first()
+        } else {
+            affix.as_bytes().last()
+        };
+        if let Some(&b) = end {
+            self.ends[usize::from(b >> 6)] |= 1 << (b & 63);
+        }
         if !self.lengths.contains(&affix.len()) {
             self.lengths.push(affix.len());
             self.lengths.sort_unstable();
         }
     }
 
-    fn hits(&self, value: &str, prefix: bool, out: &mut Ids) {
+    fn hits(&self, value: &[u8], prefix: bool, out: &mut Ids) {
+        let end = if prefix { value.first() } else { value.last() };
+        // An empty prefix (or suffix) passes every value, whatever its ends.
+        let turned_away =
+            end.is_some_and(|&b| self.ends[usize::from(b >> 6)] & (1 << (b & 63)) == 0);
+        if turned_away && self.lengths.first() != Some(&0) {
+            return;
+        }
         for &n in &self.lengths {
             if n > value.len() {
                 break;
             }
-            let at = if prefix { n } else { value.len() - n };
-            if !value.is_char_boundary(at) {
-                continue;
-            }
-            let part = if prefix { &value[..at] } else { &value[at..] };
+            let part = if prefix {
+                &value[..n]
+            } else {
+                &value[value.len() - n..]
+            };
             if let Some(ids) = self.table.get(part) {
                 out.extend_from_slice(ids);
             }
@@ -90,7 +114,7 @@ impl Affixes {
     }
 }
 
-fn file(table: &mut Table, key: &str, id: u32) {
+fn file(table: &mut Table, key: &[u8], id: u32) {
     let ids = table.entry(key.into()).or_default();
     if ids.last() != Some(&id) {
         ids.push(id);
@@ -100,13 +124,13 @@ fn file(table: &mut Table, key: &str, id: u32) {
 impl FieldTable {
     fn insert(&mut self, test: &Test, id: u32) {
         match test {
-            Test::Exact(v) => file(&mut self.exact, v, id),
-            Test::Folded(v) => file(&mut self.folded, v, id),
-            Test::Prefix(v) => self.prefix.insert(v, id),
-            Test::FoldedPrefix(v) => self.folded_prefix.insert(v, id),
-            Test::Suffix(v) => self.suffix.insert(v, id),
-            Test::FoldedSuffix(v) => self.folded_suffix.insert(v, id),
-            Test::Service(v) => file(&mut self.service, v, id),
+            Test::Exact(v) => file(&mut self.exact, v.as_bytes(), id),
+            Test::Folded(v) => file(&mut self.folded, v.as_bytes(), id),
+            Test::Prefix(v) => self.prefix.insert(v, id, true),
+            Test::FoldedPrefix(v) => self.folded_prefix.insert(v, id, true),
+            Test::Suffix(v) => self.suffix.insert(v, id, false),
+            Test::FoldedSuffix(v) => self.folded_suffix.insert(v, id, false),
+            Test::Service(v) => file(&mut self.service, v.as_bytes(), id),
             Test::Present => {
                 if self.present.last() != Some(&id) {
                     self.present.push(id);
@@ -118,11 +142,11 @@ impl FieldTable {
     /// The patterns whose anchors at this path one of the record's leaves passes.
     fn candidates(&self, record: &Value, out: &mut Ids) {
         let mut any_leaf = false;
-        let mut folded = String::new();
+        let mut folded = Vec::new();
         for_each_leaf(record, &self.path, &mut |leaf| {
             any_leaf = true;
             if let Value::String(s) = leaf {
-                self.string_hits(s, &mut folded, out);
+                self.string_hits(s.as_bytes(), &mut folded, out);
             }
         });
         if any_leaf {
@@ -130,32 +154,28 @@ impl FieldTable {
         }
     }
 
-    /// Whether a leaf the reader peeked at passes one of the anchors at this path.
-    fn passes(&self, leaf: Leaf<'_>, folded: &mut String, scratch: &mut Ids) -> bool {
-        if !self.present.is_empty() {
-            return true;
-        }
+    /// The patterns whose anchors at this path a leaf the reader peeked at passes; `None`
+    /// when only parsing can tell (a string with escapes).
+    fn peeked_hits(&self, leaf: Leaf<'_>, folded: &mut Vec<u8>, out: &mut Ids) -> Option<()> {
+        out.clear();
         match leaf {
-            Leaf::Plain(s) => {
-                scratch.clear();
-                self.string_hits(s, folded, scratch);
-                !scratch.is_empty()
-            }
-            // Only parsing can tell what the string is.
-            Leaf::Escaped => true,
-            Leaf::Scalar => false,
+            Leaf::Plain(s) => self.string_hits(s, folded, out),
+            Leaf::Escaped => return None,
+            Leaf::Scalar => {}
         }
+        out.extend_from_slice(&self.present);
+        Some(())
     }
 
-    /// The patterns whose string anchors `s` passes.
-    fn string_hits(&self, s: &str, folded: &mut String, out: &mut Ids) {
+    /// The patterns whose string anchors the string `s` (its UTF-8 bytes) passes.
+    fn string_hits(&self, s: &[u8], folded: &mut Vec<u8>, out: &mut Ids) {
         if let Some(ids) = self.exact.get(s) {
             out.extend_from_slice(ids);
         }
         self.prefix.hits(s, true, out);
         self.suffix.hits(s, false, out);
         if !self.service.is_empty() {
-            if let Some(ids) = service_of(s).and_then(|svc| self.service.get(svc)) {
+            if let Some(ids) = service_bytes(s).and_then(|svc| self.service.get(svc)) {
                 out.extend_from_slice(ids);
             }
         }
@@ -163,16 +183,60 @@ impl FieldTable {
             && self.folded_prefix.is_empty()
             && self.folded_suffix.is_empty())
         {
-            // Lower-cased character by character, as the ignore-case matchers compare.
-            folded.clear();
-            folded.extend(s.chars().flat_map(char::to_lowercase));
-            if let Some(ids) = self.folded.get(folded.as_str()) {
+            fold(s, folded);
+            if let Some(ids) = self.folded.get(folded.as_slice()) {
                 out.extend_from_slice(ids);
             }
             self.folded_prefix.hits(folded, true, out);
             self.folded_suffix.hits(folded, false, out);
         }
     }
+}
+
+/// Whether a raw leaf passes a test; `true` when only parsing can tell.
+fn test_passes(test: &Test, leaf: Leaf<'_>) -> bool {
+    let s = match leaf {
+        Leaf::Plain(s) => s,
+        Leaf::Escaped => return true,
+        Leaf::Scalar => return *test == Test::Present,
+    };
+    let folded = || {
+        let mut out = Vec::new();
+        fold(s, &mut out);
+        out
+    };
+    match test {
+        Test::Exact(v) => s == v.as_bytes(),
+        Test::Folded(v) => folded() == v.as_bytes(),
+        Test::Prefix(v) => s.starts_with(v.as_bytes()),
+        Test::FoldedPrefix(v) => folded().starts_with(v.as_bytes()),
+        Test::Suffix(v) => s.ends_with(v.as_bytes()),
+        Test::FoldedSuffix(v) => folded().ends_with(v.as_bytes()),
+        Test::Service(v) => service_bytes(s) == Some(v.as_bytes()),
+        Test::Present => true,
+    }
+}
+
+/// Lower-cases a string's bytes character by character, as the ignore-case matchers compare
+/// (ASCII quickly; bytes that are not UTF-8 are left as they are, and the record will be
+/// refused when built or checked).
+fn fold(s: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    if s.is_ascii() {
+        out.extend(s.iter().map(u8::to_ascii_lowercase));
+    } else if let Ok(text) = std::str::from_utf8(s) {
+        let mut buf = [0u8; 4];
+        for c in text.chars().flat_map(char::to_lowercase) {
+            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+        }
+    } else {
+        out.extend_from_slice(s);
+    }
+}
+
+/// The service part of an `eventSource`'s bytes.
+fn service_bytes(s: &[u8]) -> Option<&[u8]> {
+    service_len(s).map(|n| &s[..n])
 }
 
 /// Calls `f` on each leaf (scalar) value at `path`: arrays are looked through on the way and at
@@ -197,7 +261,7 @@ fn for_each_leaf<'v>(value: &'v Value, path: &[Box<str>], f: &mut impl FnMut(&'v
 #[derive(Debug, Default)]
 pub struct Scratch {
     candidates: Ids,
-    folded: String,
+    folded: Vec<u8>,
 }
 
 impl PatternIndex {
@@ -209,13 +273,17 @@ impl PatternIndex {
     pub fn push(&mut self, pattern: Pattern) -> usize {
         let id = self.patterns.len();
         let id32 = u32::try_from(id).unwrap_or(u32::MAX);
-        match pattern.anchors() {
+        match pattern.anchor_sets().into_iter().next() {
             Some(anchors) => {
                 for Anchor { path, test } in anchors {
                     let at = match self.fields.iter().position(|t| t.path == path) {
                         Some(at) => at,
                         None => {
-                            self.peek.insert(&path);
+                            let slot = self.peek.insert(&path);
+                            if self.tables.len() <= slot {
+                                self.tables.resize(slot + 1, None);
+                            }
+                            self.tables[slot] = Some(self.fields.len());
                             self.fields.push(FieldTable {
                                 path,
                                 ..FieldTable::default()
@@ -228,6 +296,14 @@ impl PatternIndex {
             }
             None => self.unanchored.push(id32),
         }
+        let second = match pattern.anchor_sets().get(1) {
+            Some(set) => set
+                .iter()
+                .map(|a| (self.peek.insert(&a.path), a.test.clone()))
+                .collect(),
+            None => Vec::new(),
+        };
+        self.second.push(second);
         self.patterns.push(pattern);
         id
     }
@@ -244,8 +320,9 @@ impl PatternIndex {
         self.patterns.get(id)
     }
 
-    /// The paths whose raw values [`PatternIndex::wants`] reads: the paths patterns are
-    /// anchored at, or none when some pattern must be tried on every record anyway.
+    /// The paths whose raw values [`PatternIndex::wants`] reads: the paths of the patterns'
+    /// first and second anchor sets, or none when some pattern must be tried on every record
+    /// anyway.
     pub fn peek_paths(&self) -> PeekPaths {
         if self.unanchored.is_empty() {
             self.peek.clone()
@@ -262,11 +339,28 @@ impl PatternIndex {
             return true;
         }
         let Scratch { candidates, folded } = scratch;
-        self.fields.iter().enumerate().any(|(slot, table)| {
-            peeked
-                .leaves(slot, bytes)
-                .any(|leaf| table.passes(leaf, folded, candidates))
+        peeked.all(bytes).any(|(slot, leaf)| {
+            let Some(&Some(table)) = self.tables.get(slot) else {
+                return false;
+            };
+            match self.fields[table].peeked_hits(leaf, folded, candidates) {
+                None => true,
+                Some(()) => candidates
+                    .iter()
+                    .any(|&id| self.second_holds(id as usize, peeked, bytes)),
+            }
         })
+    }
+
+    /// Whether the raw values pass the second anchor set of pattern `id` (if it has one).
+    fn second_holds(&self, id: usize, peeked: &Peeked, bytes: &[u8]) -> bool {
+        let second = &self.second[id];
+        second.is_empty()
+            || second.iter().any(|(slot, test)| {
+                peeked
+                    .leaves(*slot, bytes)
+                    .any(|leaf| test_passes(test, leaf))
+            })
     }
 
     /// Calls `hit` with the id of every pattern that matches `record`, in the order the patterns
@@ -420,8 +514,15 @@ mod tests {
             json!({"userIdentity": {"type": ["Root"]}}),
             json!({"source": ["aws.outposts"]}),
             json!({"userAgent": [{"prefix": "aws-cli/"}]}),
+            json!({"eventName": [{"prefix": "List"}], "requestParameters": {"maxResults": [{"numeric": [">", 5]}]}}),
         ]);
         for (record, want) in [
+            // The second anchor set is checked too: List… alone is not enough.
+            (r#"{"eventName":"ListBuckets"}"#, false),
+            (
+                r#"{"eventName":"ListBuckets","requestParameters":{"maxResults":10}}"#,
+                true,
+            ),
             (r#"{"eventName":"BackupJobCompleted"}"#, true),
             (
                 r#"{"eventName":"GetObject","userIdentity":{"type":"IAMUser"}}"#,

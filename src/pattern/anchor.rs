@@ -43,10 +43,19 @@ impl Pattern {
     /// `None`: no such set (the pattern must be tried on every record); an empty list: the
     /// pattern can match no CloudTrail record at all.
     pub fn anchors(&self) -> Option<Vec<Anchor>> {
-        match self.form {
-            Form::Record => best(&self.root, &Place::Record(Vec::new())),
-            Form::Envelope => best(&self.root, &Place::Envelope),
-        }
+        self.anchor_sets().into_iter().next()
+    }
+
+    /// Every anchor set the pattern's top-level conditions offer, cheapest first: each is a
+    /// necessary condition, so a matching record passes an anchor of every one of them. The
+    /// index files a pattern under the first and checks the second before building a record.
+    pub fn anchor_sets(&self) -> Vec<Vec<Anchor>> {
+        let mut sets = match self.form {
+            Form::Record => sets(&self.root, &Place::Record(Vec::new())),
+            Form::Envelope => sets(&self.root, &Place::Envelope),
+        };
+        sets.sort_by_key(|anchors| cost(anchors));
+        sets
     }
 }
 
@@ -72,9 +81,9 @@ fn cost(anchors: &[Anchor]) -> (u8, usize) {
     (worst, anchors.len())
 }
 
-/// The cheapest anchor set of an object pattern: each of its fields (all must hold) and each of
-/// its `$or` groups (one branch must hold, so every branch needs anchors) offers one.
-fn best(object: &ObjectPattern, place: &Place) -> Option<Vec<Anchor>> {
+/// The anchor sets of an object pattern: each of its fields (all must hold) and each of its
+/// `$or` groups (one branch must hold, so every branch needs anchors) offers one.
+fn sets(object: &ObjectPattern, place: &Place) -> Vec<Vec<Anchor>> {
     let fields = object
         .fields
         .iter()
@@ -86,7 +95,14 @@ fn best(object: &ObjectPattern, place: &Place) -> Option<Vec<Anchor>> {
         }
         Some(all)
     });
-    fields.chain(ors).min_by_key(|anchors| cost(anchors))
+    fields.chain(ors).collect()
+}
+
+/// The cheapest anchor set of an object pattern.
+fn best(object: &ObjectPattern, place: &Place) -> Option<Vec<Anchor>> {
+    sets(object, place)
+        .into_iter()
+        .min_by_key(|anchors| cost(anchors))
 }
 
 fn field_anchors(key: &str, field: &FieldPattern, place: &Place) -> Option<Vec<Anchor>> {
@@ -233,6 +249,27 @@ mod tests {
         assert_eq!(
             anchors(json!({"a": [{"exists": false}], "b": [{"equals-ignore-case": "X"}]})),
             Some(vec![("b".into(), Test::Folded("x".into()))])
+        );
+    }
+
+    #[test]
+    fn every_condition_offers_a_set_cheapest_first() {
+        let p = Pattern::compile(
+            &json!({"requestParameters": {"maxResults": [{"numeric": [">", 5]}]},
+                                         "eventName": [{"prefix": "List"}]}),
+        )
+        .unwrap();
+        let sets: Vec<Vec<(String, Test)>> = p
+            .anchor_sets()
+            .into_iter()
+            .map(|s| s.into_iter().map(|a| (a.path.join("."), a.test)).collect())
+            .collect();
+        assert_eq!(
+            sets,
+            vec![
+                vec![("eventName".into(), Test::Prefix("List".into()))],
+                vec![("requestParameters.maxResults".into(), Test::Present)],
+            ]
         );
     }
 

@@ -59,10 +59,17 @@ impl<'a> Envelope<'a> {
 
 /// `backup.amazonaws.com` → `backup`: the service a CloudTrail `eventSource` names.
 pub fn service_of(event_source: &str) -> Option<&str> {
-    let service = event_source
-        .split_once('.')
-        .map_or(event_source, |(service, _)| service);
-    (!service.is_empty()).then_some(service)
+    service_len(event_source.as_bytes()).map(|n| &event_source[..n])
+}
+
+/// The length of the service part of an `eventSource` given as bytes (up to the first `.`);
+/// `None` when it is empty. The one definition [`service_of`] and the rule index share.
+pub fn service_len(event_source: &[u8]) -> Option<usize> {
+    let n = event_source
+        .iter()
+        .position(|b| *b == b'.')
+        .unwrap_or(event_source.len());
+    (n > 0).then_some(n)
 }
 
 /// `backup.amazonaws.com` → `aws.backup`: the `source` EventBridge gives a CloudTrail event.

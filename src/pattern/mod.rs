@@ -21,7 +21,9 @@ use std::fmt;
 use serde_json::Value;
 
 pub use anchor::{Anchor, Path, Test};
-pub use envelope::{detail_type_for, event_type_for, service_of, source_for, Envelope};
+pub use envelope::{
+    detail_type_for, event_type_for, service_len, service_of, source_for, Envelope,
+};
 
 /// A compiled event pattern.
 #[derive(Debug, Clone)]

@@ -80,9 +80,7 @@ pub struct Pipeline<'r> {
     rules: &'r RuleSet,
     limits: Limits,
     peek: PeekPaths,
-    /// For matching, and for deciding from the peek (on different threads when threaded).
     scratch: Scratch,
-    peek_scratch: Scratch,
 }
 
 impl<'r> Pipeline<'r> {
@@ -92,7 +90,6 @@ impl<'r> Pipeline<'r> {
             limits,
             peek: rules.index().peek_paths(),
             scratch: Scratch::default(),
-            peek_scratch: Scratch::default(),
         }
     }
 
@@ -128,14 +125,10 @@ impl<'r> Pipeline<'r> {
             stats: ObjectStats::default(),
             unreadable: Vec::new(),
         };
-        let wanted = Wanted {
-            rules: self.rules,
-            scratch: &mut self.peek_scratch,
-        };
         let (fault, bytes) = match mode {
             Mode::Reference => build_every_record(reader, &mut matcher, &mut on_alert),
-            Mode::Inline => build_wanted(reader, wanted, &mut matcher, &mut on_alert),
-            Mode::Threaded => worker::build_wanted(reader, wanted, &mut matcher, &mut on_alert),
+            Mode::Inline => build_wanted(reader, &mut matcher, &mut on_alert),
+            Mode::Threaded => worker::build_wanted(reader, &mut matcher, &mut on_alert),
         };
         let Matcher {
             mut stats,
@@ -153,32 +146,16 @@ impl<'r> Pipeline<'r> {
     }
 }
 
-/// The fast-path decision: from what the reader peeked at, whether a record must be built.
-struct Wanted<'p, 'r> {
-    rules: &'r RuleSet,
-    scratch: &'p mut Scratch,
-}
-
-impl Wanted<'_, '_> {
-    fn build(&mut self, raw: &RawRecord<'_>, peeked: &Peeked) -> bool {
-        raw.must_build() || self.rules.index().wants(peeked, raw.bytes, self.scratch)
-    }
-}
-
 /// The fast path, on this thread: a record the index does not want is checked, not built.
 /// Returns the fault that ended the log, if any, and the bytes read.
 fn build_wanted<R: Read>(
     mut reader: LogReader<R>,
-    mut wanted: Wanted<'_, '_>,
     matcher: &mut Matcher<'_, '_>,
     on_alert: &mut impl FnMut(Alert),
 ) -> (Option<ReadError>, u64) {
     let fault = loop {
         match reader.next_split() {
-            Ok(Some(Split::Record(raw, peeked))) => {
-                let build = wanted.build(&raw, peeked);
-                matcher.record(raw, build, on_alert);
-            }
+            Ok(Some(Split::Record(raw, peeked))) => matcher.record(raw, peeked, on_alert),
             Ok(Some(Split::TooLarge(e))) => matcher.unreadable.push(e),
             Ok(None) => break None,
             Err(e) => break Some(e),
@@ -218,8 +195,10 @@ struct Matcher<'p, 'r> {
 }
 
 impl Matcher<'_, '_> {
-    /// Builds a record and raises its alerts, or (when it need not be built) checks it.
-    fn record(&mut self, raw: RawRecord<'_>, build: bool, on_alert: &mut impl FnMut(Alert)) {
+    /// Builds a record and raises its alerts when the index wants it (from what the reader
+    /// peeked at), else checks it.
+    fn record(&mut self, raw: RawRecord<'_>, peeked: &Peeked, on_alert: &mut impl FnMut(Alert)) {
+        let build = raw.must_build() || self.rules.index().wants(peeked, raw.bytes, self.scratch);
         let verdict = if build {
             raw.build().map(Some)
         } else {

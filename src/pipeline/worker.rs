@@ -1,13 +1,14 @@
-//! The threaded mode: this thread splits records and decides from the peek which must be
-//! built, and hands them, in batches, to a matching thread that builds and matches those and
-//! checks the others; the alerts come back in record order and are handed out on this thread.
+//! The threaded mode: this thread splits records and peeks at them, and hands them, in
+//! batches, to a matching thread that decides from the peek which must be built, builds and
+//! matches those and checks the others; the alerts come back in record order and are handed
+//! out on this thread.
 
 use std::io::Read;
 use std::sync::mpsc::{channel, sync_channel, Receiver, SendError};
 
-use super::{Matcher, Wanted};
+use super::Matcher;
 use crate::alert::Alert;
-use crate::reader::{LogReader, RawRecord, ReadError, Split};
+use crate::reader::{LogReader, Peeked, PeekedAt, PeekedBatch, RawRecord, ReadError, Split};
 
 /// Bytes of records handed to the matching thread at a time.
 const BATCH_BYTES: usize = 256 << 10;
@@ -19,6 +20,7 @@ const BATCHES_IN_FLIGHT: usize = 4;
 struct Batch {
     bytes: Vec<u8>,
     records: Vec<Entry>,
+    peeks: PeekedBatch,
 }
 
 /// Where a record stands in a batch, and what the splitter knew of it.
@@ -29,11 +31,11 @@ struct Entry {
     end: usize,
     utf8: bool,
     must_build: bool,
-    build: bool,
+    peeked: PeekedAt,
 }
 
 impl Batch {
-    fn push(&mut self, raw: RawRecord<'_>, build: bool) {
+    fn push(&mut self, raw: RawRecord<'_>, peeked: &Peeked) {
         let start = self.bytes.len();
         self.bytes.extend_from_slice(raw.bytes);
         self.records.push(Entry {
@@ -43,12 +45,14 @@ impl Batch {
             end: self.bytes.len(),
             utf8: raw.utf8,
             must_build: raw.must_build,
-            build,
+            peeked: self.peeks.push(peeked),
         });
     }
 
     fn match_all(&self, matcher: &mut Matcher<'_, '_>, on_alert: &mut impl FnMut(Alert)) {
+        let mut peeked = Peeked::default();
         for e in &self.records {
+            self.peeks.load(e.peeked, &mut peeked);
             let raw = RawRecord {
                 index: e.index,
                 offset: e.offset,
@@ -56,13 +60,14 @@ impl Batch {
                 utf8: e.utf8,
                 must_build: e.must_build,
             };
-            matcher.record(raw, e.build, on_alert);
+            matcher.record(raw, &peeked, on_alert);
         }
     }
 
     fn clear(&mut self) {
         self.bytes.clear();
         self.records.clear();
+        self.peeks.clear();
     }
 }
 
@@ -71,7 +76,6 @@ impl Batch {
 /// bytes read.
 pub(super) fn build_wanted<R: Read>(
     mut reader: LogReader<R>,
-    mut wanted: Wanted<'_, '_>,
     matcher: &mut Matcher<'_, '_>,
     on_alert: &mut impl FnMut(Alert),
 ) -> (Option<ReadError>, u64) {
@@ -99,10 +103,7 @@ pub(super) fn build_wanted<R: Read>(
         let mut batch = Batch::default();
         let fault = loop {
             match reader.next_split() {
-                Ok(Some(Split::Record(raw, peeked))) => {
-                    let build = wanted.build(&raw, peeked);
-                    batch.push(raw, build);
-                }
+                Ok(Some(Split::Record(raw, peeked))) => batch.push(raw, peeked),
                 Ok(Some(Split::TooLarge(e))) => too_large.push(e),
                 Ok(None) => break None,
                 Err(e) => break Some(e),
@@ -132,7 +133,7 @@ pub(super) fn build_wanted<R: Read>(
             matcher.unreadable.extend(too_large);
             (fault, reader.offset())
         }
-        None => super::build_wanted(reader, wanted, matcher, on_alert),
+        None => super::build_wanted(reader, matcher, on_alert),
     }
 }
 

@@ -18,7 +18,7 @@ pub mod split;
 
 use std::io;
 
-pub use peek::{Leaf, PeekPaths, Peeked};
+pub use peek::{Leaf, PeekPaths, Peeked, PeekedAt, PeekedBatch};
 pub use record::{RawRecord, RecordError, RecordErrorKind, DEEP_RECORD};
 pub use split::{LogReader, Parsed, Split};
 

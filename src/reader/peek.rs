@@ -22,7 +22,8 @@ pub struct PeekPaths {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Node {
-    children: Vec<(Box<[u8]>, u32)>,
+    /// (key, its first eight bytes as a number, child node).
+    children: Vec<(Box<[u8]>, u64, u32)>,
     /// Bit `n` set: some child key is `n` bytes long (63: 63 or more).
     lengths: u64,
     slot: Option<u32>,
@@ -43,13 +44,13 @@ impl PeekPaths {
         let mut at = 0;
         for key in path {
             let key = key.as_bytes();
-            at = match self.nodes[at].children.iter().find(|(k, _)| &**k == key) {
-                Some(&(_, child)) => child as usize,
+            at = match self.nodes[at].children.iter().find(|(k, _, _)| &**k == key) {
+                Some(&(_, _, child)) => child as usize,
                 None => {
                     let child = self.nodes.len();
                     self.nodes.push(Node::default());
                     let node = &mut self.nodes[at];
-                    node.children.push((key.into(), child as u32));
+                    node.children.push((key.into(), head(key), child as u32));
                     node.lengths |= 1 << key.len().min(63);
                     child
                 }
@@ -84,12 +85,32 @@ impl PeekPaths {
         if node.lengths & (1 << (end - start).min(63)) == 0 {
             return None;
         }
-        node.children
-            .iter()
-            .enumerate()
-            .find(|(_, (key, _))| span.eq(start, end, key))
-            .map(|(i, &(_, child))| (child, i))
+        let found = match span.contiguous(start, end) {
+            // The common case: the key is in one piece; its first eight bytes, as a number,
+            // turn away the other children without a comparison of bytes.
+            Some(key) => {
+                let h = head(key);
+                node.children.iter().enumerate().find(|(_, (k, kh, _))| {
+                    *kh == h && k.len() == key.len() && k.get(8..) == key.get(8..)
+                })
+            }
+            None => node
+                .children
+                .iter()
+                .enumerate()
+                .find(|(_, (k, _, _))| span.eq(start, end, k)),
+        };
+        found.map(|(i, &(_, _, child))| (child, i))
     }
+}
+
+/// The first eight bytes of a key (fewer, zero-padded), as a number.
+#[inline]
+fn head(key: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    let n = key.len().min(8);
+    b[..n].copy_from_slice(&key[..n]);
+    u64::from_le_bytes(b)
 }
 
 /// A leaf value at a peeked path.
@@ -113,8 +134,8 @@ pub struct Peeked {
 /// A leaf value at a peeked path, as far as the raw bytes tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Leaf<'b> {
-    /// A string without escapes.
-    Plain(&'b str),
+    /// A string without escapes, as its bytes (UTF-8 unless the record is not).
+    Plain(&'b [u8]),
     /// A string with escapes.
     Escaped,
     /// A number, `true`, `false` or `null`.
@@ -133,19 +154,67 @@ impl Peeked {
         self.unknown
     }
 
-    /// The leaves found at the path of `slot`, in record order.
-    pub fn leaves<'b>(&'b self, slot: usize, bytes: &'b [u8]) -> impl Iterator<Item = Leaf<'b>> {
+    /// Every leaf found, with the slot of its path, in record order.
+    pub fn all<'b>(&'b self, bytes: &'b [u8]) -> impl Iterator<Item = (usize, Leaf<'b>)> {
         self.leaves
             .iter()
-            .filter(move |(s, _)| *s as usize == slot)
-            .map(move |(_, leaf)| match leaf {
-                RawLeaf::Plain(r) => bytes
-                    .get(r.clone())
-                    .and_then(|b| std::str::from_utf8(b).ok())
-                    .map_or(Leaf::Escaped, Leaf::Plain),
-                RawLeaf::Escaped => Leaf::Escaped,
-                RawLeaf::Scalar => Leaf::Scalar,
-            })
+            .map(move |(slot, leaf)| (*slot as usize, leaf.read(bytes)))
+    }
+
+    /// The leaves found at the path of `slot`, in record order.
+    pub fn leaves<'b>(&'b self, slot: usize, bytes: &'b [u8]) -> impl Iterator<Item = Leaf<'b>> {
+        self.all(bytes)
+            .filter(move |(s, _)| *s == slot)
+            .map(|(_, leaf)| leaf)
+    }
+}
+
+impl RawLeaf {
+    fn read<'b>(&self, bytes: &'b [u8]) -> Leaf<'b> {
+        match self {
+            RawLeaf::Plain(r) => bytes.get(r.clone()).map_or(Leaf::Escaped, Leaf::Plain),
+            RawLeaf::Escaped => Leaf::Escaped,
+            RawLeaf::Scalar => Leaf::Scalar,
+        }
+    }
+}
+
+/// What the peek saw of many records, kept end to end (records are handed to another thread
+/// in batches, with what was seen of them).
+#[derive(Debug, Clone, Default)]
+pub struct PeekedBatch {
+    leaves: Vec<(u32, RawLeaf)>,
+}
+
+/// Where one record's peek stands in a [`PeekedBatch`].
+#[derive(Debug, Clone, Copy)]
+pub struct PeekedAt {
+    start: usize,
+    end: usize,
+    unknown: bool,
+}
+
+impl PeekedBatch {
+    pub fn push(&mut self, peeked: &Peeked) -> PeekedAt {
+        let start = self.leaves.len();
+        self.leaves.extend_from_slice(&peeked.leaves);
+        PeekedAt {
+            start,
+            end: self.leaves.len(),
+            unknown: peeked.unknown,
+        }
+    }
+
+    /// Puts one record's peek back into `into`.
+    pub fn load(&self, at: PeekedAt, into: &mut Peeked) {
+        into.leaves.clear();
+        into.leaves
+            .extend_from_slice(self.leaves.get(at.start..at.end).unwrap_or_default());
+        into.unknown = at.unknown;
+    }
+
+    pub fn clear(&mut self) {
+        self.leaves.clear();
     }
 }
 
@@ -314,7 +383,17 @@ pub(crate) struct Span<'a> {
     pub(crate) base: usize,
 }
 
-impl Span<'_> {
+impl<'a> Span<'a> {
+    /// Record bytes `start..end`, when they are all in the chunk at hand.
+    #[inline]
+    fn contiguous(&self, start: usize, end: usize) -> Option<&'a [u8]> {
+        if start >= self.base {
+            self.chunk.get(start - self.base..end - self.base)
+        } else {
+            None
+        }
+    }
+
     /// Whether record bytes `start..end` equal `target`.
     fn eq(&self, start: usize, end: usize, target: &[u8]) -> bool {
         if end - start != target.len() {
