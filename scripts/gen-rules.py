@@ -6,7 +6,8 @@ rules pin userIdentity, errorCode, userAgent, prefixes), not only exact eventNam
       prefix, suffix and wildcard on eventName; nested exact fields; userAgent prefixes;
       $or of nested fields; envelope form (source/detail-type/detail); equals-ignore-case;
       numeric ranges; exact eventName with anything-but / cidr / exists beside it.
-  gen-rules.py pinned OUT.yaml [N]  N rules each pinned to an exact eventName (the old mix).
+  gen-rules.py pinned OUT.yaml [N]  N rules each pinned to an exact eventName, with one other
+      condition each (exists, anything-but, cidr, prefix, wildcard): the mix of earlier benches.
   gen-rules.py root OUT.yaml        the one "root account used" rule.
 Values are made up so that the rules seldom fire on the corpus: what is measured is matching.
 """
@@ -28,6 +29,10 @@ MIXED = [
     "{{errorCode: [GenError{i}], eventSource: [{{suffix: .amazonaws.com}}]}}",
 ]
 
+PINNED = ["errorCode: [{exists: true}]", "userIdentity: {type: [{anything-but: Root}]}",
+          "sourceIPAddress: [{cidr: 10.0.0.0/8}]", "requestParameters: {bucketName: [{prefix: prod-}]}",
+          "awsRegion: [{wildcard: 'us-*-1'}]"]
+
 
 def main():
     kind, out = sys.argv[1], sys.argv[2]
@@ -42,7 +47,7 @@ def main():
             if kind == "mixed":
                 pattern = MIXED[i % len(MIXED)].format(i=i, n=100000 + i)
             else:
-                pattern = f"{{eventName: [GeneratedCall{i}], errorCode: [{{exists: true}}]}}"
+                pattern = f"{{eventName: [GeneratedCall{i}], {PINNED[i % len(PINNED)]}}}"
             f.write(f"  - id: {kind}-{i}\n    description: generated rule {i}\n"
                     f"    severity: low\n    pattern: {pattern}\n")
 

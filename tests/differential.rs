@@ -199,3 +199,96 @@ fn agrees_with_quamina() {
         compared.get()
     );
 }
+
+/// The fast path against the reference on the same generated patterns and events: a record
+/// whose raw values the index does not want is never one the pattern matches. Each event is a
+/// record of a delivery read both ways (peek and check, or build every record), with the
+/// pattern as the one rule; the alerts must be the same.
+#[test]
+fn the_fast_path_never_misses_a_match() {
+    use trail_alerts::alert::AlertSource;
+    use trail_alerts::pipeline::{Mode, Pipeline};
+    use trail_alerts::reader::Limits;
+    use trail_alerts::rules::{Rule, RuleSet, Severity};
+
+    let config = ProptestConfig {
+        cases: 4000,
+        failure_persistence: None,
+        rng_seed: seed(),
+        max_local_rejects: 1_000_000,
+        ..ProptestConfig::default()
+    };
+    let matched = std::cell::Cell::new(0usize);
+    let mut runner = proptest::test_runner::TestRunner::new(config);
+    let extra = prop_oneof![
+        6 => Just(None),
+        1 => Just(Some(json!({"c": [{"exists": false}]}))),
+        1 => Just(Some(json!({"o": {"a": [{"exists": true}]}}))),
+        1 => Just(Some(json!({"$or": [{"a": ["x"]}, {"arr": {"b": [{"prefix": "x"}]}}]}))),
+    ];
+    // One field alone matches far more often than several together.
+    let single = (
+        prop::sample::select(vec!["a", "b", "c", "o", "arr"]),
+        leaf_pattern(),
+    )
+        .prop_map(|(k, v)| match k {
+            "o" | "arr" => json!({ k: {"a": v} }),
+            _ => json!({ k: v }),
+        });
+    let patterns = prop_oneof![pattern(), single];
+    let result = runner.run(&(patterns, event(), extra), |(pattern, event, extra)| {
+        let mut pattern = pattern;
+        if let (Some(Value::Object(more)), Value::Object(map)) = (extra, &mut pattern) {
+            map.extend(more);
+        }
+        let Ok(compiled) = Pattern::compile(&pattern) else {
+            return Ok(());
+        };
+        if compiled.matches(&Event::record(&event)) {
+            matched.set(matched.get() + 1);
+        }
+        let rules = RuleSet::new(vec![Rule {
+            id: "p".into(),
+            description: "generated".into(),
+            severity: Severity::Low,
+            pattern: compiled,
+            enabled: true,
+            topic: None,
+            tests: Vec::new(),
+            origin: "generated".into(),
+        }])
+        .expect("one rule");
+        let doc = json!({"Records": [event, {"unrelated": true}, event]}).to_string();
+        let source = AlertSource::File { path: "p".into() };
+        let run = |mode| {
+            let mut alerts = Vec::new();
+            let outcome = Pipeline::new(&rules, Limits::default()).run(
+                std::io::Cursor::new(doc.clone().into_bytes()),
+                &source,
+                mode,
+                |a| alerts.push(a.record_index),
+            );
+            (alerts, outcome.stats, outcome.unreadable.len())
+        };
+        let reference = run(Mode::Reference);
+        prop_assert_eq!(
+            run(Mode::Inline),
+            reference.clone(),
+            "pattern {} event {}",
+            pattern,
+            event
+        );
+        prop_assert_eq!(
+            run(Mode::Threaded),
+            reference,
+            "pattern {} event {}",
+            pattern,
+            event
+        );
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    assert!(matched.get() >= 120, "only {} matches", matched.get());
+}

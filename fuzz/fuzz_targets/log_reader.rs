@@ -1,5 +1,7 @@
 //! The log reader on arbitrary bytes (gzip or not): never a panic, and the fast scan agrees
-//! with the path that builds every record.
+//! with the path that builds every record — with the built-in pack and rules of every shape the
+//! index files differently (nested paths, prefixes, suffixes, wildcards, ignore-case, `$or`,
+//! the envelope form, presence).
 #![no_main]
 
 use std::sync::OnceLock;
@@ -7,13 +9,30 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use trail_alerts::alert::AlertSource;
 use trail_alerts::reader::Limits;
-use trail_alerts::rules::{RuleSet, RuleSource};
+use trail_alerts::rules::{parse_document, RuleSet, RuleSource};
 use trail_alerts::pipeline::{Mode, Pipeline};
 
 static RULES: OnceLock<RuleSet> = OnceLock::new();
 
+const SHAPES: &str = r#"rules:
+  - {id: s1, description: d, severity: low, pattern: {userIdentity: {type: [Root]}}}
+  - {id: s2, description: d, severity: low, pattern: {userAgent: [{prefix: aws}], errorCode: [{exists: true}]}}
+  - {id: s3, description: d, severity: low, pattern: {eventName: [{suffix: {equals-ignore-case: BUCKET}}]}}
+  - {id: s4, description: d, severity: low, pattern: {eventName: [{wildcard: 'Get*y'}]}}
+  - {id: s5, description: d, severity: low, pattern: {$or: [{a: {b: [x]}}, {c: [{numeric: ['>', 1]}]}]}}
+  - {id: s6, description: d, severity: low, pattern: {source: [aws.s3], detail-type: [AWS API Call via CloudTrail]}}
+  - {id: s7, description: d, severity: low, pattern: {resources: {ARN: [{prefix: 'arn:'}]}, readOnly: [false]}}
+"#;
+
 fuzz_target!(|data: &[u8]| {
-    let rules = RULES.get_or_init(|| RuleSet::load(&[RuleSource::Builtin]).expect("builtin"));
+    let rules = RULES.get_or_init(|| {
+        let mut rules = RuleSet::load(&[RuleSource::Builtin])
+            .expect("builtin")
+            .rules()
+            .to_vec();
+        rules.extend(parse_document("fuzz.yaml", SHAPES).expect("shapes"));
+        RuleSet::new(rules).expect("set")
+    });
     let limits = Limits {
         max_decompressed_bytes: 1 << 20,
         max_record_bytes: 64 << 10,
