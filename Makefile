@@ -58,11 +58,13 @@ integration: $(STAMP)
 e2e: $(STAMP)
 	$(LOCAL_AWS) $(BIN)/python scripts/e2e-lambda.py
 
-## lint: formatting, clippy (warnings are errors), and the SAM template
+## lint: formatting, clippy (warnings are errors), the SAM template, and the supply-chain gate
+##       (cargo-deny offline: advisories from ../shared/advisory-db, bans, licences, sources)
 lint: $(STAMP)
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	$(BIN)/cfn-lint template.yaml
+	scripts/deny.sh
 
 fmt:
 	$(CARGO) fmt

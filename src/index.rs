@@ -296,12 +296,20 @@ impl PatternIndex {
             }
             None => self.unanchored.push(id32),
         }
-        let second = match pattern.anchor_sets().get(1) {
-            Some(set) => set
+        // A second set is worth peeking at only behind a first that many records pass (a
+        // prefix, a suffix, a field merely present): exact values are selective enough, and
+        // every path peeked at costs the reader time on every record.
+        let sets = pattern.anchor_sets();
+        let weak_first = sets.first().is_some_and(|set| {
+            set.iter()
+                .any(|a| !matches!(a.test, Test::Exact(_) | Test::Service(_) | Test::Folded(_)))
+        });
+        let second = match sets.get(1) {
+            Some(set) if weak_first => set
                 .iter()
                 .map(|a| (self.peek.insert(&a.path), a.test.clone()))
                 .collect(),
-            None => Vec::new(),
+            _ => Vec::new(),
         };
         self.second.push(second);
         self.patterns.push(pattern);
