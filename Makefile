@@ -27,9 +27,10 @@ $(STAMP): requirements-dev.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
-## release: the optimised command-line binary, target/release/trail-alerts
+## release: the optimised command-line binary, target/release/trail-alerts (without the Lambda
+##          function's SDK clients: --no-default-features)
 release:
-	$(CARGO) build --locked --release --bin trail-alerts
+	$(CARGO) build --locked --release --no-default-features --bin trail-alerts
 
 ## build: the Lambda package for arm64 (target/lambda/trail-alerts-lambda/bootstrap.zip)
 build: $(STAMP)
@@ -63,6 +64,7 @@ e2e: $(STAMP)
 lint: $(STAMP)
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) clippy --locked --no-default-features --all-targets -- -D warnings
 	$(BIN)/cfn-lint template.yaml
 	scripts/deny.sh
 
@@ -70,8 +72,9 @@ fmt:
 	$(CARGO) fmt
 
 ## run: scan the bundled sample trail files with the built-in rules and print the alerts
+##      (builds only what the command line needs: no AWS SDK)
 run:
-	$(CARGO) run --locked --quiet --bin trail-alerts -- scan $(SCAN_ARGS)
+	$(CARGO) run --locked --quiet --no-default-features --bin trail-alerts -- scan $(SCAN_ARGS)
 
 ## bench: scan vs the floor (libdeflate-gunzip) and the Python peer on the 200,000-record corpus,
 ##        wall time ratios and peak memory (hyperfine); then the matcher alone with 10 and 1,000 rules

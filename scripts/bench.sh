@@ -28,7 +28,8 @@ python3 scripts/gen-rules.py root "$ROOT"
 python3 scripts/gen-rules.py pinned "$PINNED" 990
 python3 scripts/gen-rules.py mixed "$MIXED" 990
 
-cargo build --locked --release --bin trail-alerts >/dev/null 2>&1 || cargo build --locked --release --bin trail-alerts
+cargo build --locked --release --no-default-features --bin trail-alerts >/dev/null 2>&1 \
+  || cargo build --locked --release --no-default-features --bin trail-alerts
 BIN=target/release/trail-alerts
 SCAN="$BIN scan --format jsonl"
 

@@ -27,5 +27,5 @@ cargo fetch --quiet --manifest-path fuzz/Cargo.toml
 for manifest in Cargo.toml fuzz/Cargo.toml; do
   echo "cargo deny: $manifest ($checks)"
   # shellcheck disable=SC2086
-  "$DENY" --manifest-path "$manifest" --offline check $checks
+  "$DENY" --manifest-path "$manifest" --offline check --hide-inclusion-graph $checks
 done

@@ -5,7 +5,7 @@
 //! the [`reader`] (decoded, split into records, the fields the [`index`] names peeked at), the
 //! [`pipeline`] asks the index whether any rule could match each record, builds and matches the
 //! ones it wants against the [`rules`], and raises [`alert`]s, which the [`cli`] prints and the
-//! [`lambda`] function publishes to SNS.
+//! Lambda function (`lambda`) publishes to SNS.
 //!
 //! - [`pattern`]: Amazon EventBridge event patterns, compiled once and matched against JSON
 //!   events; pure (no I/O, no async, no AWS types).
@@ -25,8 +25,9 @@
 //! - [`describe`]: how faults word values and error chains.
 //! - `hash`: the FNV hasher of the small maps looked up per record.
 //! - [`cli`]: the `trail-alerts` command line (the binary only parses arguments and calls it).
-//! - [`lambda`]: the function: payload shapes, ports and their AWS SDK and in-memory adapters,
-//!   the handler, one object's policy, publishing, SNS messages.
+//! - `lambda` (cargo feature `lambda`, on by default): the function: payload shapes, ports and
+//!   their AWS SDK and in-memory adapters, the handler, one object's policy, publishing, SNS
+//!   messages. The command line needs none of it.
 
 pub mod alert;
 pub mod cli;
@@ -35,6 +36,7 @@ pub mod describe;
 mod hash;
 pub mod index;
 pub mod keys;
+#[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod pattern;
 pub mod pipeline;

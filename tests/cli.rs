@@ -384,6 +384,7 @@ fn rules_list_shows_id_severity_enabled_description() {
 }
 
 /// A bad rule set fails the function's cold start, before the runtime loop, with the rule named.
+#[cfg(feature = "lambda")]
 #[test]
 fn the_function_refuses_to_start_on_bad_rules_or_configuration() {
     let dir = tempfile::tempdir().expect("tmp");

@@ -2,12 +2,17 @@
 
 mod util;
 
+// The Lambda function's tests need the `lambda` feature (on by default).
+#[cfg(feature = "lambda")]
 mod catalogue;
 mod cli;
 mod conformance;
 mod differential;
+#[cfg(feature = "lambda")]
 mod e2e;
 mod fast_path;
+#[cfg(feature = "lambda")]
 mod faults;
+#[cfg(feature = "lambda")]
 mod handler;
 mod real_files;

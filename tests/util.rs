@@ -1,15 +1,12 @@
 //! Helpers shared by the integration tests.
 
+#![allow(dead_code)] // Without the `lambda` feature, the function's helpers go unused.
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
 
-use serde_json::{json, Value};
-use trail_alerts::lambda::memory::{MemoryPublisher, MemoryStore};
-use trail_alerts::lambda::ports::{ObjectStore, Publisher};
-use trail_alerts::lambda::{Handler, LambdaConfig};
-use trail_alerts::rules::{RuleSet, RuleSource};
+#[cfg(feature = "lambda")]
+pub use function::*;
 
 /// The bucket the sample payloads of `events/` name, and the function's default topic.
 pub const BUCKET: &str = "trail-alerts-demo";
@@ -74,85 +71,100 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     enc.finish().expect("gzip")
 }
 
-/// An SDK configuration that only ever talks to `endpoint` on loopback: region and credentials
-/// are given, so the default chain asks nothing else (no instance metadata).
-pub async fn loopback_sdk_config(
-    endpoint: &str,
-    loader: impl FnOnce(aws_config::ConfigLoader) -> aws_config::ConfigLoader,
-) -> aws_config::SdkConfig {
-    loader(aws_config::defaults(aws_config::BehaviorVersion::latest()))
-        .endpoint_url(endpoint)
-        .region(aws_sdk_s3::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_s3::config::Credentials::new(
-            "test", "test", None, None, "tests",
-        ))
-        .load()
-        .await
-}
+/// The set-ups of the Lambda function's tests.
+#[cfg(feature = "lambda")]
+mod function {
+    use std::sync::Arc;
+    use std::time::Duration;
 
-/// An S3 client on a loopback configuration, with path-style addressing.
-pub fn loopback_s3(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
-    aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(config)
-            .force_path_style(true)
-            .build(),
-    )
-}
+    use serde_json::{json, Value};
+    use trail_alerts::lambda::memory::{MemoryPublisher, MemoryStore};
+    use trail_alerts::lambda::ports::{ObjectStore, Publisher};
+    use trail_alerts::lambda::{Handler, LambdaConfig};
+    use trail_alerts::rules::{RuleSet, RuleSource};
 
-/// The built-in pack.
-pub fn builtin() -> Arc<RuleSet> {
-    Arc::new(RuleSet::load(&[RuleSource::Builtin]).expect("builtin"))
-}
+    use super::{event, trail, BUCKET, K1, K2, K3, TOPIC};
 
-/// The function's configuration in the handler tests: the default topic, and back-off short
-/// enough not to slow the tests.
-pub fn config() -> LambdaConfig {
-    LambdaConfig {
-        alert_topic_arn: Some(TOPIC.into()),
-        publish_backoff: Duration::from_millis(1),
-        ..LambdaConfig::default()
+    /// An SDK configuration that only ever talks to `endpoint` on loopback: region and credentials
+    /// are given, so the default chain asks nothing else (no instance metadata).
+    pub async fn loopback_sdk_config(
+        endpoint: &str,
+        loader: impl FnOnce(aws_config::ConfigLoader) -> aws_config::ConfigLoader,
+    ) -> aws_config::SdkConfig {
+        loader(aws_config::defaults(aws_config::BehaviorVersion::latest()))
+            .endpoint_url(endpoint)
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "test", "test", None, None, "tests",
+            ))
+            .load()
+            .await
     }
-}
 
-/// The three sample trail files, in memory, under their keys in [`BUCKET`].
-pub fn trails() -> MemoryStore {
-    let mut store = MemoryStore::default();
-    for key in [K1, K2, K3] {
-        store.put(BUCKET, key, trail(key));
+    /// An S3 client on a loopback configuration, with path-style addressing.
+    pub fn loopback_s3(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+        aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(config)
+                .force_path_style(true)
+                .build(),
+        )
     }
-    store
-}
 
-/// A handler over these ports with the built-in pack.
-pub fn handler<S: ObjectStore, P: Publisher>(
-    store: S,
-    publisher: P,
-    config: LambdaConfig,
-) -> Handler<S, P> {
-    Handler::new(builtin(), store, publisher, config).expect("handler")
-}
+    /// The built-in pack.
+    pub fn builtin() -> Arc<RuleSet> {
+        Arc::new(RuleSet::load(&[RuleSource::Builtin]).expect("builtin"))
+    }
 
-/// The rule ids of the messages published so far, sorted.
-pub fn published_rules(publisher: &MemoryPublisher) -> Vec<String> {
-    let mut rules: Vec<String> = publisher
-        .messages()
-        .iter()
-        .map(|(_, m)| {
-            m.attributes
-                .iter()
-                .find(|(k, _)| k == "rule")
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default()
-        })
-        .collect();
-    rules.sort();
-    rules
-}
+    /// The function's configuration in the handler tests: the default topic, and back-off short
+    /// enough not to slow the tests.
+    pub fn config() -> LambdaConfig {
+        LambdaConfig {
+            alert_topic_arn: Some(TOPIC.into()),
+            publish_backoff: Duration::from_millis(1),
+            ..LambdaConfig::default()
+        }
+    }
 
-/// `events/s3-object-created.json` for another bucket and (form-encoded) key.
-pub fn s3_event(bucket: &str, key_encoded: &str) -> Value {
-    let mut e = event("s3-object-created.json");
-    e["Records"][0]["s3"]["bucket"]["name"] = json!(bucket);
-    e["Records"][0]["s3"]["object"]["key"] = json!(key_encoded);
-    e
+    /// The three sample trail files, in memory, under their keys in [`BUCKET`].
+    pub fn trails() -> MemoryStore {
+        let mut store = MemoryStore::default();
+        for key in [K1, K2, K3] {
+            store.put(BUCKET, key, trail(key));
+        }
+        store
+    }
+
+    /// A handler over these ports with the built-in pack.
+    pub fn handler<S: ObjectStore, P: Publisher>(
+        store: S,
+        publisher: P,
+        config: LambdaConfig,
+    ) -> Handler<S, P> {
+        Handler::new(builtin(), store, publisher, config).expect("handler")
+    }
+
+    /// The rule ids of the messages published so far, sorted.
+    pub fn published_rules(publisher: &MemoryPublisher) -> Vec<String> {
+        let mut rules: Vec<String> = publisher
+            .messages()
+            .iter()
+            .map(|(_, m)| {
+                m.attributes
+                    .iter()
+                    .find(|(k, _)| k == "rule")
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
+            })
+            .collect();
+        rules.sort();
+        rules
+    }
+
+    /// `events/s3-object-created.json` for another bucket and (form-encoded) key.
+    pub fn s3_event(bucket: &str, key_encoded: &str) -> Value {
+        let mut e = event("s3-object-created.json");
+        e["Records"][0]["s3"]["bucket"]["name"] = json!(bucket);
+        e["Records"][0]["s3"]["object"]["key"] = json!(key_encoded);
+        e
+    }
 }
