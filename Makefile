@@ -77,7 +77,8 @@ run:
 	$(CARGO) run --locked --quiet --no-default-features --bin trail-alerts -- scan $(SCAN_ARGS)
 
 ## bench: scan vs the floor (libdeflate-gunzip) and the Python peer on the 200,000-record corpus,
-##        wall time ratios and peak memory (hyperfine); then the matcher alone with 10 and 1,000 rules
+##        with rule sets of every shape, wall time ratios and peak memory (hyperfine); the Lambda
+##        function's cold start and the binary sizes; then the matcher alone with 10 and 1,000 rules
 bench:
 	scripts/bench.sh
 	$(CARGO) bench --locked --bench matcher

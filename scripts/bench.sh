@@ -59,3 +59,14 @@ echo "scan (builtin + root rule):  $($SCAN --rules builtin --rules "$ROOT" "$COR
 echo "scan (builtin + 990 pinned): $($SCAN --rules builtin --rules "$PINNED" "$CORPUS" | wc -l)"
 echo "scan (builtin + 990 mixed):  $($SCAN --rules builtin --rules "$MIXED" "$CORPUS" | wc -l)"
 echo "python peer:                 $(python3 ../shared/bench/python_baseline.py "$CORPUS")"
+
+echo
+echo "== cold start of the Lambda function (process start to its first request for an event)"
+cargo build --locked --release --bin trail-alerts-lambda >/dev/null 2>&1 \
+  || cargo build --locked --release --bin trail-alerts-lambda
+python3 scripts/cold-start.py target/release/trail-alerts-lambda --runs 30 \
+  --rules builtin --rules "builtin,$MIXED"
+
+echo
+echo "== binary sizes (release, x86_64 here)"
+ls -l "$BIN" target/release/trail-alerts-lambda | awk '{printf "%-40s %6.1f MB\n", $NF, $5/1e6}'
