@@ -179,6 +179,70 @@ fn directories_pass_over_digests_and_other_objects() {
     assert!(text.contains("; 2 non-log files passed over"), "{text}");
 }
 
+/// Many files are read at once, one per core, yet the output is what reading them in turn
+/// gives: the same alerts in the same order, every fault reported in file order, the same
+/// summary counts.
+#[test]
+fn many_files_at_once_give_what_reading_them_in_turn_gives() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let day = dir
+        .path()
+        .join("AWSLogs/123456789012/CloudTrail/us-east-1/2024/01/01");
+    std::fs::create_dir_all(&day).expect("mkdir");
+    let mut names = Vec::new();
+    for i in 0..40 {
+        let mut records: Vec<Value> = (0..(i % 7))
+            .map(|j| {
+                let mut r = failed_job();
+                r["eventID"] = json!(format!("e-{i}-{j}"));
+                r
+            })
+            .collect();
+        if i % 9 == 4 {
+            records.push(json!("not a record"));
+        }
+        let bytes = serde_json::to_vec(&json!({"Records": records})).expect("json");
+        let name = day.join(format!(
+            "123456789012_CloudTrail_us-east-1_20240101T00{i:02}Z_f{i:02}.json.gz"
+        ));
+        let bytes = if i == 13 {
+            b"{\"Records\": [".to_vec()
+        } else {
+            gzip(&bytes)
+        };
+        std::fs::write(&name, bytes).expect("write");
+        names.push(name);
+    }
+    let together = cmd()
+        .args(["scan", "--format", "jsonl"])
+        .arg(dir.path())
+        .assert()
+        .failure();
+    let together = together.get_output();
+    let (mut stdout, mut stderr) = (Vec::new(), String::new());
+    for name in &names {
+        let one = cmd()
+            .args(["scan", "--format", "jsonl"])
+            .arg(name)
+            .output()
+            .expect("run");
+        stdout.extend(one.stdout);
+        stderr.push_str(&String::from_utf8_lossy(&one.stderr));
+    }
+    assert_eq!(jsonl(&together.stdout), jsonl(&stdout));
+    assert_eq!(
+        jsonl(&together.stdout).len(),
+        (0..40).map(|i| i % 7).sum::<usize>() - 6
+    );
+    assert_eq!(String::from_utf8_lossy(&together.stderr), stderr);
+    let text = cmd().arg("scan").arg(dir.path()).assert().failure();
+    let summary = String::from_utf8_lossy(&text.get_output().stdout).into_owned();
+    assert!(
+        summary.contains("40 files, 109 records (3 skipped), 109 alerts in "),
+        "{summary}"
+    );
+}
+
 /// Every bad-input class: exit 1, the file named on standard error with what was wrong.
 #[test]
 fn bad_inputs_exit_1_and_name_the_file() {
