@@ -406,6 +406,16 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// The patterns that match `r`, each matched alone.
+    fn alone(patterns: &[Value], r: &Value) -> Vec<usize> {
+        patterns
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| Pattern::compile(p).unwrap().matches(&Event::record(r)))
+            .map(|(i, _)| i)
+            .collect()
+    }
+
     fn index(patterns: &[Value]) -> PatternIndex {
         let mut idx = PatternIndex::new();
         for p in patterns {
@@ -434,12 +444,7 @@ mod tests {
             json!({"eventName": "Other"}),
         ];
         for r in &records {
-            let direct: Vec<usize> = patterns
-                .iter()
-                .enumerate()
-                .filter(|(_, p)| Pattern::compile(p).unwrap().matches(&Event::record(r)))
-                .map(|(i, _)| i)
-                .collect();
+            let direct = alone(&patterns, r);
             assert_eq!(idx.matches(r), direct, "record {r}");
         }
         assert_eq!(idx.matches(&records[0]), vec![0, 2]);
@@ -486,12 +491,7 @@ mod tests {
             json!({"eventName": "listbuckets", "userIdentity": {"type": "IAMUser"}, "resources": {"ARN": "arn:aws:s3:::dev"}}),
         ];
         for r in &records {
-            let direct: Vec<usize> = patterns
-                .iter()
-                .enumerate()
-                .filter(|(_, p)| Pattern::compile(p).unwrap().matches(&Event::record(r)))
-                .map(|(i, _)| i)
-                .collect();
+            let direct = alone(&patterns, r);
             assert_eq!(idx.matches(r), direct, "record {r}");
             let mut scratch = Scratch::default();
             idx.matching(r, &mut scratch, |_| {});

@@ -150,16 +150,21 @@ fn seed() -> proptest::test_runner::RngSeed {
     proptest::test_runner::RngSeed::Fixed(fixed)
 }
 
-#[test]
-fn agrees_with_quamina() {
-    // A fixed seed keeps CI deterministic; set PROPTEST_RNG_SEED to explore others.
-    let config = ProptestConfig {
-        cases: 4000,
+/// `cases` cases from the fixed seed (or `PROPTEST_RNG_SEED`), nothing persisted.
+fn config(cases: u32) -> ProptestConfig {
+    ProptestConfig {
+        cases,
         failure_persistence: None,
         rng_seed: seed(),
         max_local_rejects: 1_000_000,
         ..ProptestConfig::default()
-    };
+    }
+}
+
+#[test]
+fn agrees_with_quamina() {
+    // A fixed seed keeps CI deterministic; set PROPTEST_RNG_SEED to explore others.
+    let config = config(4000);
     let compared = std::cell::Cell::new(0usize);
     let mut runner = proptest::test_runner::TestRunner::new(config);
     let result = runner.run(&(pattern(), event()), |(pattern, event)| {
@@ -211,13 +216,7 @@ fn the_fast_path_never_misses_a_match() {
     use trail_alerts::reader::Limits;
     use trail_alerts::rules::{Rule, RuleSet, Severity};
 
-    let config = ProptestConfig {
-        cases: 4000,
-        failure_persistence: None,
-        rng_seed: seed(),
-        max_local_rejects: 1_000_000,
-        ..ProptestConfig::default()
-    };
+    let config = config(4000);
     let matched = std::cell::Cell::new(0usize);
     let mut runner = proptest::test_runner::TestRunner::new(config);
     let extra = prop_oneof![

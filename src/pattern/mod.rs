@@ -5,6 +5,9 @@
 //! `cidr`, `exists` and `$or`, with values OR'd, fields AND'd, and arrays in the event matching
 //! when any element matches (consistently within one element of an array of objects).
 //!
+//! A pattern also names its anchors ([`Pattern::anchors`], in `anchor.rs`): single-field tests
+//! one of which every record it matches passes, which the rule index files it under.
+//!
 //! This module is pure: no I/O, no async, no AWS types. [`Pattern::compile`] refuses an invalid
 //! pattern with a [`PatternError`] that carries the JSON path of the fault; [`Pattern::matches`]
 //! matches an [`Event`] and never allocates for record-form patterns.
