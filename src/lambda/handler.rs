@@ -1,5 +1,5 @@
 //! The handler: payload in, response (or a typed error) out. Each object is handed to
-//! [`object`](super::object), whose alerts go through [`publish`](super::publish). Generic over
+//! [`object`], whose alerts go through [`publish`](super::publish). Generic over
 //! the two ports, so the same code runs against the AWS SDK and in memory.
 
 use std::ops::AddAssign;

@@ -2,7 +2,7 @@
 //! reported by byte offset or record index.
 //!
 //! Four concerns, one file each, in the order bytes meet them:
-//! - [`decode`](self::decode): gzip or plain, told apart by the magic bytes; inflated inline or
+//! - `decode`: gzip or plain, told apart by the magic bytes; inflated inline or
 //!   on a thread of its own, with UTF-8 checked there.
 //! - [`split`]: the `{"Records": [ … ]}` document split into one record's bytes at a time
 //!   ([`LogReader`]); file-level faults are a [`ReadError`].
