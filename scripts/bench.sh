@@ -45,6 +45,14 @@ hyperfine -N --warmup 1 --runs "$RUNS" --export-markdown "$OUT/hyperfine.md" \
 cat "$OUT/hyperfine.md"
 
 echo
+echo "== one core (taskset -c 0): what a Lambda with a fraction of a vCPU pays; User+System = CPU seconds"
+hyperfine -N --warmup 1 --runs "$RUNS" \
+  -n "floor, 1 core" "taskset -c 0 libdeflate-gunzip -c $CORPUS" \
+  -n "scan (builtin), 1 core" "taskset -c 0 $SCAN $CORPUS" \
+  -n "scan (builtin + 990 mixed), 1 core" "taskset -c 0 $SCAN --rules builtin --rules $MIXED $CORPUS" \
+  2>&1 | grep -E "Benchmark|Time|faster"
+
+echo
 echo "== peak resident memory"
 peak() { /usr/bin/time -f "%M" "$@" 2>&1 >/dev/null | tail -1; }
 printf "%-28s %8s MiB\n" floor "$(( $(peak libdeflate-gunzip -c "$CORPUS") / 1024 ))"
