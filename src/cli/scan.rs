@@ -85,10 +85,12 @@ pub fn run(rule_sources: &[String], format: Format, paths: &[PathBuf]) -> Result
         files: 0,
         all_read,
     };
-    let finished = if targets.len() > 1 && workers() > 1 {
-        scan_in_parallel(&rules, limits, &targets, &mut report)
-    } else {
-        scan_in_turn(&rules, limits, &targets, &mut report)
+    let parallel = targets.len() > 1 && workers() > 1;
+    let finished = match parallel.then(|| scan_in_parallel(&rules, limits, &targets, &mut report)) {
+        Some(Ok(true)) => Ok(()),
+        Some(Err(e)) => Err(e),
+        // One target, one core, or no thread to be had: in turn.
+        None | Some(Ok(false)) => scan_in_turn(&rules, limits, &targets, &mut report),
     };
     let Report {
         out,
@@ -190,12 +192,13 @@ struct FileDone {
 
 /// Many targets at once, one per core, each read on its worker's thread; what each gives is
 /// written in target order, so that the output is the same as reading them in turn.
+/// `Ok(false)`: not one thread could be started, and nothing was read.
 fn scan_in_parallel(
     rules: &RuleSet,
     limits: Limits,
     targets: &[Target],
     report: &mut Report,
-) -> io::Result<()> {
+) -> io::Result<bool> {
     let workers = workers().min(targets.len());
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
@@ -228,11 +231,12 @@ fn scan_in_parallel(
                         }
                     }
                 });
-            if let Err(e) = spawned {
-                // Fewer threads than asked for: those that started do the work.
+            if spawned.is_err() {
                 if w == 0 {
-                    return Err(e);
+                    return Ok(false);
                 }
+                // Fewer threads than asked for: those that started do the work.
+                break;
             }
         }
         drop(done_tx);
@@ -251,7 +255,7 @@ fn scan_in_parallel(
                 }
             }
         }
-        Ok(())
+        Ok(true)
     })
 }
 
