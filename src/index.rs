@@ -1,5 +1,5 @@
 //! The rule index: one record matched against many patterns at a cost that does not grow with
-//! their number, and the paths of a record that matching reads.
+//! their number, and the decision, from a record's raw bytes, whether it must be built at all.
 //!
 //! Each pattern is filed under its anchors ([`Pattern::anchors`]): single-field tests one of
 //! which every record it matches passes. Per field, the index holds exact values in a hash map,
@@ -16,6 +16,7 @@
 //! here.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -273,25 +274,26 @@ impl PatternIndex {
     pub fn push(&mut self, pattern: Pattern) -> usize {
         let id = self.patterns.len();
         let id32 = u32::try_from(id).unwrap_or(u32::MAX);
-        match pattern.anchor_sets().into_iter().next() {
+        let sets = pattern.anchor_sets();
+        match sets.first() {
             Some(anchors) => {
                 for Anchor { path, test } in anchors {
-                    let at = match self.fields.iter().position(|t| t.path == path) {
+                    let at = match self.fields.iter().position(|t| t.path == *path) {
                         Some(at) => at,
                         None => {
-                            let slot = self.peek.insert(&path);
+                            let slot = self.peek.insert(path);
                             if self.tables.len() <= slot {
                                 self.tables.resize(slot + 1, None);
                             }
                             self.tables[slot] = Some(self.fields.len());
                             self.fields.push(FieldTable {
-                                path,
+                                path: path.clone(),
                                 ..FieldTable::default()
                             });
                             self.fields.len() - 1
                         }
                     };
-                    self.fields[at].insert(&test, id32);
+                    self.fields[at].insert(test, id32);
                 }
             }
             None => self.unanchored.push(id32),
@@ -299,7 +301,6 @@ impl PatternIndex {
         // A second set is worth peeking at only behind a first that many records pass (a
         // prefix, a suffix, a field merely present): exact values are selective enough, and
         // every path peeked at costs the reader time on every record.
-        let sets = pattern.anchor_sets();
         let weak_first = sets.first().is_some_and(|set| {
             set.iter()
                 .any(|a| !matches!(a.test, Test::Exact(_) | Test::Service(_) | Test::Folded(_)))
@@ -331,12 +332,12 @@ impl PatternIndex {
     /// The paths whose raw values [`PatternIndex::wants`] reads: the paths of the patterns'
     /// first and second anchor sets, or none when some pattern must be tried on every record
     /// anyway.
-    pub fn peek_paths(&self) -> PeekPaths {
-        if self.unanchored.is_empty() {
+    pub fn peek_paths(&self) -> Arc<PeekPaths> {
+        Arc::new(if self.unanchored.is_empty() {
             self.peek.clone()
         } else {
             PeekPaths::default()
-        }
+        })
     }
 
     /// Whether any pattern could match the record whose raw bytes the reader peeked at with

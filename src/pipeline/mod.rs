@@ -13,6 +13,7 @@ mod worker;
 use std::collections::HashSet;
 use std::io::Read;
 use std::ops::AddAssign;
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -79,7 +80,8 @@ pub struct Outcome {
 pub struct Pipeline<'r> {
     rules: &'r RuleSet,
     limits: Limits,
-    peek: PeekPaths,
+    /// Shared by the logs this pipeline reads.
+    peek: Arc<PeekPaths>,
     scratch: Scratch,
 }
 
@@ -109,7 +111,7 @@ impl<'r> Pipeline<'r> {
             Mode::Inline | Mode::Reference => LogReader::new(input, self.limits),
         };
         let reader = match opened {
-            Ok(reader) => reader.peeking(self.peek.clone()),
+            Ok(reader) => reader.peeking(Arc::clone(&self.peek)),
             Err(fault) => {
                 return Outcome {
                     fault: Some(fault),

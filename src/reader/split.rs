@@ -6,6 +6,7 @@
 //! itself is a [`ReadError`] with the byte offset where it happened.
 
 use std::io::Read;
+use std::sync::Arc;
 
 use super::decode::Decoder;
 use super::peek::{PeekPaths, Peeked, Span, Tracker};
@@ -44,7 +45,7 @@ pub struct LogReader<R: Read> {
     record: Vec<u8>,
     /// The paths the index asked to peek at, what was seen there, and the tracker's state
     /// (kept to reuse its memory).
-    paths: PeekPaths,
+    paths: Arc<PeekPaths>,
     peeked: Peeked,
     tracker: Tracker,
     /// What the splitter noticed of the last value taken.
@@ -99,7 +100,7 @@ impl<R: Read> LogReader<R> {
             keys_seen: Vec::new(),
             index: 0,
             record: Vec::new(),
-            paths: PeekPaths::default(),
+            paths: Arc::default(),
             peeked: Peeked::default(),
             tracker: Tracker::default(),
             shape: Shape::default(),
@@ -109,7 +110,7 @@ impl<R: Read> LogReader<R> {
     }
 
     /// Peeks at these paths of every record from now on (see [`Split::Record`]).
-    pub fn peeking(mut self, paths: PeekPaths) -> Self {
+    pub fn peeking(mut self, paths: Arc<PeekPaths>) -> Self {
         self.paths = paths;
         self
     }
