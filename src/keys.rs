@@ -26,8 +26,19 @@ impl KeyKind {
     }
 }
 
-/// Classifies an S3 object key or a file path (`/` separated).
+/// Classifies an S3 object key (`/` separated): by its name, which must sit under the folder
+/// CloudTrail writes that kind of file to.
 pub fn classify(key: &str) -> KeyKind {
+    classify_with(key, true)
+}
+
+/// Classifies a file by its name alone, wherever it sits: `aws s3 cp --recursive` of one day's
+/// folder gives a flat folder of correctly named logs.
+pub fn classify_name(name: &str) -> KeyKind {
+    classify_with(name.rsplit('/').next().unwrap_or(name), false)
+}
+
+fn classify_with(key: &str, check_folders: bool) -> KeyKind {
     if key.ends_with('/') {
         return KeyKind::Other;
     }
@@ -50,7 +61,7 @@ pub fn classify(key: &str) -> KeyKind {
     let rest: Vec<&str> = parts.collect();
     let folder_ok = |folder: &str| {
         // When the key has folders, the file must sit under the matching CloudTrail folder.
-        !key.contains('/') || key.split('/').any(|segment| segment == folder)
+        !check_folders || !key.contains('/') || key.split('/').any(|segment| segment == folder)
     };
     match kind {
         "CloudTrail" if rest.len() == 2 && is_timestamp(rest[0]) && folder_ok("CloudTrail") => {
@@ -118,6 +129,11 @@ mod tests {
             assert_eq!(classify(key), KeyKind::Other, "{key}");
         }
         assert!(KeyKind::Log.has_records() && KeyKind::InsightLog.has_records());
+        // By name alone, wherever the file sits.
+        assert_eq!(
+            classify_name("dl/123456789012_CloudTrail_us-east-1_20240101T0000Z_x.json.gz"),
+            KeyKind::Log
+        );
         assert!(!KeyKind::Digest.has_records() && !KeyKind::Other.has_records());
     }
 }

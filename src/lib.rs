@@ -14,13 +14,17 @@
 //! - [`rules`]: rule documents (YAML, validated strictly), rule sources, the built-in pack, and
 //!   the rule set over the index.
 //! - [`reader`]: CloudTrail log files (gzip or plain) read one record at a time, in bounded
-//!   memory: decoding, splitting, record verdicts, reading a record in part.
+//!   memory: decoding, splitting, record verdicts, reading a record in part; and the other
+//!   shapes records come in (arrays, newline-delimited, `lookup-events` output), which the
+//!   command line reads too.
 //! - [`pipeline`]: one log through reader, index and rules to alerts, in one of three modes
 //!   (inline, threaded, reference).
 //! - [`alert`]: what a match tells the person on call, and ([`alert::render`]) every form it is
 //!   shown in.
 //! - [`keys`]: what an S3 key or file name says an object is (log, digest, other).
-//! - [`walk`]: the files under a directory (logs for `scan`, rule files for rule sources).
+//! - [`walk`]: the files under a directory (logs for `scan`, known by name or content, and
+//!   why the others were passed over; rule files for rule sources).
+//! - [`time`]: `eventTime` timestamps and durations (`15m`) as numbers.
 //! - [`config`]: settings shared by the command line and the function, from the environment.
 //! - [`describe`]: how faults word values and error chains.
 //! - `hash`: the FNV hasher of the small maps looked up per record.
@@ -42,4 +46,5 @@ pub mod pattern;
 pub mod pipeline;
 pub mod reader;
 pub mod rules;
+pub mod time;
 pub mod walk;

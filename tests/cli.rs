@@ -103,12 +103,15 @@ fn scan_text_has_aligned_lines_and_a_summary() {
     let out = cmd().arg("scan").arg(trails()).assert().success();
     let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 9, "{text}");
+    // 8 alerts, the summary line, and the alerts per rule (7 rules alerted).
+    assert_eq!(lines.len(), 16, "{text}");
     assert!(
         lines[8].starts_with("3 files, 12 records (0 skipped), 8 alerts in "),
         "{}",
         lines[8]
     );
+    assert_eq!(lines[9], "  backup-copy-job-failed   1");
+    assert_eq!(lines[12], "  backup-org-plan-changed  2");
     let column = |l: &str| l.find("20").expect("time column");
     assert!(
         lines[..8].iter().all(|l| column(l) == column(lines[0])),
@@ -238,7 +241,7 @@ fn many_files_at_once_give_what_reading_them_in_turn_gives() {
     let text = cmd().arg("scan").arg(dir.path()).assert().failure();
     let summary = String::from_utf8_lossy(&text.get_output().stdout).into_owned();
     assert!(
-        summary.contains("40 files, 109 records (3 skipped), 109 alerts in "),
+        summary.contains("40 files (1 failed), 109 records (3 skipped), 109 alerts in "),
         "{summary}"
     );
 }

@@ -152,22 +152,6 @@ impl Alert {
         }
         out
     }
-
-    /// One aligned line of `scan`'s text output; `id_width` is the widest rule id's.
-    pub fn row(&self, id_width: usize) -> String {
-        format!(
-            "{:<8}  {:<id_width$}  {:<20}  {:<28}  {}",
-            self.severity.as_str().to_ascii_uppercase(),
-            self.rule_id,
-            self.event.event_time.as_deref().unwrap_or("-"),
-            format!(
-                "{}/{}",
-                self.event.account.as_deref().unwrap_or("?"),
-                self.event.region.as_deref().unwrap_or("?")
-            ),
-            self.summary
-        )
-    }
 }
 
 /// The path and serialized size of the largest value under `v` worth cutting (over 64 bytes),

@@ -1,8 +1,8 @@
-//! The command line's words: `scan`, `rules test`, `rules list`.
+//! The command line's words: `scan`, `explain`, `rules test`, `rules list`.
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
 #[command(
@@ -18,23 +18,65 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Command {
     /// Read CloudTrail log files and print the alerts the rules raise.
-    Scan {
+    Scan(ScanArgs),
+    /// Say, for each rule, whether it matches a record and why (or why not).
+    Explain {
         /// Rule source: `builtin`, a rule file, or a directory of them (repeatable).
         #[arg(long = "rules", value_name = "SOURCE")]
         rules: Vec<String>,
-        /// Output: `text` for people, `jsonl` (one JSON object per alert) for scripts.
-        #[arg(long, value_enum, default_value_t = Format::Text)]
-        format: Format,
-        /// Log files (gzip or JSON), directories (every CloudTrail log under them), or `-` for
-        /// standard input.
-        #[arg(required = true, value_name = "PATH")]
-        paths: Vec<PathBuf>,
+        /// Only this rule (repeatable; `*` matches any characters).
+        #[arg(long = "rule", value_name = "ID")]
+        only: Vec<String>,
+        /// A file holding one record, or any shape `scan` reads (every record is explained);
+        /// `-` for standard input.
+        #[arg(value_name = "RECORD")]
+        record: PathBuf,
     },
     /// Work with rules.
     Rules {
         #[command(subcommand)]
         command: RulesCommand,
     },
+}
+
+#[derive(Args)]
+pub struct ScanArgs {
+    /// Rule source: `builtin`, a rule file, or a directory of them (repeatable).
+    #[arg(long = "rules", value_name = "SOURCE")]
+    pub rules: Vec<String>,
+    /// Output: `text` for people, `jsonl` (one JSON object per alert) for scripts.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Only these rules (repeatable; `*` matches any characters).
+    #[arg(long = "rule", value_name = "ID")]
+    pub only: Vec<String>,
+    /// Leave out these rules (repeatable; `*` matches any characters).
+    #[arg(long = "exclude", value_name = "ID")]
+    pub exclude: Vec<String>,
+    /// Only rules of this severity or above.
+    #[arg(long, value_enum, value_name = "SEVERITY")]
+    pub min_severity: Option<SeverityArg>,
+    /// Only events at or after this time: `2024-01-10`, `2024-01-10T08:00:00Z`, or a duration
+    /// before now (`90m`, `2h`, `7d`). Compared with each record's eventTime.
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only events before this time (same forms as --since).
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// No summary and no progress line: alerts and faults only.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Also list on standard error every file passed over, and why.
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Text rows are not cut to the terminal's width.
+    #[arg(long)]
+    pub wide: bool,
+    /// Log files (gzip or JSON: CloudTrail logs, arrays of records, newline-delimited
+    /// records, `aws cloudtrail lookup-events` output, one record), directories (every log
+    /// under them, known by name or content), or `-` for standard input.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -55,4 +97,27 @@ pub enum RulesCommand {
 pub enum Format {
     Text,
     Jsonl,
+}
+
+/// A severity on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SeverityArg {
+    Info,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl From<SeverityArg> for crate::rules::Severity {
+    fn from(s: SeverityArg) -> Self {
+        use crate::rules::Severity;
+        match s {
+            SeverityArg::Info => Severity::Info,
+            SeverityArg::Low => Severity::Low,
+            SeverityArg::Medium => Severity::Medium,
+            SeverityArg::High => Severity::High,
+            SeverityArg::Critical => Severity::Critical,
+        }
+    }
 }

@@ -1,6 +1,6 @@
 //! The `trail-alerts` command line, behind a thin binary: its arguments ([`args`]), the scan
-//! ([`scan`]) with its output ([`output`]) and progress line ([`progress`]), and the rule
-//! commands ([`rules`]).
+//! ([`scan`]) with its output ([`output`]) and progress line ([`progress`]), `explain`
+//! ([`explain`]), and the rule commands ([`rules`]).
 
 pub mod args;
 pub mod output;
@@ -24,16 +24,16 @@ pub enum CliError {
     Config(#[from] ConfigError),
     #[error("writing the output: {0}")]
     Output(#[from] io::Error),
+    /// The command line asks for something that cannot be.
+    #[error("{0}")]
+    Usage(String),
 }
 
 /// Runs a command: exit status 0 when everything was read and passed, 1 otherwise.
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
-        Command::Scan {
-            rules,
-            format,
-            paths,
-        } => scan::run(&rules, format, &paths),
+        Command::Scan(args) => scan::run(&args),
+        Command::Explain { .. } => todo!(),
         Command::Rules {
             command: RulesCommand::Test { rules },
         } => rules::test(&rules),

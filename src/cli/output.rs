@@ -1,12 +1,23 @@
-//! What `scan` writes: one alert at a time to standard output (aligned text rows or JSON lines),
-//! and the summary line.
+//! What `scan` writes: one alert at a time to standard output (text rows fitted to the terminal,
+//! or JSON lines), and the summary.
 
+use std::collections::BTreeMap;
 use std::io::{self, BufWriter, StdoutLock, Write};
 use std::time::Duration;
 
 use super::args::Format;
 use crate::alert::Alert;
 use crate::pipeline::ObjectStats;
+use crate::rules::Severity;
+
+/// How text rows look on this output.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Style {
+    /// The terminal's width: rows are fitted to it. `None`: rows are written whole.
+    pub width: Option<usize>,
+    /// Severity in colour (a terminal, and `NO_COLOR` unset).
+    pub colour: bool,
+}
 
 /// Standard output, written one alert at a time. The first write error is kept, and nothing is
 /// written after it.
@@ -15,15 +26,17 @@ pub struct AlertWriter {
     format: Format,
     /// The widest rule id, so that text rows align.
     id_width: usize,
+    style: Style,
     failed: Option<io::Error>,
 }
 
 impl AlertWriter {
-    pub fn new(format: Format, id_width: usize) -> Self {
+    pub fn new(format: Format, id_width: usize, style: Style) -> Self {
         AlertWriter {
             out: BufWriter::new(io::stdout().lock()),
             format,
             id_width,
+            style,
             failed: None,
         }
     }
@@ -34,7 +47,7 @@ impl AlertWriter {
         }
         let written = match self.format {
             Format::Jsonl => writeln!(self.out, "{}", a.json_line()),
-            Format::Text => writeln!(self.out, "{}", a.row(self.id_width)),
+            Format::Text => writeln!(self.out, "{}", row(a, self.id_width, self.style)),
         };
         if let Err(e) = written {
             self.failed = Some(e);
@@ -46,29 +59,118 @@ impl AlertWriter {
         self.failed.take()
     }
 
-    /// Ends the output: the summary line in text format, and a flush.
-    pub fn finish(mut self, summary: &str) -> io::Result<()> {
+    /// Ends the output: the summary in text format, and a flush.
+    pub fn finish(mut self, summary: Option<&Summary>) -> io::Result<()> {
         if let Some(e) = self.failed.take() {
             return Err(e);
         }
-        match self.format {
-            Format::Text => writeln!(self.out, "{summary}").and_then(|()| self.out.flush()),
-            Format::Jsonl => self.out.flush(),
+        if let (Format::Text, Some(summary)) = (self.format, summary) {
+            writeln!(self.out, "{}", summary.line)?;
+            for line in &summary.per_rule {
+                writeln!(self.out, "{line}")?;
+            }
         }
+        self.out.flush()
     }
 }
 
-/// `3 files, 12 records (0 skipped), 8 alerts in 0.01s; 2 non-log files passed over`.
-pub fn summary(files: u64, total: &ObjectStats, elapsed: Duration, passed_over: u64) -> String {
-    let mut s = format!(
-        "{files} file{}, {} record{} ({} skipped), {} alert{}",
-        plural(files),
+/// One alert as a text row: severity, rule, time, account/Region and summary, aligned. With a
+/// width, the summary is cut with `…` to fit; a terminal too narrow for one line gets the
+/// summary on a second, indented line. Nothing from the record reaches the terminal
+/// unescaped (the alert's fields are printable already).
+pub fn row(a: &Alert, id_width: usize, style: Style) -> String {
+    let severity = a.severity.as_str().to_ascii_uppercase();
+    let place = format!(
+        "{}/{}",
+        a.event.account.as_deref().unwrap_or("?"),
+        a.event.region.as_deref().unwrap_or("?")
+    );
+    let time = a.event.event_time.as_deref().unwrap_or("-");
+    let head = format!("{:<id_width$}  {time:<20}  {place:<28}  ", a.rule_id);
+    let painted = paint(&format!("{severity:<8}"), a.severity, style.colour);
+    let Some(width) = style.width else {
+        return format!("{painted}  {head}{}", a.summary);
+    };
+    // 10: the severity column and its gap.
+    let room = width.saturating_sub(10 + head.chars().count());
+    if room >= 24 {
+        return format!("{painted}  {head}{}", cut(&a.summary, room));
+    }
+    let head = head.trim_end();
+    format!(
+        "{painted}  {}\n          {}",
+        cut(head, width.saturating_sub(10)),
+        cut(&a.summary, width.saturating_sub(10).max(20))
+    )
+}
+
+/// The text cut to `width` characters, the last one `…` when anything was cut.
+fn cut(s: &str, width: usize) -> String {
+    if s.chars().count() <= width {
+        return s.to_owned();
+    }
+    let mut out: String = s.chars().take(width.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// The severity word in its colour: critical bold red, high red, medium yellow, low cyan,
+/// info dim.
+fn paint(word: &str, severity: Severity, colour: bool) -> String {
+    if !colour {
+        return word.to_owned();
+    }
+    let code = match severity {
+        Severity::Critical => "1;31",
+        Severity::High => "31",
+        Severity::Medium => "33",
+        Severity::Low => "36",
+        Severity::Info => "2",
+    };
+    format!("\x1b[{code}m{word}\x1b[0m")
+}
+
+/// What `scan` counted.
+#[derive(Debug, Default)]
+pub struct Tally {
+    /// Logs opened (read or failed).
+    pub files: u64,
+    /// Logs that could not be read to the end (or at all).
+    pub failed: u64,
+    /// The counts of the logs read to the end.
+    pub total: ObjectStats,
+    /// Alerts written.
+    pub shown: u64,
+    /// Alerts left out by `--since`/`--until`.
+    pub outside_window: u64,
+    /// Alerts written, per rule.
+    pub per_rule: BTreeMap<String, u64>,
+}
+
+/// The summary: a line, and the alerts per rule.
+#[derive(Debug)]
+pub struct Summary {
+    pub line: String,
+    pub per_rule: Vec<String>,
+}
+
+/// `3 files (1 failed), 12 records (0 skipped), 8 alerts in 0.01s; 2 non-log files passed over`,
+/// then a line per rule that alerted.
+pub fn summary(tally: &Tally, elapsed: Duration, passed_over: usize) -> Summary {
+    let total = &tally.total;
+    let files = tally.files;
+    let mut s = format!("{files} file{}", plural(files));
+    if tally.failed > 0 {
+        s.push_str(&format!(" ({} failed)", tally.failed));
+    }
+    s.push_str(&format!(
+        ", {} record{} ({} skipped), {} alert{}",
         total.records,
         plural(total.records),
         total.unreadable,
-        total.alerts,
-        plural(total.alerts),
-    );
+        tally.shown,
+        plural(tally.shown),
+    ));
     if total.duplicates > 0 {
         s.push_str(&format!(
             " ({} repeated event{} alerted once)",
@@ -76,17 +178,29 @@ pub fn summary(files: u64, total: &ObjectStats, elapsed: Duration, passed_over: 
             plural(total.duplicates)
         ));
     }
+    if tally.outside_window > 0 {
+        s.push_str(&format!(
+            " ({} more outside --since/--until)",
+            tally.outside_window
+        ));
+    }
     s.push_str(&format!(" in {:.2}s", elapsed.as_secs_f64()));
     if passed_over > 0 {
         s.push_str(&format!(
             "; {passed_over} non-log file{} passed over",
-            plural(passed_over)
+            plural(passed_over as u64)
         ));
     }
-    s
+    let width = tally.per_rule.keys().map(String::len).max().unwrap_or(0);
+    let per_rule = tally
+        .per_rule
+        .iter()
+        .map(|(rule, n)| format!("  {rule:<width$}  {n}"))
+        .collect();
+    Summary { line: s, per_rule }
 }
 
-fn plural(n: u64) -> &'static str {
+pub fn plural(n: u64) -> &'static str {
     if n == 1 {
         ""
     } else {
@@ -100,20 +214,36 @@ mod tests {
 
     #[test]
     fn summary_lines() {
-        let total = ObjectStats {
-            records: 1,
-            alerts: 2,
-            duplicates: 1,
-            ..ObjectStats::default()
+        let mut tally = Tally {
+            files: 2,
+            failed: 1,
+            total: ObjectStats {
+                records: 1,
+                alerts: 2,
+                duplicates: 1,
+                ..ObjectStats::default()
+            },
+            shown: 2,
+            outside_window: 3,
+            ..Tally::default()
         };
+        tally.per_rule.insert("backup-job-failed".into(), 2);
+        let s = summary(&tally, Duration::from_millis(1234), 2);
         assert_eq!(
-            summary(1, &total, Duration::from_millis(1234), 2),
-            "1 file, 1 record (0 skipped), 2 alerts (1 repeated event alerted once) in 1.23s; \
-             2 non-log files passed over"
+            s.line,
+            "2 files (1 failed), 1 record (0 skipped), 2 alerts (1 repeated event alerted once) \
+             (3 more outside --since/--until) in 1.23s; 2 non-log files passed over"
         );
-        assert_eq!(
-            summary(0, &ObjectStats::default(), Duration::ZERO, 0),
-            "0 files, 0 records (0 skipped), 0 alerts in 0.00s"
-        );
+        assert_eq!(s.per_rule, ["  backup-job-failed  2"]);
+        let s = summary(&Tally::default(), Duration::ZERO, 0);
+        assert_eq!(s.line, "0 files, 0 records (0 skipped), 0 alerts in 0.00s");
+        assert!(s.per_rule.is_empty());
+    }
+
+    #[test]
+    fn cutting_keeps_whole_characters() {
+        assert_eq!(cut("abcdef", 6), "abcdef");
+        assert_eq!(cut("abcdef", 4), "abc…");
+        assert_eq!(cut("ééééé", 3), "éé…");
     }
 }

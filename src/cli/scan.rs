@@ -9,16 +9,17 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::sync_channel;
 
-use super::args::Format;
-use super::output::{summary, AlertWriter};
+use super::args::{Format, ScanArgs};
+use super::output::{plural, summary, AlertWriter, Style, Tally};
 use super::progress::Progress;
 use super::{load_rules, CliError};
 use crate::alert::{Alert, AlertSource};
 use crate::config;
-use crate::pipeline::{Mode, ObjectStats, Outcome, Pipeline};
-use crate::reader::Limits;
-use crate::rules::RuleSet;
-use crate::walk::log_files;
+use crate::pipeline::{Mode, Outcome, Pipeline};
+use crate::reader::{Limits, Shapes};
+use crate::rules::{id_matches, Rule, RuleSet, Severity};
+use crate::time;
+use crate::walk::{log_files, PassedOver};
 
 /// One thing to read.
 enum Target {
@@ -42,20 +43,20 @@ impl Target {
     }
 }
 
-/// The logs the paths name: a directory gives the logs under it (the other files are counted
-/// as passed over), a file is always read whatever its name, `-` is standard input. A directory
-/// that cannot be walked is reported, and makes `all_read` false.
-fn targets(paths: &[PathBuf], all_read: &mut bool) -> (Vec<Target>, u64) {
+/// The logs the paths name: a directory gives the logs under it (the other files are passed
+/// over, each with its reason), a file is always read whatever its name, `-` is standard
+/// input. A directory that cannot be walked is reported, and makes `all_read` false.
+fn targets(paths: &[PathBuf], all_read: &mut bool) -> (Vec<Target>, Vec<PassedOver>) {
     let mut targets = Vec::new();
-    let mut passed_over = 0;
+    let mut passed_over = Vec::new();
     for path in paths {
         if path.as_os_str() == "-" {
             targets.push(Target::Stdin);
         } else if path.is_dir() {
             match log_files(path) {
-                Ok((files, others)) => {
-                    targets.extend(files.into_iter().map(Target::File));
-                    passed_over += others;
+                Ok(found) => {
+                    targets.extend(found.logs.into_iter().map(Target::File));
+                    passed_over.extend(found.passed_over);
                 }
                 Err(e) => {
                     eprintln!("trail-alerts: {}: {e}", path.display());
@@ -69,20 +70,78 @@ fn targets(paths: &[PathBuf], all_read: &mut bool) -> (Vec<Target>, u64) {
     (targets, passed_over)
 }
 
+/// The rules `--rule`, `--exclude` and `--min-severity` leave in force. A `--rule` or
+/// `--exclude` that names no rule is a mistake worth stopping for (a typo would otherwise
+/// silently scan with no rule at all).
+fn select(rules: RuleSet, args: &ScanArgs) -> Result<RuleSet, CliError> {
+    for pattern in args.only.iter().chain(&args.exclude) {
+        if !rules.rules().iter().any(|r| id_matches(pattern, &r.id)) {
+            return Err(CliError::Usage(format!(
+                "no rule matches {pattern:?} (see `trail-alerts rules list`)"
+            )));
+        }
+    }
+    if args.only.is_empty() && args.exclude.is_empty() && args.min_severity.is_none() {
+        return Ok(rules);
+    }
+    let min = args.min_severity.map(Severity::from);
+    let kept: Vec<Rule> = rules
+        .rules()
+        .iter()
+        .filter(|r| args.only.is_empty() || args.only.iter().any(|p| id_matches(p, &r.id)))
+        .filter(|r| !args.exclude.iter().any(|p| id_matches(p, &r.id)))
+        .filter(|r| min.is_none_or(|min| r.severity >= min))
+        .cloned()
+        .collect();
+    Ok(RuleSet::new(kept)?)
+}
+
+/// `--since`/`--until`: a timestamp, a date, or a duration before now.
+fn time_bound(flag: &str, value: Option<&str>) -> Result<Option<i64>, CliError> {
+    let Some(value) = value else { return Ok(None) };
+    if let Some(t) = time::parse_timestamp(value) {
+        return Ok(Some(t));
+    }
+    if let Some(ago) = time::parse_duration(value) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        return Ok(Some(now - ago as i64));
+    }
+    Err(CliError::Usage(format!(
+        "{flag} {value:?}: expected a time (2024-01-10T08:00:00Z), a date (2024-01-10) or a \
+         duration before now (90m, 2h, 7d)"
+    )))
+}
+
 /// Returns `Ok(true)` when everything was read.
-pub fn run(rule_sources: &[String], format: Format, paths: &[PathBuf]) -> Result<bool, CliError> {
+pub fn run(args: &ScanArgs) -> Result<bool, CliError> {
     let started = Instant::now();
-    let rules = load_rules(rule_sources)?;
+    let rules = select(load_rules(&args.rules)?, args)?;
+    let window = Window {
+        since: time_bound("--since", args.since.as_deref())?,
+        until: time_bound("--until", args.until.as_deref())?,
+    };
     let limits = config::limits(|k| std::env::var(k).ok())?;
     let mut all_read = true;
-    let (targets, passed_over) = targets(paths, &mut all_read);
+    let (targets, passed_over) = targets(&args.paths, &mut all_read);
+    if args.verbose {
+        for p in &passed_over {
+            eprintln!("trail-alerts: passed over {}: {}", p.path.display(), p.why);
+        }
+    }
 
     let id_width = rules.rules().iter().map(|r| r.id.len()).max().unwrap_or(0);
+    let terminal = io::stdout().is_terminal();
+    let style = Style {
+        width: (terminal && !args.wide).then(terminal_width).flatten(),
+        colour: terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+    };
     let mut report = Report {
-        out: AlertWriter::new(format, id_width),
-        progress: Progress::new(io::stderr().is_terminal()),
-        total: ObjectStats::default(),
-        files: 0,
+        out: AlertWriter::new(args.format, id_width, style),
+        progress: Progress::new(!args.quiet && io::stderr().is_terminal()),
+        window,
+        tally: Tally::default(),
         all_read,
     };
     let parallel = targets.len() > 1 && workers() > 1;
@@ -95,23 +154,76 @@ pub fn run(rule_sources: &[String], format: Format, paths: &[PathBuf]) -> Result
     let Report {
         out,
         mut progress,
-        total,
-        files,
-        all_read,
+        tally,
+        mut all_read,
+        ..
     } = report;
-    if let Err(e) = finished {
-        progress.clear();
-        return broken_pipe_or(e, all_read);
-    }
     progress.clear();
-    let summary = summary(files, &total, started.elapsed(), passed_over);
-    if let Err(e) = out.finish(&summary) {
+    if let Err(e) = finished {
         return broken_pipe_or(e, all_read);
     }
-    if format == Format::Jsonl && io::stderr().is_terminal() {
-        eprintln!("{summary}");
+    let summary = (!args.quiet).then(|| summary(&tally, started.elapsed(), passed_over.len()));
+    if let Err(e) = out.finish(summary.as_ref()) {
+        return broken_pipe_or(e, all_read);
+    }
+    if let Some(summary) = &summary {
+        if args.format == Format::Jsonl && io::stderr().is_terminal() {
+            eprintln!("{}", summary.line);
+        }
+    }
+    if targets.is_empty() {
+        // Nothing read is never a quiet success: say what was passed over.
+        all_read = false;
+        let named: Vec<String> = args.paths.iter().map(|p| p.display().to_string()).collect();
+        if passed_over.is_empty() {
+            eprintln!("trail-alerts: no files to read in {}", named.join(", "));
+        } else {
+            eprintln!(
+                "trail-alerts: no CloudTrail log read: {} file{} passed over ({}){}",
+                passed_over.len(),
+                plural(passed_over.len() as u64),
+                reasons(&passed_over),
+                if args.verbose { "" } else { "; --verbose lists them" }
+            );
+        }
     }
     Ok(all_read)
+}
+
+/// `3 empty, 1 a CloudTrail digest file`: the reasons files were passed over, most common first.
+fn reasons(passed_over: &[PassedOver]) -> String {
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for p in passed_over {
+        *counts.entry(p.why.to_string()).or_default() += 1;
+    }
+    let mut counts: Vec<_> = counts.into_iter().collect();
+    counts.sort_by(|a, b| b.1.cmp(&a.1));
+    counts
+        .iter()
+        .map(|(why, n)| format!("{n} {why}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The terminal's width: `COLUMNS` when set, else what the terminal says.
+fn terminal_width() -> Option<usize> {
+    if let Some(cols) = std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()) {
+        return Some(cols);
+    }
+    terminal_columns()
+}
+
+#[cfg(unix)]
+fn terminal_columns() -> Option<usize> {
+    // SAFETY: TIOCGWINSZ fills a `winsize` and touches nothing else; a failure leaves it zero.
+    let mut size: libc::winsize = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) } == 0;
+    (ok && size.ws_col > 0).then_some(usize::from(size.ws_col))
+}
+
+#[cfg(not(unix))]
+fn terminal_columns() -> Option<usize> {
+    None
 }
 
 /// How many logs are read at once: one per core.
@@ -119,27 +231,60 @@ fn workers() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
+/// `--since`/`--until` as Unix seconds.
+#[derive(Debug, Clone, Copy, Default)]
+struct Window {
+    since: Option<i64>,
+    until: Option<i64>,
+}
+
+impl Window {
+    /// Whether an alert's event falls in the window. An event whose time cannot be read is
+    /// kept: a missing eventTime is no reason to miss an alert.
+    fn holds(&self, alert: &Alert) -> bool {
+        if self.since.is_none() && self.until.is_none() {
+            return true;
+        }
+        let Some(t) = alert.event.event_time.as_deref().and_then(time::parse_timestamp) else {
+            return true;
+        };
+        self.since.is_none_or(|s| t >= s) && self.until.is_none_or(|u| t < u)
+    }
+}
+
 /// What `scan` has written and counted so far.
 struct Report {
     out: AlertWriter,
     progress: Progress,
-    total: ObjectStats,
-    files: u64,
+    window: Window,
+    tally: Tally,
     all_read: bool,
 }
 
 impl Report {
+    /// Writes an alert, unless `--since`/`--until` leave it out.
+    fn alert(&mut self, a: &Alert) {
+        if !self.window.holds(a) {
+            self.tally.outside_window += 1;
+            return;
+        }
+        self.tally.shown += 1;
+        *self.tally.per_rule.entry(a.rule_id.clone()).or_default() += 1;
+        self.out.alert(a);
+    }
+
     /// Reports one target's end: what could not be read goes to standard error, the counts to
     /// the total. `Err` when writing the alerts failed (the scan stops).
     fn file_done(&mut self, name: &str, outcome: io::Result<Outcome>) -> io::Result<()> {
         if let Some(e) = self.out.take_error() {
             return Err(e);
         }
-        self.files += 1;
+        self.tally.files += 1;
         let outcome = match outcome {
             Ok(outcome) => outcome,
             Err(e) => {
                 self.all_read = false;
+                self.tally.failed += 1;
                 self.progress.clear();
                 eprintln!("trail-alerts: {name}: {e}");
                 return Ok(());
@@ -154,10 +299,13 @@ impl Report {
         }
         match &outcome.fault {
             // The counts of a log that could not be read to the end are left out of the total.
-            Some(fault) => eprintln!("trail-alerts: {name}: {fault}"),
-            None => self.total += outcome.stats,
+            Some(fault) => {
+                self.tally.failed += 1;
+                eprintln!("trail-alerts: {name}: {fault}");
+            }
+            None => self.tally.total += outcome.stats,
         }
-        self.progress.tick(self.files, &self.total);
+        self.progress.tick(self.tally.files, &self.tally.total);
         Ok(())
     }
 }
@@ -170,14 +318,13 @@ fn scan_in_turn(
     targets: &[Target],
     report: &mut Report,
 ) -> io::Result<()> {
-    let mut pipeline = Pipeline::new(rules, limits);
+    let mut pipeline = Pipeline::new(rules, limits).with_shapes(Shapes::Any);
     for target in targets {
         let name = target.name();
         let source = AlertSource::File { path: name.clone() };
-        let out = &mut report.out;
-        let outcome = target
-            .open()
-            .map(|input| pipeline.run(input, &source, Mode::Threaded, |a| out.alert(&a)));
+        let outcome = target.open().map(|input| {
+            pipeline.run(input, &source, Mode::Threaded, |a| report.alert(&a))
+        });
         report.file_done(&name, outcome)?;
     }
     Ok(())
@@ -211,7 +358,7 @@ fn scan_in_parallel(
             let spawned = std::thread::Builder::new()
                 .name(format!("trail-alerts-scan-{w}"))
                 .spawn_scoped(scope, move || {
-                    let mut pipeline = Pipeline::new(rules, limits);
+                    let mut pipeline = Pipeline::new(rules, limits).with_shapes(Shapes::Any);
                     while !stop.load(Ordering::Relaxed) {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(target) = targets.get(i) else { break };
@@ -247,7 +394,7 @@ fn scan_in_parallel(
             while let Some(file) = waiting.remove(&expected) {
                 expected += 1;
                 for a in &file.alerts {
-                    report.out.alert(a);
+                    report.alert(a);
                 }
                 if let Err(e) = report.file_done(&file.name, file.outcome) {
                     stop.store(true, Ordering::Relaxed);

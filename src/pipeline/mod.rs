@@ -20,7 +20,8 @@ use serde_json::Value;
 use crate::alert::{Alert, AlertSource};
 use crate::index::Scratch;
 use crate::reader::{
-    Limits, LogReader, Parsed, PeekPaths, Peeked, RawRecord, ReadError, RecordError, Split,
+    Limits, LogReader, Parsed, PeekPaths, Peeked, RawRecord, ReadError, RecordError, Shapes,
+    Split,
 };
 use crate::rules::RuleSet;
 
@@ -47,8 +48,9 @@ pub struct ObjectStats {
     pub unreadable: u64,
     /// Alerts raised.
     pub alerts: u64,
-    /// Records that rules matched but whose `eventID` an earlier record of the same object
-    /// already had: CloudTrail can deliver an event twice, and its alerts are raised once.
+    /// Records that a rule matched but whose `eventID` an earlier record of the same object,
+    /// matched by the same rule, already had: CloudTrail can deliver an event twice, and each
+    /// rule alerts on it once. Whether a record counts here never depends on the other rules.
     pub duplicates: u64,
     /// Decompressed bytes read.
     pub bytes: u64,
@@ -80,6 +82,7 @@ pub struct Outcome {
 pub struct Pipeline<'r> {
     rules: &'r RuleSet,
     limits: Limits,
+    shapes: Shapes,
     /// Shared by the logs this pipeline reads.
     peek: Arc<PeekPaths>,
     scratch: Scratch,
@@ -90,9 +93,16 @@ impl<'r> Pipeline<'r> {
         Pipeline {
             rules,
             limits,
+            shapes: Shapes::S3Log,
             peek: rules.index().peek_paths(),
             scratch: Scratch::default(),
         }
+    }
+
+    /// Reads documents of these shapes (by default, CloudTrail's S3 format only).
+    pub fn with_shapes(mut self, shapes: Shapes) -> Self {
+        self.shapes = shapes;
+        self
     }
 
     /// Reads one log (gzip or plain) and hands each alert to `on_alert` as it is raised.
@@ -107,8 +117,10 @@ impl<'r> Pipeline<'r> {
         mut on_alert: impl FnMut(Alert),
     ) -> Outcome {
         let opened = match mode {
-            Mode::Threaded => LogReader::threaded(input, self.limits),
-            Mode::Inline | Mode::Reference => LogReader::new(input, self.limits),
+            Mode::Threaded => LogReader::threaded_shapes(input, self.limits, self.shapes),
+            Mode::Inline | Mode::Reference => {
+                LogReader::new_shapes(input, self.limits, self.shapes)
+            }
         };
         let reader = match opened {
             Ok(reader) => reader.peeking(Arc::clone(&self.peek)),
@@ -158,7 +170,7 @@ fn build_wanted<R: Read>(
     let fault = loop {
         match reader.next_split() {
             Ok(Some(Split::Record(raw, peeked))) => matcher.record(raw, peeked, on_alert),
-            Ok(Some(Split::TooLarge(e))) => matcher.unreadable.push(e),
+            Ok(Some(Split::Refused(e))) => matcher.unreadable.push(e),
             Ok(None) => break None,
             Err(e) => break Some(e),
         }
@@ -186,11 +198,13 @@ fn build_every_record<R: Read>(
     (fault, reader.offset())
 }
 
-/// Matches one log's records and raises their alerts, once per `eventID` within the log.
+/// Matches one log's records and raises their alerts, once per rule and `eventID` within the
+/// log.
 struct Matcher<'p, 'r> {
     rules: &'r RuleSet,
     scratch: &'p mut Scratch,
-    seen: HashSet<String>,
+    /// (eventID, rule id) pairs already alerted on.
+    seen: HashSet<(String, &'r str)>,
     source: &'p AlertSource,
     stats: ObjectStats,
     unreadable: Vec<RecordError>,
@@ -219,21 +233,26 @@ impl Matcher<'_, '_> {
 
     /// Raises the alerts of the rules that match a record built whole.
     fn raise(&mut self, record: &Value, index: usize, on_alert: &mut impl FnMut(Alert)) {
+        let rules = self.rules;
         let mut matched = Vec::new();
-        self.rules
-            .matching(record, self.scratch, |rule| matched.push(rule));
+        rules.matching(record, self.scratch, |rule| matched.push(rule));
         if matched.is_empty() {
             return;
         }
-        if let Some(id) = record.get("eventID").and_then(Value::as_str) {
-            if !self.seen.insert(id.to_owned()) {
-                self.stats.duplicates += 1;
-                return;
-            }
-        }
+        let event_id = record.get("eventID").and_then(Value::as_str);
+        let mut repeated = false;
         for rule in matched {
+            if let Some(id) = event_id {
+                if !self.seen.insert((id.to_owned(), rule.id.as_str())) {
+                    repeated = true;
+                    continue;
+                }
+            }
             self.stats.alerts += 1;
             on_alert(Alert::new(rule, record, self.source.clone(), index));
+        }
+        if repeated {
+            self.stats.duplicates += 1;
         }
     }
 }
@@ -282,9 +301,10 @@ mod tests {
     fn the_sample_trails_raise_the_expected_alerts() {
         let rules = builtin();
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("events/trails");
-        let (files, others) = crate::walk::log_files(&dir).unwrap();
+        let found = crate::walk::log_files(&dir).unwrap();
+        let files = found.logs;
         assert_eq!(files.len(), 3);
-        assert_eq!(others, 0);
+        assert!(found.passed_over.is_empty());
         let mut pipeline = Pipeline::new(&rules, Limits::default());
         let mut fired = Vec::new();
         let mut total = ObjectStats::default();

@@ -104,7 +104,7 @@ pub(super) fn build_wanted<R: Read>(
         let fault = loop {
             match reader.next_split() {
                 Ok(Some(Split::Record(raw, peeked))) => batch.push(raw, peeked),
-                Ok(Some(Split::TooLarge(e))) => too_large.push(e),
+                Ok(Some(Split::Refused(e))) => too_large.push(e),
                 Ok(None) => break None,
                 Err(e) => break Some(e),
             }

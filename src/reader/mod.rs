@@ -14,12 +14,14 @@
 mod decode;
 pub mod peek;
 pub mod record;
+pub mod shape;
 pub mod split;
 
 use std::io;
 
 pub use peek::{Leaf, PeekPaths, Peeked, PeekedAt, PeekedBatch};
 pub use record::{RawRecord, RecordError, RecordErrorKind, DEEP_RECORD};
+pub use shape::{content, sniff, Content, Shapes};
 pub use split::{LogReader, Parsed, Split};
 
 /// The default cap on decompressed bytes per object (2 GiB), against decompression bombs.
@@ -64,12 +66,16 @@ pub enum ReadError {
     },
     #[error("not a CloudTrail log: the file ends at byte {offset} inside {inside}")]
     Truncated { offset: u64, inside: String },
-    #[error("not a CloudTrail log: no \"Records\" array{hint}")]
-    NoRecords { hint: String },
-    #[error("not a CloudTrail log: \"Records\" at byte {offset} is {found}, not an array")]
-    RecordsNotArray { offset: u64, found: String },
-    #[error("not a CloudTrail log: \"Records\" appears twice (again at byte {offset})")]
-    DuplicateRecords { offset: u64 },
+    #[error("not a CloudTrail log: no {key:?} array{hint}")]
+    NoRecords { key: &'static str, hint: String },
+    #[error("not a CloudTrail log: {key:?} at byte {offset} is {found}, not an array")]
+    RecordsNotArray {
+        key: &'static str,
+        offset: u64,
+        found: String,
+    },
+    #[error("not a CloudTrail log: {key:?} appears twice (again at byte {offset})")]
+    DuplicateRecords { key: &'static str, offset: u64 },
 }
 
 impl ReadError {

@@ -26,6 +26,8 @@ pub enum RecordErrorKind {
     NotObject(&'static str),
     /// The record is larger than the limit; it was passed over without being held in memory.
     TooLarge { bytes: u64, limit: usize },
+    /// An element of `lookup-events` output that does not carry a record; the text says why.
+    NotLookupEvent(String),
 }
 
 impl fmt::Display for RecordError {
@@ -38,6 +40,7 @@ impl fmt::Display for RecordError {
                 f,
                 "{bytes} bytes, over the MAX_RECORD_BYTES limit of {limit}; skipped"
             ),
+            RecordErrorKind::NotLookupEvent(why) => write!(f, "not a lookup-events record: {why}"),
         }
     }
 }

@@ -9,9 +9,14 @@ use std::io::Read;
 use std::sync::Arc;
 
 use super::decode::Decoder;
+use super::shape::{content, Content, Shapes};
 use super::peek::{PeekPaths, Peeked, Span, Tracker};
 use super::record::{RawRecord, RecordError, RecordErrorKind, DEEP_RECORD};
 use super::{Limits, ReadError};
+
+/// Decoded bytes enough to tell a document's shape (past a byte-order mark, white space and
+/// the first key).
+const HEAD: usize = 4096;
 
 /// Where the reader stands in the top-level object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,11 +25,46 @@ enum State {
     Keys {
         first: bool,
     },
-    /// Inside `Records`, before the next element (or the closing bracket).
+    /// Inside the records' array, before the next element (or the closing bracket).
     Records {
         first: bool,
     },
+    /// Between top-level records (one record, or newline-delimited records).
+    Stream,
     Done,
+}
+
+/// Where a document keeps its records (see [`Content`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// `{"Records": [ … ]}`
+    S3Log,
+    /// `[ … ]`
+    Array,
+    /// `{"Events": [{"CloudTrailEvent": "…"}, …]}`: each record is a JSON string to unwrap.
+    LookupEvents,
+    /// Records one after another at the top level.
+    Stream,
+}
+
+impl Layout {
+    /// The key of the top-level object that holds the records.
+    fn key(self) -> &'static str {
+        match self {
+            Layout::LookupEvents => "Events",
+            _ => "Records",
+        }
+    }
+
+    /// What the records sit in, for error messages.
+    fn container(self) -> &'static str {
+        match self {
+            Layout::S3Log => "the Records array",
+            Layout::Array => "the array of records",
+            Layout::LookupEvents => "the Events array",
+            Layout::Stream => "the records",
+        }
+    }
 }
 
 /// The records of one CloudTrail log file, read one at a time.
@@ -38,6 +78,8 @@ pub struct LogReader<R: Read> {
     base: u64,
     eof: bool,
     limits: Limits,
+    shapes: Shapes,
+    layout: Layout,
     state: State,
     seen_records: bool,
     keys_seen: Vec<String>,
@@ -57,8 +99,9 @@ pub struct LogReader<R: Read> {
 pub enum Split<'r> {
     /// A record's bytes, and what the peek saw of them.
     Record(RawRecord<'r>, &'r Peeked),
-    /// A record over the size limit, passed over without being held.
-    TooLarge(RecordError),
+    /// A record refused before it could be built: over the size limit (passed over without
+    /// being held), or a `lookup-events` element without a record in it.
+    Refused(RecordError),
 }
 
 /// A record built from its bytes, or why it could not be.
@@ -76,17 +119,28 @@ impl<R: Read + Send + 'static> LogReader<R> {
     /// Opens a log as [`LogReader::new`] does, inflating gzip on a second thread so that
     /// inflating and reading records overlap.
     pub fn threaded(input: R, limits: Limits) -> Result<Self, ReadError> {
-        Self::with_source(Decoder::threaded(input)?, limits)
+        Self::with_source(Decoder::threaded(input)?, limits, Shapes::S3Log)
+    }
+
+    /// [`LogReader::threaded`], for a document of any of the `shapes`.
+    pub fn threaded_shapes(input: R, limits: Limits, shapes: Shapes) -> Result<Self, ReadError> {
+        Self::with_source(Decoder::threaded(input)?, limits, shapes)
     }
 }
 
 impl<R: Read> LogReader<R> {
-    /// Opens a log: sniffs gzip by its magic bytes and reads up to the first record.
+    /// Opens a log in CloudTrail's S3 format: sniffs gzip by its magic bytes and reads up to
+    /// the first record.
     pub fn new(input: R, limits: Limits) -> Result<Self, ReadError> {
-        Self::with_source(Decoder::inline(input)?, limits)
+        Self::with_source(Decoder::inline(input)?, limits, Shapes::S3Log)
     }
 
-    fn with_source(src: Decoder<R>, limits: Limits) -> Result<Self, ReadError> {
+    /// [`LogReader::new`], for a document of any of the `shapes`.
+    pub fn new_shapes(input: R, limits: Limits, shapes: Shapes) -> Result<Self, ReadError> {
+        Self::with_source(Decoder::inline(input)?, limits, shapes)
+    }
+
+    fn with_source(src: Decoder<R>, limits: Limits, shapes: Shapes) -> Result<Self, ReadError> {
         let mut reader = LogReader {
             src,
             buf: Vec::new(),
@@ -95,6 +149,8 @@ impl<R: Read> LogReader<R> {
             base: 0,
             eof: false,
             limits,
+            shapes,
+            layout: Layout::S3Log,
             state: State::Keys { first: true },
             seen_records: false,
             keys_seen: Vec::new(),
@@ -143,6 +199,29 @@ impl<R: Read> LogReader<R> {
         }
         self.len = n;
         Ok(true)
+    }
+
+    /// Appends decoded bytes to the buffer until `want` bytes are at hand (or the input ends):
+    /// enough to tell a document's shape by its first key, however the input was cut into
+    /// chunks (plain input's first chunk is the two bytes read to tell it from gzip).
+    fn fill_head(&mut self, want: usize) -> Result<(), ReadError> {
+        let mut more = Vec::new();
+        while self.len - self.pos < want && !self.eof {
+            let n = self.src.next_chunk(&mut more, self.base + self.len as u64)?;
+            if n == 0 {
+                self.eof = true;
+                break;
+            }
+            self.buf.truncate(self.len);
+            self.buf.extend_from_slice(&more[..n]);
+            self.len += n;
+            if self.base + self.len as u64 > self.limits.max_decompressed_bytes {
+                return Err(ReadError::TooLarge {
+                    limit: self.limits.max_decompressed_bytes,
+                });
+            }
+        }
+        Ok(())
     }
 
     fn peek(&mut self) -> Result<Option<u8>, ReadError> {
@@ -203,7 +282,28 @@ impl<R: Read> LogReader<R> {
         {
             self.pos += 3;
         }
-        match self.peek_token()? {
+        let first = self.peek_token()?;
+        if self.shapes == Shapes::Any {
+            self.fill_head(HEAD)?;
+            match content(&self.buf[self.pos..self.len]) {
+                Content::RecordArray => {
+                    self.pos += 1;
+                    self.layout = Layout::Array;
+                    self.seen_records = true;
+                    self.state = State::Records { first: true };
+                    return Ok(());
+                }
+                Content::RecordStream => {
+                    self.layout = Layout::Stream;
+                    self.seen_records = true;
+                    self.state = State::Stream;
+                    return Ok(());
+                }
+                Content::LookupEvents => self.layout = Layout::LookupEvents,
+                _ => {}
+            }
+        }
+        match first {
             Some(b'{') => self.pos += 1,
             Some(b) => return Err(self.unexpected("a JSON object ('{')", b)),
             None => return Err(self.truncated("the document (no JSON at all)")),
@@ -234,9 +334,12 @@ impl<R: Read> LogReader<R> {
             let key_offset = self.offset();
             let key = self.read_key()?;
             self.expect(b':', "':' after a key", "the top-level object")?;
-            if key == "Records" {
+            if key == self.layout.key() {
                 if self.seen_records {
-                    return Err(ReadError::DuplicateRecords { offset: key_offset });
+                    return Err(ReadError::DuplicateRecords {
+                        key: self.layout.key(),
+                        offset: key_offset,
+                    });
                 }
                 self.seen_records = true;
                 match self.peek_token()? {
@@ -248,7 +351,11 @@ impl<R: Read> LogReader<R> {
                     Some(_) => {
                         let offset = self.offset();
                         let found = self.skip_value_kind()?;
-                        return Err(ReadError::RecordsNotArray { offset, found });
+                        return Err(ReadError::RecordsNotArray {
+                            key: self.layout.key(),
+                            offset,
+                            found,
+                        });
                     }
                     None => return Err(self.truncated("the top-level object")),
                 }
@@ -271,7 +378,10 @@ impl<R: Read> LogReader<R> {
             }
         }
         if !self.seen_records {
-            return Err(ReadError::NoRecords { hint: self.hint() });
+            return Err(ReadError::NoRecords {
+                key: self.layout.key(),
+                hint: self.hint(),
+            });
         }
         Ok(())
     }
@@ -330,7 +440,7 @@ impl<R: Read> LogReader<R> {
                 },
                 Err(e) => Parsed::Unreadable(e),
             },
-            Split::TooLarge(e) => Parsed::Unreadable(e),
+            Split::Refused(e) => Parsed::Unreadable(e),
         }))
     }
 
@@ -344,20 +454,38 @@ impl<R: Read> LogReader<R> {
                     self.advance_to_records()?;
                     continue;
                 }
+                State::Stream => {
+                    if self.peek_token()?.is_none() {
+                        self.state = State::Done;
+                        return Ok(None);
+                    }
+                    return self.take_record().map(Some);
+                }
                 State::Records { first } => {
+                    let container = self.layout.container();
                     match self.peek_token()? {
                         Some(b']') => {
                             self.pos += 1;
-                            self.state = State::Keys { first: false };
+                            if self.layout == Layout::Array {
+                                self.state = State::Done;
+                                if let Some(b) = self.peek_token()? {
+                                    return Err(self.unexpected(
+                                        "the end of the file after the array of records",
+                                        b,
+                                    ));
+                                }
+                            } else {
+                                self.state = State::Keys { first: false };
+                            }
                             continue;
                         }
                         Some(_) if !first => {
-                            self.expect(b',', "',' or ']' between records", "the Records array")?
+                            self.expect(b',', "',' or ']' between records", container)?
                         }
                         Some(_) => {}
                         None => {
                             return Err(self.truncated(&format!(
-                                "the Records array (before record {})",
+                                "{container} (before record {})",
                                 self.index
                             )))
                         }
@@ -365,37 +493,54 @@ impl<R: Read> LogReader<R> {
                     self.state = State::Records { first: false };
                     if self.peek_token()?.is_none() {
                         return Err(self.truncated(&format!(
-                            "the Records array (before record {})",
+                            "{container} (before record {})",
                             self.index
                         )));
                     }
-                    let index = self.index;
-                    self.index += 1;
-                    let offset = self.offset();
-                    self.record.clear();
-                    let stored = self.take_value(true)?;
-                    if !stored {
-                        let bytes = self.offset() - offset;
-                        return Ok(Some(Split::TooLarge(RecordError {
-                            index,
-                            offset,
-                            kind: RecordErrorKind::TooLarge {
-                                bytes,
-                                limit: self.limits.max_record_bytes,
-                            },
-                        })));
-                    }
-                    let raw = RawRecord {
-                        index,
-                        offset,
-                        bytes: &self.record,
-                        utf8: self.src.all_utf8(),
-                        must_build: self.shape.depth >= DEEP_RECORD || self.shape.doubtful,
-                    };
-                    return Ok(Some(Split::Record(raw, &self.peeked)));
+                    return self.take_record().map(Some);
                 }
             }
         }
+    }
+
+    /// Takes the record that starts at the current token.
+    fn take_record(&mut self) -> Result<Split<'_>, ReadError> {
+        let index = self.index;
+        self.index += 1;
+        let offset = self.offset();
+        self.record.clear();
+        let stored = self.take_value(true)?;
+        if !stored {
+            let bytes = self.offset() - offset;
+            return Ok(Split::Refused(RecordError {
+                index,
+                offset,
+                kind: RecordErrorKind::TooLarge {
+                    bytes,
+                    limit: self.limits.max_record_bytes,
+                },
+            }));
+        }
+        let mut utf8 = self.src.all_utf8();
+        let mut must_build = self.shape.depth >= DEEP_RECORD || self.shape.doubtful;
+        if self.layout == Layout::LookupEvents {
+            // The record is the JSON text in the element's `CloudTrailEvent`; nothing was
+            // peeked at inside it, so it is built.
+            match unwrap_lookup_event(&self.record) {
+                Ok(text) => self.record = text.into_bytes(),
+                Err(kind) => return Ok(Split::Refused(RecordError { index, offset, kind })),
+            }
+            utf8 = true;
+            must_build = true;
+        }
+        let raw = RawRecord {
+            index,
+            offset,
+            bytes: &self.record,
+            utf8,
+            must_build,
+        };
+        Ok(Split::Record(raw, &self.peeked))
     }
 
     /// Scans one JSON value from the current token, copying its bytes into `self.record` when
@@ -406,7 +551,10 @@ impl<R: Read> LogReader<R> {
     /// `self.peeked`), and notes in `self.shape` what only building the record can judge.
     fn take_value(&mut self, store: bool) -> Result<bool, ReadError> {
         let limit = self.limits.max_record_bytes;
-        let track = store && !self.paths.is_empty() && matches!(self.state, State::Records { .. });
+        let track = store
+            && !self.paths.is_empty()
+            && self.layout != Layout::LookupEvents
+            && matches!(self.state, State::Records { .. } | State::Stream);
         let mut keep = store;
         let mut depth: usize = 0;
         let mut in_string = false;
@@ -421,7 +569,7 @@ impl<R: Read> LogReader<R> {
             if !self.fill()? {
                 self.tracker = t;
                 return Err(
-                    self.truncated(if self.state == (State::Records { first: false }) {
+                    self.truncated(if matches!(self.state, State::Records { first: false } | State::Stream) {
                         "a record"
                     } else {
                         "a top-level value"
@@ -596,6 +744,30 @@ impl<R: Read> Iterator for LogReader<R> {
                 Some(Err(e))
             }
         }
+    }
+}
+
+/// The record inside one element of `lookup-events` output: its `CloudTrailEvent` string.
+fn unwrap_lookup_event(element: &[u8]) -> Result<String, RecordErrorKind> {
+    #[derive(serde::Deserialize)]
+    struct Element {
+        #[serde(rename = "CloudTrailEvent")]
+        event: Option<serde_json::Value>,
+    }
+    match serde_json::from_slice::<Element>(element) {
+        Ok(Element {
+            event: Some(serde_json::Value::String(text)),
+        }) => Ok(text),
+        Ok(Element { event: Some(v) }) => Err(RecordErrorKind::NotLookupEvent(format!(
+            "its CloudTrailEvent is {}, not a string of JSON",
+            crate::describe::json_kind(&v)
+        ))),
+        Ok(Element { event: None }) => Err(RecordErrorKind::NotLookupEvent(
+            "it has no CloudTrailEvent".into(),
+        )),
+        Err(e) => Err(RecordErrorKind::NotLookupEvent(format!(
+            "it is not an object with a CloudTrailEvent: {e}"
+        ))),
     }
 }
 

@@ -56,6 +56,27 @@ impl fmt::Display for Severity {
     }
 }
 
+/// Whether a rule id matches a pattern of ids, where `*` stands for any characters
+/// (`backup-*`); without `*`, the id itself.
+pub fn id_matches(pattern: &str, id: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or("");
+    let Some(mut rest) = id.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        return rest.is_empty();
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
 /// One alert rule.
 #[derive(Debug, Clone)]
 pub struct Rule {
@@ -215,6 +236,18 @@ mod tests {
 
     fn builtin() -> RuleSet {
         RuleSet::load(&[RuleSource::Builtin]).expect("the built-in pack loads")
+    }
+
+    #[test]
+    fn id_patterns() {
+        assert!(id_matches("backup-job-failed", "backup-job-failed"));
+        assert!(!id_matches("backup-job", "backup-job-failed"));
+        assert!(id_matches("backup-*", "backup-job-failed"));
+        assert!(id_matches("*-failed", "backup-job-failed"));
+        assert!(id_matches("b*job*d", "backup-job-failed"));
+        assert!(id_matches("*", "x"));
+        assert!(!id_matches("*-failed", "outposts-change"));
+        assert!(!id_matches("a*a", "a"));
     }
 
     fn load_err(text: &str) -> String {
