@@ -218,18 +218,16 @@ fn test_passes(test: &Test, leaf: Leaf<'_>) -> bool {
     }
 }
 
-/// Lower-cases a string's bytes character by character, as the ignore-case matchers compare
-/// (ASCII quickly; bytes that are not UTF-8 are left as they are, and the record will be
-/// refused when built or checked).
+/// Folds a string's bytes as the ignore-case matchers do (ASCII quickly; bytes that are not
+/// UTF-8 are left as they are, and the record will be refused when built or checked).
 fn fold(s: &[u8], out: &mut Vec<u8>) {
     out.clear();
     if s.is_ascii() {
         out.extend(s.iter().map(u8::to_ascii_lowercase));
     } else if let Ok(text) = std::str::from_utf8(s) {
-        let mut buf = [0u8; 4];
-        for c in text.chars().flat_map(char::to_lowercase) {
-            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-        }
+        let mut folded = String::new();
+        crate::pattern::fold_into(text, &mut folded);
+        out.extend_from_slice(folded.as_bytes());
     } else {
         out.extend_from_slice(s);
     }

@@ -2,6 +2,7 @@
 
 use std::io::{self, Write};
 
+use super::output::plural;
 use super::{load_rules, CliError};
 
 /// Runs every rule's embedded tests, a line each; `Ok(false)` when one failed.
@@ -25,16 +26,17 @@ pub fn test(sources: &[String]) -> Result<bool, CliError> {
         writeln!(out, "{verdict}  {}: {}{detail}", o.rule.id, o.test.name)?;
     }
     let untested = rules.rules().iter().filter(|r| r.tests.is_empty()).count();
+    let (rule_count, test_count) = (rules.rules().len(), outcomes.len());
     writeln!(
         out,
-        "{} rules, {} tests: {} passed, {failed} failed{}",
-        rules.rules().len(),
-        outcomes.len(),
-        outcomes.len() - failed,
-        if untested > 0 {
-            format!(" ({untested} rules have no tests)")
-        } else {
-            String::new()
+        "{rule_count} rule{}, {test_count} test{}: {} passed, {failed} failed{}",
+        plural(rule_count as u64),
+        plural(test_count as u64),
+        test_count - failed,
+        match untested {
+            0 => String::new(),
+            1 => " (1 rule has no tests)".to_owned(),
+            n => format!(" ({n} rules have no tests)"),
         }
     )?;
     Ok(failed == 0)

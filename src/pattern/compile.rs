@@ -271,6 +271,12 @@ fn range(arg: &Value, path: &JsonPath) -> Result<Range, PatternError> {
                 return Err(op_at.error("\"=\" cannot be combined with another bound"));
             }
             ">" | ">=" => &mut out.lower,
+            "<" | "<=" if pair == 0 && items.len() == 4 => {
+                return Err(op_at.error(format!(
+                    "the lower bound comes first in a range with two bounds, as in \
+                     [\">\", 0, \"<=\", 5]; this one starts with {op:?}"
+                )));
+            }
             "<" | "<=" => &mut out.upper,
             other => {
                 return Err(op_at.error(format!(
@@ -288,13 +294,14 @@ fn range(arg: &Value, path: &JsonPath) -> Result<Range, PatternError> {
             inclusive: op.ends_with('='),
         });
     }
-    if let (Some(lo), Some(hi)) = (out.lower, out.upper) {
-        let empty =
-            lo.value > hi.value || (lo.value == hi.value && !(lo.inclusive && hi.inclusive));
-        if empty {
+    if let (Some(lo), Some(hi), 4) = (out.lower, out.upper, items.len()) {
+        // As the reference engine: the lower bound must be below the upper (one value is
+        // written ["=", x]).
+        if lo.value >= hi.value {
             return Err(path.error(format!(
-                "the range is empty: its lower bound {} is not below its upper bound {}",
-                lo.value, hi.value
+                "the lower bound {} is not below the upper bound {} (for one value, write \
+                 [\"=\", {}])",
+                lo.value, hi.value, lo.value
             )));
         }
     }
@@ -353,8 +360,14 @@ fn anything_but(arg: &Value, path: &JsonPath) -> Result<AnythingBut, PatternErro
             };
             let build: fn(Vec<&str>, &Value, &JsonPath) -> Result<AnythingBut, PatternError> =
                 match name.as_str() {
-                    "prefix" => |texts, _, _| Ok(AnythingBut::Prefix(boxed(&texts))),
-                    "suffix" => |texts, _, _| Ok(AnythingBut::Suffix(boxed(&texts))),
+                    "prefix" => |texts, inner, at| {
+                        refuse_empty(&texts, inner, at, "prefix")?;
+                        Ok(AnythingBut::Prefix(boxed(&texts)))
+                    },
+                    "suffix" => |texts, inner, at| {
+                        refuse_empty(&texts, inner, at, "suffix")?;
+                        Ok(AnythingBut::Suffix(boxed(&texts)))
+                    },
                     "equals-ignore-case" => |texts, _, _| {
                         Ok(AnythingBut::EqualsIgnoreCase(
                             texts.iter().map(|s| fold(s)).collect(),
@@ -390,6 +403,26 @@ fn anything_but(arg: &Value, path: &JsonPath) -> Result<AnythingBut, PatternErro
              found {}",
             describe(other)
         ))),
+    }
+}
+
+/// Every string starts and ends with `""`: an `anything-but` of an empty prefix or suffix
+/// excludes every string and can never match.
+fn refuse_empty(
+    texts: &[&str],
+    inner: &Value,
+    at: &JsonPath,
+    op: &str,
+) -> Result<(), PatternError> {
+    match texts.iter().position(|t| t.is_empty()) {
+        Some(i) => {
+            let at = if inner.is_array() { at.index(i) } else { at.clone() };
+            Err(at.error(format!(
+                "an empty {op} excludes every string, so this \"anything-but\" could never \
+                 match; remove it, or use \"exists\""
+            )))
+        }
+        None => Ok(()),
     }
 }
 

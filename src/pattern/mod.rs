@@ -24,6 +24,7 @@ use std::fmt;
 use serde_json::Value;
 
 pub use anchor::{Anchor, Path, Test};
+pub(crate) use ops::fold_into;
 pub use envelope::{
     detail_type_for, event_type_for, service_len, service_of, source_for, Envelope,
 };

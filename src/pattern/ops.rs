@@ -3,6 +3,9 @@
 
 use std::net::IpAddr;
 
+use caseless::Caseless;
+use unicode_normalization::UnicodeNormalization;
+
 /// A compiled `wildcard` value: literal segments separated by `*`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Wildcard {
@@ -175,41 +178,57 @@ fn mask(ip: IpAddr, bits: u8) -> IpAddr {
     }
 }
 
-/// Lower-cases for `equals-ignore-case` and its prefix/suffix forms (Unicode lower case).
+/// Case folding for `equals-ignore-case` and its prefix/suffix forms: canonical caseless
+/// matching (Unicode 3.13, D145), `NFD(fold(NFD(s)))` with full case folding (CaseFolding.txt,
+/// statuses C and F), so that `ß` matches `SS` and `ΐ` matches `Ϊ́` however either is
+/// composed.
 pub(crate) fn fold(s: &str) -> Box<str> {
-    s.to_lowercase().into_boxed_str()
+    let mut out = String::new();
+    fold_into(s, &mut out);
+    out.into_boxed_str()
 }
 
-/// `value` equals `folded` (already lower-cased) ignoring case, without allocating.
+/// [`fold`] into a buffer (cleared first); ASCII quickly.
+pub(crate) fn fold_into(s: &str, out: &mut String) {
+    out.clear();
+    if s.is_ascii() {
+        out.extend(s.chars().map(|c| c.to_ascii_lowercase()));
+    } else {
+        out.extend(folded_chars(s));
+    }
+}
+
+fn folded_chars(s: &str) -> impl Iterator<Item = char> + '_ {
+    s.nfd().default_case_fold().nfd()
+}
+
+/// `value` equals `folded` (already folded) ignoring case.
 pub(crate) fn eq_ignore_case(value: &str, folded: &str) -> bool {
     if value.is_ascii() && folded.is_ascii() {
         return value.eq_ignore_ascii_case(folded);
     }
-    value
-        .chars()
-        .flat_map(char::to_lowercase)
-        .eq(folded.chars())
+    folded_chars(value).eq(folded.chars())
 }
 
-/// `value` starts with `folded` (already lower-cased) ignoring case.
+/// `value` starts with `folded` (already folded) ignoring case.
 pub(crate) fn starts_with_ignore_case(value: &str, folded: &str) -> bool {
     if value.is_ascii() && folded.is_ascii() {
         return value.len() >= folded.len()
             && value.as_bytes()[..folded.len()].eq_ignore_ascii_case(folded.as_bytes());
     }
-    let mut lowered = value.chars().flat_map(char::to_lowercase);
-    folded.chars().all(|c| lowered.next() == Some(c))
+    let mut value = folded_chars(value);
+    folded.chars().all(|c| value.next() == Some(c))
 }
 
-/// `value` ends with `folded` (already lower-cased) ignoring case.
+/// `value` ends with `folded` (already folded) ignoring case.
 pub(crate) fn ends_with_ignore_case(value: &str, folded: &str) -> bool {
     if value.is_ascii() && folded.is_ascii() {
         return value.len() >= folded.len()
             && value.as_bytes()[value.len() - folded.len()..]
                 .eq_ignore_ascii_case(folded.as_bytes());
     }
-    let lowered: String = value.chars().flat_map(char::to_lowercase).collect();
-    lowered.ends_with(folded)
+    let value: String = folded_chars(value).collect();
+    value.ends_with(folded)
 }
 
 #[cfg(test)]
@@ -266,10 +285,35 @@ mod tests {
     #[test]
     fn ignore_case_helpers() {
         assert!(eq_ignore_case("AbC", "abc"));
-        assert!(eq_ignore_case("ÉTÉ", "été"));
+        assert!(eq_ignore_case("ÉTÉ", &fold("été")));
         assert!(starts_with_ignore_case("EventBridge", "eventb"));
         assert!(!starts_with_ignore_case("Ev", "eventb"));
         assert!(ends_with_ignore_case("EventBRIDGE", "tbridge"));
-        assert!(ends_with_ignore_case("CAFÉ", "fé"));
+        assert!(ends_with_ignore_case("CAFÉ", &fold("fé")));
+    }
+
+    /// Full case folding, and composition does not matter: the reference engine's own cases
+    /// (aws/event-ruler ByteMachineTest, equals-ignore-case with characters whose cases differ
+    /// in length) and the issue's.
+    #[test]
+    fn full_unicode_case_folding() {
+        let same = |pattern: &str, value: &str| eq_ignore_case(value, &fold(pattern));
+        assert!(same("ß", "SS") && same("ß", "ss") && same("SS", "ß"));
+        // ΐ (U+0390) against Ϊ́ composed (U+03AA U+0301) and decomposed (U+0399 U+0308 U+0301).
+        assert!(same("\u{390}", "\u{3aa}\u{301}"));
+        assert!(same("\u{390}", "\u{399}\u{308}\u{301}"));
+        let pattern = "ΰɀɐΐΰῆK";
+        for value in ["Ϋ́ɀⱯΐΫ́Η͂k", "ΰⱿɐΪ́ΰῆK", "Ϋ́ⱿⱯΪ́Ϋ́ῆk", "ΰɀɐΐΰΗ͂K"] {
+            assert!(same(pattern, value), "{value}");
+        }
+        for value in ["", "Ϋ́ȿⱯΐΫ́Η͂k", "ΰⱾɐΪ́ΰῆK"] {
+            assert!(!same(pattern, value), "{value}");
+        }
+        assert!(same("12Ⱥ", "12ⱥ") && !same("12Ⱥ", "12a"));
+        assert!(starts_with_ignore_case("STRASSE-1", &fold("straß")));
+        assert!(ends_with_ignore_case("die Straße", &fold("STRASSE")));
+        assert!(starts_with_ignore_case("Ϊ́x", &fold("\u{390}")));
+        // The Kelvin sign folds to an ASCII k.
+        assert!(same("\u{212a}", "k") && same("k", "\u{212a}"));
     }
 }

@@ -19,6 +19,62 @@ const RULE_KEYS: [&str; 7] = [
 ];
 const TEST_KEYS: [&str; 3] = ["name", "expect", "record"];
 
+/// The YAML parser's message in this tool's words: it speaks of its own options
+/// (`set DuplicateKeyPolicy in Options if acceptable`), which a rule author cannot set.
+fn yaml_error(message: &str) -> String {
+    message
+        .replace(
+            ", set DuplicateKeyPolicy in Options if acceptable",
+            " (each key may appear once in a mapping)",
+        )
+        .trim_end()
+        .to_owned()
+}
+
+/// The first number written in a YAML document that is not zero but reads as zero (`1E-325`),
+/// with its line: the parser turns it into 0 without a word, as it turns `1E400` into
+/// infinity, which patterns refuse.
+fn underflowing_number(text: &str) -> Option<(usize, String)> {
+    for (n, line) in text.lines().enumerate() {
+        let mut quote = None;
+        let mut token = String::new();
+        let mut previous = ' ';
+        for c in line.chars().chain([' ']) {
+            match quote {
+                Some(q) => {
+                    if c == q {
+                        quote = None;
+                    }
+                }
+                None if c == '"' || c == '\'' => quote = Some(c),
+                // A comment starts at `#` after white space.
+                None if c == '#' && previous.is_whitespace() => break,
+                None if c.is_whitespace() || ",[]{}:".contains(c) => {
+                    if underflows(&token) {
+                        return Some((n + 1, token));
+                    }
+                    token.clear();
+                }
+                None => token.push(c),
+            }
+            previous = c;
+        }
+        if underflows(&token) {
+            return Some((n + 1, token));
+        }
+    }
+    None
+}
+
+/// A plain number whose digits are not all zero but whose value is.
+fn underflows(token: &str) -> bool {
+    let unsigned = token.strip_prefix(['-', '+']).unwrap_or(token);
+    let mantissa = unsigned.split(['e', 'E']).next().unwrap_or("");
+    unsigned.starts_with(|c: char| c.is_ascii_digit() || c == '.')
+        && mantissa.bytes().any(|b| (b'1'..=b'9').contains(&b))
+        && token.parse::<f64>() == Ok(0.0)
+}
+
 /// Parses and validates one rule document.
 pub fn parse_document(origin: &str, text: &str) -> Result<Vec<Rule>, RuleError> {
     // YAML 1.2 booleans only: `no`, `yes`, `on` and `off` stay strings (a pattern value `[NO]`
@@ -28,8 +84,17 @@ pub fn parse_document(origin: &str, text: &str) -> Result<Vec<Rule>, RuleError> 
     let doc: Value =
         serde_saphyr::from_str_with_options(text, options).map_err(|e| RuleError::Read {
             origin: origin.to_owned(),
-            reason: format!("not valid YAML: {e}"),
+            reason: format!("not valid YAML: {}", yaml_error(&e.to_string())),
         })?;
+    if let Some((line, number)) = underflowing_number(text) {
+        return Err(RuleError::Read {
+            origin: origin.to_owned(),
+            reason: format!(
+                "line {line}: the number {number} is too small to represent and would be read \
+                 as 0; write 0, or a number of at least 1E-307"
+            ),
+        });
+    }
     let invalid = |rule: Option<&str>, path: &JsonPath, reason: String| RuleError::Invalid {
         origin: origin.to_owned(),
         rule: rule.map(str::to_owned),

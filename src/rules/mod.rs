@@ -258,6 +258,28 @@ mod tests {
     }
 
     #[test]
+    fn numbers_that_read_as_zero_are_refused_with_their_line() {
+        let rule = |n: &str| {
+            format!(
+                "rules:\n  - id: a # 1E-400 in a comment is fine\n    description: \"1E-400 in a string too\"\n    severity: low\n    pattern: {{n: [{{numeric: [\">\", {n}]}}]}}\n"
+            )
+        };
+        let e = load_err(&rule("1E-325"));
+        assert!(e.contains("line 5: the number 1E-325 is too small"), "{e}");
+        assert!(load_err(&rule("-0.1e-400")).contains("-0.1e-400"));
+        for fine in ["0", "0.0", "0E-400", "1E-300", "-5"] {
+            assert!(parse_document("t.yaml", &rule(fine)).is_ok(), "{fine}");
+        }
+    }
+
+    #[test]
+    fn a_repeated_key_is_named_in_the_authors_words() {
+        let e = load_err("rules:\n  - id: a\n    id: b\n");
+        assert!(e.contains("duplicate mapping key: id (each key may appear once in a mapping)"), "{e}");
+        assert!(!e.contains("DuplicateKeyPolicy"), "{e}");
+    }
+
+    #[test]
     fn the_builtin_pack_is_exactly_the_contract() {
         let set = builtin();
         let got: Vec<(&str, Severity, bool)> = set
