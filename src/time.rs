@@ -140,10 +140,20 @@ mod tests {
         assert_eq!(parse_timestamp("1970-01-01T00:00:00Z"), Some(0));
         assert_eq!(parse_timestamp("2024-01-10T08:15:00Z"), Some(1_704_874_500));
         assert_eq!(parse_timestamp("2024-01-10T08:15Z"), Some(1_704_874_500));
-        assert_eq!(parse_timestamp("2024-01-10T09:15:00.123+01:00"), Some(1_704_874_500));
+        assert_eq!(
+            parse_timestamp("2024-01-10T09:15:00.123+01:00"),
+            Some(1_704_874_500)
+        );
         assert_eq!(parse_timestamp("2024-01-10"), Some(1_704_844_800));
         assert_eq!(parse_timestamp("2024-02-29"), Some(1_709_164_800));
-        for bad in ["2023-02-29", "2024-13-01", "2024-01-10T25:00:00Z", "2024-01-10T08:15:00", "yesterday", ""] {
+        for bad in [
+            "2023-02-29",
+            "2024-13-01",
+            "2024-01-10T25:00:00Z",
+            "2024-01-10T08:15:00",
+            "yesterday",
+            "",
+        ] {
             assert_eq!(parse_timestamp(bad), None, "{bad}");
         }
         for t in [0, 1_704_874_500, 951_782_400, -86_400, 4_102_444_799] {
@@ -158,7 +168,16 @@ mod tests {
         assert_eq!(parse_duration("15m"), Some(900));
         assert_eq!(parse_duration("1h"), Some(3600));
         assert_eq!(parse_duration("1d"), Some(86_400));
-        for bad in ["", "h", "0m", "1.5h", "-1h", "1w", "1 h", "99999999999999999999d"] {
+        for bad in [
+            "",
+            "h",
+            "0m",
+            "1.5h",
+            "-1h",
+            "1w",
+            "1 h",
+            "99999999999999999999d",
+        ] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
     }

@@ -90,7 +90,10 @@ fn judge(path: &Path) -> Option<Why> {
     if std::fs::metadata(path).is_ok_and(|m| m.len() == 0) {
         return Some(Why::Empty);
     }
-    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
     match classify_name(&name) {
         KeyKind::Log | KeyKind::InsightLog => return None,
         KeyKind::Digest => return Some(Why::DigestName),

@@ -420,7 +420,25 @@ fn rules_test_runs_every_embedded_test() {
     let rules = dir.path().join("failing.yaml");
     std::fs::write(
         &rules,
-        "rules:\n  - id: wrong\n    description: d\n    severity: low\n    pattern: {eventName: [X]}\n    tests:\n      - name: should fire\n        expect: true\n        record: {eventName: Y}\n",
+        r#"rules:
+  - id: wrong
+    description: d
+    severity: low
+    pattern: {eventName: [X], requestParameters: {force: [true]}, errorCode: [{exists: false}]}
+    tests:
+      - name: should fire
+        expect: true
+        record: {eventName: Y}
+      - name: field absent
+        expect: true
+        record: {eventName: X}
+      - name: a string met a boolean
+        expect: true
+        record: {eventName: X, requestParameters: {force: "true"}}
+      - name: should stay quiet
+        expect: false
+        record: {eventName: X, requestParameters: {force: true}}
+"#,
     )
     .expect("write");
     let out = cmd()
@@ -429,10 +447,16 @@ fn rules_test_runs_every_embedded_test() {
         .assert()
         .code(1);
     let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
-    assert!(
-        text.contains("FAIL  wrong: should fire (expected the rule to fire; it did not)"),
-        "{text}"
-    );
+    // Each failure says where the record parted from the pattern, and how.
+    for want in [
+        "FAIL  wrong: should fire\n      expected the rule to fire; it did not: eventName: wanted \"X\"; found \"Y\"",
+        "FAIL  wrong: field absent\n      expected the rule to fire; it did not: requestParameters.force: wanted true; found the field is absent",
+        "FAIL  wrong: a string met a boolean\n      expected the rule to fire; it did not: requestParameters.force: wanted true; found \"true\" (a string, where the pattern compares booleans)",
+        "FAIL  wrong: should stay quiet\n      expected the rule to stay quiet; it fired on eventName = \"X\", requestParameters.force = true, errorCode absent",
+        "1 rule, 4 tests: 0 passed, 4 failed",
+    ] {
+        assert!(text.contains(want), "{want}\n---\n{text}");
+    }
 }
 
 #[test]

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 use trail_alerts::index::PatternIndex;
-use trail_alerts::pattern::{Event, Pattern};
+use trail_alerts::pattern::{Event, Explanation, Pattern};
 
 use crate::util::json_fixture;
 
@@ -55,11 +55,20 @@ fn every_conformance_case_holds() {
                 continue;
             }
         };
-        let got = if case.as_record {
-            pattern.matches(&Event::record(case.event))
+        let event = if case.as_record {
+            Event::record(case.event)
         } else {
-            pattern.matches(&Event::eventbridge(case.event))
+            Event::eventbridge(case.event)
         };
+        let got = pattern.matches(&event);
+        // The explanation's verdict is the matcher's own.
+        let explained = matches!(pattern.explain(&event), Explanation::Matched(_));
+        if explained != got {
+            failures.push(format!(
+                "{}: explain says {explained}, matches says {got}",
+                case.name
+            ));
+        }
         if got != case.expected {
             failures.push(format!(
                 "{}: expected {}, got {got}",

@@ -186,10 +186,17 @@ fn agrees_with_quamina() {
             .matches_for_event(event.to_string().as_bytes())
             .map_err(|e| TestCaseError::fail(format!("quamina: {e}")))?
             .is_empty();
+        let verdict = ours.matches(&Event::eventbridge(&event));
+        prop_assert_eq!(verdict, theirs, "pattern {} event {}", pattern, event);
+        // `explain` walks the same way and must reach the same verdict.
+        let explained = matches!(
+            ours.explain(&Event::eventbridge(&event)),
+            trail_alerts::pattern::Explanation::Matched(_)
+        );
         prop_assert_eq!(
-            ours.matches(&Event::eventbridge(&event)),
-            theirs,
-            "pattern {} event {}",
+            explained,
+            verdict,
+            "explain: pattern {} event {}",
             pattern,
             event
         );

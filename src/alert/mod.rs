@@ -6,6 +6,7 @@ pub mod render;
 
 use serde_json::Value;
 
+use crate::pattern::{Event, Explanation};
 use crate::rules::{Rule, Severity};
 
 /// The longest subject line: printable ASCII, no line breaks (email subjects stop at 100).
@@ -82,11 +83,18 @@ pub struct Alert {
     /// The record's index in its file.
     pub record_index: usize,
     pub record: Value,
+    /// The record fields (dotted paths) and values that made the rule match; a field matched
+    /// by its absence has `None`.
+    pub matched: Vec<(String, Option<Value>)>,
 }
 
 impl Alert {
     pub fn new(rule: &Rule, record: &Value, source: AlertSource, record_index: usize) -> Self {
         let event = EventInfo::from_record(record);
+        let matched = match rule.pattern.explain(&Event::record(record)) {
+            Explanation::Matched(fields) => fields,
+            Explanation::Missed(_) => Vec::new(),
+        };
         Alert {
             rule_id: rule.id.clone(),
             description: rule.description.clone(),
@@ -98,6 +106,7 @@ impl Alert {
             source,
             record_index,
             record: record.clone(),
+            matched,
         }
     }
 }
@@ -146,6 +155,35 @@ pub fn sanitize_subject(raw: &str) -> String {
         out.push_str("...");
     }
     out
+}
+
+/// Text from a record made safe for a terminal or an email: line breaks and tabs become
+/// spaces, and every other control character (C0, DEL, C1: ESC and BEL among them) and every
+/// bidirectional-override character is shown as an escape (`\x1b`, `\u{202e}`) instead of
+/// acting on the reader's screen.
+pub fn printable(s: &str) -> String {
+    if !s.chars().any(|c| c.is_control() || is_bidi_control(c)) {
+        return s.to_owned();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' | '\r' | '\t' => out.push(' '),
+            c if c.is_control() && (c as u32) < 0x100 => {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c if c.is_control() || is_bidi_control(c) => {
+                out.push_str(&format!("\\u{{{:x}}}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The characters that reorder text on screen (the "Trojan Source" characters).
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// One line a person on call understands at once (account, region and time are shown beside it).
@@ -214,7 +252,7 @@ fn summary(record: &Value, event: &EventInfo) -> String {
             }
         }
     }
-    s.replace(['\n', '\r'], " ")
+    printable(&s)
 }
 
 /// What an API call acted on: vaults, recovery points, plans, outposts, sites.

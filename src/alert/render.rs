@@ -4,7 +4,8 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{Alert, AlertSource, EventInfo};
+use super::{printable, Alert, AlertSource, EventInfo};
+use crate::rules::describe_fields;
 
 impl AlertSource {
     fn to_json(&self) -> Value {
@@ -50,6 +51,7 @@ impl Alert {
             },
             "summary": self.summary,
             "event": self.event.to_json(),
+            "matched": self.matched_json(),
             "record": self.record,
             "source": self.source.to_json(),
         })
@@ -85,6 +87,17 @@ impl Alert {
         }
     }
 
+    /// `{"eventName": "DeleteBackupVault", "errorCode": null}`: what made the rule match
+    /// (`null` for a field matched by its absence).
+    pub fn matched_json(&self) -> Value {
+        Value::Object(
+            self.matched
+                .iter()
+                .map(|(path, v)| (path.clone(), v.clone().unwrap_or(Value::Null)))
+                .collect(),
+        )
+    }
+
     /// The flat JSON line of `scan --format jsonl`: a stable interface for scripts.
     pub fn json_line(&self) -> Value {
         let mut m = Map::new();
@@ -97,10 +110,14 @@ impl Alert {
         m.insert("eventTime".into(), opt(&self.event.event_time));
         m.insert("account".into(), opt(&self.event.account));
         m.insert("region".into(), opt(&self.event.region));
+        m.insert("principal".into(), opt(&self.event.principal));
+        m.insert("sourceIPAddress".into(), opt(&self.event.source_ip));
+        m.insert("errorCode".into(), opt(&self.event.error_code));
         m.insert("subject".into(), json!(self.subject));
         m.insert("summary".into(), json!(self.summary));
         m.insert("file".into(), json!(self.source.display()));
         m.insert("record".into(), json!(self.record_index));
+        m.insert("matched".into(), self.matched_json());
         Value::Object(m)
     }
 
@@ -108,7 +125,7 @@ impl Alert {
     /// `limit` bytes: a record too large is cut, and the cut is marked.
     pub fn text(&self, limit: usize) -> String {
         let e = &self.event;
-        let v = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
+        let v = |o: &Option<String>| o.as_deref().map_or_else(|| "-".into(), printable);
         let mut out = format!(
         "{}\n\n{}\n\nRule:       {} ({}): {}\nEvent:      {} ({}) at {}\nAccount:    {}   Region: {}\nPrincipal:  {}\nSource IP:  {}\n",
         self.subject,
@@ -128,7 +145,13 @@ impl Alert {
             out.push_str(&format!("Error:      {code}: {}\n", v(&e.error_message)));
         }
         if let Some(state) = &e.state {
-            out.push_str(&format!("State:      {state}\n"));
+            out.push_str(&format!("State:      {}\n", printable(state)));
+        }
+        if !self.matched.is_empty() {
+            out.push_str(&format!(
+                "Matched:    {}\n",
+                printable(&describe_fields(&self.matched))
+            ));
         }
         out.push_str(&format!(
             "Event ID:   {}\nLog:        {} (record {})\n\nRecord:\n",
@@ -136,7 +159,8 @@ impl Alert {
             self.source.display(),
             self.record_index
         ));
-        let record = serde_json::to_string_pretty(&self.record).unwrap_or_default();
+        let record =
+            escape_json_text(&serde_json::to_string_pretty(&self.record).unwrap_or_default());
         let room = limit.saturating_sub(out.len());
         if record.len() <= room {
             out.push_str(&record);
@@ -152,6 +176,28 @@ impl Alert {
         }
         out
     }
+}
+
+/// JSON text with the characters serde leaves as they are but a terminal acts on (DEL, C1,
+/// bidirectional overrides) written as `\uXXXX` escapes, which mean the same in JSON (they can
+/// only stand inside strings).
+fn escape_json_text(json: &str) -> String {
+    if !json
+        .chars()
+        .any(|c| c.is_control() || super::is_bidi_control(c))
+    {
+        return json.to_owned();
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        // serde already escapes C0 inside strings; the line breaks left are its own layout.
+        if (c.is_control() && !matches!(c, '\n' | '\r' | '\t')) || super::is_bidi_control(c) {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The path and serialized size of the largest value under `v` worth cutting (over 64 bytes),

@@ -3,6 +3,7 @@
 //! ([`explain`]), and the rule commands ([`rules`]).
 
 pub mod args;
+pub mod explain;
 pub mod output;
 pub mod progress;
 pub mod rules;
@@ -33,7 +34,11 @@ pub enum CliError {
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Scan(args) => scan::run(&args),
-        Command::Explain { .. } => todo!(),
+        Command::Explain {
+            rules,
+            only,
+            record,
+        } => explain::run(&rules, &only, &record),
         Command::Rules {
             command: RulesCommand::Test { rules },
         } => rules::test(&rules),
@@ -44,6 +49,8 @@ pub fn run(cli: Cli) -> ExitCode {
     match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
+        // A closed pipe (`| head`) is the reader's choice, not a fault.
+        Err(CliError::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("trail-alerts: {e}");
             ExitCode::from(1)

@@ -6,7 +6,7 @@ use std::io::{self, BufWriter, StdoutLock, Write};
 use std::time::Duration;
 
 use super::args::Format;
-use crate::alert::Alert;
+use crate::alert::{printable, Alert};
 use crate::pipeline::ObjectStats;
 use crate::rules::Severity;
 
@@ -80,12 +80,12 @@ impl AlertWriter {
 /// unescaped (the alert's fields are printable already).
 pub fn row(a: &Alert, id_width: usize, style: Style) -> String {
     let severity = a.severity.as_str().to_ascii_uppercase();
-    let place = format!(
+    let place = printable(&format!(
         "{}/{}",
         a.event.account.as_deref().unwrap_or("?"),
         a.event.region.as_deref().unwrap_or("?")
-    );
-    let time = a.event.event_time.as_deref().unwrap_or("-");
+    ));
+    let time = printable(a.event.event_time.as_deref().unwrap_or("-"));
     let head = format!("{:<id_width$}  {time:<20}  {place:<28}  ", a.rule_id);
     let painted = paint(&format!("{severity:<8}"), a.severity, style.colour);
     let Some(width) = style.width else {

@@ -13,13 +13,10 @@ pub fn test(sources: &[String]) -> Result<bool, CliError> {
     let mut failed = 0;
     for o in &outcomes {
         let verdict = if o.passed() { "ok  " } else { "FAIL" };
-        let detail = if o.passed() {
-            ""
-        } else if o.test.expect {
-            " (expected the rule to fire; it did not)"
-        } else {
-            " (expected the rule to stay quiet; it fired)"
-        };
+        let detail = o
+            .why_failed()
+            .map(|why| format!("\n      {why}"))
+            .unwrap_or_default();
         if !o.passed() {
             failed += 1;
         }

@@ -183,7 +183,11 @@ pub fn run(args: &ScanArgs) -> Result<bool, CliError> {
                 passed_over.len(),
                 plural(passed_over.len() as u64),
                 reasons(&passed_over),
-                if args.verbose { "" } else { "; --verbose lists them" }
+                if args.verbose {
+                    ""
+                } else {
+                    "; --verbose lists them"
+                }
             );
         }
     }
@@ -245,7 +249,12 @@ impl Window {
         if self.since.is_none() && self.until.is_none() {
             return true;
         }
-        let Some(t) = alert.event.event_time.as_deref().and_then(time::parse_timestamp) else {
+        let Some(t) = alert
+            .event
+            .event_time
+            .as_deref()
+            .and_then(time::parse_timestamp)
+        else {
             return true;
         };
         self.since.is_none_or(|s| t >= s) && self.until.is_none_or(|u| t < u)
@@ -322,9 +331,9 @@ fn scan_in_turn(
     for target in targets {
         let name = target.name();
         let source = AlertSource::File { path: name.clone() };
-        let outcome = target.open().map(|input| {
-            pipeline.run(input, &source, Mode::Threaded, |a| report.alert(&a))
-        });
+        let outcome = target
+            .open()
+            .map(|input| pipeline.run(input, &source, Mode::Threaded, |a| report.alert(&a)));
         report.file_done(&name, outcome)?;
     }
     Ok(())

@@ -416,7 +416,11 @@ fn refuse_empty(
 ) -> Result<(), PatternError> {
     match texts.iter().position(|t| t.is_empty()) {
         Some(i) => {
-            let at = if inner.is_array() { at.index(i) } else { at.clone() };
+            let at = if inner.is_array() {
+                at.index(i)
+            } else {
+                at.clone()
+            };
             Err(at.error(format!(
                 "an empty {op} excludes every string, so this \"anything-but\" could never \
                  match; remove it, or use \"exists\""

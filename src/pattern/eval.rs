@@ -13,13 +13,13 @@ use super::{AnythingBut, FieldPattern, LeafPattern, ObjectPattern, ValueMatcher}
 
 /// A place in the event: a JSON value, or the synthesized EventBridge envelope.
 #[derive(Clone, Copy)]
-enum Node<'a> {
+pub(super) enum Node<'a> {
     Json(&'a Value),
     Envelope(&'a Envelope<'a>),
 }
 
 impl<'a> Node<'a> {
-    fn get(self, key: &str) -> Option<Node<'a>> {
+    pub(super) fn get(self, key: &str) -> Option<Node<'a>> {
         match self {
             Node::Json(Value::Object(map)) => map.get(key).map(Node::Json),
             Node::Json(_) => None,
@@ -62,6 +62,10 @@ fn object(pattern: &ObjectPattern, node: Option<Node<'_>>) -> bool {
             .all(|group| group.iter().any(|branch| object(branch, node)))
 }
 
+pub(super) fn leaf_matches(pattern: &LeafPattern, node: Option<Node<'_>>) -> bool {
+    leaf(pattern, node)
+}
+
 fn leaf(pattern: &LeafPattern, node: Option<Node<'_>>) -> bool {
     let value = match node {
         Some(Node::Json(v)) => v,
@@ -90,7 +94,7 @@ fn any_leaf(value: &Value, f: &mut impl FnMut(&Value) -> bool) -> bool {
     }
 }
 
-fn matcher(m: &ValueMatcher, v: &Value) -> bool {
+pub(super) fn matcher(m: &ValueMatcher, v: &Value) -> bool {
     match m {
         ValueMatcher::String(s) => v.as_str() == Some(&**s),
         ValueMatcher::Number(n) => v.as_f64() == Some(*n),

@@ -16,6 +16,7 @@ mod anchor;
 mod compile;
 mod envelope;
 mod eval;
+mod explain;
 mod ops;
 
 use std::cell::OnceCell;
@@ -24,10 +25,11 @@ use std::fmt;
 use serde_json::Value;
 
 pub use anchor::{Anchor, Path, Test};
-pub(crate) use ops::fold_into;
 pub use envelope::{
     detail_type_for, event_type_for, service_len, service_of, source_for, Envelope,
 };
+pub use explain::{Explanation, Miss};
+pub(crate) use ops::fold_into;
 
 /// A compiled event pattern.
 #[derive(Debug, Clone)]
@@ -119,6 +121,34 @@ impl Pattern {
     }
 
     /// Whether the pattern matches the event.
+    /// Whether the pattern matches, with the fields that made it match or the first place it
+    /// failed. Paths are dotted; an envelope-form pattern matched against a record names the
+    /// record's own fields (`detail.eventName` is `eventName`).
+    pub fn explain(&self, event: &Event<'_>) -> Explanation {
+        let envelope_over_record = self.form == Form::Envelope && event.is_record;
+        let explained = if envelope_over_record {
+            explain::explain(&self.root, eval::Node::Envelope(event.envelope()))
+        } else {
+            explain::explain(&self.root, eval::Node::Json(event.value))
+        };
+        if !envelope_over_record {
+            return explained;
+        }
+        let record_path = |p: String| match p.strip_prefix("detail.") {
+            Some(inner) => inner.to_owned(),
+            None => p,
+        };
+        match explained {
+            Explanation::Matched(hits) => {
+                Explanation::Matched(hits.into_iter().map(|(p, v)| (record_path(p), v)).collect())
+            }
+            Explanation::Missed(miss) => Explanation::Missed(Miss {
+                path: record_path(miss.path),
+                ..miss
+            }),
+        }
+    }
+
     pub fn matches(&self, event: &Event<'_>) -> bool {
         match (self.form, event.is_record) {
             (Form::Envelope, true) => eval::matches_envelope(&self.root, event.envelope()),

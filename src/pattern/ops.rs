@@ -84,6 +84,24 @@ impl Wildcard {
     }
 }
 
+impl std::fmt::Display for Wildcard {
+    /// The wildcard as written: `*` between segments, literal `*` and `\` escaped.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, segment) in self.segments.iter().enumerate() {
+            if i > 0 {
+                f.write_str("*")?;
+            }
+            for c in segment.chars() {
+                if matches!(c, '*' | '\\') {
+                    f.write_str("\\")?;
+                }
+                write!(f, "{c}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
 fn push(segments: &mut [String], c: char) {
     if let Some(last) = segments.last_mut() {
         last.push(c);
@@ -120,6 +138,29 @@ impl Range {
             }
         });
         above && below
+    }
+}
+
+impl std::fmt::Display for Range {
+    /// `> 0 and <= 5`, `= 3`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.lower, self.upper) {
+            (Some(lo), Some(hi)) if lo.value == hi.value => write!(f, "= {}", lo.value),
+            (lower, upper) => {
+                let lower =
+                    lower.map(|b| format!("{} {}", if b.inclusive { ">=" } else { ">" }, b.value));
+                let upper =
+                    upper.map(|b| format!("{} {}", if b.inclusive { "<=" } else { "<" }, b.value));
+                let parts: Vec<String> = lower.into_iter().chain(upper).collect();
+                f.write_str(&parts.join(" and "))
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.network, self.bits)
     }
 }
 
@@ -303,7 +344,8 @@ mod tests {
         assert!(same("\u{390}", "\u{3aa}\u{301}"));
         assert!(same("\u{390}", "\u{399}\u{308}\u{301}"));
         let pattern = "ΰɀɐΐΰῆK";
-        for value in ["Ϋ́ɀⱯΐΫ́Η͂k", "ΰⱿɐΪ́ΰῆK", "Ϋ́ⱿⱯΪ́Ϋ́ῆk", "ΰɀɐΐΰΗ͂K"] {
+        for value in ["Ϋ́ɀⱯΐΫ́Η͂k", "ΰⱿɐΪ́ΰῆK", "Ϋ́ⱿⱯΪ́Ϋ́ῆk", "ΰɀɐΐΰΗ͂K"]
+        {
             assert!(same(pattern, value), "{value}");
         }
         for value in ["", "Ϋ́ȿⱯΐΫ́Η͂k", "ΰⱾɐΪ́ΰῆK"] {

@@ -20,8 +20,7 @@ use serde_json::Value;
 use crate::alert::{Alert, AlertSource};
 use crate::index::Scratch;
 use crate::reader::{
-    Limits, LogReader, Parsed, PeekPaths, Peeked, RawRecord, ReadError, RecordError, Shapes,
-    Split,
+    Limits, LogReader, Parsed, PeekPaths, Peeked, RawRecord, ReadError, RecordError, Shapes, Split,
 };
 use crate::rules::RuleSet;
 

@@ -148,8 +148,7 @@ fn first_key(b: &[u8]) -> Option<&str> {
 
 /// What the file at `path` holds, from its first decoded bytes (gzip inflated).
 pub fn sniff(path: &Path) -> Result<Content, ReadError> {
-    let file =
-        std::fs::File::open(path).map_err(|source| ReadError::Io { offset: 0, source })?;
+    let file = std::fs::File::open(path).map_err(|source| ReadError::Io { offset: 0, source })?;
     let mut decoder = match Decoder::inline(file) {
         Ok(decoder) => decoder,
         Err(ReadError::Empty) => return Ok(Content::Empty),
@@ -181,15 +180,27 @@ mod tests {
             (b"\xEF\xBB\xBF \n{ \"Records\" : [", Content::Log),
             (br#"[{"eventVersion":"1.08"}]"#, Content::RecordArray),
             (b"[ ]", Content::RecordArray),
-            (br#"{"Events": [{"CloudTrailEvent": "{}"}]}"#, Content::LookupEvents),
+            (
+                br#"{"Events": [{"CloudTrailEvent": "{}"}]}"#,
+                Content::LookupEvents,
+            ),
             (
                 b"{\"eventVersion\":\"1.08\"}\n{\"eventVersion\":\"1.08\"}\n",
                 Content::RecordStream,
             ),
-            (br#"{"awsAccountId":"123456789012","digestStartTime":"x"}"#, Content::Digest),
-            (br#"{"fileVersion":"1.0","configSnapshotId":"x"}"#, Content::Config),
+            (
+                br#"{"awsAccountId":"123456789012","digestStartTime":"x"}"#,
+                Content::Digest,
+            ),
+            (
+                br#"{"fileVersion":"1.0","configSnapshotId":"x"}"#,
+                Content::Config,
+            ),
             (b"  \n", Content::Empty),
-            (b"hello", Content::Other("neither JSON nor gzip (it starts with 'h')".into())),
+            (
+                b"hello",
+                Content::Other("neither JSON nor gzip (it starts with 'h')".into()),
+            ),
             (
                 br#"{"name": 1}"#,
                 Content::Other("a JSON object whose first key is \"name\"".into()),

@@ -9,9 +9,9 @@ use std::io::Read;
 use std::sync::Arc;
 
 use super::decode::Decoder;
-use super::shape::{content, Content, Shapes};
 use super::peek::{PeekPaths, Peeked, Span, Tracker};
 use super::record::{RawRecord, RecordError, RecordErrorKind, DEEP_RECORD};
+use super::shape::{content, Content, Shapes};
 use super::{Limits, ReadError};
 
 /// Decoded bytes enough to tell a document's shape (past a byte-order mark, white space and
@@ -207,7 +207,9 @@ impl<R: Read> LogReader<R> {
     fn fill_head(&mut self, want: usize) -> Result<(), ReadError> {
         let mut more = Vec::new();
         while self.len - self.pos < want && !self.eof {
-            let n = self.src.next_chunk(&mut more, self.base + self.len as u64)?;
+            let n = self
+                .src
+                .next_chunk(&mut more, self.base + self.len as u64)?;
             if n == 0 {
                 self.eof = true;
                 break;
@@ -484,18 +486,15 @@ impl<R: Read> LogReader<R> {
                         }
                         Some(_) => {}
                         None => {
-                            return Err(self.truncated(&format!(
-                                "{container} (before record {})",
-                                self.index
-                            )))
+                            return Err(self
+                                .truncated(&format!("{container} (before record {})", self.index)))
                         }
                     }
                     self.state = State::Records { first: false };
                     if self.peek_token()?.is_none() {
-                        return Err(self.truncated(&format!(
-                            "{container} (before record {})",
-                            self.index
-                        )));
+                        return Err(
+                            self.truncated(&format!("{container} (before record {})", self.index))
+                        );
                     }
                     return self.take_record().map(Some);
                 }
@@ -528,7 +527,13 @@ impl<R: Read> LogReader<R> {
             // peeked at inside it, so it is built.
             match unwrap_lookup_event(&self.record) {
                 Ok(text) => self.record = text.into_bytes(),
-                Err(kind) => return Ok(Split::Refused(RecordError { index, offset, kind })),
+                Err(kind) => {
+                    return Ok(Split::Refused(RecordError {
+                        index,
+                        offset,
+                        kind,
+                    }))
+                }
             }
             utf8 = true;
             must_build = true;
@@ -568,13 +573,13 @@ impl<R: Read> LogReader<R> {
         loop {
             if !self.fill()? {
                 self.tracker = t;
-                return Err(
-                    self.truncated(if matches!(self.state, State::Records { first: false } | State::Stream) {
+                return Err(self.truncated(
+                    if matches!(self.state, State::Records { first: false } | State::Stream) {
                         "a record"
                     } else {
                         "a top-level value"
-                    }),
-                );
+                    },
+                ));
             }
             let chunk = &self.buf[self.pos..self.len];
             // Record position of chunk[0].

@@ -12,7 +12,7 @@ use std::fmt;
 use serde_json::Value;
 
 use crate::index::{PatternIndex, Scratch};
-use crate::pattern::{Event, Pattern};
+use crate::pattern::{Event, Explanation, Pattern};
 
 pub use document::parse_document;
 pub use source::{default_sources, parse_sources, Document, RuleSource, S3Object, BUILTIN};
@@ -137,12 +137,44 @@ pub struct TestOutcome<'a> {
     pub rule: &'a Rule,
     pub test: &'a RuleTest,
     pub fired: bool,
+    /// Why the rule fired or did not.
+    pub explanation: Explanation,
 }
 
 impl TestOutcome<'_> {
     pub fn passed(&self) -> bool {
         self.fired == self.test.expect
     }
+
+    /// Why a test failed: where the record missed the pattern, or the fields that made the
+    /// rule fire when it should have stayed quiet. `None` for a test that passed.
+    pub fn why_failed(&self) -> Option<String> {
+        if self.passed() {
+            return None;
+        }
+        Some(match &self.explanation {
+            Explanation::Missed(miss) => format!("expected the rule to fire; it did not: {miss}"),
+            Explanation::Matched(fields) => format!(
+                "expected the rule to stay quiet; it fired on {}",
+                describe_fields(fields)
+            ),
+        })
+    }
+}
+
+/// `eventName = "DeleteBackupVault", errorCode absent`.
+pub fn describe_fields(fields: &[(String, Option<Value>)]) -> String {
+    if fields.is_empty() {
+        return "every record (the pattern names no field)".into();
+    }
+    fields
+        .iter()
+        .map(|(path, value)| match value {
+            Some(v) => format!("{path} = {v}"),
+            None => format!("{path} absent"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl RuleSet {
@@ -219,10 +251,14 @@ impl RuleSet {
         self.rules
             .iter()
             .flat_map(|rule| {
-                rule.tests.iter().map(move |test| TestOutcome {
-                    rule,
-                    test,
-                    fired: rule.pattern.matches(&Event::record(&test.record)),
+                rule.tests.iter().map(move |test| {
+                    let explanation = rule.pattern.explain(&Event::record(&test.record));
+                    TestOutcome {
+                        rule,
+                        test,
+                        fired: matches!(explanation, Explanation::Matched(_)),
+                        explanation,
+                    }
                 })
             })
             .collect()
@@ -275,7 +311,10 @@ mod tests {
     #[test]
     fn a_repeated_key_is_named_in_the_authors_words() {
         let e = load_err("rules:\n  - id: a\n    id: b\n");
-        assert!(e.contains("duplicate mapping key: id (each key may appear once in a mapping)"), "{e}");
+        assert!(
+            e.contains("duplicate mapping key: id (each key may appear once in a mapping)"),
+            "{e}"
+        );
         assert!(!e.contains("DuplicateKeyPolicy"), "{e}");
     }
 
