@@ -260,6 +260,7 @@ fn the_fast_path_never_misses_a_match() {
             pattern: compiled,
             enabled: true,
             topic: None,
+            summary: None,
             tests: Vec::new(),
             origin: "generated".into(),
         }])

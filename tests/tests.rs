@@ -6,6 +6,7 @@ mod util;
 #[cfg(feature = "lambda")]
 mod catalogue;
 mod cli;
+mod cli_ops;
 mod conformance;
 mod differential;
 #[cfg(feature = "lambda")]

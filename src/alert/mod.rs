@@ -3,6 +3,9 @@
 //! forms it is shown in.
 
 pub mod render;
+mod template;
+
+pub use template::SummaryTemplate;
 
 use serde_json::Value;
 
@@ -45,6 +48,9 @@ pub struct EventInfo {
     pub error_message: Option<String>,
     /// `serviceEventDetails.state` (or `.status`), for job events.
     pub state: Option<String>,
+    /// For an Insights record: its type and the API it is about
+    /// (`ApiCallRateInsight CreateUser`).
+    pub insight: Option<String>,
 }
 
 impl EventInfo {
@@ -65,6 +71,10 @@ impl EventInfo {
             error_code: s("errorCode"),
             error_message: s("errorMessage"),
             state: details.and_then(|d| text(d.get("state")).or_else(|| text(d.get("status")))),
+            insight: record.get("insightDetails").map(|d| {
+                let t = |k: &str| text(d.get(k)).unwrap_or_else(|| "?".into());
+                format!("{} {}", t("insightType"), t("eventName"))
+            }),
         }
     }
 }
@@ -101,7 +111,10 @@ impl Alert {
             severity: rule.severity,
             topic: rule.topic.clone(),
             subject: subject(rule, &event),
-            summary: summary(record, &event),
+            summary: match &rule.summary {
+                Some(template) => printable(&template.render(record)),
+                None => summary(record, &event),
+            },
             event,
             source,
             record_index,
@@ -118,8 +131,18 @@ fn subject(rule: &Rule, event: &EventInfo) -> String {
         "[{}] {}: {}",
         rule.severity.as_str().to_ascii_uppercase(),
         rule.id,
-        event.event_name.as_deref().unwrap_or("event")
+        event
+            .event_name
+            .as_deref()
+            .unwrap_or(if event.insight.is_some() {
+                "Insight"
+            } else {
+                "event"
+            })
     );
+    if let Some(insight) = &event.insight {
+        s.push_str(&format!(" {insight}"));
+    }
     if let Some(state) = &event.state {
         s.push(' ');
         s.push_str(state);
@@ -231,6 +254,10 @@ fn summary(record: &Value, event: &EventInfo) -> String {
         if let Some(msg) = d("statusMessage") {
             s.push_str(&format!(": {msg}"));
         }
+    } else if let Some(insight) = record.get("insightDetails") {
+        s.push_str(&insight_summary(insight));
+    } else if name == "ConsoleLogin" {
+        s.push_str(&console_login_summary(record, event));
     } else {
         s.push_str(name);
         if let Some(p) = &event.principal {
@@ -255,8 +282,83 @@ fn summary(record: &Value, event: &EventInfo) -> String {
     printable(&s)
 }
 
-/// What an API call acted on: vaults, recovery points, plans, outposts, sites.
+/// `Insight ApiCallRateInsight started: an unusual rate of CreateUser calls to iam.amazonaws.com`.
+fn insight_summary(d: &Value) -> String {
+    let t = |k: &str| text(d.get(k));
+    let kind = t("insightType").unwrap_or_else(|| "Insight".into());
+    let state = match t("state").as_deref() {
+        Some("Start") => "started".to_owned(),
+        Some("End") => "ended".to_owned(),
+        Some(other) => other.to_owned(),
+        None => "reported".to_owned(),
+    };
+    let what = if kind == "ApiErrorRateInsight" {
+        "an unusual error rate"
+    } else {
+        "an unusual rate"
+    };
+    let mut s = format!(
+        "Insight {kind} {state}: {what} of {} calls",
+        t("eventName").unwrap_or_else(|| "API".into())
+    );
+    if let Some(source) = t("eventSource") {
+        s.push_str(&format!(" to {source}"));
+    }
+    if let Some(code) = t("errorCode") {
+        s.push_str(&format!(" failing with {code}"));
+    }
+    s
+}
+
+/// `Console sign-in by alice failed (Failed authentication) without MFA from 203.0.113.9`.
+fn console_login_summary(record: &Value, event: &EventInfo) -> String {
+    let who = text(record.pointer("/userIdentity/userName"))
+        .or_else(|| event.principal.clone())
+        .unwrap_or_else(|| "an unknown user".into());
+    let outcome = text(record.pointer("/responseElements/ConsoleLogin"));
+    let failed = outcome.as_deref() == Some("Failure") || event.error_message.is_some();
+    let mut s = format!("Console sign-in by {who}");
+    if failed {
+        s.push_str(" failed");
+        if let Some(msg) = &event.error_message {
+            s.push_str(&format!(" ({msg})"));
+        }
+    } else if outcome.as_deref() == Some("Success") {
+        s.push_str(" succeeded");
+    }
+    match text(record.pointer("/additionalEventData/MFAUsed")).as_deref() {
+        Some("Yes") => s.push_str(" with MFA"),
+        Some("No") => s.push_str(" without MFA"),
+        _ => {}
+    }
+    if let Some(ip) = &event.source_ip {
+        s.push_str(&format!(" from {ip}"));
+    }
+    s
+}
+
+/// What an API call acted on, in the words of its service: vaults, recovery points, plans,
+/// outposts and sites; IAM users, roles, groups and policies; S3 buckets and objects; security
+/// groups; KMS keys; trails.
 fn subjects(record: &Value) -> Vec<String> {
+    let service: &[(&str, &str)] = match record.get("eventSource").and_then(Value::as_str) {
+        Some("iam.amazonaws.com") => &[
+            ("userName", "user"),
+            ("roleName", "role"),
+            ("groupName", "group"),
+            ("policyArn", "policy"),
+            ("policyName", "policy"),
+            ("instanceProfileName", "instance profile"),
+        ],
+        Some("s3.amazonaws.com") => &[("bucketName", "bucket"), ("key", "object")],
+        Some("ec2.amazonaws.com") => &[
+            ("groupId", "security group"),
+            ("groupName", "security group"),
+        ],
+        Some("kms.amazonaws.com") => &[("keyId", "key"), ("aliasName", "alias")],
+        Some("cloudtrail.amazonaws.com") => &[("name", "trail"), ("trailName", "trail")],
+        _ => &[],
+    };
     const KEYS: [(&str, &str); 12] = [
         ("backupVaultName", "vault"),
         ("recoveryPointArn", "recovery point"),
@@ -276,7 +378,7 @@ fn subjects(record: &Value) -> Vec<String> {
         let Some(obj) = record.get(place) else {
             continue;
         };
-        for (key, label) in KEYS {
+        for (key, label) in service.iter().chain(KEYS.iter()).copied() {
             if let Some(v) = text(obj.get(key)) {
                 let item = format!("{label} {v}");
                 if !out.contains(&item) {

@@ -21,6 +21,9 @@ async fn cold_start() -> Result<Function, String> {
     let rules = load_rules(&s3, &config.rules)
         .await
         .map_err(|e| format!("rules: {e}"))?;
+    for warning in rules.warnings() {
+        tracing::warn!(rule = %warning.rule, path = %warning.path, "{}", warning.message);
+    }
     tracing::info!(
         rules = rules.rules().len(),
         enabled = rules.rules().iter().filter(|r| r.enabled).count(),

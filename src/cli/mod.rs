@@ -58,7 +58,12 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
-/// The rules of `--rules` (the default sources when none).
+/// The rules of `--rules` (the default sources when none); their warnings go to standard
+/// error, all at once.
 fn load_rules(sources: &[String]) -> Result<RuleSet, CliError> {
-    Ok(RuleSet::load(&parse_sources(sources))?)
+    let rules = RuleSet::load(&parse_sources(sources))?;
+    for warning in rules.warnings() {
+        eprintln!("trail-alerts: warning: {warning}");
+    }
+    Ok(rules)
 }

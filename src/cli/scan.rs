@@ -132,11 +132,7 @@ pub fn run(args: &ScanArgs) -> Result<bool, CliError> {
     }
 
     let id_width = rules.rules().iter().map(|r| r.id.len()).max().unwrap_or(0);
-    let terminal = io::stdout().is_terminal();
-    let style = Style {
-        width: (terminal && !args.wide).then(terminal_width).flatten(),
-        colour: terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
-    };
+    let style = text_style(args.wide);
     let mut report = Report {
         out: AlertWriter::new(args.format, id_width, style),
         progress: Progress::new(!args.quiet && io::stderr().is_terminal()),
@@ -201,7 +197,7 @@ fn reasons(passed_over: &[PassedOver]) -> String {
         *counts.entry(p.why.to_string()).or_default() += 1;
     }
     let mut counts: Vec<_> = counts.into_iter().collect();
-    counts.sort_by(|a, b| b.1.cmp(&a.1));
+    counts.sort_by_key(|c| std::cmp::Reverse(c.1));
     counts
         .iter()
         .map(|(why, n)| format!("{n} {why}"))
@@ -209,12 +205,25 @@ fn reasons(passed_over: &[PassedOver]) -> String {
         .join(", ")
 }
 
-/// The terminal's width: `COLUMNS` when set, else what the terminal says.
-fn terminal_width() -> Option<usize> {
-    if let Some(cols) = std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()) {
-        return Some(cols);
+/// How text rows look: fitted to `COLUMNS` when it is set (else to the terminal's width, on a
+/// terminal), not at all with `--wide` or into a pipe; severity in colour on a terminal (or
+/// with `CLICOLOR_FORCE`), never with `NO_COLOR` (<https://no-color.org>).
+fn text_style(wide: bool) -> Style {
+    let terminal = io::stdout().is_terminal();
+    let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty() && v != "0");
+    let columns = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse::<usize>().ok());
+    Style {
+        width: match (wide, columns) {
+            (true, _) => None,
+            (false, Some(cols)) => Some(cols),
+            (false, None) if terminal => terminal_columns(),
+            (false, None) => None,
+        },
+        colour: std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+            && (terminal || set("CLICOLOR_FORCE")),
     }
-    terminal_columns()
 }
 
 #[cfg(unix)]

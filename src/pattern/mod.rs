@@ -120,6 +120,14 @@ impl Pattern {
         self.form
     }
 
+    /// The exact strings the pattern accepts at a path (dotted keys from the pattern's root,
+    /// through `$or` branches too), for checks made when rules load.
+    pub fn strings_at(&self, path: &[&str]) -> Vec<String> {
+        let mut out = Vec::new();
+        strings_at(&self.root, path, &mut out);
+        out
+    }
+
     /// Whether the pattern matches the event.
     /// Whether the pattern matches, with the fields that made it match or the first place it
     /// failed. Paths are dotted; an envelope-form pattern matched against a record names the
@@ -162,6 +170,31 @@ impl Pattern {
 /// A record-form pattern sees a record as it is; an envelope-form pattern sees the EventBridge
 /// event CloudTrail's integration would build around it, built once per record, on first use,
 /// however many patterns ask. Every pattern sees an EventBridge event as it stands.
+fn strings_at(pattern: &ObjectPattern, path: &[&str], out: &mut Vec<String>) {
+    let Some((first, rest)) = path.split_first() else {
+        return;
+    };
+    for (key, field) in &pattern.fields {
+        if &**key != *first {
+            continue;
+        }
+        match (field, rest.is_empty()) {
+            (FieldPattern::Leaf(leaf), true) => {
+                for m in &leaf.matchers {
+                    if let ValueMatcher::String(s) = m {
+                        out.push(s.to_string());
+                    }
+                }
+            }
+            (FieldPattern::Object(inner), false) => strings_at(inner, rest, out),
+            _ => {}
+        }
+    }
+    for branch in pattern.ors.iter().flatten() {
+        strings_at(branch, path, out);
+    }
+}
+
 pub struct Event<'a> {
     value: &'a Value,
     is_record: bool,

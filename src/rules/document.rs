@@ -4,17 +4,19 @@
 use serde_json::Value;
 
 use super::{Rule, RuleError, RuleTest, Severity};
+use crate::alert::SummaryTemplate;
 use crate::config::valid_topic_arn;
 use crate::describe::yaml_kind;
 use crate::pattern::{JsonPath, Pattern};
 
-const RULE_KEYS: [&str; 7] = [
+const RULE_KEYS: [&str; 8] = [
     "id",
     "description",
     "severity",
     "pattern",
     "enabled",
     "topic",
+    "summary",
     "tests",
 ];
 const TEST_KEYS: [&str; 3] = ["name", "expect", "record"];
@@ -134,10 +136,16 @@ pub fn parse_document(origin: &str, text: &str) -> Result<Vec<Rule>, RuleError> 
             format!("expected a list of rules, found {}", yaml_kind(list)),
         ));
     };
-    list.iter()
-        .enumerate()
-        .map(|(i, item)| parse_rule(origin, item, &rules_path.index(i)))
-        .collect()
+    // Every faulty rule is reported, not only the first.
+    let mut rules = Vec::new();
+    let mut faults = Vec::new();
+    for (i, item) in list.iter().enumerate() {
+        match parse_rule(origin, item, &rules_path.index(i)) {
+            Ok(rule) => rules.push(rule),
+            Err(e) => faults.push(e),
+        }
+    }
+    RuleError::all(faults).map_or(Ok(rules), Err)
 }
 
 fn parse_rule(origin: &str, item: &Value, at: &JsonPath) -> Result<Rule, RuleError> {
@@ -227,6 +235,21 @@ fn parse_rule(origin: &str, item: &Value, at: &JsonPath) -> Result<Rule, RuleErr
             ))
         }
     };
+    let summary = match map.get("summary") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(t)) => {
+            Some(SummaryTemplate::parse(t).map_err(|reason| rule_fail(at.key("summary"), reason))?)
+        }
+        Some(other) => {
+            return Err(rule_fail(
+                at.key("summary"),
+                format!(
+                    "expected a string with {{record.path}} placeholders, found {}",
+                    yaml_kind(other)
+                ),
+            ))
+        }
+    };
     let tests = match map.get("tests") {
         None => Vec::new(),
         Some(Value::Array(items)) => items
@@ -251,6 +274,7 @@ fn parse_rule(origin: &str, item: &Value, at: &JsonPath) -> Result<Rule, RuleErr
         pattern,
         enabled,
         topic,
+        summary,
         tests,
         origin: origin.to_owned(),
     })

@@ -6,16 +6,19 @@
 
 pub mod document;
 pub mod source;
+pub mod warnings;
 
 use std::fmt;
 
 use serde_json::Value;
 
+use crate::alert::SummaryTemplate;
 use crate::index::{PatternIndex, Scratch};
 use crate::pattern::{Event, Explanation, Pattern};
 
 pub use document::parse_document;
 pub use source::{default_sources, parse_sources, Document, RuleSource, S3Object, BUILTIN};
+pub use warnings::RuleWarning;
 
 /// How bad an alert is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -87,6 +90,8 @@ pub struct Rule {
     pub enabled: bool,
     /// SNS topic for this rule's alerts; `None` means the function's default topic.
     pub topic: Option<String>,
+    /// The rule's own summary line, filled from the record; `None`: the built-in summaries.
+    pub summary: Option<SummaryTemplate>,
     pub tests: Vec<RuleTest>,
     /// Where the rule was read from (a path, `builtin:…`, or `s3://…`).
     pub origin: String,
@@ -120,6 +125,28 @@ pub enum RuleError {
         id: String,
         first: String,
     },
+    /// More than one fault, each on a line of its own.
+    #[error("{} faults in the rules:{}", .0.len(), .0.iter().map(|e| format!("\n  {e}")).collect::<String>())]
+    Several(Vec<RuleError>),
+}
+
+impl RuleError {
+    /// The faults as one error: `None` for none, the fault itself for one.
+    pub fn all(mut faults: Vec<RuleError>) -> Option<RuleError> {
+        match faults.len() {
+            0 => None,
+            1 => faults.pop(),
+            _ => Some(RuleError::Several(
+                faults
+                    .into_iter()
+                    .flat_map(|e| match e {
+                        RuleError::Several(inner) => inner,
+                        e => vec![e],
+                    })
+                    .collect(),
+            )),
+        }
+    }
 }
 
 /// The rules in force, compiled into one index.
@@ -129,6 +156,8 @@ pub struct RuleSet {
     /// Enabled rules only; pattern id → rule index.
     index: PatternIndex,
     index_to_rule: Vec<usize>,
+    /// What is allowed but almost certainly wrong (see [`warnings`]).
+    warnings: Vec<RuleWarning>,
 }
 
 /// The outcome of one embedded rule test.
@@ -189,6 +218,7 @@ impl RuleSet {
                     first: first.origin.clone(),
                 });
             }
+            set.warnings.extend(warnings::check(&rule));
             if rule.enabled {
                 set.index.push(rule.pattern.clone());
                 set.index_to_rule.push(set.rules.len());
@@ -205,12 +235,26 @@ impl RuleSet {
         mut remote: impl FnMut(&S3Object) -> Result<String, String>,
     ) -> Result<Self, RuleError> {
         let mut rules = Vec::new();
+        let mut faults = Vec::new();
         for source in sources {
-            for doc in source::read(source, &mut remote)? {
-                rules.extend(parse_document(&doc.origin, &doc.text)?);
+            let docs = match source::read(source, &mut remote) {
+                Ok(docs) => docs,
+                Err(e) => {
+                    faults.push(e);
+                    continue;
+                }
+            };
+            for doc in docs {
+                match parse_document(&doc.origin, &doc.text) {
+                    Ok(parsed) => rules.extend(parsed),
+                    Err(e) => faults.push(e),
+                }
             }
         }
-        Self::new(rules)
+        match RuleError::all(faults) {
+            Some(e) => Err(e),
+            None => Self::new(rules),
+        }
     }
 
     /// Loads sources that need no network: `builtin`, files and directories. An `s3://` source
@@ -232,6 +276,11 @@ impl RuleSet {
 
     pub fn rules(&self) -> &[Rule] {
         &self.rules
+    }
+
+    /// Rules that load but can never match a CloudTrail record, each with why.
+    pub fn warnings(&self) -> &[RuleWarning] {
+        &self.warnings
     }
 
     /// Calls `hit` with every enabled rule that fires on the record, in rule order.
