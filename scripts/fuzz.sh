@@ -13,6 +13,8 @@ seed() { mkdir -p "fuzz/corpus/$1"; }
 seed log_reader; seed pattern; seed payload
 find events/trails -name '*.json.gz' -exec cp {} fuzz/corpus/log_reader/ \;
 cp tests/fixtures/real/invictus/*.json tests/fixtures/real/trailscraper/*.gz fuzz/corpus/log_reader/
+# The other shapes the command line reads: JSON arrays of records (Stratus Red Team logs).
+cp tests/fixtures/real/stratus/*.json fuzz/corpus/log_reader/
 cp events/*.json fuzz/corpus/payload/
 python3 - <<'PY'
 import json, os

@@ -1,14 +1,15 @@
 //! The log reader on arbitrary bytes (gzip or not): never a panic, and the fast scan agrees
 //! with the path that builds every record — with the built-in pack and rules of every shape the
 //! index files differently (nested paths, prefixes, suffixes, wildcards, ignore-case, `$or`,
-//! the envelope form, presence).
+//! the envelope form, presence) — in CloudTrail's S3 format only (the function) and in every
+//! shape the command line reads (arrays, newline-delimited records, lookup-events output).
 #![no_main]
 
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use trail_alerts::alert::AlertSource;
-use trail_alerts::reader::Limits;
+use trail_alerts::reader::{Limits, Shapes};
 use trail_alerts::rules::{parse_document, RuleSet, RuleSource};
 use trail_alerts::pipeline::{Mode, Pipeline};
 
@@ -40,9 +41,9 @@ fuzz_target!(|data: &[u8]| {
     let source = AlertSource::File {
         path: "fuzz".into(),
     };
-    let run = |mode: Mode| {
+    let run = |mode: Mode, shapes: Shapes| {
         let mut alerts = Vec::new();
-        let outcome = Pipeline::new(rules, limits).run(
+        let outcome = Pipeline::new(rules, limits).with_shapes(shapes).run(
             std::io::Cursor::new(data.to_vec()),
             &source,
             mode,
@@ -51,5 +52,7 @@ fuzz_target!(|data: &[u8]| {
         let unreadable: Vec<String> = outcome.unreadable.iter().map(ToString::to_string).collect();
         (outcome.fault.map(|e| e.to_string()), alerts, unreadable)
     };
-    assert_eq!(run(Mode::Inline), run(Mode::Reference));
+    for shapes in [Shapes::S3Log, Shapes::Any] {
+        assert_eq!(run(Mode::Inline, shapes), run(Mode::Reference, shapes));
+    }
 });

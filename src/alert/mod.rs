@@ -465,6 +465,14 @@ mod tests {
         assert_eq!(doc["event"]["principal"], "backup.amazonaws.com");
         assert_eq!(doc["source"]["file"], "f.json.gz");
         assert_eq!(doc["record"], record);
+        assert_eq!(
+            doc["matched"],
+            json!({"eventSource": "backup.amazonaws.com", "eventName": "BackupJobCompleted",
+                   "serviceEventDetails.state": "FAILED"})
+        );
+        assert!(a
+            .text(256 * 1024)
+            .contains("Matched:    eventSource = \"backup.amazonaws.com\", eventName = \"BackupJobCompleted\", serviceEventDetails.state = \"FAILED\"\n"));
         let line = a.json_line();
         assert_eq!(line["record"], 3);
         assert_eq!(line["eventID"], "2e7e4fcf-0c52-467f-9fd0-f61c2fcf7d17");
