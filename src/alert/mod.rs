@@ -2,6 +2,7 @@
 //! facts, a subject line and a one-line summary. [`render`] turns an alert into each of the
 //! forms it is shown in.
 
+mod native;
 pub mod render;
 mod template;
 
@@ -18,8 +19,19 @@ pub const MAX_SUBJECT_CHARS: usize = 99;
 /// Where the record came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AlertSource {
-    File { path: String },
-    S3 { bucket: String, key: String },
+    File {
+        path: String,
+    },
+    S3 {
+        bucket: String,
+        key: String,
+    },
+    /// An event EventBridge delivered to the function.
+    EventBridge {
+        id: String,
+        source: String,
+        detail_type: String,
+    },
 }
 
 impl AlertSource {
@@ -28,6 +40,11 @@ impl AlertSource {
         match self {
             AlertSource::File { path } => path.clone(),
             AlertSource::S3 { bucket, key } => format!("s3://{bucket}/{key}"),
+            AlertSource::EventBridge {
+                id,
+                source,
+                detail_type,
+            } => format!("EventBridge event {id} ({source} {detail_type})"),
         }
     }
 }
@@ -212,48 +229,12 @@ fn is_bidi_control(c: char) -> bool {
 /// One line a person on call understands at once (account, region and time are shown beside it).
 fn summary(record: &Value, event: &EventInfo) -> String {
     let name = event.event_name.as_deref().unwrap_or("An event");
-    let details = record.get("serviceEventDetails");
-    let d = |key: &str| details.and_then(|d| text(d.get(key)));
-    let job_id = ["backupJobId", "copyJobId", "restoreJobId", "reportJobId"]
-        .iter()
-        .find_map(|k| d(k).map(|v| (*k, v)));
     let mut s = String::new();
-    if let Some((kind, id)) = job_id {
-        let what = match kind {
-            "copyJobId" => "Copy job",
-            "restoreJobId" => "Restore job",
-            "reportJobId" => "Report job",
-            _ => "Backup job",
-        };
-        s.push_str(&format!("{what} {id}"));
-        let resource = d("resourceArn")
-            .or_else(|| d("createdResourceArn"))
-            .or_else(|| d("recoveryPointArn"));
-        match (d("resourceType"), resource) {
-            (Some(t), Some(r)) => s.push_str(&format!(" for {t} resource {r}")),
-            (Some(t), None) => s.push_str(&format!(" for {t}")),
-            (None, Some(r)) => s.push_str(&format!(" for {r}")),
-            (None, None) => {}
-        }
-        let vault = d("backupVaultName")
-            .or_else(|| d("sourceBackupVaultArn").map(|a| vault_name(&a)))
-            .or_else(|| d("backupVaultArn").map(|a| vault_name(&a)));
-        if let Some(v) = vault {
-            s.push_str(&format!(" in vault {v}"));
-        }
-        if let Some(dest) = d("destinationBackupVaultArn") {
-            s.push_str(&format!(" to {dest}"));
-        }
-        if let Some(plan) = d("reportPlanArn") {
-            s.push_str(&format!(" (report plan {plan})"));
-        }
-        s.push_str(&format!(
-            " ended {}",
-            event.state.as_deref().unwrap_or("in an unknown state")
-        ));
-        if let Some(msg) = d("statusMessage") {
-            s.push_str(&format!(": {msg}"));
-        }
+    if let Some(job) = record
+        .get("serviceEventDetails")
+        .and_then(|d| job_summary(d, event.state.as_deref()))
+    {
+        s.push_str(&job);
     } else if let Some(insight) = record.get("insightDetails") {
         s.push_str(&insight_summary(insight));
     } else if name == "ConsoleLogin" {
@@ -280,6 +261,86 @@ fn summary(record: &Value, event: &EventInfo) -> String {
         }
     }
     printable(&s)
+}
+
+/// `Backup job J for EBS resource R in vault V ended FAILED: message`: a job's story, from a
+/// CloudTrail service event's `serviceEventDetails` or a native event's `detail` (both use
+/// the same names); `None` when the details name no job.
+pub(crate) fn job_summary(details: &Value, state: Option<&str>) -> Option<String> {
+    let d = |key: &str| text(details.get(key));
+    let (kind, id) = [
+        "backupJobId",
+        "copyJobId",
+        "restoreJobId",
+        "reportJobId",
+        "scanJobId",
+    ]
+    .iter()
+    .find_map(|k| d(k).map(|v| (*k, v)))?;
+    let what = match kind {
+        "copyJobId" => "Copy job",
+        "restoreJobId" => "Restore job",
+        "reportJobId" => "Report job",
+        "scanJobId" => "Malware scan job",
+        _ => "Backup job",
+    };
+    let mut s = format!("{what} {id}");
+    let resource = d("resourceArn")
+        .or_else(|| d("sourceResourceArn"))
+        .or_else(|| d("createdResourceArn"))
+        .or_else(|| d("recoveryPointArn"));
+    match (d("resourceType"), resource) {
+        (Some(t), Some(r)) => s.push_str(&format!(" for {t} resource {r}")),
+        (Some(t), None) => s.push_str(&format!(" for {t}")),
+        (None, Some(r)) => s.push_str(&format!(" for {r}")),
+        (None, None) => {}
+    }
+    let vault = d("backupVaultName")
+        .or_else(|| d("sourceBackupVaultArn").map(|a| vault_name(&a)))
+        .or_else(|| d("backupVaultArn").map(|a| vault_name(&a)));
+    if let Some(v) = vault {
+        s.push_str(&format!(" in vault {v}"));
+    }
+    if let Some(dest) = d("destinationBackupVaultArn") {
+        s.push_str(&format!(" to {dest}"));
+    }
+    if let Some(plan) = d("reportPlanArn") {
+        s.push_str(&format!(" (report plan {plan})"));
+    }
+    let state = state.unwrap_or("in an unknown state");
+    let ended = matches!(
+        state,
+        "COMPLETED"
+            | "FAILED"
+            | "ABORTED"
+            | "EXPIRED"
+            | "PARTIAL"
+            | "COMPLETED_WITH_ISSUES"
+            | "CANCELED"
+            | "THREATS_FOUND"
+            | "NO_THREATS_FOUND"
+            | "in an unknown state"
+    );
+    s.push_str(&format!(" {} {state}", if ended { "ended" } else { "is" }));
+    if let Some(result) = details
+        .pointer("/scanResult/scanResultStatus")
+        .and_then(Value::as_str)
+    {
+        if result != state {
+            s.push_str(&format!(" ({result})"));
+        }
+    }
+    // The statusMessage of AWS Backup's own events is sometimes wrapped in quotes.
+    if let Some(msg) = d("statusMessage") {
+        let msg = msg.trim_matches('"');
+        if !msg.is_empty() {
+            if state == "COMPLETED" && kind == "backupJobId" {
+                s.push_str(" with issues");
+            }
+            s.push_str(&format!(": {msg}"));
+        }
+    }
+    Some(s)
 }
 
 /// `Insight ApiCallRateInsight started: an unusual rate of CreateUser calls to iam.amazonaws.com`.

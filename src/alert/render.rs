@@ -12,6 +12,11 @@ impl AlertSource {
         match self {
             AlertSource::File { path } => json!({"file": path}),
             AlertSource::S3 { bucket, key } => json!({"bucket": bucket, "key": key}),
+            AlertSource::EventBridge {
+                id,
+                source,
+                detail_type,
+            } => json!({"eventbridge": {"id": id, "source": source, "detail-type": detail_type}}),
         }
     }
 }

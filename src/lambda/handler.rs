@@ -8,6 +8,9 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 use tracing::{error, info, info_span, Instrument};
 
+use crate::alert::{Alert, AlertSource};
+use crate::index::Scratch;
+use crate::pattern::Delivered;
 use crate::rules::RuleSet;
 
 use super::config::LambdaConfig;
@@ -21,10 +24,10 @@ use super::publish::{PublishError, Publishing};
 pub enum HandlerError {
     #[error("{0}")]
     Input(#[from] InputError),
-    #[error("{} of {total} objects failed: {}", failures.len(), failures.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    #[error("{} of {total} deliveries failed: {}", failures.len(), failures.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Objects {
         total: usize,
-        failures: Vec<ObjectError>,
+        failures: Vec<DeliveryError>,
     },
 }
 
@@ -32,7 +35,25 @@ impl HandlerError {
     pub fn retryable(&self) -> bool {
         match self {
             HandlerError::Input(_) => false,
-            HandlerError::Objects { failures, .. } => failures.iter().any(ObjectError::retryable),
+            HandlerError::Objects { failures, .. } => failures.iter().any(DeliveryError::retryable),
+        }
+    }
+}
+
+/// One delivery that failed: an object, or the alerts of an EventBridge event.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error(transparent)]
+    Object(#[from] ObjectError),
+    #[error("{origin}: {error}")]
+    Event { origin: String, error: PublishError },
+}
+
+impl DeliveryError {
+    pub fn retryable(&self) -> bool {
+        match self {
+            DeliveryError::Object(e) => e.retryable(),
+            DeliveryError::Event { error, .. } => error.retryable(),
         }
     }
 }
@@ -59,6 +80,8 @@ pub struct Totals {
     pub passed_over_objects: u64,
     pub ignored_notifications: u64,
     pub test_events: u64,
+    /// EventBridge events matched as they are (CloudTrail events and services' own).
+    pub events: u64,
     pub records: u64,
     /// Records that could not be read: `skippedRecords` in the response.
     pub unreadable_records: u64,
@@ -92,6 +115,7 @@ impl AddAssign for Totals {
         self.passed_over_objects += o.passed_over_objects;
         self.ignored_notifications += o.ignored_notifications;
         self.test_events += o.test_events;
+        self.events += o.events;
         self.records += o.records;
         self.unreadable_records += o.unreadable_records;
         self.alerts += o.alerts;
@@ -104,6 +128,7 @@ impl Totals {
         json!({
             "objects": self.objects, "skippedObjects": self.passed_over_objects,
             "ignoredNotifications": self.ignored_notifications, "testEvents": self.test_events,
+            "events": self.events,
             "records": self.records, "skippedRecords": self.unreadable_records,
             "alerts": self.alerts, "published": self.published,
         })
@@ -197,7 +222,7 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
         }
     }
 
-    async fn deliver(&self, deliveries: &[Delivery]) -> (Totals, Vec<ObjectError>) {
+    async fn deliver(&self, deliveries: &[Delivery]) -> (Totals, Vec<DeliveryError>) {
         let mut totals = Totals::default();
         let mut failures = Vec::new();
         for d in deliveries {
@@ -214,12 +239,58 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
                     Ok(outcome) => totals += Totals::from(&outcome),
                     Err(e) => {
                         error!(bucket = %obj.bucket, key = %obj.key, retryable = e.retryable(), error = %e, "object failed");
+                        failures.push(e.into());
+                    }
+                },
+                Delivery::Event(event) => match self.process_event(event).await {
+                    Ok(t) => totals += t,
+                    Err(e) => {
+                        error!(retryable = e.retryable(), error = %e, "event failed");
                         failures.push(e);
                     }
                 },
             }
         }
         (totals, failures)
+    }
+
+    /// Matches an event EventBridge delivered and publishes its alerts: a CloudTrail event's
+    /// record as if read from S3, a service's own event with the envelope-form rules. An event
+    /// no rule matches is acknowledged and counted.
+    pub async fn process_event(&self, event: &Value) -> Result<Totals, DeliveryError> {
+        let source = AlertSource::eventbridge(event);
+        let origin = source.display();
+        let span = info_span!("event", origin = %origin);
+        async {
+            let mut alerts = Vec::new();
+            let mut scratch = Scratch::default();
+            self.rules.matching_delivered(event, &mut scratch, |rule| {
+                alerts.push(Alert::delivered(rule, event));
+            });
+            let raised = alerts.len() as u64;
+            let published = self
+                .publishing
+                .publish(&origin, alerts)
+                .await
+                .map_err(|error| DeliveryError::Event {
+                    origin: origin.clone(),
+                    error,
+                })?;
+            let kind = match Delivered::of(event) {
+                Delivered::CloudTrail(_) => "CloudTrail",
+                Delivered::Native(_) => "native",
+            };
+            info!(kind, alerts = raised, published, "event done");
+            Ok(Totals {
+                events: 1,
+                records: u64::from(kind == "CloudTrail"),
+                alerts: raised,
+                published,
+                ..Totals::default()
+            })
+        }
+        .instrument(span)
+        .await
     }
 
     /// Reads one object, matches its records and publishes the alerts.

@@ -7,6 +7,9 @@
 //! - CloudTrail's own SNS log-delivery notification (`{"s3Bucket": …, "s3ObjectKey": [ … ]}`, keys
 //!   as they are), directly, through SNS or through SQS;
 //! - EventBridge `Object Created` events from S3 (keys as they are);
+//! - any other EventBridge event, directly or through SQS (or SNS): a CloudTrail event on
+//!   EventBridge (its `detail` is a record) or a service's own event (AWS Backup's job, recovery
+//!   point, vault, plan, Region setting and scan events, …), matched without reading S3;
 //! - `s3:TestEvent`, which S3 sends when a notification is configured: acknowledged, nothing read.
 
 use aws_lambda_events::event::s3::S3Event;
@@ -33,6 +36,8 @@ impl std::fmt::Display for ObjectRef {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Delivery {
     Object(ObjectRef),
+    /// An EventBridge event to match as it is (see [`crate::pattern::Delivered`]).
+    Event(Value),
     /// `s3:TestEvent`.
     Test,
     /// A notification about something other than a new object (e.g. `ObjectRemoved:*`).
@@ -144,8 +149,15 @@ fn parse_notification(v: &Value) -> Result<Vec<Delivery>, InputError> {
     if let (Some(bucket), Some(keys)) = (v.get("s3Bucket"), v.get("s3ObjectKey")) {
         return parse_cloudtrail(bucket, keys);
     }
-    if v.get("source").and_then(Value::as_str) == Some("aws.s3") && v.get("detail-type").is_some() {
-        return parse_eventbridge(v);
+    if let (Some(source), Some(detail_type), Some(_)) = (
+        v.get("source").and_then(Value::as_str),
+        v.get("detail-type").and_then(Value::as_str),
+        v.get("detail"),
+    ) {
+        if source == "aws.s3" && detail_type == "Object Created" {
+            return parse_eventbridge(v);
+        }
+        return Ok(vec![Delivery::Event(v.clone())]);
     }
     let keys: Vec<String> = match v {
         Value::Object(m) => m.keys().take(8).map(|k| format!("{k:?}")).collect(),
@@ -221,14 +233,8 @@ fn parse_cloudtrail(bucket: &Value, keys: &Value) -> Result<Vec<Delivery>, Input
         .collect()
 }
 
+/// S3's `Object Created` event on EventBridge: the object to read.
 fn parse_eventbridge(v: &Value) -> Result<Vec<Delivery>, InputError> {
-    let detail_type = v
-        .get("detail-type")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    if detail_type != "Object Created" {
-        return Ok(vec![Delivery::Ignored(detail_type.to_owned())]);
-    }
     let bucket = v.pointer("/detail/bucket/name").and_then(Value::as_str);
     let key = v.pointer("/detail/object/key").and_then(Value::as_str);
     match (bucket, key) {
@@ -339,11 +345,26 @@ mod tests {
             parse_payload(&eb).unwrap(),
             Payload::Direct(vec![object("b", "raw key+1.json.gz")])
         );
-        let deleted = json!({"detail-type": "Object Deleted", "source": "aws.s3", "detail": {}});
-        assert_eq!(
-            parse_payload(&deleted).unwrap(),
-            Payload::Direct(vec![Delivery::Ignored("Object Deleted".into())])
-        );
+        // Any other event is matched as it is: S3's own Object Deleted, AWS Backup's events,
+        // CloudTrail events on EventBridge; through SQS too.
+        for event in [
+            json!({"detail-type": "Object Deleted", "source": "aws.s3", "detail": {}}),
+            json!({"detail-type": "Backup Job State Change", "source": "aws.backup", "detail": {"state": "FAILED"}}),
+            json!({"detail-type": "AWS API Call via CloudTrail", "source": "aws.backup", "detail": {"eventName": "DeleteBackupVault"}}),
+        ] {
+            assert_eq!(
+                parse_payload(&event).unwrap(),
+                Payload::Direct(vec![Delivery::Event(event.clone())])
+            );
+            let sqs = json!({"Records": [{"messageId": "m1", "eventSource": "aws:sqs", "body": event.to_string()}]});
+            let Payload::Sqs(messages) = parse_payload(&sqs).unwrap() else {
+                panic!("SQS")
+            };
+            assert_eq!(
+                messages[0].deliveries,
+                Ok(vec![Delivery::Event(event.clone())])
+            );
+        }
         let err = parse_payload(&json!({"hello": "world"})).unwrap_err();
         assert_eq!(err.to_string(), "unknown payload shape (top-level keys: \"hello\"); expected an S3, SNS, SQS, EventBridge or CloudTrail notification");
         assert!(parse_payload(&json!([1])).is_err());

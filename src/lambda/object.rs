@@ -104,7 +104,7 @@ pub(super) async fn process<S: ObjectStore, P: Publisher>(
             // Alerts raised before the fault are published: a retry re-raises them, and FIFO
             // topics deduplicate them; losing them is worse.
             if !alerts.is_empty() {
-                if let Err(e) = publishing.publish(object, alerts).await {
+                if let Err(e) = publishing.publish(&object.to_string(), alerts).await {
                     error!(error = %e, "alerts raised before the read fault could not be published");
                 }
             }
@@ -113,7 +113,7 @@ pub(super) async fn process<S: ObjectStore, P: Publisher>(
     }
     let stats = outcome.stats;
     let published = publishing
-        .publish(object, alerts)
+        .publish(&object.to_string(), alerts)
         .await
         .map_err(|e| fail(ObjectErrorKind::Publish(e)))?;
     info!(

@@ -10,7 +10,6 @@ use tracing::{info, warn};
 
 use crate::alert::Alert;
 
-use super::input::ObjectRef;
 use super::message::{batches, AlertFormat, OutMessage};
 use super::ports::{EntryFailure, PublishCallError, Publisher};
 
@@ -61,7 +60,7 @@ impl<P: Publisher> Publishing<P> {
     /// Publishes alerts, grouped by topic, in batches; returns how many were published.
     pub(super) async fn publish(
         &self,
-        object: &ObjectRef,
+        origin: &str,
         alerts: Vec<Alert>,
     ) -> Result<u64, PublishError> {
         let mut by_topic: BTreeMap<String, Vec<OutMessage>> = BTreeMap::new();
@@ -88,7 +87,7 @@ impl<P: Publisher> Publishing<P> {
             }
         }
         if published > 0 {
-            info!(bucket = %object.bucket, key = %object.key, published, "alerts published");
+            info!(origin, published, "alerts published");
         }
         Ok(published)
     }

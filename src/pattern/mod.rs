@@ -170,6 +170,51 @@ impl Pattern {
 /// A record-form pattern sees a record as it is; an envelope-form pattern sees the EventBridge
 /// event CloudTrail's integration would build around it, built once per record, on first use,
 /// however many patterns ask. Every pattern sees an EventBridge event as it stands.
+/// An event EventBridge delivered, as the rules see it.
+#[derive(Debug, Clone, Copy)]
+pub enum Delivered<'a> {
+    /// A CloudTrail event (`… via CloudTrail`): its `detail` is the record, matched exactly as
+    /// the same record read from S3 (record-form and envelope-form rules alike).
+    CloudTrail(&'a Value),
+    /// A service's own event (`aws.backup` `Backup Job State Change`, …): matched by
+    /// envelope-form rules only, against the event as it stands.
+    Native(&'a Value),
+}
+
+impl<'a> Delivered<'a> {
+    pub fn of(event: &'a Value) -> Self {
+        let detail_type = event.get("detail-type").and_then(Value::as_str);
+        match (detail_type.and_then(event_type_for), event.get("detail")) {
+            (Some(_), Some(record @ Value::Object(_))) => Delivered::CloudTrail(record),
+            _ => Delivered::Native(event),
+        }
+    }
+}
+
+impl Pattern {
+    /// Whether the pattern matches a service's own event (only envelope-form patterns can).
+    pub fn matches_native(&self, event: &Value) -> bool {
+        self.form == Form::Envelope && eval::matches_value(&self.root, event)
+    }
+}
+
+/// [`Pattern::explain`] for an event EventBridge delivered.
+pub fn explain_delivered(pattern: &Pattern, event: &Value) -> Explanation {
+    match Delivered::of(event) {
+        Delivered::CloudTrail(record) => pattern.explain(&Event::record(record)),
+        Delivered::Native(event) if pattern.form == Form::Envelope => {
+            explain::explain(&pattern.root, eval::Node::Json(event))
+        }
+        Delivered::Native(_) => Explanation::Missed(Miss {
+            path: "$".into(),
+            wanted: "a CloudTrail record (the pattern is written against the record)".into(),
+            found: "a service's own EventBridge event, which only envelope-form patterns \
+                    (source, detail-type, detail) match"
+                .into(),
+        }),
+    }
+}
+
 fn strings_at(pattern: &ObjectPattern, path: &[&str], out: &mut Vec<String>) {
     let Some((first, rest)) = path.split_first() else {
         return;

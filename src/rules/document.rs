@@ -19,7 +19,7 @@ const RULE_KEYS: [&str; 8] = [
     "summary",
     "tests",
 ];
-const TEST_KEYS: [&str; 3] = ["name", "expect", "record"];
+const TEST_KEYS: [&str; 4] = ["name", "expect", "record", "event"];
 
 /// The YAML parser's message in this tool's words: it speaks of its own options
 /// (`set DuplicateKeyPolicy in Options if acceptable`), which a rule author cannot set.
@@ -325,25 +325,50 @@ fn parse_test(item: &Value, at: &JsonPath) -> Result<RuleTest, (JsonPath, String
             ))
         }
     };
-    let record = match map.get("record") {
-        Some(r @ Value::Object(_)) => r.clone(),
-        Some(other) => {
+    // A CloudTrail record, or a service's own EventBridge event (`event:`).
+    let (key, event) = match (map.get("record"), map.get("event")) {
+        (Some(_), Some(_)) => {
             return Err((
-                at.key("record"),
-                format!("a CloudTrail record is a mapping, not {}", yaml_kind(other)),
+                at.key("event"),
+                "a test has either a record (a CloudTrail record) or an event (an EventBridge \
+                 event), not both"
+                    .into(),
             ))
         }
-        None => {
-            return Err((
-                at.key("record"),
-                "missing: the CloudTrail record to test".into(),
-            ))
-        }
+        (_, Some(_)) => ("event", true),
+        _ => ("record", false),
     };
+    let what = if event {
+        "an EventBridge event"
+    } else {
+        "a CloudTrail record"
+    };
+    let record =
+        match map.get(key) {
+            Some(r @ Value::Object(_)) => r.clone(),
+            Some(other) => {
+                return Err((
+                    at.key(key),
+                    format!("{what} is a mapping, not {}", yaml_kind(other)),
+                ))
+            }
+            None => return Err((
+                at.key("record"),
+                "missing: the CloudTrail record (record:) or EventBridge event (event:) to test"
+                    .into(),
+            )),
+        };
+    if event && !(record.get("source").is_some() && record.get("detail-type").is_some()) {
+        return Err((
+            at.key("event"),
+            "an EventBridge event has source, detail-type and detail".into(),
+        ));
+    }
     Ok(RuleTest {
         name,
         expect,
         record,
+        event,
     })
 }
 

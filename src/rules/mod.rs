@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::alert::SummaryTemplate;
 use crate::index::{PatternIndex, Scratch};
-use crate::pattern::{Event, Explanation, Pattern};
+use crate::pattern::{Delivered, Event, Explanation, Pattern};
 
 pub use document::parse_document;
 pub use source::{default_sources, parse_sources, Document, RuleSource, S3Object, BUILTIN};
@@ -97,12 +97,27 @@ pub struct Rule {
     pub origin: String,
 }
 
-/// An embedded test: a record and whether the rule must fire on it.
+/// An embedded test: a record (or an EventBridge event) and whether the rule must fire on it.
 #[derive(Debug, Clone)]
 pub struct RuleTest {
     pub name: String,
     pub expect: bool,
+    /// The CloudTrail record, or with `event` the EventBridge event.
     pub record: Value,
+    /// `record` is a service's own EventBridge event (`event:` in the document), matched as the
+    /// function matches events EventBridge delivers.
+    pub event: bool,
+}
+
+impl Rule {
+    /// Why the rule fires on a test's record or event, or why not.
+    pub fn explain_test(&self, test: &RuleTest) -> Explanation {
+        if test.event {
+            crate::pattern::explain_delivered(&self.pattern, &test.record)
+        } else {
+            self.pattern.explain(&Event::record(&test.record))
+        }
+    }
 }
 
 /// A rule set that could not be loaded.
@@ -295,13 +310,34 @@ impl RuleSet {
         });
     }
 
+    /// Calls `hit` with every enabled rule that fires on an event EventBridge delivered: a
+    /// CloudTrail event's record as [`RuleSet::matching`] would, a service's own event with the
+    /// envelope-form rules.
+    pub fn matching_delivered<'s>(
+        &'s self,
+        event: &Value,
+        scratch: &mut Scratch,
+        mut hit: impl FnMut(&'s Rule),
+    ) {
+        match Delivered::of(event) {
+            Delivered::CloudTrail(record) => self.matching(record, scratch, hit),
+            Delivered::Native(event) => {
+                for rule in self.rules.iter().filter(|r| r.enabled) {
+                    if rule.pattern.matches_native(event) {
+                        hit(rule);
+                    }
+                }
+            }
+        }
+    }
+
     /// Runs every rule's embedded tests (disabled rules included).
     pub fn run_tests(&self) -> Vec<TestOutcome<'_>> {
         self.rules
             .iter()
             .flat_map(|rule| {
                 rule.tests.iter().map(move |test| {
-                    let explanation = rule.pattern.explain(&Event::record(&test.record));
+                    let explanation = rule.explain_test(test);
                     TestOutcome {
                         rule,
                         test,
@@ -390,6 +426,22 @@ mod tests {
                 ("backup-job-completed", Info, false),
                 ("backup-restore-completed", Info, false),
                 ("backup-copy-job-completed", Info, false),
+                ("backup-restore-test-failed", High, true),
+                ("backup-restore-testing-deleted", Medium, true),
+                ("backup-vault-lock-compliance", High, true),
+                ("backup-legal-hold-cancelled", High, true),
+                ("backup-airgap-mpa-changed", Medium, true),
+                ("backup-settings-changed", Medium, true),
+                ("backup-recovery-point-disassociated", High, true),
+                ("backup-audit-deleted", Medium, true),
+                ("backup-event-job-failed", High, true),
+                ("backup-event-job-completed-with-issues", Medium, true),
+                ("backup-event-copy-job-failed", High, true),
+                ("backup-event-restore-job-failed", High, true),
+                ("backup-event-recovery-point-problem", High, true),
+                ("backup-event-vault-lock-changed", High, true),
+                ("backup-event-region-opt-out", Medium, true),
+                ("backup-event-malware-found", Critical, true),
                 ("outposts-change", Medium, true),
                 ("outposts-call-failed", Low, true),
             ]

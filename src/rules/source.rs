@@ -14,6 +14,14 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../rules/backup.yaml"),
     ),
     (
+        "builtin:rules/backup-resilience.yaml",
+        include_str!("../../rules/backup-resilience.yaml"),
+    ),
+    (
+        "builtin:rules/backup-events.yaml",
+        include_str!("../../rules/backup-events.yaml"),
+    ),
+    (
         "builtin:rules/outposts.yaml",
         include_str!("../../rules/outposts.yaml"),
     ),

@@ -1,7 +1,9 @@
 //! Warnings when rules load: a rule that is valid but can never match a CloudTrail record — an
 //! envelope `source` or `detail-type` CloudTrail never produces (a service's own EventBridge
-//! event, say), or an `eventSource` that is not an AWS service endpoint name. Not errors: the
-//! rule set still loads, and every warning is listed at once.
+//! event, say, which only the function sees, when EventBridge delivers it), or an
+//! `eventSource` that is not an AWS service endpoint name. Not errors: the rule set still
+//! loads, and every warning is listed at once. The built-in pack's rules for AWS Backup's own
+//! events are meant for EventBridge delivery and are not warned about.
 
 use std::fmt;
 
@@ -58,15 +60,18 @@ pub fn check(rule: &Rule) -> Vec<RuleWarning> {
         });
     };
     let pattern = &rule.pattern;
-    let event_source_path: &[&str] = if pattern.form() == Form::Envelope {
+    let builtin = rule.origin.starts_with("builtin:");
+    let event_source_path: &[&str] = if pattern.form() == Form::Envelope && builtin {
+        &["detail", "eventSource"]
+    } else if pattern.form() == Form::Envelope {
         for source in pattern.strings_at(&["source"]) {
             if !source.starts_with("aws.") {
                 warn(
                     "source",
                     format!(
-                        "{source:?} is never the source of a CloudTrail record: on EventBridge \
-                         they come as \"aws.<service>\" (e.g. \"aws.backup\"); this rule can \
-                         never match"
+                        "{source:?} is never the source of a CloudTrail record or of an AWS \
+                         service's event (those are \"aws.<service>\", e.g. \"aws.backup\"); \
+                         this rule can never match a CloudTrail log"
                     ),
                 );
             }
@@ -89,15 +94,19 @@ pub fn check(rule: &Rule) -> Vec<RuleWarning> {
             {
                 Some((_, record)) => format!(
                     "{detail_type:?} is AWS Backup's own EventBridge event, which is not a \
-                     CloudTrail record; to alert on it from CloudTrail, match eventName \
-                     {record:?} with serviceEventDetails.state"
+                     CloudTrail record: this rule matches only such events delivered to the \
+                     function by EventBridge, never a CloudTrail log (from S3 or `scan`); to \
+                     alert on it from CloudTrail, match eventName {record:?} with \
+                     serviceEventDetails.state"
                 ),
                 None => format!(
-                    "CloudTrail records never have detail-type {detail_type:?} (theirs are {})",
+                    "CloudTrail records never have detail-type {detail_type:?} (theirs are {}): \
+                     this rule matches only events of that type delivered to the function by \
+                     EventBridge, never a CloudTrail log (from S3 or `scan`)",
                     known.join(", ")
                 ),
             };
-            warn("detail-type", format!("{hint}; this rule can never match"));
+            warn("detail-type", hint);
         }
         &["detail", "eventSource"]
     } else {
