@@ -131,10 +131,40 @@ def main():
             if receive(0):
                 failures.append("s3-test-event.json published something")
 
+            # EventBridge events: AWS Backup's own, through SQS with a CloudTrail event on
+            # EventBridge, and one of a kind no rule knows.
+            response = invoke("eventbridge-backup-job-failed.json")
+            got = receive(1)
+            want = ["[HIGH] backup-event-job-failed: Backup Job State Change FAILED in 1112233445566/us-west-2"]
+            if [m["Subject"] for m in got] != want:
+                failures.append(f"eventbridge-backup-job-failed.json: {[m['Subject'] for m in got]}, wanted {want}")
+            elif json.loads(got[0]["Message"])["event"]["eventID"] != "710b0398-d48e-f3c3-afca-cfeb2fdaa656":
+                failures.append(f"eventbridge-backup-job-failed.json: document {got[0]['Message'][:300]}")
+            if (response.get("events"), response.get("published")) != (1, 1):
+                failures.append(f"eventbridge-backup-job-failed.json: response {response}")
+
+            response = invoke("sqs-eventbridge-events.json")
+            got = receive(2)
+            subjects = sorted(m["Subject"] for m in got)
+            want = sorted([
+                "[HIGH] backup-event-copy-job-failed: Copy Job State Change FAILED in 1112233445566/us-west-2",
+                "[HIGH] backup-destructive-call: DeleteBackupVault in 123456789012/us-east-1",
+            ])
+            if subjects != want:
+                failures.append(f"sqs-eventbridge-events.json: subjects {subjects}, wanted {want}")
+            if response != {"batchItemFailures": []}:
+                failures.append(f"sqs-eventbridge-events.json: response {response}")
+
+            response = invoke("eventbridge-unknown-detail-type.json")
+            if receive(0):
+                failures.append("eventbridge-unknown-detail-type.json published something")
+            if (response.get("events"), response.get("alerts")) != (1, 0):
+                failures.append(f"eventbridge-unknown-detail-type.json: response {response}")
+
         if failures:
             sys.exit("e2e-lambda FAILED:\n  " + "\n  ".join(failures) + f"\n(see {log_path})")
-        print("e2e-lambda: 3 invocations through the Lambda runtime API, all as expected")
-        print("e2e-lambda: 3 passed, 0 failed")
+        print("e2e-lambda: 6 invocations through the Lambda runtime API, all as expected")
+        print("e2e-lambda: 6 passed, 0 failed")
     finally:
         stop(watch)
         stop(moto)

@@ -11,6 +11,8 @@ mod conformance;
 mod differential;
 #[cfg(feature = "lambda")]
 mod e2e;
+#[cfg(feature = "lambda")]
+mod eventbridge;
 mod fast_path;
 #[cfg(feature = "lambda")]
 mod faults;
