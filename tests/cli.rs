@@ -407,12 +407,12 @@ fn rules_test_runs_every_embedded_test() {
     let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
     let lines: Vec<&str> = text.lines().collect();
     assert!(
-        lines.iter().filter(|l| l.starts_with("ok    ")).count() >= 26,
+        lines.iter().filter(|l| l.starts_with("ok    ")).count() >= 98,
         "{text}"
     );
     assert!(!lines.iter().any(|l| l.starts_with("FAIL")), "{text}");
     assert!(
-        lines.last().expect("summary").starts_with("13 rules, "),
+        lines.last().expect("summary").starts_with("29 rules, "),
         "{text}"
     );
 
@@ -464,7 +464,7 @@ fn rules_list_shows_id_severity_enabled_description() {
     let out = cmd().args(["rules", "list"]).assert().success();
     let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 14, "{text}");
+    assert_eq!(lines.len(), 30, "{text}");
     assert!(lines[0].starts_with("ID "));
     assert!(lines.iter().any(|l| l.starts_with("backup-job-completed ")
         && l.contains(" info ")

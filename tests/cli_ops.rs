@@ -812,3 +812,30 @@ fn rules_test_counts_in_words() {
         "1 rule, 0 tests: 0 passed, 0 failed (1 rule has no tests)\n"
     );
 }
+
+/// CloudTrail Insights records are matchable like any other (the documented example rule, on
+/// plaso's real Insights records): issue "AWS Backup's own events and a complete resilience
+/// pack".
+#[test]
+fn insights_records_are_matchable_like_any_other() {
+    let rules = root().join("rules/examples/cloudtrail-insights.yaml");
+    let out = cmd()
+        .args(["rules", "test", "--rules"])
+        .arg(&rules)
+        .assert()
+        .success();
+    assert!(stdout(&out).ends_with("1 rule, 2 tests: 2 passed, 0 failed\n"));
+    let out = cmd()
+        .args(["scan", "--format", "jsonl", "--rules"])
+        .arg(&rules)
+        .arg(fixture("real/plaso/aws_cloudtrail.json"))
+        .assert()
+        .success();
+    let lines = jsonl(&stdout(&out));
+    assert_eq!(lines.len(), 1);
+    assert_eq!(
+        lines[0]["summary"],
+        "Unusual ApiCallRateInsight for UpdateInstanceInformation (ssm.amazonaws.com) in 123456789012/us-east-1"
+    );
+    assert_eq!(lines[0]["eventName"], Value::Null);
+}
