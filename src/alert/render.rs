@@ -158,11 +158,17 @@ impl Alert {
                 printable(&describe_fields(&self.matched))
             ));
         }
+        let from = match &self.source {
+            AlertSource::EventBridge { .. } => format!("From:       {}", self.source.display()),
+            _ => format!(
+                "Log:        {} (record {})",
+                self.source.display(),
+                self.record_index
+            ),
+        };
         out.push_str(&format!(
-            "Event ID:   {}\nLog:        {} (record {})\n\nRecord:\n",
-            v(&e.event_id),
-            self.source.display(),
-            self.record_index
+            "Event ID:   {}\n{from}\n\nRecord:\n",
+            v(&e.event_id)
         ));
         let record =
             escape_json_text(&serde_json::to_string_pretty(&self.record).unwrap_or_default());

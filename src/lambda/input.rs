@@ -12,6 +12,7 @@
 //!   point, vault, plan, Region setting and scan events, …), matched without reading S3;
 //! - `s3:TestEvent`, which S3 sends when a notification is configured: acknowledged, nothing read.
 
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::s3::S3Event;
 use aws_lambda_events::event::sns::SnsEvent;
 use aws_lambda_events::event::sqs::SqsEvent;
@@ -157,6 +158,14 @@ fn parse_notification(v: &Value) -> Result<Vec<Delivery>, InputError> {
         if source == "aws.s3" && detail_type == "Object Created" {
             return parse_eventbridge(v);
         }
+        // The envelope as EventBridge defines it (a time that is not a time, resources that
+        // are not ARNs, … are refused with what was wrong); the event is matched as it is.
+        serde_json::from_value::<EventBridgeEvent<Value>>(v.clone()).map_err(|e| {
+            InputError::Malformed {
+                shape: "EventBridge event",
+                reason: e.to_string(),
+            }
+        })?;
         return Ok(vec![Delivery::Event(v.clone())]);
     }
     let keys: Vec<String> = match v {
@@ -365,6 +374,10 @@ mod tests {
                 Ok(vec![Delivery::Event(event.clone())])
             );
         }
+        let bad_time = json!({"detail-type": "Backup Job State Change", "source": "aws.backup",
+                              "time": "yesterday", "detail": {}});
+        let err = parse_payload(&bad_time).unwrap_err().to_string();
+        assert!(err.starts_with("malformed EventBridge event: "), "{err}");
         let err = parse_payload(&json!({"hello": "world"})).unwrap_err();
         assert_eq!(err.to_string(), "unknown payload shape (top-level keys: \"hello\"); expected an S3, SNS, SQS, EventBridge or CloudTrail notification");
         assert!(parse_payload(&json!([1])).is_err());
