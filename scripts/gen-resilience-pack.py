@@ -27,11 +27,13 @@ def flow(v):
     return json.dumps(v, ensure_ascii=False)
 
 
-def rule(rid, description, severity, pattern, tests, enabled=True):
+def rule(rid, description, severity, pattern, tests, enabled=True, dedup=None):
     out = [f"  - id: {rid}", f"    description: {json.dumps(description)}", f"    severity: {severity}"]
     if not enabled:
         out.append("    enabled: false")
     out.append(f"    pattern: {flow(pattern)}")
+    if dedup:
+        out.append(f"    dedup: {flow(dedup)}")
     out.append("    tests:")
     for name, expect, kind, value in tests:
         out.append(f"      - name: {json.dumps(name)}")
@@ -62,7 +64,9 @@ events = [
           ("quiet on the documented RUNNING job", False, "event", ev("backup-job-running")),
           ("quiet on PENDING", False, "event", ev("backup-job-pending")),
           ("quiet on the near-empty CREATED event", False, "event", ev("backup-job-created")),
-          ("quiet on a Copy Job event in the FAILED state", False, "event", ev("copy-job-failed"))]),
+          ("quiet on a Copy Job event in the FAILED state", False, "event", ev("copy-job-failed"))],
+         dedup={"key": ["account", "region", "detail.resourceArn"], "window": "1h",
+                "fields": ["detail.state", "detail.backupJobId"]}),
     rule("backup-event-job-completed-with-issues",
          "A backup job COMPLETED with a status message: the console's \"Completed with issues\" (AWS Backup's own event).",
          "medium",
@@ -78,7 +82,9 @@ events = [
          native("Copy Job State Change", {"state": ["FAILED", "ABORTED", "PARTIAL"]}),
          [("fires on the documented FAILED copy job (destinationRecoveryPointArn: {})", True, "event", ev("copy-job-failed")),
           ("quiet on the documented COMPLETED copy job", False, "event", ev("copy-job-completed")),
-          ("quiet on the documented CREATED copy job", False, "event", ev("copy-job-created"))]),
+          ("quiet on the documented CREATED copy job", False, "event", ev("copy-job-created"))],
+         dedup={"key": ["account", "region", "detail.resourceArn", "detail.destinationBackupVaultArn"],
+                "window": "1h", "fields": ["detail.state", "detail.copyJobId"]}),
     rule("backup-event-restore-job-failed",
          "AWS Backup says a restore job FAILED or was ABORTED (AWS Backup's own event; `status` in some events, `state` in others).",
          "high",

@@ -44,6 +44,7 @@ pub mod keys;
 pub mod lambda;
 pub mod pattern;
 pub mod pipeline;
+pub mod policy;
 pub mod reader;
 pub mod rules;
 pub mod time;

@@ -261,6 +261,8 @@ fn the_fast_path_never_misses_a_match() {
             enabled: true,
             topic: None,
             summary: None,
+            grouping: None,
+            rollup_fields: Vec::new(),
             tests: Vec::new(),
             origin: "generated".into(),
         }])

@@ -354,3 +354,50 @@ async fn unknown_payloads_fail_without_retry() {
         "{err}"
     );
 }
+
+/// Suppressions need no state: the function applies them to every alert before publishing,
+/// and the built-in pack's dedup defaults (which need a state store the function does not have
+/// yet) fall back to one alert per match.
+#[tokio::test]
+async fn suppressions_apply_in_the_function_and_builtin_dedup_falls_back() {
+    let doc = r#"rules:
+  - id: any-backup-failure
+    description: d
+    severity: high
+    pattern: {eventSource: [backup.amazonaws.com], serviceEventDetails: {state: [FAILED]}}
+suppressions:
+  - id: copy-jobs-under-repair
+    rules: [any-*, backup-copy-job-failed]
+    pattern: {eventName: [CopyJobCompleted]}
+    reason: the DR vault is being rebuilt
+    owner: backup-team
+    expires: 2999-01-01
+"#;
+    let mut rules = RuleSet::load(&[trail_alerts::rules::RuleSource::Builtin])
+        .expect("builtin")
+        .rules()
+        .to_vec();
+    let parsed = trail_alerts::rules::parse_rule_document("s.yaml", doc).expect("doc");
+    rules.extend(parsed.rules);
+    let set = RuleSet::new(rules)
+        .expect("set")
+        .with_suppressions(parsed.suppressions)
+        .expect("suppressions");
+    let publisher = Arc::new(MemoryPublisher::default());
+    let h = Handler::new(Arc::new(set), trails(), Arc::clone(&publisher), config())
+        .expect("the built-in dedup defaults do not stop the start");
+    let response = h.handle(event("s3-object-created.json")).await.expect("ok");
+    let mut published = published_rules(&publisher);
+    published.dedup();
+    // The copy job failure is silenced for both rules; the backup job and restore failures are not.
+    assert_eq!(
+        published,
+        [
+            "any-backup-failure",
+            "backup-destructive-call",
+            "backup-job-failed",
+            "backup-restore-failed"
+        ],
+        "{response}"
+    );
+}

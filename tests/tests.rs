@@ -2,6 +2,8 @@
 
 mod util;
 
+mod alerting;
+
 // The Lambda function's tests need the `lambda` feature (on by default).
 #[cfg(feature = "lambda")]
 mod catalogue;

@@ -63,6 +63,9 @@ pub struct ScanArgs {
     /// Only events before this time (same forms as --since).
     #[arg(long, value_name = "TIME")]
     pub until: Option<String>,
+    /// Every match is an alert: no dedup, no threshold, no suppression.
+    #[arg(long)]
+    pub no_dedup: bool,
     /// No summary and no progress line: alerts and faults only.
     #[arg(short, long)]
     pub quiet: bool,

@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::args::Format;
 use crate::alert::{printable, Alert};
 use crate::pipeline::ObjectStats;
+use crate::policy::memory::Rollup;
 use crate::rules::Severity;
 
 /// How text rows look on this output.
@@ -48,6 +49,20 @@ impl AlertWriter {
         let written = match self.format {
             Format::Jsonl => writeln!(self.out, "{}", a.json_line()),
             Format::Text => writeln!(self.out, "{}", row(a, self.id_width, self.style)),
+        };
+        if let Err(e) = written {
+            self.failed = Some(e);
+        }
+    }
+
+    /// One roll-up: what a window held back after its alert.
+    pub fn rollup(&mut self, r: &Rollup) {
+        if self.failed.is_some() {
+            return;
+        }
+        let written = match self.format {
+            Format::Jsonl => writeln!(self.out, "{}", r.to_json()),
+            Format::Text => writeln!(self.out, "ROLL-UP   {}", printable(&r.line())),
         };
         if let Err(e) = written {
             self.failed = Some(e);
@@ -145,6 +160,15 @@ pub struct Tally {
     pub outside_window: u64,
     /// Alerts written, per rule.
     pub per_rule: BTreeMap<String, u64>,
+    /// Matches in the time window, per rule, before dedup, thresholds and suppressions.
+    pub matched: BTreeMap<String, u64>,
+    /// Matches held back by dedup or a threshold.
+    pub held: u64,
+    /// Matches a suppression silenced, in all and per suppression.
+    pub suppressed: u64,
+    pub suppressions: BTreeMap<String, u64>,
+    /// Roll-ups written.
+    pub rollups: u64,
 }
 
 /// The summary: a line, and the alerts per rule.
@@ -178,6 +202,21 @@ pub fn summary(tally: &Tally, elapsed: Duration, passed_over: usize) -> Summary 
             plural(total.duplicates)
         ));
     }
+    if tally.held > 0 || tally.suppressed > 0 {
+        s.push_str(&format!(
+            " from {} match{} ({} held back by dedup or threshold, {} suppressed; {} roll-up{})",
+            tally.held + tally.suppressed + tally.shown,
+            if tally.held + tally.suppressed + tally.shown == 1 {
+                ""
+            } else {
+                "es"
+            },
+            tally.held,
+            tally.suppressed,
+            tally.rollups,
+            plural(tally.rollups)
+        ));
+    }
     if tally.outside_window > 0 {
         s.push_str(&format!(
             " ({} more outside --since/--until)",
@@ -191,12 +230,24 @@ pub fn summary(tally: &Tally, elapsed: Duration, passed_over: usize) -> Summary 
             plural(passed_over as u64)
         ));
     }
-    let width = tally.per_rule.keys().map(String::len).max().unwrap_or(0);
-    let per_rule = tally
-        .per_rule
+    let width = tally.matched.keys().map(String::len).max().unwrap_or(0);
+    let mut per_rule: Vec<String> = tally
+        .matched
         .iter()
-        .map(|(rule, n)| format!("  {rule:<width$}  {n}"))
+        .filter_map(|(rule, matched)| {
+            let shown = tally.per_rule.get(rule).copied().unwrap_or(0);
+            if shown == *matched {
+                return (shown > 0).then(|| format!("  {rule:<width$}  {shown}"));
+            }
+            Some(format!("  {rule:<width$}  {shown} (of {matched} matches)"))
+        })
         .collect();
+    per_rule.extend(
+        tally
+            .suppressions
+            .iter()
+            .map(|(id, n)| format!("  suppressed by {id}: {n}")),
+    );
     Summary { line: s, per_rule }
 }
 
@@ -228,6 +279,7 @@ mod tests {
             ..Tally::default()
         };
         tally.per_rule.insert("backup-job-failed".into(), 2);
+        tally.matched.insert("backup-job-failed".into(), 2);
         let s = summary(&tally, Duration::from_millis(1234), 2);
         assert_eq!(
             s.line,

@@ -16,10 +16,15 @@ use super::{load_rules, CliError};
 use crate::alert::{Alert, AlertSource};
 use crate::config;
 use crate::pipeline::{Mode, Outcome, Pipeline};
+use crate::policy::{
+    self,
+    memory::{Engine, Verdict},
+};
 use crate::reader::{Limits, Shapes};
 use crate::rules::{id_matches, Rule, RuleSet, Severity};
 use crate::time;
 use crate::walk::{log_files, PassedOver};
+use std::collections::HashMap;
 
 /// One thing to read.
 enum Target {
@@ -139,6 +144,8 @@ pub fn run(args: &ScanArgs) -> Result<bool, CliError> {
         window,
         tally: Tally::default(),
         all_read,
+        engine: (!args.no_dedup).then(|| Engine::new(rules.suppressions(), policy::now())),
+        rules: rules.rules().iter().map(|r| (r.id.as_str(), r)).collect(),
     };
     let parallel = targets.len() > 1 && workers() > 1;
     let finished = match parallel.then(|| scan_in_parallel(&rules, limits, &targets, &mut report)) {
@@ -148,15 +155,21 @@ pub fn run(args: &ScanArgs) -> Result<bool, CliError> {
         None | Some(Ok(false)) => scan_in_turn(&rules, limits, &targets, &mut report),
     };
     let Report {
-        out,
+        mut out,
         mut progress,
-        tally,
+        mut tally,
         mut all_read,
+        engine,
         ..
     } = report;
     progress.clear();
     if let Err(e) = finished {
         return broken_pipe_or(e, all_read);
+    }
+    // At the end of a scan every window counts as closed: what each held back is told.
+    for rollup in engine.map(|e| e.rollups(rules.rules())).unwrap_or_default() {
+        tally.rollups += 1;
+        out.rollup(&rollup);
     }
     let summary = (!args.quiet).then(|| summary(&tally, started.elapsed(), passed_over.len()));
     if let Err(e) = out.finish(summary.as_ref()) {
@@ -271,20 +284,39 @@ impl Window {
 }
 
 /// What `scan` has written and counted so far.
-struct Report {
+struct Report<'r> {
     out: AlertWriter,
     progress: Progress,
     window: Window,
     tally: Tally,
     all_read: bool,
+    /// Dedup, thresholds and suppressions, in memory (`None` with `--no-dedup`).
+    engine: Option<Engine<'r>>,
+    rules: HashMap<&'r str, &'r Rule>,
 }
 
-impl Report {
-    /// Writes an alert, unless `--since`/`--until` leave it out.
+impl Report<'_> {
+    /// Writes an alert, unless `--since`/`--until` leave it out, or dedup, a threshold or a
+    /// suppression holds it back (each counted).
     fn alert(&mut self, a: &Alert) {
         if !self.window.holds(a) {
             self.tally.outside_window += 1;
             return;
+        }
+        *self.tally.matched.entry(a.rule_id.clone()).or_default() += 1;
+        if let (Some(engine), Some(rule)) = (&mut self.engine, self.rules.get(a.rule_id.as_str())) {
+            match engine.judge(rule, &a.record) {
+                Verdict::Alert => {}
+                Verdict::Held => {
+                    self.tally.held += 1;
+                    return;
+                }
+                Verdict::Suppressed(id) => {
+                    self.tally.suppressed += 1;
+                    *self.tally.suppressions.entry(id).or_default() += 1;
+                    return;
+                }
+            }
         }
         self.tally.shown += 1;
         *self.tally.per_rule.entry(a.rule_id.clone()).or_default() += 1;
@@ -334,7 +366,7 @@ fn scan_in_turn(
     rules: &RuleSet,
     limits: Limits,
     targets: &[Target],
-    report: &mut Report,
+    report: &mut Report<'_>,
 ) -> io::Result<()> {
     let mut pipeline = Pipeline::new(rules, limits).with_shapes(Shapes::Any);
     for target in targets {
@@ -362,7 +394,7 @@ fn scan_in_parallel(
     rules: &RuleSet,
     limits: Limits,
     targets: &[Target],
-    report: &mut Report,
+    report: &mut Report<'_>,
 ) -> io::Result<bool> {
     let workers = workers().min(targets.len());
     let next = AtomicUsize::new(0);

@@ -40,6 +40,17 @@ impl HandlerError {
     }
 }
 
+/// Why the function cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    #[error("rule {rule:?} asks for {grouping}: that needs a state store shared by the \
+             function's invocations (STATE_TABLE), which this version of the function does not \
+             have; the command line (`trail-alerts scan`) applies it, or remove its dedup/threshold")]
+    NeedsStateStore { rule: String, grouping: String },
+}
+
 /// One delivery that failed: an object, or the alerts of an EventBridge event.
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
@@ -144,23 +155,49 @@ pub struct Handler<S, P> {
 }
 
 impl<S: ObjectStore, P: Publisher> Handler<S, P> {
-    /// Builds the handler; refuses a rule set in which an enabled rule would have no topic.
+    /// Builds the handler; refuses a rule set in which an enabled rule would have no topic, or
+    /// a rule of the user's uses dedup or a threshold (they need a state store shared by the
+    /// invocations, which the function does not have yet). The built-in pack's own dedup
+    /// defaults fall back to one alert per match, with one warning.
     pub fn new(
         rules: Arc<RuleSet>,
         store: S,
         publisher: P,
         config: LambdaConfig,
-    ) -> Result<Self, PublishError> {
+    ) -> Result<Self, StartError> {
         if config.alert_topic_arn.is_none() {
             if let Some(rule) = rules
                 .rules()
                 .iter()
                 .find(|r| r.enabled && r.topic.is_none())
             {
-                return Err(PublishError::NoTopic {
+                return Err(StartError::Publish(PublishError::NoTopic {
                     rule: rule.id.clone(),
-                });
+                }));
             }
+        }
+        let grouped: Vec<&crate::rules::Rule> = rules
+            .rules()
+            .iter()
+            .filter(|r| r.enabled && r.grouping.is_some())
+            .collect();
+        if let Some(rule) = grouped.iter().find(|r| !r.origin.starts_with("builtin:")) {
+            return Err(StartError::NeedsStateStore {
+                rule: rule.id.clone(),
+                grouping: rule
+                    .grouping
+                    .as_ref()
+                    .map(|g| g.describe())
+                    .unwrap_or_default(),
+            });
+        }
+        if !grouped.is_empty() {
+            let ids: Vec<&str> = grouped.iter().map(|r| r.id.as_str()).collect();
+            tracing::warn!(
+                rules = %ids.join(", "),
+                "the built-in pack's dedup defaults need a state store, which this function does \
+                 not have yet: these rules raise one alert per match"
+            );
         }
         let publishing = Publishing {
             publisher,
@@ -267,6 +304,10 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
             self.rules.matching_delivered(event, &mut scratch, |rule| {
                 alerts.push(Alert::delivered(rule, event));
             });
+            let suppressed = self.rules.suppress(&mut alerts);
+            if suppressed > 0 {
+                info!(suppressed, "alerts silenced by suppressions");
+            }
             let raised = alerts.len() as u64;
             let published = self
                 .publishing

@@ -88,9 +88,13 @@ pub(super) async fn process<S: ObjectStore, P: Publisher>(
         .open(object)
         .await
         .map_err(|e| fail(ObjectErrorKind::Fetch(e)))?;
-    let (alerts, outcome) = scan(object, body, rules, config.limits)
+    let (mut alerts, outcome) = scan(object, body, rules, config.limits)
         .await
         .map_err(|e| fail(ObjectErrorKind::Task(e)))?;
+    let suppressed = rules.suppress(&mut alerts);
+    if suppressed > 0 {
+        info!(suppressed, "alerts silenced by suppressions");
+    }
     for e in &outcome.unreadable {
         warn!(record = e.index, offset = e.offset, error = %e, "record skipped");
     }

@@ -8,8 +8,10 @@ use crate::alert::SummaryTemplate;
 use crate::config::valid_topic_arn;
 use crate::describe::yaml_kind;
 use crate::pattern::{JsonPath, Pattern};
+use crate::policy::{parse_expiry, Grouping, KeyPath, Suppression};
+use crate::time::parse_duration;
 
-const RULE_KEYS: [&str; 8] = [
+const RULE_KEYS: [&str; 10] = [
     "id",
     "description",
     "severity",
@@ -17,9 +19,26 @@ const RULE_KEYS: [&str; 8] = [
     "enabled",
     "topic",
     "summary",
+    "dedup",
+    "threshold",
     "tests",
 ];
-const TEST_KEYS: [&str; 4] = ["name", "expect", "record", "event"];
+const TEST_KEYS: [&str; 6] = [
+    "name",
+    "expect",
+    "record",
+    "event",
+    "records",
+    "expect_alerts",
+];
+const SUPPRESSION_KEYS: [&str; 6] = ["id", "rules", "pattern", "reason", "owner", "expires"];
+
+/// A rule document: its rules and its suppressions.
+#[derive(Debug, Clone, Default)]
+pub struct RuleDocument {
+    pub rules: Vec<Rule>,
+    pub suppressions: Vec<Suppression>,
+}
 
 /// The YAML parser's message in this tool's words: it speaks of its own options
 /// (`set DuplicateKeyPolicy in Options if acceptable`), which a rule author cannot set.
@@ -77,8 +96,14 @@ fn underflows(token: &str) -> bool {
         && token.parse::<f64>() == Ok(0.0)
 }
 
-/// Parses and validates one rule document.
+/// Parses and validates one rule document: its rules (see [`parse_rule_document`] for its
+/// suppressions too).
 pub fn parse_document(origin: &str, text: &str) -> Result<Vec<Rule>, RuleError> {
+    parse_rule_document(origin, text).map(|doc| doc.rules)
+}
+
+/// Parses and validates one rule document, rules and suppressions.
+pub fn parse_rule_document(origin: &str, text: &str) -> Result<RuleDocument, RuleError> {
     // YAML 1.2 booleans only: `no`, `yes`, `on` and `off` stay strings (a pattern value `[NO]`
     // is Norway, not false).
     let mut options = serde_saphyr::Options::default();
@@ -114,11 +139,11 @@ pub fn parse_document(origin: &str, text: &str) -> Result<Vec<Rule>, RuleError> 
             ),
         ));
     };
-    if let Some(unknown) = top.keys().find(|k| *k != "rules") {
+    if let Some(unknown) = top.keys().find(|k| *k != "rules" && *k != "suppressions") {
         return Err(invalid(
             None,
             &root.key(unknown),
-            "unknown key; a rule document has only `rules:`".into(),
+            "unknown key; a rule document has `rules:` and `suppressions:`".into(),
         ));
     }
     let rules_path = root.key("rules");
@@ -145,7 +170,246 @@ pub fn parse_document(origin: &str, text: &str) -> Result<Vec<Rule>, RuleError> 
             Err(e) => faults.push(e),
         }
     }
-    RuleError::all(faults).map_or(Ok(rules), Err)
+    let mut suppressions = Vec::new();
+    match top.get("suppressions") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                let at = root.key("suppressions").index(i);
+                match parse_suppression(origin, item, &at) {
+                    Ok(s) => suppressions.push(s),
+                    Err((path, reason)) => faults.push(invalid(None, &path, reason)),
+                }
+            }
+        }
+        Some(other) => faults.push(invalid(
+            None,
+            &root.key("suppressions"),
+            format!(
+                "expected a list of suppressions, found {}",
+                yaml_kind(other)
+            ),
+        )),
+    }
+    match RuleError::all(faults) {
+        Some(e) => Err(e),
+        None => Ok(RuleDocument {
+            rules,
+            suppressions,
+        }),
+    }
+}
+
+/// `{id, rules, pattern, reason, owner, expires}`, all required.
+fn parse_suppression(
+    origin: &str,
+    item: &Value,
+    at: &JsonPath,
+) -> Result<Suppression, (JsonPath, String)> {
+    let Value::Object(map) = item else {
+        return Err((
+            at.clone(),
+            format!(
+                "a suppression is a mapping with {}, not {}",
+                SUPPRESSION_KEYS.join(", "),
+                yaml_kind(item)
+            ),
+        ));
+    };
+    if let Some(unknown) = map.keys().find(|k| !SUPPRESSION_KEYS.contains(&k.as_str())) {
+        return Err((
+            at.key(unknown),
+            format!(
+                "unknown key; a suppression has {}",
+                SUPPRESSION_KEYS.join(", ")
+            ),
+        ));
+    }
+    let text = |key: &str| -> Result<String, (JsonPath, String)> {
+        match map.get(key) {
+            Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
+            Some(Value::String(_)) => Err((at.key(key), "must not be empty".into())),
+            Some(other) => Err((
+                at.key(key),
+                format!("expected a string, found {}", yaml_kind(other)),
+            )),
+            None => Err((
+                at.key(key),
+                format!(
+                    "missing: every suppression needs {key} (who, why and until when are required)"
+                ),
+            )),
+        }
+    };
+    let id = text("id")?;
+    if !valid_id(&id) {
+        return Err((
+            at.key("id"),
+            format!("invalid id {id:?}: use lowercase letters, digits and '-'"),
+        ));
+    }
+    let rules = match map.get("rules") {
+        Some(Value::Array(items)) if !items.is_empty() => items
+            .iter()
+            .enumerate()
+            .map(|(i, r)| match r {
+                Value::String(s) if !s.is_empty() => Ok(s.clone()),
+                other => Err((
+                    at.key("rules").index(i),
+                    format!(
+                        "expected a rule id or a glob such as backup-*, found {}",
+                        yaml_kind(other)
+                    ),
+                )),
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        Some(other) => {
+            return Err((
+                at.key("rules"),
+                format!(
+                    "expected a non-empty list of rule ids or globs, found {}",
+                    yaml_kind(other)
+                ),
+            ))
+        }
+        None => {
+            return Err((
+                at.key("rules"),
+                "missing: the rules this suppression silences".into(),
+            ))
+        }
+    };
+    let pattern_at = at.key("pattern");
+    let pattern = match map.get("pattern") {
+        Some(p) => Pattern::compile(p).map_err(|e| (pattern_at.join(&e.path), e.reason))?,
+        None => {
+            return Err((
+                pattern_at,
+                "missing: the EventBridge pattern of the records to silence".into(),
+            ))
+        }
+    };
+    let reason = text("reason")?;
+    let owner = text("owner")?;
+    let expires_text = text("expires")?;
+    let expires = parse_expiry(&expires_text).ok_or_else(|| {
+        (
+            at.key("expires"),
+            format!("{expires_text:?} is not a date (2026-12-31) or a time (2026-12-31T18:00:00Z)"),
+        )
+    })?;
+    Ok(Suppression {
+        id,
+        rules,
+        pattern,
+        reason,
+        owner,
+        expires,
+        expires_text,
+        origin: origin.to_owned(),
+    })
+}
+
+/// `dedup: {key, window, fields}` or `threshold: {count, within, key, fields}`.
+fn parse_grouping(
+    kind: &str,
+    value: &Value,
+    at: &JsonPath,
+) -> Result<(Grouping, Vec<KeyPath>), (JsonPath, String)> {
+    let keys: &[&str] = if kind == "dedup" {
+        &["key", "window", "fields"]
+    } else {
+        &["count", "within", "key", "fields"]
+    };
+    let Value::Object(map) = value else {
+        return Err((
+            at.clone(),
+            format!(
+                "expected a mapping with {}, found {}",
+                keys.join(", "),
+                yaml_kind(value)
+            ),
+        ));
+    };
+    if let Some(unknown) = map.keys().find(|k| !keys.contains(&k.as_str())) {
+        return Err((
+            at.key(unknown),
+            format!("unknown key; {kind} has {}", keys.join(", ")),
+        ));
+    }
+    let paths = |key: &str| -> Result<Vec<KeyPath>, (JsonPath, String)> {
+        match map.get(key) {
+            None => Ok(Vec::new()),
+            Some(Value::Array(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, p)| match p {
+                    Value::String(s) => KeyPath::parse(s).map_err(|e| (at.key(key).index(i), e)),
+                    other => Err((
+                        at.key(key).index(i),
+                        format!("expected a dotted record path, found {}", yaml_kind(other)),
+                    )),
+                })
+                .collect(),
+            Some(other) => Err((
+                at.key(key),
+                format!(
+                    "expected a list of dotted record paths, found {}",
+                    yaml_kind(other)
+                ),
+            )),
+        }
+    };
+    let span = |key: &str| -> Result<u64, (JsonPath, String)> {
+        match map.get(key) {
+            Some(Value::String(d)) => parse_duration(d).ok_or_else(|| {
+                (
+                    at.key(key),
+                    format!("{d:?} is not a duration: a whole number and s, m, h or d (90s, 15m, 1h, 1d)"),
+                )
+            }),
+            Some(other) => Err((
+                at.key(key),
+                format!("expected a duration such as 15m or 1h, found {}", yaml_kind(other)),
+            )),
+            None => Err((at.key(key), format!("missing: {kind} needs its {key} (15m, 1h, …)"))),
+        }
+    };
+    let key = paths("key")?;
+    let fields = paths("fields")?;
+    let grouping = if kind == "dedup" {
+        Grouping::Dedup {
+            key,
+            window: span("window")?,
+        }
+    } else {
+        let count = match map.get("count") {
+            Some(Value::Number(n)) => n.as_u64().filter(|c| *c >= 1).ok_or_else(|| {
+                (
+                    at.key("count"),
+                    format!("{n} is not a whole number of at least 1"),
+                )
+            })?,
+            Some(other) => {
+                return Err((
+                    at.key("count"),
+                    format!("expected a whole number, found {}", yaml_kind(other)),
+                ))
+            }
+            None => {
+                return Err((
+                    at.key("count"),
+                    "missing: how many matches raise the alert".into(),
+                ))
+            }
+        };
+        Grouping::Threshold {
+            count,
+            within: span("within")?,
+            key,
+        }
+    };
+    Ok((grouping, fields))
 }
 
 fn parse_rule(origin: &str, item: &Value, at: &JsonPath) -> Result<Rule, RuleError> {
@@ -267,6 +531,33 @@ fn parse_rule(origin: &str, item: &Value, at: &JsonPath) -> Result<Rule, RuleErr
             ))
         }
     };
+    let (grouping, rollup_fields) = match (map.get("dedup"), map.get("threshold")) {
+        (Some(_), Some(_)) => {
+            return Err(rule_fail(
+                at.key("threshold"),
+                "a rule has dedup or threshold, not both (a threshold already deduplicates \
+                 for the rest of its window)"
+                    .into(),
+            ))
+        }
+        (Some(d), None) => {
+            let (g, f) =
+                parse_grouping("dedup", d, &at.key("dedup")).map_err(|(p, r)| rule_fail(p, r))?;
+            (Some(g), f)
+        }
+        (None, Some(t)) => {
+            let (g, f) = parse_grouping("threshold", t, &at.key("threshold"))
+                .map_err(|(p, r)| rule_fail(p, r))?;
+            (Some(g), f)
+        }
+        (None, None) => (None, Vec::new()),
+    };
+    // A rule's roll-up lists the distinct eventNames unless it names its own fields.
+    let rollup_fields = if rollup_fields.is_empty() && grouping.is_some() {
+        vec![KeyPath::parse("eventName").expect("a plain path")]
+    } else {
+        rollup_fields
+    };
     Ok(Rule {
         id,
         description,
@@ -275,6 +566,8 @@ fn parse_rule(origin: &str, item: &Value, at: &JsonPath) -> Result<Rule, RuleErr
         enabled,
         topic,
         summary,
+        grouping,
+        rollup_fields,
         tests,
         origin: origin.to_owned(),
     })
@@ -316,6 +609,54 @@ fn parse_test(item: &Value, at: &JsonPath) -> Result<RuleTest, (JsonPath, String
         Some(Value::String(n)) if !n.trim().is_empty() => n.clone(),
         _ => return Err((at.key("name"), "every test needs a non-empty name".into())),
     };
+    // A sequence: records in order, and how many alerts they raise with the rule's dedup,
+    // threshold and the document's suppressions.
+    if map.contains_key("records") || map.contains_key("expect_alerts") {
+        let records = match map.get("records") {
+            Some(Value::Array(items)) if !items.is_empty() => items
+                .iter()
+                .enumerate()
+                .map(|(i, r)| match r {
+                    Value::Object(_) => Ok(r.clone()),
+                    other => Err((
+                        at.key("records").index(i),
+                        format!("a CloudTrail record is a mapping, not {}", yaml_kind(other)),
+                    )),
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            _ => {
+                return Err((
+                    at.key("records"),
+                    "a sequence test needs a non-empty list of records with expect_alerts".into(),
+                ))
+            }
+        };
+        let expected = match map.get("expect_alerts") {
+            Some(Value::Number(n)) if n.as_u64().is_some() => n.as_u64().unwrap_or(0),
+            _ => {
+                return Err((
+                    at.key("expect_alerts"),
+                    "expected the number of alerts the records raise".into(),
+                ))
+            }
+        };
+        if let Some(k) = ["expect", "record", "event"]
+            .iter()
+            .find(|k| map.contains_key(**k))
+        {
+            return Err((
+                at.key(k),
+                "a sequence test has records and expect_alerts, not expect, record or event".into(),
+            ));
+        }
+        return Ok(RuleTest {
+            name,
+            expect: expected > 0,
+            record: Value::Null,
+            event: false,
+            sequence: Some((records, expected)),
+        });
+    }
     let expect = match map.get("expect") {
         Some(Value::Bool(b)) => *b,
         _ => {
@@ -369,6 +710,7 @@ fn parse_test(item: &Value, at: &JsonPath) -> Result<RuleTest, (JsonPath, String
         expect,
         record,
         event,
+        sequence: None,
     })
 }
 

@@ -15,8 +15,9 @@ use serde_json::Value;
 use crate::alert::SummaryTemplate;
 use crate::index::{PatternIndex, Scratch};
 use crate::pattern::{Delivered, Event, Explanation, Pattern};
+use crate::policy::{self, memory::Engine, memory::Verdict, Grouping, KeyPath, Suppression};
 
-pub use document::parse_document;
+pub use document::{parse_document, parse_rule_document, RuleDocument};
 pub use source::{default_sources, parse_sources, Document, RuleSource, S3Object, BUILTIN};
 pub use warnings::RuleWarning;
 
@@ -92,6 +93,10 @@ pub struct Rule {
     pub topic: Option<String>,
     /// The rule's own summary line, filled from the record; `None`: the built-in summaries.
     pub summary: Option<SummaryTemplate>,
+    /// Deduplication or threshold; `None`: every match is an alert.
+    pub grouping: Option<Grouping>,
+    /// The fields whose distinct values a roll-up lists.
+    pub rollup_fields: Vec<KeyPath>,
     pub tests: Vec<RuleTest>,
     /// Where the rule was read from (a path, `builtin:…`, or `s3://…`).
     pub origin: String,
@@ -107,6 +112,9 @@ pub struct RuleTest {
     /// `record` is a service's own EventBridge event (`event:` in the document), matched as the
     /// function matches events EventBridge delivers.
     pub event: bool,
+    /// A sequence test: records in order and the alerts they must raise, with the rule's
+    /// dedup or threshold and the suppressions in force (`record` is then unused).
+    pub sequence: Option<(Vec<Value>, u64)>,
 }
 
 impl Rule {
@@ -173,6 +181,8 @@ pub struct RuleSet {
     index_to_rule: Vec<usize>,
     /// What is allowed but almost certainly wrong (see [`warnings`]).
     warnings: Vec<RuleWarning>,
+    /// The rule files' suppressions.
+    suppressions: Vec<Suppression>,
 }
 
 /// The outcome of one embedded rule test.
@@ -183,11 +193,16 @@ pub struct TestOutcome<'a> {
     pub fired: bool,
     /// Why the rule fired or did not.
     pub explanation: Explanation,
+    /// For a sequence test, the alerts its records raised.
+    pub alerts: Option<u64>,
 }
 
 impl TestOutcome<'_> {
     pub fn passed(&self) -> bool {
-        self.fired == self.test.expect
+        match (&self.test.sequence, self.alerts) {
+            (Some((_, expected)), Some(got)) => got == *expected,
+            _ => self.fired == self.test.expect,
+        }
     }
 
     /// Why a test failed: where the record missed the pattern, or the fields that made the
@@ -195,6 +210,18 @@ impl TestOutcome<'_> {
     pub fn why_failed(&self) -> Option<String> {
         if self.passed() {
             return None;
+        }
+        if let (Some((records, expected)), Some(got)) = (&self.test.sequence, self.alerts) {
+            return Some(format!(
+                "expected {expected} alert{} from the {} records; they raised {got}{}",
+                if *expected == 1 { "" } else { "s" },
+                records.len(),
+                self.rule
+                    .grouping
+                    .as_ref()
+                    .map(|g| format!(" ({})", g.describe()))
+                    .unwrap_or_default()
+            ));
         }
         Some(match &self.explanation {
             Explanation::Missed(miss) => format!("expected the rule to fire; it did not: {miss}"),
@@ -250,6 +277,7 @@ impl RuleSet {
         mut remote: impl FnMut(&S3Object) -> Result<String, String>,
     ) -> Result<Self, RuleError> {
         let mut rules = Vec::new();
+        let mut suppressions = Vec::new();
         let mut faults = Vec::new();
         for source in sources {
             let docs = match source::read(source, &mut remote) {
@@ -260,15 +288,18 @@ impl RuleSet {
                 }
             };
             for doc in docs {
-                match parse_document(&doc.origin, &doc.text) {
-                    Ok(parsed) => rules.extend(parsed),
+                match parse_rule_document(&doc.origin, &doc.text) {
+                    Ok(parsed) => {
+                        rules.extend(parsed.rules);
+                        suppressions.extend(parsed.suppressions);
+                    }
                     Err(e) => faults.push(e),
                 }
             }
         }
         match RuleError::all(faults) {
             Some(e) => Err(e),
-            None => Self::new(rules),
+            None => Self::new(rules)?.with_suppressions(suppressions),
         }
     }
 
@@ -293,9 +324,69 @@ impl RuleSet {
         &self.rules
     }
 
-    /// Rules that load but can never match a CloudTrail record, each with why.
+    /// Rules that load but can never match a CloudTrail record, and suppressions that expired
+    /// or name no rule, each with why.
     pub fn warnings(&self) -> &[RuleWarning] {
         &self.warnings
+    }
+
+    /// The suppressions of the rule files.
+    pub fn suppressions(&self) -> &[Suppression] {
+        &self.suppressions
+    }
+
+    /// The suppression that silences this rule's match of this record at wall-clock `now`.
+    pub fn suppression_for(&self, rule_id: &str, record: &Value, now: i64) -> Option<&Suppression> {
+        self.suppressions
+            .iter()
+            .find(|s| s.covers(rule_id, record, now))
+    }
+
+    /// Drops the alerts a suppression silences; returns how many it dropped.
+    pub fn suppress(&self, alerts: &mut Vec<crate::alert::Alert>) -> u64 {
+        if self.suppressions.is_empty() {
+            return 0;
+        }
+        let now = policy::now();
+        let before = alerts.len();
+        alerts.retain(|a| self.suppression_for(&a.rule_id, &a.record, now).is_none());
+        (before - alerts.len()) as u64
+    }
+
+    /// Adds suppressions; their ids must be unique. An expired one, or one that names no rule,
+    /// is warned about.
+    pub fn with_suppressions(mut self, suppressions: Vec<Suppression>) -> Result<Self, RuleError> {
+        let now = policy::now();
+        for s in suppressions {
+            if let Some(first) = self.suppressions.iter().find(|f| f.id == s.id) {
+                return Err(RuleError::DuplicateId {
+                    origin: s.origin,
+                    id: format!("suppression {}", s.id),
+                    first: first.origin.clone(),
+                });
+            }
+            let warn = |message: String| RuleWarning {
+                origin: s.origin.clone(),
+                rule: format!("suppression {}", s.id),
+                path: "$.suppressions".into(),
+                message,
+            };
+            if s.expired(now) {
+                self.warnings.push(warn(format!(
+                    "expired on {} (owner {}): it no longer applies; remove it or extend it",
+                    s.expires_text, s.owner
+                )));
+            }
+            for r in &s.rules {
+                if !self.rules.iter().any(|rule| id_matches(r, &rule.id)) {
+                    self.warnings.push(warn(format!(
+                        "{r:?} names no rule loaded: it silences nothing"
+                    )));
+                }
+            }
+            self.suppressions.push(s);
+        }
+        Ok(self)
     }
 
     /// Calls `hit` with every enabled rule that fires on the record, in rule order.
@@ -337,12 +428,30 @@ impl RuleSet {
             .iter()
             .flat_map(|rule| {
                 rule.tests.iter().map(move |test| {
+                    if let Some((records, _)) = &test.sequence {
+                        // The records in order through the rule's pattern, then its dedup or
+                        // threshold and the suppressions in force.
+                        let mut engine = Engine::new(&self.suppressions, policy::now());
+                        let alerts = records
+                            .iter()
+                            .filter(|r| rule.pattern.matches(&Event::record(r)))
+                            .filter(|r| engine.judge(rule, r) == Verdict::Alert)
+                            .count() as u64;
+                        return TestOutcome {
+                            rule,
+                            test,
+                            fired: alerts > 0,
+                            explanation: Explanation::Matched(Vec::new()),
+                            alerts: Some(alerts),
+                        };
+                    }
                     let explanation = rule.explain_test(test);
                     TestOutcome {
                         rule,
                         test,
                         fired: matches!(explanation, Explanation::Matched(_)),
                         explanation,
+                        alerts: None,
                     }
                 })
             })
