@@ -8,7 +8,9 @@ use super::{printable, Alert, AlertSource, EventInfo};
 use crate::rules::describe_fields;
 
 impl AlertSource {
-    fn to_json(&self) -> Value {
+    /// `{"file": …}`, `{"bucket": …, "key": …}` or `{"eventbridge": {…}}`: the alert document's
+    /// `source`.
+    pub fn to_json(&self) -> Value {
         match self {
             AlertSource::File { path } => json!({"file": path}),
             AlertSource::S3 { bucket, key } => json!({"bucket": bucket, "key": key}),
@@ -18,6 +20,25 @@ impl AlertSource {
                 detail_type,
             } => json!({"eventbridge": {"id": id, "source": source, "detail-type": detail_type}}),
         }
+    }
+}
+
+impl AlertSource {
+    /// The source of [`AlertSource::to_json`], read back.
+    pub fn from_json(v: &Value) -> Option<Self> {
+        let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+        if let Some(path) = s(v, "file") {
+            return Some(AlertSource::File { path });
+        }
+        if let (Some(bucket), Some(key)) = (s(v, "bucket"), s(v, "key")) {
+            return Some(AlertSource::S3 { bucket, key });
+        }
+        let e = v.get("eventbridge")?;
+        Some(AlertSource::EventBridge {
+            id: s(e, "id")?,
+            source: s(e, "source")?,
+            detail_type: s(e, "detail-type")?,
+        })
     }
 }
 

@@ -27,6 +27,10 @@ pub struct LambdaConfig {
     pub allowed_buckets: Option<Vec<String>>,
     pub publish_retries: u32,
     pub publish_backoff: Duration,
+    /// `STATE_TABLE`: the DynamoDB table of dedup and threshold windows; `None`: no state store.
+    pub state_table: Option<String>,
+    /// `ROLLUP_LATENESS`: how long after a window ends its roll-up waits (seconds).
+    pub rollup_lateness: u64,
 }
 
 impl Default for LambdaConfig {
@@ -39,6 +43,8 @@ impl Default for LambdaConfig {
             allowed_buckets: None,
             publish_retries: DEFAULT_PUBLISH_RETRIES,
             publish_backoff: DEFAULT_PUBLISH_BACKOFF,
+            state_table: None,
+            rollup_lateness: super::state::DEFAULT_LATENESS,
         }
     }
 }
@@ -76,12 +82,22 @@ impl LambdaConfig {
                 .map(str::to_owned)
                 .collect()
         });
+        let rollup_lateness = match non_empty("ROLLUP_LATENESS") {
+            None => super::state::DEFAULT_LATENESS,
+            Some(d) => crate::time::parse_duration(&d).ok_or_else(|| ConfigError {
+                variable: "ROLLUP_LATENESS",
+                value: d.clone(),
+                reason: "expected a duration: 90s, 15m, 1h, 1d".into(),
+            })?,
+        };
         Ok(LambdaConfig {
             alert_topic_arn,
             rules: rule_sources(&lookup),
             format,
             limits: limits(&lookup)?,
             allowed_buckets,
+            state_table: non_empty("STATE_TABLE"),
+            rollup_lateness,
             ..LambdaConfig::default()
         })
     }
@@ -121,8 +137,12 @@ mod tests {
             ("ALERT_FORMAT", "per-protocol"),
             ("MAX_RECORD_BYTES", "1MiB"),
             ("ALLOWED_BUCKETS", "trail-a, trail-b"),
+            ("STATE_TABLE", "trail-alerts-state"),
+            ("ROLLUP_LATENESS", "30m"),
         ])
         .unwrap();
+        assert_eq!(c.state_table.as_deref(), Some("trail-alerts-state"));
+        assert_eq!(c.rollup_lateness, 1800);
         assert_eq!(
             c.alert_topic_arn.as_deref(),
             Some("arn:aws:sns:us-east-1:123456789012:alerts")
@@ -149,6 +169,10 @@ mod tests {
         assert_eq!(
             cfg(&[("ALERT_TOPIC_ARN", "alerts")]).unwrap_err().variable,
             "ALERT_TOPIC_ARN"
+        );
+        assert_eq!(
+            cfg(&[("ROLLUP_LATENESS", "soon")]).unwrap_err().variable,
+            "ROLLUP_LATENESS"
         );
         assert_eq!(
             cfg(&[("MAX_DECOMPRESSED_BYTES", "-1")])

@@ -9,6 +9,9 @@ use serde_json::{json, Value};
 use tracing::{error, info, info_span, Instrument};
 
 use crate::alert::{Alert, AlertSource};
+use crate::policy;
+
+use super::state::{admit, rollup_alert, StateStore, StoreError, SweepOutcome};
 use crate::index::Scratch;
 use crate::pattern::Delivered;
 use crate::rules::RuleSet;
@@ -29,6 +32,8 @@ pub enum HandlerError {
         total: usize,
         failures: Vec<DeliveryError>,
     },
+    #[error("sweep: {0}")]
+    Sweep(DeliveryError),
 }
 
 impl HandlerError {
@@ -36,6 +41,7 @@ impl HandlerError {
         match self {
             HandlerError::Input(_) => false,
             HandlerError::Objects { failures, .. } => failures.iter().any(DeliveryError::retryable),
+            HandlerError::Sweep(e) => e.retryable(),
         }
     }
 }
@@ -45,9 +51,9 @@ impl HandlerError {
 pub enum StartError {
     #[error(transparent)]
     Publish(#[from] PublishError),
-    #[error("rule {rule:?} asks for {grouping}: that needs a state store shared by the \
-             function's invocations (STATE_TABLE), which this version of the function does not \
-             have; the command line (`trail-alerts scan`) applies it, or remove its dedup/threshold")]
+    #[error("rule {rule:?} asks for {grouping}: that needs the state store shared by the \
+             function's invocations; set STATE_TABLE to its DynamoDB table (template.yaml creates \
+             it), or remove the rule's dedup/threshold")]
     NeedsStateStore { rule: String, grouping: String },
 }
 
@@ -58,6 +64,8 @@ pub enum DeliveryError {
     Object(#[from] ObjectError),
     #[error("{origin}: {error}")]
     Event { origin: String, error: PublishError },
+    #[error("{origin}: {error}")]
+    State { origin: String, error: StoreError },
 }
 
 impl DeliveryError {
@@ -65,6 +73,7 @@ impl DeliveryError {
         match self {
             DeliveryError::Object(e) => e.retryable(),
             DeliveryError::Event { error, .. } => error.retryable(),
+            DeliveryError::State { error, .. } => error.retryable,
         }
     }
 }
@@ -152,13 +161,15 @@ pub struct Handler<S, P> {
     store: S,
     publishing: Publishing<P>,
     config: LambdaConfig,
+    /// The windows of dedup and threshold rules (`STATE_TABLE`).
+    state: Option<Arc<dyn StateStore>>,
 }
 
 impl<S: ObjectStore, P: Publisher> Handler<S, P> {
     /// Builds the handler; refuses a rule set in which an enabled rule would have no topic, or
-    /// a rule of the user's uses dedup or a threshold (they need a state store shared by the
-    /// invocations, which the function does not have yet). The built-in pack's own dedup
-    /// defaults fall back to one alert per match, with one warning.
+    /// a rule of the user's uses dedup or a threshold while `STATE_TABLE` is not set (give the
+    /// store with [`Handler::with_state`]). Without it, the built-in pack's own dedup defaults
+    /// fall back to one alert per match, with one warning.
     pub fn new(
         rules: Arc<RuleSet>,
         store: S,
@@ -181,7 +192,11 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
             .iter()
             .filter(|r| r.enabled && r.grouping.is_some())
             .collect();
-        if let Some(rule) = grouped.iter().find(|r| !r.origin.starts_with("builtin:")) {
+        let stateless = config.state_table.is_none();
+        if let Some(rule) = grouped
+            .iter()
+            .find(|r| stateless && !r.origin.starts_with("builtin:"))
+        {
             return Err(StartError::NeedsStateStore {
                 rule: rule.id.clone(),
                 grouping: rule
@@ -191,12 +206,12 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
                     .unwrap_or_default(),
             });
         }
-        if !grouped.is_empty() {
+        if stateless && !grouped.is_empty() {
             let ids: Vec<&str> = grouped.iter().map(|r| r.id.as_str()).collect();
             tracing::warn!(
                 rules = %ids.join(", "),
-                "the built-in pack's dedup defaults need a state store, which this function does \
-                 not have yet: these rules raise one alert per match"
+                "STATE_TABLE is not set: the built-in pack's dedup defaults fall back to one \
+                 alert per match for these rules"
             );
         }
         let publishing = Publishing {
@@ -211,7 +226,14 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
             store,
             publishing,
             config,
+            state: None,
         })
+    }
+
+    /// Keeps dedup and threshold windows in this store (the table `STATE_TABLE` names).
+    pub fn with_state(mut self, state: Arc<dyn StateStore>) -> Self {
+        self.state = Some(state);
+        self
     }
 
     /// Handles one invocation. SQS batches answer with `batchItemFailures` (only the failed
@@ -219,6 +241,11 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
     /// fails, so that Lambda's retry and on-failure destination take over.
     pub async fn handle(&self, payload: Value) -> Result<Value, HandlerError> {
         match parse_payload(&payload)? {
+            Payload::Sweep => {
+                let done = self.sweep(policy::now()).await.map_err(HandlerError::Sweep)?;
+                info!(due = done.due, rollups = done.rollups, recovered = done.recovered, "sweep done");
+                Ok(json!({"due": done.due, "rollups": done.rollups, "recovered": done.recovered}))
+            }
             Payload::Direct(deliveries) => {
                 let (totals, failures) = self.deliver(&deliveries).await;
                 if failures.is_empty() {
@@ -309,6 +336,21 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
                 info!(suppressed, "alerts silenced by suppressions");
             }
             let raised = alerts.len() as u64;
+            let (alerts, claims, held) = match &self.state {
+                Some(state) => admit(
+                    state.as_ref(),
+                    &self.rules,
+                    alerts,
+                    self.config.rollup_lateness,
+                    policy::now(),
+                )
+                .await
+                .map_err(|error| DeliveryError::State {
+                    origin: origin.clone(),
+                    error,
+                })?,
+                None => (alerts, Vec::new(), 0),
+            };
             let published = self
                 .publishing
                 .publish(&origin, alerts)
@@ -317,6 +359,12 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
                     origin: origin.clone(),
                     error,
                 })?;
+            if let Some(state) = &self.state {
+                object::mark_published(state.as_ref(), &claims).await;
+            }
+            if held > 0 {
+                info!(held, "alerts held back by dedup or threshold");
+            }
             let kind = match Delivered::of(event) {
                 Delivered::CloudTrail(_) => "CloudTrail",
                 Delivered::Native(_) => "native",
@@ -334,6 +382,75 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
         .await
     }
 
+    /// The scheduled sweep: for every window due (its end plus the lateness allowance passed),
+    /// publishes a claim its invocation never published, and one roll-up of the matches it held
+    /// back and no roll-up told yet. Without a state store there is nothing to sweep.
+    pub async fn sweep(&self, now: i64) -> Result<SweepOutcome, DeliveryError> {
+        let mut outcome = SweepOutcome::default();
+        let Some(state) = &self.state else {
+            return Ok(outcome);
+        };
+        let origin = "sweep".to_owned();
+        let store_err = |error| DeliveryError::State {
+            origin: origin.clone(),
+            error,
+        };
+        let publish_err = |error| DeliveryError::Event {
+            origin: origin.clone(),
+            error,
+        };
+        let lateness = self.config.rollup_lateness as i64;
+        for due in state.due(now).await.map_err(store_err)? {
+            outcome.due += 1;
+            let Some(w) = state.window(&due.window).await.map_err(store_err)? else {
+                state.finish(&due).await.map_err(store_err)?;
+                continue;
+            };
+            let rule = self.rules.rules().iter().find(|r| r.id == w.rule);
+            let source = w
+                .source
+                .as_deref()
+                .and_then(|s| serde_json::from_str(s).ok())
+                .and_then(|v: Value| AlertSource::from_json(&v))
+                .unwrap_or(AlertSource::File { path: "state store".into() });
+            // A claim whose invocation never got it out, past the lateness allowance.
+            if let (Some(by), false, Some(rule)) = (&w.claimed_by, w.published, rule) {
+                if let Some(record) = w.record.as_deref().and_then(|r| serde_json::from_str::<Value>(r).ok()) {
+                    if now >= w.window_end + lateness {
+                        let alert = match &source {
+                            AlertSource::EventBridge { .. } => Alert::delivered(rule, &record),
+                            _ => Alert::new(rule, &record, source.clone(), 0),
+                        };
+                        self.publishing
+                            .publish(&origin, vec![alert])
+                            .await
+                            .map_err(publish_err)?;
+                        state.mark_published(&w.id, by).await.map_err(store_err)?;
+                        outcome.recovered += 1;
+                    }
+                }
+            }
+            let more = w.untold();
+            if let (true, Some(rule)) = (more > 0 && w.claimed_by.is_some(), rule) {
+                if state
+                    .mark_rolled(&w.id, w.rolled, w.rolled + more)
+                    .await
+                    .map_err(store_err)?
+                {
+                    let alert = rollup_alert(rule, &w, more, source);
+                    if let Err(error) = self.publishing.publish(&origin, vec![alert]).await {
+                        // Not told after all: undo the mark, so that the next sweep tries again.
+                        let _ = state.mark_rolled(&w.id, w.rolled + more, w.rolled).await;
+                        return Err(publish_err(error));
+                    }
+                    outcome.rollups += 1;
+                }
+            }
+            state.finish(&due).await.map_err(store_err)?;
+        }
+        Ok(outcome)
+    }
+
     /// Reads one object, matches its records and publishes the alerts.
     pub async fn process_object(&self, obj: &ObjectRef) -> Result<ObjectOutcome, ObjectError> {
         let span = info_span!("object", bucket = %obj.bucket, key = %obj.key);
@@ -343,6 +460,7 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
             &self.publishing,
             &self.rules,
             &self.config,
+            self.state.as_deref(),
         )
         .instrument(span)
         .await

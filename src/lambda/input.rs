@@ -52,6 +52,8 @@ pub enum Payload {
     Direct(Vec<Delivery>),
     /// SQS messages, each with its own deliveries (or the reason its body could not be read).
     Sqs(Vec<SqsMessage>),
+    /// The schedule's `{"action": "sweep"}`: publish the roll-ups of closed windows.
+    Sweep,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +75,9 @@ pub enum InputError {
 
 /// Reads an invocation payload.
 pub fn parse_payload(payload: &Value) -> Result<Payload, InputError> {
+    if payload.get("action").and_then(Value::as_str) == Some("sweep") {
+        return Ok(Payload::Sweep);
+    }
     if let Some(first) = payload
         .get("Records")
         .and_then(Value::as_array)

@@ -1,13 +1,16 @@
 //! The AWS Lambda function: S3 deliveries in, SNS alerts out.
 //!
 //! # Layout
-//! - [`input`]: every payload shape an S3 delivery arrives in, reduced to objects to read.
+//! - [`input`]: every payload shape a delivery arrives in (S3 notifications, EventBridge events,
+//!   the sweep's schedule), reduced to what to do.
 //! - [`ports`]: the two traits the handler needs — reading an object, publishing a batch.
 //! - [`handler`]: payload in, response out, generic over the ports; typed errors mapped to
 //!   `Diagnostic`.
 //! - [`object`]: one object — what is read, the streamed read through the pipeline.
 //! - [`publish`]: an object's alerts to their topics, in batches, refused entries retried.
 //! - [`message`]: SNS messages (formats, attributes, FIFO ids, batching, SNS's limits).
+//! - [`state`]: the state store of dedup and threshold windows (port, protocol, sweep, and an
+//!   in-memory adapter); DynamoDB in `aws`.
 //! - [`config`]: the function's environment, read once.
 //! - [`aws`]: the ports on the AWS SDK (the only module that imports `aws_sdk_*`).
 //! - [`memory`]: the ports in memory, for unit tests.
@@ -21,6 +24,7 @@ pub mod message;
 pub mod object;
 pub mod ports;
 pub mod publish;
+pub mod state;
 
 pub use config::LambdaConfig;
 pub use handler::{Handler, HandlerError};

@@ -17,6 +17,18 @@ use super::config::LambdaConfig;
 use super::input::ObjectRef;
 use super::ports::{FetchError, ObjectBody, ObjectStore, Publisher};
 use super::publish::{PublishError, Publishing};
+use super::state::{admit, Claim, StateStore};
+use crate::policy;
+
+/// Marks claims published once SNS accepted their alerts. A failure here is logged, not
+/// raised: the alert is out, and the worst that follows is the sweep publishing it once more.
+pub(super) async fn mark_published(state: &dyn StateStore, claims: &[Claim]) {
+    for c in claims {
+        if let Err(e) = state.mark_published(&c.window, &c.event_id).await {
+            warn!(window = %c.window, error = %e, "could not mark a published alert; the sweep may publish it again");
+        }
+    }
+}
 
 /// Why an object could not be fully handled.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +50,8 @@ pub enum ObjectErrorKind {
     Publish(PublishError),
     #[error("the reading task failed: {0}")]
     Task(String),
+    #[error(transparent)]
+    State(super::state::StoreError),
 }
 
 impl ObjectError {
@@ -49,6 +63,7 @@ impl ObjectError {
             ObjectErrorKind::Read(e) => e.is_transient(),
             ObjectErrorKind::Publish(e) => e.retryable(),
             ObjectErrorKind::Task(_) => true,
+            ObjectErrorKind::State(e) => e.retryable,
         }
     }
 }
@@ -69,6 +84,7 @@ pub(super) async fn process<S: ObjectStore, P: Publisher>(
     publishing: &Publishing<P>,
     rules: &Arc<RuleSet>,
     config: &LambdaConfig,
+    state: Option<&dyn StateStore>,
 ) -> Result<ObjectOutcome, ObjectError> {
     let fail = |kind| ObjectError {
         object: object.clone(),
@@ -116,10 +132,24 @@ pub(super) async fn process<S: ObjectStore, P: Publisher>(
         }
     }
     let stats = outcome.stats;
+    // Dedup and thresholds: the state store decides, before anything is published, which
+    // alerts go out; a store fault fails the object for a retry with nothing published.
+    let (alerts, claims, held) = match state {
+        Some(state) => admit(state, rules, alerts, config.rollup_lateness, policy::now())
+            .await
+            .map_err(|e| fail(ObjectErrorKind::State(e)))?,
+        None => (alerts, Vec::new(), 0),
+    };
     let published = publishing
         .publish(&object.to_string(), alerts)
         .await
         .map_err(|e| fail(ObjectErrorKind::Publish(e)))?;
+    if let Some(state) = state {
+        mark_published(state, &claims).await;
+    }
+    if held > 0 {
+        info!(held, "alerts held back by dedup or threshold");
+    }
     info!(
         records = stats.records,
         skipped = stats.unreadable,

@@ -41,6 +41,7 @@ pub struct Rollup {
     pub window: Window,
     /// Matches after the alert (dedup) or after the threshold was crossed.
     pub more: u64,
+    /// The window's first and last matches (the alert's included).
     pub first_time: Option<String>,
     pub last_time: Option<String>,
     pub first_id: Option<String>,
@@ -138,9 +139,10 @@ impl<'s> Engine<'s> {
                 .unwrap_or_default(),
             text("eventID").or_else(|| text("id")).unwrap_or_default(),
         );
+        // The window's first and last matches, as the function's state store keeps them.
+        state.first.get_or_insert_with(|| seen.clone());
+        state.last = Some(seen);
         if state.alerted {
-            state.first.get_or_insert_with(|| seen.clone());
-            state.last = Some(seen);
             for path in rollup_fields(rule) {
                 let v = path.get(record).map_or("null".to_owned(), |v| match v {
                     Value::String(s) => s.clone(),

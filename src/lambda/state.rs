@@ -1,0 +1,465 @@
+//! The state store: dedup and threshold windows shared by every invocation of the function, so
+//! that the first alert of a window is published exactly once however many invocations race on
+//! it, and what the window held back is told in one roll-up by the scheduled sweep.
+//!
+//! The protocol, for each match of a rule with dedup or a threshold:
+//! 1. **count** it in its window, once per eventID (a retried invocation counts nothing twice),
+//!    and note the window as due for the sweep at its end plus the lateness allowance;
+//! 2. when the window has reached the rule's count and nobody holds its alert, **claim** it for
+//!    this event (a conditional write: one claim wins);
+//! 3. publish, and only once SNS accepted the message **mark** the claim published. A retried
+//!    invocation whose claim was never marked publishes it again: a crash between claim and
+//!    publish loses nothing. The sweep also publishes a claim left unpublished past the lateness
+//!    allowance (its invocation's retries were lost), from the record stored with the claim.
+//!
+//! [`StateStore`] is the port; `aws.rs` implements it on DynamoDB, [`MemoryState`] in memory.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use serde_json::{json, Value};
+
+use crate::alert::{sanitize_subject, Alert, AlertSource, EventInfo};
+use crate::policy::{event_time, key_value, Window};
+use crate::rules::{Rule, RuleSet};
+
+/// How long after a window ends (in event time) its roll-up waits for late deliveries.
+pub const DEFAULT_LATENESS: u64 = 15 * 60;
+/// Event ids a window remembers for idempotent counting; past them, counting is best effort.
+pub const MAX_IDS: usize = 500;
+/// Distinct values a window keeps for its roll-up.
+pub const MAX_VALUES: usize = 50;
+/// The largest record kept with a claim (so that the sweep can publish a lost claim).
+pub const MAX_STORED_RECORD: usize = 200 << 10;
+/// How long the store keeps a window after it is due (DynamoDB TTL).
+pub const KEEP_AFTER_DUE: i64 = 7 * 86_400;
+
+/// FNV-1a, 64 bits: a stable hash of a key value for the store's ids (stable across versions,
+/// unlike the standard library's hasher).
+fn fnv64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// One rule's window for one key value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowRef {
+    pub rule: String,
+    /// The key value, as JSON (`["123456789012","us-east-1"]`).
+    pub key: String,
+    pub window: Window,
+}
+
+impl WindowRef {
+    /// The store's id of the window: `w#<rule>#<window start>#<hash of the key value>`.
+    pub fn id(&self) -> String {
+        format!(
+            "w#{}#{}#{:016x}",
+            self.rule,
+            self.window.start,
+            fnv64(self.key.as_bytes())
+        )
+    }
+}
+
+/// One match, as the store needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MatchRef {
+    pub event_id: String,
+    pub event_time: String,
+    /// `field=value` of the rule's roll-up fields.
+    pub values: Vec<String>,
+}
+
+/// What the store knows of a window.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WindowState {
+    pub id: String,
+    pub rule: String,
+    pub key: String,
+    pub window_start: i64,
+    pub window_end: i64,
+    /// Matches counted.
+    pub count: u64,
+    /// Matches the window needs before it alerts (1 for dedup).
+    pub needed: u64,
+    /// The event whose alert the window's is.
+    pub claimed_by: Option<String>,
+    pub published: bool,
+    /// Held-back matches already told in roll-ups.
+    pub rolled: u64,
+    pub first_time: Option<String>,
+    pub first_id: Option<String>,
+    pub last_time: Option<String>,
+    pub last_id: Option<String>,
+    /// `field=value`, at most [`MAX_VALUES`].
+    pub values: Vec<String>,
+    /// The claimed match's record (JSON) and source (JSON), when small enough to keep.
+    pub record: Option<String>,
+    pub source: Option<String>,
+}
+
+impl WindowState {
+    /// Held-back matches not yet told in a roll-up.
+    pub fn untold(&self) -> u64 {
+        self.count
+            .saturating_sub(self.needed)
+            .saturating_sub(self.rolled)
+    }
+}
+
+/// A window due for the sweep.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Due {
+    /// The due entry's own key.
+    pub entry: String,
+    pub window: String,
+}
+
+/// A store call that failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("state store: {message}")]
+pub struct StoreError {
+    pub message: String,
+    /// Throttling, a 5xx, a network fault: trying again can help.
+    pub retryable: bool,
+}
+
+/// The windows, shared by the function's invocations.
+#[async_trait]
+pub trait StateStore: Send + Sync {
+    /// Counts a match in its window, once per event id, and notes the window due at `due_at`;
+    /// returns the window after it.
+    async fn count(
+        &self,
+        w: &WindowRef,
+        m: &MatchRef,
+        needed: u64,
+        due_at: i64,
+    ) -> Result<WindowState, StoreError>;
+
+    /// Claims the window's alert for this event, with what the sweep needs to publish it if
+    /// the invocation is lost; `true` when the claim is this event's.
+    async fn claim(
+        &self,
+        w: &WindowRef,
+        event_id: &str,
+        record: Option<&str>,
+        source: &str,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Marks the claimed alert published (only the claiming event's).
+    async fn mark_published(&self, window: &str, event_id: &str) -> Result<(), StoreError>;
+
+    /// The windows due at `now` that the sweep has not finished.
+    async fn due(&self, now: i64) -> Result<Vec<Due>, StoreError>;
+
+    async fn window(&self, id: &str) -> Result<Option<WindowState>, StoreError>;
+
+    /// Records that roll-ups told the held-back matches up to `to` (from `from`); `false` when
+    /// another sweep did it first.
+    async fn mark_rolled(&self, window: &str, from: u64, to: u64) -> Result<bool, StoreError>;
+
+    /// Marks a due entry finished.
+    async fn finish(&self, due: &Due) -> Result<(), StoreError>;
+}
+
+/// The window of a grouped rule's alert, and the match it is; `None` when the rule has no
+/// dedup or threshold, or the record has no readable event time (never held back).
+pub fn window_of(rule: &Rule, alert: &Alert) -> Option<(WindowRef, MatchRef)> {
+    let grouping = rule.grouping.as_ref()?;
+    let t = event_time(&alert.record)?;
+    let window = Window::of(t, grouping.window());
+    let values = rule
+        .rollup_fields
+        .iter()
+        .map(|p| {
+            let v = p.get(&alert.record).map_or("null".to_owned(), |v| match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            });
+            format!("{p}={v}")
+        })
+        .collect();
+    Some((
+        WindowRef {
+            rule: rule.id.clone(),
+            key: key_value(grouping.key(), &alert.record),
+            window,
+        },
+        MatchRef {
+            event_id: alert
+                .event
+                .event_id
+                .clone()
+                .unwrap_or_else(|| format!("{}#{}", alert.source.display(), alert.record_index)),
+            event_time: alert.event.event_time.clone().unwrap_or_default(),
+            values,
+        },
+    ))
+}
+
+/// A claim to mark published once its alert is out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub window: String,
+    pub event_id: String,
+}
+
+/// Decides which alerts go out: those of rules without dedup or threshold, and the claimed
+/// first alerts of windows. Returns them with the claims to mark once they are published, and
+/// how many were held back.
+pub async fn admit(
+    store: &dyn StateStore,
+    rules: &RuleSet,
+    alerts: Vec<Alert>,
+    lateness: u64,
+    now: i64,
+) -> Result<(Vec<Alert>, Vec<Claim>, u64), StoreError> {
+    let by_id: HashMap<&str, &Rule> = rules.rules().iter().map(|r| (r.id.as_str(), r)).collect();
+    let mut out = Vec::with_capacity(alerts.len());
+    let mut claims = Vec::new();
+    let mut held = 0;
+    for alert in alerts {
+        let Some(rule) = by_id.get(alert.rule_id.as_str()) else {
+            out.push(alert);
+            continue;
+        };
+        let Some((w, m)) = window_of(rule, &alert) else {
+            out.push(alert);
+            continue;
+        };
+        let needed = rule.grouping.as_ref().map_or(1, |g| g.count());
+        let due_at = w.window.end + lateness as i64;
+        let state = store.count(&w, &m, needed, due_at).await?;
+        let publish = match &state.claimed_by {
+            // This event's own claim, from a try that did not get to mark it published.
+            Some(by) if *by == m.event_id => !state.published,
+            Some(_) => false,
+            None if state.count >= needed => {
+                let record = alert.record.to_string();
+                let record = (record.len() <= MAX_STORED_RECORD).then_some(record);
+                let source = alert.source.to_json().to_string();
+                store
+                    .claim(&w, &m.event_id, record.as_deref(), &source, now)
+                    .await?
+            }
+            None => false,
+        };
+        if publish {
+            claims.push(Claim {
+                window: w.id(),
+                event_id: m.event_id,
+            });
+            out.push(alert);
+        } else {
+            held += 1;
+        }
+    }
+    Ok((out, claims, held))
+}
+
+/// The alert that tells what a window held back.
+pub fn rollup_alert(rule: &Rule, state: &WindowState, more: u64, source: AlertSource) -> Alert {
+    let span = format!(
+        "{}..{}",
+        crate::time::format_timestamp(state.window_start),
+        crate::time::format_timestamp(state.window_end)
+    );
+    let mut summary = format!(
+        "{more} more match{} of {} for {} in {span} (the window's first match {} at {}, last {} at {})",
+        if more == 1 { "" } else { "es" },
+        rule.id,
+        state.key,
+        state.first_id.as_deref().unwrap_or("?"),
+        state.first_time.as_deref().unwrap_or("?"),
+        state.last_id.as_deref().unwrap_or("?"),
+        state.last_time.as_deref().unwrap_or("?"),
+    );
+    if !state.values.is_empty() {
+        summary.push_str(&format!("; {}", state.values.join(", ")));
+    }
+    let rollup = json!({
+        "rollup": true, "rule": rule.id,
+        "key": serde_json::from_str::<Value>(&state.key).unwrap_or(Value::String(state.key.clone())),
+        "windowStart": crate::time::format_timestamp(state.window_start),
+        "windowEnd": crate::time::format_timestamp(state.window_end),
+        "more": more, "matches": state.count,
+        "firstEventTime": state.first_time, "firstEventID": state.first_id,
+        "lastEventTime": state.last_time, "lastEventID": state.last_id,
+        "values": state.values,
+    });
+    Alert {
+        rule_id: rule.id.clone(),
+        description: rule.description.clone(),
+        severity: rule.severity,
+        topic: rule.topic.clone(),
+        event: EventInfo {
+            event_id: Some(format!("rollup-{}-{}", state.id, state.rolled + more)),
+            event_time: state.last_time.clone(),
+            event_name: Some("roll-up".into()),
+            ..EventInfo::default()
+        },
+        subject: sanitize_subject(&format!(
+            "[{}] {}: {more} more in {span} (roll-up)",
+            rule.severity.as_str().to_ascii_uppercase(),
+            rule.id
+        )),
+        summary: crate::alert::printable(&summary),
+        source,
+        record_index: 0,
+        record: rollup,
+        matched: Vec::new(),
+    }
+}
+
+/// What one sweep did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SweepOutcome {
+    pub due: u64,
+    pub rollups: u64,
+    /// Claims whose invocation was lost, published by the sweep.
+    pub recovered: u64,
+}
+
+/// In memory: for the handler's unit tests, with the same semantics as the DynamoDB adapter.
+#[derive(Default)]
+pub struct MemoryState {
+    windows: Mutex<BTreeMap<String, (WindowState, Vec<String>)>>,
+    due: Mutex<BTreeMap<String, (String, bool)>>,
+}
+
+fn poisoned() -> StoreError {
+    StoreError {
+        message: "memory store poisoned".into(),
+        retryable: false,
+    }
+}
+
+#[async_trait]
+impl StateStore for MemoryState {
+    async fn count(
+        &self,
+        w: &WindowRef,
+        m: &MatchRef,
+        needed: u64,
+        due_at: i64,
+    ) -> Result<WindowState, StoreError> {
+        let id = w.id();
+        let mut windows = self.windows.lock().map_err(|_| poisoned())?;
+        let (state, ids) = windows.entry(id.clone()).or_insert_with(|| {
+            (
+                WindowState {
+                    id: id.clone(),
+                    rule: w.rule.clone(),
+                    key: w.key.clone(),
+                    window_start: w.window.start,
+                    window_end: w.window.end,
+                    needed,
+                    ..WindowState::default()
+                },
+                Vec::new(),
+            )
+        });
+        if !ids.contains(&m.event_id) {
+            if ids.len() < MAX_IDS {
+                ids.push(m.event_id.clone());
+            }
+            state.count += 1;
+            state.first_time.get_or_insert_with(|| m.event_time.clone());
+            state.first_id.get_or_insert_with(|| m.event_id.clone());
+            state.last_time = Some(m.event_time.clone());
+            state.last_id = Some(m.event_id.clone());
+            for v in &m.values {
+                if state.values.len() < MAX_VALUES && !state.values.contains(v) {
+                    state.values.push(v.clone());
+                }
+            }
+        }
+        let state = state.clone();
+        drop(windows);
+        self.due
+            .lock()
+            .map_err(|_| poisoned())?
+            .insert(format!("{due_at:012}#{id}"), (id, false));
+        Ok(state)
+    }
+
+    async fn claim(
+        &self,
+        w: &WindowRef,
+        event_id: &str,
+        record: Option<&str>,
+        source: &str,
+        _now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut windows = self.windows.lock().map_err(|_| poisoned())?;
+        let Some((state, _)) = windows.get_mut(&w.id()) else {
+            return Ok(false);
+        };
+        match &state.claimed_by {
+            Some(by) => Ok(by == event_id),
+            None => {
+                state.claimed_by = Some(event_id.to_owned());
+                state.record = record.map(str::to_owned);
+                state.source = Some(source.to_owned());
+                Ok(true)
+            }
+        }
+    }
+
+    async fn mark_published(&self, window: &str, event_id: &str) -> Result<(), StoreError> {
+        let mut windows = self.windows.lock().map_err(|_| poisoned())?;
+        if let Some((state, _)) = windows.get_mut(window) {
+            if state.claimed_by.as_deref() == Some(event_id) {
+                state.published = true;
+            }
+        }
+        Ok(())
+    }
+
+    async fn due(&self, now: i64) -> Result<Vec<Due>, StoreError> {
+        let upto = format!("{now:012}~");
+        Ok(self
+            .due
+            .lock()
+            .map_err(|_| poisoned())?
+            .iter()
+            .filter(|(entry, (_, done))| entry.as_str() <= upto.as_str() && !done)
+            .map(|(entry, (window, _))| Due {
+                entry: entry.clone(),
+                window: window.clone(),
+            })
+            .collect())
+    }
+
+    async fn window(&self, id: &str) -> Result<Option<WindowState>, StoreError> {
+        Ok(self
+            .windows
+            .lock()
+            .map_err(|_| poisoned())?
+            .get(id)
+            .map(|(s, _)| s.clone()))
+    }
+
+    async fn mark_rolled(&self, window: &str, from: u64, to: u64) -> Result<bool, StoreError> {
+        let mut windows = self.windows.lock().map_err(|_| poisoned())?;
+        match windows.get_mut(window) {
+            Some((state, _)) if state.rolled == from => {
+                state.rolled = to;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn finish(&self, due: &Due) -> Result<(), StoreError> {
+        if let Some(entry) = self.due.lock().map_err(|_| poisoned())?.get_mut(&due.entry) {
+            entry.1 = true;
+        }
+        Ok(())
+    }
+}
