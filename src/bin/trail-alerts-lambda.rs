@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
-use trail_alerts::lambda::aws::{load_rules, s3_client, sdk_config, S3Store, SnsPublisher};
+use trail_alerts::lambda::aws::{
+    load_rules, s3_client, sdk_config, DynamoState, S3Store, SnsPublisher,
+};
 use trail_alerts::lambda::{Handler, LambdaConfig};
 
 type Function = Handler<S3Store, SnsPublisher>;
@@ -29,13 +31,24 @@ async fn cold_start() -> Result<Function, String> {
         enabled = rules.rules().iter().filter(|r| r.enabled).count(),
         "rules loaded"
     );
-    Handler::new(
+    let table = config.state_table.clone();
+    let handler = Handler::new(
         Arc::new(rules),
         S3Store::new(s3),
         SnsPublisher::new(sns),
         config,
     )
-    .map_err(|e| format!("rules: {e}"))
+    .map_err(|e| format!("rules: {e}"))?;
+    Ok(match table {
+        Some(table) => {
+            tracing::info!(table = %table, "state store");
+            handler.with_state(Arc::new(DynamoState::new(
+                aws_sdk_dynamodb::Client::new(&sdk),
+                table,
+            )))
+        }
+        None => handler,
+    })
 }
 
 #[tokio::main]

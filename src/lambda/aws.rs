@@ -23,6 +23,10 @@ use super::message::OutMessage;
 use super::ports::{
     EntryFailure, FetchError, ObjectBody, ObjectStore, PublishCallError, Publisher,
 };
+use super::state::{
+    Due, MatchRef, StateStore, StoreError, WindowRef, WindowState, KEEP_AFTER_DUE, MAX_IDS,
+    MAX_VALUES,
+};
 
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -264,4 +268,373 @@ pub async fn load_rules(
             .cloned()
             .unwrap_or_else(|| Err("not read".into()))
     })
+}
+
+/// The state store on DynamoDB: one table, string keys `pk` and `sk`, TTL on `expires_at`.
+/// A window is the item (`pk` = its id, `sk` = `w`); the sweep's due entries share the
+/// partition `pk` = `due` (`sk` = due time, zero-padded, `#` window id), so that one `Query`
+/// finds them. Only `GetItem`, `PutItem`, `UpdateItem` and `Query` are used.
+#[derive(Clone)]
+pub struct DynamoState {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl DynamoState {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        DynamoState {
+            client,
+            table: table.into(),
+        }
+    }
+}
+
+use aws_sdk_dynamodb::types::{AttributeValue as Av, ReturnValue};
+
+fn s(v: impl Into<String>) -> Av {
+    Av::S(v.into())
+}
+
+fn n(v: impl ToString) -> Av {
+    Av::N(v.to_string())
+}
+
+/// A DynamoDB call's fault as the store's: a failed condition is not one (the caller asks
+/// for it); throttling, 5xx and network faults are retryable; a missing table or a denied call
+/// is not.
+fn store_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    what: &str,
+    e: SdkError<E>,
+) -> StoreError {
+    let code = e.code().unwrap_or_default().to_owned();
+    let retryable = !matches!(
+        code.as_str(),
+        "ResourceNotFoundException"
+            | "AccessDeniedException"
+            | "ValidationException"
+            | "UnrecognizedClientException"
+    );
+    StoreError {
+        message: format!("{what}: {}", describe::chain(&e)),
+        retryable,
+    }
+}
+
+fn is_condition_failure<E: ProvideErrorMetadata>(e: &SdkError<E>) -> bool {
+    e.code() == Some("ConditionalCheckFailedException")
+}
+
+fn window_from(item: &HashMap<String, Av>) -> WindowState {
+    let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+    let num = |k: &str| {
+        item.get(k)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(0)
+    };
+    WindowState {
+        id: text("pk").unwrap_or_default(),
+        rule: text("rule").unwrap_or_default(),
+        key: text("key").unwrap_or_default(),
+        window_start: num("window_start"),
+        window_end: num("window_end"),
+        count: num("count") as u64,
+        needed: num("needed").max(1) as u64,
+        claimed_by: text("claimed_by"),
+        published: item
+            .get("published")
+            .and_then(|v| v.as_bool().ok())
+            .copied()
+            .unwrap_or(false),
+        rolled: num("rolled") as u64,
+        first_time: text("first_time"),
+        first_id: text("first_id"),
+        last_time: text("last_time"),
+        last_id: text("last_id"),
+        values: item
+            .get("vals")
+            .and_then(|v| v.as_ss().ok())
+            .cloned()
+            .unwrap_or_default(),
+        record: text("record"),
+        source: text("source"),
+    }
+}
+
+impl DynamoState {
+    fn key(&self, id: &str) -> HashMap<String, Av> {
+        HashMap::from([("pk".to_owned(), s(id)), ("sk".to_owned(), s("w"))])
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<WindowState>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(self.key(id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error("GetItem", e))?;
+        Ok(out.item().map(window_from))
+    }
+}
+
+#[async_trait]
+impl StateStore for DynamoState {
+    async fn count(
+        &self,
+        w: &WindowRef,
+        m: &MatchRef,
+        needed: u64,
+        due_at: i64,
+    ) -> Result<WindowState, StoreError> {
+        let id = w.id();
+        let expires = due_at + KEEP_AFTER_DUE;
+        // Counted once per event id: the condition fails when this event was counted before
+        // (a retried invocation) — or when the window remembers as many ids as it keeps.
+        let counted = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(self.key(&id)))
+            .update_expression(
+                "ADD #count :one, #ids :ids \
+                 SET #rule = :rule, #key = :key, window_start = :ws, window_end = :we, \
+                 needed = :needed, first_time = if_not_exists(first_time, :t), \
+                 first_id = if_not_exists(first_id, :id), last_time = :t, last_id = :id, \
+                 expires_at = :exp",
+            )
+            .condition_expression(
+                "attribute_not_exists(#ids) OR (NOT contains(#ids, :id) AND size(#ids) < :cap)",
+            )
+            .expression_attribute_names("#count", "count")
+            .expression_attribute_names("#ids", "ids")
+            .expression_attribute_names("#rule", "rule")
+            .expression_attribute_names("#key", "key")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":ids", Av::Ss(vec![m.event_id.clone()]))
+            .expression_attribute_values(":rule", s(&w.rule))
+            .expression_attribute_values(":key", s(&w.key))
+            .expression_attribute_values(":ws", n(w.window.start))
+            .expression_attribute_values(":we", n(w.window.end))
+            .expression_attribute_values(":needed", n(needed))
+            .expression_attribute_values(":t", s(&m.event_time))
+            .expression_attribute_values(":id", s(&m.event_id))
+            .expression_attribute_values(":exp", n(expires))
+            .expression_attribute_values(":cap", n(MAX_IDS))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        let mut state = match counted {
+            Ok(out) => out.attributes().map(window_from).unwrap_or_default(),
+            Err(e) if is_condition_failure(&e) => {
+                let state = self.get(&id).await?.unwrap_or_default();
+                let seen = self
+                    .client
+                    .get_item()
+                    .table_name(&self.table)
+                    .set_key(Some(self.key(&id)))
+                    .projection_expression("#ids")
+                    .expression_attribute_names("#ids", "ids")
+                    .consistent_read(true)
+                    .send()
+                    .await
+                    .map_err(|e| store_error("GetItem", e))?
+                    .item()
+                    .and_then(|i| i.get("ids"))
+                    .and_then(|v| v.as_ss().ok())
+                    .is_some_and(|ids| ids.contains(&m.event_id));
+                if seen {
+                    state
+                } else {
+                    // The window remembers no more ids: count without remembering.
+                    let out = self
+                        .client
+                        .update_item()
+                        .table_name(&self.table)
+                        .set_key(Some(self.key(&id)))
+                        .update_expression("ADD #count :one SET last_time = :t, last_id = :id")
+                        .expression_attribute_names("#count", "count")
+                        .expression_attribute_values(":one", n(1))
+                        .expression_attribute_values(":t", s(&m.event_time))
+                        .expression_attribute_values(":id", s(&m.event_id))
+                        .return_values(ReturnValue::AllNew)
+                        .send()
+                        .await
+                        .map_err(|e| store_error("UpdateItem", e))?;
+                    out.attributes().map(window_from).unwrap_or_default()
+                }
+            }
+            Err(e) => return Err(store_error("UpdateItem", e)),
+        };
+        // The roll-up's distinct values, while the window keeps fewer than it may.
+        if !m.values.is_empty() && state.values.len() < MAX_VALUES {
+            let added = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(self.key(&id)))
+                .update_expression("ADD vals :v")
+                .condition_expression("attribute_not_exists(vals) OR size(vals) < :cap")
+                .expression_attribute_values(":v", Av::Ss(m.values.clone()))
+                .expression_attribute_values(":cap", n(MAX_VALUES))
+                .return_values(ReturnValue::AllNew)
+                .send()
+                .await;
+            match added {
+                Ok(out) => {
+                    if let Some(item) = out.attributes() {
+                        state = window_from(item);
+                    }
+                }
+                Err(e) if is_condition_failure(&e) => {}
+                Err(e) => return Err(store_error("UpdateItem", e)),
+            }
+        }
+        // Due for the sweep at the window's end plus the lateness allowance. Writing the entry
+        // again clears its `done`, so that matches arriving after a sweep are told too.
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s("due"))
+            .item("sk", s(format!("{due_at:012}#{id}")))
+            .item("window", s(&id))
+            .item("due_at", n(due_at))
+            .item("expires_at", n(expires))
+            .send()
+            .await
+            .map_err(|e| store_error("PutItem", e))?;
+        Ok(state)
+    }
+
+    async fn claim(
+        &self,
+        w: &WindowRef,
+        event_id: &str,
+        record: Option<&str>,
+        source: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(self.key(&w.id())))
+            .condition_expression(
+                "attribute_exists(pk) AND (attribute_not_exists(claimed_by) OR claimed_by = :id)",
+            )
+            .expression_attribute_values(":id", s(event_id))
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":src", s(source));
+        update = match record {
+            Some(r) => update
+                .update_expression(
+                    "SET claimed_by = :id, claimed_at = :now, #source = :src, #record = :rec",
+                )
+                .expression_attribute_names("#record", "record")
+                .expression_attribute_values(":rec", s(r)),
+            None => update.update_expression("SET claimed_by = :id, claimed_at = :now, #source = :src"),
+        };
+        match update
+            .expression_attribute_names("#source", "source")
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(store_error("UpdateItem", e)),
+        }
+    }
+
+    async fn mark_published(&self, window: &str, event_id: &str) -> Result<(), StoreError> {
+        match self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(self.key(window)))
+            .update_expression("SET published = :yes")
+            .condition_expression("claimed_by = :id")
+            .expression_attribute_values(":yes", Av::Bool(true))
+            .expression_attribute_values(":id", s(event_id))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Ok(()),
+            Err(e) => Err(store_error("UpdateItem", e)),
+        }
+    }
+
+    async fn due(&self, now: i64) -> Result<Vec<Due>, StoreError> {
+        let mut out = Vec::new();
+        let mut start: Option<HashMap<String, Av>> = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :due AND sk <= :upto")
+                .filter_expression("attribute_not_exists(done)")
+                .expression_attribute_values(":due", s("due"))
+                .expression_attribute_values(":upto", s(format!("{now:012}~")))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| store_error("Query", e))?;
+            for item in page.items() {
+                let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+                if let (Some(entry), Some(window)) = (text("sk"), text("window")) {
+                    out.push(Due { entry, window });
+                }
+            }
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    async fn window(&self, id: &str) -> Result<Option<WindowState>, StoreError> {
+        self.get(id).await
+    }
+
+    async fn mark_rolled(&self, window: &str, from: u64, to: u64) -> Result<bool, StoreError> {
+        let cond = if from == 0 {
+            "attribute_not_exists(rolled) OR rolled = :from"
+        } else {
+            "rolled = :from"
+        };
+        match self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(self.key(window)))
+            .update_expression("SET rolled = :to")
+            .condition_expression(cond)
+            .expression_attribute_values(":from", n(from))
+            .expression_attribute_values(":to", n(to))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(store_error("UpdateItem", e)),
+        }
+    }
+
+    async fn finish(&self, due: &Due) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s("due"))
+            .key("sk", s(&due.entry))
+            .update_expression("SET done = :yes")
+            .expression_attribute_values(":yes", Av::Bool(true))
+            .send()
+            .await
+            .map_err(|e| store_error("UpdateItem", e))?;
+        Ok(())
+    }
 }
