@@ -19,13 +19,13 @@ use crate::util::{
 };
 
 /// A moto server on a free loopback port, killed on drop.
-struct Moto {
+pub(crate) struct Moto {
     child: Child,
-    endpoint: String,
+    pub(crate) endpoint: String,
 }
 
 impl Moto {
-    fn start() -> Moto {
+    pub(crate) fn start() -> Moto {
         let exe = std::env::var_os("MOTO_SERVER")
             .map(PathBuf::from)
             .or_else(|| Some(root().join(".venv/bin/moto_server")).filter(|p| p.exists()))
@@ -68,13 +68,13 @@ impl Drop for Moto {
     }
 }
 
-struct Aws {
-    s3: aws_sdk_s3::Client,
-    sns: aws_sdk_sns::Client,
-    sqs: aws_sdk_sqs::Client,
+pub(crate) struct Aws {
+    pub(crate) s3: aws_sdk_s3::Client,
+    pub(crate) sns: aws_sdk_sns::Client,
+    pub(crate) sqs: aws_sdk_sqs::Client,
 }
 
-async fn clients(moto: &Moto) -> Aws {
+pub(crate) async fn clients(moto: &Moto) -> Aws {
     let shared = loopback_sdk_config(&moto.endpoint, |l| l).await;
     let s3 = loopback_s3(&shared);
     Aws {
@@ -85,7 +85,7 @@ async fn clients(moto: &Moto) -> Aws {
 }
 
 /// A topic with an SQS queue subscribed to it; returns (topic ARN, queue URL).
-async fn topic_with_queue(aws: &Aws, name: &str, fifo: bool) -> (String, String) {
+pub(crate) async fn topic_with_queue(aws: &Aws, name: &str, fifo: bool) -> (String, String) {
     let suffix = if fifo { ".fifo" } else { "" };
     let mut topic = aws.sns.create_topic().name(format!("{name}{suffix}"));
     let mut queue = aws.sqs.create_queue().queue_name(format!("{name}{suffix}"));
@@ -132,7 +132,7 @@ async fn topic_with_queue(aws: &Aws, name: &str, fifo: bool) -> (String, String)
 }
 
 /// Everything that arrives on the queue within a few seconds, as SNS envelopes.
-async fn drain(aws: &Aws, queue_url: &str, expected: usize) -> Vec<Value> {
+pub(crate) async fn drain(aws: &Aws, queue_url: &str, expected: usize) -> Vec<Value> {
     let mut out = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -162,7 +162,7 @@ async fn drain(aws: &Aws, queue_url: &str, expected: usize) -> Vec<Value> {
     }
 }
 
-async fn upload(aws: &Aws, bucket: &str, key: &str, bytes: Vec<u8>) {
+pub(crate) async fn upload(aws: &Aws, bucket: &str, key: &str, bytes: Vec<u8>) {
     aws.s3
         .put_object()
         .bucket(bucket)

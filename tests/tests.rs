@@ -21,3 +21,5 @@ mod faults;
 #[cfg(feature = "lambda")]
 mod handler;
 mod real_files;
+#[cfg(feature = "lambda")]
+mod state;

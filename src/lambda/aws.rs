@@ -534,7 +534,9 @@ impl StateStore for DynamoState {
                 )
                 .expression_attribute_names("#record", "record")
                 .expression_attribute_values(":rec", s(r)),
-            None => update.update_expression("SET claimed_by = :id, claimed_at = :now, #source = :src"),
+            None => {
+                update.update_expression("SET claimed_by = :id, claimed_at = :now, #source = :src")
+            }
         };
         match update
             .expression_attribute_names("#source", "source")

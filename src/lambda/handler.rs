@@ -51,9 +51,11 @@ impl HandlerError {
 pub enum StartError {
     #[error(transparent)]
     Publish(#[from] PublishError),
-    #[error("rule {rule:?} asks for {grouping}: that needs the state store shared by the \
+    #[error(
+        "rule {rule:?} asks for {grouping}: that needs the state store shared by the \
              function's invocations; set STATE_TABLE to its DynamoDB table (template.yaml creates \
-             it), or remove the rule's dedup/threshold")]
+             it), or remove the rule's dedup/threshold"
+    )]
     NeedsStateStore { rule: String, grouping: String },
 }
 
@@ -242,8 +244,16 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
     pub async fn handle(&self, payload: Value) -> Result<Value, HandlerError> {
         match parse_payload(&payload)? {
             Payload::Sweep => {
-                let done = self.sweep(policy::now()).await.map_err(HandlerError::Sweep)?;
-                info!(due = done.due, rollups = done.rollups, recovered = done.recovered, "sweep done");
+                let done = self
+                    .sweep(policy::now())
+                    .await
+                    .map_err(HandlerError::Sweep)?;
+                info!(
+                    due = done.due,
+                    rollups = done.rollups,
+                    recovered = done.recovered,
+                    "sweep done"
+                );
                 Ok(json!({"due": done.due, "rollups": done.rollups, "recovered": done.recovered}))
             }
             Payload::Direct(deliveries) => {
@@ -412,10 +422,16 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
                 .as_deref()
                 .and_then(|s| serde_json::from_str(s).ok())
                 .and_then(|v: Value| AlertSource::from_json(&v))
-                .unwrap_or(AlertSource::File { path: "state store".into() });
+                .unwrap_or(AlertSource::File {
+                    path: "state store".into(),
+                });
             // A claim whose invocation never got it out, past the lateness allowance.
             if let (Some(by), false, Some(rule)) = (&w.claimed_by, w.published, rule) {
-                if let Some(record) = w.record.as_deref().and_then(|r| serde_json::from_str::<Value>(r).ok()) {
+                if let Some(record) = w
+                    .record
+                    .as_deref()
+                    .and_then(|r| serde_json::from_str::<Value>(r).ok())
+                {
                     if now >= w.window_end + lateness {
                         let alert = match &source {
                             AlertSource::EventBridge { .. } => Alert::delivered(rule, &record),

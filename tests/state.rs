@@ -1,0 +1,546 @@
+//! The state store end to end (issue "Alert management …"): the function's handler with its
+//! real S3, SNS and DynamoDB adapters against a local moto server over HTTP, an SQS queue
+//! subscribed to the topic receiving what a subscriber would. Dedup within a window and the
+//! roll-up on the sweep, a threshold crossed across invocations, suppressions and their expiry,
+//! 20 handlers racing on one key, a fault between claim and publish, a lost claim recovered by
+//! the sweep, and a throttling store. Only 127.0.0.1 is ever contacted.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
+use serde_json::{json, Value};
+use trail_alerts::lambda::aws::{DynamoState, S3Store, SnsPublisher};
+use trail_alerts::lambda::message::OutMessage;
+use trail_alerts::lambda::ports::{EntryFailure, PublishCallError, Publisher};
+use trail_alerts::lambda::state::StateStore;
+use trail_alerts::lambda::{Handler, LambdaConfig};
+use trail_alerts::rules::{parse_rule_document, RuleSet};
+
+use crate::e2e::{clients, drain, topic_with_queue, upload, Aws, Moto};
+use crate::util::{gzip, loopback_sdk_config};
+
+const BUCKET: &str = "state-trail";
+const TABLE: &str = "trail-alerts-state";
+const VOL_A: &str = "arn:aws:ec2:us-east-1:123456789012:volume/vol-a";
+const VOL_B: &str = "arn:aws:ec2:us-east-1:123456789012:volume/vol-b";
+
+const RULES: &str = r#"rules:
+  - id: job-failed
+    description: A backup job failed
+    severity: high
+    pattern: {eventName: [BackupJobCompleted], serviceEventDetails: {state: [FAILED]}}
+    dedup: {key: [serviceEventDetails.resourceArn], window: 1h, fields: [serviceEventDetails.backupJobId]}
+  - id: copy-storm
+    description: Many copy jobs failed
+    severity: medium
+    pattern: {eventName: [CopyJobCompleted], serviceEventDetails: {state: [FAILED]}}
+    threshold: {count: 3, within: 15m, key: [recipientAccountId]}
+"#;
+
+fn job(event_name: &str, id: &str, time: &str, resource: &str) -> Value {
+    json!({"eventVersion": "1.05", "eventTime": time, "eventSource": "backup.amazonaws.com",
+           "eventName": event_name, "awsRegion": "us-east-1", "eventID": id,
+           "eventType": "AwsServiceEvent", "recipientAccountId": "123456789012",
+           "userIdentity": {"accountId": "123456789012", "invokedBy": "backup.amazonaws.com"},
+           "serviceEventDetails": {"state": "FAILED", "backupJobId": format!("job-{id}"),
+                                   "copyJobId": format!("copy-{id}"),
+                                   "resourceArn": resource, "resourceType": "EBS"}})
+}
+
+/// A moto server with the trail bucket, the state table, and a topic with a queue.
+struct Stack {
+    moto: Moto,
+    aws: Aws,
+    dynamodb: aws_sdk_dynamodb::Client,
+    topic: String,
+    queue: String,
+}
+
+async fn stack() -> Stack {
+    let moto = Moto::start();
+    let aws = clients(&moto).await;
+    aws.s3
+        .create_bucket()
+        .bucket(BUCKET)
+        .send()
+        .await
+        .expect("bucket");
+    let shared = loopback_sdk_config(&moto.endpoint, |l| l).await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&shared);
+    let attr = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .expect("attribute")
+    };
+    let key = |name: &str, kind: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .expect("key")
+    };
+    dynamodb
+        .create_table()
+        .table_name(TABLE)
+        .attribute_definitions(attr("pk"))
+        .attribute_definitions(attr("sk"))
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .expect("table");
+    let (topic, queue) = topic_with_queue(&aws, "state-alerts", false).await;
+    Stack {
+        moto,
+        aws,
+        dynamodb,
+        topic,
+        queue,
+    }
+}
+
+fn rules(extra: &str) -> Arc<RuleSet> {
+    let doc = parse_rule_document("state.yaml", &format!("{RULES}{extra}")).expect("rules");
+    Arc::new(
+        RuleSet::new(doc.rules)
+            .expect("set")
+            .with_suppressions(doc.suppressions)
+            .expect("suppressions"),
+    )
+}
+
+fn config(stack: &Stack) -> LambdaConfig {
+    LambdaConfig {
+        alert_topic_arn: Some(stack.topic.clone()),
+        state_table: Some(TABLE.into()),
+        ..LambdaConfig::default()
+    }
+}
+
+fn handler<P: Publisher>(stack: &Stack, rules: &Arc<RuleSet>, publisher: P) -> Handler<S3Store, P> {
+    Handler::new(
+        Arc::clone(rules),
+        S3Store::new(stack.aws.s3.clone()),
+        publisher,
+        config(stack),
+    )
+    .expect("handler")
+    .with_state(Arc::new(DynamoState::new(stack.dynamodb.clone(), TABLE)))
+}
+
+fn sns(stack: &Stack) -> SnsPublisher {
+    SnsPublisher::new(stack.aws.sns.clone())
+}
+
+/// Uploads a log object of these records and returns the S3 notification for it.
+async fn object(stack: &Stack, name: &str, records: &[Value]) -> Value {
+    let key = format!(
+        "AWSLogs/123456789012/CloudTrail/us-east-1/2024/01/10/123456789012_CloudTrail_us-east-1_20240110T0800Z_{name}.json.gz"
+    );
+    let body = gzip(json!({"Records": records}).to_string().as_bytes());
+    upload(&stack.aws, BUCKET, &key, body).await;
+    json!({"s3Bucket": BUCKET, "s3ObjectKey": [key]})
+}
+
+fn subjects(messages: &[Value]) -> Vec<String> {
+    let mut s: Vec<String> = messages
+        .iter()
+        .map(|m| m["Subject"].as_str().unwrap_or("").to_owned())
+        .collect();
+    s.sort();
+    s
+}
+
+/// Far past every window of 2024: every window is due.
+const LATER: i64 = 4_102_444_800;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dedup_within_a_window_rolls_up_on_the_sweep() {
+    let stack = stack().await;
+    let rules = rules("");
+    let h = handler(&stack, &rules, sns(&stack));
+    let first = object(
+        &stack,
+        "a",
+        &[
+            job("BackupJobCompleted", "e1", "2024-01-10T08:05:00Z", VOL_A),
+            job("BackupJobCompleted", "e2", "2024-01-10T08:10:00Z", VOL_A),
+            job("BackupJobCompleted", "e3", "2024-01-10T08:15:00Z", VOL_B),
+            job("BackupJobCompleted", "e4", "2024-01-10T08:20:00Z", VOL_A),
+        ],
+    )
+    .await;
+    let response = h.handle(first.clone()).await.expect("first object");
+    assert_eq!(response["published"], 2, "{response}");
+    assert_eq!(drain(&stack.aws, &stack.queue, 2).await.len(), 2);
+    // A redelivery of the same object publishes nothing again; another object's repeats of the
+    // same resource in the same hour are held back too.
+    let response = h.handle(first).await.expect("redelivery");
+    assert_eq!(response["published"], 0, "{response}");
+    let second = object(
+        &stack,
+        "b",
+        &[job(
+            "BackupJobCompleted",
+            "e5",
+            "2024-01-10T08:59:59Z",
+            VOL_A,
+        )],
+    )
+    .await;
+    assert_eq!(h.handle(second).await.expect("second")["published"], 0);
+    assert!(drain(&stack.aws, &stack.queue, 0).await.is_empty());
+
+    // The sweep, once the window is closed: one roll-up for vol-a (3 more), none for vol-b.
+    let done = h.sweep(LATER).await.expect("sweep");
+    assert_eq!(done.rollups, 1, "{done:?}");
+    let got = drain(&stack.aws, &stack.queue, 1).await;
+    assert_eq!(
+        subjects(&got),
+        ["[HIGH] job-failed: 3 more in 2024-01-10T08:00:00Z..2024-01-10T09:00:00Z (roll-up)"]
+    );
+    let doc: Value =
+        serde_json::from_str(got[0]["Message"].as_str().expect("message")).expect("json");
+    assert_eq!(doc["record"]["more"], 3);
+    assert_eq!(doc["record"]["matches"], 4);
+    assert_eq!(doc["record"]["key"], json!([VOL_A]));
+    assert_eq!(doc["record"]["firstEventID"], "e1");
+    assert_eq!(doc["record"]["lastEventID"], "e5");
+    assert_eq!(
+        doc["record"]["values"],
+        json!([
+            "serviceEventDetails.backupJobId=job-e1",
+            "serviceEventDetails.backupJobId=job-e2",
+            "serviceEventDetails.backupJobId=job-e4",
+            "serviceEventDetails.backupJobId=job-e5"
+        ])
+    );
+    // A second sweep tells nothing twice.
+    assert_eq!(h.sweep(LATER).await.expect("again").rollups, 0);
+    assert!(drain(&stack.aws, &stack.queue, 0).await.is_empty());
+    // Before the window closes plus the lateness allowance, nothing is due.
+    let early = object(
+        &stack,
+        "c",
+        &[
+            job("BackupJobCompleted", "f1", "2024-02-01T10:00:00Z", VOL_A),
+            job("BackupJobCompleted", "f2", "2024-02-01T10:01:00Z", VOL_A),
+        ],
+    )
+    .await;
+    h.handle(early).await.expect("early");
+    drain(&stack.aws, &stack.queue, 1).await;
+    let window_end = 1_706_781_600 + 3600;
+    assert_eq!(
+        h.sweep(window_end + 60).await.expect("too early").rollups,
+        0
+    );
+    assert_eq!(h.sweep(window_end + 15 * 60).await.expect("due").rollups, 1);
+    drop(stack.moto);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_threshold_is_crossed_across_invocations() {
+    let stack = stack().await;
+    let rules = rules("");
+    let h = handler(&stack, &rules, sns(&stack));
+    let times = [
+        "2024-01-10T08:00:00Z",
+        "2024-01-10T08:05:00Z",
+        "2024-01-10T08:10:00Z",
+        "2024-01-10T08:14:00Z",
+    ];
+    let mut published = Vec::new();
+    for (i, t) in times.iter().enumerate() {
+        let id = format!("c{i}");
+        let payload = object(&stack, &id, &[job("CopyJobCompleted", &id, t, VOL_A)]).await;
+        published.push(h.handle(payload).await.expect("object")["published"].as_u64());
+    }
+    assert_eq!(published, [Some(0), Some(0), Some(1), Some(0)]);
+    let got = drain(&stack.aws, &stack.queue, 1).await;
+    assert_eq!(got.len(), 1);
+    assert!(got[0]["Subject"]
+        .as_str()
+        .expect("subject")
+        .starts_with("[MEDIUM] copy-storm: CopyJobCompleted FAILED"));
+    assert_eq!(
+        h.sweep(LATER).await.expect("sweep").rollups,
+        1,
+        "the fourth is rolled up"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn suppressions_apply_until_they_expire() {
+    let stack = stack().await;
+    let suppression = |expires: &str| {
+        format!(
+            "suppressions:\n  - id: vol-b-migration\n    rules: [job-*]\n    pattern: {{serviceEventDetails: {{resourceArn: [\"{VOL_B}\"]}}}}\n    reason: vol-b is being migrated\n    owner: storage\n    expires: \"{expires}\"\n"
+        )
+    };
+    for (expires, wanted) in [("2999-12-31", 0), ("2020-01-01", 1)] {
+        let rules = rules(&suppression(expires));
+        let h = handler(&stack, &rules, sns(&stack));
+        let id = format!("s-{expires}");
+        let payload = object(
+            &stack,
+            &id,
+            &[job(
+                "BackupJobCompleted",
+                &id,
+                "2024-03-01T08:00:00Z",
+                VOL_B,
+            )],
+        )
+        .await;
+        let response = h.handle(payload).await.expect("object");
+        assert_eq!(
+            response["published"], wanted,
+            "expires {expires}: {response}"
+        );
+        drain(&stack.aws, &stack.queue, wanted as usize).await;
+    }
+}
+
+/// Twenty invocations race on one key, each with its own object: one alert, and the sweep's
+/// one roll-up tells the other nineteen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn twenty_racing_invocations_publish_one_alert_and_one_rollup() {
+    let stack = stack().await;
+    let rules = rules("");
+    let mut payloads = Vec::new();
+    for i in 0..20 {
+        let id = format!("r{i:02}");
+        let time = format!("2024-01-10T08:{i:02}:00Z");
+        payloads.push(object(&stack, &id, &[job("BackupJobCompleted", &id, &time, VOL_A)]).await);
+    }
+    let handlers: Vec<_> = (0..20)
+        .map(|_| Arc::new(handler(&stack, &rules, sns(&stack))))
+        .collect();
+    let barrier = Arc::new(tokio::sync::Barrier::new(20));
+    let tasks: Vec<_> = handlers
+        .into_iter()
+        .zip(payloads)
+        .map(|(h, payload)| {
+            let barrier = Arc::clone(&barrier);
+            tokio::spawn(async move {
+                barrier.wait().await;
+                h.handle(payload).await.expect("invocation")["published"]
+                    .as_u64()
+                    .expect("published")
+            })
+        })
+        .collect();
+    let mut published = 0;
+    for t in tasks {
+        published += t.await.expect("task");
+    }
+    assert_eq!(published, 1, "exactly one first alert");
+    assert_eq!(drain(&stack.aws, &stack.queue, 1).await.len(), 1);
+    let h = handler(&stack, &rules, sns(&stack));
+    assert_eq!(h.sweep(LATER).await.expect("sweep").rollups, 1);
+    let got = drain(&stack.aws, &stack.queue, 1).await;
+    assert_eq!(got.len(), 1);
+    assert!(
+        got[0]["Subject"]
+            .as_str()
+            .expect("subject")
+            .contains(": 19 more in "),
+        "{}",
+        got[0]["Subject"]
+    );
+}
+
+/// SNS fails the first publish: the invocation fails, retryable, with its claim taken but not
+/// marked; the retry publishes it once, a further redelivery nothing.
+struct FailFirst<P> {
+    inner: P,
+    calls: AtomicU32,
+    failures: u32,
+}
+
+#[async_trait]
+impl<P: Publisher> Publisher for FailFirst<P> {
+    async fn publish_batch(
+        &self,
+        topic: &str,
+        entries: &[OutMessage],
+    ) -> Result<Vec<EntryFailure>, PublishCallError> {
+        if self.calls.fetch_add(1, Ordering::SeqCst) < self.failures {
+            return Err(PublishCallError {
+                message: "InternalError: injected between claim and publish".into(),
+                retryable: true,
+            });
+        }
+        self.inner.publish_batch(topic, entries).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fault_between_claim_and_publish_loses_nothing() {
+    let stack = stack().await;
+    let rules = rules("");
+    let flaky = handler(
+        &stack,
+        &rules,
+        FailFirst {
+            inner: sns(&stack),
+            calls: AtomicU32::new(0),
+            failures: 1,
+        },
+    );
+    let payload = object(
+        &stack,
+        "fault",
+        &[job(
+            "BackupJobCompleted",
+            "x1",
+            "2024-04-01T08:00:00Z",
+            VOL_A,
+        )],
+    )
+    .await;
+    let err = flaky
+        .handle(payload.clone())
+        .await
+        .expect_err("publish failed");
+    assert!(err.retryable(), "{err}");
+    assert!(drain(&stack.aws, &stack.queue, 0).await.is_empty());
+    // The retry: the claim is this event's and not published, so it is published now.
+    assert_eq!(
+        flaky.handle(payload.clone()).await.expect("retry")["published"],
+        1
+    );
+    assert_eq!(drain(&stack.aws, &stack.queue, 1).await.len(), 1);
+    assert_eq!(
+        flaky.handle(payload).await.expect("redelivery")["published"],
+        0
+    );
+    assert!(drain(&stack.aws, &stack.queue, 0).await.is_empty());
+
+    // A claim whose invocation is never retried: the sweep publishes it from the store.
+    let lost = handler(
+        &stack,
+        &rules,
+        FailFirst {
+            inner: sns(&stack),
+            calls: AtomicU32::new(0),
+            failures: 1,
+        },
+    );
+    let payload = object(
+        &stack,
+        "lost",
+        &[job(
+            "BackupJobCompleted",
+            "y1",
+            "2024-04-02T08:00:00Z",
+            VOL_B,
+        )],
+    )
+    .await;
+    lost.handle(payload)
+        .await
+        .expect_err("publish failed, never retried");
+    let done = lost.sweep(LATER).await.expect("sweep");
+    assert_eq!(done.recovered, 1, "{done:?}");
+    let got = drain(&stack.aws, &stack.queue, 1).await;
+    assert_eq!(got.len(), 1);
+    let doc: Value =
+        serde_json::from_str(got[0]["Message"].as_str().expect("message")).expect("json");
+    assert_eq!(doc["event"]["eventID"], "y1");
+    assert_eq!(doc["source"]["bucket"], BUCKET);
+}
+
+/// A store that throttles every call (a loopback server answering DynamoDB's
+/// ProvisionedThroughputExceededException): the invocation fails as retryable and nothing is
+/// published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_throttling_store_fails_the_invocation_for_a_retry() {
+    let stack = stack().await;
+    let rules = rules("");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let calls = Arc::new(AtomicU32::new(0));
+    let served = Arc::clone(&calls);
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let served = Arc::clone(&served);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let mut got = Vec::new();
+                // Read the request head and its body (Content-Length).
+                loop {
+                    let Ok(n) = sock.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&got).to_string();
+                    if let Some(head_end) = text.find("\r\n\r\n") {
+                        let len = text[..head_end]
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if got.len() >= head_end + 4 + len {
+                            break;
+                        }
+                    }
+                }
+                served.fetch_add(1, Ordering::SeqCst);
+                let body = r#"{"__type":"com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException","message":"Rate of requests exceeds the allowed throughput."}"#;
+                let response = format!(
+                    "HTTP/1.1 400 Bad Request\r\ncontent-type: application/x-amz-json-1.0\r\nx-amzn-requestid: t\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = sock.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    let throttled =
+        aws_sdk_dynamodb::Client::new(&loopback_sdk_config(&format!("http://{addr}"), |l| l).await);
+    let h = Handler::new(
+        Arc::clone(&rules),
+        S3Store::new(stack.aws.s3.clone()),
+        sns(&stack),
+        config(&stack),
+    )
+    .expect("handler")
+    .with_state(Arc::new(DynamoState::new(throttled, TABLE)) as Arc<dyn StateStore>);
+    let payload = object(
+        &stack,
+        "throttled",
+        &[
+            job("BackupJobCompleted", "z1", "2024-05-01T08:00:00Z", VOL_A),
+            job("DeleteBackupVault", "z2", "2024-05-01T08:01:00Z", VOL_A),
+        ],
+    )
+    .await;
+    let err = h.handle(payload).await.expect_err("the store throttles");
+    assert!(err.retryable(), "{err}");
+    assert!(
+        err.to_string().contains("ProvisionedThroughputExceeded"),
+        "{err}"
+    );
+    assert!(calls.load(Ordering::SeqCst) >= 1);
+    assert!(
+        drain(&stack.aws, &stack.queue, 0).await.is_empty(),
+        "nothing published"
+    );
+}
