@@ -372,7 +372,7 @@ fn the_function_refuses_user_dedup_rules_until_it_has_a_state_store() {
     let err = out(&a).1;
     assert!(
         err.contains(
-            "rule \"failures\" asks for one alert per the rule per 1h: that needs a state store"
+            "rule \"failures\" asks for one alert per the rule per 1h: that needs the state store"
         ),
         "{err}"
     );

@@ -544,3 +544,68 @@ async fn a_throttling_store_fails_the_invocation_for_a_retry() {
         "nothing published"
     );
 }
+
+/// The state store's cost in wall time, against moto (not a timed test: run it with
+/// `cargo test --test integration state_store_cost -- --ignored --nocapture`): one object of 100
+/// failures of distinct resources (100 alerts), handled with and without the store, side by
+/// side, 5 times each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "a measurement, run by hand"]
+async fn state_store_cost_per_alert() {
+    let stack = stack().await;
+    let grouped = rules("");
+    let plain = {
+        let doc = parse_rule_document(
+            "plain.yaml",
+            "rules:\n  - id: job-failed\n    description: d\n    severity: high\n    pattern: {eventName: [BackupJobCompleted], serviceEventDetails: {state: [FAILED]}}\n",
+        )
+        .expect("rules");
+        Arc::new(RuleSet::new(doc.rules).expect("set"))
+    };
+    let with_store = handler(&stack, &grouped, sns(&stack));
+    let without = Handler::new(
+        plain,
+        S3Store::new(stack.aws.s3.clone()),
+        sns(&stack),
+        LambdaConfig {
+            alert_topic_arn: Some(stack.topic.clone()),
+            ..LambdaConfig::default()
+        },
+    )
+    .expect("handler");
+    let (mut t_with, mut t_without) = (Vec::new(), Vec::new());
+    for run in 0..5 {
+        let records: Vec<Value> = (0..100)
+            .map(|i| {
+                let id = format!("m{run}-{i}");
+                let resource = format!("arn:aws:ec2:us-east-1:123456789012:volume/vol-{run}-{i}");
+                job("BackupJobCompleted", &id, "2024-06-01T08:00:00Z", &resource)
+            })
+            .collect();
+        let payload = object(&stack, &format!("cost{run}"), &records).await;
+        let started = std::time::Instant::now();
+        assert_eq!(
+            without.handle(payload.clone()).await.expect("plain")["published"],
+            100
+        );
+        t_without.push(started.elapsed().as_secs_f64());
+        let started = std::time::Instant::now();
+        assert_eq!(
+            with_store.handle(payload).await.expect("store")["published"],
+            100
+        );
+        t_with.push(started.elapsed().as_secs_f64());
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (w, wo) = (median(&mut t_with), median(&mut t_without));
+    println!(
+        "100 alerts: without the store {:.0} ms, with it {:.0} ms ({:.2}x; {:.1} ms per alert for the store)",
+        wo * 1e3,
+        w * 1e3,
+        w / wo,
+        (w - wo) * 10.0
+    );
+}
