@@ -19,6 +19,9 @@
 //!   command line reads too.
 //! - [`pipeline`]: one log through reader, index and rules to alerts, in one of three modes
 //!   (inline, threaded, reference).
+//! - [`policy`]: alert management — dedup and threshold windows of event time, key values,
+//!   suppressions, roll-ups; in memory for the command line (the function keeps its windows in
+//!   the state store of `lambda::state`).
 //! - [`alert`]: what a match tells the person on call, and ([`alert::render`]) every form it is
 //!   shown in.
 //! - [`keys`]: what an S3 key or file name says an object is (log, digest, other).

@@ -342,14 +342,28 @@ impl RuleSet {
             .find(|s| s.covers(rule_id, record, now))
     }
 
-    /// Drops the alerts a suppression silences; returns how many it dropped.
+    /// Drops the alerts a suppression silences, each logged with the suppression's id, owner and
+    /// reason (so that the logs count them per suppression); returns how many it dropped.
     pub fn suppress(&self, alerts: &mut Vec<crate::alert::Alert>) -> u64 {
         if self.suppressions.is_empty() {
             return 0;
         }
         let now = policy::now();
         let before = alerts.len();
-        alerts.retain(|a| self.suppression_for(&a.rule_id, &a.record, now).is_none());
+        alerts.retain(|a| match self.suppression_for(&a.rule_id, &a.record, now) {
+            Some(s) => {
+                tracing::info!(
+                    suppression = %s.id,
+                    owner = %s.owner,
+                    reason = %s.reason,
+                    rule = %a.rule_id,
+                    event_id = a.event.event_id.as_deref().unwrap_or("-"),
+                    "alert suppressed"
+                );
+                false
+            }
+            None => true,
+        });
         (before - alerts.len()) as u64
     }
 
