@@ -118,7 +118,23 @@ pub struct Alert {
 impl Alert {
     pub fn new(rule: &Rule, record: &Value, source: AlertSource, record_index: usize) -> Self {
         let event = EventInfo::from_record(record);
-        let matched = match rule.pattern.explain(&Event::record(record)) {
+        let matched = rule.pattern.explain(&Event::record(record));
+        let built_in = summary(record, &event);
+        Alert::build(rule, record, event, built_in, matched, source, record_index)
+    }
+
+    /// An alert of `rule` on `record` (a CloudTrail record or an EventBridge event), with its
+    /// facts, the built-in summary (the rule's own template wins) and why it matched.
+    fn build(
+        rule: &Rule,
+        record: &Value,
+        event: EventInfo,
+        built_in_summary: String,
+        explanation: Explanation,
+        source: AlertSource,
+        record_index: usize,
+    ) -> Self {
+        let matched = match explanation {
             Explanation::Matched(fields) => fields,
             Explanation::Missed(_) => Vec::new(),
         };
@@ -130,7 +146,7 @@ impl Alert {
             subject: subject(rule, &event),
             summary: match &rule.summary {
                 Some(template) => printable(&template.render(record)),
-                None => summary(record, &event),
+                None => printable(&built_in_summary),
             },
             event,
             source,

@@ -6,8 +6,8 @@
 
 use serde_json::Value;
 
-use super::{job_summary, printable, subject, text, vault_name, Alert, AlertSource, EventInfo};
-use crate::pattern::{explain_delivered, Delivered, Explanation};
+use super::{job_summary, text, vault_name, Alert, AlertSource, EventInfo};
+use crate::pattern::{explain_delivered, Delivered};
 use crate::rules::Rule;
 
 impl AlertSource {
@@ -36,26 +36,9 @@ impl Alert {
             Delivered::CloudTrail(record) => Alert::new(rule, record, source, 0),
             Delivered::Native(event) => {
                 let info = native_info(event);
-                let matched = match explain_delivered(&rule.pattern, event) {
-                    Explanation::Matched(fields) => fields,
-                    Explanation::Missed(_) => Vec::new(),
-                };
-                Alert {
-                    rule_id: rule.id.clone(),
-                    description: rule.description.clone(),
-                    severity: rule.severity,
-                    topic: rule.topic.clone(),
-                    subject: subject(rule, &info),
-                    summary: match &rule.summary {
-                        Some(template) => printable(&template.render(event)),
-                        None => printable(&native_summary(event, &info)),
-                    },
-                    event: info,
-                    source,
-                    record_index: 0,
-                    record: event.clone(),
-                    matched,
-                }
+                let summary = native_summary(event, &info);
+                let matched = explain_delivered(&rule.pattern, event);
+                Alert::build(rule, event, info, summary, matched, source, 0)
             }
         }
     }
