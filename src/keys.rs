@@ -77,6 +77,31 @@ fn classify_with(key: &str, check_folders: bool) -> KeyKind {
     }
 }
 
+/// The account, Region and delivery time a log's file name (or key) carries:
+/// `<account>_CloudTrail_<region>_<YYYYMMDDTHHmmZ>_<id>.json[.gz]` — how far the trail has got
+/// for that account and Region.
+pub fn log_name_parts(key: &str) -> Option<(String, String, i64)> {
+    let name = key.rsplit('/').next().unwrap_or(key);
+    let stem = name
+        .strip_suffix(".json.gz")
+        .or_else(|| name.strip_suffix(".json"))?;
+    let mut parts = stem.split('_');
+    let (account, kind, region, time) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    if !is_account(account) || !kind.starts_with("CloudTrail") || !is_timestamp(time) {
+        return None;
+    }
+    let t = crate::time::parse_timestamp(&format!(
+        "{}-{}-{}T{}:{}:00Z",
+        &time[0..4],
+        &time[4..6],
+        &time[6..8],
+        &time[9..11],
+        &time[11..13]
+    ))?;
+    Some((account.to_owned(), region.to_owned(), t))
+}
+
 fn is_account(s: &str) -> bool {
     s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
 }
@@ -129,6 +154,11 @@ mod tests {
             assert_eq!(classify(key), KeyKind::Other, "{key}");
         }
         assert!(KeyKind::Log.has_records() && KeyKind::InsightLog.has_records());
+        assert_eq!(
+            log_name_parts("dl/123456789012_CloudTrail_us-east-1_20240101T0805Z_x.json.gz"),
+            Some(("123456789012".into(), "us-east-1".into(), 1_704_096_300))
+        );
+        assert_eq!(log_name_parts("notes.json"), None);
         // By name alone, wherever the file sits.
         assert_eq!(
             classify_name("dl/123456789012_CloudTrail_us-east-1_20240101T0000Z_x.json.gz"),

@@ -263,6 +263,7 @@ fn the_fast_path_never_misses_a_match() {
             summary: None,
             grouping: None,
             rollup_fields: Vec::new(),
+            absence: None,
             tests: Vec::new(),
             origin: "generated".into(),
         }])

@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::args::Format;
 use crate::alert::{printable, Alert};
 use crate::pipeline::ObjectStats;
+use crate::policy::absence::Gap;
 use crate::policy::memory::Rollup;
 use crate::rules::Severity;
 
@@ -63,6 +64,29 @@ impl AlertWriter {
         let written = match self.format {
             Format::Jsonl => writeln!(self.out, "{}", r.to_json()),
             Format::Text => writeln!(self.out, "ROLL-UP   {}", printable(&r.line())),
+        };
+        if let Err(e) = written {
+            self.failed = Some(e);
+        }
+    }
+
+    /// One absence gap: a key that went missing (and maybe came back).
+    pub fn gap(&mut self, g: &Gap) {
+        if self.failed.is_some() {
+            return;
+        }
+        let written = match self.format {
+            Format::Jsonl => writeln!(self.out, "{}", g.to_json()),
+            Format::Text => writeln!(
+                self.out,
+                "{:<9} {}",
+                if g.resumed.is_some() {
+                    "GAP"
+                } else {
+                    "MISSING"
+                },
+                printable(&g.line())
+            ),
         };
         if let Err(e) = written {
             self.failed = Some(e);
@@ -169,6 +193,10 @@ pub struct Tally {
     pub suppressions: BTreeMap<String, u64>,
     /// Roll-ups written.
     pub rollups: u64,
+    /// Matches of absence rules (heartbeats), gaps that ended, keys still missing.
+    pub heartbeats: u64,
+    pub gaps_resolved: u64,
+    pub missing: u64,
 }
 
 /// The summary: a line, and the alerts per rule.
@@ -215,6 +243,16 @@ pub fn summary(tally: &Tally, elapsed: Duration, passed_over: usize) -> Summary 
             tally.suppressed,
             tally.rollups,
             plural(tally.rollups)
+        ));
+    }
+    if tally.heartbeats > 0 || tally.missing > 0 {
+        s.push_str(&format!(
+            "; absence: {} heartbeat{}, {} missing, {} gap{} resolved",
+            tally.heartbeats,
+            plural(tally.heartbeats),
+            tally.missing,
+            tally.gaps_resolved,
+            plural(tally.gaps_resolved)
         ));
     }
     if tally.outside_window > 0 {

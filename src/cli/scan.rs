@@ -15,9 +15,11 @@ use super::progress::Progress;
 use super::{load_rules, CliError};
 use crate::alert::{Alert, AlertSource};
 use crate::config;
+use crate::keys::log_name_parts;
 use crate::pipeline::{Mode, Outcome, Pipeline};
 use crate::policy::{
     self,
+    absence::{place_of, Audit, Progress as TrailProgress},
     memory::{Engine, Verdict},
 };
 use crate::reader::{Limits, Shapes};
@@ -146,6 +148,8 @@ pub fn run(args: &ScanArgs) -> Result<bool, CliError> {
         all_read,
         engine: (!args.no_dedup).then(|| Engine::new(rules.suppressions(), policy::now())),
         rules: rules.rules().iter().map(|r| (r.id.as_str(), r)).collect(),
+        audit: Audit::default(),
+        trail: TrailProgress::default(),
     };
     let parallel = targets.len() > 1 && workers() > 1;
     let finished = match parallel.then(|| scan_in_parallel(&rules, limits, &targets, &mut report)) {
@@ -160,6 +164,8 @@ pub fn run(args: &ScanArgs) -> Result<bool, CliError> {
         mut tally,
         mut all_read,
         engine,
+        audit,
+        trail,
         ..
     } = report;
     progress.clear();
@@ -170,6 +176,15 @@ pub fn run(args: &ScanArgs) -> Result<bool, CliError> {
     for rollup in engine.map(|e| e.rollups(rules.rules())).unwrap_or_default() {
         tally.rollups += 1;
         out.rollup(&rollup);
+    }
+    // Absence: the end of the scanned range is the watermark of each account and Region.
+    for gap in audit.gaps(rules.rules(), &trail) {
+        if gap.resumed.is_some() {
+            tally.gaps_resolved += 1;
+        } else {
+            tally.missing += 1;
+        }
+        out.gap(&gap);
     }
     let summary = (!args.quiet).then(|| summary(&tally, started.elapsed(), passed_over.len()));
     if let Err(e) = out.finish(summary.as_ref()) {
@@ -293,6 +308,9 @@ struct Report<'r> {
     /// Dedup, thresholds and suppressions, in memory (`None` with `--no-dedup`).
     engine: Option<Engine<'r>>,
     rules: HashMap<&'r str, &'r Rule>,
+    /// Absence rules' heartbeats, and how far the trail got per account and Region.
+    audit: Audit,
+    trail: TrailProgress,
 }
 
 impl Report<'_> {
@@ -301,6 +319,20 @@ impl Report<'_> {
     fn alert(&mut self, a: &Alert) {
         if !self.window.holds(a) {
             self.tally.outside_window += 1;
+            return;
+        }
+        if let Some(t) = policy::event_time(&a.record) {
+            let (account, region) = place_of(&a.record);
+            self.trail.see(&account, &region, t);
+        }
+        if let Some((rule, absence)) = self
+            .rules
+            .get(a.rule_id.as_str())
+            .and_then(|r| r.absence.as_ref().map(|abs| (*r, abs)))
+        {
+            // An absence rule's match is a heartbeat, not an alert.
+            self.audit.heartbeat(rule, absence, &a.record);
+            self.tally.heartbeats += 1;
             return;
         }
         *self.tally.matched.entry(a.rule_id.clone()).or_default() += 1;
@@ -330,6 +362,9 @@ impl Report<'_> {
             return Err(e);
         }
         self.tally.files += 1;
+        if let Some((account, region, t)) = log_name_parts(name) {
+            self.trail.see(&account, &region, t);
+        }
         let outcome = match outcome {
             Ok(outcome) => outcome,
             Err(e) => {

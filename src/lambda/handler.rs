@@ -57,6 +57,12 @@ pub enum StartError {
              it), or remove the rule's dedup/threshold"
     )]
     NeedsStateStore { rule: String, grouping: String },
+    #[error(
+        "rule {rule:?} is an absence rule: the function does not watch for absence yet \
+             (its matches would page on every heartbeat); audit with `trail-alerts scan`, or \
+             disable it here"
+    )]
+    Absence { rule: String },
 }
 
 /// One delivery that failed: an object, or the alerts of an EventBridge event.
@@ -188,6 +194,17 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
                     rule: rule.id.clone(),
                 }));
             }
+        }
+        // Absence rules' matches are heartbeats, not alerts: until the function keeps them in
+        // its state store, it refuses them rather than page on every successful backup.
+        if let Some(rule) = rules
+            .rules()
+            .iter()
+            .find(|r| r.enabled && r.absence.is_some())
+        {
+            return Err(StartError::Absence {
+                rule: rule.id.clone(),
+            });
         }
         let grouped: Vec<&crate::rules::Rule> = rules
             .rules()

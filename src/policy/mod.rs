@@ -7,6 +7,7 @@
 //! Windows are fixed windows of *event time* (`eventTime`), aligned on the Unix epoch, so that
 //! backfills, redeliveries and late deliveries count in the window the events belong to.
 
+pub mod absence;
 pub mod memory;
 
 use std::fmt;
@@ -111,6 +112,16 @@ impl Grouping {
             }
         }
     }
+}
+
+/// An absence rule: once a key value has matched, a match for it must arrive within `every`
+/// (event time) of the last one; `expect` names key values that must report from the start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Absence {
+    pub key: Vec<KeyPath>,
+    pub every: u64,
+    /// Expected key values, as [`key_value`] writes them.
+    pub expect: Vec<String>,
 }
 
 /// `90s`, `15m`, `1h`, `1d`: the largest unit that divides the seconds.

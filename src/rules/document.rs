@@ -8,10 +8,10 @@ use crate::alert::SummaryTemplate;
 use crate::config::valid_topic_arn;
 use crate::describe::yaml_kind;
 use crate::pattern::{JsonPath, Pattern};
-use crate::policy::{parse_expiry, Grouping, KeyPath, Suppression};
+use crate::policy::{parse_expiry, Absence, Grouping, KeyPath, Suppression};
 use crate::time::parse_duration;
 
-const RULE_KEYS: [&str; 10] = [
+const RULE_KEYS: [&str; 11] = [
     "id",
     "description",
     "severity",
@@ -21,6 +21,7 @@ const RULE_KEYS: [&str; 10] = [
     "summary",
     "dedup",
     "threshold",
+    "absence",
     "tests",
 ];
 const TEST_KEYS: [&str; 6] = [
@@ -310,6 +311,93 @@ fn parse_suppression(
     })
 }
 
+/// `absence: {key, every, expect}`.
+fn parse_absence(value: &Value, at: &JsonPath) -> Result<Absence, (JsonPath, String)> {
+    const KEYS: [&str; 3] = ["key", "every", "expect"];
+    let Value::Object(map) = value else {
+        return Err((
+            at.clone(),
+            format!(
+                "expected a mapping with key, every and expect, found {}",
+                yaml_kind(value)
+            ),
+        ));
+    };
+    if let Some(unknown) = map.keys().find(|k| !KEYS.contains(&k.as_str())) {
+        return Err((
+            at.key(unknown),
+            "unknown key; absence has key, every, expect".into(),
+        ));
+    }
+    let key: Vec<KeyPath> =
+        match map.get("key") {
+            Some(Value::Array(items)) if !items.is_empty() => items
+                .iter()
+                .enumerate()
+                .map(|(i, p)| match p {
+                    Value::String(s) => KeyPath::parse(s).map_err(|e| (at.key("key").index(i), e)),
+                    other => Err((
+                        at.key("key").index(i),
+                        format!("expected a dotted record path, found {}", yaml_kind(other)),
+                    )),
+                })
+                .collect::<Result<_, _>>()?,
+            _ => return Err((
+                at.key("key"),
+                "missing: the record paths of what must keep reporting (a resource, an account…)"
+                    .into(),
+            )),
+        };
+    let every = match map.get("every") {
+        Some(Value::String(d)) => parse_duration(d).ok_or_else(|| {
+            (
+                at.key("every"),
+                format!("{d:?} is not a duration: a whole number and s, m, h or d (26h, 7d)"),
+            )
+        })?,
+        _ => {
+            return Err((
+                at.key("every"),
+                "missing: how often a match must arrive (26h, 7d)".into(),
+            ))
+        }
+    };
+    let expect = match map.get("expect") {
+        None => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                // One path: the value itself; several: a list of one value per path.
+                let values = match (v, key.len()) {
+                    (Value::Array(vs), n) if vs.len() == n && n > 1 => vs.clone(),
+                    (Value::Array(_), n) if n > 1 => {
+                        return Err((
+                            at.key("expect").index(i),
+                            format!("expected a list of {n} values, one per key path"),
+                        ))
+                    }
+                    (other, 1) if !other.is_array() && !other.is_object() => vec![other.clone()],
+                    (other, _) => {
+                        return Err((
+                            at.key("expect").index(i),
+                            format!("expected a key value, found {}", yaml_kind(other)),
+                        ))
+                    }
+                };
+                Ok(Value::Array(values).to_string())
+            })
+            .collect::<Result<_, _>>()?,
+        Some(other) => {
+            return Err((
+                at.key("expect"),
+                format!("expected a list of key values, found {}", yaml_kind(other)),
+            ))
+        }
+    };
+    Ok(Absence { key, every, expect })
+}
+
 /// `dedup: {key, window, fields}` or `threshold: {count, within, key, fields}`.
 fn parse_grouping(
     kind: &str,
@@ -552,6 +640,17 @@ fn parse_rule(origin: &str, item: &Value, at: &JsonPath) -> Result<Rule, RuleErr
         }
         (None, None) => (None, Vec::new()),
     };
+    let absence = match map.get("absence") {
+        None => None,
+        Some(_) if grouping.is_some() => {
+            return Err(rule_fail(
+                at.key("absence"),
+                "an absence rule watches for matches that stop; it has no dedup or threshold"
+                    .into(),
+            ))
+        }
+        Some(a) => Some(parse_absence(a, &at.key("absence")).map_err(|(p, r)| rule_fail(p, r))?),
+    };
     // A rule's roll-up lists the distinct eventNames unless it names its own fields.
     let rollup_fields = if rollup_fields.is_empty() && grouping.is_some() {
         vec![KeyPath::parse("eventName").expect("a plain path")]
@@ -568,6 +667,7 @@ fn parse_rule(origin: &str, item: &Value, at: &JsonPath) -> Result<Rule, RuleErr
         summary,
         grouping,
         rollup_fields,
+        absence,
         tests,
         origin: origin.to_owned(),
     })

@@ -15,7 +15,9 @@ use serde_json::Value;
 use crate::alert::SummaryTemplate;
 use crate::index::{PatternIndex, Scratch};
 use crate::pattern::{Delivered, Event, Explanation, Pattern};
-use crate::policy::{self, memory::Engine, memory::Verdict, Grouping, KeyPath, Suppression};
+use crate::policy::{
+    self, memory::Engine, memory::Verdict, Absence, Grouping, KeyPath, Suppression,
+};
 
 pub use document::{parse_document, parse_rule_document, RuleDocument};
 pub use source::{default_sources, parse_sources, Document, RuleSource, S3Object, BUILTIN};
@@ -97,6 +99,8 @@ pub struct Rule {
     pub grouping: Option<Grouping>,
     /// The fields whose distinct values a roll-up lists.
     pub rollup_fields: Vec<KeyPath>,
+    /// An absence rule: its matches are heartbeats, and silence past `every` is the alert.
+    pub absence: Option<Absence>,
     pub tests: Vec<RuleTest>,
     /// Where the rule was read from (a path, `builtin:…`, or `s3://…`).
     pub origin: String,
@@ -539,6 +543,7 @@ mod tests {
             got,
             vec![
                 ("backup-job-failed", High, true),
+                ("backup-missed", High, false),
                 ("backup-copy-job-failed", High, true),
                 ("backup-restore-failed", High, true),
                 ("backup-report-job-failed", Medium, true),
@@ -565,6 +570,10 @@ mod tests {
                 ("backup-event-vault-lock-changed", High, true),
                 ("backup-event-region-opt-out", Medium, true),
                 ("backup-event-malware-found", Critical, true),
+                ("trail-logging-stopped", Critical, true),
+                ("trail-changed", High, true),
+                ("trail-management-events-dropped", High, true),
+                ("trail-bucket-notification-changed", Medium, true),
                 ("outposts-change", Medium, true),
                 ("outposts-call-failed", Low, true),
             ]

@@ -22,6 +22,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../rules/backup-events.yaml"),
     ),
     (
+        "builtin:rules/trail.yaml",
+        include_str!("../../rules/trail.yaml"),
+    ),
+    (
         "builtin:rules/outposts.yaml",
         include_str!("../../rules/outposts.yaml"),
     ),
