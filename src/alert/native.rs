@@ -88,7 +88,46 @@ fn native_summary(event: &Value, info: &EventInfo) -> String {
     }
     let detail_type = info.event_name.as_deref().unwrap_or("An event");
     let state_text = state.unwrap_or("changed");
+    let own = event.get("source").and_then(Value::as_str) == Some("trail-alerts");
     match detail_type {
+        "Trail Silent" if own => format!(
+            "No CloudTrail delivery read for {}/{} for {} (allowed {}); the last was at {}, its newest log {}{}",
+            info.account.as_deref().unwrap_or("?"),
+            info.region.as_deref().unwrap_or("?"),
+            d("silentFor").unwrap_or_default(),
+            d("allowed").unwrap_or_default(),
+            d("lastDelivery").unwrap_or_default(),
+            d("newestLog").unwrap_or_default(),
+            if detail.get("wholePipeline") == Some(&Value::Bool(true)) {
+                "; nothing at all has been read for that long: the whole pipeline may have stopped"
+            } else {
+                ""
+            }
+        ),
+        "Trail Silent Resolved" if own => format!(
+            "Deliveries resumed for {}/{} (a delivery read at {}, its newest log {})",
+            info.account.as_deref().unwrap_or("?"),
+            info.region.as_deref().unwrap_or("?"),
+            d("deliveryAt").unwrap_or_default(),
+            d("newestLog").unwrap_or_default()
+        ),
+        "Heartbeat Missing" if own => format!(
+            "No {} match for {} since {} (expected every {}); overdue since {}, the trail has reached {}",
+            d("rule").unwrap_or_default(),
+            d("key").unwrap_or_default(),
+            d("lastSeen").unwrap_or_default(),
+            d("every").unwrap_or_default(),
+            d("overdueSince").unwrap_or_default(),
+            d("watermark").unwrap_or_default()
+        ),
+        "Heartbeat Resolved" if own => format!(
+            "{} is back for {}: seen again at {} after the match of {}, {} late",
+            d("rule").unwrap_or_default(),
+            d("key").unwrap_or_default(),
+            d("seenAgain").unwrap_or_default(),
+            d("lastSeen").unwrap_or_default(),
+            d("missingFor").unwrap_or_default()
+        ),
         "Recovery Point State Change" | "Recovery Point Change" => {
             let mut s = "Recovery point".to_owned();
             match (d("resourceType"), d("resourceArn")) {

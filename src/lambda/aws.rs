@@ -24,8 +24,8 @@ use super::ports::{
     EntryFailure, FetchError, ObjectBody, ObjectStore, PublishCallError, Publisher,
 };
 use super::state::{
-    Due, MatchRef, StateStore, StoreError, WindowRef, WindowState, KEEP_AFTER_DUE, MAX_IDS,
-    MAX_VALUES,
+    Beat, Due, MatchRef, Place, ProgressStore, StateStore, StoreError, WindowRef, WindowState,
+    KEEP_AFTER_DUE, MAX_IDS, MAX_VALUES,
 };
 
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -638,5 +638,227 @@ impl StateStore for DynamoState {
             .await
             .map_err(|e| store_error("UpdateItem", e))?;
         Ok(())
+    }
+}
+
+fn place_from(item: &HashMap<String, Av>) -> Place {
+    let text = |k: &str| {
+        item.get(k)
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+            .unwrap_or_default()
+    };
+    let num = |k: &str| {
+        item.get(k)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(0)
+    };
+    Place {
+        account: text("account"),
+        region: text("region"),
+        first: num("first"),
+        newest: num("newest"),
+        last_delivery: num("last_delivery"),
+        silent_alerted: item.contains_key("silent"),
+    }
+}
+
+fn beat_from(item: &HashMap<String, Av>) -> Beat {
+    let text = |k: &str| {
+        item.get(k)
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+            .unwrap_or_default()
+    };
+    let num = |k: &str| {
+        item.get(k)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse::<i64>().ok())
+    };
+    Beat {
+        key: text("key"),
+        account: text("account"),
+        region: text("region"),
+        last_seen: num("last_seen").unwrap_or(0),
+        alerted_for: num("alerted_for"),
+    }
+}
+
+impl DynamoState {
+    async fn query_all(&self, pk: &str) -> Result<Vec<HashMap<String, Av>>, StoreError> {
+        let mut out = Vec::new();
+        let mut start: Option<HashMap<String, Av>> = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(pk))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| store_error("Query", e))?;
+            out.extend(page.items().iter().cloned());
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(out),
+            }
+        }
+    }
+}
+
+/// A key value's sort key: its hash (a key value may pass DynamoDB's 1 KiB sort key limit).
+fn beat_sk(key: &str) -> String {
+    format!("{:016x}", super::state::stable_hash(key.as_bytes()))
+}
+
+#[async_trait]
+impl ProgressStore for DynamoState {
+    async fn progress(
+        &self,
+        account: &str,
+        region: &str,
+        newest: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let sk = format!("{account}#{region}");
+        let old = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s("wm"))
+            .key("sk", s(&sk))
+            .update_expression(
+                "SET account = :a, #region = :r, #first = if_not_exists(#first, :t), \\
+                 last_delivery = :now REMOVE silent",
+            )
+            .expression_attribute_names("#region", "region")
+            .expression_attribute_names("#first", "first")
+            .expression_attribute_values(":a", s(account))
+            .expression_attribute_values(":r", s(region))
+            .expression_attribute_values(":t", n(newest))
+            .expression_attribute_values(":now", n(now))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| store_error("UpdateItem", e))?;
+        let was_silent = old.attributes().is_some_and(|a| a.contains_key("silent"));
+        match self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s("wm"))
+            .key("sk", s(&sk))
+            .update_expression("SET newest = :t")
+            .condition_expression("attribute_not_exists(newest) OR newest < :t")
+            .expression_attribute_values(":t", n(newest))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(was_silent),
+            Err(e) if is_condition_failure(&e) => Ok(was_silent),
+            Err(e) => Err(store_error("UpdateItem", e)),
+        }
+    }
+
+    async fn places(&self) -> Result<Vec<Place>, StoreError> {
+        Ok(self.query_all("wm").await?.iter().map(place_from).collect())
+    }
+
+    async fn mark_silent(
+        &self,
+        account: &str,
+        region: &str,
+        last_delivery: i64,
+    ) -> Result<bool, StoreError> {
+        match self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s("wm"))
+            .key("sk", s(format!("{account}#{region}")))
+            .update_expression("SET silent = :yes")
+            .condition_expression("last_delivery = :ld AND attribute_not_exists(silent)")
+            .expression_attribute_values(":yes", Av::Bool(true))
+            .expression_attribute_values(":ld", n(last_delivery))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(store_error("UpdateItem", e)),
+        }
+    }
+
+    async fn heartbeat(&self, rule: &str, beat: &Beat) -> Result<Option<Beat>, StoreError> {
+        match self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("hb#{rule}")))
+            .key("sk", s(beat_sk(&beat.key)))
+            .update_expression(
+                "SET #key = :key, account = :a, #region = :r, last_seen = :t REMOVE alerted_for",
+            )
+            .condition_expression("attribute_not_exists(last_seen) OR last_seen < :t")
+            .expression_attribute_names("#key", "key")
+            .expression_attribute_names("#region", "region")
+            .expression_attribute_values(":key", s(&beat.key))
+            .expression_attribute_values(":a", s(&beat.account))
+            .expression_attribute_values(":r", s(&beat.region))
+            .expression_attribute_values(":t", n(beat.last_seen))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out
+                .attributes()
+                .map(beat_from)
+                .filter(|before| before.alerted_for.is_some())),
+            Err(e) if is_condition_failure(&e) => Ok(None),
+            Err(e) => Err(store_error("UpdateItem", e)),
+        }
+    }
+
+    async fn heartbeats(&self, rule: &str) -> Result<Vec<Beat>, StoreError> {
+        Ok(self
+            .query_all(&format!("hb#{rule}"))
+            .await?
+            .iter()
+            .map(beat_from)
+            .collect())
+    }
+
+    async fn mark_missing(&self, rule: &str, beat: &Beat) -> Result<bool, StoreError> {
+        match self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("hb#{rule}")))
+            .key("sk", s(beat_sk(&beat.key)))
+            .update_expression(
+                "SET alerted_for = :ls, #key = :key, account = :a, #region = :r, \\
+                 last_seen = if_not_exists(last_seen, :ls)",
+            )
+            .condition_expression(
+                "(attribute_not_exists(last_seen) OR last_seen = :ls) AND \\
+                 attribute_not_exists(alerted_for)",
+            )
+            .expression_attribute_names("#key", "key")
+            .expression_attribute_names("#region", "region")
+            .expression_attribute_values(":ls", n(beat.last_seen))
+            .expression_attribute_values(":key", s(&beat.key))
+            .expression_attribute_values(":a", s(&beat.account))
+            .expression_attribute_values(":r", s(&beat.region))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(store_error("UpdateItem", e)),
+        }
     }
 }

@@ -31,6 +31,8 @@ pub struct LambdaConfig {
     pub state_table: Option<String>,
     /// `ROLLUP_LATENESS`: how long after a window ends its roll-up waits (seconds).
     pub rollup_lateness: u64,
+    /// `TRAIL_SILENCE_AFTER`: how long an account and Region may deliver nothing.
+    pub silence: super::state::Silence,
 }
 
 impl Default for LambdaConfig {
@@ -45,6 +47,7 @@ impl Default for LambdaConfig {
             publish_backoff: DEFAULT_PUBLISH_BACKOFF,
             state_table: None,
             rollup_lateness: super::state::DEFAULT_LATENESS,
+            silence: super::state::Silence::default(),
         }
     }
 }
@@ -90,7 +93,18 @@ impl LambdaConfig {
                 reason: "expected a duration: 90s, 15m, 1h, 1d".into(),
             })?,
         };
+        let silence = match non_empty("TRAIL_SILENCE_AFTER") {
+            None => super::state::Silence::default(),
+            Some(text) => super::state::Silence::parse(&text).ok_or_else(|| ConfigError {
+                variable: "TRAIL_SILENCE_AFTER",
+                value: text.clone(),
+                reason: "expected a duration, then account/region globs with their own \
+                         (6h,123456789012/us-east-1=24h,*/eu-*=12h)"
+                    .into(),
+            })?,
+        };
         Ok(LambdaConfig {
+            silence,
             alert_topic_arn,
             rules: rule_sources(&lookup),
             format,
@@ -139,8 +153,15 @@ mod tests {
             ("ALLOWED_BUCKETS", "trail-a, trail-b"),
             ("STATE_TABLE", "trail-alerts-state"),
             ("ROLLUP_LATENESS", "30m"),
+            (
+                "TRAIL_SILENCE_AFTER",
+                "6h, 123456789012/us-east-1=24h, */eu-*=12h",
+            ),
         ])
         .unwrap();
+        assert_eq!(c.silence.after("123456789012", "us-east-1"), 86_400);
+        assert_eq!(c.silence.after("123456789012", "eu-west-1"), 43_200);
+        assert_eq!(c.silence.after("210987654321", "us-east-1"), 21_600);
         assert_eq!(c.state_table.as_deref(), Some("trail-alerts-state"));
         assert_eq!(c.rollup_lateness, 1800);
         assert_eq!(
@@ -173,6 +194,12 @@ mod tests {
         assert_eq!(
             cfg(&[("ROLLUP_LATENESS", "soon")]).unwrap_err().variable,
             "ROLLUP_LATENESS"
+        );
+        assert_eq!(
+            cfg(&[("TRAIL_SILENCE_AFTER", "a/b=1h")])
+                .unwrap_err()
+                .variable,
+            "TRAIL_SILENCE_AFTER"
         );
         assert_eq!(
             cfg(&[("MAX_DECOMPRESSED_BYTES", "-1")])

@@ -11,7 +11,7 @@ use tracing::{error, info, info_span, Instrument};
 use crate::alert::{Alert, AlertSource};
 use crate::policy;
 
-use super::state::{admit, rollup_alert, StateStore, StoreError, SweepOutcome};
+use super::state::{admit, rollup_alert, watch, Store, StoreError, SweepOutcome};
 use crate::index::Scratch;
 use crate::pattern::Delivered;
 use crate::rules::RuleSet;
@@ -58,9 +58,8 @@ pub enum StartError {
     )]
     NeedsStateStore { rule: String, grouping: String },
     #[error(
-        "rule {rule:?} is an absence rule: the function does not watch for absence yet \
-             (its matches would page on every heartbeat); audit with `trail-alerts scan`, or \
-             disable it here"
+        "rule {rule:?} is an absence rule: the function keeps its heartbeats in the state \
+             store; set STATE_TABLE (template.yaml creates it), or audit with `trail-alerts scan`"
     )]
     Absence { rule: String },
 }
@@ -169,8 +168,8 @@ pub struct Handler<S, P> {
     store: S,
     publishing: Publishing<P>,
     config: LambdaConfig,
-    /// The windows of dedup and threshold rules (`STATE_TABLE`).
-    state: Option<Arc<dyn StateStore>>,
+    /// Dedup and threshold windows, the trail's progress, absence heartbeats (`STATE_TABLE`).
+    state: Option<Arc<dyn Store>>,
 }
 
 impl<S: ObjectStore, P: Publisher> Handler<S, P> {
@@ -200,7 +199,7 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
         if let Some(rule) = rules
             .rules()
             .iter()
-            .find(|r| r.enabled && r.absence.is_some())
+            .find(|r| r.enabled && r.absence.is_some() && config.state_table.is_none())
         {
             return Err(StartError::Absence {
                 rule: rule.id.clone(),
@@ -250,7 +249,7 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
     }
 
     /// Keeps dedup and threshold windows in this store (the table `STATE_TABLE` names).
-    pub fn with_state(mut self, state: Arc<dyn StateStore>) -> Self {
+    pub fn with_state(mut self, state: Arc<dyn Store>) -> Self {
         self.state = Some(state);
         self
     }
@@ -271,7 +270,10 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
                     recovered = done.recovered,
                     "sweep done"
                 );
-                Ok(json!({"due": done.due, "rollups": done.rollups, "recovered": done.recovered}))
+                Ok(
+                    json!({"due": done.due, "rollups": done.rollups, "recovered": done.recovered,
+                          "silenceAndAbsence": done.watched}),
+                )
             }
             Payload::Direct(deliveries) => {
                 let (totals, failures) = self.deliver(&deliveries).await;
@@ -480,6 +482,17 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
                 }
             }
             state.finish(&due).await.map_err(store_err)?;
+        }
+        // Trails gone silent, and keys of absence rules whose trail has passed their deadline.
+        let watched = watch(state.as_ref(), &self.rules, &self.config.silence, now)
+            .await
+            .map_err(store_err)?;
+        outcome.watched = watched.len() as u64;
+        if !watched.is_empty() {
+            self.publishing
+                .publish(&origin, watched)
+                .await
+                .map_err(publish_err)?;
         }
         Ok(outcome)
     }

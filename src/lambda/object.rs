@@ -17,7 +17,7 @@ use super::config::LambdaConfig;
 use super::input::ObjectRef;
 use super::ports::{FetchError, ObjectBody, ObjectStore, Publisher};
 use super::publish::{PublishError, Publishing};
-use super::state::{admit, Claim, StateStore};
+use super::state::{admit, delivery, heartbeats, Claim, StateStore, Store};
 use crate::policy;
 
 /// Marks claims published once SNS accepted their alerts. A failure here is logged, not
@@ -84,7 +84,7 @@ pub(super) async fn process<S: ObjectStore, P: Publisher>(
     publishing: &Publishing<P>,
     rules: &Arc<RuleSet>,
     config: &LambdaConfig,
-    state: Option<&dyn StateStore>,
+    state: Option<&dyn Store>,
 ) -> Result<ObjectOutcome, ObjectError> {
     let fail = |kind| ObjectError {
         object: object.clone(),
@@ -134,10 +134,23 @@ pub(super) async fn process<S: ObjectStore, P: Publisher>(
     let stats = outcome.stats;
     // Dedup and thresholds: the state store decides, before anything is published, which
     // alerts go out; a store fault fails the object for a retry with nothing published.
+    let now = policy::now();
     let (alerts, claims, held) = match state {
-        Some(state) => admit(state, rules, alerts, config.rollup_lateness, policy::now())
-            .await
-            .map_err(|e| fail(ObjectErrorKind::State(e)))?,
+        Some(state) => {
+            // Absence rules' heartbeats, and the trail's progress (which ends a silence).
+            let mut alerts = heartbeats(state, rules, alerts, now)
+                .await
+                .map_err(|e| fail(ObjectErrorKind::State(e)))?;
+            if let Some(resolved) = delivery(state, rules, &object.key, now)
+                .await
+                .map_err(|e| fail(ObjectErrorKind::State(e)))?
+            {
+                alerts.push(resolved);
+            }
+            admit(state, rules, alerts, config.rollup_lateness, now)
+                .await
+                .map_err(|e| fail(ObjectErrorKind::State(e)))?
+        }
         None => (alerts, Vec::new(), 0),
     };
     let published = publishing

@@ -37,7 +37,7 @@ pub const KEEP_AFTER_DUE: i64 = 7 * 86_400;
 
 /// FNV-1a, 64 bits: a stable hash of a key value for the store's ids (stable across versions,
 /// unlike the standard library's hasher).
-fn fnv64(bytes: &[u8]) -> u64 {
+pub fn stable_hash(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
@@ -59,7 +59,7 @@ impl WindowRef {
             "w#{}#{}#{:016x}",
             self.rule,
             self.window.start,
-            fnv64(self.key.as_bytes())
+            stable_hash(self.key.as_bytes())
         )
     }
 }
@@ -323,6 +323,8 @@ pub struct SweepOutcome {
     pub rollups: u64,
     /// Claims whose invocation was lost, published by the sweep.
     pub recovered: u64,
+    /// Silence and absence alerts raised.
+    pub watched: u64,
 }
 
 /// In memory: for the handler's unit tests, with the same semantics as the DynamoDB adapter.
@@ -330,6 +332,7 @@ pub struct SweepOutcome {
 pub struct MemoryState {
     windows: Mutex<BTreeMap<String, (WindowState, Vec<String>)>>,
     due: Mutex<BTreeMap<String, (String, bool)>>,
+    progress_store: MemoryProgress,
 }
 
 fn poisoned() -> StoreError {
@@ -462,4 +465,465 @@ impl StateStore for MemoryState {
         }
         Ok(())
     }
+}
+
+/// How far one account and Region's trail has got, as the store keeps it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Place {
+    pub account: String,
+    pub region: String,
+    /// The first and newest delivery times read (from the log names: the trail's progress).
+    pub first: i64,
+    pub newest: i64,
+    /// When the function last read a delivery of this place (wall clock).
+    pub last_delivery: i64,
+    /// Set when a silence alert went out for the delivery gap after `last_delivery`.
+    pub silent_alerted: bool,
+}
+
+/// An absence rule's key, as the store keeps it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Beat {
+    pub key: String,
+    pub account: String,
+    pub region: String,
+    pub last_seen: i64,
+    /// The `last_seen` an absence alert was raised for (`None`: not missing).
+    pub alerted_for: Option<i64>,
+}
+
+/// The trail's progress and the absence rules' heartbeats (issue "Alert on what did not
+/// happen"), in the same store as the windows.
+#[async_trait]
+pub trait ProgressStore: Send + Sync {
+    /// Notes a delivery read at `now` whose log name says `newest`; returns whether a silence
+    /// alert was out for this place (the delivery ends it).
+    async fn progress(
+        &self,
+        account: &str,
+        region: &str,
+        newest: i64,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+    async fn places(&self) -> Result<Vec<Place>, StoreError>;
+    /// Takes the silence alert of a place whose last delivery is `last_delivery`; `true` once.
+    async fn mark_silent(
+        &self,
+        account: &str,
+        region: &str,
+        last_delivery: i64,
+    ) -> Result<bool, StoreError>;
+    /// Notes a heartbeat at `t`; returns the key as it was before when it had an absence alert
+    /// out (the heartbeat resolves it).
+    async fn heartbeat(&self, rule: &str, beat: &Beat) -> Result<Option<Beat>, StoreError>;
+    async fn heartbeats(&self, rule: &str) -> Result<Vec<Beat>, StoreError>;
+    /// Takes the absence alert of a key last seen at `beat.last_seen` (creating the key when it
+    /// is an expected one never seen); `true` once.
+    async fn mark_missing(&self, rule: &str, beat: &Beat) -> Result<bool, StoreError>;
+}
+
+#[derive(Default)]
+pub struct MemoryProgress {
+    places: Mutex<BTreeMap<(String, String), Place>>,
+    beats: Mutex<BTreeMap<(String, String), Beat>>,
+}
+
+#[async_trait]
+impl ProgressStore for MemoryState {
+    async fn progress(
+        &self,
+        account: &str,
+        region: &str,
+        newest: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.progress_store
+            .progress(account, region, newest, now)
+            .await
+    }
+    async fn places(&self) -> Result<Vec<Place>, StoreError> {
+        self.progress_store.places().await
+    }
+    async fn mark_silent(
+        &self,
+        account: &str,
+        region: &str,
+        last_delivery: i64,
+    ) -> Result<bool, StoreError> {
+        self.progress_store
+            .mark_silent(account, region, last_delivery)
+            .await
+    }
+    async fn heartbeat(&self, rule: &str, beat: &Beat) -> Result<Option<Beat>, StoreError> {
+        self.progress_store.heartbeat(rule, beat).await
+    }
+    async fn heartbeats(&self, rule: &str) -> Result<Vec<Beat>, StoreError> {
+        self.progress_store.heartbeats(rule).await
+    }
+    async fn mark_missing(&self, rule: &str, beat: &Beat) -> Result<bool, StoreError> {
+        self.progress_store.mark_missing(rule, beat).await
+    }
+}
+
+#[async_trait]
+impl ProgressStore for MemoryProgress {
+    async fn progress(
+        &self,
+        account: &str,
+        region: &str,
+        newest: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut places = self.places.lock().map_err(|_| poisoned())?;
+        let p = places
+            .entry((account.to_owned(), region.to_owned()))
+            .or_insert_with(|| Place {
+                account: account.to_owned(),
+                region: region.to_owned(),
+                first: newest,
+                newest,
+                ..Place::default()
+            });
+        p.first = p.first.min(newest);
+        p.newest = p.newest.max(newest);
+        p.last_delivery = p.last_delivery.max(now);
+        Ok(std::mem::take(&mut p.silent_alerted))
+    }
+
+    async fn places(&self) -> Result<Vec<Place>, StoreError> {
+        Ok(self
+            .places
+            .lock()
+            .map_err(|_| poisoned())?
+            .values()
+            .cloned()
+            .collect())
+    }
+
+    async fn mark_silent(
+        &self,
+        account: &str,
+        region: &str,
+        last_delivery: i64,
+    ) -> Result<bool, StoreError> {
+        let mut places = self.places.lock().map_err(|_| poisoned())?;
+        match places.get_mut(&(account.to_owned(), region.to_owned())) {
+            Some(p) if p.last_delivery == last_delivery && !p.silent_alerted => {
+                p.silent_alerted = true;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn heartbeat(&self, rule: &str, beat: &Beat) -> Result<Option<Beat>, StoreError> {
+        let mut beats = self.beats.lock().map_err(|_| poisoned())?;
+        let entry = beats
+            .entry((rule.to_owned(), beat.key.clone()))
+            .or_insert_with(|| Beat {
+                alerted_for: None,
+                ..beat.clone()
+            });
+        let before = entry.clone();
+        entry.last_seen = entry.last_seen.max(beat.last_seen);
+        entry.alerted_for = None;
+        Ok(before.alerted_for.is_some().then_some(before))
+    }
+
+    async fn heartbeats(&self, rule: &str) -> Result<Vec<Beat>, StoreError> {
+        Ok(self
+            .beats
+            .lock()
+            .map_err(|_| poisoned())?
+            .iter()
+            .filter(|((r, _), _)| r == rule)
+            .map(|(_, b)| b.clone())
+            .collect())
+    }
+
+    async fn mark_missing(&self, rule: &str, beat: &Beat) -> Result<bool, StoreError> {
+        let mut beats = self.beats.lock().map_err(|_| poisoned())?;
+        let entry = beats
+            .entry((rule.to_owned(), beat.key.clone()))
+            .or_insert_with(|| beat.clone());
+        if entry.last_seen == beat.last_seen && entry.alerted_for.is_none() {
+            entry.alerted_for = Some(beat.last_seen);
+            Ok(true)
+        } else {
+            Ok(false)
+        }
+    }
+}
+
+/// Everything the function keeps: windows, progress and heartbeats.
+pub trait Store: StateStore + ProgressStore {}
+impl<T: StateStore + ProgressStore + ?Sized> Store for T {}
+
+/// The source of the events trail-alerts makes itself (silence, absence).
+pub const SELF_SOURCE: &str = "trail-alerts";
+
+/// An event of trail-alerts' own, shaped as EventBridge events are, so that alerts, envelope
+/// rules and subscribers treat it like any other: `detail-type` `Trail Silent`, `Trail
+/// Silent Resolved`, `Heartbeat Missing` or `Heartbeat Resolved`. `detail.alertKey` pairs an
+/// alert with its resolution.
+pub fn own_event(
+    detail_type: &str,
+    id: String,
+    account: &str,
+    region: &str,
+    now: i64,
+    detail: Value,
+) -> Value {
+    json!({
+        "version": "0", "id": id, "detail-type": detail_type, "source": SELF_SOURCE,
+        "account": account, "region": region, "time": crate::time::format_timestamp(now),
+        "resources": [], "detail": detail,
+    })
+}
+
+/// The stable key pairing an absence or silence alert with its resolution.
+fn alert_key(rule: &str, key: &str) -> String {
+    format!("{rule}|{key}")
+}
+
+/// Absence rules' matches become heartbeats, not alerts: each is noted in the store, and a
+/// heartbeat of a key whose absence alert was out yields that alert's resolution. The other
+/// alerts pass through.
+pub async fn heartbeats(
+    store: &dyn Store,
+    rules: &RuleSet,
+    alerts: Vec<Alert>,
+    now: i64,
+) -> Result<Vec<Alert>, StoreError> {
+    let by_id: HashMap<&str, &Rule> = rules.rules().iter().map(|r| (r.id.as_str(), r)).collect();
+    let mut out = Vec::with_capacity(alerts.len());
+    for alert in alerts {
+        let Some((rule, absence)) = by_id
+            .get(alert.rule_id.as_str())
+            .and_then(|r| r.absence.as_ref().map(|a| (*r, a)))
+        else {
+            out.push(alert);
+            continue;
+        };
+        let Some(t) = event_time(&alert.record) else {
+            continue;
+        };
+        let (account, region) = crate::policy::absence::place_of(&alert.record);
+        let beat = Beat {
+            key: key_value(&absence.key, &alert.record),
+            account,
+            region,
+            last_seen: t,
+            alerted_for: None,
+        };
+        if let Some(before) = store.heartbeat(&rule.id, &beat).await? {
+            let overdue_since = before.last_seen + absence.every as i64;
+            let event = own_event(
+                "Heartbeat Resolved",
+                format!(
+                    "absence-resolved-{}-{}-{}",
+                    rule.id,
+                    stable_hash(beat.key.as_bytes()),
+                    t
+                ),
+                &beat.account,
+                &beat.region,
+                now,
+                json!({"state": "RESOLVED", "alertKey": alert_key(&rule.id, &beat.key),
+                       "rule": rule.id, "key": beat.key, "lastSeen": crate::time::format_timestamp(before.last_seen),
+                       "seenAgain": crate::time::format_timestamp(t),
+                       "overdueSince": crate::time::format_timestamp(overdue_since),
+                       "missingFor": crate::policy::duration((t - overdue_since).max(0) as u64)}),
+            );
+            out.push(Alert::delivered(rule, &event));
+        }
+    }
+    Ok(out)
+}
+
+/// Notes how far a log object's trail has got (from its name); when the place's silence alert
+/// was out, the trail-silent rule's resolution.
+pub async fn delivery(
+    store: &dyn Store,
+    rules: &RuleSet,
+    key: &str,
+    now: i64,
+) -> Result<Option<Alert>, StoreError> {
+    let Some((account, region, t)) = crate::keys::log_name_parts(key) else {
+        return Ok(None);
+    };
+    if !store.progress(&account, &region, t, now).await? {
+        return Ok(None);
+    }
+    let Some(rule) = rules
+        .rules()
+        .iter()
+        .find(|r| r.id == TRAIL_SILENT && r.enabled)
+    else {
+        return Ok(None);
+    };
+    let event = own_event(
+        "Trail Silent Resolved",
+        format!("trail-silent-resolved-{account}-{region}-{now}"),
+        &account,
+        &region,
+        now,
+        json!({"state": "RESOLVED", "alertKey": alert_key(TRAIL_SILENT, &format!("{account}/{region}")),
+               "deliveryAt": crate::time::format_timestamp(now), "newestLog": crate::time::format_timestamp(t)}),
+    );
+    Ok(Some(Alert::delivered(rule, &event)))
+}
+
+/// The built-in rule of silence alerts.
+pub const TRAIL_SILENT: &str = "trail-silent";
+
+/// How long an account and Region may deliver nothing: `TRAIL_SILENCE_AFTER` (`6h`, or
+/// `6h,123456789012/us-east-1=24h,*/eu-*=12h`: a default and `account/region` globs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Silence {
+    pub default: u64,
+    pub overrides: Vec<(String, u64)>,
+}
+
+impl Default for Silence {
+    fn default() -> Self {
+        Silence {
+            default: 6 * 3600,
+            overrides: Vec::new(),
+        }
+    }
+}
+
+impl Silence {
+    pub fn parse(text: &str) -> Option<Self> {
+        let mut out = Silence {
+            default: 0,
+            overrides: Vec::new(),
+        };
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match part.split_once('=') {
+                Some((place, d)) => out.overrides.push((
+                    place.trim().to_owned(),
+                    crate::time::parse_duration(d.trim())?,
+                )),
+                None => out.default = crate::time::parse_duration(part)?,
+            }
+        }
+        (out.default > 0).then_some(out)
+    }
+
+    pub fn after(&self, account: &str, region: &str) -> u64 {
+        let place = format!("{account}/{region}");
+        self.overrides
+            .iter()
+            .find(|(glob, _)| crate::rules::id_matches(glob, &place))
+            .map_or(self.default, |(_, d)| *d)
+    }
+}
+
+/// The sweep's silence and absence pass: `(silence alerts, absence alerts)` to publish.
+pub async fn watch(
+    store: &dyn Store,
+    rules: &RuleSet,
+    silence: &Silence,
+    now: i64,
+) -> Result<Vec<Alert>, StoreError> {
+    let mut out = Vec::new();
+    let places = store.places().await?;
+    if let Some(rule) = rules
+        .rules()
+        .iter()
+        .find(|r| r.id == TRAIL_SILENT && r.enabled)
+    {
+        for p in &places {
+            let after = silence.after(&p.account, &p.region) as i64;
+            if p.silent_alerted || now - p.last_delivery <= after {
+                continue;
+            }
+            if store
+                .mark_silent(&p.account, &p.region, p.last_delivery)
+                .await?
+            {
+                let event = own_event(
+                    "Trail Silent",
+                    format!(
+                        "trail-silent-{}-{}-{}",
+                        p.account, p.region, p.last_delivery
+                    ),
+                    &p.account,
+                    &p.region,
+                    now,
+                    json!({"state": "SILENT", "alertKey": alert_key(TRAIL_SILENT, &format!("{}/{}", p.account, p.region)),
+                           "lastDelivery": crate::time::format_timestamp(p.last_delivery),
+                           "newestLog": crate::time::format_timestamp(p.newest),
+                           "silentFor": crate::policy::duration((now - p.last_delivery) as u64),
+                           "allowed": crate::policy::duration(after as u64),
+                           "wholePipeline": places.iter().all(|q| now - q.last_delivery > silence.after(&q.account, &q.region) as i64)}),
+                );
+                out.push(Alert::delivered(rule, &event));
+            }
+        }
+    }
+    let newest_anywhere = places.iter().map(|p| p.newest).max();
+    let start = places.iter().map(|p| p.first).min();
+    for rule in rules.rules().iter().filter(|r| r.enabled) {
+        let Some(absence) = &rule.absence else {
+            continue;
+        };
+        let mut beats = store.heartbeats(&rule.id).await?;
+        // Expected keys never seen are due from the trail's start.
+        if let Some(start) = start {
+            for key in &absence.expect {
+                if !beats.iter().any(|b| &b.key == key) {
+                    beats.push(Beat {
+                        key: key.clone(),
+                        account: "*".into(),
+                        region: "*".into(),
+                        last_seen: start,
+                        alerted_for: None,
+                    });
+                }
+            }
+        }
+        for beat in beats {
+            if beat.alerted_for.is_some() {
+                continue;
+            }
+            let watermark = places
+                .iter()
+                .find(|p| p.account == beat.account && p.region == beat.region)
+                .map(|p| p.newest)
+                .or(if beat.account == "*" || beat.region == "*" {
+                    newest_anywhere
+                } else {
+                    None
+                });
+            let Some(watermark) = watermark else { continue };
+            if !crate::policy::absence::overdue(beat.last_seen, absence.every, watermark) {
+                continue;
+            }
+            if store.mark_missing(&rule.id, &beat).await? {
+                let event = own_event(
+                    "Heartbeat Missing",
+                    format!(
+                        "absence-{}-{}-{}",
+                        rule.id,
+                        stable_hash(beat.key.as_bytes()),
+                        beat.last_seen
+                    ),
+                    &beat.account,
+                    &beat.region,
+                    now,
+                    json!({"state": "MISSING", "alertKey": alert_key(&rule.id, &beat.key),
+                           "rule": rule.id, "key": beat.key,
+                           "lastSeen": crate::time::format_timestamp(beat.last_seen),
+                           "overdueSince": crate::time::format_timestamp(beat.last_seen + absence.every as i64),
+                           "watermark": crate::time::format_timestamp(watermark),
+                           "every": crate::policy::duration(absence.every)}),
+                );
+                out.push(Alert::delivered(rule, &event));
+            }
+        }
+    }
+    Ok(out)
 }

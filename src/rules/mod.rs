@@ -574,6 +574,7 @@ mod tests {
                 ("trail-changed", High, true),
                 ("trail-management-events-dropped", High, true),
                 ("trail-bucket-notification-changed", Medium, true),
+                ("trail-silent", High, true),
                 ("outposts-change", Medium, true),
                 ("outposts-call-failed", Low, true),
             ]
