@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use trail_alerts::lambda::aws::{DynamoState, S3Store, SnsPublisher};
 use trail_alerts::lambda::message::OutMessage;
 use trail_alerts::lambda::ports::{EntryFailure, PublishCallError, Publisher};
-use trail_alerts::lambda::state::StateStore;
+use trail_alerts::lambda::state::Store;
 use trail_alerts::lambda::{Handler, LambdaConfig};
 use trail_alerts::rules::{parse_rule_document, RuleSet};
 
@@ -522,7 +522,7 @@ async fn a_throttling_store_fails_the_invocation_for_a_retry() {
         config(&stack),
     )
     .expect("handler")
-    .with_state(Arc::new(DynamoState::new(throttled, TABLE)) as Arc<dyn StateStore>);
+    .with_state(Arc::new(DynamoState::new(throttled, TABLE)) as Arc<dyn Store>);
     let payload = object(
         &stack,
         "throttled",
@@ -608,4 +608,176 @@ async fn state_store_cost_per_alert() {
         w / wo,
         (w - wo) * 10.0
     );
+}
+
+/// Uploads a log of `account` delivered at `stamp` (`YYYYMMDDTHHmmZ`, as CloudTrail names its
+/// files) and returns the notification for it.
+async fn delivery_at(stack: &Stack, account: &str, stamp: &str, records: &[Value]) -> Value {
+    let key = format!(
+        "AWSLogs/{account}/CloudTrail/us-east-1/2024/01/01/{account}_CloudTrail_us-east-1_{stamp}_d.json.gz"
+    );
+    let body = gzip(json!({"Records": records}).to_string().as_bytes());
+    upload(&stack.aws, BUCKET, &key, body).await;
+    json!({"s3Bucket": BUCKET, "s3ObjectKey": [key]})
+}
+
+fn completed(id: &str, time: &str, account: &str, resource: &str) -> Value {
+    let mut r = job("BackupJobCompleted", id, time, resource);
+    r["recipientAccountId"] = json!(account);
+    r["serviceEventDetails"]["state"] = json!("COMPLETED");
+    r
+}
+
+fn details(messages: &[Value]) -> Vec<(String, Value)> {
+    let mut out: Vec<(String, Value)> = messages
+        .iter()
+        .map(|m| {
+            let doc: Value =
+                serde_json::from_str(m["Message"].as_str().expect("message")).expect("json");
+            (
+                doc["record"]["detail-type"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned(),
+                doc["record"]["detail"].clone(),
+            )
+        })
+        .collect();
+    out.sort_by(|a, b| (a.0.clone(), a.1.to_string()).cmp(&(b.0.clone(), b.1.to_string())));
+    out
+}
+
+/// What did not happen, end to end: heartbeats of an absence rule across deliveries of two
+/// accounts, the sweep raising "missing" for a resource whose trail has passed its deadline and
+/// for an expected one never seen — but not for the account whose trail is delayed, which
+/// raises "trail silent" instead — then resolutions when the heartbeat and the deliveries come
+/// back. A second sweep raises nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn missed_heartbeats_and_silent_trails_through_the_sweep() {
+    let stack = stack().await;
+    let vol = |n: &str| format!("arn:aws:ec2:us-east-1:111111111111:volume/{n}");
+    let extra = format!(
+        "  - id: nightly\n    description: every resource backs up nightly\n    severity: high\n    pattern: {{eventName: [BackupJobCompleted], serviceEventDetails: {{state: [COMPLETED]}}}}\n    absence: {{key: [serviceEventDetails.resourceArn], every: 26h, expect: [\"{}\"]}}\n  - id: trail-silent\n    description: silence\n    severity: high\n    pattern: {{source: [trail-alerts], detail-type: [Trail Silent, Trail Silent Resolved]}}\n",
+        vol("vol-c")
+    );
+    let rules = rules(&extra);
+    let h = handler(&stack, &rules, sns(&stack));
+    let (a1, a2) = ("111111111111", "222222222222");
+    for payload in [
+        delivery_at(
+            &stack,
+            a1,
+            "20240101T0300Z",
+            &[
+                completed("a1", "2024-01-01T02:00:00Z", a1, &vol("vol-a")),
+                completed("b1", "2024-01-01T02:00:00Z", a1, &vol("vol-b")),
+            ],
+        )
+        .await,
+        delivery_at(
+            &stack,
+            a2,
+            "20240101T0300Z",
+            &[completed("z1", "2024-01-01T02:00:00Z", a2, &vol("vol-z"))],
+        )
+        .await,
+        delivery_at(
+            &stack,
+            a1,
+            "20240102T0300Z",
+            &[completed("a2", "2024-01-02T02:00:00Z", a1, &vol("vol-a"))],
+        )
+        .await,
+        delivery_at(
+            &stack,
+            a1,
+            "20240103T0300Z",
+            &[completed("a3", "2024-01-03T02:00:00Z", a1, &vol("vol-a"))],
+        )
+        .await,
+    ] {
+        let response = h.handle(payload).await.expect("delivery");
+        assert_eq!(
+            response["published"], 0,
+            "heartbeats are not alerts: {response}"
+        );
+    }
+    // The sweep, now: acct1's trail reached 2024-01-03T03:00 — vol-b (last 01-01 02:00) is
+    // overdue, and vol-c was expected from the start; acct2's trail stopped at 01-01 03:00, before
+    // vol-z's deadline: no missed backup there.
+    let now = trail_alerts::policy::now();
+    let done = h.sweep(now).await.expect("sweep");
+    assert_eq!(done.watched, 2, "{done:?}");
+    let got = details(&drain(&stack.aws, &stack.queue, 2).await);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(
+        got.iter()
+            .all(|(t, d)| t == "Heartbeat Missing" && d["state"] == "MISSING"),
+        "{got:?}"
+    );
+    let keys: Vec<&str> = got
+        .iter()
+        .map(|(_, d)| d["key"].as_str().expect("key"))
+        .collect();
+    assert!(
+        keys.contains(&format!("[\"{}\"]", vol("vol-b")).as_str()),
+        "{keys:?}"
+    );
+    assert!(
+        keys.contains(&format!("[\"{}\"]", vol("vol-c")).as_str()),
+        "{keys:?}"
+    );
+    let b = got
+        .iter()
+        .find(|(_, d)| d["key"].as_str().is_some_and(|k| k.contains("vol-b")))
+        .expect("vol-b");
+    assert_eq!(
+        (&b.1["lastSeen"], &b.1["overdueSince"], &b.1["watermark"]),
+        (
+            &json!("2024-01-01T02:00:00Z"),
+            &json!("2024-01-02T04:00:00Z"),
+            &json!("2024-01-03T03:00:00Z")
+        )
+    );
+    assert_eq!(b.1["alertKey"], format!("nightly|[\"{}\"]", vol("vol-b")));
+    // Nothing twice.
+    assert_eq!(h.sweep(now).await.expect("again").watched, 0);
+
+    // Seven hours later, neither account has delivered: both trails are silent (and so is the
+    // whole pipeline).
+    let later = now + 7 * 3600;
+    assert_eq!(h.sweep(later).await.expect("silence").watched, 2);
+    let got = details(&drain(&stack.aws, &stack.queue, 2).await);
+    assert!(
+        got.iter()
+            .all(|(t, d)| t == "Trail Silent" && d["wholePipeline"] == true),
+        "{got:?}"
+    );
+    assert_eq!(h.sweep(later).await.expect("again").watched, 0);
+
+    // vol-b backs up again, in a new delivery of acct1: the heartbeat resolves its absence and
+    // the delivery resolves acct1's silence.
+    let back = delivery_at(
+        &stack,
+        a1,
+        "20240104T0300Z",
+        &[completed("b4", "2024-01-04T02:00:00Z", a1, &vol("vol-b"))],
+    )
+    .await;
+    let response = h.handle(back).await.expect("back");
+    assert_eq!(response["published"], 2, "{response}");
+    let got = details(&drain(&stack.aws, &stack.queue, 2).await);
+    let types: Vec<&str> = got.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(
+        types,
+        ["Heartbeat Resolved", "Trail Silent Resolved"],
+        "{got:?}"
+    );
+    assert_eq!(
+        got[0].1["alertKey"],
+        format!("nightly|[\"{}\"]", vol("vol-b"))
+    );
+    // Overdue from 01-02 04:00 until 01-04 02:00.
+    assert_eq!(got[0].1["missingFor"], "46h");
+    assert_eq!(got[1].1["alertKey"], "trail-silent|111111111111/us-east-1");
 }

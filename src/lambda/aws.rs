@@ -732,7 +732,7 @@ impl ProgressStore for DynamoState {
             .key("pk", s("wm"))
             .key("sk", s(&sk))
             .update_expression(
-                "SET account = :a, #region = :r, #first = if_not_exists(#first, :t), \\
+                "SET account = :a, #region = :r, #first = if_not_exists(#first, :t), \
                  last_delivery = :now REMOVE silent",
             )
             .expression_attribute_names("#region", "region")
@@ -840,11 +840,11 @@ impl ProgressStore for DynamoState {
             .key("pk", s(format!("hb#{rule}")))
             .key("sk", s(beat_sk(&beat.key)))
             .update_expression(
-                "SET alerted_for = :ls, #key = :key, account = :a, #region = :r, \\
+                "SET alerted_for = :ls, #key = :key, account = :a, #region = :r, \
                  last_seen = if_not_exists(last_seen, :ls)",
             )
             .condition_expression(
-                "(attribute_not_exists(last_seen) OR last_seen = :ls) AND \\
+                "(attribute_not_exists(last_seen) OR last_seen = :ls) AND \
                  attribute_not_exists(alerted_for)",
             )
             .expression_attribute_names("#key", "key")
