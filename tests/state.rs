@@ -643,7 +643,7 @@ fn details(messages: &[Value]) -> Vec<(String, Value)> {
             )
         })
         .collect();
-    out.sort_by(|a, b| (a.0.clone(), a.1.to_string()).cmp(&(b.0.clone(), b.1.to_string())));
+    out.sort_by_key(|(t, d)| (t.clone(), d.to_string()));
     out
 }
 
