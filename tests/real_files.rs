@@ -105,6 +105,9 @@ fn every_real_record_is_read_and_none_is_skipped() {
     assert!(total > 950, "{total}");
 }
 
+/// The pack stays quiet on third-party records except where it should speak: AWS Backup and
+/// Outposts events, and the calls that blind the pipeline (the real Stratus Red Team and
+/// Invictus DeleteTrail records must fire `trail-logging-stopped`).
 #[test]
 fn the_builtin_pack_is_quiet_on_records_that_are_not_backup_or_outposts_events() {
     let rules = RuleSet::load(&[RuleSource::Builtin]).expect("builtin");
@@ -122,8 +125,21 @@ fn the_builtin_pack_is_quiet_on_records_that_are_not_backup_or_outposts_events()
             outcome.unreadable
         );
     }
+    let mut blinding = Vec::new();
     for a in &alerts {
         let src = a.event.event_source.as_deref().unwrap_or("");
+        if a.rule_id.starts_with("trail-") {
+            assert!(
+                src == "cloudtrail.amazonaws.com" || src == "s3.amazonaws.com",
+                "{} fired on {src}",
+                a.rule_id
+            );
+            blinding.push((
+                a.rule_id.clone(),
+                a.event.event_name.clone().unwrap_or_default(),
+            ));
+            continue;
+        }
         assert!(
             src == "backup.amazonaws.com" || src == "outposts.amazonaws.com",
             "{} fired on {src} {:?} in {}",
@@ -132,6 +148,23 @@ fn the_builtin_pack_is_quiet_on_records_that_are_not_backup_or_outposts_events()
             a.source.display()
         );
     }
+    blinding.sort();
+    blinding.dedup();
+    // Stratus Red Team's cloudtrail-delete, -stop, -event-selectors and the Invictus
+    // incident's UpdateTrail.
+    let pairs: Vec<(&str, &str)> = blinding
+        .iter()
+        .map(|(r, e)| (r.as_str(), e.as_str()))
+        .collect();
+    assert_eq!(
+        pairs,
+        [
+            ("trail-changed", "UpdateTrail"),
+            ("trail-logging-stopped", "DeleteTrail"),
+            ("trail-logging-stopped", "StopLogging"),
+            ("trail-management-events-dropped", "PutEventSelectors"),
+        ]
+    );
 }
 
 #[test]
