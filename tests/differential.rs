@@ -264,6 +264,7 @@ fn the_fast_path_never_misses_a_match() {
             grouping: None,
             rollup_fields: Vec::new(),
             absence: None,
+            runbook: None,
             tests: Vec::new(),
             origin: "generated".into(),
         }])

@@ -113,6 +113,31 @@ pub struct Alert {
     /// The record fields (dotted paths) and values that made the rule match; a field matched
     /// by its absence has `None`.
     pub matched: Vec<(String, Option<Value>)>,
+    /// The alert's stable key: the rule and its key values (dedup, threshold, absence), or the
+    /// rule and the eventID. Repeats, roll-ups and resolutions share it (chat threads, pager
+    /// incidents).
+    pub key: String,
+    /// The rule's runbook.
+    pub runbook: Option<String>,
+}
+
+/// The stable key of a rule's alert on a record or event.
+pub fn alert_key(rule: &Rule, record: &Value, event_id: Option<&str>) -> String {
+    // trail-alerts' own events (silence, absence) carry theirs.
+    if let Some(k) = record.pointer("/detail/alertKey").and_then(Value::as_str) {
+        if record.get("source").and_then(Value::as_str) == Some("trail-alerts") {
+            return k.to_owned();
+        }
+    }
+    let paths = rule
+        .grouping
+        .as_ref()
+        .map(|g| g.key())
+        .or(rule.absence.as_ref().map(|a| a.key.as_slice()));
+    match paths {
+        Some(paths) => format!("{}|{}", rule.id, crate::policy::key_value(paths, record)),
+        None => format!("{}|{}", rule.id, event_id.unwrap_or("-")),
+    }
 }
 
 impl Alert {
@@ -138,7 +163,10 @@ impl Alert {
             Explanation::Matched(fields) => fields,
             Explanation::Missed(_) => Vec::new(),
         };
+        let key = alert_key(rule, record, event.event_id.as_deref());
         Alert {
+            key,
+            runbook: rule.runbook.clone(),
             rule_id: rule.id.clone(),
             description: rule.description.clone(),
             severity: rule.severity,

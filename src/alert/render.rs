@@ -210,6 +210,168 @@ impl Alert {
     }
 }
 
+/// The longest chat title and description (conservative for Amazon Q Developer in chat
+/// applications' custom notifications), and how many next steps and keywords a message lists.
+pub const CHAT_MAX_TITLE: usize = 250;
+pub const CHAT_MAX_DESCRIPTION: usize = 4000;
+pub const CHAT_MAX_STEPS: usize = 5;
+pub const CHAT_MAX_KEYWORDS: usize = 10;
+
+/// Text cut to `max` characters, ending with `…` when cut.
+fn cut_chars(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_owned();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+impl Alert {
+    /// The alert as an Amazon Q Developer in chat applications custom notification (format
+    /// `chat`): a title and description readable on a phone, the rule's runbook as next steps,
+    /// and the alert key as the thread, so that repeats, roll-ups and resolutions land in one
+    /// thread.
+    pub fn chat(&self) -> Value {
+        let e = &self.event;
+        let resolved =
+            self.record.pointer("/detail/state").and_then(Value::as_str) == Some("RESOLVED");
+        let rollup = self.record.get("rollup") == Some(&Value::Bool(true));
+        let icon = if resolved {
+            ":white_check_mark:"
+        } else if rollup {
+            ":repeat:"
+        } else {
+            match self.severity {
+                crate::rules::Severity::Critical => ":rotating_light:",
+                crate::rules::Severity::High => ":red_circle:",
+                crate::rules::Severity::Medium => ":large_orange_diamond:",
+                crate::rules::Severity::Low => ":large_blue_circle:",
+                crate::rules::Severity::Info => ":information_source:",
+            }
+        };
+        let place = format!(
+            "{}/{}",
+            e.account.as_deref().unwrap_or("?"),
+            e.region.as_deref().unwrap_or("?")
+        );
+        let title = cut_chars(
+            &printable(&format!(
+                "{icon} [{}] {}{} — {place}",
+                self.severity.as_str().to_ascii_uppercase(),
+                self.rule_id,
+                if resolved { " resolved" } else { "" }
+            )),
+            CHAT_MAX_TITLE,
+        );
+        let v = |o: &Option<String>| o.as_deref().map(printable);
+        let mut lines = vec![printable(&self.summary)];
+        if let (Some(name), Some(time)) = (v(&e.event_name), v(&e.event_time)) {
+            lines.push(format!(
+                "*Event:* {name}{} at {time}",
+                v(&e.state).map(|s| format!(" {s}")).unwrap_or_default()
+            ));
+        }
+        if let Some(p) = v(&e.principal) {
+            lines.push(format!("*By:* {p}"));
+        }
+        if let Some(code) = v(&e.error_code) {
+            lines.push(format!("*Error:* {code}"));
+        }
+        if !self.matched.is_empty() {
+            lines.push(format!(
+                "*Matched:* {}",
+                printable(&crate::rules::describe_fields(&self.matched))
+            ));
+        }
+        lines.push(format!(
+            "*Rule:* {} — {}",
+            self.rule_id,
+            printable(&self.description)
+        ));
+        let description = cut_chars(&lines.join("\n"), CHAT_MAX_DESCRIPTION);
+        let steps: Vec<String> = self
+            .runbook
+            .as_deref()
+            .unwrap_or("")
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .take(CHAT_MAX_STEPS)
+            .map(printable)
+            .collect();
+        let keywords: Vec<String> = [
+            Some(self.severity.as_str().to_owned()),
+            Some(self.rule_id.clone()),
+            e.account.clone(),
+            e.region.clone(),
+            e.state.clone(),
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|k| !k.is_empty())
+        .map(|k| cut_chars(&printable(&k), 75))
+        .take(CHAT_MAX_KEYWORDS)
+        .collect();
+        let mut content = json!({
+            "textType": "client-markdown",
+            "title": title,
+            "description": description,
+            "keywords": keywords,
+        });
+        if !steps.is_empty() {
+            content["nextSteps"] = json!(steps);
+        }
+        json!({
+            "version": "1.0",
+            "source": "custom",
+            "id": cut_chars(&format!("{}:{}", self.key, e.event_id.as_deref().unwrap_or("-")), 256),
+            "content": content,
+            "metadata": {
+                "threadId": cut_chars(&self.key, 256),
+                "summary": self.subject,
+                "eventType": self.rule_id,
+                "relatedResources": related_resources(&self.record),
+                "additionalContext": {
+                    "alertKey": self.key,
+                    "account": e.account, "region": e.region,
+                    "eventID": e.event_id, "eventTime": e.event_time,
+                    "source": self.source.display(),
+                },
+            },
+        })
+    }
+}
+
+/// The ARNs an alert is about: the resource, recovery point, vault and created resource of a
+/// job, or an EventBridge event's `resources` (at most five).
+fn related_resources(record: &Value) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut add = |v: Option<&Value>| {
+        if let Some(s) = v.and_then(Value::as_str) {
+            if s.starts_with("arn:") && !out.iter().any(|o| o == s) && out.len() < 5 {
+                out.push(s.to_owned());
+            }
+        }
+    };
+    for place in ["/serviceEventDetails", "/requestParameters", "/detail"] {
+        for field in [
+            "resourceArn",
+            "recoveryPointArn",
+            "backupVaultArn",
+            "createdResourceArn",
+        ] {
+            add(record.pointer(&format!("{place}/{field}")));
+        }
+    }
+    if let Some(Value::Array(rs)) = record.get("resources") {
+        for r in rs {
+            add(Some(r));
+        }
+    }
+    out
+}
+
 /// JSON text with the characters serde leaves as they are but a terminal acts on (DEL, C1,
 /// bidirectional overrides) written as `\uXXXX` escapes, which mean the same in JSON (they can
 /// only stand inside strings).

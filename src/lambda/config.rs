@@ -33,6 +33,8 @@ pub struct LambdaConfig {
     pub rollup_lateness: u64,
     /// `TRAIL_SILENCE_AFTER`: how long an account and Region may deliver nothing.
     pub silence: super::state::Silence,
+    /// `TOPIC_FORMATS`: `<topic ARN>=<format>` pairs overriding `ALERT_FORMAT` per topic.
+    pub topic_formats: Vec<(String, AlertFormat)>,
 }
 
 impl Default for LambdaConfig {
@@ -48,6 +50,7 @@ impl Default for LambdaConfig {
             state_table: None,
             rollup_lateness: super::state::DEFAULT_LATENESS,
             silence: super::state::Silence::default(),
+            topic_formats: Vec::new(),
         }
     }
 }
@@ -64,7 +67,7 @@ impl LambdaConfig {
             Some(f) => AlertFormat::parse(&f).ok_or_else(|| ConfigError {
                 variable: "ALERT_FORMAT",
                 value: f.clone(),
-                reason: "expected json, text or per-protocol".into(),
+                reason: "expected json, text, per-protocol or chat".into(),
             })?,
         };
         let alert_topic_arn = non_empty("ALERT_TOPIC_ARN");
@@ -103,7 +106,30 @@ impl LambdaConfig {
                     .into(),
             })?,
         };
+        let mut topic_formats = Vec::new();
+        for pair in non_empty("TOPIC_FORMATS")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
+            let bad = |reason: &str| ConfigError {
+                variable: "TOPIC_FORMATS",
+                value: pair.to_owned(),
+                reason: reason.into(),
+            };
+            let (topic, format) = pair
+                .rsplit_once('=')
+                .ok_or_else(|| bad("expected <topic ARN>=<format>"))?;
+            if !valid_topic_arn(topic.trim()) {
+                return Err(bad("not an SNS topic ARN"));
+            }
+            let format = AlertFormat::parse(format.trim())
+                .ok_or_else(|| bad("the format is json, text, per-protocol or chat"))?;
+            topic_formats.push((topic.trim().to_owned(), format));
+        }
         Ok(LambdaConfig {
+            topic_formats,
             silence,
             alert_topic_arn,
             rules: rule_sources(&lookup),
@@ -157,8 +183,19 @@ mod tests {
                 "TRAIL_SILENCE_AFTER",
                 "6h, 123456789012/us-east-1=24h, */eu-*=12h",
             ),
+            (
+                "TOPIC_FORMATS",
+                "arn:aws:sns:us-east-1:123456789012:chat=chat",
+            ),
         ])
         .unwrap();
+        assert_eq!(
+            c.topic_formats,
+            [(
+                "arn:aws:sns:us-east-1:123456789012:chat".to_owned(),
+                AlertFormat::Chat
+            )]
+        );
         assert_eq!(c.silence.after("123456789012", "us-east-1"), 86_400);
         assert_eq!(c.silence.after("123456789012", "eu-west-1"), 43_200);
         assert_eq!(c.silence.after("210987654321", "us-east-1"), 21_600);
@@ -201,6 +238,17 @@ mod tests {
                 .variable,
             "TRAIL_SILENCE_AFTER"
         );
+        for bad in [
+            "chat",
+            "arn:aws:sns:us-east-1:123456789012:t=xml",
+            "topic=chat",
+        ] {
+            assert_eq!(
+                cfg(&[("TOPIC_FORMATS", bad)]).unwrap_err().variable,
+                "TOPIC_FORMATS",
+                "{bad}"
+            );
+        }
         assert_eq!(
             cfg(&[("MAX_DECOMPRESSED_BYTES", "-1")])
                 .unwrap_err()

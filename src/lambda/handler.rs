@@ -236,6 +236,7 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
             publisher,
             default_topic: config.alert_topic_arn.clone(),
             format: config.format,
+            topic_formats: config.topic_formats.clone(),
             retries: config.publish_retries,
             backoff: config.publish_backoff,
         };

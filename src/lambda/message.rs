@@ -19,6 +19,8 @@ pub enum AlertFormat {
     Text,
     /// `MessageStructure=json`: the JSON document as `default`, the text as `email`.
     PerProtocol,
+    /// Amazon Q Developer in chat applications' custom notification JSON.
+    Chat,
 }
 
 impl AlertFormat {
@@ -27,6 +29,7 @@ impl AlertFormat {
             "json" => AlertFormat::Json,
             "text" => AlertFormat::Text,
             "per-protocol" => AlertFormat::PerProtocol,
+            "chat" => AlertFormat::Chat,
             _ => return None,
         })
     }
@@ -57,6 +60,7 @@ impl OutMessage {
         let (body, structured) = match format {
             AlertFormat::Json => (alert.document_within(limit), false),
             AlertFormat::Text => (alert.text(limit), false),
+            AlertFormat::Chat => (alert.chat().to_string(), false),
             AlertFormat::PerProtocol => {
                 // Both renderings share the limit; the JSON one is escaped once more inside
                 // the structure, so it gets a third of the room.

@@ -51,6 +51,8 @@ pub(super) struct Publishing<P> {
     /// `ALERT_TOPIC_ARN`: for rules without a topic of their own.
     pub(super) default_topic: Option<String>,
     pub(super) format: AlertFormat,
+    /// Formats of topics that differ from `format` (`TOPIC_FORMATS`).
+    pub(super) topic_formats: Vec<(String, AlertFormat)>,
     /// Attempts at refused entries after the first, and the first back-off (growing fourfold).
     pub(super) retries: u32,
     pub(super) backoff: Duration,
@@ -73,10 +75,15 @@ impl<P: Publisher> Publishing<P> {
                     rule: alert.rule_id.clone(),
                 })?;
             let fifo = topic.ends_with(".fifo");
+            let format = self
+                .topic_formats
+                .iter()
+                .find(|(t, _)| *t == topic)
+                .map_or(self.format, |(_, f)| *f);
             by_topic.entry(topic).or_default().push(OutMessage::new(
                 format!("alert-{i}"),
                 alert,
-                self.format,
+                format,
                 fifo,
             ));
         }

@@ -313,6 +313,8 @@ pub fn rollup_alert(rule: &Rule, state: &WindowState, more: u64, source: AlertSo
         record_index: 0,
         record: rollup,
         matched: Vec::new(),
+        key: format!("{}|{}", rule.id, state.key),
+        runbook: rule.runbook.clone(),
     }
 }
 

@@ -11,7 +11,7 @@ use crate::pattern::{JsonPath, Pattern};
 use crate::policy::{parse_expiry, Absence, Grouping, KeyPath, Suppression};
 use crate::time::parse_duration;
 
-const RULE_KEYS: [&str; 11] = [
+const RULE_KEYS: [&str; 12] = [
     "id",
     "description",
     "severity",
@@ -19,6 +19,7 @@ const RULE_KEYS: [&str; 11] = [
     "enabled",
     "topic",
     "summary",
+    "runbook",
     "dedup",
     "threshold",
     "absence",
@@ -640,6 +641,19 @@ fn parse_rule(origin: &str, item: &Value, at: &JsonPath) -> Result<Rule, RuleErr
         }
         (None, None) => (None, Vec::new()),
     };
+    let runbook = match map.get("runbook") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(t)) if !t.trim().is_empty() => Some(t.trim().to_owned()),
+        Some(other) => {
+            return Err(rule_fail(
+                at.key("runbook"),
+                format!(
+                    "expected text (what to do, with links), found {}",
+                    yaml_kind(other)
+                ),
+            ))
+        }
+    };
     let absence = match map.get("absence") {
         None => None,
         Some(_) if grouping.is_some() => {
@@ -668,6 +682,7 @@ fn parse_rule(origin: &str, item: &Value, at: &JsonPath) -> Result<Rule, RuleErr
         grouping,
         rollup_fields,
         absence,
+        runbook,
         tests,
         origin: origin.to_owned(),
     })

@@ -101,6 +101,8 @@ pub struct Rule {
     pub rollup_fields: Vec<KeyPath>,
     /// An absence rule: its matches are heartbeats, and silence past `every` is the alert.
     pub absence: Option<Absence>,
+    /// What to do: text and links, one step a line (chat messages' next steps).
+    pub runbook: Option<String>,
     pub tests: Vec<RuleTest>,
     /// Where the rule was read from (a path, `builtin:…`, or `s3://…`).
     pub origin: String,
