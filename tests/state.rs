@@ -781,3 +781,61 @@ async fn missed_heartbeats_and_silent_trails_through_the_sweep() {
     assert_eq!(got[0].1["missingFor"], "46h");
     assert_eq!(got[1].1["alertKey"], "trail-silent|111111111111/us-east-1");
 }
+
+/// In the chat format (`TOPIC_FORMATS`), an alert and its roll-up land in one thread: the
+/// alert key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chat_messages_thread_an_alert_with_its_rollup() {
+    let stack = stack().await;
+    let rules = rules("");
+    let h = Handler::new(
+        Arc::clone(&rules),
+        S3Store::new(stack.aws.s3.clone()),
+        sns(&stack),
+        LambdaConfig {
+            topic_formats: vec![(
+                stack.topic.clone(),
+                trail_alerts::lambda::message::AlertFormat::Chat,
+            )],
+            ..config(&stack)
+        },
+    )
+    .expect("handler")
+    .with_state(Arc::new(DynamoState::new(stack.dynamodb.clone(), TABLE)));
+    let payload = object(
+        &stack,
+        "chat",
+        &[
+            job("BackupJobCompleted", "k1", "2024-07-01T08:00:00Z", VOL_A),
+            job("BackupJobCompleted", "k2", "2024-07-01T08:10:00Z", VOL_A),
+        ],
+    )
+    .await;
+    h.handle(payload).await.expect("object");
+    h.sweep(LATER).await.expect("sweep");
+    let got = drain(&stack.aws, &stack.queue, 2).await;
+    assert_eq!(got.len(), 2);
+    let chats: Vec<Value> = got
+        .iter()
+        .map(|m| serde_json::from_str(m["Message"].as_str().expect("message")).expect("chat json"))
+        .collect();
+    let threads: Vec<&Value> = chats.iter().map(|c| &c["metadata"]["threadId"]).collect();
+    assert_eq!(threads[0], threads[1], "{chats:?}");
+    assert_eq!(threads[0], &json!(format!("job-failed|[\"{VOL_A}\"]")));
+    let titles: Vec<&str> = chats
+        .iter()
+        .map(|c| c["content"]["title"].as_str().expect("title"))
+        .collect();
+    assert!(
+        titles
+            .iter()
+            .any(|t| t.starts_with(":red_circle: [HIGH] job-failed")),
+        "{titles:?}"
+    );
+    assert!(
+        titles
+            .iter()
+            .any(|t| t.starts_with(":repeat: [HIGH] job-failed")),
+        "{titles:?}"
+    );
+}

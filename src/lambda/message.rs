@@ -244,6 +244,92 @@ mod tests {
         assert!(s["email"].as_str().unwrap().contains("Backup job J1"));
     }
 
+    /// The chat format, field by field: a title and description within their limits even for
+    /// long non-ASCII text, next steps from the runbook, the alert key as the thread.
+    #[test]
+    fn chat_messages_are_custom_notifications() {
+        let doc = "rules:\n  - id: vault-failure\n    description: Sauvegarde échouée — coffre « principal »\n    severity: critical\n    pattern: {eventName: [BackupJobCompleted]}\n    dedup: {key: [serviceEventDetails.backupVaultName], window: 1h}\n    runbook: |\n      Check the vault's access policy: https://console.aws.amazon.com/backup\n      Re-run the job\n";
+        let rule = crate::rules::parse_document("c.yaml", doc)
+            .unwrap()
+            .remove(0);
+        let record = json!({
+            "eventID": "e-1", "eventName": "BackupJobCompleted", "eventTime": "2024-01-10T08:00:00Z",
+            "eventSource": "backup.amazonaws.com", "recipientAccountId": "123456789012", "awsRegion": "eu-west-3",
+            "serviceEventDetails": {"state": "FAILED", "backupJobId": "J1", "backupVaultName": "coffre-é",
+                                    "resourceArn": "arn:aws:ec2:eu-west-3:123456789012:volume/vol-1",
+                                    "statusMessage": "Échec: ".repeat(2000)}
+        });
+        let a = Alert::new(
+            &rule,
+            &record,
+            AlertSource::S3 {
+                bucket: "b".into(),
+                key: "k".into(),
+            },
+            0,
+        );
+        let m = OutMessage::new("a0".into(), &a, AlertFormat::Chat, false);
+        let c: Value = serde_json::from_str(&m.body).unwrap();
+        assert_eq!(
+            (c["version"].as_str(), c["source"].as_str()),
+            (Some("1.0"), Some("custom"))
+        );
+        assert_eq!(c["content"]["textType"], "client-markdown");
+        let title = c["content"]["title"].as_str().unwrap();
+        assert_eq!(
+            title,
+            ":rotating_light: [CRITICAL] vault-failure — 123456789012/eu-west-3"
+        );
+        let description = c["content"]["description"].as_str().unwrap();
+        assert_eq!(
+            description.chars().count(),
+            crate::alert::render::CHAT_MAX_DESCRIPTION
+        );
+        assert!(description.ends_with('…') && description.starts_with("Backup job J1 for arn:aws:ec2:eu-west-3:123456789012:volume/vol-1 in vault coffre-é ended FAILED: Échec"), "{description}");
+        assert_eq!(
+            c["content"]["nextSteps"],
+            json!([
+                "Check the vault's access policy: https://console.aws.amazon.com/backup",
+                "Re-run the job"
+            ])
+        );
+        assert_eq!(
+            c["content"]["keywords"],
+            json!([
+                "critical",
+                "vault-failure",
+                "123456789012",
+                "eu-west-3",
+                "FAILED"
+            ])
+        );
+        assert_eq!(c["metadata"]["threadId"], r#"vault-failure|["coffre-é"]"#);
+        assert_eq!(c["metadata"]["eventType"], "vault-failure");
+        assert_eq!(
+            c["metadata"]["relatedResources"],
+            json!(["arn:aws:ec2:eu-west-3:123456789012:volume/vol-1"])
+        );
+        assert_eq!(c["metadata"]["summary"], m.subject);
+        // A title at its limit.
+        let long = "rules:\n  - id: x\n    description: d\n    severity: low\n    pattern: {eventName: [X]}\n";
+        let rule = crate::rules::parse_document("l.yaml", long)
+            .unwrap()
+            .remove(0);
+        let mut r =
+            json!({"eventName": "X", "recipientAccountId": "9".repeat(300), "awsRegion": "r"});
+        r["eventID"] = json!("e");
+        let a = Alert::new(&rule, &r, AlertSource::File { path: "f".into() }, 0);
+        let c = a.chat();
+        let title = c["content"]["title"].as_str().unwrap();
+        assert_eq!(title.chars().count(), crate::alert::render::CHAT_MAX_TITLE);
+        assert!(title.ends_with('…'));
+        assert_eq!(
+            c["metadata"]["threadId"], "x|e",
+            "a rule without a key threads on the event"
+        );
+        assert!(c["content"].get("nextSteps").is_none());
+    }
+
     #[test]
     fn batches_respect_count_and_size() {
         let small: Vec<OutMessage> = (0..23)
