@@ -182,6 +182,27 @@ def main():
             if (response.get("events"), response.get("alerts")) != (1, 0):
                 failures.append(f"eventbridge-unknown-detail-type.json: response {response}")
 
+        # One CloudWatch Embedded Metric Format line per invocation, in the function's output.
+        emf = []
+        with open(log_path, errors="replace") as log:
+            for line in log:
+                pos = line.find('{"')
+                if '"_aws"' in line and pos >= 0:
+                    try:
+                        emf.append(json.loads(line[pos:]))
+                    except ValueError:
+                        pass
+        reads = [d for d in emf if d.get("Objects", 0) >= 1]
+        if len(emf) < 5 or not reads:
+            failures.append(f"EMF: {len(emf)} metric lines in the function's output")
+        else:
+            d = reads[0]
+            directive = d["_aws"]["CloudWatchMetrics"][0]
+            names = {m["Name"] for m in directive["Metrics"]}
+            if directive["Namespace"] != "TrailAlerts" or not {"Objects", "Records", "AlertsPublished", "DeliveryLag"} <= names \
+                    or any(not isinstance(d.get(n), (int, float)) for n in names) or not isinstance(d["_aws"]["Timestamp"], int):
+                failures.append(f"EMF line: {d}")
+
         if failures:
             sys.exit("e2e-lambda FAILED:\n  " + "\n  ".join(failures) + f"\n(see {log_path})")
         print("e2e-lambda: 7 invocations through the Lambda runtime API, all as expected")

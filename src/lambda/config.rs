@@ -35,6 +35,8 @@ pub struct LambdaConfig {
     pub silence: super::state::Silence,
     /// `TOPIC_FORMATS`: `<topic ARN>=<format>` pairs overriding `ALERT_FORMAT` per topic.
     pub topic_formats: Vec<(String, AlertFormat)>,
+    /// `AWS_LAMBDA_FUNCTION_NAME` (set by Lambda): the metrics' dimension.
+    pub function_name: String,
 }
 
 impl Default for LambdaConfig {
@@ -51,6 +53,7 @@ impl Default for LambdaConfig {
             rollup_lateness: super::state::DEFAULT_LATENESS,
             silence: super::state::Silence::default(),
             topic_formats: Vec::new(),
+            function_name: "trail-alerts".into(),
         }
     }
 }
@@ -129,6 +132,8 @@ impl LambdaConfig {
             topic_formats.push((topic.trim().to_owned(), format));
         }
         Ok(LambdaConfig {
+            function_name: non_empty("AWS_LAMBDA_FUNCTION_NAME")
+                .unwrap_or_else(|| "trail-alerts".into()),
             topic_formats,
             silence,
             alert_topic_arn,

@@ -14,7 +14,10 @@ use crate::policy;
 use super::state::{admit, rollup_alert, watch, Store, StoreError, SweepOutcome};
 use crate::index::Scratch;
 use crate::pattern::Delivered;
-use crate::rules::RuleSet;
+use crate::rules::{RuleSet, Severity};
+use std::collections::BTreeMap;
+
+use super::metrics;
 
 use super::config::LambdaConfig;
 use super::input::{parse_payload, Delivery, InputError, ObjectRef, Payload};
@@ -99,7 +102,7 @@ impl From<HandlerError> for lambda_runtime::Diagnostic {
 }
 
 /// Counts over one invocation (or one SQS message).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Totals {
     pub objects: u64,
     /// Objects passed over without being read (not logs, empty): `skippedObjects` in the
@@ -114,24 +117,43 @@ pub struct Totals {
     pub unreadable_records: u64,
     pub alerts: u64,
     pub published: u64,
+    /// Matches dedup or a threshold held back, and alerts a suppression silenced.
+    pub held: u64,
+    pub suppressed: u64,
+    /// Alerts published, per rule and per severity.
+    pub per_rule: BTreeMap<String, u64>,
+    pub per_severity: BTreeMap<String, u64>,
+    /// The newest delivery time read (from the log names): the delivery lag's end.
+    pub newest_log: Option<i64>,
 }
 
 impl From<&ObjectOutcome> for Totals {
     fn from(o: &ObjectOutcome) -> Self {
-        match *o {
+        match o {
             ObjectOutcome::PassedOver(_) => Totals {
                 objects: 1,
                 passed_over_objects: 1,
                 ..Totals::default()
             },
-            ObjectOutcome::Read { stats, published } => Totals {
-                objects: 1,
-                records: stats.records,
-                unreadable_records: stats.unreadable,
-                alerts: stats.alerts,
+            ObjectOutcome::Read {
+                stats,
                 published,
-                ..Totals::default()
-            },
+                report,
+            } => {
+                let mut t = Totals {
+                    objects: 1,
+                    records: stats.records,
+                    unreadable_records: stats.unreadable,
+                    alerts: stats.alerts,
+                    published: *published,
+                    held: report.held,
+                    suppressed: report.suppressed,
+                    newest_log: report.newest_log,
+                    ..Totals::default()
+                };
+                t.count_published(&report.published);
+                t
+            }
         }
     }
 }
@@ -147,11 +169,31 @@ impl AddAssign for Totals {
         self.unreadable_records += o.unreadable_records;
         self.alerts += o.alerts;
         self.published += o.published;
+        self.held += o.held;
+        self.suppressed += o.suppressed;
+        for (k, v) in o.per_rule {
+            *self.per_rule.entry(k).or_default() += v;
+        }
+        for (k, v) in o.per_severity {
+            *self.per_severity.entry(k).or_default() += v;
+        }
+        self.newest_log = self.newest_log.max(o.newest_log);
     }
 }
 
 impl Totals {
-    fn to_json(self) -> Value {
+    /// Counts published alerts per rule and severity.
+    pub fn count_published(&mut self, published: &[(String, Severity)]) {
+        for (rule, severity) in published {
+            *self.per_rule.entry(rule.clone()).or_default() += 1;
+            *self
+                .per_severity
+                .entry(severity.as_str().to_owned())
+                .or_default() += 1;
+        }
+    }
+
+    fn to_json(&self) -> Value {
         json!({
             "objects": self.objects, "skippedObjects": self.passed_over_objects,
             "ignoredNotifications": self.ignored_notifications, "testEvents": self.test_events,
@@ -278,6 +320,7 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
             }
             Payload::Direct(deliveries) => {
                 let (totals, failures) = self.deliver(&deliveries).await;
+                metrics::emit(&totals, &self.config.function_name, policy::now_ms());
                 if failures.is_empty() {
                     Ok(totals.to_json())
                 } else {
@@ -309,6 +352,7 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
                     }
                 }
                 info!(failed_messages = failed.len(), ?totals, "SQS batch done");
+                metrics::emit(&totals, &self.config.function_name, policy::now_ms());
                 Ok(json!({
                     "batchItemFailures": failed.iter().map(|id| json!({"itemIdentifier": id})).collect::<Vec<_>>()
                 }))
@@ -366,6 +410,7 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
                 info!(suppressed, "alerts silenced by suppressions");
             }
             let raised = alerts.len() as u64;
+            let suppressed_count = suppressed;
             let (alerts, claims, held) = match &self.state {
                 Some(state) => admit(
                     state.as_ref(),
@@ -381,6 +426,10 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
                 })?,
                 None => (alerts, Vec::new(), 0),
             };
+            let sent: Vec<(String, Severity)> = alerts
+                .iter()
+                .map(|a| (a.rule_id.clone(), a.severity))
+                .collect();
             let published = self
                 .publishing
                 .publish(&origin, alerts)
@@ -400,13 +449,17 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
                 Delivered::Native(_) => "native",
             };
             info!(kind, alerts = raised, published, "event done");
-            Ok(Totals {
+            let mut t = Totals {
                 events: 1,
                 records: u64::from(kind == "CloudTrail"),
                 alerts: raised,
                 published,
+                held,
+                suppressed: suppressed_count,
                 ..Totals::default()
-            })
+            };
+            t.count_published(&sent);
+            Ok(t)
         }
         .instrument(span)
         .await

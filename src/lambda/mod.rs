@@ -11,6 +11,7 @@
 //! - [`message`]: SNS messages (formats, attributes, FIFO ids, batching, SNS's limits).
 //! - [`state`]: the state store of dedup and threshold windows (port, protocol, sweep, and an
 //!   in-memory adapter); DynamoDB in `aws`.
+//! - [`metrics`]: one CloudWatch Embedded Metric Format line per invocation.
 //! - [`config`]: the function's environment, read once.
 //! - [`aws`]: the ports on the AWS SDK (the only module that imports `aws_sdk_*`).
 //! - [`memory`]: the ports in memory, for unit tests.
@@ -21,6 +22,7 @@ pub mod handler;
 pub mod input;
 pub mod memory;
 pub mod message;
+pub mod metrics;
 pub mod object;
 pub mod ports;
 pub mod publish;

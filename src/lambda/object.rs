@@ -69,12 +69,28 @@ impl ObjectError {
 }
 
 /// What happened to one object that did not fail.
+/// What an object's alerts became, for the invocation's metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Held back by dedup or a threshold; silenced by a suppression.
+    pub held: u64,
+    pub suppressed: u64,
+    /// The rule and severity of each alert published.
+    pub published: Vec<(String, crate::rules::Severity)>,
+    /// The delivery time in the object's name.
+    pub newest_log: Option<i64>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ObjectOutcome {
     /// Passed over, and why: a digest, a folder marker, an empty object…
     PassedOver(&'static str),
     /// Read; its alerts were published.
-    Read { stats: ObjectStats, published: u64 },
+    Read {
+        stats: ObjectStats,
+        published: u64,
+        report: Report,
+    },
 }
 
 /// Reads one object, matches its records and publishes the alerts.
@@ -153,6 +169,15 @@ pub(super) async fn process<S: ObjectStore, P: Publisher>(
         }
         None => (alerts, Vec::new(), 0),
     };
+    let report = Report {
+        held,
+        suppressed,
+        published: alerts
+            .iter()
+            .map(|a| (a.rule_id.clone(), a.severity))
+            .collect(),
+        newest_log: crate::keys::log_name_parts(&object.key).map(|(_, _, t)| t),
+    };
     let published = publishing
         .publish(&object.to_string(), alerts)
         .await
@@ -172,7 +197,11 @@ pub(super) async fn process<S: ObjectStore, P: Publisher>(
         bytes = stats.bytes,
         "object done"
     );
-    Ok(ObjectOutcome::Read { stats, published })
+    Ok(ObjectOutcome::Read {
+        stats,
+        published,
+        report,
+    })
 }
 
 /// Why a key is passed over without being read (it names no log), if it is.

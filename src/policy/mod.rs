@@ -209,6 +209,13 @@ pub fn event_time(record: &Value) -> Option<i64> {
         .and_then(time::parse_timestamp)
 }
 
+/// The wall clock, in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// The wall clock, in Unix seconds.
 pub fn now() -> i64 {
     std::time::SystemTime::now()

@@ -1,0 +1,167 @@
+//! Metrics without API calls: one CloudWatch Embedded Metric Format line per invocation on
+//! standard output, which Lambda's log stream carries to CloudWatch Logs and CloudWatch turns
+//! into metrics — namespace `TrailAlerts`, dimension `FunctionName`.
+//!
+//! Metrics (all `Count` but the lag): `Objects`, `ObjectsSkipped`, `Events`, `Records`,
+//! `RecordsSkipped`, `Matches`, `AlertsPublished`, `Deduplicated`, `Suppressed`, one
+//! `Alerts.<severity>` per severity and one `Alerts.<rule id>` per rule that published, and
+//! `DeliveryLag` (seconds: now minus the newest delivery time read). The EMF rules kept: at most
+//! 100 metrics per directive (more are split across directives), every metric and dimension a
+//! top-level member, `Timestamp` in milliseconds.
+
+use serde_json::{json, Map, Value};
+
+use super::handler::Totals;
+
+pub const NAMESPACE: &str = "TrailAlerts";
+/// EMF's limit of metrics per directive.
+pub const MAX_METRICS_PER_DIRECTIVE: usize = 100;
+
+/// The EMF document of one invocation.
+pub fn emf(totals: &Totals, function: &str, now_ms: i64) -> Value {
+    let mut values: Vec<(String, f64, &str)> = vec![
+        ("Objects".into(), totals.objects as f64, "Count"),
+        (
+            "ObjectsSkipped".into(),
+            totals.passed_over_objects as f64,
+            "Count",
+        ),
+        ("Events".into(), totals.events as f64, "Count"),
+        ("Records".into(), totals.records as f64, "Count"),
+        (
+            "RecordsSkipped".into(),
+            totals.unreadable_records as f64,
+            "Count",
+        ),
+        ("Matches".into(), totals.alerts as f64, "Count"),
+        ("AlertsPublished".into(), totals.published as f64, "Count"),
+        ("Deduplicated".into(), totals.held as f64, "Count"),
+        ("Suppressed".into(), totals.suppressed as f64, "Count"),
+    ];
+    for (severity, n) in &totals.per_severity {
+        values.push((format!("Alerts.{severity}"), *n as f64, "Count"));
+    }
+    for (rule, n) in &totals.per_rule {
+        values.push((format!("Alerts.{rule}"), *n as f64, "Count"));
+    }
+    if let Some(newest) = totals.newest_log {
+        let lag = (now_ms / 1000 - newest).max(0);
+        values.push(("DeliveryLag".into(), lag as f64, "Seconds"));
+    }
+    let mut doc = Map::new();
+    doc.insert("FunctionName".into(), json!(function));
+    let directives: Vec<Value> = values
+        .chunks(MAX_METRICS_PER_DIRECTIVE)
+        .map(|chunk| {
+            json!({
+                "Namespace": NAMESPACE,
+                "Dimensions": [["FunctionName"]],
+                "Metrics": chunk.iter().map(|(name, _, unit)| json!({"Name": name, "Unit": unit})).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    for (name, value, _) in values {
+        doc.insert(name, json!(value));
+    }
+    doc.insert(
+        "_aws".into(),
+        json!({"Timestamp": now_ms, "CloudWatchMetrics": directives}),
+    );
+    Value::Object(doc)
+}
+
+/// Writes the invocation's EMF line to standard output (one line, nothing else on it).
+pub fn emit(totals: &Totals, function: &str, now_ms: i64) {
+    println!("{}", emf(totals, function, now_ms));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Checks a document against the EMF specification's rules.
+    pub fn valid_emf(doc: &Value) -> Result<(), String> {
+        let aws = doc.get("_aws").ok_or("no _aws")?;
+        let ts = aws["Timestamp"]
+            .as_i64()
+            .ok_or("Timestamp is not an integer")?;
+        if ts < 1_000_000_000_000 {
+            return Err("Timestamp is not in milliseconds".into());
+        }
+        let directives = aws["CloudWatchMetrics"]
+            .as_array()
+            .ok_or("no CloudWatchMetrics")?;
+        for d in directives {
+            if d["Namespace"].as_str().is_none_or(str::is_empty) {
+                return Err("a directive without Namespace".into());
+            }
+            let metrics = d["Metrics"].as_array().ok_or("no Metrics")?;
+            if metrics.len() > MAX_METRICS_PER_DIRECTIVE {
+                return Err(format!("{} metrics in one directive", metrics.len()));
+            }
+            for m in metrics {
+                let name = m["Name"].as_str().ok_or("a metric without Name")?;
+                if !doc[name].is_number() {
+                    return Err(format!("metric {name} has no numeric top-level value"));
+                }
+                if name.is_empty() || name.len() > 255 {
+                    return Err(format!("metric name {name:?} is not 1-255 characters"));
+                }
+            }
+            for set in d["Dimensions"].as_array().ok_or("no Dimensions")? {
+                let set = set.as_array().ok_or("a dimension set is not a list")?;
+                if set.len() > 30 {
+                    return Err("more than 30 dimensions in a set".into());
+                }
+                for dim in set {
+                    let dim = dim.as_str().ok_or("a dimension is not a string")?;
+                    if !doc[dim].is_string() {
+                        return Err(format!("dimension {dim} has no string top-level value"));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn one_valid_emf_line_per_invocation() {
+        let mut t = Totals {
+            objects: 3,
+            records: 1200,
+            alerts: 5,
+            published: 3,
+            held: 2,
+            newest_log: Some(1_704_873_600),
+            ..Totals::default()
+        };
+        t.per_rule.insert("backup-job-failed".into(), 3);
+        t.per_severity.insert("high".into(), 3);
+        let doc = emf(&t, "trail-alerts-fn", 1_704_873_900_000);
+        valid_emf(&doc).unwrap();
+        assert_eq!(doc["FunctionName"], "trail-alerts-fn");
+        assert_eq!(doc["Records"], 1200.0);
+        assert_eq!(doc["Deduplicated"], 2.0);
+        assert_eq!(doc["Alerts.backup-job-failed"], 3.0);
+        assert_eq!(doc["Alerts.high"], 3.0);
+        assert_eq!(doc["DeliveryLag"], 300.0);
+        assert_eq!(
+            doc["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+            "TrailAlerts"
+        );
+        assert!(!doc.to_string().contains('\n'));
+        // 150 rules that published: split across directives of at most 100.
+        for i in 0..150 {
+            t.per_rule.insert(format!("rule-{i:03}"), 1);
+        }
+        let doc = emf(&t, "f", 1_704_873_900_000);
+        valid_emf(&doc).unwrap();
+        let n: Vec<usize> = doc["_aws"]["CloudWatchMetrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["Metrics"].as_array().unwrap().len())
+            .collect();
+        assert_eq!(n, [100, 62]);
+    }
+}
