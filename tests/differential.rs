@@ -265,6 +265,7 @@ fn the_fast_path_never_misses_a_match() {
             rollup_fields: Vec::new(),
             absence: None,
             runbook: None,
+            resolves: Vec::new(),
             tests: Vec::new(),
             origin: "generated".into(),
         }])

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 use trail_alerts::lambda::aws::{
-    load_rules, s3_client, sdk_config, DynamoState, S3Store, SnsPublisher,
+    load_rules, read_routing_key, s3_client, sdk_config, DynamoState, S3Store, SnsPublisher,
 };
+use trail_alerts::lambda::pager::{HttpPager, Paging};
 use trail_alerts::lambda::{Handler, LambdaConfig};
 
 type Function = Handler<S3Store, SnsPublisher>;
@@ -32,6 +33,21 @@ async fn cold_start() -> Result<Function, String> {
         "rules loaded"
     );
     let table = config.state_table.clone();
+    let paging = match &config.pagerduty_secret {
+        Some(spec) => {
+            let routing_key = read_routing_key(&sdk, spec)
+                .await
+                .map_err(|e| format!("PAGERDUTY_ROUTING_KEY_SECRET: {e}"))?;
+            let pager = HttpPager::new(&config.pagerduty_url)?;
+            tracing::info!(url = %config.pagerduty_url, "PagerDuty destination");
+            Some(Paging {
+                pager: Box::new(pager),
+                routing_key,
+                min_severity: config.pagerduty_min_severity,
+            })
+        }
+        None => None,
+    };
     let handler = Handler::new(
         Arc::new(rules),
         S3Store::new(s3),
@@ -39,6 +55,10 @@ async fn cold_start() -> Result<Function, String> {
         config,
     )
     .map_err(|e| format!("rules: {e}"))?;
+    let handler = match paging {
+        Some(p) => handler.with_paging(p),
+        None => handler,
+    };
     Ok(match table {
         Some(table) => {
             tracing::info!(table = %table, "state store");

@@ -862,3 +862,46 @@ impl ProgressStore for DynamoState {
         }
     }
 }
+
+/// The PagerDuty routing key, read once at cold start: `ssm:/parameter/name` reads an SSM
+/// SecureString (decrypted); anything else names a Secrets Manager secret (ARN or name) whose
+/// string is the key, or JSON with a `routing_key` member. The key is never logged; errors name
+/// only where it was looked for.
+pub async fn read_routing_key(config: &SdkConfig, spec: &str) -> Result<String, String> {
+    let key = if let Some(name) = spec.strip_prefix("ssm:") {
+        aws_sdk_ssm::Client::new(config)
+            .get_parameter()
+            .name(name)
+            .with_decryption(true)
+            .send()
+            .await
+            .map_err(|e| format!("SSM parameter {name}: {}", describe::chain(&e)))?
+            .parameter()
+            .and_then(|p| p.value())
+            .map(str::to_owned)
+            .ok_or_else(|| format!("SSM parameter {name} has no value"))?
+    } else {
+        let secret = aws_sdk_secretsmanager::Client::new(config)
+            .get_secret_value()
+            .secret_id(spec)
+            .send()
+            .await
+            .map_err(|e| format!("secret {spec}: {}", describe::chain(&e)))?
+            .secret_string()
+            .map(str::to_owned)
+            .ok_or_else(|| format!("secret {spec} has no string value"))?;
+        match serde_json::from_str::<serde_json::Value>(&secret) {
+            Ok(v) => v
+                .get("routing_key")
+                .and_then(|k| k.as_str())
+                .map(str::to_owned)
+                .ok_or_else(|| format!("secret {spec} is JSON without a routing_key"))?,
+            Err(_) => secret,
+        }
+    };
+    let key = key.trim().to_owned();
+    if key.is_empty() {
+        return Err(format!("the routing key in {spec} is empty"));
+    }
+    Ok(key)
+}

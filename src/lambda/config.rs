@@ -37,6 +37,13 @@ pub struct LambdaConfig {
     pub topic_formats: Vec<(String, AlertFormat)>,
     /// `AWS_LAMBDA_FUNCTION_NAME` (set by Lambda): the metrics' dimension.
     pub function_name: String,
+    /// `PAGERDUTY_ROUTING_KEY_SECRET`: where the routing key is (a Secrets Manager secret's ARN
+    /// or name, or `ssm:/parameter/name`); `None`: no PagerDuty.
+    pub pagerduty_secret: Option<String>,
+    /// `PAGERDUTY_URL`: the Events v2 endpoint.
+    pub pagerduty_url: String,
+    /// `PAGERDUTY_MIN_SEVERITY`: alerts below it do not page.
+    pub pagerduty_min_severity: crate::rules::Severity,
 }
 
 impl Default for LambdaConfig {
@@ -54,6 +61,9 @@ impl Default for LambdaConfig {
             silence: super::state::Silence::default(),
             topic_formats: Vec::new(),
             function_name: "trail-alerts".into(),
+            pagerduty_secret: None,
+            pagerduty_url: super::pager::DEFAULT_URL.into(),
+            pagerduty_min_severity: crate::rules::Severity::High,
         }
     }
 }
@@ -131,7 +141,19 @@ impl LambdaConfig {
                 .ok_or_else(|| bad("the format is json, text, per-protocol or chat"))?;
             topic_formats.push((topic.trim().to_owned(), format));
         }
+        let pagerduty_min_severity = match non_empty("PAGERDUTY_MIN_SEVERITY") {
+            None => crate::rules::Severity::High,
+            Some(s) => crate::rules::Severity::parse(&s).ok_or_else(|| ConfigError {
+                variable: "PAGERDUTY_MIN_SEVERITY",
+                value: s.clone(),
+                reason: "expected info, low, medium, high or critical".into(),
+            })?,
+        };
         Ok(LambdaConfig {
+            pagerduty_secret: non_empty("PAGERDUTY_ROUTING_KEY_SECRET"),
+            pagerduty_url: non_empty("PAGERDUTY_URL")
+                .unwrap_or_else(|| super::pager::DEFAULT_URL.into()),
+            pagerduty_min_severity,
             function_name: non_empty("AWS_LAMBDA_FUNCTION_NAME")
                 .unwrap_or_else(|| "trail-alerts".into()),
             topic_formats,

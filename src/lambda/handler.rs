@@ -18,6 +18,7 @@ use crate::rules::{RuleSet, Severity};
 use std::collections::BTreeMap;
 
 use super::metrics;
+use super::pager::{resolutions, PagerError, Paging};
 
 use super::config::LambdaConfig;
 use super::input::{parse_payload, Delivery, InputError, ObjectRef, Payload};
@@ -76,6 +77,8 @@ pub enum DeliveryError {
     Event { origin: String, error: PublishError },
     #[error("{origin}: {error}")]
     State { origin: String, error: StoreError },
+    #[error("{origin}: {error}")]
+    Pager { origin: String, error: PagerError },
 }
 
 impl DeliveryError {
@@ -84,6 +87,7 @@ impl DeliveryError {
             DeliveryError::Object(e) => e.retryable(),
             DeliveryError::Event { error, .. } => error.retryable(),
             DeliveryError::State { error, .. } => error.retryable,
+            DeliveryError::Pager { error, .. } => error.retryable,
         }
     }
 }
@@ -212,6 +216,8 @@ pub struct Handler<S, P> {
     config: LambdaConfig,
     /// Dedup and threshold windows, the trail's progress, absence heartbeats (`STATE_TABLE`).
     state: Option<Arc<dyn Store>>,
+    /// The PagerDuty destination (`PAGERDUTY_ROUTING_KEY_SECRET`).
+    paging: Option<Paging>,
 }
 
 impl<S: ObjectStore, P: Publisher> Handler<S, P> {
@@ -288,7 +294,14 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
             publishing,
             config,
             state: None,
+            paging: None,
         })
+    }
+
+    /// Pages through PagerDuty too (triggers and resolves, before SNS).
+    pub fn with_paging(mut self, paging: Paging) -> Self {
+        self.paging = Some(paging);
+        self
     }
 
     /// Keeps dedup and threshold windows in this store (the table `STATE_TABLE` names).
@@ -409,6 +422,7 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
             if suppressed > 0 {
                 info!(suppressed, "alerts silenced by suppressions");
             }
+            let (alerts, resolves) = resolutions(&self.rules, alerts);
             let raised = alerts.len() as u64;
             let suppressed_count = suppressed;
             let (alerts, claims, held) = match &self.state {
@@ -430,6 +444,15 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
                 .iter()
                 .map(|a| (a.rule_id.clone(), a.severity))
                 .collect();
+            if let Some(paging) = &self.paging {
+                paging
+                    .send(&alerts, &resolves)
+                    .await
+                    .map_err(|error| DeliveryError::Pager {
+                        origin: origin.clone(),
+                        error,
+                    })?;
+            }
             let published = self
                 .publishing
                 .publish(&origin, alerts)
@@ -542,6 +565,15 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
             .await
             .map_err(store_err)?;
         outcome.watched = watched.len() as u64;
+        if let Some(paging) = &self.paging {
+            paging
+                .send(&watched, &[])
+                .await
+                .map_err(|error| DeliveryError::Pager {
+                    origin: origin.clone(),
+                    error,
+                })?;
+        }
         if !watched.is_empty() {
             self.publishing
                 .publish(&origin, watched)
@@ -561,6 +593,7 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
             &self.rules,
             &self.config,
             self.state.as_deref(),
+            self.paging.as_ref(),
         )
         .instrument(span)
         .await

@@ -7,6 +7,7 @@
 //! - [`handler`]: payload in, response out, generic over the ports; typed errors mapped to
 //!   `Diagnostic`.
 //! - [`object`]: one object — what is read, the streamed read through the pipeline.
+//! - [`pager`]: the PagerDuty Events v2 destination (trigger, resolve, retries).
 //! - [`publish`]: an object's alerts to their topics, in batches, refused entries retried.
 //! - [`message`]: SNS messages (formats, attributes, FIFO ids, batching, SNS's limits).
 //! - [`state`]: the state store of dedup and threshold windows (port, protocol, sweep, and an
@@ -24,6 +25,7 @@ pub mod memory;
 pub mod message;
 pub mod metrics;
 pub mod object;
+pub mod pager;
 pub mod ports;
 pub mod publish;
 pub mod state;

@@ -15,6 +15,7 @@ use crate::rules::RuleSet;
 
 use super::config::LambdaConfig;
 use super::input::ObjectRef;
+use super::pager::{resolutions, Paging};
 use super::ports::{FetchError, ObjectBody, ObjectStore, Publisher};
 use super::publish::{PublishError, Publishing};
 use super::state::{admit, delivery, heartbeats, Claim, StateStore, Store};
@@ -52,6 +53,8 @@ pub enum ObjectErrorKind {
     Task(String),
     #[error(transparent)]
     State(super::state::StoreError),
+    #[error(transparent)]
+    Pager(super::pager::PagerError),
 }
 
 impl ObjectError {
@@ -64,6 +67,7 @@ impl ObjectError {
             ObjectErrorKind::Publish(e) => e.retryable(),
             ObjectErrorKind::Task(_) => true,
             ObjectErrorKind::State(e) => e.retryable,
+            ObjectErrorKind::Pager(e) => e.retryable,
         }
     }
 }
@@ -101,6 +105,7 @@ pub(super) async fn process<S: ObjectStore, P: Publisher>(
     rules: &Arc<RuleSet>,
     config: &LambdaConfig,
     state: Option<&dyn Store>,
+    paging: Option<&Paging>,
 ) -> Result<ObjectOutcome, ObjectError> {
     let fail = |kind| ObjectError {
         object: object.clone(),
@@ -124,6 +129,7 @@ pub(super) async fn process<S: ObjectStore, P: Publisher>(
         .await
         .map_err(|e| fail(ObjectErrorKind::Task(e)))?;
     let suppressed = rules.suppress(&mut alerts);
+    let (alerts, resolves) = resolutions(rules, alerts);
     if suppressed > 0 {
         info!(suppressed, "alerts silenced by suppressions");
     }
@@ -178,6 +184,14 @@ pub(super) async fn process<S: ObjectStore, P: Publisher>(
             .collect(),
         newest_log: crate::keys::log_name_parts(&object.key).map(|(_, _, t)| t),
     };
+    // The pager first: when it fails, nothing is published and the retry starts clean (its
+    // dedup keys make a repeated trigger join the same incident).
+    if let Some(paging) = paging {
+        paging
+            .send(&alerts, &resolves)
+            .await
+            .map_err(|e| fail(ObjectErrorKind::Pager(e)))?;
+    }
     let published = publishing
         .publish(&object.to_string(), alerts)
         .await

@@ -11,7 +11,8 @@ use crate::pattern::{JsonPath, Pattern};
 use crate::policy::{parse_expiry, Absence, Grouping, KeyPath, Suppression};
 use crate::time::parse_duration;
 
-const RULE_KEYS: [&str; 12] = [
+const RULE_KEYS: [&str; 13] = [
+    "resolves",
     "id",
     "description",
     "severity",
@@ -654,6 +655,26 @@ fn parse_rule(origin: &str, item: &Value, at: &JsonPath) -> Result<Rule, RuleErr
             ))
         }
     };
+    let resolves = match map.get("resolves") {
+        None => Vec::new(),
+        Some(Value::Array(items)) if !items.is_empty() => items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| match v {
+                Value::String(id) if valid_id(id) => Ok(id.clone()),
+                other => Err(rule_fail(
+                    at.key("resolves").index(i),
+                    format!("expected a rule id, found {}", yaml_kind(other)),
+                )),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(other) => {
+            return Err(rule_fail(
+                at.key("resolves"),
+                format!("expected a list of rule ids, found {}", yaml_kind(other)),
+            ))
+        }
+    };
     let absence = match map.get("absence") {
         None => None,
         Some(_) if grouping.is_some() => {
@@ -683,6 +704,7 @@ fn parse_rule(origin: &str, item: &Value, at: &JsonPath) -> Result<Rule, RuleErr
         rollup_fields,
         absence,
         runbook,
+        resolves,
         tests,
         origin: origin.to_owned(),
     })

@@ -103,6 +103,9 @@ pub struct Rule {
     pub absence: Option<Absence>,
     /// What to do: text and links, one step a line (chat messages' next steps).
     pub runbook: Option<String>,
+    /// A recovery rule: its matches are not alerts but the resolution of these rules' alerts
+    /// with the same key (a completed backup resolves the failed one's incident).
+    pub resolves: Vec<String>,
     pub tests: Vec<RuleTest>,
     /// Where the rule was read from (a path, `builtin:…`, or `s3://…`).
     pub origin: String,
