@@ -20,6 +20,8 @@ mod fast_path;
 mod faults;
 #[cfg(feature = "lambda")]
 mod handler;
+#[cfg(feature = "lambda")]
+mod pager;
 mod real_files;
 #[cfg(feature = "lambda")]
 mod state;
