@@ -214,8 +214,20 @@ mod tests {
                 "TOPIC_FORMATS",
                 "arn:aws:sns:us-east-1:123456789012:chat=chat",
             ),
+            (
+                "PAGERDUTY_ROUTING_KEY_SECRET",
+                "ssm:/trail-alerts/pagerduty",
+            ),
+            ("PAGERDUTY_URL", "http://127.0.0.1:9/v2/enqueue"),
+            ("PAGERDUTY_MIN_SEVERITY", "critical"),
         ])
         .unwrap();
+        assert_eq!(
+            c.pagerduty_secret.as_deref(),
+            Some("ssm:/trail-alerts/pagerduty")
+        );
+        assert_eq!(c.pagerduty_url, "http://127.0.0.1:9/v2/enqueue");
+        assert_eq!(c.pagerduty_min_severity, crate::rules::Severity::Critical);
         assert_eq!(
             c.topic_formats,
             [(
