@@ -384,7 +384,8 @@ fn explain_says_why_each_rule_matches_or_not() {
         .arg(&path)
         .assert()
         .success();
-    assert_eq!(stdout(&out).lines().count(), 3, "{}", stdout(&out));
+    // The record line, then backup-job-failed, -recovered and -completed.
+    assert_eq!(stdout(&out).lines().count(), 4, "{}", stdout(&out));
     let out = cmd()
         .args(["explain", "--rule", "nope"])
         .arg(&path)
@@ -745,7 +746,7 @@ fn alerts_are_filtered_by_time_rule_and_severity() {
         .assert()
         .success();
     assert!(
-        stdout(&out).contains(" alerts (4 more outside --since/--until) in "),
+        stdout(&out).contains(" alerts (5 more outside --since/--until) in "),
         "{}",
         stdout(&out)
     );

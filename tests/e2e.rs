@@ -460,8 +460,8 @@ async fn rules_are_read_from_s3_at_cold_start() {
     let rules = trail_alerts::lambda::aws::load_rules(&aws.s3, &sources)
         .await
         .expect("rules");
-    assert_eq!(rules.rules().len(), 36);
-    assert_eq!(rules.rules()[35].origin, "s3://e2e-rules/rules/team.yaml");
+    assert_eq!(rules.rules().len(), 37);
+    assert_eq!(rules.rules()[36].origin, "s3://e2e-rules/rules/team.yaml");
     let err = trail_alerts::lambda::aws::load_rules(
         &aws.s3,
         &parse_sources(&["s3://e2e-rules/rules/missing.yaml"]),

@@ -197,6 +197,8 @@ pub struct Tally {
     pub heartbeats: u64,
     pub gaps_resolved: u64,
     pub missing: u64,
+    /// Matches of recovery rules (`resolves:`).
+    pub resolutions: u64,
 }
 
 /// The summary: a line, and the alerts per rule.
@@ -253,6 +255,13 @@ pub fn summary(tally: &Tally, elapsed: Duration, passed_over: usize) -> Summary 
             tally.missing,
             tally.gaps_resolved,
             plural(tally.gaps_resolved)
+        ));
+    }
+    if tally.resolutions > 0 {
+        s.push_str(&format!(
+            "; {} recover{}",
+            tally.resolutions,
+            if tally.resolutions == 1 { "y" } else { "ies" }
         ));
     }
     if tally.outside_window > 0 {

@@ -335,6 +335,15 @@ impl Report<'_> {
             self.tally.heartbeats += 1;
             return;
         }
+        if self
+            .rules
+            .get(a.rule_id.as_str())
+            .is_some_and(|r| !r.resolves.is_empty())
+        {
+            // A recovery rule's match resolves other alerts; it is no alert itself.
+            self.tally.resolutions += 1;
+            return;
+        }
         *self.tally.matched.entry(a.rule_id.clone()).or_default() += 1;
         if let (Some(engine), Some(rule)) = (&mut self.engine, self.rules.get(a.rule_id.as_str())) {
             match engine.judge(rule, &a.record) {

@@ -327,6 +327,7 @@ mod tests {
                 "backup-copy-job-failed",
                 "backup-destructive-call",
                 "backup-job-failed",
+                "backup-job-recovered",
                 "backup-org-plan-changed",
                 "backup-org-plan-changed",
                 "backup-restore-failed",
@@ -335,6 +336,7 @@ mod tests {
             ]
         );
         assert_eq!(total.records, 12);
-        assert_eq!(total.alerts, 8);
+        // Matches, the recovery rule's included (the callers set recoveries apart).
+        assert_eq!(total.alerts, 9);
     }
 }

@@ -549,6 +549,7 @@ mod tests {
             vec![
                 ("backup-job-failed", High, true),
                 ("backup-missed", High, false),
+                ("backup-job-recovered", Info, true),
                 ("backup-copy-job-failed", High, true),
                 ("backup-restore-failed", High, true),
                 ("backup-report-job-failed", Medium, true),
@@ -627,7 +628,8 @@ mod tests {
         set.matching(&completed, &mut Scratch::default(), |r| {
             hits.push(r.id.clone())
         });
-        assert!(hits.is_empty(), "{hits:?}");
+        // The disabled heartbeat rule raises nothing; the enabled recovery rule still matches.
+        assert_eq!(hits, ["backup-job-recovered"]);
     }
 
     #[test]
