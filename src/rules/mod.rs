@@ -276,6 +276,23 @@ impl RuleSet {
             }
             set.rules.push(rule);
         }
+        for rule in &set.rules {
+            for (i, target) in rule.resolves.iter().enumerate() {
+                let message = if target == &rule.id {
+                    "a rule cannot resolve its own alerts"
+                } else if !set.rules.iter().any(|r| &r.id == target) {
+                    "names no loaded rule: this recovery rule resolves nothing"
+                } else {
+                    continue;
+                };
+                set.warnings.push(RuleWarning {
+                    origin: rule.origin.clone(),
+                    rule: rule.id.clone(),
+                    path: format!("$.resolves[{i}]"),
+                    message: format!("{target:?} {message}"),
+                });
+            }
+        }
         Ok(set)
     }
 
@@ -630,6 +647,26 @@ mod tests {
         });
         // The disabled heartbeat rule raises nothing; the enabled recovery rule still matches.
         assert_eq!(hits, ["backup-job-recovered"]);
+    }
+
+    #[test]
+    fn a_recovery_rule_naming_no_loaded_rule_is_warned_about() {
+        let doc = "rules:\n  - id: ok\n    description: d\n    severity: info\n    pattern: {eventName: [A]}\n    resolves: [gone, ok, builtin-ish]\n  - id: builtin-ish\n    description: d\n    severity: high\n    pattern: {eventName: [B]}\n";
+        let parsed = parse_document("t.yaml", doc).expect("parses");
+        let set = RuleSet::new(parsed).expect("set");
+        let warnings: Vec<String> = set.warnings().iter().map(|w| w.to_string()).collect();
+        assert_eq!(
+            warnings,
+            [
+                "t.yaml: rule \"ok\" at $.resolves[0]: \"gone\" names no loaded rule: this recovery rule resolves nothing",
+                "t.yaml: rule \"ok\" at $.resolves[1]: \"ok\" a rule cannot resolve its own alerts",
+            ]
+        );
+        // The built-in pack's recovery rule names a loaded rule.
+        assert!(builtin()
+            .warnings()
+            .iter()
+            .all(|w| !w.path.starts_with("$.resolves")));
     }
 
     #[test]
