@@ -19,6 +19,8 @@ mod fast_path;
 #[cfg(feature = "lambda")]
 mod faults;
 #[cfg(feature = "lambda")]
+mod formats;
+#[cfg(feature = "lambda")]
 mod handler;
 #[cfg(feature = "lambda")]
 mod pager;

@@ -1,0 +1,206 @@
+//! Every output format, whole, against golden files in `tests/fixtures/golden/` (each reviewed
+//! by eye when written; `UPDATE_GOLDEN=1 make integration` rewrites them, and the diff is then
+//! reviewed before it is committed).
+//!
+//! Two alerts: the AWS Backup guide's BackupJobCompleted record turned FAILED, with a French
+//! and Japanese status message and a runbook; and a record whose every text runs past the
+//! formats' limits (SNS subject 99 ASCII characters, chat title 250 and description 4,000,
+//! PagerDuty summary 1,024 and dedup key 255).
+
+use std::path::PathBuf;
+
+use serde_json::{json, Value};
+use trail_alerts::alert::{Alert, AlertSource};
+use trail_alerts::lambda::message::{attributes_json, AlertFormat, OutMessage};
+use trail_alerts::lambda::pager;
+use trail_alerts::rules::{parse_document, Rule};
+
+fn golden_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden")
+}
+
+/// Compares `actual` with the golden file `name`, or writes it under `UPDATE_GOLDEN=1`.
+fn golden(name: &str, actual: &str) {
+    let path = golden_dir().join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(golden_dir()).expect("golden dir");
+        std::fs::write(&path, actual).expect("write golden");
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (UPDATE_GOLDEN=1 writes it; review it)",
+            path.display()
+        )
+    });
+    if expected != actual {
+        let line = expected
+            .lines()
+            .zip(actual.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or(expected.lines().count().min(actual.lines().count()));
+        panic!(
+            "{} differs from the output at line {}:\n  golden: {:?}\n  output: {:?}",
+            path.display(),
+            line + 1,
+            expected.lines().nth(line),
+            actual.lines().nth(line)
+        );
+    }
+}
+
+fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).expect("json") + "\n"
+}
+
+const RULES: &str = r#"rules:
+  - id: backup-job-failed
+    description: "An AWS Backup job ended in a state other than COMPLETED."
+    severity: high
+    pattern:
+      eventSource: [backup.amazonaws.com]
+      eventName: [BackupJobCompleted]
+      serviceEventDetails: {state: [{anything-but: COMPLETED}]}
+    dedup: {key: [recipientAccountId, awsRegion, serviceEventDetails.resourceArn], window: 1h}
+    runbook: |
+      Open the job in the AWS Backup console: https://console.aws.amazon.com/backup
+      Check the role's permissions (iamRoleArn) and the resource's state
+  - id: everything-long
+    description: "A rule whose every text is long: the limits of each format. Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt ut labore et dolore magna aliqua."
+    severity: critical
+    pattern: {eventName: [{prefix: "Very"}]}
+    dedup: {key: [requestParameters.name], window: 1d}
+"#;
+
+fn rule(id: &str) -> Rule {
+    parse_document("golden.yaml", RULES)
+        .expect("rules")
+        .into_iter()
+        .find(|r| r.id == id)
+        .expect("rule")
+}
+
+fn failed_backup() -> Alert {
+    let doc: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/docs/BackupJobCompleted.json"),
+        )
+        .expect("fixture"),
+    )
+    .expect("json");
+    let mut record = doc["record"].clone();
+    record["serviceEventDetails"]["state"] = json!("FAILED");
+    record["serviceEventDetails"]["statusMessage"] =
+        json!("Échec de la sauvegarde : accès refusé — バックアップに失敗しました");
+    Alert::new(
+        &rule("backup-job-failed"),
+        &record,
+        AlertSource::S3 {
+            bucket: "org-trail".into(),
+            key: "AWSLogs/o-exampleorgid/123456789012/CloudTrail/us-east-1/2019/01/10/123456789012_CloudTrail_us-east-1_20190110T0830Z_abcdefghijklmnop.json.gz".into(),
+        },
+        3,
+    )
+}
+
+fn at_the_limits() -> Alert {
+    let record = json!({
+        "eventVersion": "1.08",
+        "eventTime": "2024-02-29T23:59:59Z",
+        "eventSource": "example.amazonaws.com",
+        "eventName": format!("Very{}", "Long".repeat(40)),
+        "awsRegion": "ap-southeast-2",
+        "eventID": "00000000-0000-4000-8000-000000000000",
+        "eventType": "AwsApiCall",
+        "recipientAccountId": "210987654321",
+        "userIdentity": {"type": "AssumedRole", "arn": format!("arn:aws:sts::210987654321:assumed-role/{}/ünïcødé-session", "r".repeat(120))},
+        "sourceIPAddress": "XXX.XXX.XXX.XXX",
+        "errorCode": "ValidationException",
+        "errorMessage": "ℵ ".repeat(3000),
+        "requestParameters": {"name": "ñ".repeat(400)},
+    });
+    Alert::new(
+        &rule("everything-long"),
+        &record,
+        AlertSource::File {
+            path: "logs/long.json".into(),
+        },
+        0,
+    )
+}
+
+/// The SNS message of a format: subject, attributes and body.
+fn sns(alert: &Alert, format: AlertFormat) -> String {
+    let m = OutMessage::new("a0".into(), alert, format, false);
+    let mut out = format!(
+        "Subject: {}\nMessageStructure: {}\nAttributes: {}\n\n",
+        m.subject,
+        if m.structured { "json" } else { "-" },
+        attributes_json(&m)
+    );
+    match format {
+        AlertFormat::Text => out.push_str(&m.body),
+        _ => out.push_str(&pretty(
+            &serde_json::from_str::<Value>(&m.body).expect("json body"),
+        )),
+    }
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    out
+}
+
+fn every_format(name: &str, alert: &Alert) {
+    for (format, ext) in [
+        (AlertFormat::Json, "json.txt"),
+        (AlertFormat::Text, "text.txt"),
+        (AlertFormat::PerProtocol, "per-protocol.txt"),
+        (AlertFormat::Chat, "chat.txt"),
+    ] {
+        golden(&format!("{name}.sns.{ext}"), &sns(alert, format));
+    }
+    golden(
+        &format!("{name}.pagerduty.json"),
+        &pretty(&pager::event_for(alert, "R0UT1NGKEY")),
+    );
+    golden(&format!("{name}.jsonl.json"), &pretty(&alert.json_line()));
+}
+
+#[test]
+fn a_failed_backup_in_every_format() {
+    let alert = failed_backup();
+    every_format("failed-backup", &alert);
+    // What the golden files were reviewed for, asserted as well.
+    let chat = alert.chat();
+    assert_eq!(
+        chat["metadata"]["threadId"],
+        r#"backup-job-failed|["123456789012","us-east-1","arn:aws:ec2:us-east-1:123456789012:volume/vol-06692095a6a421233"]"#
+    );
+    assert!(chat["content"]["description"]
+        .as_str()
+        .unwrap()
+        .contains("バックアップに失敗しました"));
+    let page = pager::event_for(&alert, "k");
+    assert_eq!(page["dedup_key"], chat["metadata"]["threadId"]);
+    assert_eq!(page["payload"]["severity"], "error");
+    assert!(alert.subject.is_ascii());
+}
+
+#[test]
+fn texts_past_every_limit_are_cut_where_each_format_says() {
+    let alert = at_the_limits();
+    every_format("at-the-limits", &alert);
+    assert_eq!(alert.subject.chars().count(), 99);
+    assert!(alert.subject.is_ascii() && !alert.subject.contains('\n'));
+    let chat = alert.chat();
+    let count = |v: &Value| v.as_str().expect("string").chars().count();
+    // The title holds only the rule id (64 characters at most), account and Region: it stays
+    // under its 250 (the cut itself is unit-tested with a forged 300-character account).
+    assert!(count(&chat["content"]["title"]) <= 250);
+    assert_eq!(count(&chat["content"]["description"]), 4000);
+    let page = pager::event_for(&alert, "k");
+    assert_eq!(count(&page["payload"]["summary"]), pager::MAX_SUMMARY);
+    assert_eq!(count(&page["dedup_key"]), pager::MAX_DEDUP_KEY);
+    assert!(page["dedup_key"].as_str().unwrap().ends_with('…'));
+}
