@@ -10,7 +10,7 @@ stopped at the end, whatever happens.
 
 usage: scripts/e2e-lambda.py   (run by `make e2e`; needs the .venv of `make setup`)
 """
-import json, os, signal, socket, subprocess, sys, time
+import datetime, gzip, json, os, signal, socket, subprocess, sys, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV_BIN = os.path.join(ROOT, ".venv", "bin")
@@ -202,6 +202,16 @@ def main():
             if directive["Namespace"] != "TrailAlerts" or not {"Objects", "Records", "AlertsPublished", "DeliveryLag"} <= names \
                     or any(not isinstance(d.get(n), (int, float)) for n in names) or not isinstance(d["_aws"]["Timestamp"], int):
                 failures.append(f"EMF line: {d}")
+            # The delivery lag: now minus the newest eventTime of the object read (every record,
+            # built or not).
+            sample = os.path.join(trails, "AWSLogs/123456789012/CloudTrail/us-east-1/2019/01/10/"
+                                  "123456789012_CloudTrail_us-east-1_20190110T1350Z_BackupSamples0001.json.gz")
+            with gzip.open(sample, "rt") as f:
+                newest = max(datetime.datetime.strptime(r["eventTime"], "%Y-%m-%dT%H:%M:%SZ")
+                             .replace(tzinfo=datetime.timezone.utc).timestamp() for r in json.load(f)["Records"])
+            lag = d["_aws"]["Timestamp"] / 1000 - newest
+            if abs(d.get("DeliveryLag", -1) - lag) > 2:
+                failures.append(f"EMF DeliveryLag {d.get('DeliveryLag')}, wanted about {lag:.0f} (now - newest eventTime)")
 
         if failures:
             sys.exit("e2e-lambda FAILED:\n  " + "\n  ".join(failures) + f"\n(see {log_path})")

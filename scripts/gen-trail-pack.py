@@ -68,7 +68,7 @@ def own(detail_type, state):
     return {"version": "0", "id": f"trail-silent-123456789012-us-east-1-{state}", "detail-type": detail_type,
             "source": "trail-alerts", "account": "123456789012", "region": "us-east-1", "time": "2024-01-10T14:00:00Z",
             "resources": [], "detail": {"state": state, "alertKey": "trail-silent|123456789012/us-east-1",
-                                        "lastDelivery": "2024-01-10T08:00:00Z", "newestLog": "2024-01-10T07:55:00Z",
+                                        "lastDelivery": "2024-01-10T08:00:00Z", "newestEvent": "2024-01-10T07:55:00Z",
                                         "silentFor": "6h", "allowed": "6h", "wholePipeline": False}}
 
 

@@ -389,8 +389,9 @@ fn completed(id: &str, time: &str, account: &str, resource: &str) -> Value {
 
 /// `scan` audits absence rules over a folder of historical logs: a gap between backups (the
 /// resource came back: resolved), a resource that stopped, an expected one that never
-/// reported — judged against each account and Region's own progress (the delivery times in the
-/// log names), so that an account whose logs stop early raises no false "missed backup".
+/// reported — judged against each account and Region's own progress (the newest eventTime of
+/// its logs; the delivery time in a log's name when none of its records has one), so that an
+/// account whose logs stop early raises no false "missed backup".
 #[test]
 fn scan_audits_absence_rules_against_each_accounts_progress() {
     let dir = tempfile::tempdir().expect("tmp");
@@ -463,7 +464,9 @@ fn scan_audits_absence_rules_against_each_accounts_progress() {
         (&b_gaps[0]["lastSeen"], &b_gaps[0]["resolvedAt"]),
         (&json!("2024-01-01T02:00:00Z"), &Value::Null)
     );
-    assert_eq!(b_gaps[0]["watermark"], "2024-01-06T03:00:00Z");
+    // The trail's progress is the newest eventTime read (02:00 on the 6th; that log was
+    // delivered at 03:00).
+    assert_eq!(b_gaps[0]["watermark"], "2024-01-06T02:00:00Z");
     // vol-c: expected, never seen.
     assert_eq!(find("vol-c").len(), 1, "{stdout}");
     assert_eq!(find("vol-c")[0]["lastSeen"], Value::Null);

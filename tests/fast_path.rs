@@ -133,6 +133,57 @@ fn tricky_records_give_the_same_alerts_and_skips() {
     assert_eq!(fast, all);
 }
 
+/// The newest `eventTime` is read from the peek for records that are not built, and must be
+/// what building would read: each shape alone in a log, an unwanted record (GetObject) and a
+/// wanted one (a failed backup), against the path that builds every record.
+#[test]
+fn event_times_of_records_not_built_are_those_of_built_ones() {
+    let rules = RuleSet::load(&[RuleSource::Builtin]).expect("builtin");
+    let t = "2024-02-29T23:59:59Z";
+    let at = 1_709_251_199;
+    let unwanted =
+        |time: &str| format!("{{\"eventName\": \"GetObject\", \"eventTime\": {time}, \"z\": 1}}");
+    let cases: Vec<(String, Option<i64>)> = vec![
+        (unwanted(&format!("\"{t}\"")), Some(at)),
+        (unwanted(&format!(" \n \"{t}\"")), Some(at)),
+        (unwanted("\"2024-02-29T23:59:59.123Z\""), Some(at)),
+        // Escaped: only building can read it.
+        (unwanted("\"2024-02-29T23:59:5\\u0039Z\""), Some(at)),
+        // In an array, a number, null, an object, not a time: no eventTime.
+        (unwanted(&format!("[\"{t}\"]")), None),
+        (unwanted(&format!("[1, \"{t}\"]")), None),
+        (unwanted("1709251199"), None),
+        (unwanted("null"), None),
+        (unwanted(&format!("{{\"eventTime\": \"{t}\"}}")), None),
+        (unwanted("\"yesterday\""), None),
+        // Twice: the last one, as when parsing.
+        (format!("{{\"eventTime\": \"2001-01-01T00:00:00Z\", \"eventName\": \"GetObject\", \"eventTime\": \"{t}\"}}"), Some(at)),
+        // Only deeper down.
+        (format!("{{\"eventName\": \"GetObject\", \"x\": {{\"eventTime\": \"{t}\"}}}}"), None),
+        // A record that is built.
+        ({
+            let mut r = failed_job();
+            r["eventTime"] = json!(t);
+            r.to_string()
+        }, Some(at)),
+    ];
+    for (record, expected) in cases {
+        let doc = delivery(&[record.clone().into_bytes()]);
+        let (fast, all) = both(&rules, &doc);
+        assert_eq!(fast, all, "{record}");
+        assert_eq!(fast.2.newest_event, expected, "{record}");
+    }
+    // Several records: the newest wins, whichever were built.
+    let older = failed_job().to_string();
+    let doc = delivery(&[
+        older.into_bytes(),
+        unwanted(&format!("\"{t}\"")).into_bytes(),
+    ]);
+    let (fast, all) = both(&rules, &doc);
+    assert_eq!(fast, all);
+    assert_eq!(fast.2.newest_event, Some(at));
+}
+
 /// Regression: checking a record without building it (serde's `IgnoredAny`) let pass what
 /// building refuses — a number out of range (`1e400`, or 400 digits) and half a surrogate pair
 /// (`\ud800`) — so a record no rule wanted was counted as read where the reference reported it

@@ -702,7 +702,8 @@ async fn missed_heartbeats_and_silent_trails_through_the_sweep() {
             "heartbeats are not alerts: {response}"
         );
     }
-    // The sweep, now: acct1's trail reached 2024-01-03T03:00 — vol-b (last 01-01 02:00) is
+    // The sweep, now: acct1's trail reached 2024-01-03T02:00 (the newest eventTime read; the
+    // log was delivered at 03:00) — vol-b (last 01-01 02:00) is
     // overdue, and vol-c was expected from the start; acct2's trail stopped at 01-01 03:00, before
     // vol-z's deadline: no missed backup there.
     let now = trail_alerts::policy::now();
@@ -736,7 +737,7 @@ async fn missed_heartbeats_and_silent_trails_through_the_sweep() {
         (
             &json!("2024-01-01T02:00:00Z"),
             &json!("2024-01-02T04:00:00Z"),
-            &json!("2024-01-03T03:00:00Z")
+            &json!("2024-01-03T02:00:00Z")
         )
     );
     assert_eq!(b.1["alertKey"], format!("nightly|[\"{}\"]", vol("vol-b")));

@@ -91,13 +91,13 @@ fn native_summary(event: &Value, info: &EventInfo) -> String {
     let own = event.get("source").and_then(Value::as_str) == Some("trail-alerts");
     match detail_type {
         "Trail Silent" if own => format!(
-            "No CloudTrail delivery read for {}/{} for {} (allowed {}); the last was at {}, its newest log {}{}",
+            "No CloudTrail delivery read for {}/{} for {} (allowed {}); the last was at {}, its newest event {}{}",
             info.account.as_deref().unwrap_or("?"),
             info.region.as_deref().unwrap_or("?"),
             d("silentFor").unwrap_or_default(),
             d("allowed").unwrap_or_default(),
             d("lastDelivery").unwrap_or_default(),
-            d("newestLog").unwrap_or_default(),
+            d("newestEvent").unwrap_or_default(),
             if detail.get("wholePipeline") == Some(&Value::Bool(true)) {
                 "; nothing at all has been read for that long: the whole pipeline may have stopped"
             } else {
@@ -105,11 +105,11 @@ fn native_summary(event: &Value, info: &EventInfo) -> String {
             }
         ),
         "Trail Silent Resolved" if own => format!(
-            "Deliveries resumed for {}/{} (a delivery read at {}, its newest log {})",
+            "Deliveries resumed for {}/{} (a delivery read at {}, its newest event {})",
             info.account.as_deref().unwrap_or("?"),
             info.region.as_deref().unwrap_or("?"),
             d("deliveryAt").unwrap_or_default(),
-            d("newestLog").unwrap_or_default()
+            d("newestEvent").unwrap_or_default()
         ),
         "Heartbeat Missing" if own => format!(
             "No {} match for {} since {} (expected every {}); overdue since {}, the trail has reached {}",

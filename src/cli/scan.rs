@@ -371,11 +371,16 @@ impl Report<'_> {
             return Err(e);
         }
         self.tally.files += 1;
-        if let Some((account, region, t)) = log_name_parts(name) {
-            self.trail.see(&account, &region, t);
-        }
         let outcome = match outcome {
-            Ok(outcome) => outcome,
+            Ok(outcome) => {
+                // The trail's progress: the newest eventTime read, for the account and Region
+                // the log's name says (its delivery time when no record had one).
+                if let Some((account, region, t)) = log_name_parts(name) {
+                    let newest = outcome.stats.newest_event.unwrap_or(t);
+                    self.trail.see(&account, &region, newest);
+                }
+                outcome
+            }
             Err(e) => {
                 self.all_read = false;
                 self.tally.failed += 1;

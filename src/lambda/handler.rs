@@ -127,8 +127,9 @@ pub struct Totals {
     /// Alerts published, per rule and per severity.
     pub per_rule: BTreeMap<String, u64>,
     pub per_severity: BTreeMap<String, u64>,
-    /// The newest delivery time read (from the log names): the delivery lag's end.
-    pub newest_log: Option<i64>,
+    /// The newest eventTime read (of records, and of EventBridge events): the delivery lag's
+    /// end.
+    pub newest_event: Option<i64>,
 }
 
 impl From<&ObjectOutcome> for Totals {
@@ -152,7 +153,7 @@ impl From<&ObjectOutcome> for Totals {
                     published: *published,
                     held: report.held,
                     suppressed: report.suppressed,
-                    newest_log: report.newest_log,
+                    newest_event: report.newest_event,
                     ..Totals::default()
                 };
                 t.count_published(&report.published);
@@ -181,7 +182,7 @@ impl AddAssign for Totals {
         for (k, v) in o.per_severity {
             *self.per_severity.entry(k).or_default() += v;
         }
-        self.newest_log = self.newest_log.max(o.newest_log);
+        self.newest_event = self.newest_event.max(o.newest_event);
     }
 }
 
@@ -479,6 +480,7 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
                 published,
                 held,
                 suppressed: suppressed_count,
+                newest_event: policy::event_time(event),
                 ..Totals::default()
             };
             t.count_published(&sent);

@@ -5,7 +5,7 @@
 //! Metrics (all `Count` but the lag): `Objects`, `ObjectsSkipped`, `Events`, `Records`,
 //! `RecordsSkipped`, `Matches`, `AlertsPublished`, `Deduplicated`, `Suppressed`, one
 //! `Alerts.<severity>` per severity and one `Alerts.<rule id>` per rule that published, and
-//! `DeliveryLag` (seconds: now minus the newest delivery time read). The EMF rules kept: at most
+//! `DeliveryLag` (seconds: now minus the newest eventTime read, of records and of events). The EMF rules kept: at most
 //! 100 metrics per directive (more are split across directives), every metric and dimension a
 //! top-level member, `Timestamp` in milliseconds.
 
@@ -44,7 +44,7 @@ pub fn emf(totals: &Totals, function: &str, now_ms: i64) -> Value {
     for (rule, n) in &totals.per_rule {
         values.push((format!("Alerts.{rule}"), *n as f64, "Count"));
     }
-    if let Some(newest) = totals.newest_log {
+    if let Some(newest) = totals.newest_event {
         let lag = (now_ms / 1000 - newest).max(0);
         values.push(("DeliveryLag".into(), lag as f64, "Seconds"));
     }
@@ -132,7 +132,7 @@ mod tests {
             alerts: 5,
             published: 3,
             held: 2,
-            newest_log: Some(1_704_873_600),
+            newest_event: Some(1_704_873_600),
             ..Totals::default()
         };
         t.per_rule.insert("backup-job-failed".into(), 3);

@@ -81,8 +81,8 @@ pub struct Report {
     pub suppressed: u64,
     /// The rule and severity of each alert published.
     pub published: Vec<(String, crate::rules::Severity)>,
-    /// The delivery time in the object's name.
-    pub newest_log: Option<i64>,
+    /// The newest eventTime read (Unix seconds).
+    pub newest_event: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,7 +163,7 @@ pub(super) async fn process<S: ObjectStore, P: Publisher>(
             let mut alerts = heartbeats(state, rules, alerts, now)
                 .await
                 .map_err(|e| fail(ObjectErrorKind::State(e)))?;
-            if let Some(resolved) = delivery(state, rules, &object.key, now)
+            if let Some(resolved) = delivery(state, rules, &object.key, stats.newest_event, now)
                 .await
                 .map_err(|e| fail(ObjectErrorKind::State(e)))?
             {
@@ -182,7 +182,7 @@ pub(super) async fn process<S: ObjectStore, P: Publisher>(
             .iter()
             .map(|a| (a.rule_id.clone(), a.severity))
             .collect(),
-        newest_log: crate::keys::log_name_parts(&object.key).map(|(_, _, t)| t),
+        newest_event: outcome.stats.newest_event,
     };
     // The pager first: when it fails, nothing is published and the retry starts clean (its
     // dedup keys make a repeated trigger join the same incident).

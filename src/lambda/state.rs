@@ -474,7 +474,8 @@ impl StateStore for MemoryState {
 pub struct Place {
     pub account: String,
     pub region: String,
-    /// The first and newest delivery times read (from the log names: the trail's progress).
+    /// The first and newest eventTime read (the trail's progress; a log's delivery time when
+    /// none of its records had one).
     pub first: i64,
     pub newest: i64,
     /// When the function last read a delivery of this place (wall clock).
@@ -498,7 +499,7 @@ pub struct Beat {
 /// happen"), in the same store as the windows.
 #[async_trait]
 pub trait ProgressStore: Send + Sync {
-    /// Notes a delivery read at `now` whose log name says `newest`; returns whether a silence
+    /// Notes a delivery read at `now` whose newest eventTime is `newest`; returns whether a silence
     /// alert was out for this place (the delivery ends it).
     async fn progress(
         &self,
@@ -749,11 +750,15 @@ pub async fn delivery(
     store: &dyn Store,
     rules: &RuleSet,
     key: &str,
+    newest_event: Option<i64>,
     now: i64,
 ) -> Result<Option<Alert>, StoreError> {
-    let Some((account, region, t)) = crate::keys::log_name_parts(key) else {
+    let Some((account, region, delivered)) = crate::keys::log_name_parts(key) else {
         return Ok(None);
     };
+    // The watermark: the newest eventTime read; the delivery time of the log's name when no
+    // record had one.
+    let t = newest_event.unwrap_or(delivered);
     if !store.progress(&account, &region, t, now).await? {
         return Ok(None);
     }
@@ -771,7 +776,7 @@ pub async fn delivery(
         &region,
         now,
         json!({"state": "RESOLVED", "alertKey": alert_key(TRAIL_SILENT, &format!("{account}/{region}")),
-               "deliveryAt": crate::time::format_timestamp(now), "newestLog": crate::time::format_timestamp(t)}),
+               "deliveryAt": crate::time::format_timestamp(now), "newestEvent": crate::time::format_timestamp(t)}),
     );
     Ok(Some(Alert::delivered(rule, &event)))
 }
@@ -857,7 +862,7 @@ pub async fn watch(
                     now,
                     json!({"state": "SILENT", "alertKey": alert_key(TRAIL_SILENT, &format!("{}/{}", p.account, p.region)),
                            "lastDelivery": crate::time::format_timestamp(p.last_delivery),
-                           "newestLog": crate::time::format_timestamp(p.newest),
+                           "newestEvent": crate::time::format_timestamp(p.newest),
                            "silentFor": crate::policy::duration((now - p.last_delivery) as u64),
                            "allowed": crate::policy::duration(after as u64),
                            "wholePipeline": places.iter().all(|q| now - q.last_delivery > silence.after(&q.account, &q.region) as i64)}),

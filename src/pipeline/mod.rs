@@ -20,7 +20,8 @@ use serde_json::Value;
 use crate::alert::{Alert, AlertSource};
 use crate::index::Scratch;
 use crate::reader::{
-    Limits, LogReader, Parsed, PeekPaths, Peeked, RawRecord, ReadError, RecordError, Shapes, Split,
+    Leaf, Limits, LogReader, Parsed, PeekPaths, Peeked, RawRecord, ReadError, RecordError, Shapes,
+    Split,
 };
 use crate::rules::RuleSet;
 
@@ -53,6 +54,9 @@ pub struct ObjectStats {
     pub duplicates: u64,
     /// Decompressed bytes read.
     pub bytes: u64,
+    /// The newest `eventTime` of the records read (Unix seconds), whether or not they were
+    /// built: the trail's progress and the delivery lag's end.
+    pub newest_event: Option<i64>,
 }
 
 impl AddAssign for ObjectStats {
@@ -62,6 +66,7 @@ impl AddAssign for ObjectStats {
         self.alerts += o.alerts;
         self.duplicates += o.duplicates;
         self.bytes += o.bytes;
+        self.newest_event = self.newest_event.max(o.newest_event);
     }
 }
 
@@ -82,18 +87,23 @@ pub struct Pipeline<'r> {
     rules: &'r RuleSet,
     limits: Limits,
     shapes: Shapes,
-    /// Shared by the logs this pipeline reads.
+    /// Shared by the logs this pipeline reads: the index's paths and `eventTime`.
     peek: Arc<PeekPaths>,
+    /// Where the peek reports `eventTime`.
+    time_slot: usize,
     scratch: Scratch,
 }
 
 impl<'r> Pipeline<'r> {
     pub fn new(rules: &'r RuleSet, limits: Limits) -> Self {
+        let mut peek = (*rules.index().peek_paths()).clone();
+        let time_slot = peek.insert(&["eventTime".into()]);
         Pipeline {
             rules,
             limits,
             shapes: Shapes::S3Log,
-            peek: rules.index().peek_paths(),
+            peek: Arc::new(peek),
+            time_slot,
             scratch: Scratch::default(),
         }
     }
@@ -137,6 +147,7 @@ impl<'r> Pipeline<'r> {
             source,
             stats: ObjectStats::default(),
             unreadable: Vec::new(),
+            time_slot: self.time_slot,
         };
         let (fault, bytes) = match mode {
             Mode::Reference => build_every_record(reader, &mut matcher, &mut on_alert),
@@ -187,6 +198,7 @@ fn build_every_record<R: Read>(
         match reader.next_parsed() {
             Ok(Some(Parsed::Record { index, record, .. })) => {
                 matcher.stats.records += 1;
+                matcher.saw_time(record_time(&record));
                 matcher.raise(&record, index, on_alert);
             }
             Ok(Some(Parsed::Unreadable(e))) => matcher.unreadable.push(e),
@@ -207,13 +219,55 @@ struct Matcher<'p, 'r> {
     source: &'p AlertSource,
     stats: ObjectStats,
     unreadable: Vec<RecordError>,
+    /// Where the peek reports `eventTime`.
+    time_slot: usize,
+}
+
+/// A built record's `eventTime` (Unix seconds), when it is a string holding a time.
+fn record_time(record: &Value) -> Option<i64> {
+    record
+        .get("eventTime")
+        .and_then(Value::as_str)
+        .and_then(crate::time::parse_timestamp)
+}
+
+/// A record's `eventTime` as the peek saw it, exactly as [`record_time`] would read it from the
+/// built record; `Err` when only building can tell (an escaped string, a string in an array,
+/// a record the peek could not read).
+fn peeked_time(peeked: &Peeked, slot: usize, bytes: &[u8]) -> Result<Option<i64>, ()> {
+    if peeked.unknown() {
+        return Err(());
+    }
+    let mut leaves = peeked.leaves(slot, bytes);
+    match (leaves.next(), leaves.next()) {
+        (None, _) => Ok(None),
+        (Some(Leaf::Scalar), None) => Ok(None),
+        (Some(Leaf::Plain(text)), None) => {
+            // The value of the key itself, not an array's element: a ':' stands before its
+            // opening quote.
+            let quote = (text.as_ptr() as usize).wrapping_sub(bytes.as_ptr() as usize + 1);
+            let before = bytes
+                .get(..quote)
+                .and_then(|b| b.iter().rev().find(|c| !c.is_ascii_whitespace()));
+            if before != Some(&b':') {
+                return Err(());
+            }
+            Ok(std::str::from_utf8(text)
+                .ok()
+                .and_then(crate::time::parse_timestamp))
+        }
+        _ => Err(()),
+    }
 }
 
 impl Matcher<'_, '_> {
     /// Builds a record and raises its alerts when the index wants it (from what the reader
     /// peeked at), else checks it.
     fn record(&mut self, raw: RawRecord<'_>, peeked: &Peeked, on_alert: &mut impl FnMut(Alert)) {
-        let build = raw.must_build() || self.rules.index().wants(peeked, raw.bytes, self.scratch);
+        let time = peeked_time(peeked, self.time_slot, raw.bytes);
+        let build = raw.must_build()
+            || time.is_err()
+            || self.rules.index().wants(peeked, raw.bytes, self.scratch);
         let verdict = if build {
             raw.build().map(Some)
         } else {
@@ -222,12 +276,20 @@ impl Matcher<'_, '_> {
         match verdict {
             Ok(built) => {
                 self.stats.records += 1;
-                if let Some(record) = built {
-                    self.raise(&record, raw.index, on_alert);
+                match built {
+                    Some(record) => {
+                        self.saw_time(record_time(&record));
+                        self.raise(&record, raw.index, on_alert);
+                    }
+                    None => self.saw_time(time.unwrap_or(None)),
                 }
             }
             Err(e) => self.unreadable.push(e),
         }
+    }
+
+    fn saw_time(&mut self, time: Option<i64>) {
+        self.stats.newest_event = self.stats.newest_event.max(time);
     }
 
     /// Raises the alerts of the rules that match a record built whole.
