@@ -182,6 +182,24 @@ fn event_times_of_records_not_built_are_those_of_built_ones() {
     let (fast, all) = both(&rules, &doc);
     assert_eq!(fast, all);
     assert_eq!(fast.2.newest_event, Some(at));
+    // Without event times: the same alerts and counts, no newest eventTime.
+    let mut alerts = Vec::new();
+    let outcome = Pipeline::new(&rules, Limits::default())
+        .without_event_times()
+        .run(
+            std::io::Cursor::new(doc),
+            &AlertSource::File { path: "t".into() },
+            Mode::Threaded,
+            |a| alerts.push((a.rule_id, a.record_index)),
+        );
+    assert_eq!(alerts, fast.0);
+    assert_eq!(
+        outcome.stats,
+        ObjectStats {
+            newest_event: None,
+            ..fast.2
+        }
+    );
 }
 
 /// Regression: checking a record without building it (serde's `IgnoredAny`) let pass what

@@ -298,6 +298,21 @@ impl Window {
     }
 }
 
+/// The pipeline of a scan: it reads the records' eventTime only for absence rules (the
+/// trail's progress), which is all `scan` uses it for.
+fn pipeline_for(rules: &RuleSet, limits: Limits) -> Pipeline<'_> {
+    let pipeline = Pipeline::new(rules, limits).with_shapes(Shapes::Any);
+    if rules
+        .rules()
+        .iter()
+        .any(|r| r.enabled && r.absence.is_some())
+    {
+        pipeline
+    } else {
+        pipeline.without_event_times()
+    }
+}
+
 /// What `scan` has written and counted so far.
 struct Report<'r> {
     out: AlertWriter,
@@ -417,7 +432,7 @@ fn scan_in_turn(
     targets: &[Target],
     report: &mut Report<'_>,
 ) -> io::Result<()> {
-    let mut pipeline = Pipeline::new(rules, limits).with_shapes(Shapes::Any);
+    let mut pipeline = pipeline_for(rules, limits);
     for target in targets {
         let name = target.name();
         let source = AlertSource::File { path: name.clone() };
@@ -457,7 +472,7 @@ fn scan_in_parallel(
             let spawned = std::thread::Builder::new()
                 .name(format!("trail-alerts-scan-{w}"))
                 .spawn_scoped(scope, move || {
-                    let mut pipeline = Pipeline::new(rules, limits).with_shapes(Shapes::Any);
+                    let mut pipeline = pipeline_for(rules, limits);
                     while !stop.load(Ordering::Relaxed) {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(target) = targets.get(i) else { break };
