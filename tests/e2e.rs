@@ -30,11 +30,28 @@ impl Moto {
             .map(PathBuf::from)
             .or_else(|| Some(root().join(".venv/bin/moto_server")).filter(|p| p.exists()))
             .unwrap_or_else(|| PathBuf::from("moto_server"));
+        Self::launch(Command::new(&exe), &exe)
+    }
+
+    /// moto answering one request at a time (`scripts/moto-serial.py`): each DynamoDB write
+    /// atomic, as DynamoDB's are — moto's threaded server can lose one of two updates racing
+    /// on an item. For the tests that race invocations on the state store.
+    pub(crate) fn start_serial() -> Moto {
+        let python = std::env::var_os("MOTO_PYTHON")
+            .map(PathBuf::from)
+            .or_else(|| Some(root().join(".venv/bin/python")).filter(|p| p.exists()))
+            .unwrap_or_else(|| PathBuf::from("python3"));
+        let mut command = Command::new(&python);
+        command.arg(root().join("scripts/moto-serial.py"));
+        Self::launch(command, &python)
+    }
+
+    fn launch(mut command: Command, exe: &std::path::Path) -> Moto {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        let child = Command::new(&exe)
+        let child = command
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
