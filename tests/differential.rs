@@ -266,6 +266,7 @@ fn the_fast_path_never_misses_a_match() {
             absence: None,
             runbook: None,
             resolves: Vec::new(),
+            shadow: false,
             tests: Vec::new(),
             origin: "generated".into(),
         }])

@@ -23,6 +23,8 @@ mod formats;
 #[cfg(feature = "lambda")]
 mod handler;
 #[cfg(feature = "lambda")]
+mod history;
+#[cfg(feature = "lambda")]
 mod pager;
 mod real_files;
 #[cfg(feature = "lambda")]

@@ -119,6 +119,8 @@ pub struct Alert {
     pub key: String,
     /// The rule's runbook.
     pub runbook: Option<String>,
+    /// A shadow rule's alert: never published.
+    pub shadow: bool,
 }
 
 /// The stable key of a rule's alert on a record or event.
@@ -167,6 +169,7 @@ impl Alert {
         Alert {
             key,
             runbook: rule.runbook.clone(),
+            shadow: rule.shadow,
             rule_id: rule.id.clone(),
             description: rule.description.clone(),
             severity: rule.severity,

@@ -144,6 +144,9 @@ impl Alert {
         m.insert("file".into(), json!(self.source.display()));
         m.insert("record".into(), json!(self.record_index));
         m.insert("matched".into(), self.matched_json());
+        if self.shadow {
+            m.insert("shadow".into(), json!(true));
+        }
         Value::Object(m)
     }
 

@@ -48,13 +48,15 @@ async fn cold_start() -> Result<Function, String> {
         }
         None => None,
     };
+    let writer = Arc::new(S3Store::new(s3.clone()));
     let handler = Handler::new(
         Arc::new(rules),
         S3Store::new(s3),
         SnsPublisher::new(sns),
         config,
     )
-    .map_err(|e| format!("rules: {e}"))?;
+    .map_err(|e| format!("rules: {e}"))?
+    .with_writer(writer);
     let handler = match paging {
         Some(p) => handler.with_paging(p),
         None => handler,

@@ -127,19 +127,25 @@ pub fn row(a: &Alert, id_width: usize, style: Style) -> String {
     let time = printable(a.event.event_time.as_deref().unwrap_or("-"));
     let head = format!("{:<id_width$}  {time:<20}  {place:<28}  ", a.rule_id);
     let painted = paint(&format!("{severity:<8}"), a.severity, style.colour);
+    // A shadow rule's alert says so first: it would not be published.
+    let summary = if a.shadow {
+        format!("[shadow] {}", a.summary)
+    } else {
+        a.summary.clone()
+    };
     let Some(width) = style.width else {
-        return format!("{painted}  {head}{}", a.summary);
+        return format!("{painted}  {head}{summary}");
     };
     // 10: the severity column and its gap.
     let room = width.saturating_sub(10 + head.chars().count());
     if room >= 24 {
-        return format!("{painted}  {head}{}", cut(&a.summary, room));
+        return format!("{painted}  {head}{}", cut(&summary, room));
     }
     let head = head.trim_end();
     format!(
         "{painted}  {}\n          {}",
         cut(head, width.saturating_sub(10)),
-        cut(&a.summary, width.saturating_sub(10).max(20))
+        cut(&summary, width.saturating_sub(10).max(20))
     )
 }
 
@@ -199,6 +205,8 @@ pub struct Tally {
     pub missing: u64,
     /// Matches of recovery rules (`resolves:`).
     pub resolutions: u64,
+    /// Alerts of shadow rules written (marked, never published by the function).
+    pub shadow: u64,
 }
 
 /// The summary: a line, and the alerts per rule.
@@ -230,6 +238,12 @@ pub fn summary(tally: &Tally, elapsed: Duration, passed_over: usize) -> Summary 
             " ({} repeated event{} alerted once)",
             total.duplicates,
             plural(total.duplicates)
+        ));
+    }
+    if tally.shadow > 0 {
+        s.push_str(&format!(
+            " ({} of them from shadow rules, which the function never publishes)",
+            tally.shadow
         ));
     }
     if tally.held > 0 || tally.suppressed > 0 {

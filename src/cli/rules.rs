@@ -39,7 +39,7 @@ pub fn test(sources: &[String]) -> Result<bool, CliError> {
     Ok(failed == 0)
 }
 
-/// Lists the rules: id, severity, enabled, description.
+/// Lists the rules: id, severity, enabled (`shadow` for an enabled shadow rule), description.
 pub fn list(sources: &[String]) -> Result<bool, CliError> {
     let rules = load_rules(sources)?;
     let width = rules
@@ -61,7 +61,11 @@ pub fn list(sources: &[String]) -> Result<bool, CliError> {
             "{:<width$}  {:<8}  {:<7}  {}",
             r.id,
             r.severity.as_str(),
-            if r.enabled { "yes" } else { "no" },
+            match (r.enabled, r.shadow) {
+                (false, _) => "no",
+                (true, true) => "shadow",
+                (true, false) => "yes",
+            },
             r.description
         )?;
     }

@@ -375,6 +375,7 @@ impl Report<'_> {
             }
         }
         self.tally.shown += 1;
+        self.tally.shadow += u64::from(a.shadow);
         *self.tally.per_rule.entry(a.rule_id.clone()).or_default() += 1;
         self.out.alert(a);
     }

@@ -21,7 +21,7 @@ use crate::rules::{RuleError, RuleSet, RuleSource, S3Object};
 use super::input::ObjectRef;
 use super::message::OutMessage;
 use super::ports::{
-    EntryFailure, FetchError, ObjectBody, ObjectStore, PublishCallError, Publisher,
+    EntryFailure, FetchError, ObjectBody, ObjectStore, ObjectWriter, PublishCallError, Publisher,
 };
 use super::state::{
     Beat, Due, MatchRef, Place, ProgressStore, StateStore, StoreError, WindowRef, WindowState,
@@ -96,6 +96,22 @@ impl ObjectStore for S3Store {
             .await
             .map_err(fetch_error)?;
         Ok(Box::new(out.body.into_async_read()))
+    }
+}
+
+#[async_trait]
+impl ObjectWriter for S3Store {
+    async fn put(&self, bucket: &str, key: &str, body: Vec<u8>) -> Result<(), FetchError> {
+        self.client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_type("application/x-ndjson")
+            .body(body.into())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(fetch_error)
     }
 }
 

@@ -44,6 +44,9 @@ pub struct LambdaConfig {
     pub pagerduty_url: String,
     /// `PAGERDUTY_MIN_SEVERITY`: alerts below it do not page.
     pub pagerduty_min_severity: crate::rules::Severity,
+    /// `SHADOW_PREFIX` (`s3://bucket/prefix/`): where shadow rules' alerts are written as JSON
+    /// lines; `None`: only to the log.
+    pub shadow_prefix: Option<crate::rules::S3Object>,
 }
 
 impl Default for LambdaConfig {
@@ -64,6 +67,7 @@ impl Default for LambdaConfig {
             pagerduty_secret: None,
             pagerduty_url: super::pager::DEFAULT_URL.into(),
             pagerduty_min_severity: crate::rules::Severity::High,
+            shadow_prefix: None,
         }
     }
 }
@@ -149,7 +153,16 @@ impl LambdaConfig {
                 reason: "expected info, low, medium, high or critical".into(),
             })?,
         };
+        let shadow_prefix = match non_empty("SHADOW_PREFIX") {
+            None => None,
+            Some(url) => Some(s3_prefix(&url).ok_or_else(|| ConfigError {
+                variable: "SHADOW_PREFIX",
+                value: url.clone(),
+                reason: "expected s3://bucket/prefix/".into(),
+            })?),
+        };
         Ok(LambdaConfig {
+            shadow_prefix,
             pagerduty_secret: non_empty("PAGERDUTY_ROUTING_KEY_SECRET"),
             pagerduty_url: non_empty("PAGERDUTY_URL")
                 .unwrap_or_else(|| super::pager::DEFAULT_URL.into()),
@@ -176,6 +189,27 @@ impl LambdaConfig {
     }
 }
 
+/// `s3://bucket/prefix` as a bucket and a key prefix ending in `/` (or empty).
+pub fn s3_prefix(url: &str) -> Option<crate::rules::S3Object> {
+    let rest = url.strip_prefix("s3://")?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let bucket_ok = (3..=63).contains(&bucket.len())
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+    if !bucket_ok {
+        return None;
+    }
+    let mut key = prefix.to_owned();
+    if !key.is_empty() && !key.ends_with('/') {
+        key.push('/');
+    }
+    Some(crate::rules::S3Object {
+        bucket: bucket.to_owned(),
+        key,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,6 +218,27 @@ mod tests {
     fn cfg(pairs: &[(&str, &str)]) -> Result<LambdaConfig, ConfigError> {
         let map: HashMap<&str, &str> = pairs.iter().copied().collect();
         LambdaConfig::from_lookup(|k| map.get(k).map(|v| (*v).to_owned()))
+    }
+
+    #[test]
+    fn shadow_prefix() {
+        let c = cfg(&[("SHADOW_PREFIX", "s3://trials-bucket/shadow")]).unwrap();
+        let p = c.shadow_prefix.expect("a prefix");
+        assert_eq!(
+            (p.bucket.as_str(), p.key.as_str()),
+            ("trials-bucket", "shadow/")
+        );
+        let p = s3_prefix("s3://trials-bucket").expect("a bucket alone");
+        assert_eq!(p.key, "");
+        for bad in [
+            "trials-bucket/shadow",
+            "s3://Upper/x",
+            "s3:///x",
+            "s3://ab/x",
+        ] {
+            let e = cfg(&[("SHADOW_PREFIX", bad)]).expect_err(bad);
+            assert_eq!(e.variable, "SHADOW_PREFIX", "{bad}");
+        }
     }
 
     #[test]

@@ -23,8 +23,9 @@ use super::pager::{resolutions, PagerError, Paging};
 use super::config::LambdaConfig;
 use super::input::{parse_payload, Delivery, InputError, ObjectRef, Payload};
 use super::object::{self, ObjectError, ObjectOutcome};
-use super::ports::{ObjectStore, Publisher};
+use super::ports::{ObjectStore, ObjectWriter, Publisher};
 use super::publish::{PublishError, Publishing};
+use super::shadow::{self, Shadow};
 
 /// A failed invocation.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +80,11 @@ pub enum DeliveryError {
     State { origin: String, error: StoreError },
     #[error("{origin}: {error}")]
     Pager { origin: String, error: PagerError },
+    #[error("{origin}: writing the shadow rules' alerts: {error}")]
+    Shadow {
+        origin: String,
+        error: super::ports::FetchError,
+    },
 }
 
 impl DeliveryError {
@@ -88,6 +94,7 @@ impl DeliveryError {
             DeliveryError::Event { error, .. } => error.retryable(),
             DeliveryError::State { error, .. } => error.retryable,
             DeliveryError::Pager { error, .. } => error.retryable,
+            DeliveryError::Shadow { error, .. } => error.retryable(),
         }
     }
 }
@@ -130,6 +137,9 @@ pub struct Totals {
     /// The newest eventTime read (of records, and of EventBridge events): the delivery lag's
     /// end.
     pub newest_event: Option<i64>,
+    /// Shadow rules' alerts (written, never published), in all and per rule.
+    pub shadow: u64,
+    pub shadow_per_rule: BTreeMap<String, u64>,
 }
 
 impl From<&ObjectOutcome> for Totals {
@@ -157,6 +167,7 @@ impl From<&ObjectOutcome> for Totals {
                     ..Totals::default()
                 };
                 t.count_published(&report.published);
+                t.count_shadow(report.shadow.iter().map(String::as_str));
                 t
             }
         }
@@ -183,10 +194,22 @@ impl AddAssign for Totals {
             *self.per_severity.entry(k).or_default() += v;
         }
         self.newest_event = self.newest_event.max(o.newest_event);
+        self.shadow += o.shadow;
+        for (k, v) in o.shadow_per_rule {
+            *self.shadow_per_rule.entry(k).or_default() += v;
+        }
     }
 }
 
 impl Totals {
+    /// Counts shadow alerts per rule.
+    pub fn count_shadow<'r>(&mut self, rules: impl Iterator<Item = &'r str>) {
+        for rule in rules {
+            self.shadow += 1;
+            *self.shadow_per_rule.entry(rule.to_owned()).or_default() += 1;
+        }
+    }
+
     /// Counts published alerts per rule and severity.
     pub fn count_published(&mut self, published: &[(String, Severity)]) {
         for (rule, severity) in published {
@@ -199,13 +222,17 @@ impl Totals {
     }
 
     fn to_json(&self) -> Value {
-        json!({
+        let mut v = json!({
             "objects": self.objects, "skippedObjects": self.passed_over_objects,
             "ignoredNotifications": self.ignored_notifications, "testEvents": self.test_events,
             "events": self.events,
             "records": self.records, "skippedRecords": self.unreadable_records,
             "alerts": self.alerts, "published": self.published,
-        })
+        });
+        if self.shadow > 0 {
+            v["shadow"] = json!(self.shadow);
+        }
+        v
     }
 }
 
@@ -219,6 +246,8 @@ pub struct Handler<S, P> {
     state: Option<Arc<dyn Store>>,
     /// The PagerDuty destination (`PAGERDUTY_ROUTING_KEY_SECRET`).
     paging: Option<Paging>,
+    /// Where shadow rules' alerts are written (`SHADOW_PREFIX`).
+    writer: Option<Arc<dyn ObjectWriter>>,
 }
 
 impl<S: ObjectStore, P: Publisher> Handler<S, P> {
@@ -281,6 +310,18 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
                  alert per match for these rules"
             );
         }
+        let shadows: Vec<&str> = rules
+            .rules()
+            .iter()
+            .filter(|r| r.enabled && r.shadow)
+            .map(|r| r.id.as_str())
+            .collect();
+        if !shadows.is_empty() && config.shadow_prefix.is_none() {
+            tracing::warn!(
+                rules = %shadows.join(", "),
+                "SHADOW_PREFIX is not set: these shadow rules' alerts go to the log only"
+            );
+        }
         let publishing = Publishing {
             publisher,
             default_topic: config.alert_topic_arn.clone(),
@@ -296,7 +337,21 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
             config,
             state: None,
             paging: None,
+            writer: None,
         })
+    }
+
+    /// Writes shadow rules' alerts with this writer, to `SHADOW_PREFIX`.
+    pub fn with_writer(mut self, writer: Arc<dyn ObjectWriter>) -> Self {
+        self.writer = Some(writer);
+        self
+    }
+
+    fn shadow(&self) -> Shadow<'_> {
+        Shadow {
+            writer: self.writer.as_deref(),
+            prefix: self.config.shadow_prefix.as_ref(),
+        }
     }
 
     /// Pages through PagerDuty too (triggers and resolves, before SNS).
@@ -424,7 +479,8 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
                 info!(suppressed, "alerts silenced by suppressions");
             }
             let (alerts, resolves) = resolutions(&self.rules, alerts);
-            let raised = alerts.len() as u64;
+            let (alerts, shadowed) = shadow::split(alerts);
+            let raised = (alerts.len() + shadowed.len()) as u64;
             let suppressed_count = suppressed;
             let (alerts, claims, held) = match &self.state {
                 Some(state) => admit(
@@ -445,6 +501,13 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
                 .iter()
                 .map(|a| (a.rule_id.clone(), a.severity))
                 .collect();
+            self.shadow()
+                .write(&origin, &shadowed)
+                .await
+                .map_err(|error| DeliveryError::Shadow {
+                    origin: origin.clone(),
+                    error,
+                })?;
             if let Some(paging) = &self.paging {
                 paging
                     .send(&alerts, &resolves)
@@ -483,6 +546,7 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
                 newest_event: policy::event_time(event),
                 ..Totals::default()
             };
+            t.count_shadow(shadowed.iter().map(|a| a.rule_id.as_str()));
             t.count_published(&sent);
             Ok(t)
         }
@@ -588,14 +652,18 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
     /// Reads one object, matches its records and publishes the alerts.
     pub async fn process_object(&self, obj: &ObjectRef) -> Result<ObjectOutcome, ObjectError> {
         let span = info_span!("object", bucket = %obj.bucket, key = %obj.key);
+        let outputs = object::Outputs {
+            publishing: &self.publishing,
+            paging: self.paging.as_ref(),
+            shadow: self.shadow(),
+        };
         object::process(
             obj,
             &self.store,
-            &self.publishing,
+            &outputs,
             &self.rules,
             &self.config,
             self.state.as_deref(),
-            self.paging.as_ref(),
         )
         .instrument(span)
         .await

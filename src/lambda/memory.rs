@@ -10,8 +10,25 @@ use async_trait::async_trait;
 use super::input::ObjectRef;
 use super::message::OutMessage;
 use super::ports::{
-    EntryFailure, FetchError, ObjectBody, ObjectStore, PublishCallError, Publisher,
+    EntryFailure, FetchError, ObjectBody, ObjectStore, ObjectWriter, PublishCallError, Publisher,
 };
+
+/// Objects written, in memory: `(bucket, key) → body`.
+#[derive(Default)]
+pub struct MemoryWriter {
+    pub objects: Mutex<std::collections::BTreeMap<(String, String), Vec<u8>>>,
+}
+
+#[async_trait]
+impl ObjectWriter for MemoryWriter {
+    async fn put(&self, bucket: &str, key: &str, body: Vec<u8>) -> Result<(), FetchError> {
+        self.objects
+            .lock()
+            .expect("lock")
+            .insert((bucket.into(), key.into()), body);
+        Ok(())
+    }
+}
 
 /// Objects held in memory; a missing one is `NotFound`, unless a fault is scripted for it.
 #[derive(Default)]

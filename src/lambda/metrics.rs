@@ -3,7 +3,8 @@
 //! into metrics — namespace `TrailAlerts`, dimension `FunctionName`.
 //!
 //! Metrics (all `Count` but the lag): `Objects`, `ObjectsSkipped`, `Events`, `Records`,
-//! `RecordsSkipped`, `Matches`, `AlertsPublished`, `Deduplicated`, `Suppressed`, one
+//! `RecordsSkipped`, `Matches`, `AlertsPublished`, `Deduplicated`, `Suppressed`,
+//! `ShadowAlerts` (and `Shadow.<rule id>` per shadow rule that fired), one
 //! `Alerts.<severity>` per severity and one `Alerts.<rule id>` per rule that published, and
 //! `DeliveryLag` (seconds: now minus the newest eventTime read, of records and of events). The EMF rules kept: at most
 //! 100 metrics per directive (more are split across directives), every metric and dimension a
@@ -37,12 +38,16 @@ pub fn emf(totals: &Totals, function: &str, now_ms: i64) -> Value {
         ("AlertsPublished".into(), totals.published as f64, "Count"),
         ("Deduplicated".into(), totals.held as f64, "Count"),
         ("Suppressed".into(), totals.suppressed as f64, "Count"),
+        ("ShadowAlerts".into(), totals.shadow as f64, "Count"),
     ];
     for (severity, n) in &totals.per_severity {
         values.push((format!("Alerts.{severity}"), *n as f64, "Count"));
     }
     for (rule, n) in &totals.per_rule {
         values.push((format!("Alerts.{rule}"), *n as f64, "Count"));
+    }
+    for (rule, n) in &totals.shadow_per_rule {
+        values.push((format!("Shadow.{rule}"), *n as f64, "Count"));
     }
     if let Some(newest) = totals.newest_event {
         let lag = (now_ms / 1000 - newest).max(0);
@@ -162,6 +167,6 @@ mod tests {
             .iter()
             .map(|d| d["Metrics"].as_array().unwrap().len())
             .collect();
-        assert_eq!(n, [100, 62]);
+        assert_eq!(n, [100, 63]);
     }
 }

@@ -28,6 +28,7 @@ pub mod object;
 pub mod pager;
 pub mod ports;
 pub mod publish;
+pub mod shadow;
 pub mod state;
 
 pub use config::LambdaConfig;

@@ -18,6 +18,7 @@ use super::input::ObjectRef;
 use super::pager::{resolutions, Paging};
 use super::ports::{FetchError, ObjectBody, ObjectStore, Publisher};
 use super::publish::{PublishError, Publishing};
+use super::shadow::{self, Shadow};
 use super::state::{admit, delivery, heartbeats, Claim, StateStore, Store};
 use crate::policy;
 
@@ -55,6 +56,8 @@ pub enum ObjectErrorKind {
     State(super::state::StoreError),
     #[error(transparent)]
     Pager(super::pager::PagerError),
+    #[error("writing the shadow rules' alerts: {0}")]
+    Shadow(FetchError),
 }
 
 impl ObjectError {
@@ -68,6 +71,7 @@ impl ObjectError {
             ObjectErrorKind::Task(_) => true,
             ObjectErrorKind::State(e) => e.retryable,
             ObjectErrorKind::Pager(e) => e.retryable,
+            ObjectErrorKind::Shadow(e) => e.retryable(),
         }
     }
 }
@@ -83,6 +87,15 @@ pub struct Report {
     pub published: Vec<(String, crate::rules::Severity)>,
     /// The newest eventTime read (Unix seconds).
     pub newest_event: Option<i64>,
+    /// The rule of each shadow alert (written, not published).
+    pub shadow: Vec<String>,
+}
+
+/// Where an object's alerts go: SNS, PagerDuty, and the shadow rules' output.
+pub(super) struct Outputs<'a, P> {
+    pub publishing: &'a Publishing<P>,
+    pub paging: Option<&'a Paging>,
+    pub shadow: Shadow<'a>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,12 +114,12 @@ pub enum ObjectOutcome {
 pub(super) async fn process<S: ObjectStore, P: Publisher>(
     object: &ObjectRef,
     store: &S,
-    publishing: &Publishing<P>,
+    outputs: &Outputs<'_, P>,
     rules: &Arc<RuleSet>,
     config: &LambdaConfig,
     state: Option<&dyn Store>,
-    paging: Option<&Paging>,
 ) -> Result<ObjectOutcome, ObjectError> {
+    let (publishing, paging) = (outputs.publishing, outputs.paging);
     let fail = |kind| ObjectError {
         object: object.clone(),
         kind,
@@ -130,6 +143,7 @@ pub(super) async fn process<S: ObjectStore, P: Publisher>(
         .map_err(|e| fail(ObjectErrorKind::Task(e)))?;
     let suppressed = rules.suppress(&mut alerts);
     let (alerts, resolves) = resolutions(rules, alerts);
+    let (alerts, shadow) = shadow::split(alerts);
     if suppressed > 0 {
         info!(suppressed, "alerts silenced by suppressions");
     }
@@ -183,7 +197,15 @@ pub(super) async fn process<S: ObjectStore, P: Publisher>(
             .map(|a| (a.rule_id.clone(), a.severity))
             .collect(),
         newest_event: outcome.stats.newest_event,
+        shadow: shadow.iter().map(|a| a.rule_id.clone()).collect(),
     };
+    // Shadow alerts first: a failed write leaves nothing published, and the retry rewrites
+    // the same object.
+    outputs
+        .shadow
+        .write(&object.to_string(), &shadow)
+        .await
+        .map_err(|e| fail(ObjectErrorKind::Shadow(e)))?;
     // The pager first: when it fails, nothing is published and the retry starts clean (its
     // dedup keys make a repeated trigger join the same incident).
     if let Some(paging) = paging {

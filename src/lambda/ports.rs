@@ -19,7 +19,15 @@ pub trait ObjectStore: Send + Sync {
     async fn open(&self, object: &ObjectRef) -> Result<ObjectBody, FetchError>;
 }
 
-/// Why an object could not be read.
+/// Writing objects: shadow rules' alerts, a backfill's findings.
+#[async_trait]
+pub trait ObjectWriter: Send + Sync {
+    /// Writes (or overwrites) one object; the errors are those of reading, with the same
+    /// verdict on retrying.
+    async fn put(&self, bucket: &str, key: &str, body: Vec<u8>) -> Result<(), FetchError>;
+}
+
+/// Why an object could not be read (or written).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FetchError {
     #[error("no such object (NoSuchKey or NoSuchBucket)")]

@@ -293,6 +293,7 @@ pub fn rollup_alert(rule: &Rule, state: &WindowState, more: u64, source: AlertSo
         "values": state.values,
     });
     Alert {
+        shadow: false,
         rule_id: rule.id.clone(),
         description: rule.description.clone(),
         severity: rule.severity,

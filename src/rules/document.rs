@@ -11,8 +11,9 @@ use crate::pattern::{JsonPath, Pattern};
 use crate::policy::{parse_expiry, Absence, Grouping, KeyPath, Suppression};
 use crate::time::parse_duration;
 
-const RULE_KEYS: [&str; 13] = [
+const RULE_KEYS: [&str; 14] = [
     "resolves",
+    "mode",
     "id",
     "description",
     "severity",
@@ -686,6 +687,31 @@ fn parse_rule(origin: &str, item: &Value, at: &JsonPath) -> Result<Rule, RuleErr
         }
         Some(a) => Some(parse_absence(a, &at.key("absence")).map_err(|(p, r)| rule_fail(p, r))?),
     };
+    let shadow = match map.get("mode") {
+        None => false,
+        Some(Value::String(m)) if m == "live" => false,
+        Some(Value::String(m)) if m == "shadow" => true,
+        Some(other) => {
+            return Err(rule_fail(
+                at.key("mode"),
+                format!(
+                    "expected live (the default) or shadow (evaluated, never published), found {}",
+                    match other {
+                        Value::String(s) => format!("{s:?}"),
+                        other => yaml_kind(other).to_string(),
+                    }
+                ),
+            ))
+        }
+    };
+    if shadow && (absence.is_some() || !resolves.is_empty()) {
+        return Err(rule_fail(
+            at.key("mode"),
+            "a shadow rule trials the alerts it would raise; absence and recovery rules raise \
+             none of their own"
+                .into(),
+        ));
+    }
     // A rule's roll-up lists the distinct eventNames unless it names its own fields.
     let rollup_fields = if rollup_fields.is_empty() && grouping.is_some() {
         vec![KeyPath::parse("eventName").expect("a plain path")]
@@ -705,6 +731,7 @@ fn parse_rule(origin: &str, item: &Value, at: &JsonPath) -> Result<Rule, RuleErr
         absence,
         runbook,
         resolves,
+        shadow,
         tests,
         origin: origin.to_owned(),
     })

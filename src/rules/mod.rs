@@ -106,6 +106,9 @@ pub struct Rule {
     /// A recovery rule: its matches are not alerts but the resolution of these rules' alerts
     /// with the same key (a completed backup resolves the failed one's incident).
     pub resolves: Vec<String>,
+    /// `mode: shadow`: evaluated everywhere, its alerts never published (the function writes
+    /// them to `SHADOW_PREFIX`; `scan` marks them).
+    pub shadow: bool,
     pub tests: Vec<RuleTest>,
     /// Where the rule was read from (a path, `builtin:…`, or `s3://…`).
     pub origin: String,
@@ -690,6 +693,10 @@ mod tests {
              "test.yaml: rule \"a\" at $.rules[0].pattern: missing"),
             ("rules:\n  - id: a\n    description: d\n    severity: low\n    pattern: {eventName: [X]}\n    enabled: yes\n",
              "test.yaml: rule \"a\" at $.rules[0].enabled: expected true or false"),
+            ("rules:\n  - id: a\n    description: d\n    severity: low\n    pattern: {eventName: [X]}\n    mode: trial\n",
+             "test.yaml: rule \"a\" at $.rules[0].mode: expected live (the default) or shadow (evaluated, never published), found \"trial\""),
+            ("rules:\n  - id: a\n    description: d\n    severity: low\n    pattern: {eventName: [X]}\n    mode: shadow\n    resolves: [b]\n",
+             "test.yaml: rule \"a\" at $.rules[0].mode: a shadow rule trials the alerts it would raise"),
             ("rules:\n  - id: a\n    description: d\n    severity: low\n    pattern: {eventName: [X]}\n    topic: my-topic\n",
              "test.yaml: rule \"a\" at $.rules[0].topic: \"my-topic\" is not an SNS topic ARN"),
             ("rules:\n  - id: a\n    description: d\n    severity: low\n    pattern: {eventName: [X]}\n    tests: [{name: t, expect: true, record: []}]\n",
