@@ -840,3 +840,53 @@ fn insights_records_are_matchable_like_any_other() {
     );
     assert_eq!(lines[0]["eventName"], Value::Null);
 }
+
+/// Shadow rules (`mode: shadow`) alert in `scan`, marked as such and counted apart; `rules
+/// list` says so.
+#[test]
+fn scan_marks_shadow_rules_alerts() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let rules = rule_file(
+        dir.path(),
+        "rules:\n  - id: trial-recovery-point-deleted\n    description: A trial\n    severity: critical\n    mode: shadow\n    pattern: {eventSource: [backup.amazonaws.com], eventName: [DeleteRecoveryPoint]}\n",
+    );
+    let trails = root().join("events/trails");
+    let out = cmd()
+        .args(["scan", "--rules", "builtin", "--rules"])
+        .arg(&rules)
+        .arg(&trails)
+        .assert()
+        .success();
+    let text = stdout(&out);
+    let shadow: Vec<&str> = text.lines().filter(|l| l.contains("[shadow]")).collect();
+    assert_eq!(shadow.len(), 1, "{text}");
+    assert!(
+        shadow[0].starts_with("CRITICAL  trial-recovery-point-deleted")
+            && shadow[0].contains("[shadow] DeleteRecoveryPoint by "),
+        "{}",
+        shadow[0]
+    );
+    assert!(
+        text.contains("9 alerts (1 of them from shadow rules, which the function never publishes)"),
+        "{text}"
+    );
+    let out = cmd()
+        .args(["scan", "--format", "jsonl", "--rules"])
+        .arg(&rules)
+        .arg(&trails)
+        .assert()
+        .success();
+    let lines = jsonl(&stdout(&out));
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["shadow"], true);
+    let out = cmd()
+        .args(["rules", "list", "--rules"])
+        .arg(&rules)
+        .assert()
+        .success();
+    assert!(
+        stdout(&out).contains("trial-recovery-point-deleted  critical  shadow "),
+        "{}",
+        stdout(&out)
+    );
+}
