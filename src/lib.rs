@@ -43,6 +43,8 @@ pub mod describe;
 mod hash;
 pub mod index;
 pub mod keys;
+#[cfg(feature = "s3")]
+pub mod s3;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod pattern;

@@ -1,25 +1,23 @@
 //! The ports implemented with the AWS SDK: the only module that imports `aws_sdk_*`.
 //!
-//! Timeouts and retries are set deliberately so that a missing bucket or object, a denied key or
-//! an unreachable endpoint fails in seconds, not minutes: 3 s to connect, 10 s to read, 15 s per
-//! attempt, 3 attempts with the standard (jittered, exponential) back-off, 45 s per operation;
-//! the SDK's stalled-stream protection ends a body that stops flowing.
+//! S3's configuration, client, errors and rule documents are in [`crate::s3`] (the command line
+//! uses them too), re-exported here.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, SdkConfig};
+use aws_config::SdkConfig;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
 
 use crate::describe;
-use crate::rules::{RuleError, RuleSet, RuleSource, S3Object};
 
 use super::input::ObjectRef;
 use super::message::OutMessage;
+pub use crate::s3::{
+    fetch_error, load_rules, read_rule_document, retries, s3_client, sdk_config, timeouts,
+    ATTEMPT_TIMEOUT, CONNECT_TIMEOUT, MAX_ATTEMPTS, OPERATION_TIMEOUT, READ_TIMEOUT,
+};
 use super::ports::{
     EntryFailure, FetchError, ObjectBody, ObjectStore, ObjectWriter, PublishCallError, Publisher,
 };
@@ -27,50 +25,6 @@ use super::state::{
     Beat, Due, MatchRef, Place, ProgressStore, StateStore, StoreError, WindowRef, WindowState,
     KEEP_AFTER_DUE, MAX_IDS, MAX_VALUES,
 };
-
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
-pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
-pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(45);
-pub const MAX_ATTEMPTS: u32 = 3;
-
-/// The SDK configuration from the standard chain (environment, profile, container/instance
-/// credentials, `AWS_ENDPOINT_URL`), with this function's timeouts and retries.
-pub async fn sdk_config() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .timeout_config(timeouts())
-        .retry_config(retries())
-        .load()
-        .await
-}
-
-/// The function's deliberate timeouts.
-pub fn timeouts() -> TimeoutConfig {
-    TimeoutConfig::builder()
-        .connect_timeout(CONNECT_TIMEOUT)
-        .read_timeout(READ_TIMEOUT)
-        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-        .operation_timeout(OPERATION_TIMEOUT)
-        .build()
-}
-
-/// The function's retry limit (standard mode: jittered exponential back-off).
-pub fn retries() -> RetryConfig {
-    RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS)
-}
-
-/// S3 clients; path-style addressing when an endpoint is set (local S3 emulators).
-pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
-    let builder = aws_sdk_s3::config::Builder::from(config);
-    let builder = if std::env::var_os("AWS_ENDPOINT_URL").is_some()
-        || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some()
-    {
-        builder.force_path_style(true)
-    } else {
-        builder
-    };
-    aws_sdk_s3::Client::from_conf(builder.build())
-}
 
 /// Reading objects with `GetObject`, streamed.
 #[derive(Clone)]
@@ -112,34 +66,6 @@ impl ObjectWriter for S3Store {
             .await
             .map(|_| ())
             .map_err(fetch_error)
-    }
-}
-
-fn fetch_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
-    e: SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
-) -> FetchError {
-    match &e {
-        SdkError::ServiceError(se) => {
-            let status = se.raw().status().as_u16();
-            let code = se.err().code().unwrap_or("").to_owned();
-            let message = se.err().message().unwrap_or("").to_owned();
-            match (status, code.as_str()) {
-                (404, _) | (_, "NoSuchKey" | "NoSuchBucket") => FetchError::NotFound,
-                (403, _)
-                | (_, "AccessDenied" | "KMS.AccessDeniedException" | "KMS.DisabledException") => {
-                    FetchError::AccessDenied(format!("{code}: {message}"))
-                }
-                (500..=599, _)
-                | (_, "SlowDown" | "InternalError" | "ServiceUnavailable" | "RequestTimeout") => {
-                    FetchError::Transient(format!("{status} {code}: {message}"))
-                }
-                _ => FetchError::Other(format!("{status} {code}: {message}")),
-            }
-        }
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            FetchError::Transient(describe::chain(&e))
-        }
-        _ => FetchError::Other(describe::chain(&e)),
     }
 }
 
@@ -238,52 +164,6 @@ fn entry(m: &OutMessage) -> Result<PublishBatchRequestEntry, aws_sdk_sns::error:
         b = b.message_structure("json");
     }
     b.build()
-}
-
-/// Reads an `s3://bucket/key` rule document at cold start (at most 4 MiB).
-pub async fn read_rule_document(
-    client: &aws_sdk_s3::Client,
-    bucket: &str,
-    key: &str,
-) -> Result<String, String> {
-    let out = client
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .map_err(|e| fetch_error(e).to_string())?;
-    if out.content_length().unwrap_or(0) > 4 << 20 {
-        return Err("larger than 4 MiB; a rule document is small".into());
-    }
-    let bytes = out
-        .body
-        .collect()
-        .await
-        .map_err(|e| describe::chain(&e))?
-        .into_bytes();
-    String::from_utf8(bytes.to_vec()).map_err(|_| "not UTF-8 text".into())
-}
-
-/// Loads the rule sources at cold start: the `s3://` documents are read first, through S3, then
-/// every source is loaded in order as the command line loads it.
-pub async fn load_rules(
-    client: &aws_sdk_s3::Client,
-    sources: &[RuleSource],
-) -> Result<RuleSet, RuleError> {
-    let mut fetched = HashMap::new();
-    for source in sources {
-        if let RuleSource::S3(object) = source {
-            let text = read_rule_document(client, &object.bucket, &object.key).await;
-            fetched.insert(object.clone(), text);
-        }
-    }
-    RuleSet::load_with(sources, |object: &S3Object| {
-        fetched
-            .get(object)
-            .cloned()
-            .unwrap_or_else(|| Err("not read".into()))
-    })
 }
 
 /// The state store on DynamoDB: one table, string keys `pk` and `sk`, TTL on `expires_at`.

@@ -27,25 +27,7 @@ pub trait ObjectWriter: Send + Sync {
     async fn put(&self, bucket: &str, key: &str, body: Vec<u8>) -> Result<(), FetchError>;
 }
 
-/// Why an object could not be read (or written).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum FetchError {
-    #[error("no such object (NoSuchKey or NoSuchBucket)")]
-    NotFound,
-    #[error("access denied ({0}); check the function's s3:GetObject and kms:Decrypt permissions")]
-    AccessDenied(String),
-    #[error("transient failure: {0}")]
-    Transient(String),
-    #[error("{0}")]
-    Other(String),
-}
-
-impl FetchError {
-    /// Whether trying again later can help.
-    pub fn retryable(&self) -> bool {
-        matches!(self, FetchError::Transient(_))
-    }
-}
+pub use crate::s3::FetchError;
 
 /// Publishing alerts.
 #[async_trait]

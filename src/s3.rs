@@ -1,0 +1,160 @@
+//! S3 through the AWS SDK, for the function and for the command line (`scan s3://…`,
+//! `--rules s3://…`): the SDK configuration with deliberate timeouts and retries, the client,
+//! what a failed call means (and whether retrying can help), rule documents read from S3.
+//!
+//! Timeouts and retries are set so that a missing bucket or object, a denied key or an
+//! unreachable endpoint fails in seconds, not minutes: 3 s to connect, 10 s to read, 15 s per
+//! attempt, 3 attempts with the standard (jittered, exponential) back-off, 45 s per operation;
+//! the SDK's stalled-stream protection ends a body that stops flowing.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+
+use crate::describe;
+use crate::rules::{RuleError, RuleSet, RuleSource, S3Object};
+
+/// Why an object could not be read (or written).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FetchError {
+    #[error("no such object (NoSuchKey or NoSuchBucket)")]
+    NotFound,
+    #[error("access denied ({0}); check the function's s3:GetObject and kms:Decrypt permissions")]
+    AccessDenied(String),
+    #[error("transient failure: {0}")]
+    Transient(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl FetchError {
+    /// Whether trying again later can help.
+    pub fn retryable(&self) -> bool {
+        matches!(self, FetchError::Transient(_))
+    }
+}
+
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(45);
+pub const MAX_ATTEMPTS: u32 = 3;
+
+/// The SDK configuration from the standard chain (environment, profile, container/instance
+/// credentials, `AWS_ENDPOINT_URL`), with this function's timeouts and retries.
+pub async fn sdk_config() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(timeouts())
+        .retry_config(retries())
+        .load()
+        .await
+}
+
+/// The function's deliberate timeouts.
+pub fn timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .read_timeout(READ_TIMEOUT)
+        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+        .operation_timeout(OPERATION_TIMEOUT)
+        .build()
+}
+
+/// The function's retry limit (standard mode: jittered exponential back-off).
+pub fn retries() -> RetryConfig {
+    RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS)
+}
+
+/// S3 clients; path-style addressing when an endpoint is set (local S3 emulators).
+pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
+    let builder = aws_sdk_s3::config::Builder::from(config);
+    let builder = if std::env::var_os("AWS_ENDPOINT_URL").is_some()
+        || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some()
+    {
+        builder.force_path_style(true)
+    } else {
+        builder
+    };
+    aws_sdk_s3::Client::from_conf(builder.build())
+}
+
+
+pub fn fetch_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    e: SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> FetchError {
+    match &e {
+        SdkError::ServiceError(se) => {
+            let status = se.raw().status().as_u16();
+            let code = se.err().code().unwrap_or("").to_owned();
+            let message = se.err().message().unwrap_or("").to_owned();
+            match (status, code.as_str()) {
+                (404, _) | (_, "NoSuchKey" | "NoSuchBucket") => FetchError::NotFound,
+                (403, _)
+                | (_, "AccessDenied" | "KMS.AccessDeniedException" | "KMS.DisabledException") => {
+                    FetchError::AccessDenied(format!("{code}: {message}"))
+                }
+                (500..=599, _)
+                | (_, "SlowDown" | "InternalError" | "ServiceUnavailable" | "RequestTimeout") => {
+                    FetchError::Transient(format!("{status} {code}: {message}"))
+                }
+                _ => FetchError::Other(format!("{status} {code}: {message}")),
+            }
+        }
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            FetchError::Transient(describe::chain(&e))
+        }
+        _ => FetchError::Other(describe::chain(&e)),
+    }
+}
+
+
+/// Reads an `s3://bucket/key` rule document at cold start (at most 4 MiB).
+pub async fn read_rule_document(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> Result<String, String> {
+    let out = client
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| fetch_error(e).to_string())?;
+    if out.content_length().unwrap_or(0) > 4 << 20 {
+        return Err("larger than 4 MiB; a rule document is small".into());
+    }
+    let bytes = out
+        .body
+        .collect()
+        .await
+        .map_err(|e| describe::chain(&e))?
+        .into_bytes();
+    String::from_utf8(bytes.to_vec()).map_err(|_| "not UTF-8 text".into())
+}
+
+/// Loads the rule sources at cold start: the `s3://` documents are read first, through S3, then
+/// every source is loaded in order as the command line loads it.
+pub async fn load_rules(
+    client: &aws_sdk_s3::Client,
+    sources: &[RuleSource],
+) -> Result<RuleSet, RuleError> {
+    let mut fetched = HashMap::new();
+    for source in sources {
+        if let RuleSource::S3(object) = source {
+            let text = read_rule_document(client, &object.bucket, &object.key).await;
+            fetched.insert(object.clone(), text);
+        }
+    }
+    RuleSet::load_with(sources, |object: &S3Object| {
+        fetched
+            .get(object)
+            .cloned()
+            .unwrap_or_else(|| Err("not read".into()))
+    })
+}
+
