@@ -27,10 +27,10 @@ $(STAMP): requirements-dev.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
-## release: the optimised command-line binary, target/release/trail-alerts (without the Lambda
-##          function's SDK clients: --no-default-features)
+## release: the optimised command-line binary, target/release/trail-alerts, with S3 (`scan
+##          s3://…`, `--rules s3://…`) but without the Lambda function's other SDK clients
 release:
-	$(CARGO) build --locked --release --no-default-features --bin trail-alerts
+	$(CARGO) build --locked --release --no-default-features --features s3 --bin trail-alerts
 
 ## build: the Lambda package for arm64 (target/lambda/trail-alerts-lambda/bootstrap.zip)
 build: $(STAMP)

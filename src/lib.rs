@@ -43,14 +43,15 @@ pub mod describe;
 mod hash;
 pub mod index;
 pub mod keys;
-#[cfg(feature = "s3")]
-pub mod s3;
 #[cfg(feature = "lambda")]
 pub mod lambda;
+pub mod layout;
 pub mod pattern;
 pub mod pipeline;
 pub mod policy;
 pub mod reader;
 pub mod rules;
+#[cfg(feature = "s3")]
+pub mod s3;
 pub mod time;
 pub mod walk;

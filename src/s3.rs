@@ -82,7 +82,6 @@ pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(builder.build())
 }
 
-
 pub fn fetch_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
     e: SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
 ) -> FetchError {
@@ -110,7 +109,6 @@ pub fn fetch_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
         _ => FetchError::Other(describe::chain(&e)),
     }
 }
-
 
 /// Reads an `s3://bucket/key` rule document at cold start (at most 4 MiB).
 pub async fn read_rule_document(
@@ -158,3 +156,151 @@ pub async fn load_rules(
     })
 }
 
+/// An object a listing found: its key and size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub key: String,
+    pub size: u64,
+}
+
+/// What listing a prefix found, and what it cost.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// In key order.
+    pub objects: Vec<Listed>,
+    /// `ListObjectsV2` calls made.
+    pub list_calls: u64,
+    /// Prefixes that could not be listed, each with why and whether a retry can help.
+    pub errors: Vec<String>,
+}
+
+/// `… (a retry can help)` or `… (retrying cannot help)`.
+pub fn with_verdict(e: &FetchError) -> String {
+    format!(
+        "{e} ({})",
+        if e.retryable() {
+            "a retry can help"
+        } else {
+            "retrying cannot help"
+        }
+    )
+}
+
+/// One `ListObjectsV2` walk of a prefix (every page): the folders under it with `delimiter`,
+/// else the objects.
+async fn list_prefix(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+    folders: bool,
+    calls: &mut u64,
+) -> Result<(Vec<String>, Vec<Listed>), FetchError> {
+    let (mut found_folders, mut found) = (Vec::new(), Vec::new());
+    let mut token = None;
+    loop {
+        let mut request = client
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .set_continuation_token(token.take());
+        if folders {
+            request = request.delimiter("/");
+        }
+        *calls += 1;
+        let page = request.send().await.map_err(fetch_error)?;
+        found_folders.extend(
+            page.common_prefixes()
+                .iter()
+                .filter_map(|p| p.prefix().map(str::to_owned)),
+        );
+        found.extend(page.contents().iter().filter_map(|o| {
+            Some(Listed {
+                key: o.key()?.to_owned(),
+                size: o.size().unwrap_or(0).max(0) as u64,
+            })
+        }));
+        match page.next_continuation_token() {
+            Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_owned()),
+            _ => return Ok((found_folders, found)),
+        }
+    }
+}
+
+/// Lists the objects under `s3://bucket/prefix` that the narrowing asks for, walking
+/// CloudTrail's layout (`crate::layout`): organisation, account and Region folders are listed
+/// (or named), day folders are named, and only they are listed whole, `concurrency` at a time.
+pub async fn list_logs(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+    narrowing: &crate::layout::Narrowing,
+    concurrency: usize,
+) -> Listing {
+    use crate::layout::{follow, step, Next, Start};
+    let mut listing = Listing::default();
+    let start = Start::parse(prefix);
+    let mut queue = vec![step(
+        &start.root,
+        crate::layout::Level::Top,
+        &start.fixed,
+        &start.partial,
+        narrowing,
+    )];
+    let mut leaves = Vec::new();
+    while let Some(next) = queue.pop() {
+        match next {
+            Next::Nothing => {}
+            Next::Objects(prefixes) => leaves.extend(prefixes),
+            Next::Named(prefixes, level) => {
+                queue.extend(prefixes.iter().map(|p| step(p, level, &[], "", narrowing)))
+            }
+            Next::Folders(p, level) => {
+                match list_prefix(client, bucket, &p, true, &mut listing.list_calls).await {
+                    Ok((folders, _)) => queue.extend(
+                        folders
+                            .iter()
+                            .filter_map(|f| follow(f, level, narrowing))
+                            .map(|(f, at)| step(&f, at, &[], "", narrowing)),
+                    ),
+                    Err(e) => listing
+                        .errors
+                        .push(format!("listing s3://{bucket}/{p}: {}", with_verdict(&e))),
+                }
+            }
+        }
+    }
+    // The leaves, listed whole, a few at a time.
+    leaves.sort();
+    leaves.dedup();
+    let semaphore = std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for leaf in leaves {
+        let (client, bucket, semaphore) = (client.clone(), bucket.to_owned(), semaphore.clone());
+        tasks.spawn(async move {
+            let _permit = semaphore.acquire_owned().await;
+            let mut calls = 0;
+            let listed = list_prefix(&client, &bucket, &leaf, false, &mut calls).await;
+            (leaf, calls, listed)
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok((_, calls, Ok((_, objects)))) => {
+                listing.list_calls += calls;
+                listing.objects.extend(objects);
+            }
+            Ok((leaf, calls, Err(e))) => {
+                listing.list_calls += calls;
+                listing.errors.push(format!(
+                    "listing s3://{bucket}/{leaf}: {}",
+                    with_verdict(&e)
+                ));
+            }
+            Err(e) => listing.errors.push(format!("a listing task failed: {e}")),
+        }
+    }
+    listing.objects.sort_by(|a, b| a.key.cmp(&b.key));
+    listing.objects.dedup_by(|a, b| a.key == b.key);
+    listing.errors.sort();
+    listing
+}

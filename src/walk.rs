@@ -47,6 +47,10 @@ pub enum Why {
     DigestName,
     /// Its content is not records (a digest, an AWS Config file, anything else).
     Content(Content),
+    /// An S3 folder marker (a key ending in `/`).
+    FolderMarker,
+    /// An S3 key not named like a CloudTrail log (S3 objects are told by their key alone).
+    NotALogName,
 }
 
 impl fmt::Display for Why {
@@ -55,6 +59,8 @@ impl fmt::Display for Why {
             Why::Empty => f.write_str("empty (0 bytes)"),
             Why::DigestName => f.write_str("a CloudTrail digest file (by its name)"),
             Why::Content(content) => write!(f, "{content}"),
+            Why::FolderMarker => f.write_str("an S3 folder marker"),
+            Why::NotALogName => f.write_str("not named like a CloudTrail log"),
         }
     }
 }

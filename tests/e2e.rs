@@ -33,6 +33,18 @@ impl Moto {
         Self::launch(Command::new(&exe), &exe)
     }
 
+    /// moto that records every request to `file` once asked to (`POST
+    /// /moto-api/recorder/start-recording`): how many calls of a kind a client made.
+    pub(crate) fn start_recording(file: &std::path::Path) -> Moto {
+        let exe = std::env::var_os("MOTO_SERVER")
+            .map(PathBuf::from)
+            .or_else(|| Some(root().join(".venv/bin/moto_server")).filter(|p| p.exists()))
+            .unwrap_or_else(|| PathBuf::from("moto_server"));
+        let mut command = Command::new(&exe);
+        command.env("MOTO_RECORDER_FILEPATH", file);
+        Self::launch(command, &exe)
+    }
+
     /// moto answering one request at a time (`scripts/moto-serial.py`): each DynamoDB write
     /// atomic, as DynamoDB's are — moto's threaded server can lose one of two updates racing
     /// on an item. For the tests that race invocations on the state store.

@@ -156,3 +156,277 @@ async fn a_shadow_write_that_fails_publishes_nothing() {
     assert!(text.contains("shadow"), "{text}");
     assert!(drain(&aws, &queue, 0).await.is_empty(), "nothing published");
 }
+
+const ORG: &str = "org-history";
+const ACCOUNTS: [&str; 2] = ["111122223333", "444455556666"];
+const REGIONS: [&str; 2] = ["eu-west-1", "us-east-1"];
+
+/// A failed backup job of `account`/`region` at `time`, and a read-only call beside it.
+fn day_records(account: &str, region: &str, time: &str, id: &str) -> Vec<u8> {
+    let job = json!({
+        "eventVersion": "1.05", "eventTime": time, "eventSource": "backup.amazonaws.com",
+        "eventName": "BackupJobCompleted", "awsRegion": region, "eventID": id,
+        "eventType": "AwsServiceEvent", "recipientAccountId": account,
+        "serviceEventDetails": {"state": "FAILED", "backupJobId": id,
+            "resourceArn": format!("arn:aws:ec2:{region}:{account}:volume/vol-{id}"), "resourceType": "EBS"}
+    });
+    let read = json!({"eventVersion": "1.08", "eventTime": time, "eventSource": "s3.amazonaws.com",
+        "eventName": "GetObject", "awsRegion": region, "eventID": format!("{id}-r"), "recipientAccountId": account});
+    crate::util::gzip(json!({"Records": [job, read]}).to_string().as_bytes())
+}
+
+/// An organisation trail's bucket under `corp/`: two accounts, two Regions, four days
+/// (2024-01-08 to 11), a log a day each with one failed backup job at 08:00 — and beside the
+/// logs, digest files, folder markers and a stray object.
+async fn org_trail(aws: &Aws) {
+    aws.s3
+        .create_bucket()
+        .bucket(ORG)
+        .send()
+        .await
+        .expect("bucket");
+    for account in ACCOUNTS {
+        for region in REGIONS {
+            for day in 8..=11 {
+                let base = format!(
+                    "corp/AWSLogs/o-exampleorg1/{account}/CloudTrail/{region}/2024/01/{day:02}/"
+                );
+                let name = format!(
+                    "{account}_CloudTrail_{region}_202401{day:02}T0805Z_abcdefghijklmnop.json.gz"
+                );
+                let id = format!("{account}-{region}-{day}");
+                let time = format!("2024-01-{day:02}T08:00:00Z");
+                upload(
+                    aws,
+                    ORG,
+                    &format!("{base}{name}"),
+                    day_records(account, region, &time, &id),
+                )
+                .await;
+                upload(aws, ORG, &base, Vec::new()).await;
+                let digest = format!(
+                    "corp/AWSLogs/o-exampleorg1/{account}/CloudTrail-Digest/{region}/2024/01/{day:02}/{account}_CloudTrail-Digest_{region}_trail_{region}_202401{day:02}T0805Z.json.gz"
+                );
+                upload(aws, ORG, &digest, crate::util::gzip(b"{}")).await;
+            }
+        }
+    }
+    upload(
+        aws,
+        ORG,
+        "corp/AWSLogs/o-exampleorg1/111122223333/CloudTrail/us-east-1/2024/01/09/notes.txt",
+        b"not a log".to_vec(),
+    )
+    .await;
+}
+
+/// Sends one HTTP request to moto's own API on loopback.
+fn moto_api(endpoint: &str, path: &str) {
+    use std::io::{Read, Write};
+    let addr = endpoint.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).expect("moto");
+    write!(
+        s,
+        "POST {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n"
+    )
+    .expect("request");
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(
+        answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"),
+        "{answer}"
+    );
+}
+
+/// The ListObjectsV2 calls moto recorded since the last reset.
+fn list_calls(recording: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(recording)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|r| {
+            r["method"] == "GET" && r["url"].as_str().is_some_and(|u| u.contains("list-type=2"))
+        })
+        .map(|r| r["url"].as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
+fn scan_cmd(moto: &Moto) -> assert_cmd::Command {
+    let mut c = assert_cmd::Command::cargo_bin("trail-alerts").expect("binary");
+    c.env("AWS_ENDPOINT_URL", &moto.endpoint)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .env_remove("COLUMNS");
+    c
+}
+
+/// `scan s3://` against an organisation trail on moto: the listing is narrowed to the days,
+/// accounts and Regions asked for (counted in moto's own record of the calls), the logs found
+/// are read, everything else beside them is passed over and said, and the alerts are those of
+/// the time window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scan_reads_an_organisation_trail_from_s3_listing_only_the_days_asked_for() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let recording = dir.path().join("moto-recording.jsonl");
+    let moto = Moto::start_recording(&recording);
+    let aws = clients(&moto).await;
+    org_trail(&aws).await;
+
+    moto_api(&moto.endpoint, "/moto-api/recorder/reset-recording");
+    moto_api(&moto.endpoint, "/moto-api/recorder/start-recording");
+    let out = scan_cmd(&moto)
+        .args([
+            "scan",
+            "--format",
+            "jsonl",
+            "--verbose",
+            "--since",
+            "2024-01-09",
+            "--until",
+            "2024-01-10",
+        ])
+        .arg(format!("s3://{ORG}/corp"))
+        .assert()
+        .success();
+    moto_api(&moto.endpoint, "/moto-api/recorder/stop-recording");
+    let stdout = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    // Listed: AWSLogs/ (the organisation), the organisation (its accounts), each account's
+    // Regions, then the day folders 09, 10 and 11 (the day after --until, for late
+    // deliveries) of each account and Region: 1 + 1 + 2 + 2 × 2 × 3.
+    let calls = list_calls(&recording);
+    assert_eq!(calls.len(), 16, "{calls:#?}");
+    assert!(
+        calls
+            .iter()
+            .all(|u| !u.contains("2024%2F01%2F08") && !u.contains("2024/01/08")),
+        "the 8th was listed: {calls:#?}"
+    );
+    assert!(
+        stderr.contains("listed 12 logs in 16 ListObjectsV2 calls"),
+        "{stderr}"
+    );
+    // Read: 12 logs; alerted: the failed jobs of the 9th (the 10th's and 11th's fall
+    // outside --until); passed over: the folder markers and the stray object, said.
+    let alerts: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("jsonl"))
+        .collect();
+    let mut ids: Vec<&str> = alerts
+        .iter()
+        .map(|a| a["eventID"].as_str().expect("eventID"))
+        .collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        [
+            "111122223333-eu-west-1-9",
+            "111122223333-us-east-1-9",
+            "444455556666-eu-west-1-9",
+            "444455556666-us-east-1-9"
+        ],
+        "{stdout}"
+    );
+    assert!(alerts.iter().all(|a| a["file"]
+        .as_str()
+        .is_some_and(|f| f.starts_with(&format!("s3://{ORG}/corp/AWSLogs/o-exampleorg1/")))));
+    assert!(
+        stderr.contains("passed over s3://org-history/corp/AWSLogs/o-exampleorg1/111122223333/CloudTrail/us-east-1/2024/01/09/notes.txt: not named like a CloudTrail log"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("/CloudTrail/us-east-1/2024/01/10/: an S3 folder marker"),
+        "{stderr}"
+    );
+
+    // One account and one Region: AWSLogs/ once, then that account's day folders only.
+    moto_api(&moto.endpoint, "/moto-api/recorder/reset-recording");
+    moto_api(&moto.endpoint, "/moto-api/recorder/start-recording");
+    let out = scan_cmd(&moto)
+        .args([
+            "scan",
+            "--format",
+            "jsonl",
+            "--since",
+            "2024-01-09",
+            "--until",
+            "2024-01-10",
+        ])
+        .args([
+            "--account",
+            "444455556666",
+            "--region",
+            "us-east-1",
+            "--concurrency",
+            "1",
+        ])
+        .arg(format!("s3://{ORG}/corp/"))
+        .assert()
+        .success();
+    moto_api(&moto.endpoint, "/moto-api/recorder/stop-recording");
+    assert_eq!(list_calls(&recording).len(), 1 + 3);
+    let stdout = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(stdout.contains("444455556666-us-east-1-9"), "{stdout}");
+
+    // A prefix down to a Region and a month, no dates: everything under it (4 days).
+    let out = scan_cmd(&moto)
+        .args(["scan", "-q", "--format", "jsonl"])
+        .arg(format!(
+            "s3://{ORG}/corp/AWSLogs/o-exampleorg1/111122223333/CloudTrail/eu-west-1/2024/01/"
+        ))
+        .assert()
+        .success();
+    assert_eq!(
+        String::from_utf8_lossy(&out.get_output().stdout)
+            .lines()
+            .count(),
+        4
+    );
+
+    // --rules from S3.
+    upload(
+        &aws,
+        ORG,
+        "rules/mine.yaml",
+        b"rules:\n  - id: any-read\n    description: d\n    severity: low\n    pattern: {eventName: [GetObject]}\n".to_vec(),
+    )
+    .await;
+    let out = scan_cmd(&moto)
+        .args(["scan", "-q", "--format", "jsonl", "--rules"])
+        .arg(format!("s3://{ORG}/rules/mine.yaml"))
+        .args(["--since", "2024-01-11", "--until", "2024-01-12"])
+        .arg(format!("s3://{ORG}/corp"))
+        .assert()
+        .success();
+    let stdout = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert_eq!(stdout.lines().count(), 4, "{stdout}");
+    assert!(
+        stdout.lines().all(|l| l.contains("\"rule\":\"any-read\"")),
+        "{stdout}"
+    );
+}
+
+/// A bucket that cannot be listed: the error names the prefix and says a retry cannot help;
+/// nothing read is exit 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scan_says_which_listing_failed_and_whether_a_retry_can_help() {
+    let moto = Moto::start();
+    let out = scan_cmd(&moto)
+        .args([
+            "scan",
+            "s3://no-such-history-bucket/corp",
+            "--since",
+            "2024-01-09",
+        ])
+        .assert()
+        .code(1);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains("listing s3://no-such-history-bucket/corp/AWSLogs/: no such object (NoSuchKey or NoSuchBucket) (retrying cannot help)"),
+        "{stderr}"
+    );
+}

@@ -75,9 +75,19 @@ pub struct ScanArgs {
     /// Text rows are not cut to the terminal's width.
     #[arg(long)]
     pub wide: bool,
+    /// With `s3://`: only this account's logs (repeatable).
+    #[arg(long = "account", value_name = "ACCOUNT_ID")]
+    pub accounts: Vec<String>,
+    /// With `s3://`: only this Region's logs (repeatable).
+    #[arg(long = "region", value_name = "REGION")]
+    pub regions: Vec<String>,
+    /// With `s3://`: objects fetched and read at once.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub concurrency: usize,
     /// Log files (gzip or JSON: CloudTrail logs, arrays of records, newline-delimited
     /// records, `aws cloudtrail lookup-events` output, one record), directories (every log
-    /// under them, known by name or content), or `-` for standard input.
+    /// under them, known by name or content), `-` for standard input, or `s3://bucket/[prefix]`
+    /// (the logs under it, listed only for the days, accounts and Regions asked for).
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
 }

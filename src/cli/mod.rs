@@ -61,9 +61,35 @@ pub fn run(cli: Cli) -> ExitCode {
 /// The rules of `--rules` (the default sources when none); their warnings go to standard
 /// error, all at once.
 fn load_rules(sources: &[String]) -> Result<RuleSet, CliError> {
-    let rules = RuleSet::load(&parse_sources(sources))?;
+    let sources = parse_sources(sources);
+    let rules = load_sources(&sources)?;
     for warning in rules.warnings() {
         eprintln!("trail-alerts: warning: {warning}");
     }
     Ok(rules)
+}
+
+/// Loads rule sources; `s3://` ones are read through S3 (standard credentials,
+/// `AWS_ENDPOINT_URL`) in a build with the `s3` feature.
+#[cfg(feature = "s3")]
+fn load_sources(sources: &[crate::rules::RuleSource]) -> Result<RuleSet, CliError> {
+    if !sources
+        .iter()
+        .any(|s| matches!(s, crate::rules::RuleSource::S3(_)))
+    {
+        return Ok(RuleSet::load(sources)?);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::Output)?;
+    Ok(runtime.block_on(async {
+        let client = crate::s3::s3_client(&crate::s3::sdk_config().await);
+        crate::s3::load_rules(&client, sources).await
+    })?)
+}
+
+#[cfg(not(feature = "s3"))]
+fn load_sources(sources: &[crate::rules::RuleSource]) -> Result<RuleSet, CliError> {
+    Ok(RuleSet::load(sources)?)
 }

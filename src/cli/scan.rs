@@ -27,6 +27,10 @@ use crate::rules::{id_matches, Rule, RuleSet, Severity};
 use crate::time;
 use crate::walk::{log_files, PassedOver};
 use std::collections::HashMap;
+use std::sync::Arc;
+
+#[cfg(feature = "s3")]
+mod s3;
 
 /// One thing to read.
 enum Target {
@@ -124,14 +128,20 @@ fn time_bound(flag: &str, value: Option<&str>) -> Result<Option<i64>, CliError> 
 /// Returns `Ok(true)` when everything was read.
 pub fn run(args: &ScanArgs) -> Result<bool, CliError> {
     let started = Instant::now();
-    let rules = select(load_rules(&args.rules)?, args)?;
+    let rules = Arc::new(select(load_rules(&args.rules)?, args)?);
     let window = Window {
         since: time_bound("--since", args.since.as_deref())?,
         until: time_bound("--until", args.until.as_deref())?,
     };
     let limits = config::limits(|k| std::env::var(k).ok())?;
     let mut all_read = true;
-    let (targets, passed_over) = targets(&args.paths, &mut all_read);
+    let (urls, local): (Vec<&PathBuf>, Vec<&PathBuf>) = args
+        .paths
+        .iter()
+        .partition(|p| p.to_str().is_some_and(|p| p.starts_with("s3://")));
+    let urls = s3_urls(&urls, args)?;
+    let local: Vec<PathBuf> = local.into_iter().cloned().collect();
+    let (targets, mut passed_over) = targets(&local, &mut all_read);
     if args.verbose {
         for p in &passed_over {
             eprintln!("trail-alerts: passed over {}: {}", p.path.display(), p.why);
@@ -152,12 +162,34 @@ pub fn run(args: &ScanArgs) -> Result<bool, CliError> {
         trail: TrailProgress::default(),
     };
     let parallel = targets.len() > 1 && workers() > 1;
-    let finished = match parallel.then(|| scan_in_parallel(&rules, limits, &targets, &mut report)) {
-        Some(Ok(true)) => Ok(()),
-        Some(Err(e)) => Err(e),
-        // One target, one core, or no thread to be had: in turn.
-        None | Some(Ok(false)) => scan_in_turn(&rules, limits, &targets, &mut report),
-    };
+    let mut finished =
+        match parallel.then(|| scan_in_parallel(&rules, limits, &targets, &mut report)) {
+            Some(Ok(true)) => Ok(()),
+            Some(Err(e)) => Err(e),
+            // One target, one core, or no thread to be had: in turn.
+            None | Some(Ok(false)) => scan_in_turn(&rules, limits, &targets, &mut report),
+        };
+    let mut logs_found = targets.len();
+    if finished.is_ok() && !urls.is_empty() {
+        match scan_s3(&urls, args, &window, &rules, limits, &mut report) {
+            Ok((logs, s3_passed_over, list_calls)) => {
+                logs_found += logs;
+                if args.verbose {
+                    eprintln!(
+                        "trail-alerts: listed {} log{} in {list_calls} ListObjectsV2 call{}",
+                        logs,
+                        plural(logs as u64),
+                        plural(list_calls)
+                    );
+                    for p in &s3_passed_over {
+                        eprintln!("trail-alerts: passed over {}: {}", p.path.display(), p.why);
+                    }
+                }
+                passed_over.extend(s3_passed_over);
+            }
+            Err(e) => finished = Err(e),
+        }
+    }
     let Report {
         mut out,
         mut progress,
@@ -195,7 +227,7 @@ pub fn run(args: &ScanArgs) -> Result<bool, CliError> {
             eprintln!("{}", summary.line);
         }
     }
-    if targets.is_empty() {
+    if logs_found == 0 {
         // Nothing read is never a quiet success: say what was passed over.
         all_read = false;
         let named: Vec<String> = args.paths.iter().map(|p| p.display().to_string()).collect();
@@ -423,6 +455,80 @@ impl Report<'_> {
         self.progress.tick(self.tally.files, &self.tally.total);
         Ok(())
     }
+}
+
+/// The `s3://` paths as (bucket, prefix); `--account`, `--region` and `--concurrency` without
+/// one are a mistake worth stopping for, as is an `s3://` path in a build without S3.
+fn s3_urls(urls: &[&PathBuf], args: &ScanArgs) -> Result<Vec<(String, String)>, CliError> {
+    if urls.is_empty() {
+        if !args.accounts.is_empty() || !args.regions.is_empty() {
+            return Err(CliError::Usage(
+                "--account and --region narrow an s3:// scan; no s3:// path was given".into(),
+            ));
+        }
+        return Ok(Vec::new());
+    }
+    if let Some(bad) = args.accounts.iter().find(|a| !crate::layout::is_account(a)) {
+        return Err(CliError::Usage(format!(
+            "--account {bad:?}: expected a 12-digit account id"
+        )));
+    }
+    if args.concurrency == 0 {
+        return Err(CliError::Usage(
+            "--concurrency 0: expected 1 or more".into(),
+        ));
+    }
+    #[cfg(feature = "s3")]
+    {
+        urls.iter()
+            .map(|u| {
+                let text = u.to_str().unwrap_or_default();
+                s3::parse_url(text).ok_or_else(|| {
+                    CliError::Usage(format!("{text:?}: expected s3://bucket/[prefix]"))
+                })
+            })
+            .collect()
+    }
+    #[cfg(not(feature = "s3"))]
+    {
+        Err(CliError::Usage(format!(
+            "{}: this build reads no S3 (it was built without the `s3` feature); \
+             `make release` builds one that does",
+            urls[0].display()
+        )))
+    }
+}
+
+/// Scans the `s3://` paths; returns the logs found, what was passed over, and the list calls.
+#[cfg(feature = "s3")]
+fn scan_s3(
+    urls: &[(String, String)],
+    args: &ScanArgs,
+    window: &Window,
+    rules: &Arc<RuleSet>,
+    limits: Limits,
+    report: &mut Report<'_>,
+) -> io::Result<(usize, Vec<PassedOver>, u64)> {
+    let now = policy::now();
+    let narrowing = crate::layout::Narrowing {
+        accounts: args.accounts.clone(),
+        regions: args.regions.clone(),
+        days: crate::layout::Narrowing::days_between(window.since, window.until, now),
+    };
+    let found = s3::scan(urls, &narrowing, args.concurrency, rules, limits, report)?;
+    Ok((found.logs, found.passed_over, found.list_calls))
+}
+
+#[cfg(not(feature = "s3"))]
+fn scan_s3(
+    _: &[(String, String)],
+    _: &ScanArgs,
+    _: &Window,
+    _: &Arc<RuleSet>,
+    _: Limits,
+    _: &mut Report<'_>,
+) -> io::Result<(usize, Vec<PassedOver>, u64)> {
+    Ok((0, Vec::new(), 0))
 }
 
 /// One target at a time, alerts written as they are raised, gzip inflated on a thread of its

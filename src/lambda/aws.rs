@@ -1,4 +1,4 @@
-//! The ports implemented with the AWS SDK: the only module that imports `aws_sdk_*`.
+//! The ports implemented with the AWS SDK: with [`crate::s3`], the only module that imports `aws_sdk_*`.
 //!
 //! S3's configuration, client, errors and rule documents are in [`crate::s3`] (the command line
 //! uses them too), re-exported here.
@@ -14,16 +14,16 @@ use crate::describe;
 
 use super::input::ObjectRef;
 use super::message::OutMessage;
-pub use crate::s3::{
-    fetch_error, load_rules, read_rule_document, retries, s3_client, sdk_config, timeouts,
-    ATTEMPT_TIMEOUT, CONNECT_TIMEOUT, MAX_ATTEMPTS, OPERATION_TIMEOUT, READ_TIMEOUT,
-};
 use super::ports::{
     EntryFailure, FetchError, ObjectBody, ObjectStore, ObjectWriter, PublishCallError, Publisher,
 };
 use super::state::{
     Beat, Due, MatchRef, Place, ProgressStore, StateStore, StoreError, WindowRef, WindowState,
     KEEP_AFTER_DUE, MAX_IDS, MAX_VALUES,
+};
+pub use crate::s3::{
+    fetch_error, load_rules, read_rule_document, retries, s3_client, sdk_config, timeouts,
+    ATTEMPT_TIMEOUT, CONNECT_TIMEOUT, MAX_ATTEMPTS, OPERATION_TIMEOUT, READ_TIMEOUT,
 };
 
 /// Reading objects with `GetObject`, streamed.

@@ -337,8 +337,8 @@ impl RuleSet {
     pub fn load(sources: &[RuleSource]) -> Result<Self, RuleError> {
         Self::load_with(sources, |_| {
             Err(
-                "s3:// rule sources are read by the Lambda function, which has an S3 client; \
-                 download the object and pass its path here"
+                "this build reads no S3 (it was built without the `s3` feature; `make release` \
+                 builds one that does): download the object and pass its path here"
                     .into(),
             )
         })
