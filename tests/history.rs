@@ -430,3 +430,156 @@ async fn scan_says_which_listing_failed_and_whether_a_retry_can_help() {
         "{stderr}"
     );
 }
+
+const FINDINGS: &str = "history-findings";
+
+/// A Distributed Map batch as `ItemReader` (ListObjectsV2) and `ItemBatcher` hand it over.
+fn batch(keys: &[String], mode: &str) -> Value {
+    let items: Vec<Value> = keys
+        .iter()
+        .map(|k| json!({"Etag": "\"0\"", "Key": k, "LastModified": 1704873600, "Size": 100, "StorageClass": "STANDARD"}))
+        .collect();
+    json!({"Items": items, "BatchInput": {"bucket": ORG, "mode": mode,
+        "output": format!("s3://{FINDINGS}/backfill/"), "run": "exec-0001"}})
+}
+
+fn day_keys(day: u32) -> Vec<String> {
+    let mut keys = Vec::new();
+    for account in ACCOUNTS {
+        for region in REGIONS {
+            let base = format!(
+                "corp/AWSLogs/o-exampleorg1/{account}/CloudTrail/{region}/2024/01/{day:02}/"
+            );
+            keys.push(base.clone());
+            keys.push(format!(
+                "{base}{account}_CloudTrail_{region}_202401{day:02}T0805Z_abcdefghijklmnop.json.gz"
+            ));
+        }
+    }
+    keys
+}
+
+async fn findings(aws: &Aws) -> Vec<(String, String)> {
+    let listed = aws
+        .s3
+        .list_objects_v2()
+        .bucket(FINDINGS)
+        .send()
+        .await
+        .expect("list");
+    let mut out = Vec::new();
+    for o in listed.contents() {
+        let key = o.key().expect("key").to_owned();
+        let body = aws
+            .s3
+            .get_object()
+            .bucket(FINDINGS)
+            .key(&key)
+            .send()
+            .await
+            .expect("get")
+            .body
+            .collect()
+            .await
+            .expect("body")
+            .into_bytes();
+        out.push((key, String::from_utf8(body.to_vec()).expect("utf-8")));
+    }
+    out
+}
+
+/// The backfill batch shape end to end on moto: S3 in, findings out as JSON lines (nothing
+/// published), a summary per batch; a retried batch rewrites the same object; an object that
+/// is gone is listed in the summary; S3 Inventory items (with their bucket) read the same; a
+/// replay batch publishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_batches_write_findings_to_s3_and_publish_nothing() {
+    let moto = Moto::start();
+    let aws = clients(&moto).await;
+    org_trail(&aws).await;
+    aws.s3
+        .create_bucket()
+        .bucket(FINDINGS)
+        .send()
+        .await
+        .expect("bucket");
+    let (topic, queue) = topic_with_queue(&aws, "backfill-alerts", false).await;
+    let h = handler(&aws, &topic, &format!("s3://{SHADOW}/unused/"));
+
+    let mut keys = day_keys(9);
+    keys.push(
+        "corp/AWSLogs/o-exampleorg1/111122223333/CloudTrail/us-east-1/2024/01/09/gone.json.gz"
+            .into(),
+    );
+    keys.push("corp/AWSLogs/o-exampleorg1/111122223333/CloudTrail/us-east-1/2024/01/09/111122223333_CloudTrail_us-east-1_20240109T2355Z_gonegonegonegone.json.gz".into());
+    let summary = h.handle(batch(&keys, "backfill")).await.expect("batch");
+    assert_eq!(summary["mode"], "backfill");
+    assert_eq!(summary["objects"], 10, "{summary}");
+    assert_eq!(
+        summary["skippedObjects"], 5,
+        "4 folder markers and a stray name: {summary}"
+    );
+    assert_eq!(summary["records"], 8, "{summary}");
+    assert_eq!(summary["alerts"], 4, "{summary}");
+    let failed = summary["failed"].as_array().expect("failed");
+    assert_eq!(failed.len(), 1, "{summary}");
+    assert!(failed[0]["object"]
+        .as_str()
+        .unwrap()
+        .ends_with("gonegonegonegone.json.gz"));
+    assert!(
+        failed[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("no such object"),
+        "{summary}"
+    );
+    let written = findings(&aws).await;
+    assert_eq!(written.len(), 1, "{written:?}");
+    let (key, body) = &written[0];
+    assert!(
+        key.starts_with("backfill/exec-0001/findings/") && key.ends_with(".jsonl"),
+        "{key}"
+    );
+    assert_eq!(summary["findings"], format!("s3://{FINDINGS}/{key}"));
+    let lines: Vec<Value> = body
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(lines.len(), 4);
+    assert!(lines.iter().all(|l| l["rule"] == "backup-job-failed"));
+    assert!(
+        drain(&aws, &queue, 0).await.is_empty(),
+        "a backfill publishes nothing"
+    );
+
+    // Retried: the same object, rewritten.
+    h.handle(batch(&keys, "backfill")).await.expect("retry");
+    assert_eq!(findings(&aws).await, written);
+
+    // S3 Inventory manifest items carry their bucket.
+    let items: Vec<Value> = day_keys(10)
+        .iter()
+        .map(|k| json!({"Bucket": ORG, "Key": k}))
+        .collect();
+    let summary = h
+        .handle(json!({"Items": items, "BatchInput": {"mode": "backfill", "output": format!("s3://{FINDINGS}/backfill/"), "run": "exec-0002"}}))
+        .await
+        .expect("inventory batch");
+    assert_eq!(summary["alerts"], 4, "{summary}");
+
+    // Replay: the same shape, alerts published.
+    let response = h
+        .handle(batch(&day_keys(11), "replay"))
+        .await
+        .expect("replay");
+    assert_eq!(response["published"], 4, "{response}");
+    assert_eq!(drain(&aws, &queue, 4).await.len(), 4);
+
+    // A malformed batch is refused, naming what is wrong.
+    let err = h
+        .handle(json!({"Items": [{"Key": "k"}], "BatchInput": {"bucket": ORG, "mode": "rewind"}}))
+        .await
+        .expect_err("bad mode");
+    assert!(err.to_string().contains("BatchInput.mode"), "{err}");
+}

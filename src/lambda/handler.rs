@@ -39,6 +39,13 @@ pub enum HandlerError {
     },
     #[error("sweep: {0}")]
     Sweep(DeliveryError),
+    #[error("backfill: writing the findings to {object}: {error}")]
+    Findings {
+        object: String,
+        error: super::ports::FetchError,
+    },
+    #[error("backfill: no object writer is configured")]
+    NoWriter,
 }
 
 impl HandlerError {
@@ -47,6 +54,8 @@ impl HandlerError {
             HandlerError::Input(_) => false,
             HandlerError::Objects { failures, .. } => failures.iter().any(DeliveryError::retryable),
             HandlerError::Sweep(e) => e.retryable(),
+            HandlerError::Findings { error, .. } => error.retryable(),
+            HandlerError::NoWriter => false,
         }
     }
 }
@@ -399,6 +408,24 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
                     })
                 }
             }
+            Payload::Batch(batch) => match &batch.backfill {
+                Some(out) => self.backfill(&batch.objects, out).await,
+                None => {
+                    // Replay: the objects as if just delivered.
+                    let deliveries: Vec<Delivery> =
+                        batch.objects.into_iter().map(Delivery::Object).collect();
+                    let (totals, failures) = self.deliver(&deliveries).await;
+                    metrics::emit(&totals, &self.config.function_name, policy::now_ms());
+                    if failures.is_empty() {
+                        Ok(totals.to_json())
+                    } else {
+                        Err(HandlerError::Objects {
+                            total: deliveries.len(),
+                            failures,
+                        })
+                    }
+                }
+            },
             Payload::Sqs(messages) => {
                 let mut failed = Vec::new();
                 let mut totals = Totals::default();
@@ -427,6 +454,95 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
                 }))
             }
         }
+    }
+
+    /// A backfill batch: every object read with the rules in force, nothing published; the
+    /// alerts (suppressions applied, shadow rules' marked) written as JSON lines to one object
+    /// per batch, `<output prefix><run>/findings/<hash of the batch's keys>.jsonl`, so that a
+    /// retried batch rewrites it. An object that fails in a way a retry can help fails the
+    /// batch (the state machine retries it); any other failure is listed in the summary.
+    pub async fn backfill(
+        &self,
+        objects: &[ObjectRef],
+        out: &super::input::Backfill,
+    ) -> Result<Value, HandlerError> {
+        let writer = self.writer.as_deref().ok_or(HandlerError::NoWriter)?;
+        let mut totals = Totals::default();
+        let mut lines = Vec::new();
+        let mut failed = Vec::new();
+        for obj in objects {
+            let span = info_span!("object", bucket = %obj.bucket, key = %obj.key);
+            let found = object::find(obj, &self.store, &self.rules, &self.config)
+                .instrument(span)
+                .await;
+            totals.objects += 1;
+            match found {
+                Ok(object::Found::PassedOver(why)) => {
+                    info!(key = %obj.key, reason = why, "object skipped");
+                    totals.passed_over_objects += 1;
+                }
+                Ok(object::Found::Read {
+                    stats,
+                    alerts,
+                    suppressed,
+                }) => {
+                    totals.records += stats.records;
+                    totals.unreadable_records += stats.unreadable;
+                    totals.alerts += alerts.len() as u64;
+                    totals.suppressed += suppressed;
+                    totals.newest_event = totals.newest_event.max(stats.newest_event);
+                    totals.count_shadow(
+                        alerts
+                            .iter()
+                            .filter(|a| a.shadow)
+                            .map(|a| a.rule_id.as_str()),
+                    );
+                    lines.extend(shadow::lines(&alerts));
+                }
+                Err(e) if e.retryable() => {
+                    error!(error = %e, "object failed; the batch fails for a retry");
+                    return Err(HandlerError::Objects {
+                        total: objects.len(),
+                        failures: vec![e.into()],
+                    });
+                }
+                Err(e) => {
+                    error!(error = %e, "object failed; listed in the batch's summary");
+                    failed.push(json!({"object": obj.to_string(), "error": e.kind.to_string()}));
+                }
+            }
+        }
+        let keys: Vec<String> = objects.iter().map(ToString::to_string).collect();
+        let key = format!(
+            "{}{}/findings/{:016x}.jsonl",
+            out.output.key,
+            out.run,
+            super::state::stable_hash(keys.join("\n").as_bytes())
+        );
+        let findings = format!("s3://{}/{key}", out.output.bucket);
+        if !lines.is_empty() {
+            writer
+                .put(&out.output.bucket, &key, lines)
+                .await
+                .map_err(|error| HandlerError::Findings {
+                    object: findings.clone(),
+                    error,
+                })?;
+        }
+        metrics::emit(&totals, &self.config.function_name, policy::now_ms());
+        info!(
+            objects = totals.objects,
+            alerts = totals.alerts,
+            failed = failed.len(),
+            "backfill batch done"
+        );
+        Ok(json!({
+            "mode": "backfill", "objects": totals.objects, "skippedObjects": totals.passed_over_objects,
+            "records": totals.records, "skippedRecords": totals.unreadable_records,
+            "alerts": totals.alerts, "suppressed": totals.suppressed, "shadow": totals.shadow,
+            "findings": if totals.alerts > 0 { Value::String(findings) } else { Value::Null },
+            "failed": failed,
+        }))
     }
 
     async fn deliver(&self, deliveries: &[Delivery]) -> (Totals, Vec<DeliveryError>) {

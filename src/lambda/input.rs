@@ -54,6 +54,28 @@ pub enum Payload {
     Sqs(Vec<SqsMessage>),
     /// The schedule's `{"action": "sweep"}`: publish the roll-ups of closed windows.
     Sweep,
+    /// A batch of keys from a Step Functions Distributed Map (`ItemReader` over
+    /// `ListObjectsV2` or an S3 Inventory manifest, `ItemBatcher`): `{"Items": [{"Key": …},
+    /// …], "BatchInput": {"bucket": …, "mode": "backfill" | "replay", "output": …, "run": …}}`.
+    Batch(Batch),
+}
+
+/// A Distributed Map's batch of objects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    pub objects: Vec<ObjectRef>,
+    /// `mode: backfill`: findings are written to S3 instead of published; `None` (`mode:
+    /// replay`): the objects are handled as if just delivered.
+    pub backfill: Option<Backfill>,
+}
+
+/// Where a backfill writes its findings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backfill {
+    /// `s3://bucket/prefix/`.
+    pub output: crate::rules::S3Object,
+    /// The run (the execution's name): findings go under `<prefix><run>/`.
+    pub run: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +100,9 @@ pub fn parse_payload(payload: &Value) -> Result<Payload, InputError> {
     if payload.get("action").and_then(Value::as_str) == Some("sweep") {
         return Ok(Payload::Sweep);
     }
+    if payload.get("Items").is_some() && payload.get("BatchInput").is_some() {
+        return parse_batch(payload).map(Payload::Batch);
+    }
     if let Some(first) = payload
         .get("Records")
         .and_then(Value::as_array)
@@ -88,6 +113,70 @@ pub fn parse_payload(payload: &Value) -> Result<Payload, InputError> {
         }
     }
     parse_notification(payload).map(Payload::Direct)
+}
+
+fn parse_batch(payload: &Value) -> Result<Batch, InputError> {
+    let bad = |reason: String| InputError::Malformed {
+        shape: "Distributed Map batch",
+        reason,
+    };
+    let input = payload
+        .get("BatchInput")
+        .and_then(Value::as_object)
+        .ok_or_else(|| bad("BatchInput is not an object".into()))?;
+    let text = |key: &str| input.get(key).and_then(Value::as_str).map(str::trim);
+    let bucket = text("bucket");
+    let items = payload
+        .get("Items")
+        .and_then(Value::as_array)
+        .ok_or_else(|| bad("Items is not a list".into()))?;
+    let objects = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            // ListObjectsV2 items carry the key alone (the bucket comes in BatchInput); S3
+            // Inventory manifest items carry their bucket.
+            let key = item
+                .get("Key")
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad(format!("Items[{i}] has no Key")))?;
+            let bucket = item
+                .get("Bucket")
+                .and_then(Value::as_str)
+                .or(bucket)
+                .filter(|b| !b.is_empty())
+                .ok_or_else(|| {
+                    bad(format!(
+                        "Items[{i}] has no Bucket, and BatchInput no bucket"
+                    ))
+                })?;
+            Ok(ObjectRef {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let backfill = match text("mode") {
+        Some("replay") => None,
+        Some("backfill") => {
+            let output = text("output")
+                .and_then(super::config::s3_prefix)
+                .ok_or_else(|| bad("BatchInput.output must be s3://bucket/prefix/".into()))?;
+            let run = text("run")
+                .filter(|r| !r.is_empty() && !r.contains('/'))
+                .ok_or_else(|| bad("BatchInput.run must name the run (no '/')".into()))?;
+            Some(Backfill {
+                output,
+                run: run.to_owned(),
+            })
+        }
+        other => {
+            return Err(bad(format!(
+                "BatchInput.mode is {other:?}; expected \"backfill\" (findings to S3) or \"replay\" (alerts published)"
+            )))
+        }
+    };
+    Ok(Batch { objects, backfill })
 }
 
 fn parse_sqs(payload: &Value) -> Result<Vec<SqsMessage>, InputError> {

@@ -240,6 +240,61 @@ pub(super) async fn process<S: ObjectStore, P: Publisher>(
     })
 }
 
+/// What a backfill found in one object: its alerts (suppressions applied; recovery rules'
+/// matches left out; shadow rules' marked), or why it was passed over.
+pub(super) enum Found {
+    PassedOver(&'static str),
+    Read {
+        stats: ObjectStats,
+        alerts: Vec<Alert>,
+        suppressed: u64,
+    },
+}
+
+/// Reads one object for a backfill: the same policy and pipeline as [`process`], but nothing
+/// is published, paged or kept in the state store.
+pub(super) async fn find<S: ObjectStore>(
+    object: &ObjectRef,
+    store: &S,
+    rules: &Arc<RuleSet>,
+    config: &LambdaConfig,
+) -> Result<Found, ObjectError> {
+    let fail = |kind| ObjectError {
+        object: object.clone(),
+        kind,
+    };
+    if !config.bucket_allowed(&object.bucket) {
+        return Err(fail(ObjectErrorKind::BucketNotAllowed(
+            object.bucket.clone(),
+        )));
+    }
+    if let Some(why) = passed_over(&object.key) {
+        return Ok(Found::PassedOver(why));
+    }
+    let body = store
+        .open(object)
+        .await
+        .map_err(|e| fail(ObjectErrorKind::Fetch(e)))?;
+    let (mut alerts, outcome) = scan(object, body, rules, config.limits)
+        .await
+        .map_err(|e| fail(ObjectErrorKind::Task(e)))?;
+    for e in &outcome.unreadable {
+        warn!(record = e.index, offset = e.offset, error = %e, "record skipped");
+    }
+    match outcome.fault {
+        None => {}
+        Some(ReadError::Empty) => return Ok(Found::PassedOver("an empty object")),
+        Some(fault) => return Err(fail(ObjectErrorKind::Read(fault))),
+    }
+    let suppressed = rules.suppress(&mut alerts);
+    let (alerts, _) = resolutions(rules, alerts);
+    Ok(Found::Read {
+        stats: outcome.stats,
+        alerts,
+        suppressed,
+    })
+}
+
 /// Why a key is passed over without being read (it names no log), if it is.
 fn passed_over(key: &str) -> Option<&'static str> {
     match classify(key) {
