@@ -59,13 +59,16 @@ integration: $(STAMP)
 e2e: $(STAMP)
 	$(LOCAL_AWS) $(BIN)/python scripts/e2e-lambda.py
 
-## lint: formatting, clippy (warnings are errors), the SAM template, and the supply-chain gate
+## lint: formatting, clippy (warnings are errors), the SAM template and its state machine
+##       (scripts/check-state-machine.py: the States Language rules checkable offline), and the
+##       supply-chain gate
 ##       (cargo-deny offline: advisories from ../shared/advisory-db, bans, licences, sources)
 lint: $(STAMP)
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	$(CARGO) clippy --locked --no-default-features --all-targets -- -D warnings
 	$(BIN)/cfn-lint template.yaml
+	$(BIN)/python scripts/check-state-machine.py
 	scripts/deny.sh
 
 fmt:
