@@ -63,11 +63,12 @@ fn handler(aws: &Aws, topic: &str, shadow_prefix: &str) -> Handler<S3Store, SnsP
     .with_writer(Arc::new(S3Store::new(aws.s3.clone())))
 }
 
-async fn shadow_objects(aws: &Aws) -> Vec<(String, String)> {
+/// Every object of a bucket, with its text, in key order.
+async fn objects_in(aws: &Aws, bucket: &str) -> Vec<(String, String)> {
     let listed = aws
         .s3
         .list_objects_v2()
-        .bucket(SHADOW)
+        .bucket(bucket)
         .send()
         .await
         .expect("list");
@@ -77,7 +78,7 @@ async fn shadow_objects(aws: &Aws) -> Vec<(String, String)> {
         let body = aws
             .s3
             .get_object()
-            .bucket(SHADOW)
+            .bucket(bucket)
             .key(&key)
             .send()
             .await
@@ -115,7 +116,7 @@ async fn shadow_alerts_are_written_to_s3_and_never_published() {
         "a shadow alert was published: {got:?}"
     );
 
-    let objects = shadow_objects(&aws).await;
+    let objects = objects_in(&aws, SHADOW).await;
     assert_eq!(objects.len(), 1, "{objects:?}");
     let (key, body) = &objects[0];
     assert!(
@@ -138,7 +139,7 @@ async fn shadow_alerts_are_written_to_s3_and_never_published() {
 
     // A retried invocation rewrites the same object: still one object, one line.
     h.handle(payload).await.expect("retry");
-    let again = shadow_objects(&aws).await;
+    let again = objects_in(&aws, SHADOW).await;
     assert_eq!(again, objects);
 }
 
@@ -459,35 +460,6 @@ fn day_keys(day: u32) -> Vec<String> {
     keys
 }
 
-async fn findings(aws: &Aws) -> Vec<(String, String)> {
-    let listed = aws
-        .s3
-        .list_objects_v2()
-        .bucket(FINDINGS)
-        .send()
-        .await
-        .expect("list");
-    let mut out = Vec::new();
-    for o in listed.contents() {
-        let key = o.key().expect("key").to_owned();
-        let body = aws
-            .s3
-            .get_object()
-            .bucket(FINDINGS)
-            .key(&key)
-            .send()
-            .await
-            .expect("get")
-            .body
-            .collect()
-            .await
-            .expect("body")
-            .into_bytes();
-        out.push((key, String::from_utf8(body.to_vec()).expect("utf-8")));
-    }
-    out
-}
-
 /// The backfill batch shape end to end on moto: S3 in, findings out as JSON lines (nothing
 /// published), a summary per batch; a retried batch rewrites the same object; an object that
 /// is gone is listed in the summary; S3 Inventory items (with their bucket) read the same; a
@@ -534,7 +506,7 @@ async fn backfill_batches_write_findings_to_s3_and_publish_nothing() {
             .contains("no such object"),
         "{summary}"
     );
-    let written = findings(&aws).await;
+    let written = objects_in(&aws, FINDINGS).await;
     assert_eq!(written.len(), 1, "{written:?}");
     let (key, body) = &written[0];
     assert!(
@@ -555,7 +527,7 @@ async fn backfill_batches_write_findings_to_s3_and_publish_nothing() {
 
     // Retried: the same object, rewritten.
     h.handle(batch(&keys, "backfill")).await.expect("retry");
-    assert_eq!(findings(&aws).await, written);
+    assert_eq!(objects_in(&aws, FINDINGS).await, written);
 
     // S3 Inventory manifest items carry their bucket.
     let items: Vec<Value> = day_keys(10)

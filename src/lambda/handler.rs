@@ -396,34 +396,14 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
                           "silenceAndAbsence": done.watched}),
                 )
             }
-            Payload::Direct(deliveries) => {
-                let (totals, failures) = self.deliver(&deliveries).await;
-                metrics::emit(&totals, &self.config.function_name, policy::now_ms());
-                if failures.is_empty() {
-                    Ok(totals.to_json())
-                } else {
-                    Err(HandlerError::Objects {
-                        total: deliveries.len(),
-                        failures,
-                    })
-                }
-            }
+            Payload::Direct(deliveries) => self.deliver_together(&deliveries).await,
             Payload::Batch(batch) => match &batch.backfill {
                 Some(out) => self.backfill(&batch.objects, out).await,
                 None => {
                     // Replay: the objects as if just delivered.
                     let deliveries: Vec<Delivery> =
                         batch.objects.into_iter().map(Delivery::Object).collect();
-                    let (totals, failures) = self.deliver(&deliveries).await;
-                    metrics::emit(&totals, &self.config.function_name, policy::now_ms());
-                    if failures.is_empty() {
-                        Ok(totals.to_json())
-                    } else {
-                        Err(HandlerError::Objects {
-                            total: deliveries.len(),
-                            failures,
-                        })
-                    }
+                    self.deliver_together(&deliveries).await
                 }
             },
             Payload::Sqs(messages) => {
@@ -477,10 +457,7 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
                 .await;
             totals.objects += 1;
             match found {
-                Ok(object::Found::PassedOver(why)) => {
-                    info!(key = %obj.key, reason = why, "object skipped");
-                    totals.passed_over_objects += 1;
-                }
+                Ok(object::Found::PassedOver) => totals.passed_over_objects += 1,
                 Ok(object::Found::Read {
                     stats,
                     alerts,
@@ -543,6 +520,20 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
             "findings": if totals.alerts > 0 { Value::String(findings) } else { Value::Null },
             "failed": failed,
         }))
+    }
+
+    /// Deliveries that succeed or fail together: the totals, or every failure.
+    async fn deliver_together(&self, deliveries: &[Delivery]) -> Result<Value, HandlerError> {
+        let (totals, failures) = self.deliver(deliveries).await;
+        metrics::emit(&totals, &self.config.function_name, policy::now_ms());
+        if failures.is_empty() {
+            Ok(totals.to_json())
+        } else {
+            Err(HandlerError::Objects {
+                total: deliveries.len(),
+                failures,
+            })
+        }
     }
 
     async fn deliver(&self, deliveries: &[Delivery]) -> (Totals, Vec<DeliveryError>) {

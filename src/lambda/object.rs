@@ -124,31 +124,15 @@ pub(super) async fn process<S: ObjectStore, P: Publisher>(
         object: object.clone(),
         kind,
     };
-    if !config.bucket_allowed(&object.bucket) {
-        error!("bucket is not in ALLOWED_BUCKETS; object refused");
-        return Err(fail(ObjectErrorKind::BucketNotAllowed(
-            object.bucket.clone(),
-        )));
-    }
-    if let Some(why) = passed_over(&object.key) {
-        info!(reason = why, "object skipped");
-        return Ok(ObjectOutcome::PassedOver(why));
-    }
-    let body = store
-        .open(object)
-        .await
-        .map_err(|e| fail(ObjectErrorKind::Fetch(e)))?;
-    let (mut alerts, outcome) = scan(object, body, rules, config.limits)
-        .await
-        .map_err(|e| fail(ObjectErrorKind::Task(e)))?;
+    let (mut alerts, outcome) = match read(object, store, rules, config).await? {
+        Ok(read) => read,
+        Err(why) => return Ok(ObjectOutcome::PassedOver(why)),
+    };
     let suppressed = rules.suppress(&mut alerts);
     let (alerts, resolves) = resolutions(rules, alerts);
     let (alerts, shadow) = shadow::split(alerts);
     if suppressed > 0 {
         info!(suppressed, "alerts silenced by suppressions");
-    }
-    for e in &outcome.unreadable {
-        warn!(record = e.index, offset = e.offset, error = %e, "record skipped");
     }
     match outcome.fault {
         None => {}
@@ -243,7 +227,8 @@ pub(super) async fn process<S: ObjectStore, P: Publisher>(
 /// What a backfill found in one object: its alerts (suppressions applied; recovery rules'
 /// matches left out; shadow rules' marked), or why it was passed over.
 pub(super) enum Found {
-    PassedOver(&'static str),
+    /// Passed over (the reason is logged).
+    PassedOver,
     Read {
         stats: ObjectStats,
         alerts: Vec<Alert>,
@@ -259,32 +244,22 @@ pub(super) async fn find<S: ObjectStore>(
     rules: &Arc<RuleSet>,
     config: &LambdaConfig,
 ) -> Result<Found, ObjectError> {
-    let fail = |kind| ObjectError {
-        object: object.clone(),
-        kind,
+    let (mut alerts, outcome) = match read(object, store, rules, config).await? {
+        Ok(read) => read,
+        Err(_) => return Ok(Found::PassedOver),
     };
-    if !config.bucket_allowed(&object.bucket) {
-        return Err(fail(ObjectErrorKind::BucketNotAllowed(
-            object.bucket.clone(),
-        )));
-    }
-    if let Some(why) = passed_over(&object.key) {
-        return Ok(Found::PassedOver(why));
-    }
-    let body = store
-        .open(object)
-        .await
-        .map_err(|e| fail(ObjectErrorKind::Fetch(e)))?;
-    let (mut alerts, outcome) = scan(object, body, rules, config.limits)
-        .await
-        .map_err(|e| fail(ObjectErrorKind::Task(e)))?;
-    for e in &outcome.unreadable {
-        warn!(record = e.index, offset = e.offset, error = %e, "record skipped");
-    }
     match outcome.fault {
         None => {}
-        Some(ReadError::Empty) => return Ok(Found::PassedOver("an empty object")),
-        Some(fault) => return Err(fail(ObjectErrorKind::Read(fault))),
+        Some(ReadError::Empty) => {
+            info!(reason = "empty object", "object skipped");
+            return Ok(Found::PassedOver);
+        }
+        Some(fault) => {
+            return Err(ObjectError {
+                object: object.clone(),
+                kind: ObjectErrorKind::Read(fault),
+            })
+        }
     }
     let suppressed = rules.suppress(&mut alerts);
     let (alerts, _) = resolutions(rules, alerts);
@@ -293,6 +268,41 @@ pub(super) async fn find<S: ObjectStore>(
         alerts,
         suppressed,
     })
+}
+
+/// The policy on what is read (allowed buckets, keys that name no log), then the streamed
+/// read: the alerts and the outcome, or why the object was passed over (`Ok(Err(why))`).
+async fn read<S: ObjectStore>(
+    object: &ObjectRef,
+    store: &S,
+    rules: &Arc<RuleSet>,
+    config: &LambdaConfig,
+) -> Result<Result<(Vec<Alert>, Outcome), &'static str>, ObjectError> {
+    let fail = |kind| ObjectError {
+        object: object.clone(),
+        kind,
+    };
+    if !config.bucket_allowed(&object.bucket) {
+        error!("bucket is not in ALLOWED_BUCKETS; object refused");
+        return Err(fail(ObjectErrorKind::BucketNotAllowed(
+            object.bucket.clone(),
+        )));
+    }
+    if let Some(why) = passed_over(&object.key) {
+        info!(reason = why, "object skipped");
+        return Ok(Err(why));
+    }
+    let body = store
+        .open(object)
+        .await
+        .map_err(|e| fail(ObjectErrorKind::Fetch(e)))?;
+    let (alerts, outcome) = scan(object, body, rules, config.limits)
+        .await
+        .map_err(|e| fail(ObjectErrorKind::Task(e)))?;
+    for e in &outcome.unreadable {
+        warn!(record = e.index, offset = e.offset, error = %e, "record skipped");
+    }
+    Ok(Ok((alerts, outcome)))
 }
 
 /// Why a key is passed over without being read (it names no log), if it is.
