@@ -412,7 +412,7 @@ async fn scan_reads_an_organisation_trail_from_s3_listing_only_the_days_asked_fo
 }
 
 /// A bucket that cannot be listed: the error names the prefix and says a retry cannot help;
-/// nothing read is exit 1.
+/// nothing read is exit 1. A bucket with nothing where the scan looked says where it looked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scan_says_which_listing_failed_and_whether_a_retry_can_help() {
     let moto = Moto::start();
@@ -428,6 +428,27 @@ async fn scan_says_which_listing_failed_and_whether_a_retry_can_help() {
     let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
     assert!(
         stderr.contains("listing s3://no-such-history-bucket/corp/AWSLogs/: no such object (NoSuchKey or NoSuchBucket) (retrying cannot help)"),
+        "{stderr}"
+    );
+    let aws = clients(&moto).await;
+    aws.s3
+        .create_bucket()
+        .bucket("empty-history-bucket")
+        .send()
+        .await
+        .expect("bucket");
+    let out = scan_cmd(&moto)
+        .args([
+            "scan",
+            "s3://empty-history-bucket/trails",
+            "--since",
+            "2024-01-09",
+        ])
+        .assert()
+        .code(1);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains("s3://empty-history-bucket/trails: nothing found under s3://empty-history-bucket/trails/AWSLogs/"),
         "{stderr}"
     );
 }

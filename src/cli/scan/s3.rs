@@ -70,6 +70,15 @@ pub(super) fn scan(
         for (bucket, prefix) in urls {
             let listing = list_logs(&client, bucket, prefix, narrowing, concurrency).await;
             found.list_calls += listing.list_calls;
+            if listing.objects.is_empty() && listing.errors.is_empty() {
+                // Nothing at all: say where it looked, which is where a wrong prefix shows.
+                let root = crate::layout::Start::parse(prefix).root;
+                eprintln!(
+                    "trail-alerts: s3://{bucket}/{prefix}: nothing found under s3://{bucket}/{root} \
+                     for the days, accounts and Regions asked for (a trail with a key prefix \
+                     writes under <prefix>/AWSLogs/)"
+                );
+            }
             for e in &listing.errors {
                 eprintln!("trail-alerts: {e}");
                 report.all_read = false;
