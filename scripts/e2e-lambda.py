@@ -182,6 +182,23 @@ def main():
             if (response.get("events"), response.get("alerts")) != (1, 0):
                 failures.append(f"eventbridge-unknown-detail-type.json: response {response}")
 
+            # A backfill batch from the state machine's Distributed Map: findings to S3, a
+            # summary back, nothing published.
+            s3.create_bucket(Bucket="trail-alerts-history")
+            response = invoke("stepfunctions-backfill-batch.json")
+            got = receive(0)
+            found = s3.list_objects_v2(Bucket="trail-alerts-history").get("Contents", [])
+            lines = []
+            for o in found:
+                lines += s3.get_object(Bucket="trail-alerts-history", Key=o["Key"])["Body"].read().decode().splitlines()
+            rules = sorted(json.loads(l)["rule"] for l in lines)
+            if (response.get("mode") != "backfill" or response.get("objects") != 4 or response.get("skippedObjects") != 1
+                    or response.get("alerts") != 8 or response.get("failed") != [] or got or len(found) != 1
+                    or not found[0]["Key"].startswith("findings/sample-backfill/findings/") or len(rules) != 8
+                    or response.get("findings") != f"s3://trail-alerts-history/{found[0]['Key']}"):
+                failures.append(f"stepfunctions-backfill-batch.json: response {response}, findings {[o['Key'] for o in found]}, "
+                                f"rules {rules}, published {len(got)}")
+
         # One CloudWatch Embedded Metric Format line per invocation, in the function's output.
         emf = []
         with open(log_path, errors="replace") as log:
@@ -215,8 +232,8 @@ def main():
 
         if failures:
             sys.exit("e2e-lambda FAILED:\n  " + "\n  ".join(failures) + f"\n(see {log_path})")
-        print("e2e-lambda: 7 invocations through the Lambda runtime API, all as expected")
-        print("e2e-lambda: 7 passed, 0 failed")
+        print("e2e-lambda: 8 invocations through the Lambda runtime API, all as expected")
+        print("e2e-lambda: 8 passed, 0 failed")
     finally:
         stop(watch)
         stop(moto)
