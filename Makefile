@@ -67,6 +67,7 @@ lint: $(STAMP)
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	$(CARGO) clippy --locked --no-default-features --all-targets -- -D warnings
+	$(CARGO) clippy --locked --no-default-features --features s3 --all-targets -- -D warnings
 	$(BIN)/cfn-lint template.yaml
 	$(BIN)/python scripts/check-state-machine.py
 	scripts/deny.sh
