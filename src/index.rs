@@ -297,12 +297,12 @@ impl PatternIndex {
             None => self.unanchored.push(id32),
         }
         // A second set is worth peeking at only behind a first that many records pass (a
-        // prefix, a suffix, a field merely present): exact values are selective enough, and
-        // every path peeked at costs the reader time on every record.
-        let weak_first = sets.first().is_some_and(|set| {
-            set.iter()
-                .any(|a| !matches!(a.test, Test::Exact(_) | Test::Service(_) | Test::Folded(_)))
-        });
+        // prefix, a suffix, a field merely present, a value of a broad field such as
+        // `eventSource`): exact values of other fields are selective enough, and every path
+        // peeked at costs the reader time on every record.
+        let weak_first = sets
+            .first()
+            .is_some_and(|set| set.iter().any(Anchor::is_weak));
         let second = match sets.get(1) {
             Some(set) if weak_first => set
                 .iter()

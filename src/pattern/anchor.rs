@@ -65,19 +65,53 @@ enum Place {
     Record(Path),
 }
 
-/// How much an anchor set costs the index: the worst test in it, then its size.
-fn cost(anchors: &[Anchor]) -> (u8, usize) {
-    let worst = anchors
-        .iter()
-        .map(|a| match a.test {
-            Test::Exact(_) | Test::Service(_) => 1,
+/// Record fields whose values many records share (a service, a Region, an account, a kind of
+/// event or caller): an exact value of theirs lets through as many records as a prefix does.
+const BROAD_FIELDS: [&str; 10] = [
+    "eventSource",
+    "eventType",
+    "eventCategory",
+    "eventVersion",
+    "awsRegion",
+    "recipientAccountId",
+    "readOnly",
+    "managementEvent",
+    "userIdentity.type",
+    "userIdentity.accountId",
+];
+
+impl Anchor {
+    /// Whether many records pass this anchor: anything but an exact value, or an exact value
+    /// of a broad field. The index checks a second anchor set behind such a first one.
+    pub fn is_weak(&self) -> bool {
+        self.score() >= 3
+    }
+
+    /// How many records the anchor lets through, as a rank: 1 an exact value of a selective
+    /// field, 2 one compared ignoring case, 3 a prefix or suffix, or an exact value of a broad
+    /// field (`eventSource: [s3.amazonaws.com]` lets through every S3 call), 4 a prefix or
+    /// suffix ignoring case, 9 a field merely present.
+    fn score(&self) -> u8 {
+        let broad = || {
+            let path = self.path.join(".");
+            BROAD_FIELDS.contains(&path.as_str())
+        };
+        match self.test {
+            Test::Service(_) => 3,
+            Test::Exact(_) if broad() => 3,
+            Test::Exact(_) => 1,
+            Test::Folded(_) if broad() => 3,
             Test::Folded(_) => 2,
             Test::Prefix(_) | Test::Suffix(_) => 3,
             Test::FoldedPrefix(_) | Test::FoldedSuffix(_) => 4,
             Test::Present => 9,
-        })
-        .max()
-        .unwrap_or(0);
+        }
+    }
+}
+
+/// How much an anchor set costs the index: the worst anchor in it, then its size.
+fn cost(anchors: &[Anchor]) -> (u8, usize) {
+    let worst = anchors.iter().map(Anchor::score).max().unwrap_or(0);
     (worst, anchors.len())
 }
 
@@ -243,6 +277,31 @@ mod tests {
         assert_eq!(
             anchors(json!({"errorCode": [{"exists": true}]})),
             Some(vec![("errorCode".into(), Test::Present)])
+        );
+        // Regression: one exact eventSource was preferred to three exact eventNames, so every
+        // S3 call in a log was built for `trail-bucket-notification-changed` (17 % of a
+        // one-core scan of the benchmark corpus). A broad field's value ranks with a prefix.
+        assert_eq!(
+            anchors(
+                json!({"eventSource": ["s3.amazonaws.com"], "eventName": ["PutBucketNotification", "DeleteBucket", "X"]})
+            ),
+            Some(vec![
+                (
+                    "eventName".into(),
+                    Test::Exact("PutBucketNotification".into())
+                ),
+                ("eventName".into(), Test::Exact("DeleteBucket".into())),
+                ("eventName".into(), Test::Exact("X".into()))
+            ])
+        );
+        let sets = Pattern::compile(
+            &json!({"eventSource": ["s3.amazonaws.com"], "userAgent": [{"prefix": "aws-cli"}]}),
+        )
+        .expect("pattern")
+        .anchor_sets();
+        assert!(
+            sets[0].iter().all(Anchor::is_weak),
+            "a broad exact value is weak: {sets:?}"
         );
         // exists: false holds on an absent field: nothing to anchor on.
         assert_eq!(anchors(json!({"errorCode": [{"exists": false}]})), None);
