@@ -31,6 +31,7 @@ struct Entry {
     end: usize,
     utf8: bool,
     must_build: bool,
+    valid: bool,
     peeked: PeekedAt,
 }
 
@@ -45,6 +46,7 @@ impl Batch {
             end: self.bytes.len(),
             utf8: raw.utf8,
             must_build: raw.must_build,
+            valid: raw.valid,
             peeked: self.peeks.push(peeked),
         });
     }
@@ -59,6 +61,7 @@ impl Batch {
                 bytes: &self.bytes[e.start..e.end],
                 utf8: e.utf8,
                 must_build: e.must_build,
+                valid: e.valid,
             };
             matcher.record(raw, &peeked, on_alert);
         }

@@ -12,10 +12,12 @@
 //!   [`RecordError`] — the same whichever way it is reached.
 
 mod decode;
+mod grammar;
 pub mod peek;
 pub mod record;
 pub mod shape;
 pub mod split;
+mod strings;
 
 use std::io;
 

@@ -59,6 +59,9 @@ pub struct RawRecord<'r> {
     pub utf8: bool,
     /// Only building the record can judge it (see [`RawRecord::must_build`]).
     pub must_build: bool,
+    /// The splitter found the bytes to be one JSON object (its grammar checked on the way):
+    /// given UTF-8, and short of what `must_build` leaves to building, serde_json builds it.
+    pub valid: bool,
 }
 
 /// Records nested this deep are always built: building refuses nesting past serde_json's limit
@@ -82,8 +85,11 @@ impl RawRecord<'_> {
     /// the parser's limit.
     pub fn check(&self) -> Result<(), RecordError> {
         // Building a record also checks that its strings are UTF-8; checking must too.
-        let valid = (self.utf8 || std::str::from_utf8(self.bytes).is_ok())
-            && serde_json::from_slice::<serde::de::IgnoredAny>(self.bytes).is_ok();
+        let utf8 = self.utf8 || std::str::from_utf8(self.bytes).is_ok();
+        if utf8 && self.valid {
+            return Ok(());
+        }
+        let valid = utf8 && serde_json::from_slice::<serde::de::IgnoredAny>(self.bytes).is_ok();
         if !valid {
             // Rare: build it as `build` does, so that the message is the same word for word
             // (the two deserializers word some faults differently).

@@ -9,6 +9,7 @@ use std::io::Read;
 use std::sync::Arc;
 
 use super::decode::Decoder;
+use super::grammar::Grammar;
 use super::peek::{PeekPaths, Peeked, Span, Tracker};
 use super::record::{RawRecord, RecordError, RecordErrorKind, DEEP_RECORD};
 use super::shape::{content, Content, Shapes};
@@ -92,6 +93,8 @@ pub struct LogReader<R: Read> {
     tracker: Tracker,
     /// What the splitter noticed of the last value taken.
     shape: Shape,
+    /// Whether the grammar vouched for the last record taken (see [`Grammar`]).
+    valid: bool,
 }
 
 /// What the splitter hands out next.
@@ -160,6 +163,7 @@ impl<R: Read> LogReader<R> {
             peeked: Peeked::default(),
             tracker: Tracker::default(),
             shape: Shape::default(),
+            valid: false,
         };
         reader.open()?;
         Ok(reader)
@@ -522,6 +526,7 @@ impl<R: Read> LogReader<R> {
         }
         let mut utf8 = self.src.all_utf8();
         let mut must_build = self.shape.depth >= DEEP_RECORD || self.shape.doubtful;
+        let mut valid = self.valid;
         if self.layout == Layout::LookupEvents {
             // The record is the JSON text in the element's `CloudTrailEvent`; nothing was
             // peeked at inside it, so it is built.
@@ -537,6 +542,7 @@ impl<R: Read> LogReader<R> {
             }
             utf8 = true;
             must_build = true;
+            valid = false;
         }
         let raw = RawRecord {
             index,
@@ -544,22 +550,26 @@ impl<R: Read> LogReader<R> {
             bytes: &self.record,
             utf8,
             must_build,
+            valid,
         };
         Ok(Split::Record(raw, &self.peeked))
     }
 
     /// Scans one JSON value from the current token, copying its bytes into `self.record` when
     /// `store` is set and the value fits in the record limit. Returns whether it was stored
-    /// whole. Only the structure is checked here (strings, nesting); the bytes are parsed later.
+    /// whole. Strings and nesting are followed to find the value's end; for a record, JSON's
+    /// grammar is checked on the way ([`Grammar`], verdict in `self.valid`), so that a record
+    /// no rule wants need not be read again.
     ///
     /// While storing a record, it also peeks at the values of the paths in `self.paths` (into
     /// `self.peeked`), and notes in `self.shape` what only building the record can judge.
     fn take_value(&mut self, store: bool) -> Result<bool, ReadError> {
         let limit = self.limits.max_record_bytes;
-        let track = store
-            && !self.paths.is_empty()
+        let record = store
             && self.layout != Layout::LookupEvents
             && matches!(self.state, State::Records { .. } | State::Stream);
+        let track = record && !self.paths.is_empty();
+        let mut g = Grammar::new(record);
         let mut keep = store;
         let mut depth: usize = 0;
         let mut in_string = false;
@@ -590,9 +600,11 @@ impl<R: Read> LogReader<R> {
                 if in_string {
                     if escape {
                         escape = false;
+                        let c = chunk[i];
+                        g.escape(c);
                         // `\uD800`-`\uDFFF` may be half a surrogate pair, which building
                         // checks and a partial reading does not.
-                        if chunk[i] == b'u'
+                        if c == b'u'
                             && !matches!(
                                 chunk.get(i + 1),
                                 Some(
@@ -609,28 +621,50 @@ impl<R: Read> LogReader<R> {
                         i += 1;
                         continue;
                     }
-                    match memchr::memchr2(b'"', b'\\', &chunk[i..]) {
+                    if g.hex > 0 {
+                        // The four hex digits of a `\u` escape; anything else is a fault,
+                        // and is then read as any string byte.
+                        if chunk[i].is_ascii_hexdigit() {
+                            g.hex -= 1;
+                            i += 1;
+                            continue;
+                        }
+                        g.hex = 0;
+                        g.fail();
+                    }
+                    match super::strings::find_special(&chunk[i..]) {
                         None => i = chunk.len(),
                         Some(j) => {
                             i += j;
-                            if chunk[i] == b'\\' {
-                                escape = true;
-                                t.escaped = true;
-                            } else {
-                                in_string = false;
-                                if depth == 0 {
-                                    end = Some(i + 1);
-                                    break;
+                            match chunk[i] {
+                                b'\\' => {
+                                    escape = true;
+                                    t.escaped = true;
                                 }
-                                if track && t.tracking(depth) && keep {
-                                    let span = Span {
-                                        record: &self.record,
-                                        chunk,
-                                        base,
-                                    };
-                                    t.string_closed(&self.paths, &mut self.peeked, span, base + i);
+                                b'"' => {
+                                    in_string = false;
+                                    if depth == 0 {
+                                        end = Some(i + 1);
+                                        break;
+                                    }
+                                    g.string_closed();
+                                    if track && t.tracking(depth) && keep {
+                                        let span = Span {
+                                            record: &self.record,
+                                            chunk,
+                                            base,
+                                        };
+                                        t.string_closed(
+                                            &self.paths,
+                                            &mut self.peeked,
+                                            span,
+                                            base + i,
+                                        );
+                                    }
+                                    token_start = base + i + 1;
                                 }
-                                token_start = base + i + 1;
+                                // A control character, which JSON forbids in a string.
+                                _ => g.fail(),
                             }
                             i += 1;
                         }
@@ -641,11 +675,13 @@ impl<R: Read> LogReader<R> {
                 match b {
                     b'"' => {
                         in_string = true;
+                        g.string_opened();
                         if track && t.tracking(depth) {
                             t.string_opened(base + i);
                         }
                     }
                     b'{' | b'[' => {
+                        g.open(b == b'{', depth);
                         if track && t.tracking(depth) {
                             t.open(&self.paths, b == b'{');
                         }
@@ -659,6 +695,7 @@ impl<R: Read> LogReader<R> {
                         }
                         shape.long_token(token_start, base + i);
                         depth -= 1;
+                        g.close(b == b'}', depth);
                         if depth == 0 {
                             end = Some(i + 1);
                             break;
@@ -671,6 +708,11 @@ impl<R: Read> LogReader<R> {
                         break;
                     }
                     b':' | b',' => {
+                        if b == b':' {
+                            g.colon();
+                        } else {
+                            g.comma(depth.wrapping_sub(1));
+                        }
                         if track && t.tracking(depth) {
                             if b == b':' {
                                 t.colon();
@@ -681,8 +723,9 @@ impl<R: Read> LogReader<R> {
                         shape.long_token(token_start, base + i);
                         token_start = base + i + 1;
                     }
-                    b' ' | b'\t' | b'\n' | b'\r' => {}
+                    b' ' | b'\t' | b'\n' | b'\r' => g.space(),
                     _ => {
+                        g.scalar(b);
                         // An exponent: building checks that the number is in range; a partial
                         // reading does not (`e` follows a digit only in a number).
                         if b | 0x20 == b'e' && (i == 0 || chunk[i - 1].is_ascii_digit()) {
@@ -709,6 +752,7 @@ impl<R: Read> LogReader<R> {
             self.pos += used;
             if end.is_some() {
                 self.shape = shape;
+                self.valid = g.valid();
                 self.tracker = t;
                 return Ok(keep || !store);
             }
