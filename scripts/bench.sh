@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 OUT=target/bench
 RECORDS=${RECORDS:-200000}
 RUNS=${RUNS:-5}
+FOLDER_FILES=${FOLDER_FILES:-5000}
 mkdir -p "$OUT"
 
 need() { command -v "$1" >/dev/null 2>&1; }
@@ -50,6 +51,18 @@ hyperfine -N --warmup 1 --runs "$RUNS" \
   -n "floor, 1 core" "taskset -c 0 libdeflate-gunzip -c $CORPUS" \
   -n "scan (builtin), 1 core" "taskset -c 0 $SCAN $CORPUS" \
   -n "scan (builtin + 990 mixed), 1 core" "taskset -c 0 $SCAN --rules builtin --rules $MIXED $CORPUS" \
+  2>&1 | grep -E "Benchmark|Time|faster"
+
+echo
+echo "== many objects: a day of an organisation trail, $FOLDER_FILES gzip'd files (scripts/make-folder.py),"
+echo "   against libdeflate-gunzip inflating the same files one after another (xargs: a few processes)"
+FOLDER="$OUT/folder-$FOLDER_FILES"
+[ -d "$FOLDER" ] || python3 scripts/make-folder.py "$FOLDER" --files "$FOLDER_FILES"
+find "$FOLDER" -name '*.json.gz' | sort >"$OUT/folder-files.txt"
+hyperfine -N --warmup 1 --runs "$RUNS" \
+  -n "floor, files in turn" "xargs -a $OUT/folder-files.txt libdeflate-gunzip -c" \
+  -n "scan (builtin), folder" "$SCAN $FOLDER" \
+  -n "scan (builtin), folder, 1 core" "taskset -c 0 $SCAN $FOLDER" \
   2>&1 | grep -E "Benchmark|Time|faster"
 
 echo

@@ -5,7 +5,9 @@
 //! - `decode`: gzip or plain, told apart by the magic bytes; inflated inline or
 //!   on a thread of its own, with UTF-8 checked there.
 //! - [`split`]: the `{"Records": [ … ]}` document split into one record's bytes at a time
-//!   ([`LogReader`]); file-level faults are a [`ReadError`].
+//!   ([`LogReader`]); file-level faults are a [`ReadError`]. On the way it finds string runs
+//!   sixteen bytes at a time (`strings`) and checks each record's grammar (`grammar`), so that
+//!   a record no rule wants is known valid without a second pass.
 //! - [`peek`]: while splitting, the values at the paths the rule index names, read from the raw
 //!   bytes, so that a record no rule can match is never built.
 //! - [`record`]: the verdict on one record's bytes — built, checked, or refused with a
