@@ -662,6 +662,33 @@ impl<R: Read> LogReader<R> {
                                         );
                                     }
                                     token_start = base + i + 1;
+                                    // Most strings are followed by `:"` or `,"`: take the
+                                    // punctuation and open the next string here, without a
+                                    // round through the byte dispatch below.
+                                    if let (Some(&p @ (b':' | b',')), Some(b'"')) =
+                                        (chunk.get(i + 1), chunk.get(i + 2))
+                                    {
+                                        let tracked = track && t.tracking(depth);
+                                        if p == b':' {
+                                            g.colon();
+                                            if tracked {
+                                                t.colon();
+                                            }
+                                        } else {
+                                            g.comma(depth - 1);
+                                            if tracked {
+                                                t.comma();
+                                            }
+                                        }
+                                        token_start = base + i + 2;
+                                        in_string = true;
+                                        g.string_opened();
+                                        if tracked {
+                                            t.string_opened(base + i + 2);
+                                        }
+                                        i += 3;
+                                        continue;
+                                    }
                                 }
                                 // A control character, which JSON forbids in a string.
                                 _ => g.fail(),
