@@ -540,12 +540,13 @@ fn scan_in_turn(
     report: &mut Report<'_>,
 ) -> io::Result<()> {
     let mut pipeline = pipeline_for(rules, limits);
+    let mode = crate::pipeline::mode_for(workers());
     for target in targets {
         let name = target.name();
         let source = AlertSource::File { path: name.clone() };
         let outcome = target
             .open()
-            .map(|input| pipeline.run(input, &source, Mode::Threaded, |a| report.alert(&a)));
+            .map(|input| pipeline.run(input, &source, mode, |a| report.alert(&a)));
         report.file_done(&name, outcome)?;
     }
     Ok(())

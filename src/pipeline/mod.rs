@@ -39,6 +39,18 @@ pub enum Mode {
     Reference,
 }
 
+/// The mode for reading a log with `cores` CPUs at hand: threads pay only when they run at
+/// the same time; on one core (`taskset`, or a Lambda function given a share of one vCPU, which
+/// `std::thread::available_parallelism` reads from the cgroup's CPU quota) they only add
+/// switching and hand-offs, and two threads started per file.
+pub fn mode_for(cores: usize) -> Mode {
+    if cores > 1 {
+        Mode::Threaded
+    } else {
+        Mode::Inline
+    }
+}
+
 /// What reading one log object gave.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ObjectStats {

@@ -57,8 +57,8 @@ impl<R: Read> Decoder<R> {
             let result = match &mut self.kind {
                 // Take the inflated chunk as the buffer itself: no copy.
                 Kind::Threaded(inflater) => inflater.swap(buf),
-                Kind::Plain(r) => read_into(r, buf),
-                Kind::Gzip(r) => read_into(r, buf),
+                Kind::Plain(r) => read_into(r, buf, CHUNK),
+                Kind::Gzip(r) => read_into(r, buf, INFLATED_CHUNK),
             };
             return match result {
                 Ok(n) => Ok(n),
@@ -106,8 +106,8 @@ fn is_data_error(e: &io::Error) -> bool {
     )
 }
 
-fn read_into(r: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<usize> {
-    buf.resize(CHUNK, 0);
+fn read_into(r: &mut impl Read, buf: &mut Vec<u8>, size: usize) -> io::Result<usize> {
+    buf.resize(size, 0);
     r.read(buf)
 }
 

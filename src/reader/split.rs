@@ -97,6 +97,23 @@ pub struct LogReader<R: Read> {
     valid: bool,
 }
 
+thread_local! {
+    /// The buffer of the last reader dropped on this thread, for the next one: a directory of
+    /// many small logs would otherwise allocate (and zero) a chunk per file.
+    static SPARE: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Buffers larger than this are not kept for the next reader.
+const SPARE_MAX: usize = 1 << 20;
+
+impl<R: Read> Drop for LogReader<R> {
+    fn drop(&mut self) {
+        if self.buf.capacity() <= SPARE_MAX {
+            SPARE.set(std::mem::take(&mut self.buf));
+        }
+    }
+}
+
 /// What the splitter hands out next.
 #[derive(Debug)]
 pub enum Split<'r> {
@@ -146,7 +163,7 @@ impl<R: Read> LogReader<R> {
     fn with_source(src: Decoder<R>, limits: Limits, shapes: Shapes) -> Result<Self, ReadError> {
         let mut reader = LogReader {
             src,
-            buf: Vec::new(),
+            buf: SPARE.take(),
             pos: 0,
             len: 0,
             base: 0,
@@ -1056,6 +1073,38 @@ mod tests {
                 .contains("gzip data is corrupt or truncated"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_reader_takes_the_last_ones_buffer_and_none_of_its_bytes() {
+        // A long log, then short ones, on one thread: the second reader starts with the
+        // first one's buffer (a directory of small logs allocates no chunk per file), and
+        // what was left in it never shows through.
+        let long = format!(
+            r#"{{"Records":[{}]}}"#,
+            vec![r#"{"eventName":"Long","pad":"xxxxxxxxxxxxxxxxxxxxxxxx"}"#; 20_000].join(",")
+        );
+        for bytes in [long.as_bytes().to_vec(), gzip(long.as_bytes())] {
+            assert_eq!(read_all(&bytes, Limits::default()).unwrap().len(), 20_000);
+            let spare = SPARE.take();
+            assert!(spare.capacity() >= CHUNK, "{}", spare.capacity());
+            let kept = spare.as_ptr();
+            SPARE.set(spare);
+            let reader = LogReader::new(
+                &br#"{"Records":[{"eventName":"Short"}]}"#[..],
+                Limits::default(),
+            )
+            .unwrap();
+            assert_eq!(reader.buf.as_ptr(), kept);
+            let items: Vec<Parsed> = reader.collect::<Result<_, _>>().unwrap();
+            assert_eq!(
+                records(&items),
+                vec![&serde_json::json!({"eventName": "Short"})]
+            );
+            let short = gzip(br#"{"Records":[{"b":1}]}"#);
+            let items = read_all(&short, Limits::default()).unwrap();
+            assert_eq!(records(&items), vec![&serde_json::json!({"b": 1})]);
+        }
     }
 
     #[test]
