@@ -338,6 +338,11 @@ impl PatternIndex {
         })
     }
 
+    /// Whether some pattern has no anchor, so that every record is built and matched.
+    pub fn builds_every_record(&self) -> bool {
+        !self.unanchored.is_empty()
+    }
+
     /// Whether any pattern could match the record whose raw bytes the reader peeked at with
     /// [`PatternIndex::peek_paths`]. `false` is exact: no pattern can match, so the record need
     /// not be built; `true` only says that matching must look.

@@ -30,9 +30,10 @@ use crate::rules::RuleSet;
 pub enum Mode {
     /// Everything on the caller's thread.
     Inline,
-    /// Gzip inflated on a thread of its own, and records built, matched or checked on another,
-    /// overlapping with splitting and peeking on the caller's: what the command line and the
-    /// function use.
+    /// Gzip inflated on a thread of its own, overlapping with splitting, peeking and matching
+    /// on the caller's; when some pattern has no anchor (every record is built), records are
+    /// built and matched on a third thread: what the command line and the function use on
+    /// more than one core.
     Threaded,
     /// Every record built and matched, on the caller's thread: the reference the other modes
     /// are tested against.
@@ -174,7 +175,13 @@ impl<'r> Pipeline<'r> {
         let (fault, bytes) = match mode {
             Mode::Reference => build_every_record(reader, &mut matcher, &mut on_alert),
             Mode::Inline => build_wanted(reader, &mut matcher, &mut on_alert),
-            Mode::Threaded => worker::build_wanted(reader, &mut matcher, &mut on_alert),
+            // Building records on a thread of its own pays only when most are built: with
+            // every pattern anchored, few are, the others' grammar was checked while splitting,
+            // and the hand-off would cost more than it saves.
+            Mode::Threaded if self.rules.index().builds_every_record() => {
+                worker::build_wanted(reader, &mut matcher, &mut on_alert)
+            }
+            Mode::Threaded => build_wanted(reader, &mut matcher, &mut on_alert),
         };
         let Matcher {
             mut stats,
@@ -380,6 +387,59 @@ mod tests {
 
     fn builtin() -> RuleSet {
         RuleSet::load(&[RuleSource::Builtin]).unwrap()
+    }
+
+    /// The two ways `Mode::Threaded` matches (on the reader's thread, or on a thread of its
+    /// own when some pattern has no anchor) give what building every record gives, bad
+    /// records included.
+    #[test]
+    fn threaded_reading_with_and_without_a_matching_thread_agrees_with_the_reference() {
+        let mut unanchored = builtin().rules().to_vec();
+        unanchored.extend(
+            crate::rules::parse_document(
+                "t.yaml",
+                "rules:\n  - {id: no-error, description: d, severity: low, pattern: {errorCode: [{exists: false}]}}\n",
+            )
+            .unwrap(),
+        );
+        let unanchored = RuleSet::new(unanchored).unwrap();
+        let rules = builtin();
+        assert!(unanchored.index().builds_every_record());
+        assert!(!rules.index().builds_every_record());
+        let mut records: Vec<String> = (0..3000)
+            .map(|i| {
+                let state = ["COMPLETED", "FAILED"][i % 2];
+                format!(
+                    r#"{{"eventID":"e{i}","eventSource":"backup.amazonaws.com","eventName":"BackupJobCompleted","serviceEventDetails":{{"state":"{state}"}}}}"#
+                )
+            })
+            .collect();
+        records[7] = r#"{"eventName": tru}"#.into();
+        records[1500] = r#"{"a":"\x"}"#.into();
+        records[2999] = "[1]".into();
+        let doc = format!(r#"{{"Records":[{}]}}"#, records.join(","));
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, doc.as_bytes()).unwrap();
+        let gz = gz.finish().unwrap();
+        let source = AlertSource::File { path: "t".into() };
+        for rules in [&rules, &unanchored] {
+            let run = |mode: Mode| {
+                let mut alerts = Vec::new();
+                let outcome = Pipeline::new(rules, Limits::default()).run(
+                    std::io::Cursor::new(gz.clone()),
+                    &source,
+                    mode,
+                    |a| alerts.push((a.rule_id, a.record_index)),
+                );
+                let bad: Vec<String> = outcome.unreadable.iter().map(|e| e.to_string()).collect();
+                (alerts, bad, outcome.stats.records)
+            };
+            let reference = run(Mode::Reference);
+            assert_eq!(reference.1.len(), 3);
+            assert!(reference.0.len() >= 1499, "{}", reference.0.len());
+            assert_eq!(run(Mode::Threaded), reference);
+            assert_eq!(run(Mode::Inline), reference);
+        }
     }
 
     #[test]
