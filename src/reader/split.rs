@@ -95,6 +95,8 @@ pub struct LogReader<R: Read> {
     shape: Shape,
     /// Whether the grammar vouched for the last record taken (see [`Grammar`]).
     valid: bool,
+    /// Whether the last value taken was all ASCII (and so UTF-8).
+    ascii: bool,
 }
 
 thread_local! {
@@ -181,6 +183,7 @@ impl<R: Read> LogReader<R> {
             tracker: Tracker::default(),
             shape: Shape::default(),
             valid: false,
+            ascii: false,
         };
         reader.open()?;
         Ok(reader)
@@ -541,7 +544,7 @@ impl<R: Read> LogReader<R> {
                 },
             }));
         }
-        let mut utf8 = self.src.all_utf8();
+        let mut utf8 = self.src.all_utf8() || self.ascii;
         let mut must_build = self.shape.depth >= DEEP_RECORD || self.shape.doubtful;
         let mut valid = self.valid;
         if self.layout == Layout::LookupEvents {
@@ -587,6 +590,7 @@ impl<R: Read> LogReader<R> {
             && matches!(self.state, State::Records { .. } | State::Stream);
         let track = record && !self.paths.is_empty();
         let mut g = Grammar::new(record);
+        let mut ascii = true;
         let mut keep = store;
         let mut depth: usize = 0;
         let mut in_string = false;
@@ -619,6 +623,7 @@ impl<R: Read> LogReader<R> {
                         escape = false;
                         let c = chunk[i];
                         g.escape(c);
+                        ascii &= c < 0x80;
                         // `\uD800`-`\uDFFF` may be half a surrogate pair, which building
                         // checks and a partial reading does not.
                         if c == b'u'
@@ -649,7 +654,12 @@ impl<R: Read> LogReader<R> {
                         g.hex = 0;
                         g.fail();
                     }
-                    match super::strings::find_special(&chunk[i..]) {
+                    let found = if ascii {
+                        super::strings::find_special::<true>(&chunk[i..])
+                    } else {
+                        super::strings::find_special::<false>(&chunk[i..])
+                    };
+                    match found {
                         None => i = chunk.len(),
                         Some(j) => {
                             i += j;
@@ -707,6 +717,8 @@ impl<R: Read> LogReader<R> {
                                         continue;
                                     }
                                 }
+                                // Beyond ASCII: UTF-8 is checked apart (see `take_record`).
+                                0x80.. => ascii = false,
                                 // A control character, which JSON forbids in a string.
                                 _ => g.fail(),
                             }
@@ -770,6 +782,7 @@ impl<R: Read> LogReader<R> {
                     b' ' | b'\t' | b'\n' | b'\r' => g.space(),
                     _ => {
                         g.scalar(b);
+                        ascii &= b < 0x80;
                         // An exponent: building checks that the number is in range; a partial
                         // reading does not (`e` follows a digit only in a number).
                         if b | 0x20 == b'e' && (i == 0 || chunk[i - 1].is_ascii_digit()) {
@@ -797,6 +810,7 @@ impl<R: Read> LogReader<R> {
             if end.is_some() {
                 self.shape = shape;
                 self.valid = g.valid();
+                self.ascii = ascii;
                 self.tracker = t;
                 return Ok(keep || !store);
             }
@@ -1105,6 +1119,26 @@ mod tests {
             let items = read_all(&short, Limits::default()).unwrap();
             assert_eq!(records(&items), vec![&serde_json::json!({"b": 1})]);
         }
+    }
+
+    #[test]
+    fn ascii_records_are_known_utf8_and_the_rest_are_checked() {
+        let doc = b"{\"Records\":[{\"a\":\"\xff\"},{\"a\":\"\xc3\xa9\"},{\"a\":\"x\\u00e9\"},{\"a\":1\xff}]}";
+        let mut reader = LogReader::new(&doc[..], Limits::default()).unwrap();
+        let mut seen = Vec::new();
+        while let Some(split) = reader.next_split().unwrap() {
+            let Split::Record(raw, _) = split else {
+                panic!("refused")
+            };
+            let built = raw.build().map(drop).map_err(|e| e.to_string());
+            assert_eq!(raw.check().map_err(|e| e.to_string()), built);
+            seen.push((raw.utf8, built.is_ok()));
+        }
+        // Bytes beyond ASCII leave UTF-8 to be checked (inline, nobody checked it before).
+        assert_eq!(
+            seen,
+            [(false, false), (false, true), (true, true), (false, false)]
+        );
     }
 
     #[test]
