@@ -559,21 +559,61 @@ struct FileDone {
     outcome: io::Result<Outcome>,
 }
 
-/// Many targets at once, one per core, each read on its worker's thread; what each gives is
-/// written in target order, so that the output is the same as reading them in turn.
-/// `Ok(false)`: not one thread could be started, and nothing was read.
+/// Reads one target on this thread.
+fn read_one(pipeline: &mut Pipeline<'_>, target: &Target) -> FileDone {
+    let name = target.name();
+    let source = AlertSource::File { path: name.clone() };
+    let mut alerts = Vec::new();
+    let outcome = target
+        .open()
+        .map(|input| pipeline.run(input, &source, Mode::Inline, |a| alerts.push(a)));
+    FileDone {
+        name,
+        alerts,
+        outcome,
+    }
+}
+
+/// Files done out of order, written in target order as the gaps fill.
+struct InOrder<'a, 'r> {
+    report: &'a mut Report<'r>,
+    waiting: BTreeMap<usize, FileDone>,
+    expected: usize,
+}
+
+impl InOrder<'_, '_> {
+    fn done(&mut self, i: usize, file: FileDone) -> io::Result<()> {
+        self.waiting.insert(i, file);
+        while let Some(file) = self.waiting.remove(&self.expected) {
+            self.expected += 1;
+            for a in &file.alerts {
+                self.report.alert(a);
+            }
+            self.report.file_done(&file.name, file.outcome)?;
+        }
+        Ok(())
+    }
+}
+
+/// Many targets at once, one per core: this thread and one worker per other core each take the
+/// next target and read it on their own thread; what each gives is written in target order,
+/// so that the output is the same as reading them in turn. This thread reads files too and
+/// collects the workers' results between its own files without waiting for them, so that a
+/// folder of small logs costs no thread wake-up per file. `Ok(false)`: not one worker could be
+/// started, and nothing was read.
 fn scan_in_parallel(
     rules: &RuleSet,
     limits: Limits,
     targets: &[Target],
     report: &mut Report<'_>,
 ) -> io::Result<bool> {
-    let workers = workers().min(targets.len());
+    let workers = workers().min(targets.len()) - 1;
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
     std::thread::scope(|scope| {
-        // Bounded: workers wait rather than run far ahead of a slow target.
-        let (done_tx, done) = sync_channel::<(usize, FileDone)>(workers * 2);
+        // Bounded: workers wait rather than run far ahead of a slow target (one this thread
+        // reads, say), but far enough that small files seldom make them wait.
+        let (done_tx, done) = sync_channel::<(usize, FileDone)>(workers * 32);
         for w in 0..workers {
             let done_tx = done_tx.clone();
             let (next, stop) = (&next, &stop);
@@ -584,18 +624,7 @@ fn scan_in_parallel(
                     while !stop.load(Ordering::Relaxed) {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(target) = targets.get(i) else { break };
-                        let name = target.name();
-                        let source = AlertSource::File { path: name.clone() };
-                        let mut alerts = Vec::new();
-                        let outcome = target.open().map(|input| {
-                            pipeline.run(input, &source, Mode::Inline, |a| alerts.push(a))
-                        });
-                        let done = FileDone {
-                            name,
-                            alerts,
-                            outcome,
-                        };
-                        if done_tx.send((i, done)).is_err() {
+                        if done_tx.send((i, read_one(&mut pipeline, target))).is_err() {
                             break;
                         }
                     }
@@ -609,22 +638,31 @@ fn scan_in_parallel(
             }
         }
         drop(done_tx);
-        let mut waiting = BTreeMap::new();
-        let mut expected = 0;
-        for (i, file) in done {
-            waiting.insert(i, file);
-            while let Some(file) = waiting.remove(&expected) {
-                expected += 1;
-                for a in &file.alerts {
-                    report.alert(a);
+        let mut order = InOrder {
+            report,
+            waiting: BTreeMap::new(),
+            expected: 0,
+        };
+        let result = (|| {
+            let mut pipeline = pipeline_for(rules, limits);
+            loop {
+                while let Ok((i, file)) = done.try_recv() {
+                    order.done(i, file)?;
                 }
-                if let Err(e) = report.file_done(&file.name, file.outcome) {
-                    stop.store(true, Ordering::Relaxed);
-                    return Err(e);
-                }
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(target) = targets.get(i) else { break };
+                let file = read_one(&mut pipeline, target);
+                order.done(i, file)?;
             }
+            for (i, file) in &done {
+                order.done(i, file)?;
+            }
+            Ok(true)
+        })();
+        if result.is_err() {
+            stop.store(true, Ordering::Relaxed);
         }
-        Ok(true)
+        result
     })
 }
 
