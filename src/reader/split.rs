@@ -617,7 +617,7 @@ impl<R: Read> LogReader<R> {
             let base = self.record.len();
             let mut i = 0;
             let mut end = None;
-            while i < chunk.len() {
+            'chunk: while i < chunk.len() {
                 if in_string {
                     if escape {
                         escape = false;
@@ -654,76 +654,77 @@ impl<R: Read> LogReader<R> {
                         g.hex = 0;
                         g.fail();
                     }
-                    let found = if ascii {
-                        super::strings::find_special::<true>(&chunk[i..])
-                    } else {
-                        super::strings::find_special::<false>(&chunk[i..])
-                    };
-                    match found {
-                        None => i = chunk.len(),
-                        Some(j) => {
-                            i += j;
-                            match chunk[i] {
-                                b'\\' => {
-                                    escape = true;
-                                    t.escaped = true;
-                                }
-                                b'"' => {
-                                    in_string = false;
-                                    if depth == 0 {
-                                        end = Some(i + 1);
-                                        break;
-                                    }
-                                    g.string_closed();
-                                    if track && t.tracking(depth) && keep {
-                                        let span = Span {
-                                            record: &self.record,
-                                            chunk,
-                                            base,
-                                        };
-                                        t.string_closed(
-                                            &self.paths,
-                                            &mut self.peeked,
-                                            span,
-                                            base + i,
-                                        );
-                                    }
-                                    token_start = base + i + 1;
-                                    // Most strings are followed by `:"` or `,"`: take the
-                                    // punctuation and open the next string here, without a
-                                    // round through the byte dispatch below.
-                                    if let (Some(&p @ (b':' | b',')), Some(b'"')) =
-                                        (chunk.get(i + 1), chunk.get(i + 2))
-                                    {
-                                        let tracked = track && t.tracking(depth);
-                                        if p == b':' {
-                                            g.colon();
-                                            if tracked {
-                                                t.colon();
-                                            }
-                                        } else {
-                                            g.comma(depth - 1);
-                                            if tracked {
-                                                t.comma();
-                                            }
-                                        }
-                                        token_start = base + i + 2;
-                                        in_string = true;
-                                        g.string_opened();
-                                        if tracked {
-                                            t.string_opened(base + i + 2);
-                                        }
-                                        i += 3;
-                                        continue;
-                                    }
-                                }
-                                // Beyond ASCII: UTF-8 is checked apart (see `take_record`).
-                                0x80.. => ascii = false,
-                                // A control character, which JSON forbids in a string.
-                                _ => g.fail(),
+                    // The string's runs, and the strings that follow by `:"` or `,"`.
+                    loop {
+                        let found = if ascii {
+                            super::strings::find_special::<true>(&chunk[i..])
+                        } else {
+                            super::strings::find_special::<false>(&chunk[i..])
+                        };
+                        let Some(j) = found else {
+                            i = chunk.len();
+                            break;
+                        };
+                        i += j;
+                        match chunk[i] {
+                            b'\\' => {
+                                escape = true;
+                                t.escaped = true;
+                                i += 1;
+                                break;
                             }
-                            i += 1;
+                            b'"' => {
+                                in_string = false;
+                                if depth == 0 {
+                                    end = Some(i + 1);
+                                    break 'chunk;
+                                }
+                                g.string_closed();
+                                if track && t.tracking(depth) && keep {
+                                    let span = Span {
+                                        record: &self.record,
+                                        chunk,
+                                        base,
+                                    };
+                                    t.string_closed(&self.paths, &mut self.peeked, span, base + i);
+                                }
+                                token_start = base + i + 1;
+                                // Most strings are followed by `:"` or `,"`: take the
+                                // punctuation and go on with the next string here, without a
+                                // round through the byte dispatch below.
+                                if let (Some(&p @ (b':' | b',')), Some(b'"')) =
+                                    (chunk.get(i + 1), chunk.get(i + 2))
+                                {
+                                    let tracked = track && t.tracking(depth);
+                                    if p == b':' {
+                                        g.colon();
+                                        if tracked {
+                                            t.colon();
+                                        }
+                                    } else {
+                                        g.comma(depth - 1);
+                                        if tracked {
+                                            t.comma();
+                                        }
+                                    }
+                                    token_start = base + i + 2;
+                                    in_string = true;
+                                    g.string_opened();
+                                    if tracked {
+                                        t.string_opened(base + i + 2);
+                                    }
+                                    i += 3;
+                                    continue;
+                                }
+                                i += 1;
+                                break;
+                            }
+                            // Beyond ASCII: UTF-8 is checked apart (see `take_record`).
+                            0x80.. => ascii = false,
+                            // A control character, which JSON forbids in a string.
+                            _ => g.fail(),
                         }
+                        i += 1;
                     }
                     continue;
                 }
