@@ -1,7 +1,9 @@
-//! The threaded mode: this thread splits records and peeks at them, and hands them, in
-//! batches, to a matching thread that decides from the peek which must be built, builds and
-//! matches those and checks the others; the alerts come back in record order and are handed
-//! out on this thread.
+//! The threaded mode's third thread, for rule sets with a pattern that has no anchor (every
+//! record is built): this thread splits records and peeks at them, and hands them, in batches,
+//! to a matching thread that decides from the peek which must be built, builds and matches
+//! those and checks the others; the alerts come back in record order and are handed out on
+//! this thread. When every pattern is anchored, few records are built and matching stays on
+//! the reader's thread (see `Pipeline::run`).
 
 use std::io::Read;
 use std::sync::mpsc::{channel, sync_channel, Receiver, SendError};
