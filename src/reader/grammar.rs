@@ -218,6 +218,20 @@ impl Grammar {
         }
     }
 
+    /// `true`, `false` or `null` whole.
+    #[inline]
+    pub fn literal(&mut self) {
+        if self.bad {
+            return;
+        }
+        self.end_scalar();
+        if self.state == VALUE || self.state == VALUE_OR_END {
+            self.state = AFTER;
+        } else {
+            self.bad = true;
+        }
+    }
+
     /// Any other byte outside strings: part of a number or a literal.
     #[inline]
     pub fn scalar(&mut self, b: u8) {

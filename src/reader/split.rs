@@ -781,6 +781,16 @@ impl<R: Read> LogReader<R> {
                         token_start = base + i + 1;
                     }
                     b' ' | b'\t' | b'\n' | b'\r' => g.space(),
+                    b't' | b'f' | b'n' if literal_len(&chunk[i..]) > 0 => {
+                        // `true`, `false` or `null` whole: one step, not one per byte.
+                        g.literal();
+                        if track && t.tracking(depth) {
+                            t.scalar(&self.paths, &mut self.peeked);
+                        }
+                        started = true;
+                        i += literal_len(&chunk[i..]);
+                        continue;
+                    }
                     _ => {
                         g.scalar(b);
                         ascii &= b < 0x80;
@@ -816,6 +826,19 @@ impl<R: Read> LogReader<R> {
                 return Ok(keep || !store);
             }
         }
+    }
+}
+
+/// The length of the `true`, `false` or `null` that `s` starts with (0: none, or cut off by
+/// the end of the chunk).
+#[inline]
+fn literal_len(s: &[u8]) -> usize {
+    if s.starts_with(b"true") || s.starts_with(b"null") {
+        4
+    } else if s.starts_with(b"false") {
+        5
+    } else {
+        0
     }
 }
 
