@@ -106,6 +106,16 @@ impl Grammar {
         }
     }
 
+    /// Moves to `next` when the byte was `allowed` where the grammar stands, else gives up.
+    #[inline(always)]
+    fn step(&mut self, allowed: bool, next: State) {
+        if allowed {
+            self.state = next;
+        } else {
+            self.bad = true;
+        }
+    }
+
     #[inline(always)]
     fn is_object(&self, depth: usize) -> bool {
         depth < MAX_DEPTH && self.objects >> depth & 1 == 1
@@ -156,11 +166,7 @@ impl Grammar {
             return;
         }
         self.end_scalar();
-        if self.state == COLON {
-            self.state = VALUE;
-        } else {
-            self.bad = true;
-        }
+        self.step(self.state == COLON, VALUE);
     }
 
     /// `,` inside the container at `depth`.
@@ -225,11 +231,7 @@ impl Grammar {
             return;
         }
         self.end_scalar();
-        if self.state == VALUE || self.state == VALUE_OR_END {
-            self.state = AFTER;
-        } else {
-            self.bad = true;
-        }
+        self.step(self.state == VALUE || self.state == VALUE_OR_END, AFTER);
     }
 
     /// Any other byte outside strings: part of a number or a literal.
