@@ -14,7 +14,7 @@ LOCAL_AWS := AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-eas
              AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: all setup build build-x86 release test unit integration e2e lint fmt run bench bench-s3 fuzz watch invoke deploy clean
+.PHONY: all setup build build-x86 release test unit integration e2e lint fmt run bench bench-s3 fuzz check-arm64 watch invoke deploy clean
 
 all: release
 
@@ -96,6 +96,11 @@ bench:
 ##       FUZZ_SECONDS (default 180), seeded from the fixtures; installs cargo-fuzz if missing
 fuzz:
 	scripts/fuzz.sh
+
+## check-arm64: the reader's NEON string search run on arm64 under qemu-user, against a byte loop
+##              (installs the aarch64 musl target and qemu-user if missing)
+check-arm64:
+	scripts/check-arm64.sh
 
 ## watch: the Lambda runtime API emulator on 127.0.0.1:9000 (set AWS_ENDPOINT_URL, ALERT_TOPIC_ARN)
 watch: $(STAMP)
