@@ -781,17 +781,21 @@ impl<R: Read> LogReader<R> {
                         token_start = base + i + 1;
                     }
                     b' ' | b'\t' | b'\n' | b'\r' => g.space(),
-                    b't' | b'f' | b'n' if literal_len(&chunk[i..]) > 0 => {
-                        // `true`, `false` or `null` whole: one step, not one per byte.
-                        g.literal();
-                        if track && t.tracking(depth) {
-                            t.scalar(&self.paths, &mut self.peeked);
-                        }
-                        started = true;
-                        i += literal_len(&chunk[i..]);
-                        continue;
-                    }
                     _ => {
+                        let literal = match b {
+                            b't' | b'f' | b'n' => literal_len(&chunk[i..]),
+                            _ => 0,
+                        };
+                        if literal > 0 {
+                            // `true`, `false` or `null` whole: one step, not one per byte.
+                            g.literal();
+                            if track && t.tracking(depth) {
+                                t.scalar(&self.paths, &mut self.peeked);
+                            }
+                            started = true;
+                            i += literal;
+                            continue;
+                        }
                         g.scalar(b);
                         ascii &= b < 0x80;
                         // An exponent: building checks that the number is in range; a partial
