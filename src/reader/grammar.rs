@@ -63,7 +63,7 @@ pub struct Grammar {
     /// What a literal still needs.
     lit: &'static [u8],
     /// Hex digits a `\u` escape still needs.
-    pub hex: u8,
+    hex: u8,
 }
 
 impl Grammar {
@@ -221,6 +221,26 @@ impl Grammar {
             b'u' => self.hex = 4,
             b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
             _ => self.bad = true,
+        }
+    }
+
+    /// Whether a `\u` escape still needs hex digits.
+    #[inline(always)]
+    pub fn in_hex(&self) -> bool {
+        self.hex > 0
+    }
+
+    /// A string byte while [`Grammar::in_hex`]: `true` when it is the next hex digit (taken);
+    /// anything else ends the escape as a fault and is to be read as any string byte.
+    #[inline]
+    pub fn hex_digit(&mut self, c: u8) -> bool {
+        if c.is_ascii_hexdigit() {
+            self.hex -= 1;
+            true
+        } else {
+            self.hex = 0;
+            self.bad = true;
+            false
         }
     }
 

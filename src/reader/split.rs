@@ -643,16 +643,10 @@ impl<R: Read> LogReader<R> {
                         i += 1;
                         continue;
                     }
-                    if g.hex > 0 {
-                        // The four hex digits of a `\u` escape; anything else is a fault,
-                        // and is then read as any string byte.
-                        if chunk[i].is_ascii_hexdigit() {
-                            g.hex -= 1;
-                            i += 1;
-                            continue;
-                        }
-                        g.hex = 0;
-                        g.fail();
+                    // The four hex digits of a `\u` escape.
+                    if g.in_hex() && g.hex_digit(chunk[i]) {
+                        i += 1;
+                        continue;
                     }
                     // The string's runs, and the strings that follow by `:"` or `,"`.
                     loop {
