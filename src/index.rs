@@ -37,13 +37,23 @@ pub struct PatternIndex {
     /// Patterns with no anchors: tried on every record.
     unanchored: Ids,
     /// Per pattern, its second anchor set (peek slot and test), checked from the raw values
-    /// before a record is built for it; empty when it has none.
-    second: Vec<Vec<(usize, Test)>>,
+    /// before a record is built for it: a number in `second_sets`, where 0 is the empty set
+    /// (none to check). Patterns with the same set share it, so that it is checked once for
+    /// all of them.
+    second: Vec<u32>,
+    second_sets: Vec<Vec<(usize, Test)>>,
+    second_ids: HashMap<Vec<(usize, Test)>, u32>,
     /// The paths of the anchor sets; `tables[slot]` is the table of that path, if it has one
     /// (a path of second anchor sets only has none).
     peek: PeekPaths,
     tables: Vec<Option<usize>>,
+    /// Changes with every pattern added (numbers are never reused), so that a [`Scratch`]
+    /// knows whether the values it remembers were looked up in this index as it stands.
+    generation: u64,
 }
+
+/// The last generation given to an index.
+static GENERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// The anchors at one path.
 #[derive(Debug, Clone, Default)]
@@ -57,6 +67,9 @@ struct FieldTable {
     folded_suffix: Affixes,
     service: Table,
     present: Ids,
+    /// A value costs more than one lookup here (prefixes, suffixes, ignore-case or services
+    /// are filed): the record reader remembers values' hits ([`Memo`]).
+    memoized: bool,
 }
 
 /// Prefixes (or suffixes) by value, and the lengths in use, so that a record's value is looked
@@ -124,6 +137,7 @@ fn file(table: &mut Table, key: &[u8], id: u32) {
 
 impl FieldTable {
     fn insert(&mut self, test: &Test, id: u32) {
+        self.memoized |= !matches!(test, Test::Exact(_) | Test::Present);
         match test {
             Test::Exact(v) => file(&mut self.exact, v.as_bytes(), id),
             Test::Folded(v) => file(&mut self.folded, v.as_bytes(), id),
@@ -157,9 +171,18 @@ impl FieldTable {
 
     /// The patterns whose anchors at this path a leaf the reader peeked at passes; `None`
     /// when only parsing can tell (a string with escapes).
-    fn peeked_hits(&self, leaf: Leaf<'_>, folded: &mut Vec<u8>, out: &mut Ids) -> Option<()> {
+    fn peeked_hits(
+        &self,
+        leaf: Leaf<'_>,
+        folded: &mut Vec<u8>,
+        memo: &mut Memo,
+        out: &mut Ids,
+    ) -> Option<()> {
         out.clear();
         match leaf {
+            Leaf::Plain(s) if self.memoized => {
+                memo.hits(s, out, |s, out| self.string_hits(s, folded, out));
+            }
             Leaf::Plain(s) => self.string_hits(s, folded, out),
             Leaf::Escaped => return None,
             Leaf::Scalar => {}
@@ -191,6 +214,44 @@ impl FieldTable {
             self.folded_prefix.hits(folded, true, out);
             self.folded_suffix.hits(folded, false, out);
         }
+    }
+}
+
+/// The hits of values met before at one path, for a table where a value costs several lookups:
+/// CloudTrail repeats its values (a few hundred event names, user agents and ARNs make up most
+/// records), so one hashed lookup of the whole value replaces an exact lookup, one per prefix
+/// and suffix length in use, and the ignore-case ones. Bounded: values longer than
+/// [`MEMO_VALUE_BYTES`] are not kept, and past [`MEMO_VALUES`] values it starts afresh.
+#[derive(Debug, Default)]
+struct Memo {
+    seen: HashMap<Box<[u8]>, (u32, u32), FastHash>,
+    /// The hits of every value in `seen`, end to end.
+    ids: Ids,
+}
+
+const MEMO_VALUES: usize = 2048;
+const MEMO_VALUE_BYTES: usize = 160;
+
+impl Memo {
+    /// Appends to `out` the hits of `s`, as `compute` gives them (which it calls only for a
+    /// value not met before).
+    fn hits(&mut self, s: &[u8], out: &mut Ids, compute: impl FnOnce(&[u8], &mut Ids)) {
+        if let Some(&(start, end)) = self.seen.get(s) {
+            out.extend_from_slice(&self.ids[start as usize..end as usize]);
+            return;
+        }
+        let before = out.len();
+        compute(s, out);
+        if s.len() > MEMO_VALUE_BYTES {
+            return;
+        }
+        if self.seen.len() >= MEMO_VALUES {
+            self.seen.clear();
+            self.ids.clear();
+        }
+        let start = self.ids.len() as u32;
+        self.ids.extend_from_slice(&out[before..]);
+        self.seen.insert(s.into(), (start, self.ids.len() as u32));
     }
 }
 
@@ -261,6 +322,9 @@ fn for_each_leaf<'v>(value: &'v Value, path: &[Box<str>], f: &mut impl FnMut(&'v
 pub struct Scratch {
     candidates: Ids,
     folded: Vec<u8>,
+    /// Per field table, the values met before (see [`Memo`]), in the index of this generation.
+    memos: Vec<Memo>,
+    generation: u64,
 }
 
 impl PatternIndex {
@@ -271,6 +335,7 @@ impl PatternIndex {
     /// Adds a pattern; its position (0, 1, …) is what [`PatternIndex::matching`] reports.
     pub fn push(&mut self, pattern: Pattern) -> usize {
         let id = self.patterns.len();
+        self.generation = GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         let id32 = u32::try_from(id).unwrap_or(u32::MAX);
         let sets = pattern.anchor_sets();
         match sets.first() {
@@ -303,14 +368,23 @@ impl PatternIndex {
         let weak_first = sets
             .first()
             .is_some_and(|set| set.iter().any(Anchor::is_weak));
-        let second = match sets.get(1) {
+        let second: Vec<(usize, Test)> = match sets.get(1) {
             Some(set) if weak_first => set
                 .iter()
                 .map(|a| (self.peek.insert(&a.path), a.test.clone()))
                 .collect(),
             _ => Vec::new(),
         };
-        self.second.push(second);
+        if self.second_sets.is_empty() {
+            self.second_sets.push(Vec::new());
+            self.second_ids.insert(Vec::new(), 0);
+        }
+        let next = self.second_sets.len() as u32;
+        let set = *self.second_ids.entry(second.clone()).or_insert(next);
+        if set == next {
+            self.second_sets.push(second);
+        }
+        self.second.push(set);
         self.patterns.push(pattern);
         id
     }
@@ -350,23 +424,45 @@ impl PatternIndex {
         if !self.unanchored.is_empty() || peeked.unknown() {
             return true;
         }
-        let Scratch { candidates, folded } = scratch;
+        let Scratch {
+            candidates,
+            folded,
+            memos,
+            generation,
+        } = scratch;
+        if *generation != self.generation {
+            memos.clear();
+            memos.resize_with(self.fields.len(), Memo::default);
+            *generation = self.generation;
+        }
         peeked.all(bytes).any(|(slot, leaf)| {
             let Some(&Some(table)) = self.tables.get(slot) else {
                 return false;
             };
-            match self.fields[table].peeked_hits(leaf, folded, candidates) {
+            match self.fields[table].peeked_hits(leaf, folded, &mut memos[table], candidates) {
                 None => true,
-                Some(()) => candidates
-                    .iter()
-                    .any(|&id| self.second_holds(id as usize, peeked, bytes)),
+                Some(()) => {
+                    // Candidates filed under the same value often share their second set.
+                    let mut last = None;
+                    candidates.iter().any(|&id| {
+                        let set = self.second[id as usize];
+                        match last {
+                            Some((s, holds)) if s == set => holds,
+                            _ => {
+                                let holds = self.second_holds(set, peeked, bytes);
+                                last = Some((set, holds));
+                                holds
+                            }
+                        }
+                    })
+                }
             }
         })
     }
 
-    /// Whether the raw values pass the second anchor set of pattern `id` (if it has one).
-    fn second_holds(&self, id: usize, peeked: &Peeked, bytes: &[u8]) -> bool {
-        let second = &self.second[id];
+    /// Whether the raw values pass a second anchor set (`0`, none, always holds).
+    fn second_holds(&self, set: u32, peeked: &Peeked, bytes: &[u8]) -> bool {
+        let second = &self.second_sets[set as usize];
         second.is_empty()
             || second.iter().any(|(slot, test)| {
                 peeked
@@ -583,5 +679,119 @@ mod tests {
             &PatternIndex::new(),
             r#"{"eventName":"GetObject"}"#
         ));
+    }
+
+    /// Whether `idx` wants the record, reading it with the index's peek paths and `scratch`.
+    fn wanted_with(idx: &PatternIndex, record: &str, scratch: &mut Scratch) -> bool {
+        use crate::reader::{LogReader, Split};
+        let doc = format!("{{\"Records\":[{record}]}}");
+        let mut reader = LogReader::new(doc.as_bytes(), Default::default())
+            .unwrap()
+            .peeking(idx.peek_paths());
+        match reader.next_split().unwrap() {
+            Some(Split::Record(raw, peeked)) => idx.wants(peeked, raw.bytes, scratch),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// The values a scratch remembers belong to one index as it stands: the same scratch used
+    /// with another index, or after a pattern is added, answers for the index at hand.
+    #[test]
+    fn remembered_values_are_those_of_the_index_at_hand() {
+        let mut get = index(&[json!({"eventName": [{"prefix": "Get"}]})]);
+        let list = index(&[json!({"eventName": [{"prefix": "List"}]})]);
+        let mut scratch = Scratch::default();
+        for _ in 0..2 {
+            assert!(wanted_with(
+                &get,
+                r#"{"eventName":"GetObject"}"#,
+                &mut scratch
+            ));
+            assert!(!wanted_with(
+                &list,
+                r#"{"eventName":"GetObject"}"#,
+                &mut scratch
+            ));
+            assert!(wanted_with(
+                &list,
+                r#"{"eventName":"ListBuckets"}"#,
+                &mut scratch
+            ));
+            assert!(!wanted_with(
+                &get,
+                r#"{"eventName":"ListBuckets"}"#,
+                &mut scratch
+            ));
+        }
+        get.push(Pattern::compile(&json!({"eventName": [{"suffix": "Buckets"}]})).unwrap());
+        assert!(wanted_with(
+            &get,
+            r#"{"eventName":"ListBuckets"}"#,
+            &mut scratch
+        ));
+        // Values past the memo's bounds are still answered: many values, and a long one.
+        for n in 0..MEMO_VALUES + 10 {
+            let name = format!("Get{n}");
+            assert!(wanted_with(
+                &get,
+                &format!(r#"{{"eventName":"{name}"}}"#),
+                &mut scratch
+            ));
+            assert!(!wanted_with(
+                &get,
+                &format!(r#"{{"eventName":"x{name}"}}"#),
+                &mut scratch
+            ));
+        }
+        let long = "Get".to_owned() + &"x".repeat(MEMO_VALUE_BYTES * 2);
+        for _ in 0..2 {
+            assert!(wanted_with(
+                &get,
+                &format!(r#"{{"eventName":"{long}"}}"#),
+                &mut scratch
+            ));
+        }
+    }
+
+    /// Patterns that share a second anchor set, and second sets at paths past the 64th slot
+    /// (where the peek's record of which slots it saw stops telling them apart).
+    #[test]
+    fn shared_second_sets_and_many_paths() {
+        // Second sets at `gK.fN`: 70 paths, at most 20 keys an object (past 64 keys in one
+        // object the peek leaves the record to building).
+        let at = |n: usize, v: Value| json!({format!("g{}", n / 20): {format!("f{n}"): v}});
+        let mut patterns: Vec<Value> = (0..70)
+            .map(|n| {
+                let mut p = at(n, json!([{"exists": true}]));
+                p["eventName"] = json!([{"prefix": format!("Op{n}")}]);
+                p
+            })
+            .collect();
+        patterns.push(json!({"eventName": [{"prefix": "List"}], "requestParameters": {"maxResults": [{"numeric": [">", 5]}]}}));
+        patterns.push(json!({"eventName": [{"prefix": "List"}], "requestParameters": {"maxResults": [{"numeric": ["<", 2]}]}}));
+        let idx = index(&patterns);
+        assert_eq!(idx.second[70], idx.second[71], "one set, shared");
+        let record = |name: &str, n: Option<usize>| {
+            let mut r = n.map_or_else(|| json!({}), |n| at(n, json!(1)));
+            r["eventName"] = json!(name);
+            r.to_string()
+        };
+        let mut scratch = Scratch::default();
+        for (record, want) in [
+            (r#"{"eventName":"ListBuckets"}"#.to_owned(), false),
+            (
+                r#"{"eventName":"ListBuckets","requestParameters":{"maxResults":1}}"#.to_owned(),
+                true,
+            ),
+            (record("Op69x", None), false),
+            (record("Op69x", Some(69)), true),
+            (record("Op69x", Some(68)), false),
+            (record("Op6x", Some(6)), true),
+            (record("Op3", Some(69)), false),
+        ] {
+            assert_eq!(wanted_with(&idx, &record, &mut scratch), want, "{record}");
+            let parsed: Value = serde_json::from_str(&record).unwrap();
+            assert_eq!(!idx.matches(&parsed).is_empty(), want, "{record}");
+        }
     }
 }

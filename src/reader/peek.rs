@@ -128,6 +128,8 @@ enum RawLeaf {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Peeked {
     leaves: Vec<(u32, RawLeaf)>,
+    /// Bit `n`: a leaf of slot `n` was found (63: of slot 63 or later).
+    slots: u64,
     unknown: bool,
 }
 
@@ -145,7 +147,18 @@ pub enum Leaf<'b> {
 impl Peeked {
     fn reset(&mut self) {
         self.leaves.clear();
+        self.slots = 0;
         self.unknown = false;
+    }
+
+    fn push(&mut self, slot: u32, leaf: RawLeaf) {
+        self.slots |= 1 << slot.min(63);
+        self.leaves.push((slot, leaf));
+    }
+
+    /// Whether some leaf may stand at the path of `slot` (`false` is exact: none does).
+    pub fn may_have(&self, slot: usize) -> bool {
+        self.slots & (1 << slot.min(63)) != 0
     }
 
     /// Whether the raw bytes cannot be trusted to show the record's values at the peeked paths
@@ -163,9 +176,16 @@ impl Peeked {
 
     /// The leaves found at the path of `slot`, in record order.
     pub fn leaves<'b>(&'b self, slot: usize, bytes: &'b [u8]) -> impl Iterator<Item = Leaf<'b>> {
-        self.all(bytes)
-            .filter(move |(s, _)| *s == slot)
-            .map(|(_, leaf)| leaf)
+        // Most records have no leaf at most slots: they are told without a look at the leaves.
+        let leaves = if self.may_have(slot) {
+            &self.leaves[..]
+        } else {
+            &[]
+        };
+        leaves
+            .iter()
+            .filter(move |(s, _)| *s as usize == slot)
+            .map(move |(_, leaf)| leaf.read(bytes))
     }
 }
 
@@ -191,6 +211,7 @@ pub struct PeekedBatch {
 pub struct PeekedAt {
     start: usize,
     end: usize,
+    slots: u64,
     unknown: bool,
 }
 
@@ -201,6 +222,7 @@ impl PeekedBatch {
         PeekedAt {
             start,
             end: self.leaves.len(),
+            slots: peeked.slots,
             unknown: peeked.unknown,
         }
     }
@@ -210,6 +232,7 @@ impl PeekedBatch {
         into.leaves.clear();
         into.leaves
             .extend_from_slice(self.leaves.get(at.start..at.end).unwrap_or_default());
+        into.slots = at.slots;
         into.unknown = at.unknown;
     }
 
@@ -323,7 +346,7 @@ impl Tracker {
             frame.value_seen = true;
         }
         if let Some(slot) = self.value_node().and_then(|n| paths.slot(n)) {
-            peeked.leaves.push((slot, leaf));
+            peeked.push(slot, leaf);
         }
     }
 
