@@ -6,6 +6,7 @@
 //! itself is a [`ReadError`] with the byte offset where it happened.
 
 use std::io::Read;
+use std::ops::Range;
 use std::sync::Arc;
 
 use super::decode::Decoder;
@@ -85,7 +86,10 @@ pub struct LogReader<R: Read> {
     seen_records: bool,
     keys_seen: Vec<String>,
     index: usize,
+    /// The last value taken ([`LogReader::taken`]): copied here when it spans chunks; when it
+    /// lies within one chunk, it is left in `buf`, at `inline`, and not copied.
     record: Vec<u8>,
+    inline: Option<Range<usize>>,
     /// The paths the index asked to peek at, what was seen there, and the tracker's state
     /// (kept to reuse its memory).
     paths: Arc<PeekPaths>,
@@ -178,6 +182,7 @@ impl<R: Read> LogReader<R> {
             keys_seen: Vec::new(),
             index: 0,
             record: Vec::new(),
+            inline: None,
             paths: Arc::default(),
             peeked: Peeked::default(),
             tracker: Tracker::default(),
@@ -433,9 +438,8 @@ impl<R: Read> LogReader<R> {
             None => return Err(self.truncated("the top-level object")),
         }
         let offset = self.offset();
-        self.record.clear();
         self.take_value(true)?;
-        serde_json::from_slice::<String>(&self.record).map_err(|_| ReadError::Syntax {
+        serde_json::from_slice::<String>(self.taken()).map_err(|_| ReadError::Syntax {
             offset,
             expected: "a valid JSON string as a key",
             found: "a malformed string".into(),
@@ -444,10 +448,10 @@ impl<R: Read> LogReader<R> {
 
     /// Skips a value and says what it was, for error messages.
     fn skip_value_kind(&mut self) -> Result<String, ReadError> {
-        self.record.clear();
         self.take_value(true)?;
-        let shown = String::from_utf8_lossy(&self.record[..self.record.len().min(40)]).into_owned();
-        Ok(match self.record.first() {
+        let taken = self.taken();
+        let shown = String::from_utf8_lossy(&taken[..taken.len().min(40)]).into_owned();
+        Ok(match taken.first() {
             Some(b'{') => "an object".into(),
             Some(b'"') => format!("a string {shown}"),
             _ => shown,
@@ -531,7 +535,6 @@ impl<R: Read> LogReader<R> {
         let index = self.index;
         self.index += 1;
         let offset = self.offset();
-        self.record.clear();
         let stored = self.take_value(true)?;
         if !stored {
             let bytes = self.offset() - offset;
@@ -550,8 +553,11 @@ impl<R: Read> LogReader<R> {
         if self.layout == Layout::LookupEvents {
             // The record is the JSON text in the element's `CloudTrailEvent`; nothing was
             // peeked at inside it, so it is built.
-            match unwrap_lookup_event(&self.record) {
-                Ok(text) => self.record = text.into_bytes(),
+            match unwrap_lookup_event(self.taken()) {
+                Ok(text) => {
+                    self.record = text.into_bytes();
+                    self.inline = None;
+                }
                 Err(kind) => {
                     return Ok(Split::Refused(RecordError {
                         index,
@@ -567,7 +573,7 @@ impl<R: Read> LogReader<R> {
         let raw = RawRecord {
             index,
             offset,
-            bytes: &self.record,
+            bytes: self.taken(),
             utf8,
             must_build,
             valid,
@@ -575,7 +581,15 @@ impl<R: Read> LogReader<R> {
         Ok(Split::Record(raw, &self.peeked))
     }
 
-    /// Scans one JSON value from the current token, copying its bytes into `self.record` when
+    /// The bytes of the last value [`LogReader::take_value`] stored.
+    fn taken(&self) -> &[u8] {
+        match &self.inline {
+            Some(r) => &self.buf[r.clone()],
+            None => &self.record,
+        }
+    }
+
+    /// Scans one JSON value from the current token, keeping its bytes ([`LogReader::taken`]) when
     /// `store` is set and the value fits in the record limit. Returns whether it was stored
     /// whole. Strings and nesting are followed to find the value's end; for a record, JSON's
     /// grammar is checked on the way ([`Grammar`], verdict in `self.valid`), so that a record
@@ -584,6 +598,8 @@ impl<R: Read> LogReader<R> {
     /// While storing a record, it also peeks at the values of the paths in `self.paths` (into
     /// `self.peeked`), and notes in `self.shape` what only building the record can judge.
     fn take_value(&mut self, store: bool) -> Result<bool, ReadError> {
+        self.record.clear();
+        self.inline = None;
         let limit = self.limits.max_record_bytes;
         let record = store
             && self.layout != Layout::LookupEvents
@@ -811,6 +827,9 @@ impl<R: Read> LogReader<R> {
                 if self.record.len() + used > limit {
                     keep = false;
                     self.record.clear();
+                } else if end.is_some() && self.record.is_empty() {
+                    // Wholly in this chunk: left where it is (most records are).
+                    self.inline = Some(self.pos..self.pos + used);
                 } else {
                     self.record.extend_from_slice(&chunk[..used]);
                 }
