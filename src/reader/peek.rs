@@ -26,7 +26,62 @@ struct Node {
     children: Vec<(Box<[u8]>, u64, u32)>,
     /// Bit `n` set: some child key is `n` bytes long (63: 63 or more).
     lengths: u64,
+    /// The children by their key's first eight bytes and length, open-addressed (a position
+    /// in `children`, or `EMPTY`): a key is found, or turned away, in about one probe however
+    /// many children the node has (the record's top level may have dozens).
+    table: Vec<u16>,
     slot: Option<u32>,
+}
+
+const EMPTY: u16 = u16::MAX;
+
+/// Where a key with these first eight bytes and this length goes first in a table of `size`
+/// (a power of two) entries.
+#[inline]
+fn bucket(head: u64, len: usize, size: usize) -> usize {
+    let h = (head ^ (len as u64).rotate_left(56)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (h >> 32) as usize & (size - 1)
+}
+
+impl Node {
+    /// Files the children anew in a table at most half full.
+    fn rebuild(&mut self) {
+        let size = (self.children.len() * 2).next_power_of_two().max(8);
+        self.table = vec![EMPTY; size];
+        for (i, (key, h, _)) in self.children.iter().enumerate() {
+            let mut b = bucket(*h, key.len(), size);
+            while self.table[b] != EMPTY {
+                b = (b + 1) & (size - 1);
+            }
+            // Past 65,535 children a node is searched in turn (`find` below).
+            self.table[b] = u16::try_from(i).unwrap_or(EMPTY);
+        }
+    }
+
+    /// The position of the child whose key is `key` (in one piece).
+    #[inline]
+    fn find(&self, key: &[u8]) -> Option<usize> {
+        let h = head(key);
+        let same = |i: usize| {
+            let (k, kh, _) = &self.children[i];
+            *kh == h && k.len() == key.len() && k.get(8..) == key.get(8..)
+        };
+        if self.children.len() >= usize::from(EMPTY) {
+            return (0..self.children.len()).find(|&i| same(i));
+        }
+        let size = self.table.len();
+        if size == 0 {
+            return None;
+        }
+        let mut b = bucket(h, key.len(), size);
+        loop {
+            match self.table[b] {
+                EMPTY => return None,
+                i if same(usize::from(i)) => return Some(usize::from(i)),
+                _ => b = (b + 1) & (size - 1),
+            }
+        }
+    }
 }
 
 impl Default for PeekPaths {
@@ -52,6 +107,7 @@ impl PeekPaths {
                     let node = &mut self.nodes[at];
                     node.children.push((key.into(), head(key), child as u32));
                     node.lengths |= 1 << key.len().min(63);
+                    node.rebuild();
                     child
                 }
             };
@@ -88,12 +144,7 @@ impl PeekPaths {
         let found = match span.contiguous(start, end) {
             // The common case: the key is in one piece; its first eight bytes, as a number,
             // turn away the other children without a comparison of bytes.
-            Some(key) => {
-                let h = head(key);
-                node.children.iter().enumerate().find(|(_, (k, kh, _))| {
-                    *kh == h && k.len() == key.len() && k.get(8..) == key.get(8..)
-                })
-            }
+            Some(key) => node.find(key).map(|i| (i, &node.children[i])),
             None => node
                 .children
                 .iter()
@@ -434,5 +485,54 @@ impl<'a> Span<'a> {
             };
             b == Some(t)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A node's children are found by their table whatever their number, and keys that differ
+    /// from one only after eight bytes, or only in length, are not taken for it.
+    #[test]
+    fn children_are_found_by_key_and_length() {
+        let mut paths = PeekPaths::default();
+        let keys: Vec<String> = (0..300)
+            .map(|n| match n % 3 {
+                0 => format!("k{n}"),
+                1 => format!("requestParameters{n}"),
+                _ => format!("sameHead{n:04}"),
+            })
+            .collect();
+        let slots: Vec<usize> = keys
+            .iter()
+            .map(|k| paths.insert(&[k.as_str().into()]))
+            .collect();
+        let find = |key: &str| {
+            let bytes = key.as_bytes();
+            let span = Span {
+                record: &[],
+                chunk: bytes,
+                base: 0,
+            };
+            paths
+                .child(0, span, 0, bytes.len())
+                .and_then(|(node, _)| paths.slot(node))
+                .map(|s| s as usize)
+        };
+        for (key, slot) in keys.iter().zip(&slots) {
+            assert_eq!(find(key), Some(*slot), "{key}");
+            for near in [
+                format!("{key}x"),
+                key[..key.len() - 1].to_owned(),
+                format!("x{key}"),
+            ] {
+                if !keys.contains(&near) {
+                    assert_eq!(find(&near), None, "{near}");
+                }
+            }
+        }
+        assert_eq!(find("sameHead9999"), None);
+        assert_eq!(find(""), None);
     }
 }
