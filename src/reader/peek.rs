@@ -22,8 +22,7 @@ pub struct PeekPaths {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Node {
-    /// (key, its first eight bytes as a number, child node).
-    children: Vec<(Box<[u8]>, u64, u32)>,
+    children: Vec<Child>,
     /// Bit `n` set: some child key is `n` bytes long (63: 63 or more).
     lengths: u64,
     /// The children by their key's first eight bytes and length, open-addressed (a position
@@ -31,6 +30,28 @@ struct Node {
     /// many children the node has (the record's top level may have dozens).
     table: Vec<u16>,
     slot: Option<u32>,
+}
+
+/// A child of a node: its key, the key's first and last eight bytes as numbers (together they
+/// are the whole of a key of up to sixteen bytes, as most of CloudTrail's are), and its node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Child {
+    key: Box<[u8]>,
+    head: u64,
+    tail: u64,
+    node: u32,
+}
+
+impl Child {
+    /// Whether `key`, whose first eight bytes are `head`, is this child's key: compared as
+    /// numbers, without a call to compare bytes, up to sixteen bytes.
+    #[inline]
+    fn is(&self, key: &[u8], head: u64) -> bool {
+        self.head == head
+            && self.key.len() == key.len()
+            && self.tail == tail(key)
+            && (key.len() <= 16 || self.key[8..] == key[8..])
+    }
 }
 
 const EMPTY: u16 = u16::MAX;
@@ -48,8 +69,8 @@ impl Node {
     fn rebuild(&mut self) {
         let size = (self.children.len() * 2).next_power_of_two().max(8);
         self.table = vec![EMPTY; size];
-        for (i, (key, h, _)) in self.children.iter().enumerate() {
-            let mut b = bucket(*h, key.len(), size);
+        for (i, child) in self.children.iter().enumerate() {
+            let mut b = bucket(child.head, child.key.len(), size);
             while self.table[b] != EMPTY {
                 b = (b + 1) & (size - 1);
             }
@@ -62,10 +83,7 @@ impl Node {
     #[inline]
     fn find(&self, key: &[u8]) -> Option<usize> {
         let h = head(key);
-        let same = |i: usize| {
-            let (k, kh, _) = &self.children[i];
-            *kh == h && k.len() == key.len() && k.get(8..) == key.get(8..)
-        };
+        let same = |i: usize| self.children[i].is(key, h);
         if self.children.len() >= usize::from(EMPTY) {
             return (0..self.children.len()).find(|&i| same(i));
         }
@@ -99,13 +117,18 @@ impl PeekPaths {
         let mut at = 0;
         for key in path {
             let key = key.as_bytes();
-            at = match self.nodes[at].children.iter().find(|(k, _, _)| &**k == key) {
-                Some(&(_, _, child)) => child as usize,
+            at = match self.nodes[at].children.iter().find(|c| &*c.key == key) {
+                Some(c) => c.node as usize,
                 None => {
                     let child = self.nodes.len();
                     self.nodes.push(Node::default());
                     let node = &mut self.nodes[at];
-                    node.children.push((key.into(), head(key), child as u32));
+                    node.children.push(Child {
+                        key: key.into(),
+                        head: head(key),
+                        tail: tail(key),
+                        node: child as u32,
+                    });
                     node.lengths |= 1 << key.len().min(63);
                     node.rebuild();
                     child
@@ -142,16 +165,16 @@ impl PeekPaths {
             return None;
         }
         let found = match span.contiguous(start, end) {
-            // The common case: the key is in one piece; its first eight bytes, as a number,
-            // turn away the other children without a comparison of bytes.
+            // The common case: the key is in one piece; its length and first and last eight
+            // bytes, as numbers, find it without a comparison of bytes (up to sixteen bytes).
             Some(key) => node.find(key).map(|i| (i, &node.children[i])),
             None => node
                 .children
                 .iter()
                 .enumerate()
-                .find(|(_, (k, _, _))| span.eq(start, end, k)),
+                .find(|(_, c)| span.eq(start, end, &c.key)),
         };
-        found.map(|(i, &(_, _, child))| (child, i))
+        found.map(|(i, c)| (c.node, i))
     }
 }
 
@@ -162,6 +185,20 @@ fn head(key: &[u8]) -> u64 {
     let n = key.len().min(8);
     b[..n].copy_from_slice(&key[..n]);
     u64::from_le_bytes(b)
+}
+
+/// The last eight bytes of a key as a number (0 for a key shorter than eight bytes, which
+/// [`head`] holds whole).
+#[inline]
+fn tail(key: &[u8]) -> u64 {
+    match key.len().checked_sub(8) {
+        Some(from) => {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&key[from..]);
+            u64::from_le_bytes(b)
+        }
+        None => 0,
+    }
 }
 
 /// A leaf value at a peeked path.
@@ -497,13 +534,14 @@ mod tests {
     #[test]
     fn children_are_found_by_key_and_length() {
         let mut paths = PeekPaths::default();
-        let keys: Vec<String> = (0..300)
+        let mut keys: Vec<String> = (0..300)
             .map(|n| match n % 3 {
                 0 => format!("k{n}"),
                 1 => format!("requestParameters{n}"),
                 _ => format!("sameHead{n:04}"),
             })
             .collect();
+        keys.push("abcdefgh_X_12345678".into());
         let slots: Vec<usize> = keys
             .iter()
             .map(|k| paths.insert(&[k.as_str().into()]))
@@ -533,6 +571,9 @@ mod tests {
             }
         }
         assert_eq!(find("sameHead9999"), None);
+        // Past sixteen bytes, the middle counts too.
+        assert!(find("abcdefgh_X_12345678").is_some());
+        assert_eq!(find("abcdefgh_Y_12345678"), None);
         assert_eq!(find(""), None);
     }
 }
