@@ -37,9 +37,9 @@ pub struct PatternIndex {
     /// Patterns with no anchors: tried on every record.
     unanchored: Ids,
     /// Per pattern, its second anchor set (peek slot and test), checked from the raw values
-    /// before a record is built for it: a number in `second_sets`, where 0 is the empty set
-    /// (none to check). Patterns with the same set share it, so that it is checked once for
-    /// all of them.
+    /// before a record is built for it: a number in `second_sets` (an empty set: none to
+    /// check). Patterns with the same set share it, so that it is checked once for all of
+    /// them.
     second: Vec<u32>,
     second_sets: Vec<Vec<(usize, Test)>>,
     second_ids: HashMap<Vec<(usize, Test)>, u32>,
@@ -375,10 +375,6 @@ impl PatternIndex {
                 .collect(),
             _ => Vec::new(),
         };
-        if self.second_sets.is_empty() {
-            self.second_sets.push(Vec::new());
-            self.second_ids.insert(Vec::new(), 0);
-        }
         let next = self.second_sets.len() as u32;
         let set = *self.second_ids.entry(second.clone()).or_insert(next);
         if set == next {
@@ -460,7 +456,7 @@ impl PatternIndex {
         })
     }
 
-    /// Whether the raw values pass a second anchor set (`0`, none, always holds).
+    /// Whether the raw values pass a second anchor set (an empty one always holds).
     fn second_holds(&self, set: u32, peeked: &Peeked, bytes: &[u8]) -> bool {
         let second = &self.second_sets[set as usize];
         second.is_empty()
@@ -604,19 +600,8 @@ mod tests {
     /// is wanted exactly when its raw values could pass an anchor.
     #[test]
     fn peeked_values_decide_which_records_are_built() {
-        use crate::reader::{LogReader, Split};
-        let wanted = |idx: &PatternIndex, record: &str| {
-            let doc = format!("{{\"Records\":[{record}]}}");
-            let mut reader = LogReader::new(doc.as_bytes(), Default::default())
-                .unwrap()
-                .peeking(idx.peek_paths());
-            match reader.next_split().unwrap() {
-                Some(Split::Record(raw, peeked)) => {
-                    idx.wants(peeked, raw.bytes, &mut Scratch::default())
-                }
-                other => panic!("{other:?}"),
-            }
-        };
+        let wanted =
+            |idx: &PatternIndex, record: &str| wanted_with(idx, record, &mut Scratch::default());
         let idx = index(&[
             json!({"eventName": ["BackupJobCompleted"]}),
             json!({"userIdentity": {"type": ["Root"]}}),
