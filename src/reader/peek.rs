@@ -28,7 +28,7 @@ struct Node {
     /// The children by their key's first eight bytes and length, open-addressed (a position
     /// in `children`, or `EMPTY`): a key is found, or turned away, in about one probe however
     /// many children the node has (the record's top level may have dozens).
-    table: Vec<u16>,
+    table: Vec<u32>,
     slot: Option<u32>,
 }
 
@@ -43,18 +43,18 @@ struct Child {
 }
 
 impl Child {
-    /// Whether `key`, whose first eight bytes are `head`, is this child's key: compared as
-    /// numbers, without a call to compare bytes, up to sixteen bytes.
+    /// Whether `key`, whose first and last eight bytes are `head` and `tail`, is this child's
+    /// key: compared as numbers, without a call to compare bytes, up to sixteen bytes.
     #[inline]
-    fn is(&self, key: &[u8], head: u64) -> bool {
+    fn is(&self, key: &[u8], head: u64, tail: u64) -> bool {
         self.head == head
+            && self.tail == tail
             && self.key.len() == key.len()
-            && self.tail == tail(key)
             && (key.len() <= 16 || self.key[8..] == key[8..])
     }
 }
 
-const EMPTY: u16 = u16::MAX;
+const EMPTY: u32 = u32::MAX;
 
 /// Where a key with these first eight bytes and this length goes first in a table of `size`
 /// (a power of two) entries.
@@ -65,37 +65,44 @@ fn bucket(head: u64, len: usize, size: usize) -> usize {
 }
 
 impl Node {
-    /// Files the children anew in a table at most half full.
-    fn rebuild(&mut self) {
-        let size = (self.children.len() * 2).next_power_of_two().max(8);
-        self.table = vec![EMPTY; size];
-        for (i, child) in self.children.iter().enumerate() {
-            let mut b = bucket(child.head, child.key.len(), size);
-            while self.table[b] != EMPTY {
-                b = (b + 1) & (size - 1);
-            }
-            // Past 65,535 children a node is searched in turn (`find` below).
-            self.table[b] = u16::try_from(i).unwrap_or(EMPTY);
+    /// Adds a child and files it in the table, which is kept at most half full (filed anew,
+    /// twice as large, when it would be more).
+    fn add(&mut self, child: Child) {
+        self.lengths |= 1 << child.key.len().min(63);
+        self.children.push(child);
+        if self.children.len() * 2 > self.table.len() {
+            let size = (self.children.len() * 2).next_power_of_two().max(8);
+            self.table = vec![EMPTY; size];
+            (0..self.children.len()).for_each(|i| self.file(i));
+        } else {
+            self.file(self.children.len() - 1);
         }
+    }
+
+    /// Files child `i` in the table at the first free place from its bucket.
+    fn file(&mut self, i: usize) {
+        let size = self.table.len();
+        let child = &self.children[i];
+        let mut b = bucket(child.head, child.key.len(), size);
+        while self.table[b] != EMPTY {
+            b = (b + 1) & (size - 1);
+        }
+        self.table[b] = i as u32;
     }
 
     /// The position of the child whose key is `key` (in one piece).
     #[inline]
     fn find(&self, key: &[u8]) -> Option<usize> {
-        let h = head(key);
-        let same = |i: usize| self.children[i].is(key, h);
-        if self.children.len() >= usize::from(EMPTY) {
-            return (0..self.children.len()).find(|&i| same(i));
-        }
         let size = self.table.len();
         if size == 0 {
             return None;
         }
+        let (h, t) = (head(key), tail(key));
         let mut b = bucket(h, key.len(), size);
         loop {
             match self.table[b] {
                 EMPTY => return None,
-                i if same(usize::from(i)) => return Some(usize::from(i)),
+                i if self.children[i as usize].is(key, h, t) => return Some(i as usize),
                 _ => b = (b + 1) & (size - 1),
             }
         }
@@ -122,15 +129,12 @@ impl PeekPaths {
                 None => {
                     let child = self.nodes.len();
                     self.nodes.push(Node::default());
-                    let node = &mut self.nodes[at];
-                    node.children.push(Child {
+                    self.nodes[at].add(Child {
                         key: key.into(),
                         head: head(key),
                         tail: tail(key),
                         node: child as u32,
                     });
-                    node.lengths |= 1 << key.len().min(63);
-                    node.rebuild();
                     child
                 }
             };
