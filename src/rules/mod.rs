@@ -49,9 +49,7 @@ fn parse_all(docs: &[Document]) -> Vec<Result<RuleDocument, RuleError>> {
             done.push((i, parse(&docs[i])));
         }
     };
-    let mut slots: Vec<Option<Result<RuleDocument, RuleError>>> =
-        std::iter::repeat_with(|| None).take(docs.len()).collect();
-    std::thread::scope(|scope| {
+    let mut all = std::thread::scope(|scope| {
         let helpers: Vec<_> = (1..threads)
             .filter_map(|_| std::thread::Builder::new().spawn_scoped(scope, take).ok())
             .collect();
@@ -63,17 +61,11 @@ fn parse_all(docs: &[Document]) -> Vec<Result<RuleDocument, RuleError>> {
                 Err(panic) => std::panic::resume_unwind(panic),
             }
         }
-        for (i, result) in all {
-            slots[i] = Some(result);
-        }
+        all
     });
-    // Every document was taken by one thread; one left without a result (none can be) would
-    // be parsed here rather than shift the others.
-    slots
-        .into_iter()
-        .zip(docs)
-        .map(|(slot, doc)| slot.unwrap_or_else(|| parse(doc)))
-        .collect()
+    // Each document was taken once, by one thread: in document order again.
+    all.sort_unstable_by_key(|&(i, _)| i);
+    all.into_iter().map(|(_, parsed)| parsed).collect()
 }
 
 /// How bad an alert is.
