@@ -6,8 +6,7 @@
 use std::io::{self, BufReader, Cursor, Read};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
-use flate2::bufread::MultiGzDecoder;
-
+use super::gunzip::{is_gzip_fault, Gunzip};
 use super::ReadError;
 use crate::describe;
 
@@ -20,7 +19,6 @@ const CHUNKS_IN_FLIGHT: usize = 4;
 
 /// The input with its first bytes (read to sniff the format) put back in front.
 type Sniffed<R> = io::Chain<io::Take<Cursor<[u8; 2]>>, R>;
-type Gunzip<R> = MultiGzDecoder<BufReader<Sniffed<R>>>;
 
 /// A log's bytes, decoded.
 pub(crate) struct Decoder<R: Read> {
@@ -29,7 +27,7 @@ pub(crate) struct Decoder<R: Read> {
 
 enum Kind<R: Read> {
     Plain(BufReader<Sniffed<R>>),
-    Gzip(Box<Gunzip<R>>),
+    Gzip(Box<Gunzip<BufReader<Sniffed<R>>>>),
     /// Gzip inflated on a thread of its own, while the caller's thread splits and matches.
     Threaded(Inflater),
 }
@@ -39,7 +37,7 @@ impl<R: Read> Decoder<R> {
     pub(crate) fn inline(input: R) -> Result<Self, ReadError> {
         let (raw, gzip) = sniff(input)?;
         let kind = if gzip {
-            Kind::Gzip(Box::new(MultiGzDecoder::new(raw)))
+            Kind::Gzip(Box::new(Gunzip::new(raw)))
         } else {
             Kind::Plain(raw)
         };
@@ -63,10 +61,8 @@ impl<R: Read> Decoder<R> {
             return match result {
                 Ok(n) => Ok(n),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                // The inflater's own verdicts on the data; anything else came from below it.
-                Err(source) if !matches!(self.kind, Kind::Plain(_)) && is_data_error(&source) => {
-                    Err(ReadError::Gzip { offset, source })
-                }
+                // The gzip reader's verdicts on the data; anything else came from below it.
+                Err(source) if is_gzip_fault(&source) => Err(ReadError::Gzip { offset, source }),
                 Err(source) => Err(ReadError::Io {
                     offset,
                     source: io::Error::new(source.kind(), describe::chain(&source)),
@@ -88,7 +84,7 @@ impl<R: Read + Send + 'static> Decoder<R> {
         let (raw, gzip) = sniff(input)?;
         let kind = if gzip {
             Kind::Threaded(
-                Inflater::spawn(MultiGzDecoder::new(raw))
+                Inflater::spawn(Gunzip::new(raw))
                     .map_err(|source| ReadError::Io { offset: 0, source })?,
             )
         } else {
@@ -96,14 +92,6 @@ impl<R: Read + Send + 'static> Decoder<R> {
         };
         Ok(Decoder { kind })
     }
-}
-
-/// How the inflater says that the compressed data itself is wrong (corrupt or cut short).
-fn is_data_error(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput | io::ErrorKind::UnexpectedEof
-    )
 }
 
 fn read_into(r: &mut impl Read, buf: &mut Vec<u8>, size: usize) -> io::Result<usize> {
@@ -144,7 +132,9 @@ struct Inflater {
 }
 
 impl Inflater {
-    fn spawn<R: Read + Send + 'static>(mut decoder: Gunzip<R>) -> io::Result<Self> {
+    fn spawn<R: Read + Send + 'static>(
+        mut decoder: Gunzip<BufReader<Sniffed<R>>>,
+    ) -> io::Result<Self> {
         let (tx, chunks) = sync_channel(CHUNKS_IN_FLIGHT);
         let (spent, spent_rx) = sync_channel::<Vec<u8>>(CHUNKS_IN_FLIGHT + 1);
         std::thread::Builder::new()

@@ -3,7 +3,8 @@
 //!
 //! Four concerns, one file each, in the order bytes meet them:
 //! - `decode`: gzip or plain, told apart by the magic bytes; inflated inline or
-//!   on a thread of its own, with UTF-8 checked there.
+//!   on a thread of its own, with UTF-8 checked there. Gzip members, their headers and
+//!   checksums are read by `gunzip`.
 //! - [`split`]: the `{"Records": [ … ]}` document split into one record's bytes at a time
 //!   ([`LogReader`]); file-level faults are a [`ReadError`]. On the way it finds string runs
 //!   sixteen bytes at a time (`strings`) and checks each record's grammar (`grammar`), so that
@@ -15,6 +16,7 @@
 
 mod decode;
 mod grammar;
+mod gunzip;
 pub mod peek;
 pub mod record;
 pub mod shape;
