@@ -422,5 +422,42 @@ mod tests {
             prop_assert_eq!(&theirs, &content);
             prop_assert_eq!(gunzip(&data, buffer, step).unwrap(), content);
         }
+
+        /// Damaged data (bytes changed, cut short, or with bytes after it): never a panic, and
+        /// the same verdict as flate2's reader, which knows gzip apart from this one.
+        #[test]
+        fn damaged_data_is_judged_as_flate2_judges_it(
+            content in prop::collection::vec(any::<u8>(), 0..3000),
+            members in 1usize..3,
+            damage in prop::collection::vec((any::<prop::sample::Index>(), 1u8..), 0..3),
+            cut in prop::option::of(any::<prop::sample::Index>()),
+            after in prop::collection::vec(any::<u8>(), 0..3),
+        ) {
+            let mut data = Vec::new();
+            for _ in 0..members {
+                data.extend(gzip(&content));
+            }
+            for (at, xor) in &damage {
+                let i = at.index(data.len());
+                data[i] ^= xor;
+            }
+            if let Some(cut) = cut {
+                data.truncate(cut.index(data.len() + 1));
+            }
+            data.extend_from_slice(&after);
+            let mut theirs = Vec::new();
+            let theirs = flate2::read::MultiGzDecoder::new(&data[..])
+                .read_to_end(&mut theirs)
+                .map(|_| theirs);
+            let ours = gunzip(&data, 37, 1000);
+            if let Err(e) = &ours {
+                prop_assert!(is_gzip_fault(e), "{:?}", e);
+            }
+            match (&ours, &theirs) {
+                (Ok(a), Ok(b)) => prop_assert_eq!(a, b),
+                (Err(_), Err(_)) => {}
+                _ => prop_assert!(false, "ours {:?}, flate2's {:?}", ours.map(|v| v.len()), theirs.map(|v| v.len())),
+            }
+        }
     }
 }
