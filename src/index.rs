@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::hash::FastHash;
+use crate::hash::{hash_bytes, same_bytes, FastHash};
 use crate::pattern::{service_len, Anchor, Event, Path, Pattern, Test};
 use crate::reader::{Leaf, PeekPaths, Peeked};
 
@@ -224,7 +224,9 @@ impl FieldTable {
 /// [`MEMO_VALUE_BYTES`] are not kept, and past [`MEMO_VALUES`] values it starts afresh.
 #[derive(Debug, Default)]
 struct Memo {
-    seen: HashMap<Box<[u8]>, (u32, u32), FastHash>,
+    /// Each value, with where its hits are in `ids`; looked up by [`hash_bytes`] and compared
+    /// by [`same_bytes`].
+    seen: hashbrown::HashTable<(Box<[u8]>, u32, u32)>,
     /// The hits of every value in `seen`, end to end.
     ids: Ids,
 }
@@ -236,8 +238,9 @@ impl Memo {
     /// Appends to `out` the hits of `s`, as `compute` gives them (which it calls only for a
     /// value not met before).
     fn hits(&mut self, s: &[u8], out: &mut Ids, compute: impl FnOnce(&[u8], &mut Ids)) {
-        if let Some(&(start, end)) = self.seen.get(s) {
-            out.extend_from_slice(&self.ids[start as usize..end as usize]);
+        let hash = hash_bytes(s);
+        if let Some((_, start, end)) = self.seen.find(hash, |(k, ..)| same_bytes(k, s)) {
+            out.extend_from_slice(&self.ids[*start as usize..*end as usize]);
             return;
         }
         let before = out.len();
@@ -251,7 +254,9 @@ impl Memo {
         }
         let start = self.ids.len() as u32;
         self.ids.extend_from_slice(&out[before..]);
-        self.seen.insert(s.into(), (start, self.ids.len() as u32));
+        let end = self.ids.len() as u32;
+        self.seen
+            .insert_unique(hash, (s.into(), start, end), |(k, ..)| hash_bytes(k));
     }
 }
 

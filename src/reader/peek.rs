@@ -44,13 +44,14 @@ struct Child {
 
 impl Child {
     /// Whether `key`, whose first and last eight bytes are `head` and `tail`, is this child's
-    /// key: compared as numbers, without a call to compare bytes, up to sixteen bytes.
+    /// key: compared as numbers, without a call to compare bytes (a key past sixteen bytes
+    /// has the rest compared eight bytes at a time).
     #[inline]
     fn is(&self, key: &[u8], head: u64, tail: u64) -> bool {
         self.head == head
             && self.tail == tail
             && self.key.len() == key.len()
-            && (key.len() <= 16 || self.key[8..] == key[8..])
+            && (key.len() <= 16 || crate::hash::same_bytes(&self.key[8..], &key[8..]))
     }
 }
 
