@@ -51,14 +51,6 @@ impl Hasher for WordHasher {
 
 pub type FastHash = BuildHasherDefault<WordHasher>;
 
-/// The hash [`FastHash`] gives a byte string on its own (without the length `Hash` adds).
-#[inline]
-pub fn hash_bytes(bytes: &[u8]) -> u64 {
-    let mut h = WordHasher::default();
-    h.write(bytes);
-    h.finish()
-}
-
 /// Whether two byte strings are equal, compared eight bytes at a time as numbers: for the
 /// short strings compared per record (keys, event names, ARNs), without a call into the C
 /// library's `memcmp`.

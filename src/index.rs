@@ -16,11 +16,12 @@
 //! here.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::hash::{hash_bytes, same_bytes, FastHash};
+use crate::hash::{same_bytes, FastHash};
 use crate::pattern::{service_len, Anchor, Event, Path, Pattern, Test};
 use crate::reader::{Leaf, PeekPaths, Peeked};
 
@@ -224,9 +225,11 @@ impl FieldTable {
 /// [`MEMO_VALUE_BYTES`] are not kept, and past [`MEMO_VALUES`] values it starts afresh.
 #[derive(Debug, Default)]
 struct Memo {
-    /// Each value, with where its hits are in `ids`; looked up by [`hash_bytes`] and compared
-    /// by [`same_bytes`].
+    /// Each value, with where its hits are in `ids`; compared by [`same_bytes`].
     seen: hashbrown::HashTable<(Box<[u8]>, u32, u32)>,
+    /// The values come from records, so they are hashed with a seed of this process's own
+    /// (foldhash, which serde_json already builds): values made to collide cannot be planned.
+    hasher: foldhash::fast::RandomState,
     /// The hits of every value in `seen`, end to end.
     ids: Ids,
 }
@@ -238,7 +241,7 @@ impl Memo {
     /// Appends to `out` the hits of `s`, as `compute` gives them (which it calls only for a
     /// value not met before).
     fn hits(&mut self, s: &[u8], out: &mut Ids, compute: impl FnOnce(&[u8], &mut Ids)) {
-        let hash = hash_bytes(s);
+        let hash = self.hasher.hash_one(s);
         if let Some((_, start, end)) = self.seen.find(hash, |(k, ..)| same_bytes(k, s)) {
             out.extend_from_slice(&self.ids[*start as usize..*end as usize]);
             return;
@@ -255,8 +258,9 @@ impl Memo {
         let start = self.ids.len() as u32;
         self.ids.extend_from_slice(&out[before..]);
         let end = self.ids.len() as u32;
+        let hasher = &self.hasher;
         self.seen
-            .insert_unique(hash, (s.into(), start, end), |(k, ..)| hash_bytes(k));
+            .insert_unique(hash, (s.into(), start, end), |(k, ..)| hasher.hash_one(k));
     }
 }
 
