@@ -47,11 +47,28 @@ cat "$OUT/hyperfine.md"
 
 echo
 echo "== one core (taskset -c 0): what a Lambda with a fraction of a vCPU pays; User+System = CPU seconds"
-hyperfine -N --warmup 1 --runs "$RUNS" \
+# The corpus three times over (hard links) in one scan: rules are loaded once, as the function
+# loads them once per cold start, so (three - one) / 2 is what one more object costs.
+THRICE="$OUT/corpus-thrice"
+mkdir -p "$THRICE"
+for i in 1 2 3; do ln -f "$CORPUS" "$THRICE/corpus-$i.json.gz"; done
+hyperfine -N --warmup 1 --runs "$RUNS" --export-json "$OUT/one-core.json" \
   -n "floor, 1 core" "taskset -c 0 libdeflate-gunzip -c $CORPUS" \
   -n "scan (builtin), 1 core" "taskset -c 0 $SCAN $CORPUS" \
   -n "scan (builtin + 990 mixed), 1 core" "taskset -c 0 $SCAN --rules builtin --rules $MIXED $CORPUS" \
+  -n "scan (builtin), corpus x3, 1 core" "taskset -c 0 $SCAN $THRICE" \
+  -n "scan (builtin + 990 mixed), corpus x3, 1 core" "taskset -c 0 $SCAN --rules builtin --rules $MIXED $THRICE" \
   2>&1 | grep -E "Benchmark|Time|faster"
+python3 - "$OUT/one-core.json" <<'PY'
+import json, sys
+r = {x["command"]: x["mean"] * 1000 for x in json.load(open(sys.argv[1]))["results"]}
+floor = r["floor, 1 core"]
+pack = (r["scan (builtin), corpus x3, 1 core"] - r["scan (builtin), 1 core"]) / 2
+mixed = (r["scan (builtin + 990 mixed), corpus x3, 1 core"] - r["scan (builtin + 990 mixed), 1 core"]) / 2
+print(f"one core, vs the floor ({floor:.1f} ms): scan (builtin) {r['scan (builtin), 1 core'] / floor:.2f}x")
+print(f"one more object with the rules loaded (the function's steady state): builtin {pack:.1f} ms, "
+      f"+ 990 mixed {mixed:.1f} ms ({mixed / pack:.2f}x)")
+PY
 
 echo
 echo "== many objects: a day of an organisation trail, $FOLDER_FILES gzip'd files (scripts/make-folder.py),"
