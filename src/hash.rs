@@ -1,8 +1,8 @@
 //! The hasher of the small maps looked up several times per record (the rule index's value
 //! tables): their keys come from the rules, not from records, so SipHash's protection against
 //! flooding buys nothing and its set-up costs more than the lookup. Eight bytes are mixed at a
-//! time (the multiply-rotate scheme of rustc's FxHasher). Also the byte-string equality those
-//! lookups and the reader's key table use ([`same_bytes`]).
+//! time (the multiply-rotate scheme of rustc's FxHasher). Also the byte-string equality that the
+//! index's memo of values and the reader's key table use ([`same_bytes`]).
 
 use std::hash::{BuildHasherDefault, Hasher};
 
