@@ -125,8 +125,9 @@ impl PeekPaths {
         let mut at = 0;
         for key in path {
             let key = key.as_bytes();
-            at = match self.nodes[at].children.iter().find(|c| &*c.key == key) {
-                Some(c) => c.node as usize,
+            let node = &self.nodes[at];
+            at = match node.find(key) {
+                Some(i) => node.children[i].node as usize,
                 None => {
                     let child = self.nodes.len();
                     self.nodes.push(Node::default());
