@@ -2,7 +2,8 @@
 //! tables): their keys come from the rules, not from records, so SipHash's protection against
 //! flooding buys nothing and its set-up costs more than the lookup. Eight bytes are mixed at a
 //! time (the multiply-rotate scheme of rustc's FxHasher). Also the byte-string equality that the
-//! index's memo of values and the reader's key table use ([`same_bytes`]).
+//! index's memo of values and the reader's key table use ([`same_bytes`]), and the reading of
+//! eight bytes as a number that all of them share ([`word_at`], [`padded_word`]).
 
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -27,15 +28,11 @@ impl Hasher for WordHasher {
     fn write(&mut self, bytes: &[u8]) {
         let mut words = bytes.chunks_exact(8);
         for w in &mut words {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(w);
-            self.add(u64::from_le_bytes(b));
+            self.add(word_at(w, 0));
         }
         let rest = words.remainder();
         if !rest.is_empty() {
-            let mut b = [0u8; 8];
-            b[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(b));
+            self.add(padded_word(rest));
         }
     }
 
@@ -52,6 +49,23 @@ impl Hasher for WordHasher {
 
 pub type FastHash = BuildHasherDefault<WordHasher>;
 
+/// The eight bytes of `s` from `i`, as a little-endian number (`s` must hold them).
+#[inline(always)]
+pub fn word_at(s: &[u8], i: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&s[i..i + 8]);
+    u64::from_le_bytes(w)
+}
+
+/// The first eight bytes of `s` (fewer, padded with zeros), as a little-endian number.
+#[inline]
+pub fn padded_word(s: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    let n = s.len().min(8);
+    w[..n].copy_from_slice(&s[..n]);
+    u64::from_le_bytes(w)
+}
+
 /// Whether two byte strings are equal, compared eight bytes at a time as numbers: for the
 /// short strings compared per record (keys, event names, ARNs), without a call into the C
 /// library's `memcmp`.
@@ -64,20 +78,15 @@ pub fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     if n < 8 {
         return a.iter().zip(b).all(|(x, y)| x == y);
     }
-    let word = |s: &[u8], i: usize| {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&s[i..i + 8]);
-        u64::from_le_bytes(w)
-    };
     let mut i = 0;
     while i + 8 < n {
-        if word(a, i) != word(b, i) {
+        if word_at(a, i) != word_at(b, i) {
             return false;
         }
         i += 8;
     }
     // The last eight bytes (overlapping the words before when the length is not a multiple).
-    word(a, n - 8) == word(b, n - 8)
+    word_at(a, n - 8) == word_at(b, n - 8)
 }
 
 #[cfg(test)]

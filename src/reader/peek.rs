@@ -187,10 +187,7 @@ impl PeekPaths {
 /// The first eight bytes of a key (fewer, zero-padded), as a number.
 #[inline]
 fn head(key: &[u8]) -> u64 {
-    let mut b = [0u8; 8];
-    let n = key.len().min(8);
-    b[..n].copy_from_slice(&key[..n]);
-    u64::from_le_bytes(b)
+    crate::hash::padded_word(key)
 }
 
 /// The last eight bytes of a key as a number (0 for a key shorter than eight bytes, which
@@ -198,11 +195,7 @@ fn head(key: &[u8]) -> u64 {
 #[inline]
 fn tail(key: &[u8]) -> u64 {
     match key.len().checked_sub(8) {
-        Some(from) => {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&key[from..]);
-            u64::from_le_bytes(b)
-        }
+        Some(from) => crate::hash::word_at(key, from),
         None => 0,
     }
 }
