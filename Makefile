@@ -59,10 +59,13 @@ integration: $(STAMP)
 e2e: $(STAMP)
 	$(LOCAL_AWS) $(BIN)/python scripts/e2e-lambda.py
 
-## lint: formatting, clippy (warnings are errors), the SAM template and its state machine
-##       (scripts/check-state-machine.py: the States Language rules checkable offline), and the
-##       supply-chain gate
-##       (cargo-deny offline: advisories from ../shared/advisory-db, bans, licences, sources)
+## lint: formatting, clippy (warnings are errors), the SAM template, its state machine
+##       (scripts/check-state-machine.py: the States Language rules checkable offline) and its
+##       topic keys (scripts/check-topic-keys.py: every topic or queue an alarm, an EventBridge
+##       rule or a function sends to is encrypted with a key that sender may use; with its
+##       self-test), and the supply-chain gate (scripts/deny.sh: cargo-deny offline, after
+##       fetching every platform's crates; advisories from ../shared/advisory-db, bans,
+##       licences, sources)
 lint: $(STAMP)
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
@@ -70,6 +73,8 @@ lint: $(STAMP)
 	$(CARGO) clippy --locked --no-default-features --features s3 --all-targets -- -D warnings
 	$(BIN)/cfn-lint template.yaml
 	$(BIN)/python scripts/check-state-machine.py
+	$(BIN)/python scripts/check-topic-keys.py
+	$(BIN)/python scripts/check-topic-keys.py --self-test
 	scripts/deny.sh
 
 fmt:

@@ -32,14 +32,18 @@ fn corpus() -> Vec<Value> {
                 return None;
             }
             if !out.exists() {
+                // Written under another name and renamed when whole: an interrupted run never
+                // leaves a cut corpus to be measured next time.
                 std::fs::create_dir_all(out.parent().expect("parent")).expect("mkdir");
+                let part = out.with_extension("gz.part");
                 let status = Command::new("python3")
                     .arg(&script)
-                    .arg(&out)
+                    .arg(&part)
                     .args(["--records", &CORPUS_RECORDS.to_string()])
                     .status()
                     .expect("run make-corpus.py");
                 assert!(status.success(), "make-corpus.py failed");
+                std::fs::rename(&part, &out).expect("rename the corpus");
             }
             Some(out)
         });

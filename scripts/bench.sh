@@ -12,15 +12,33 @@ FOLDER_FILES=${FOLDER_FILES:-5000}
 mkdir -p "$OUT"
 
 need() { command -v "$1" >/dev/null 2>&1; }
-if ! need hyperfine || ! need libdeflate-gunzip; then
-  echo "== installing hyperfine and libdeflate-tools (Debian packages)"
+if ! need hyperfine || ! need libdeflate-gunzip || [ ! -x /usr/bin/time ]; then
+  echo "== installing hyperfine, libdeflate-tools and time (Debian packages)"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq >/dev/null
-  $SUDO apt-get install -y -qq hyperfine libdeflate-tools >/dev/null
+  $SUDO apt-get install -y -qq hyperfine libdeflate-tools time >/dev/null
 fi
 
-CORPUS="$OUT/corpus-$RECORDS.json.gz"
-[ -f "$CORPUS" ] || python3 ../shared/bench/make-corpus.py "$CORPUS" --records "$RECORDS"
+# The corpus and the Python peer are shared with the other projects measured on it; they live
+# beside the checkout, not in it. Without them there is nothing to compare with: say so.
+SHARED=../shared
+for f in bench/make-corpus.py bench/python_baseline.py data/real/invictus-ir-aws-dataset; do
+  if [ ! -e "$SHARED/$f" ]; then
+    echo "error: make bench needs $SHARED/$f (the shared benchmark corpus generator, the Python peer" >&2
+    echo "       and the real records the corpus is made of; see $SHARED/bench/README.md). It is absent:" >&2
+    echo "       put the shared folder beside the checkout. \`cargo bench --bench matcher\` runs without it." >&2
+    exit 1
+  fi
+done
+
+# Generated inputs are written under a temporary name and renamed when whole, and named after the
+# generator's own checksum, so that an interrupted run or a changed generator is never measured.
+generated() { sha256sum "$@" | sha256sum | cut -c1-12; }
+CORPUS="$OUT/corpus-$RECORDS-$(generated $SHARED/bench/make-corpus.py).json.gz"
+if [ ! -f "$CORPUS" ]; then
+  python3 $SHARED/bench/make-corpus.py "$CORPUS.part" --records "$RECORDS"
+  mv "$CORPUS.part" "$CORPUS"
+fi
 
 # Rule sets beside the built-in pack: one "root account used" rule (pins no eventName), 990
 # rules each pinned to an eventName, and 990 rules of mixed shapes (scripts/gen-rules.py).
@@ -42,7 +60,7 @@ hyperfine -N --warmup 1 --runs "$RUNS" --export-markdown "$OUT/hyperfine.md" \
   -n "scan (builtin + root rule)" "$SCAN --rules builtin --rules $ROOT $CORPUS" \
   -n "scan (builtin + 990 pinned)" "$SCAN --rules builtin --rules $PINNED $CORPUS" \
   -n "scan (builtin + 990 mixed)" "$SCAN --rules builtin --rules $MIXED $CORPUS" \
-  -n python "python3 ../shared/bench/python_baseline.py $CORPUS" >/dev/null
+  -n python "python3 $SHARED/bench/python_baseline.py $CORPUS" >/dev/null
 cat "$OUT/hyperfine.md"
 
 echo
@@ -73,8 +91,12 @@ PY
 echo
 echo "== many objects: a day of an organisation trail, $FOLDER_FILES gzip'd files (scripts/make-folder.py),"
 echo "   against libdeflate-gunzip inflating the same files one after another (xargs: a few processes)"
-FOLDER="$OUT/folder-$FOLDER_FILES"
-[ -d "$FOLDER" ] || python3 scripts/make-folder.py "$FOLDER" --files "$FOLDER_FILES"
+FOLDER="$OUT/folder-$FOLDER_FILES-$(generated $SHARED/bench/make-corpus.py scripts/make-folder.py)"
+if [ ! -d "$FOLDER" ]; then
+  rm -rf "$FOLDER.part"
+  python3 scripts/make-folder.py "$FOLDER.part" --files "$FOLDER_FILES"
+  mv "$FOLDER.part" "$FOLDER"
+fi
 find "$FOLDER" -name '*.json.gz' | sort >"$OUT/folder-files.txt"
 hyperfine -N --warmup 1 --runs "$RUNS" \
   -n "floor, files in turn" "xargs -a $OUT/folder-files.txt libdeflate-gunzip -c" \
@@ -88,7 +110,7 @@ peak() { /usr/bin/time -f "%M" "$@" 2>&1 >/dev/null | tail -1; }
 printf "%-28s %8s MiB\n" floor "$(( $(peak libdeflate-gunzip -c "$CORPUS") / 1024 ))"
 printf "%-28s %8s MiB\n" "scan (builtin)" "$(( $(peak $SCAN "$CORPUS") / 1024 ))"
 printf "%-28s %8s MiB\n" "scan (builtin + 990 mixed)" "$(( $(peak $SCAN --rules builtin --rules "$MIXED" "$CORPUS") / 1024 ))"
-printf "%-28s %8s MiB\n" python "$(( $(peak python3 ../shared/bench/python_baseline.py "$CORPUS") / 1024 ))"
+printf "%-28s %8s MiB\n" python "$(( $(peak python3 $SHARED/bench/python_baseline.py "$CORPUS") / 1024 ))"
 
 echo
 echo "== alerts (the rule mixes raise none of their own on the corpus: the four counts agree; the"
@@ -98,7 +120,7 @@ echo "scan (builtin + root rule):  $($SCAN --rules builtin --rules "$ROOT" "$COR
 echo "scan (builtin + 990 pinned): $($SCAN --rules builtin --rules "$PINNED" "$CORPUS" | wc -l)"
 echo "scan (builtin + 990 mixed):  $($SCAN --rules builtin --rules "$MIXED" "$CORPUS" | wc -l)"
 echo "scan (backup-*, outposts-*):  $($SCAN --rule 'backup-*' --rule 'outposts-*' "$CORPUS" | wc -l)"
-echo "python peer:                 $(python3 ../shared/bench/python_baseline.py "$CORPUS")"
+echo "python peer:                 $(python3 $SHARED/bench/python_baseline.py "$CORPUS")"
 
 echo
 echo "== cold start of the Lambda function (process start to its first request for an event)"
