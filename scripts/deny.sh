@@ -6,7 +6,9 @@
 # local registry, while `cargo build` and `cargo test` download only the host's. So both crates'
 # dependencies are fetched here first, for every platform (`cargo fetch --locked` with no
 # --target), and the gate never depends on what earlier work left in ~/.cargo. `.ci/run` proves
-# it by running this script a second time with CARGO_HOME pointed at an empty directory.
+# it by running this script a second time with CARGO_HOME pointed at an empty directory. Both lock
+# files are committed (fuzz/Cargo.lock pins the crate's dependencies at Cargo.lock's versions), so
+# the graph checked is the one in the repository, not whatever the index offers on the day.
 #
 # The RustSec advisory database comes from ../shared/advisory-db (a snapshot; see its
 # SNAPSHOT.md; ADVISORY_SNAPSHOT names another), made into the one-commit Git repository
