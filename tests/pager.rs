@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use trail_alerts::lambda::aws::{read_routing_key, S3Store, SnsPublisher};
-use trail_alerts::lambda::pager::{HttpPager, Pager, Paging};
+use trail_alerts::lambda::pager::{Clock, HttpPager, Pager, Paging};
 use trail_alerts::lambda::{Handler, LambdaConfig};
 use trail_alerts::rules::{parse_rule_document, RuleSet, Severity};
 
@@ -63,17 +63,30 @@ fn schema_errors(e: &Value) -> Vec<String> {
 }
 
 async fn stand_in(script: Vec<u16>) -> StandIn {
+    let script = Mutex::new(VecDeque::from(script));
+    stand_in_with(Arc::new(move |_: &Value| {
+        (
+            script.lock().expect("lock").pop_front().unwrap_or(202),
+            None,
+        )
+    }))
+    .await
+}
+
+/// How the stand-in answers a valid event: a status, and a `Retry-After` in seconds.
+type Answer = Arc<dyn Fn(&Value) -> (u16, Option<u64>) + Send + Sync>;
+
+async fn stand_in_with(answer: Answer) -> StandIn {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let requests = Arc::new(Mutex::new(Vec::new()));
     let accepted = Arc::new(Mutex::new(Vec::new()));
-    let script = Arc::new(Mutex::new(VecDeque::from(script)));
     let (req, acc) = (Arc::clone(&requests), Arc::clone(&accepted));
     tokio::spawn(async move {
         while let Ok((mut sock, _)) = listener.accept().await {
-            let (req, acc, script) = (Arc::clone(&req), Arc::clone(&acc), Arc::clone(&script));
+            let (req, acc, answer) = (Arc::clone(&req), Arc::clone(&acc), Arc::clone(&answer));
             tokio::spawn(async move {
                 let mut got = Vec::new();
                 let mut buf = vec![0u8; 65536];
@@ -105,10 +118,10 @@ async fn stand_in(script: Vec<u16>) -> StandIn {
                 let event: Value = serde_json::from_str(&body).expect("a JSON body");
                 let errors = schema_errors(&event);
                 req.lock().expect("lock").push(event.clone());
-                let status = if errors.is_empty() {
-                    script.lock().expect("lock").pop_front().unwrap_or(202)
+                let (status, retry_after) = if errors.is_empty() {
+                    answer(&event)
                 } else {
-                    400
+                    (400, None)
                 };
                 if status == 202 {
                     acc.lock().expect("lock").push(event);
@@ -124,8 +137,11 @@ async fn stand_in(script: Vec<u16>) -> StandIn {
                     400 => "Bad Request",
                     _ => "Error",
                 };
+                let retry_after = retry_after
+                    .map(|s| format!("retry-after: {s}\r\n"))
+                    .unwrap_or_default();
                 let response = format!(
-                    "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                    "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n{retry_after}content-length: {}\r\nconnection: close\r\n\r\n{answer}",
                     answer.len()
                 );
                 let _ = sock.write_all(response.as_bytes()).await;
@@ -222,31 +238,7 @@ async fn a_failed_backup_triggers_and_the_completed_one_resolves() {
     let rules = Arc::new(RuleSet::new(doc.rules).expect("set"));
     let shared = loopback_sdk_config(&moto.endpoint, |l| l).await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&shared);
-    let attr = |name: &str| {
-        aws_sdk_dynamodb::types::AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(aws_sdk_dynamodb::types::ScalarAttributeType::S)
-            .build()
-            .expect("attribute")
-    };
-    let key = |name: &str, kind| {
-        aws_sdk_dynamodb::types::KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(kind)
-            .build()
-            .expect("key")
-    };
-    dynamodb
-        .create_table()
-        .table_name("pager-state")
-        .attribute_definitions(attr("pk"))
-        .attribute_definitions(attr("sk"))
-        .key_schema(key("pk", aws_sdk_dynamodb::types::KeyType::Hash))
-        .key_schema(key("sk", aws_sdk_dynamodb::types::KeyType::Range))
-        .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
-        .send()
-        .await
-        .expect("table");
+    crate::util::create_state_table(&dynamodb, "pager-state").await;
     let h = Handler::new(
         rules,
         S3Store::new(aws.s3.clone()),
@@ -262,11 +254,11 @@ async fn a_failed_backup_triggers_and_the_completed_one_resolves() {
         dynamodb,
         "pager-state",
     )))
-    .with_paging(Paging {
-        pager: Box::new(pager(&s.url)),
-        routing_key: "R0UT1NGKEY".into(),
-        min_severity: Severity::High,
-    });
+    .with_paging(Paging::new(
+        Box::new(pager(&s.url)),
+        "R0UT1NGKEY".into(),
+        Severity::High,
+    ));
     let deliver = |name: &'static str, records: Vec<Value>| {
         let aws = &aws;
         async move {
@@ -332,11 +324,7 @@ async fn keyed_rules_trigger_and_resolve_the_same_dedup_key() {
     let doc = parse_rule_document("keyed.yaml", RULES).expect("rules");
     let rules = RuleSet::new(doc.rules).expect("set");
     let s = stand_in(vec![]).await;
-    let paging = Paging {
-        pager: Box::new(pager(&s.url)),
-        routing_key: "R".into(),
-        min_severity: Severity::High,
-    };
+    let paging = Paging::new(Box::new(pager(&s.url)), "R".into(), Severity::High);
     let failed = trail_alerts::alert::Alert::new(
         rules
             .rules()
@@ -359,7 +347,10 @@ async fn keyed_rules_trigger_and_resolve_the_same_dedup_key() {
     );
     let (alerts, resolves) =
         trail_alerts::lambda::pager::resolutions(&rules, vec![failed, recovered]);
-    paging.send(&alerts, &resolves).await.expect("sent");
+    paging
+        .send(&alerts, &resolves, None, 0)
+        .await
+        .expect("sent");
     let accepted = s.accepted.lock().expect("lock").clone();
     assert_eq!(accepted.len(), 2);
     let key = r#"job-failed|["arn:aws:ec2:us-east-1:123456789012:volume/vol-a"]"#;
@@ -419,4 +410,294 @@ async fn the_routing_key_is_read_from_secrets_manager_or_ssm() {
         .await
         .expect_err("missing");
     assert!(err.starts_with("secret pd/missing: "), "{err}");
+}
+
+/// A clock shared by the function's page budget and the stand-in's limiter, moved on by the
+/// test: a minute passes without waiting for one.
+struct TestClock {
+    base: std::time::Instant,
+    secs: std::sync::atomic::AtomicU64,
+}
+
+impl TestClock {
+    fn new() -> Arc<Self> {
+        Arc::new(TestClock {
+            base: std::time::Instant::now(),
+            secs: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+    fn advance(&self, secs: u64) {
+        self.secs
+            .fetch_add(secs, std::sync::atomic::Ordering::SeqCst);
+    }
+    fn secs(&self) -> u64 {
+        self.secs.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> std::time::Instant {
+        self.base + std::time::Duration::from_secs(self.secs())
+    }
+}
+
+/// PagerDuty's documented limit as the stand-in plays it: at most `limit` events per routing
+/// key in any 60 seconds (the strictest reading), 429 with `Retry-After` beyond; 503 while the
+/// clock is before `down_until`. Counts the 429s and 503s it answered.
+fn limited(
+    clock: Arc<TestClock>,
+    limit: usize,
+    down_until: u64,
+    refused: Arc<Mutex<Vec<u16>>>,
+) -> Answer {
+    let sent: Mutex<std::collections::HashMap<String, VecDeque<u64>>> = Mutex::default();
+    Arc::new(move |event: &Value| {
+        let now = clock.secs();
+        if now < down_until {
+            refused.lock().expect("lock").push(503);
+            return (503, None);
+        }
+        let mut sent = sent.lock().expect("lock");
+        let times = sent
+            .entry(event["routing_key"].as_str().unwrap_or_default().to_owned())
+            .or_default();
+        while times.front().is_some_and(|t| now - t >= 60) {
+            times.pop_front();
+        }
+        if times.len() >= limit {
+            refused.lock().expect("lock").push(429);
+            let retry = 60 - (now - times.front().copied().unwrap_or(now));
+            return (429, Some(retry));
+        }
+        times.push_back(now);
+        (202, None)
+    })
+}
+
+/// A handler with the built-in pack, the state store on moto's DynamoDB and PagerDuty at `url`
+/// with the test's clock.
+async fn storm_handler(
+    moto: &Moto,
+    aws: &crate::e2e::Aws,
+    topic: String,
+    url: &str,
+    clock: Arc<TestClock>,
+) -> Handler<S3Store, SnsPublisher> {
+    let shared = loopback_sdk_config(&moto.endpoint, |l| l).await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&shared);
+    crate::util::create_state_table(&dynamodb, "storm-state").await;
+    let rules = RuleSet::load(&[trail_alerts::rules::RuleSource::Builtin]).expect("builtin");
+    Handler::new(
+        Arc::new(rules),
+        S3Store::new(aws.s3.clone()),
+        SnsPublisher::new(aws.sns.clone()),
+        LambdaConfig {
+            alert_topic_arn: Some(topic),
+            state_table: Some("storm-state".into()),
+            ..LambdaConfig::default()
+        },
+    )
+    .expect("handler")
+    .with_state(Arc::new(trail_alerts::lambda::aws::DynamoState::new(
+        dynamodb,
+        "storm-state",
+    )))
+    .with_paging(
+        Paging::new(Box::new(pager(url)), "R0UT1NGKEY".into(), Severity::High).with_clock(clock),
+    )
+}
+
+/// A failed backup job of `volume`, the `n`th event of the delivery.
+fn failed_job(n: usize, volume: &str) -> Value {
+    json!({"eventVersion": "1.08", "eventSource": "backup.amazonaws.com",
+           "eventName": "BackupJobCompleted", "awsRegion": "eu-west-1",
+           "eventTime": format!("2024-08-01T02:{:02}:{:02}Z", n / 60 % 60, n % 60),
+           "eventID": format!("00000000-0000-4000-8000-{n:012}"),
+           "eventType": "AwsServiceEvent", "recipientAccountId": "481726354019",
+           "serviceEventDetails": {"state": "FAILED", "backupJobId": format!("job-{n}"),
+               "backupVaultName": "Default", "resourceType": "EBS",
+               "resourceArn": format!("arn:aws:ec2:eu-west-1:481726354019:volume/{volume}")}})
+}
+
+async fn deliver(aws: &crate::e2e::Aws, bucket: &str, name: &str, records: Vec<Value>) -> Value {
+    let key = format!("AWSLogs/481726354019/CloudTrail/eu-west-1/2024/08/01/481726354019_CloudTrail_eu-west-1_20240801T0300Z_{name}.json.gz");
+    upload(
+        aws,
+        bucket,
+        &key,
+        gzip(json!({"Records": records}).to_string().as_bytes()),
+    )
+    .await;
+    json!({"s3Bucket": bucket, "s3ObjectKey": [key]})
+}
+
+/// Every message on the queue, waiting until `expected` arrived (or a minute passed).
+async fn receive_all(aws: &crate::e2e::Aws, queue: &str, expected: usize) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut out = Vec::new();
+    while std::time::Instant::now() < deadline {
+        let batch = drain(aws, queue, expected.saturating_sub(out.len())).await;
+        let empty = batch.is_empty();
+        out.extend(batch);
+        if out.len() >= expected && empty {
+            break;
+        }
+    }
+    out
+}
+
+fn trigger_keys(accepted: &[Value]) -> Vec<String> {
+    accepted
+        .iter()
+        .filter(|e| e["event_action"] == "trigger")
+        .map(|e| e["dedup_key"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// Issue 30 (storms): 250 failed jobs of distinct volumes and 50 failures of one more volume in
+/// one delivery, with the built-in pack's dedup, the state store and a stand-in that enforces
+/// PagerDuty's 120 events a minute per routing key. Before: 120 pages, then 429s, retries that
+/// gave up, the invocation failed as retryable with not one SNS alert out. Now: the invocation
+/// succeeds; SNS gets all 251 alerts at once; 120 pages go within the minute and the 131 others
+/// are parked and sent by the sweep as the budget allows; PagerDuty never answers 429, and
+/// every dedup key is paged exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_storm_pages_within_pagerdutys_limit_and_every_alert_reaches_sns_at_once() {
+    let moto = Moto::start();
+    let aws = clients(&moto).await;
+    aws.s3
+        .create_bucket()
+        .bucket("storm-trail")
+        .send()
+        .await
+        .expect("bucket");
+    let (topic, queue) = topic_with_queue(&aws, "storm-alerts", false).await;
+    let clock = TestClock::new();
+    let refused = Arc::new(Mutex::new(Vec::new()));
+    let s = stand_in_with(limited(Arc::clone(&clock), 120, 0, Arc::clone(&refused))).await;
+    let h = storm_handler(&moto, &aws, topic, &s.url, Arc::clone(&clock)).await;
+
+    let mut records: Vec<Value> = (0..250)
+        .map(|n| failed_job(n, &format!("vol-{n:04}")))
+        .collect();
+    records.extend((250..300).map(|n| failed_job(n, "vol-retried")));
+    let payload = deliver(&aws, "storm-trail", "storm", records).await;
+    let started = std::time::Instant::now();
+    let response = h
+        .handle(payload)
+        .await
+        .expect("the storm's delivery succeeds");
+    let took = started.elapsed();
+    assert_eq!(response["alerts"], 300, "{response}");
+    assert_eq!(response["published"], 251, "{response}");
+    assert_eq!(response["held"], 49, "{response}");
+    assert_eq!(
+        response["pages"],
+        json!({"sent": 120, "parked": 131, "refused": 0, "caughtUp": 0})
+    );
+    let messages = receive_all(&aws, &queue, 251).await;
+    assert_eq!(messages.len(), 251, "every alert on SNS at once");
+    assert_eq!(trigger_keys(&s.accepted.lock().expect("lock")).len(), 120);
+
+    // The sweep sends what the budget allows: nothing more within the minute.
+    let now = trail_alerts::policy::now();
+    let swept = h.sweep(now).await.expect("sweep");
+    assert_eq!(swept.pages.caught_up, 0);
+    clock.advance(60);
+    let swept = h.sweep(now).await.expect("sweep");
+    assert_eq!(swept.pages.caught_up, 120);
+    clock.advance(60);
+    let swept = h.sweep(now).await.expect("sweep");
+    assert_eq!(swept.pages.caught_up, 11);
+    assert_eq!(h.sweep(now).await.expect("sweep").pages.caught_up, 0);
+
+    let keys = trigger_keys(&s.accepted.lock().expect("lock"));
+    let distinct: std::collections::BTreeSet<&String> = keys.iter().collect();
+    assert_eq!(keys.len(), 251, "one page per alert");
+    assert_eq!(distinct.len(), 251, "no dedup key paged twice");
+    assert!(
+        refused.lock().expect("lock").is_empty(),
+        "PagerDuty never answered 429: {:?}",
+        refused.lock().expect("lock")
+    );
+    // The held-back matches are told in the window's roll-up: 251 + 49 = all 300 matches.
+    let rollups = receive_all(&aws, &queue, 1).await;
+    assert_eq!(rollups.len(), 1, "{rollups:?}");
+    assert!(
+        rollups[0]["Subject"]
+            .as_str()
+            .is_some_and(|s| s.contains("49 more")),
+        "{}",
+        rollups[0]["Subject"]
+    );
+    eprintln!(
+        "storm: 300 matches, first invocation {:.1} s, 251 SNS alerts, pages 120 at once + 131 parked and caught up, 0 refused",
+        took.as_secs_f64()
+    );
+    drop(moto);
+}
+
+/// Issue 30: PagerDuty down (503) for an hour during a storm. SNS alerts all go out at once;
+/// each invocation succeeds; pages are parked, queue behind the backlog, and are sent once
+/// PagerDuty is back — each dedup key once, the newest event of each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pagerduty_down_for_an_hour_delays_pages_never_alerts() {
+    let moto = Moto::start();
+    let aws = clients(&moto).await;
+    aws.s3
+        .create_bucket()
+        .bucket("outage-trail")
+        .send()
+        .await
+        .expect("bucket");
+    let (topic, queue) = topic_with_queue(&aws, "outage-alerts", false).await;
+    let clock = TestClock::new();
+    let refused = Arc::new(Mutex::new(Vec::new()));
+    let s = stand_in_with(limited(Arc::clone(&clock), 120, 3600, Arc::clone(&refused))).await;
+    let h = storm_handler(&moto, &aws, topic, &s.url, Arc::clone(&clock)).await;
+
+    let first = deliver(
+        &aws,
+        "outage-trail",
+        "first",
+        (0..5).map(|n| failed_job(n, &format!("vol-{n}"))).collect(),
+    )
+    .await;
+    let response = h
+        .handle(first)
+        .await
+        .expect("succeeds while PagerDuty is down");
+    assert_eq!(response["published"], 5, "{response}");
+    assert_eq!(receive_all(&aws, &queue, 5).await.len(), 5);
+    // One event was tried (with its retries); the budget paused; the rest were parked at once.
+    let tried = s.requests.lock().expect("lock").len();
+    assert_eq!(tried, 4, "one event, three retries");
+
+    clock.advance(1800);
+    let second = deliver(
+        &aws,
+        "outage-trail",
+        "second",
+        (5..8).map(|n| failed_job(n, &format!("vol-{n}"))).collect(),
+    )
+    .await;
+    let response = h
+        .handle(second)
+        .await
+        .expect("succeeds while PagerDuty is down");
+    assert_eq!(response["published"], 3, "{response}");
+    assert_eq!(receive_all(&aws, &queue, 3).await.len(), 3);
+    let now = trail_alerts::policy::now();
+    clock.advance(900);
+    assert_eq!(h.sweep(now).await.expect("sweep").pages.caught_up, 0);
+    assert!(s.accepted.lock().expect("lock").is_empty());
+
+    clock.advance(901);
+    let swept = h.sweep(now).await.expect("sweep after PagerDuty is back");
+    assert_eq!(swept.pages.caught_up, 8);
+    let keys = trigger_keys(&s.accepted.lock().expect("lock"));
+    let distinct: std::collections::BTreeSet<&String> = keys.iter().collect();
+    assert_eq!((keys.len(), distinct.len()), (8, 8), "{keys:?}");
+    assert!(refused.lock().expect("lock").iter().all(|s| *s == 503));
+    drop(moto);
 }

@@ -12,9 +12,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-};
 use serde_json::{json, Value};
 use trail_alerts::lambda::aws::{DynamoState, S3Store, SnsPublisher};
 use trail_alerts::lambda::message::OutMessage;
@@ -76,31 +73,7 @@ async fn stack() -> Stack {
         .expect("bucket");
     let shared = loopback_sdk_config(&moto.endpoint, |l| l).await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&shared);
-    let attr = |name: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .expect("attribute")
-    };
-    let key = |name: &str, kind: KeyType| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(kind)
-            .build()
-            .expect("key")
-    };
-    dynamodb
-        .create_table()
-        .table_name(TABLE)
-        .attribute_definitions(attr("pk"))
-        .attribute_definitions(attr("sk"))
-        .key_schema(key("pk", KeyType::Hash))
-        .key_schema(key("sk", KeyType::Range))
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .expect("table");
+    crate::util::create_state_table(&dynamodb, TABLE).await;
     let (topic, queue) = topic_with_queue(&aws, "state-alerts", false).await;
     Stack {
         moto,

@@ -167,4 +167,37 @@ mod function {
         e["Records"][0]["s3"]["object"]["key"] = json!(key_encoded);
         e
     }
+
+    /// The state store's table as `template.yaml` makes it: string keys `pk` (hash) and `sk`
+    /// (range), on demand.
+    pub async fn create_state_table(dynamodb: &aws_sdk_dynamodb::Client, name: &str) {
+        use aws_sdk_dynamodb::types::{
+            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+        };
+        let attr = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("attribute")
+        };
+        let key = |name: &str, kind: KeyType| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(kind)
+                .build()
+                .expect("key")
+        };
+        dynamodb
+            .create_table()
+            .table_name(name)
+            .attribute_definitions(attr("pk"))
+            .attribute_definitions(attr("sk"))
+            .key_schema(key("pk", KeyType::Hash))
+            .key_schema(key("sk", KeyType::Range))
+            .billing_mode(BillingMode::PayPerRequest)
+            .send()
+            .await
+            .expect("table");
+    }
 }

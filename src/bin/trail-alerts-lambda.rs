@@ -33,6 +33,15 @@ async fn cold_start() -> Result<Function, String> {
         "rules loaded"
     );
     let table = config.state_table.clone();
+    if config.pagerduty_secret.is_some() && table.is_none() {
+        return Err(
+            "PAGERDUTY_ROUTING_KEY_SECRET needs STATE_TABLE: pages PagerDuty cannot take \
+                    at once (its limit of events a minute, an outage) are parked there for the \
+                    sweep; without it they would fail the invocation and Lambda's retry would \
+                    publish its alerts again"
+                .into(),
+        );
+    }
     let paging = match &config.pagerduty_secret {
         Some(spec) => {
             let routing_key = read_routing_key(&sdk, spec)
@@ -40,11 +49,10 @@ async fn cold_start() -> Result<Function, String> {
                 .map_err(|e| format!("PAGERDUTY_ROUTING_KEY_SECRET: {e}"))?;
             let pager = HttpPager::new(&config.pagerduty_url)?;
             tracing::info!(url = %config.pagerduty_url, "PagerDuty destination");
-            Some(Paging {
-                pager: Box::new(pager),
-                routing_key,
-                min_severity: config.pagerduty_min_severity,
-            })
+            Some(
+                Paging::new(Box::new(pager), routing_key, config.pagerduty_min_severity)
+                    .per_minute(config.pagerduty_events_per_minute),
+            )
         }
         None => None,
     };

@@ -9,11 +9,13 @@ use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
+use serde_json::Value;
 
 use crate::describe;
 
 use super::input::ObjectRef;
 use super::message::OutMessage;
+use super::pager::{PageStore, ParkedPage};
 use super::ports::{
     EntryFailure, FetchError, ObjectBody, ObjectStore, ObjectWriter, PublishCallError, Publisher,
 };
@@ -602,6 +604,99 @@ impl DynamoState {
                 Some(k) if !k.is_empty() => start = Some(k.clone()),
                 _ => return Ok(out),
             }
+        }
+    }
+}
+
+/// How long a parked page waits for PagerDuty at most (DynamoDB TTL); the `PagesParked` alarm
+/// fires within the hour.
+pub const KEEP_PARKED_PAGE: i64 = 7 * 86_400;
+
+/// A token no other parking of a page shares: the time, the process and a counter.
+fn park_version(now: i64) -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{now}-{nanos:09}-{}-{n}", std::process::id())
+}
+
+/// Parked pages: partition `page`, one item per dedup key (`sk`), replaced by a later parking
+/// of the key; removed once sent (`DeleteItem`, on this partition only: the template's IAM
+/// condition), unless a later parking replaced it meanwhile.
+#[async_trait]
+impl PageStore for DynamoState {
+    async fn park(&self, dedup_key: &str, event: &Value, now: i64) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s("page"))
+            .item("sk", s(dedup_key))
+            .item("event", s(event.to_string()))
+            .item("parked_at", n(now))
+            .item("version", s(park_version(now)))
+            .item("expires_at", n(now + KEEP_PARKED_PAGE))
+            .send()
+            .await
+            .map_err(|e| store_error("PutItem", e))?;
+        Ok(())
+    }
+
+    async fn parked(&self, limit: usize) -> Result<Vec<ParkedPage>, StoreError> {
+        let items = if limit == 1 {
+            // Is anything parked: one item is enough.
+            self.client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s("page"))
+                .consistent_read(true)
+                .limit(1)
+                .send()
+                .await
+                .map_err(|e| store_error("Query", e))?
+                .items()
+                .to_vec()
+        } else {
+            self.query_all("page").await?
+        };
+        let mut pages: Vec<ParkedPage> = items
+            .iter()
+            .filter_map(|item| {
+                let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+                Some(ParkedPage {
+                    dedup_key: text("sk")?,
+                    event: serde_json::from_str(&text("event")?).ok()?,
+                    parked_at: item
+                        .get("parked_at")
+                        .and_then(|v| v.as_n().ok())
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0),
+                    version: text("version").unwrap_or_default(),
+                })
+            })
+            .collect();
+        pages.sort_by(|a, b| (a.parked_at, &a.version).cmp(&(b.parked_at, &b.version)));
+        pages.truncate(limit);
+        Ok(pages)
+    }
+
+    async fn unpark(&self, page: &ParkedPage) -> Result<(), StoreError> {
+        match self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s("page"))
+            .key("sk", s(&page.dedup_key))
+            .condition_expression("version = :v")
+            .expression_attribute_values(":v", s(&page.version))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Ok(()),
+            Err(e) => Err(store_error("DeleteItem", e)),
         }
     }
 }

@@ -44,6 +44,9 @@ pub struct LambdaConfig {
     pub pagerduty_url: String,
     /// `PAGERDUTY_MIN_SEVERITY`: alerts below it do not page.
     pub pagerduty_min_severity: crate::rules::Severity,
+    /// `PAGERDUTY_EVENTS_PER_MINUTE`: the most events sent to a routing key in any minute
+    /// (PagerDuty's documented limit, 120, by default).
+    pub pagerduty_events_per_minute: usize,
     /// `SHADOW_PREFIX` (`s3://bucket/prefix/`): where shadow rules' alerts are written as JSON
     /// lines; `None`: only to the log.
     pub shadow_prefix: Option<crate::rules::S3Object>,
@@ -67,6 +70,7 @@ impl Default for LambdaConfig {
             pagerduty_secret: None,
             pagerduty_url: super::pager::DEFAULT_URL.into(),
             pagerduty_min_severity: crate::rules::Severity::High,
+            pagerduty_events_per_minute: super::pager::DEFAULT_EVENTS_PER_MINUTE,
             shadow_prefix: None,
         }
     }
@@ -153,6 +157,18 @@ impl LambdaConfig {
                 reason: "expected info, low, medium, high or critical".into(),
             })?,
         };
+        let pagerduty_events_per_minute = match non_empty("PAGERDUTY_EVENTS_PER_MINUTE") {
+            None => super::pager::DEFAULT_EVENTS_PER_MINUTE,
+            Some(n) => n
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=10_000).contains(n))
+                .ok_or_else(|| ConfigError {
+                    variable: "PAGERDUTY_EVENTS_PER_MINUTE",
+                    value: n.clone(),
+                    reason: "expected a whole number from 1 to 10000 (PagerDuty allows 120)".into(),
+                })?,
+        };
         let shadow_prefix = match non_empty("SHADOW_PREFIX") {
             None => None,
             Some(url) => Some(s3_prefix(&url).ok_or_else(|| ConfigError {
@@ -167,6 +183,7 @@ impl LambdaConfig {
             pagerduty_url: non_empty("PAGERDUTY_URL")
                 .unwrap_or_else(|| super::pager::DEFAULT_URL.into()),
             pagerduty_min_severity,
+            pagerduty_events_per_minute,
             function_name: non_empty("AWS_LAMBDA_FUNCTION_NAME")
                 .unwrap_or_else(|| "trail-alerts".into()),
             topic_formats,

@@ -11,14 +11,15 @@ use tracing::{error, info, info_span, Instrument};
 use crate::alert::{Alert, AlertSource};
 use crate::policy;
 
-use super::state::{admit, rollup_alert, watch, Store, StoreError, SweepOutcome};
+use super::state::{rollup_alert, watch, Store, StoreError, SweepOutcome};
 use crate::index::Scratch;
 use crate::pattern::Delivered;
 use crate::rules::{RuleSet, Severity};
 use std::collections::BTreeMap;
 
+use super::door::{Door, DoorError};
 use super::metrics;
-use super::pager::{resolutions, PagerError, Paging};
+use super::pager::{PageReport, Paging};
 
 use super::config::LambdaConfig;
 use super::input::{parse_payload, Delivery, InputError, ObjectRef, Payload};
@@ -88,12 +89,7 @@ pub enum DeliveryError {
     #[error("{origin}: {error}")]
     State { origin: String, error: StoreError },
     #[error("{origin}: {error}")]
-    Pager { origin: String, error: PagerError },
-    #[error("{origin}: writing the shadow rules' alerts: {error}")]
-    Shadow {
-        origin: String,
-        error: super::ports::FetchError,
-    },
+    Door { origin: String, error: DoorError },
 }
 
 impl DeliveryError {
@@ -102,8 +98,7 @@ impl DeliveryError {
             DeliveryError::Object(e) => e.retryable(),
             DeliveryError::Event { error, .. } => error.retryable(),
             DeliveryError::State { error, .. } => error.retryable,
-            DeliveryError::Pager { error, .. } => error.retryable,
-            DeliveryError::Shadow { error, .. } => error.retryable(),
+            DeliveryError::Door { error, .. } => error.retryable(),
         }
     }
 }
@@ -149,6 +144,10 @@ pub struct Totals {
     /// Shadow rules' alerts (written, never published), in all and per rule.
     pub shadow: u64,
     pub shadow_per_rule: BTreeMap<String, u64>,
+    /// What paging did: sent, parked, refused, parked ones caught up.
+    pub pages: PageReport,
+    /// Pages left parked after a sweep (the sweep's metrics only).
+    pub page_backlog: Option<super::pager::Backlog>,
 }
 
 impl From<&ObjectOutcome> for Totals {
@@ -173,6 +172,7 @@ impl From<&ObjectOutcome> for Totals {
                     held: report.held,
                     suppressed: report.suppressed,
                     newest_event: report.newest_event,
+                    pages: report.pages,
                     ..Totals::default()
                 };
                 t.count_published(&report.published);
@@ -204,6 +204,7 @@ impl AddAssign for Totals {
         }
         self.newest_event = self.newest_event.max(o.newest_event);
         self.shadow += o.shadow;
+        self.pages += o.pages;
         for (k, v) in o.shadow_per_rule {
             *self.shadow_per_rule.entry(k).or_default() += v;
         }
@@ -241,8 +242,20 @@ impl Totals {
         if self.shadow > 0 {
             v["shadow"] = json!(self.shadow);
         }
+        if self.held > 0 || self.suppressed > 0 {
+            v["held"] = json!(self.held);
+            v["suppressed"] = json!(self.suppressed);
+        }
+        if self.pages != PageReport::default() {
+            v["pages"] = pages_json(&self.pages);
+        }
         v
     }
+}
+
+/// What paging did, in a response.
+fn pages_json(p: &PageReport) -> Value {
+    json!({"sent": p.sent, "parked": p.parked, "refused": p.refused, "caughtUp": p.caught_up})
 }
 
 /// The function.
@@ -363,7 +376,20 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
         }
     }
 
-    /// Pages through PagerDuty too (triggers and resolves, before SNS).
+    /// The one door every path's alerts go through (`door.rs`).
+    fn door(&self) -> Door<'_, P> {
+        Door {
+            rules: &self.rules,
+            publishing: &self.publishing,
+            paging: self.paging.as_ref(),
+            shadow: self.shadow(),
+            state: self.state.as_deref(),
+            lateness: self.config.rollup_lateness,
+        }
+    }
+
+    /// Pages through PagerDuty too (triggers and resolves, after SNS; with the state store,
+    /// what PagerDuty cannot take now is parked for the sweep).
     pub fn with_paging(mut self, paging: Paging) -> Self {
         self.paging = Some(paging);
         self
@@ -389,11 +415,21 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
                     due = done.due,
                     rollups = done.rollups,
                     recovered = done.recovered,
+                    pages_sent = done.pages.sent,
+                    pages_caught_up = done.pages.caught_up,
+                    pages_parked = done.pages.parked,
                     "sweep done"
                 );
+                let totals = Totals {
+                    pages: done.pages,
+                    page_backlog: done.backlog,
+                    ..Totals::default()
+                };
+                metrics::emit(&totals, &self.config.function_name, policy::now_ms());
                 Ok(
                     json!({"due": done.due, "rollups": done.rollups, "recovered": done.recovered,
-                          "silenceAndAbsence": done.watched}),
+                          "silenceAndAbsence": done.watched, "pages": pages_json(&done.pages),
+                          "pagesWaiting": done.backlog.map(|b| b.waiting)}),
                 )
             }
             Payload::Direct(deliveries) => self.deliver_together(&deliveries).await,
@@ -581,63 +617,16 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
             self.rules.matching_delivered(event, &mut scratch, |rule| {
                 alerts.push(Alert::delivered(rule, event));
             });
-            let suppressed = self.rules.suppress(&mut alerts);
-            if suppressed > 0 {
-                info!(suppressed, "alerts silenced by suppressions");
-            }
-            let (alerts, resolves) = resolutions(&self.rules, alerts);
-            let (alerts, shadowed) = shadow::split(alerts);
-            let raised = (alerts.len() + shadowed.len()) as u64;
-            let suppressed_count = suppressed;
-            let (alerts, claims, held) = match &self.state {
-                Some(state) => admit(
-                    state.as_ref(),
-                    &self.rules,
-                    alerts,
-                    self.config.rollup_lateness,
-                    policy::now(),
-                )
+            let raised = alerts.len() as u64;
+            let told = self
+                .door()
+                .tell(&origin, alerts, None, policy::now())
                 .await
-                .map_err(|error| DeliveryError::State {
-                    origin: origin.clone(),
-                    error,
-                })?,
-                None => (alerts, Vec::new(), 0),
-            };
-            let sent: Vec<(String, Severity)> = alerts
-                .iter()
-                .map(|a| (a.rule_id.clone(), a.severity))
-                .collect();
-            self.shadow()
-                .write(&origin, &shadowed)
-                .await
-                .map_err(|error| DeliveryError::Shadow {
+                .map_err(|error| DeliveryError::Door {
                     origin: origin.clone(),
                     error,
                 })?;
-            if let Some(paging) = &self.paging {
-                paging
-                    .send(&alerts, &resolves)
-                    .await
-                    .map_err(|error| DeliveryError::Pager {
-                        origin: origin.clone(),
-                        error,
-                    })?;
-            }
-            let published = self
-                .publishing
-                .publish(&origin, alerts)
-                .await
-                .map_err(|error| DeliveryError::Event {
-                    origin: origin.clone(),
-                    error,
-                })?;
-            if let Some(state) = &self.state {
-                object::mark_published(state.as_ref(), &claims).await;
-            }
-            if held > 0 {
-                info!(held, "alerts held back by dedup or threshold");
-            }
+            let published = told.published;
             let kind = match Delivered::of(event) {
                 Delivered::CloudTrail(_) => "CloudTrail",
                 Delivered::Native(_) => "native",
@@ -648,13 +637,14 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
                 records: u64::from(kind == "CloudTrail"),
                 alerts: raised,
                 published,
-                held,
-                suppressed: suppressed_count,
+                held: told.held,
+                suppressed: told.suppressed,
                 newest_event: policy::event_time(event),
+                pages: told.pages,
                 ..Totals::default()
             };
-            t.count_shadow(shadowed.iter().map(|a| a.rule_id.as_str()));
-            t.count_published(&sent);
+            t.count_shadow(told.shadow.iter().map(String::as_str));
+            t.count_published(&told.sent);
             Ok(t)
         }
         .instrument(span)
@@ -670,7 +660,12 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
             return Ok(outcome);
         };
         let origin = "sweep".to_owned();
+        let door = self.door();
         let store_err = |error| DeliveryError::State {
+            origin: origin.clone(),
+            error,
+        };
+        let door_err = |error| DeliveryError::Door {
             origin: origin.clone(),
             error,
         };
@@ -706,10 +701,11 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
                             AlertSource::EventBridge { .. } => Alert::delivered(rule, &record),
                             _ => Alert::new(rule, &record, source.clone(), 0),
                         };
-                        self.publishing
-                            .publish(&origin, vec![alert])
+                        let (_, pages) = door
+                            .send(&origin, vec![alert], &[], &[], now)
                             .await
-                            .map_err(publish_err)?;
+                            .map_err(door_err)?;
+                        outcome.pages += pages;
                         state.mark_published(&w.id, by).await.map_err(store_err)?;
                         outcome.recovered += 1;
                     }
@@ -738,41 +734,23 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
             .await
             .map_err(store_err)?;
         outcome.watched = watched.len() as u64;
-        if let Some(paging) = &self.paging {
-            paging
-                .send(&watched, &[])
-                .await
-                .map_err(|error| DeliveryError::Pager {
-                    origin: origin.clone(),
-                    error,
-                })?;
-        }
-        if !watched.is_empty() {
-            self.publishing
-                .publish(&origin, watched)
-                .await
-                .map_err(publish_err)?;
-        }
+        let (_, pages) = door
+            .send(&origin, watched, &[], &[], now)
+            .await
+            .map_err(door_err)?;
+        outcome.pages += pages;
+        // Pages parked by earlier invocations, as far as PagerDuty's budget allows.
+        let (caught_up, backlog) = door.drain_pages(now).await.map_err(door_err)?;
+        outcome.pages += caught_up;
+        outcome.backlog = backlog;
         Ok(outcome)
     }
 
     /// Reads one object, matches its records and publishes the alerts.
     pub async fn process_object(&self, obj: &ObjectRef) -> Result<ObjectOutcome, ObjectError> {
         let span = info_span!("object", bucket = %obj.bucket, key = %obj.key);
-        let outputs = object::Outputs {
-            publishing: &self.publishing,
-            paging: self.paging.as_ref(),
-            shadow: self.shadow(),
-        };
-        object::process(
-            obj,
-            &self.store,
-            &outputs,
-            &self.rules,
-            &self.config,
-            self.state.as_deref(),
-        )
-        .instrument(span)
-        .await
+        object::process(obj, &self.store, &self.door(), &self.rules, &self.config)
+            .instrument(span)
+            .await
     }
 }

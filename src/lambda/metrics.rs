@@ -4,7 +4,11 @@
 //!
 //! Metrics (all `Count` but the lag): `Objects`, `ObjectsSkipped`, `Events`, `Records`,
 //! `RecordsSkipped`, `Matches`, `AlertsPublished`, `Deduplicated`, `Suppressed`,
-//! `ShadowAlerts` (and `Shadow.<rule id>` per shadow rule that fired), one
+//! `ShadowAlerts` (and `Shadow.<rule id>` per shadow rule that fired), `PagesSent`,
+//! `PagesParked` (PagerDuty's budget spent or PagerDuty unavailable: sent later by the sweep),
+//! `PagesRefused` (events PagerDuty refused as wrong), `PagesCaughtUp` (parked pages sent) and,
+//! from the sweep when PagerDuty is configured, `PagesWaiting` and `OldestParkedPage` (seconds),
+//! one
 //! `Alerts.<severity>` per severity and one `Alerts.<rule id>` per rule that published, and
 //! `DeliveryLag` (seconds: now minus the newest eventTime read, of records and of events). The EMF rules kept: at most
 //! 100 metrics per directive (more are split across directives), every metric and dimension a
@@ -39,6 +43,14 @@ pub fn emf(totals: &Totals, function: &str, now_ms: i64) -> Value {
         ("Deduplicated".into(), totals.held as f64, "Count"),
         ("Suppressed".into(), totals.suppressed as f64, "Count"),
         ("ShadowAlerts".into(), totals.shadow as f64, "Count"),
+        ("PagesSent".into(), totals.pages.sent as f64, "Count"),
+        ("PagesParked".into(), totals.pages.parked as f64, "Count"),
+        ("PagesRefused".into(), totals.pages.refused as f64, "Count"),
+        (
+            "PagesCaughtUp".into(),
+            totals.pages.caught_up as f64,
+            "Count",
+        ),
     ];
     for (severity, n) in &totals.per_severity {
         values.push((format!("Alerts.{severity}"), *n as f64, "Count"));
@@ -48,6 +60,14 @@ pub fn emf(totals: &Totals, function: &str, now_ms: i64) -> Value {
     }
     for (rule, n) in &totals.shadow_per_rule {
         values.push((format!("Shadow.{rule}"), *n as f64, "Count"));
+    }
+    if let Some(backlog) = totals.page_backlog {
+        values.push(("PagesWaiting".into(), backlog.waiting as f64, "Count"));
+        values.push((
+            "OldestParkedPage".into(),
+            backlog.oldest_age as f64,
+            "Seconds",
+        ));
     }
     if let Some(newest) = totals.newest_event {
         let lag = (now_ms / 1000 - newest).max(0);
@@ -150,6 +170,29 @@ mod tests {
         assert_eq!(doc["Alerts.backup-job-failed"], 3.0);
         assert_eq!(doc["Alerts.high"], 3.0);
         assert_eq!(doc["DeliveryLag"], 300.0);
+        assert_eq!(doc["PagesSent"], 0.0);
+        assert!(doc.get("PagesWaiting").is_none(), "only the sweep says it");
+        let swept = Totals {
+            pages: crate::lambda::pager::PageReport {
+                caught_up: 7,
+                ..Default::default()
+            },
+            page_backlog: Some(crate::lambda::pager::Backlog {
+                waiting: 4,
+                oldest_age: 1200,
+            }),
+            ..Totals::default()
+        };
+        let doc = emf(&swept, "f", 1_704_873_900_000);
+        valid_emf(&doc).unwrap();
+        assert_eq!(
+            (
+                &doc["PagesCaughtUp"],
+                &doc["PagesWaiting"],
+                &doc["OldestParkedPage"]
+            ),
+            (&json!(7.0), &json!(4.0), &json!(1200.0))
+        );
         assert_eq!(
             doc["_aws"]["CloudWatchMetrics"][0]["Namespace"],
             "TrailAlerts"
@@ -167,6 +210,6 @@ mod tests {
             .iter()
             .map(|d| d["Metrics"].as_array().unwrap().len())
             .collect();
-        assert_eq!(n, [100, 63]);
+        assert_eq!(n, [100, 67]);
     }
 }

@@ -7,7 +7,11 @@
 //! - [`handler`]: payload in, response out, generic over the ports; typed errors mapped to
 //!   `Diagnostic`.
 //! - [`object`]: one object — what is read, the streamed read through the pipeline.
-//! - [`pager`]: the PagerDuty Events v2 destination (trigger, resolve, retries).
+//! - [`door`]: the one door after matching that every path goes through: suppressions,
+//!   recovery and shadow rules, heartbeats, admission, then shadow output, SNS, claims marked,
+//!   and PagerDuty within its budget (parking what it cannot take).
+//! - [`pager`]: the PagerDuty Events v2 destination (trigger, resolve, retries, the budget of
+//!   events a minute, parked pages).
 //! - [`publish`]: an object's alerts to their topics, in batches, refused entries retried.
 //! - [`message`]: SNS messages (formats, attributes, FIFO ids, batching, SNS's limits).
 //! - [`state`]: the state store of dedup and threshold windows (port, protocol, sweep, and an
@@ -19,6 +23,7 @@
 
 pub mod aws;
 pub mod config;
+pub mod door;
 pub mod handler;
 pub mod input;
 pub mod memory;

@@ -14,23 +14,11 @@ use crate::reader::{Limits, ReadError};
 use crate::rules::RuleSet;
 
 use super::config::LambdaConfig;
+use super::door::{Door, DoorError, Progress};
 use super::input::ObjectRef;
-use super::pager::{resolutions, Paging};
+use super::pager::{resolutions, PageReport};
 use super::ports::{FetchError, ObjectBody, ObjectStore, Publisher};
-use super::publish::{PublishError, Publishing};
-use super::shadow::{self, Shadow};
-use super::state::{admit, delivery, heartbeats, Claim, StateStore, Store};
 use crate::policy;
-
-/// Marks claims published once SNS accepted their alerts. A failure here is logged, not
-/// raised: the alert is out, and the worst that follows is the sweep publishing it once more.
-pub(super) async fn mark_published(state: &dyn StateStore, claims: &[Claim]) {
-    for c in claims {
-        if let Err(e) = state.mark_published(&c.window, &c.event_id).await {
-            warn!(window = %c.window, error = %e, "could not mark a published alert; the sweep may publish it again");
-        }
-    }
-}
 
 /// Why an object could not be fully handled.
 #[derive(Debug, thiserror::Error)]
@@ -48,16 +36,11 @@ pub enum ObjectErrorKind {
     Fetch(FetchError),
     #[error(transparent)]
     Read(ReadError),
-    #[error(transparent)]
-    Publish(PublishError),
     #[error("the reading task failed: {0}")]
     Task(String),
+    /// Deciding and telling what the object raised (`door.rs`).
     #[error(transparent)]
-    State(super::state::StoreError),
-    #[error(transparent)]
-    Pager(super::pager::PagerError),
-    #[error("writing the shadow rules' alerts: {0}")]
-    Shadow(FetchError),
+    Door(DoorError),
 }
 
 impl ObjectError {
@@ -67,11 +50,8 @@ impl ObjectError {
             ObjectErrorKind::BucketNotAllowed(_) => false,
             ObjectErrorKind::Fetch(e) => e.retryable(),
             ObjectErrorKind::Read(e) => e.is_transient(),
-            ObjectErrorKind::Publish(e) => e.retryable(),
             ObjectErrorKind::Task(_) => true,
-            ObjectErrorKind::State(e) => e.retryable,
-            ObjectErrorKind::Pager(e) => e.retryable,
-            ObjectErrorKind::Shadow(e) => e.retryable(),
+            ObjectErrorKind::Door(e) => e.retryable(),
         }
     }
 }
@@ -89,13 +69,8 @@ pub struct Report {
     pub newest_event: Option<i64>,
     /// The rule of each shadow alert (written, not published).
     pub shadow: Vec<String>,
-}
-
-/// Where an object's alerts go: SNS, PagerDuty, and the shadow rules' output.
-pub(super) struct Outputs<'a, P> {
-    pub publishing: &'a Publishing<P>,
-    pub paging: Option<&'a Paging>,
-    pub shadow: Shadow<'a>,
+    /// What paging did.
+    pub pages: PageReport,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,30 +85,23 @@ pub enum ObjectOutcome {
     },
 }
 
-/// Reads one object, matches its records and publishes the alerts.
+/// Reads one object, matches its records and hands the alerts to the door.
 pub(super) async fn process<S: ObjectStore, P: Publisher>(
     object: &ObjectRef,
     store: &S,
-    outputs: &Outputs<'_, P>,
+    door: &Door<'_, P>,
     rules: &Arc<RuleSet>,
     config: &LambdaConfig,
-    state: Option<&dyn Store>,
 ) -> Result<ObjectOutcome, ObjectError> {
-    let (publishing, paging) = (outputs.publishing, outputs.paging);
     let fail = |kind| ObjectError {
         object: object.clone(),
         kind,
     };
-    let (mut alerts, outcome) = match read(object, store, rules, config).await? {
+    let (alerts, outcome) = match read(object, store, rules, config).await? {
         Ok(read) => read,
         Err(why) => return Ok(ObjectOutcome::PassedOver(why)),
     };
-    let suppressed = rules.suppress(&mut alerts);
-    let (alerts, resolves) = resolutions(rules, alerts);
-    let (alerts, shadow) = shadow::split(alerts);
-    if suppressed > 0 {
-        info!(suppressed, "alerts silenced by suppressions");
-    }
+    let origin = object.to_string();
     match outcome.fault {
         None => {}
         Some(ReadError::Empty) => {
@@ -141,85 +109,39 @@ pub(super) async fn process<S: ObjectStore, P: Publisher>(
             return Ok(ObjectOutcome::PassedOver("an empty object"));
         }
         Some(fault) => {
-            // Alerts raised before the fault are published: a retry re-raises them, and FIFO
-            // topics deduplicate them; losing them is worse.
-            if !alerts.is_empty() {
-                if let Err(e) = publishing.publish(&object.to_string(), alerts).await {
-                    error!(error = %e, "alerts raised before the read fault could not be published");
-                }
-            }
+            door.salvage(&origin, alerts).await;
             return Err(fail(ObjectErrorKind::Read(fault)));
         }
     }
     let stats = outcome.stats;
-    // Dedup and thresholds: the state store decides, before anything is published, which
-    // alerts go out; a store fault fails the object for a retry with nothing published.
-    let now = policy::now();
-    let (alerts, claims, held) = match state {
-        Some(state) => {
-            // Absence rules' heartbeats, and the trail's progress (which ends a silence).
-            let mut alerts = heartbeats(state, rules, alerts, now)
-                .await
-                .map_err(|e| fail(ObjectErrorKind::State(e)))?;
-            if let Some(resolved) = delivery(state, rules, &object.key, stats.newest_event, now)
-                .await
-                .map_err(|e| fail(ObjectErrorKind::State(e)))?
-            {
-                alerts.push(resolved);
-            }
-            admit(state, rules, alerts, config.rollup_lateness, now)
-                .await
-                .map_err(|e| fail(ObjectErrorKind::State(e)))?
-        }
-        None => (alerts, Vec::new(), 0),
+    let progress = Progress {
+        key: &object.key,
+        newest_event: stats.newest_event,
     };
-    let report = Report {
-        held,
-        suppressed,
-        published: alerts
-            .iter()
-            .map(|a| (a.rule_id.clone(), a.severity))
-            .collect(),
-        newest_event: outcome.stats.newest_event,
-        shadow: shadow.iter().map(|a| a.rule_id.clone()).collect(),
-    };
-    // Shadow alerts first: a failed write leaves nothing published, and the retry rewrites
-    // the same object.
-    outputs
-        .shadow
-        .write(&object.to_string(), &shadow)
+    let told = door
+        .tell(&origin, alerts, Some(progress), policy::now())
         .await
-        .map_err(|e| fail(ObjectErrorKind::Shadow(e)))?;
-    // The pager first: when it fails, nothing is published and the retry starts clean (its
-    // dedup keys make a repeated trigger join the same incident).
-    if let Some(paging) = paging {
-        paging
-            .send(&alerts, &resolves)
-            .await
-            .map_err(|e| fail(ObjectErrorKind::Pager(e)))?;
-    }
-    let published = publishing
-        .publish(&object.to_string(), alerts)
-        .await
-        .map_err(|e| fail(ObjectErrorKind::Publish(e)))?;
-    if let Some(state) = state {
-        mark_published(state, &claims).await;
-    }
-    if held > 0 {
-        info!(held, "alerts held back by dedup or threshold");
-    }
+        .map_err(|e| fail(ObjectErrorKind::Door(e)))?;
     info!(
         records = stats.records,
         skipped = stats.unreadable,
         alerts = stats.alerts,
         duplicates = stats.duplicates,
-        published,
+        published = told.published,
         bytes = stats.bytes,
         "object done"
     );
+    let report = Report {
+        held: told.held,
+        suppressed: told.suppressed,
+        published: told.sent,
+        newest_event: stats.newest_event,
+        shadow: told.shadow,
+        pages: told.pages,
+    };
     Ok(ObjectOutcome::Read {
         stats,
-        published,
+        published: told.published,
         report,
     })
 }

@@ -3,12 +3,29 @@
 //! (absence and silence resolved, and matches of rules that `resolves:` another rule's
 //! alerts) are `resolve`s of the same key.
 //!
-//! 429 and 5xx answers are retried with back-off, then fail the invocation as retryable; any
-//! other 4xx is a non-retryable error naming the cause. The routing key is read at cold start
-//! from Secrets Manager or an SSM SecureString (`aws.rs`), never from the environment, and
-//! never logged.
+//! Paging stays within the provider's limit and never makes Lambda re-walk a delivery:
+//! - a **budget** per routing key holds the events sent to at most PagerDuty's documented rate
+//!   (120 events a minute per routing key by default; `PAGERDUTY_EVENTS_PER_MINUTE`) in *any*
+//!   60 seconds — a sliding window of send times, not a token bucket, whose full bucket plus a
+//!   minute's refill would let twice the rate through one window;
+//! - a 429 is retried after its `Retry-After` when that is short, else the budget pauses until
+//!   then; 5xx answers and network faults are retried with back-off;
+//! - an event the budget or the provider cannot take now is **parked** in the state store, one
+//!   per dedup key (a newer event of the key replaces the parked one: PagerDuty would fold them
+//!   into one incident anyway), and sent by the next invocation or the sweep as the budget
+//!   allows — oldest first. While anything is parked, new events queue behind it, so that a
+//!   key's events are never sent out of order;
+//! - an event PagerDuty refuses (another 4xx: the event itself is wrong) is logged as an error
+//!   and counted (`PagesRefused`), never retried.
+//!
+//! Pages go out after SNS has the alerts (the door, `door.rs`): a PagerDuty outage delays pages,
+//! never alerts. The routing key is read at cold start from Secrets Manager or an SSM
+//! SecureString (`aws.rs`), never from the environment, never logged, and never stored with a
+//! parked event (it is added when the event is sent).
 
-use std::time::Duration;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -25,6 +42,14 @@ pub const DEFAULT_URL: &str = "https://events.pagerduty.com/v2/enqueue";
 /// PagerDuty's limits: a dedup key of 255 characters, a summary of 1,024.
 pub const MAX_DEDUP_KEY: usize = 255;
 pub const MAX_SUMMARY: usize = 1024;
+/// PagerDuty's documented rate limit of the Events API v2, per routing key.
+pub const DEFAULT_EVENTS_PER_MINUTE: usize = 120;
+/// The longest `Retry-After` waited for inside one call; a longer one pauses the budget.
+pub const MAX_INLINE_WAIT: Duration = Duration::from_secs(2);
+/// How long the budget pauses after PagerDuty failed (5xx or network) past the retries, when it
+/// named no time: the rest of the invocation's events are parked rather than each waiting out
+/// the retries again.
+pub const PAUSE_AFTER_FAILURE: Duration = Duration::from_secs(60);
 
 /// A PagerDuty call that failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -33,6 +58,8 @@ pub struct PagerError {
     pub message: String,
     /// 429, 5xx or a network fault: trying again can help.
     pub retryable: bool,
+    /// How long PagerDuty asked to wait (`Retry-After` of a 429).
+    pub retry_after: Option<Duration>,
 }
 
 /// Sending one event to the Events API.
@@ -132,13 +159,14 @@ impl HttpPager {
         })
     }
 
-    async fn post(&self, body: &str) -> Result<(u16, String), PagerError> {
+    async fn post(&self, body: &str) -> Result<(u16, String, Option<Duration>), PagerError> {
         let request = hyper::Request::post(self.url.clone())
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(body.to_owned())))
             .map_err(|e| PagerError {
                 message: e.to_string(),
                 retryable: false,
+                retry_after: None,
             })?;
         let call = self.client.request(request);
         let response = tokio::time::timeout(Duration::from_secs(10), call)
@@ -146,19 +174,26 @@ impl HttpPager {
             .map_err(|_| PagerError {
                 message: "no answer within 10 s".into(),
                 retryable: true,
+                retry_after: None,
             })?
             .map_err(|e| PagerError {
                 message: crate::describe::chain(&e),
                 retryable: true,
+                retry_after: None,
             })?;
         let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(hyper::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(retry_after);
         let text = response
             .into_body()
             .collect()
             .await
             .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
             .unwrap_or_default();
-        Ok((status, text))
+        Ok((status, text, retry_after))
     }
 }
 
@@ -171,49 +206,270 @@ impl Pager for HttpPager {
         loop {
             let outcome = self.post(&body).await;
             let retry = match &outcome {
-                Ok((status, _)) if (200..300).contains(status) => return Ok(()),
-                Ok((status, text)) if *status == 429 || *status >= 500 => PagerError {
+                Ok((status, _, _)) if (200..300).contains(status) => return Ok(()),
+                Ok((status, text, after)) if *status == 429 || *status >= 500 => PagerError {
                     message: format!("HTTP {status}: {}", cut(text, 300)),
                     retryable: true,
+                    retry_after: *after,
                 },
-                Ok((status, text)) => {
+                Ok((status, text, _)) => {
                     return Err(PagerError {
                         message: format!(
                             "HTTP {status}, the event was refused: {}",
                             cut(text, 300)
                         ),
                         retryable: false,
+                        retry_after: None,
                     })
                 }
                 Err(e) if e.retryable => e.clone(),
                 Err(e) => return Err(e.clone()),
             };
+            // A wait PagerDuty names is honoured; a long one is left to the budget's pause.
+            let pause = match retry.retry_after {
+                Some(after) if after > MAX_INLINE_WAIT => {
+                    return Err(PagerError {
+                        message: format!("{} (Retry-After {} s)", retry.message, after.as_secs()),
+                        ..retry
+                    })
+                }
+                Some(after) => after,
+                None => wait,
+            };
             if attempt >= self.retries {
                 return Err(PagerError {
                     message: format!("{} (after {} attempts)", retry.message, attempt + 1),
-                    retryable: true,
+                    ..retry
                 });
             }
             attempt += 1;
-            tokio::time::sleep(wait).await;
+            tokio::time::sleep(pause).await;
             wait *= 2;
         }
     }
 }
 
-/// Which alerts page, and with which routing key.
+/// `Retry-After` in seconds (PagerDuty's form); an HTTP date is not honoured (the back-off is).
+fn retry_after(value: &str) -> Option<Duration> {
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// Where the budget reads the time (tests move it on).
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Instant;
+}
+
+/// The monotonic clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+}
+
+/// At most `limit` sends in any `span` (a minute): the send times of the last span, and a pause
+/// PagerDuty asked for.
+#[derive(Debug, Clone)]
+pub struct Budget {
+    limit: usize,
+    span: Duration,
+    sent: VecDeque<Instant>,
+    paused_until: Option<Instant>,
+}
+
+impl Budget {
+    pub fn new(limit: usize, span: Duration) -> Self {
+        Budget {
+            limit,
+            span,
+            sent: VecDeque::with_capacity(limit),
+            paused_until: None,
+        }
+    }
+
+    fn expire(&mut self, now: Instant) {
+        while self
+            .sent
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) >= self.span)
+        {
+            self.sent.pop_front();
+        }
+    }
+
+    /// How many sends the budget allows at `now`.
+    pub fn available(&mut self, now: Instant) -> usize {
+        if self.paused_until.is_some_and(|until| now < until) {
+            return 0;
+        }
+        self.expire(now);
+        self.limit.saturating_sub(self.sent.len())
+    }
+
+    /// Takes one send, if the budget allows it.
+    pub fn take(&mut self, now: Instant) -> bool {
+        if self.available(now) == 0 {
+            return false;
+        }
+        self.sent.push_back(now);
+        true
+    }
+
+    /// No sends until `until`.
+    pub fn pause(&mut self, until: Instant) {
+        self.paused_until = Some(self.paused_until.map_or(until, |u| u.max(until)));
+    }
+}
+
+/// An event waiting for PagerDuty: the newest of its dedup key, without the routing key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParkedPage {
+    pub dedup_key: String,
+    pub event: Value,
+    /// When it was parked (Unix seconds), and the token that tells this parking from a later
+    /// one of the same key.
+    pub parked_at: i64,
+    pub version: String,
+}
+
+/// Where pages wait (the state store: `state.rs` in memory, `aws.rs` on DynamoDB).
+#[async_trait]
+pub trait PageStore: Send + Sync {
+    /// Parks an event under its dedup key, replacing what was parked for the key.
+    async fn park(
+        &self,
+        dedup_key: &str,
+        event: &Value,
+        now: i64,
+    ) -> Result<(), super::state::StoreError>;
+    /// Up to `limit` parked events, oldest first.
+    async fn parked(&self, limit: usize) -> Result<Vec<ParkedPage>, super::state::StoreError>;
+    /// Removes a parked event once sent — unless a later one of its key replaced it.
+    async fn unpark(&self, page: &ParkedPage) -> Result<(), super::state::StoreError>;
+}
+
+/// What paging did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PageReport {
+    /// Events PagerDuty accepted, of this call's own.
+    pub sent: u64,
+    /// Events parked for later (budget spent, PagerDuty unavailable, or a backlog ahead).
+    pub parked: u64,
+    /// Events PagerDuty refused as wrong (never retried).
+    pub refused: u64,
+    /// Parked events sent.
+    pub caught_up: u64,
+}
+
+impl std::ops::AddAssign for PageReport {
+    fn add_assign(&mut self, o: PageReport) {
+        self.sent += o.sent;
+        self.parked += o.parked;
+        self.refused += o.refused;
+        self.caught_up += o.caught_up;
+    }
+}
+
+/// The parked pages left: how many, and how long the oldest has waited (seconds).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backlog {
+    pub waiting: u64,
+    pub oldest_age: i64,
+}
+
+/// What is parked at `now`.
+pub async fn backlog(park: &dyn PageStore, now: i64) -> Result<Backlog, PagingError> {
+    let pages = park.parked(usize::MAX).await.map_err(PagingError::Park)?;
+    Ok(Backlog {
+        waiting: pages.len() as u64,
+        oldest_age: pages
+            .iter()
+            .map(|p| (now - p.parked_at).max(0))
+            .max()
+            .unwrap_or(0),
+    })
+}
+
+/// A page that could not be sent and could not be parked either.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PagingError {
+    /// No store to park in: the caller must fail so that a retry sends it.
+    #[error(transparent)]
+    Pager(PagerError),
+    #[error("parking a page for later: {0}")]
+    Park(super::state::StoreError),
+}
+
+impl PagingError {
+    pub fn retryable(&self) -> bool {
+        match self {
+            PagingError::Pager(e) => e.retryable,
+            PagingError::Park(e) => e.retryable,
+        }
+    }
+}
+
+/// Which alerts page, with which routing key, within which budget.
 pub struct Paging {
     pub pager: Box<dyn Pager>,
     pub routing_key: String,
     /// Alerts below this severity do not page (resolutions always go).
     pub min_severity: Severity,
+    budget: Mutex<Budget>,
+    clock: Arc<dyn Clock>,
 }
 
 impl Paging {
-    /// Sends the triggers and resolutions of these alerts, and the resolves of these keys;
-    /// returns how many events went.
-    pub async fn send(&self, alerts: &[Alert], resolves: &[String]) -> Result<u64, PagerError> {
-        let mut sent = 0;
+    pub fn new(pager: Box<dyn Pager>, routing_key: String, min_severity: Severity) -> Self {
+        Paging {
+            pager,
+            routing_key,
+            min_severity,
+            budget: Mutex::new(Budget::new(
+                DEFAULT_EVENTS_PER_MINUTE,
+                Duration::from_secs(60),
+            )),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// At most `n` events a minute (`PAGERDUTY_EVENTS_PER_MINUTE`).
+    pub fn per_minute(mut self, n: usize) -> Self {
+        self.budget = Mutex::new(Budget::new(n.max(1), Duration::from_secs(60)));
+        self
+    }
+
+    /// Reads the time from this clock (tests).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    fn with_budget<T>(&self, f: impl FnOnce(&mut Budget, Instant) -> T) -> T {
+        let now = self.clock.now();
+        // A poisoned lock only means another thread panicked mid-update of plain numbers.
+        let mut budget = self.budget.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut budget, now)
+    }
+
+    fn take(&self) -> bool {
+        self.with_budget(|b, now| b.take(now))
+    }
+
+    fn available(&self) -> usize {
+        self.with_budget(|b, now| b.available(now))
+    }
+
+    /// After a retryable failure: no sends until PagerDuty's `Retry-After`, or for a while.
+    fn pause(&self, e: &PagerError) {
+        let wait = e.retry_after.unwrap_or(PAUSE_AFTER_FAILURE);
+        self.with_budget(|b, now| b.pause(now + wait));
+    }
+
+    /// The events these alerts and resolved keys page with (routing key included).
+    pub fn events(&self, alerts: &[Alert], resolves: &[String]) -> Vec<Value> {
+        let mut out = Vec::new();
         for alert in alerts {
             let resolved = alert
                 .record
@@ -224,16 +480,143 @@ impl Paging {
             if rollup || (!resolved && alert.severity < self.min_severity) {
                 continue;
             }
-            self.pager
-                .enqueue(&event_for(alert, &self.routing_key))
-                .await?;
-            sent += 1;
+            out.push(event_for(alert, &self.routing_key));
         }
         for key in resolves {
-            self.pager.enqueue(&resolve(key, &self.routing_key)).await?;
-            sent += 1;
+            out.push(resolve(key, &self.routing_key));
         }
-        Ok(sent)
+        out
+    }
+
+    /// Sends the triggers and resolutions of these alerts, and the resolves of these keys,
+    /// within the budget; what cannot go now is parked in `park` (behind any backlog). Without
+    /// a store to park in, the first failure is returned (the caller fails for a retry).
+    pub async fn send(
+        &self,
+        alerts: &[Alert],
+        resolves: &[String],
+        park: Option<&dyn PageStore>,
+        now: i64,
+    ) -> Result<PageReport, PagingError> {
+        self.send_events(self.events(alerts, resolves), park, now)
+            .await
+    }
+
+    /// Sends these events (from [`Paging::events`]) as [`Paging::send`] does.
+    pub async fn send_events(
+        &self,
+        events: Vec<Value>,
+        park: Option<&dyn PageStore>,
+        now: i64,
+    ) -> Result<PageReport, PagingError> {
+        let mut report = PageReport::default();
+        if events.is_empty() {
+            return Ok(report);
+        }
+        let Some(park) = park else {
+            for event in &events {
+                match self.pager.enqueue(event).await {
+                    Ok(()) => report.sent += 1,
+                    Err(e) if e.retryable => return Err(PagingError::Pager(e)),
+                    Err(e) => {
+                        tracing::error!(error = %e, "PagerDuty refused an event; it is not sent again");
+                        report.refused += 1;
+                    }
+                }
+            }
+            return Ok(report);
+        };
+        // Behind a backlog, events queue: a key's events never overtake its parked one.
+        let backlog = !park.parked(1).await.map_err(PagingError::Park)?.is_empty();
+        let mut direct = !backlog;
+        for event in events {
+            if direct && self.take() {
+                match self.pager.enqueue(&event).await {
+                    Ok(()) => {
+                        report.sent += 1;
+                        continue;
+                    }
+                    Err(e) if e.retryable => {
+                        tracing::warn!(error = %e, "PagerDuty is not taking events: they are parked for the sweep");
+                        self.pause(&e);
+                        direct = false;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "PagerDuty refused an event; it is not sent again");
+                        report.refused += 1;
+                        continue;
+                    }
+                }
+            }
+            Self::park_one(park, &event, now).await?;
+            report.parked += 1;
+        }
+        if report.parked > 0 {
+            tracing::warn!(
+                parked = report.parked,
+                "pages parked (PagerDuty's budget spent or PagerDuty unavailable); the sweep sends them"
+            );
+        }
+        if backlog {
+            report += self.drain(park).await?;
+        }
+        Ok(report)
+    }
+
+    async fn park_one(park: &dyn PageStore, event: &Value, now: i64) -> Result<(), PagingError> {
+        let mut stored = event.clone();
+        if let Some(o) = stored.as_object_mut() {
+            o.remove("routing_key");
+        }
+        let key = event["dedup_key"].as_str().unwrap_or_default();
+        park.park(key, &stored, now)
+            .await
+            .map_err(PagingError::Park)
+    }
+
+    /// Sends parked events, oldest first, as far as the budget allows; stops at the first
+    /// failure PagerDuty says may pass.
+    pub async fn drain(&self, park: &dyn PageStore) -> Result<PageReport, PagingError> {
+        let mut report = PageReport::default();
+        loop {
+            let room = self.available();
+            if room == 0 {
+                break;
+            }
+            let pages = park.parked(room).await.map_err(PagingError::Park)?;
+            if pages.is_empty() {
+                break;
+            }
+            let mut sent_any = false;
+            for page in &pages {
+                if !self.take() {
+                    return Ok(report);
+                }
+                let mut event = page.event.clone();
+                event["routing_key"] = Value::String(self.routing_key.clone());
+                match self.pager.enqueue(&event).await {
+                    Ok(()) => report.caught_up += 1,
+                    Err(e) if e.retryable => {
+                        tracing::warn!(error = %e, "PagerDuty is not taking events: parked pages wait");
+                        self.pause(&e);
+                        return Ok(report);
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, dedup_key = %page.dedup_key, "PagerDuty refused a parked event; it is dropped");
+                        report.refused += 1;
+                    }
+                }
+                park.unpark(page).await.map_err(PagingError::Park)?;
+                sent_any = true;
+            }
+            if !sent_any || pages.len() < room {
+                break;
+            }
+        }
+        if report.caught_up > 0 {
+            tracing::info!(caught_up = report.caught_up, "parked pages sent");
+        }
+        Ok(report)
     }
 }
 
@@ -262,4 +645,217 @@ pub fn resolutions(rules: &crate::rules::RuleSet, alerts: Vec<Alert>) -> (Vec<Al
         }
     }
     (keep, keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lambda::state::MemoryState;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// A clock the test moves on.
+    struct TestClock {
+        base: Instant,
+        secs: AtomicU64,
+    }
+
+    impl TestClock {
+        fn new() -> Arc<Self> {
+            Arc::new(TestClock {
+                base: Instant::now(),
+                secs: AtomicU64::new(0),
+            })
+        }
+        fn advance(&self, secs: u64) {
+            self.secs.fetch_add(secs, Ordering::SeqCst);
+        }
+    }
+
+    impl Clock for TestClock {
+        fn now(&self) -> Instant {
+            self.base + Duration::from_secs(self.secs.load(Ordering::SeqCst))
+        }
+    }
+
+    /// Answers from a script (then success), and keeps what it accepted.
+    #[derive(Default)]
+    struct Scripted {
+        script: Mutex<VecDeque<PagerError>>,
+        accepted: Mutex<Vec<Value>>,
+    }
+
+    #[async_trait]
+    impl Pager for Arc<Scripted> {
+        async fn enqueue(&self, event: &Value) -> Result<(), PagerError> {
+            if let Some(e) = self.script.lock().expect("lock").pop_front() {
+                return Err(e);
+            }
+            self.accepted.lock().expect("lock").push(event.clone());
+            Ok(())
+        }
+    }
+
+    fn down(retry_after: Option<u64>) -> PagerError {
+        PagerError {
+            message: "HTTP 503".into(),
+            retryable: true,
+            retry_after: retry_after.map(Duration::from_secs),
+        }
+    }
+
+    fn trigger(key: &str, n: u32) -> Value {
+        json!({"routing_key": "RK", "event_action": "trigger", "dedup_key": key, "payload": {"n": n}})
+    }
+
+    fn paging(limit: usize) -> (Paging, Arc<Scripted>, Arc<TestClock>) {
+        let pager = Arc::new(Scripted::default());
+        let clock = TestClock::new();
+        let p = Paging::new(Box::new(Arc::clone(&pager)), "RK".into(), Severity::High)
+            .per_minute(limit)
+            .with_clock(clock.clone());
+        (p, pager, clock)
+    }
+
+    fn keys(events: &[Value]) -> Vec<String> {
+        events
+            .iter()
+            .map(|e| e["dedup_key"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn the_budget_allows_the_limit_in_any_span_not_twice_it() {
+        let t0 = Instant::now();
+        let mut b = Budget::new(3, Duration::from_secs(60));
+        assert!(b.take(t0) && b.take(t0) && b.take(t0));
+        assert!(
+            !b.take(t0 + Duration::from_secs(59)),
+            "a full minute's budget spent"
+        );
+        // One minute after the first three, all three come back; a token bucket of 3 refilled
+        // at 3 a minute would have let one through at 20 s, and 6 through the first minute.
+        assert_eq!(b.available(t0 + Duration::from_secs(60)), 3);
+        let t1 = t0 + Duration::from_secs(60);
+        assert!(b.take(t1));
+        b.pause(t1 + Duration::from_secs(30));
+        assert_eq!(b.available(t1 + Duration::from_secs(29)), 0, "paused");
+        assert_eq!(b.available(t1 + Duration::from_secs(30)), 2);
+        // A shorter pause does not shorten a longer one.
+        b.pause(t1 + Duration::from_secs(100));
+        b.pause(t1 + Duration::from_secs(40));
+        assert_eq!(b.available(t1 + Duration::from_secs(50)), 0);
+    }
+
+    #[tokio::test]
+    async fn beyond_the_budget_pages_are_parked_and_caught_up_a_minute_later() {
+        let (p, pager, clock) = paging(3);
+        let store = MemoryState::default();
+        let events: Vec<Value> = (0..5).map(|i| trigger(&format!("k{i}"), i)).collect();
+        let r = p
+            .send_events(events, Some(&store), 1000)
+            .await
+            .expect("send");
+        assert_eq!((r.sent, r.parked, r.caught_up), (3, 2, 0));
+        assert_eq!(keys(&pager.accepted.lock().unwrap()), ["k0", "k1", "k2"]);
+        // The routing key is not kept with a parked event.
+        let parked = store.parked(10).await.expect("parked");
+        assert_eq!(parked.len(), 2);
+        assert!(parked.iter().all(|p| p.event.get("routing_key").is_none()));
+        // Within the minute nothing more goes.
+        clock.advance(59);
+        assert_eq!(p.drain(&store).await.expect("drain").caught_up, 0);
+        clock.advance(1);
+        let r = p.drain(&store).await.expect("drain");
+        assert_eq!(r.caught_up, 2);
+        let accepted = pager.accepted.lock().unwrap().clone();
+        assert_eq!(keys(&accepted), ["k0", "k1", "k2", "k3", "k4"]);
+        assert!(accepted.iter().all(|e| e["routing_key"] == "RK"));
+        assert!(store.parked(10).await.expect("parked").is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_outage_parks_the_rest_and_new_pages_queue_behind_the_backlog() {
+        let (p, pager, clock) = paging(120);
+        let store = MemoryState::default();
+        pager.script.lock().unwrap().push_back(down(None));
+        let events: Vec<Value> = (0..4).map(|i| trigger(&format!("k{i}"), i)).collect();
+        let r = p
+            .send_events(events, Some(&store), 1000)
+            .await
+            .expect("send");
+        // The first failed; the budget paused, so the other three were not tried.
+        assert_eq!((r.sent, r.parked), (0, 4));
+        assert!(pager.accepted.lock().unwrap().is_empty());
+        // A newer event of a parked key replaces it; a new key queues behind the backlog.
+        clock.advance(10);
+        let r = p
+            .send_events(
+                vec![trigger("k1", 11), trigger("k9", 9)],
+                Some(&store),
+                1010,
+            )
+            .await
+            .expect("send");
+        assert_eq!((r.sent, r.parked, r.caught_up), (0, 2, 0), "still paused");
+        assert_eq!(store.parked(10).await.expect("parked").len(), 5);
+        clock.advance(PAUSE_AFTER_FAILURE.as_secs());
+        let r = p.drain(&store).await.expect("drain");
+        assert_eq!(r.caught_up, 5);
+        let accepted = pager.accepted.lock().unwrap().clone();
+        let mut got = keys(&accepted);
+        got.sort();
+        assert_eq!(got, ["k0", "k1", "k2", "k3", "k9"], "each key once");
+        let k1 = accepted.iter().find(|e| e["dedup_key"] == "k1").unwrap();
+        assert_eq!(k1["payload"]["n"], 11, "the newest event of the key");
+    }
+
+    #[tokio::test]
+    async fn retry_after_pauses_for_as_long_as_pagerduty_asks() {
+        let (p, pager, clock) = paging(120);
+        let store = MemoryState::default();
+        pager.script.lock().unwrap().push_back(down(Some(300)));
+        let r = p
+            .send_events(vec![trigger("a", 1)], Some(&store), 0)
+            .await
+            .expect("send");
+        assert_eq!(r.parked, 1);
+        clock.advance(299);
+        assert_eq!(p.drain(&store).await.expect("drain").caught_up, 0);
+        clock.advance(1);
+        assert_eq!(p.drain(&store).await.expect("drain").caught_up, 1);
+    }
+
+    #[tokio::test]
+    async fn a_refused_event_is_counted_never_parked_and_without_a_store_a_failure_is_returned() {
+        let (p, pager, _clock) = paging(120);
+        let store = MemoryState::default();
+        pager.script.lock().unwrap().push_back(PagerError {
+            message: "HTTP 400".into(),
+            retryable: false,
+            retry_after: None,
+        });
+        let r = p
+            .send_events(vec![trigger("a", 1), trigger("b", 2)], Some(&store), 0)
+            .await
+            .expect("send");
+        assert_eq!((r.sent, r.refused, r.parked), (1, 1, 0));
+        pager.script.lock().unwrap().push_back(down(None));
+        let e = p
+            .send_events(vec![trigger("c", 3)], None, 0)
+            .await
+            .expect_err("no store to park in");
+        assert!(e.retryable(), "{e}");
+    }
+
+    #[tokio::test]
+    async fn unparking_leaves_a_later_parking_of_the_key() {
+        let store = MemoryState::default();
+        store.park("k", &json!({"n": 1}), 1).await.expect("park");
+        let first = store.parked(10).await.expect("parked").remove(0);
+        store.park("k", &json!({"n": 2}), 2).await.expect("park");
+        store.unpark(&first).await.expect("unpark");
+        let left = store.parked(10).await.expect("parked");
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].event["n"], 2);
+    }
 }

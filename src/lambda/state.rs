@@ -20,6 +20,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use serde_json::{json, Value};
 
+use super::pager::{PageStore, ParkedPage};
 use crate::alert::{sanitize_subject, Alert, AlertSource, EventInfo};
 use crate::policy::{event_time, key_value, Window};
 use crate::rules::{Rule, RuleSet};
@@ -328,6 +329,10 @@ pub struct SweepOutcome {
     pub recovered: u64,
     /// Silence and absence alerts raised.
     pub watched: u64,
+    /// Pages of what the sweep told, and parked pages it sent.
+    pub pages: super::pager::PageReport,
+    /// Pages still parked after the sweep, and how long the oldest has waited (seconds).
+    pub backlog: Option<super::pager::Backlog>,
 }
 
 /// In memory: for the handler's unit tests, with the same semantics as the DynamoDB adapter.
@@ -336,6 +341,47 @@ pub struct MemoryState {
     windows: Mutex<BTreeMap<String, (WindowState, Vec<String>)>>,
     due: Mutex<BTreeMap<String, (String, bool)>>,
     progress_store: MemoryProgress,
+    /// Parked pages by dedup key, and the number of parkings (their versions).
+    pages: Mutex<(BTreeMap<String, ParkedPage>, u64)>,
+}
+
+#[async_trait]
+impl PageStore for MemoryState {
+    async fn park(&self, dedup_key: &str, event: &Value, now: i64) -> Result<(), StoreError> {
+        let mut pages = self.pages.lock().map_err(|_| poisoned())?;
+        pages.1 += 1;
+        let version = pages.1.to_string();
+        pages.0.insert(
+            dedup_key.to_owned(),
+            ParkedPage {
+                dedup_key: dedup_key.to_owned(),
+                event: event.clone(),
+                parked_at: now,
+                version,
+            },
+        );
+        Ok(())
+    }
+
+    async fn parked(&self, limit: usize) -> Result<Vec<ParkedPage>, StoreError> {
+        let pages = self.pages.lock().map_err(|_| poisoned())?;
+        let mut all: Vec<ParkedPage> = pages.0.values().cloned().collect();
+        all.sort_by_key(|p| (p.parked_at, p.version.parse::<u64>().unwrap_or(0)));
+        all.truncate(limit);
+        Ok(all)
+    }
+
+    async fn unpark(&self, page: &ParkedPage) -> Result<(), StoreError> {
+        let mut pages = self.pages.lock().map_err(|_| poisoned())?;
+        if pages
+            .0
+            .get(&page.dedup_key)
+            .is_some_and(|p| p.version == page.version)
+        {
+            pages.0.remove(&page.dedup_key);
+        }
+        Ok(())
+    }
 }
 
 fn poisoned() -> StoreError {
@@ -659,9 +705,9 @@ impl ProgressStore for MemoryProgress {
     }
 }
 
-/// Everything the function keeps: windows, progress and heartbeats.
-pub trait Store: StateStore + ProgressStore {}
-impl<T: StateStore + ProgressStore + ?Sized> Store for T {}
+/// Everything the function keeps: windows, progress and heartbeats, parked pages.
+pub trait Store: StateStore + ProgressStore + PageStore {}
+impl<T: StateStore + ProgressStore + PageStore + ?Sized> Store for T {}
 
 /// The source of the events trail-alerts makes itself (silence, absence).
 pub const SELF_SOURCE: &str = "trail-alerts";
