@@ -27,13 +27,20 @@ def flow(v):
     return json.dumps(v, ensure_ascii=False)
 
 
-def rule(rid, description, severity, pattern, tests, enabled=True, dedup=None):
+# Failed jobs of one account and Region within 15 minutes page as one incident (a Region-wide
+# outage is one page, not one per resource), while dedup per resource decides what is new.
+GROUP = {"by": ["account", "region"], "interval": "15m"}
+
+
+def rule(rid, description, severity, pattern, tests, enabled=True, dedup=None, group=None):
     out = [f"  - id: {rid}", f"    description: {json.dumps(description)}", f"    severity: {severity}"]
     if not enabled:
         out.append("    enabled: false")
     out.append(f"    pattern: {flow(pattern)}")
     if dedup:
         out.append(f"    dedup: {flow(dedup)}")
+    if group:
+        out.append(f"    group: {flow(group)}")
     out.append("    tests:")
     for name, expect, kind, value in tests:
         out.append(f"      - name: {json.dumps(name)}")
@@ -66,7 +73,8 @@ events = [
           ("quiet on the near-empty CREATED event", False, "event", ev("backup-job-created")),
           ("quiet on a Copy Job event in the FAILED state", False, "event", ev("copy-job-failed"))],
          dedup={"key": ["account", "region", "detail.resourceArn"], "window": "1h",
-                "fields": ["detail.state", "detail.backupJobId"]}),
+                "fields": ["detail.state", "detail.backupJobId"]},
+         group=GROUP),
     rule("backup-event-job-completed-with-issues",
          "A backup job COMPLETED with a status message: the console's \"Completed with issues\" (AWS Backup's own event).",
          "medium",
@@ -84,7 +92,8 @@ events = [
           ("quiet on the documented COMPLETED copy job", False, "event", ev("copy-job-completed")),
           ("quiet on the documented CREATED copy job", False, "event", ev("copy-job-created"))],
          dedup={"key": ["account", "region", "detail.resourceArn", "detail.destinationBackupVaultArn"],
-                "window": "1h", "fields": ["detail.state", "detail.copyJobId"]}),
+                "window": "1h", "fields": ["detail.state", "detail.copyJobId"]},
+         group=GROUP),
     rule("backup-event-restore-job-failed",
          "AWS Backup says a restore job FAILED or was ABORTED (AWS Backup's own event; `status` in some events, `state` in others).",
          "high",

@@ -282,7 +282,7 @@ fn suppressions_silence_until_they_expire() {
 
 /// The rule language is validated as strictly as the rest, with the JSON path.
 #[test]
-fn dedup_and_threshold_are_validated_with_their_path() {
+fn dedup_threshold_and_group_are_validated_with_their_path() {
     let dir = tempfile::tempdir().expect("tmp");
     for (extra, want) in [
         (
@@ -312,6 +312,26 @@ fn dedup_and_threshold_are_validated_with_their_path() {
         (
             "    dedup: {window: 1h}\n    threshold: {count: 2, within: 1h}\n",
             "at $.rules[0].threshold: a rule has dedup or threshold, not both",
+        ),
+        (
+            "    group: {by: [awsRegion]}\n",
+            "at $.rules[0].group.interval: missing: group needs its interval",
+        ),
+        (
+            "    group: {by: [awsRegion], interval: 15m, wait: 1m}\n",
+            "at $.rules[0].group.wait: a wait before a group's first alert is not supported yet",
+        ),
+        (
+            "    group: {by: awsRegion, interval: 15m}\n",
+            "at $.rules[0].group.by: expected a list of dotted record paths",
+        ),
+        (
+            "    group: {by: [awsRegion], every: 15m}\n",
+            "at $.rules[0].group.every: unknown key; group has by, wait, interval",
+        ),
+        (
+            "    group: {interval: 15m}\n    resolves: [other]\n",
+            "at $.rules[0].group: a recovery rule raises no alerts of its own to group",
         ),
     ] {
         let rules = rules_with(dir.path(), extra);

@@ -263,6 +263,7 @@ fn the_fast_path_never_misses_a_match() {
             summary: None,
             grouping: None,
             rollup_fields: Vec::new(),
+            group: None,
             absence: None,
             runbook: None,
             resolves: Vec::new(),

@@ -222,7 +222,7 @@ async fn org_trail(aws: &Aws) {
 }
 
 /// Sends one HTTP request to moto's own API on loopback.
-fn moto_api(endpoint: &str, path: &str) {
+pub(crate) fn moto_api(endpoint: &str, path: &str) {
     use std::io::{Read, Write};
     let addr = endpoint.trim_start_matches("http://");
     let mut s = std::net::TcpStream::connect(addr).expect("moto");

@@ -63,7 +63,12 @@ impl AlertWriter {
         }
         let written = match self.format {
             Format::Jsonl => writeln!(self.out, "{}", r.to_json()),
-            Format::Text => writeln!(self.out, "ROLL-UP   {}", printable(&r.line())),
+            Format::Text => writeln!(
+                self.out,
+                "{:<9} {}",
+                if r.group { "GROUPED" } else { "ROLL-UP" },
+                printable(&r.line())
+            ),
         };
         if let Err(e) = written {
             self.failed = Some(e);
@@ -194,6 +199,8 @@ pub struct Tally {
     pub matched: BTreeMap<String, u64>,
     /// Matches held back by dedup or a threshold.
     pub held: u64,
+    /// New alerts gathered into their group's notification (`group:`).
+    pub grouped: u64,
     /// Matches a suppression silenced, in all and per suppression.
     pub suppressed: u64,
     pub suppressions: BTreeMap<String, u64>,
@@ -246,15 +253,17 @@ pub fn summary(tally: &Tally, elapsed: Duration, passed_over: usize) -> Summary 
             tally.shadow
         ));
     }
-    if tally.held > 0 || tally.suppressed > 0 {
+    if tally.held > 0 || tally.suppressed > 0 || tally.grouped > 0 {
+        let matches = tally.held + tally.suppressed + tally.grouped + tally.shown;
+        let grouped = if tally.grouped > 0 {
+            format!(", {} gathered into group notifications", tally.grouped)
+        } else {
+            String::new()
+        };
         s.push_str(&format!(
-            " from {} match{} ({} held back by dedup or threshold, {} suppressed; {} roll-up{})",
-            tally.held + tally.suppressed + tally.shown,
-            if tally.held + tally.suppressed + tally.shown == 1 {
-                ""
-            } else {
-                "es"
-            },
+            " from {} match{} ({} held back by dedup or threshold{grouped}, {} suppressed; {} roll-up{})",
+            matches,
+            if matches == 1 { "" } else { "es" },
             tally.held,
             tally.suppressed,
             tally.rollups,

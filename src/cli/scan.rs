@@ -399,6 +399,10 @@ impl Report<'_> {
                     self.tally.held += 1;
                     return;
                 }
+                Verdict::Grouped => {
+                    self.tally.grouped += 1;
+                    return;
+                }
                 Verdict::Suppressed(id) => {
                     self.tally.suppressed += 1;
                     *self.tally.suppressions.entry(id).or_default() += 1;

@@ -537,6 +537,14 @@ impl StateStore for DynamoState {
             .map_err(|e| store_error("UpdateItem", e))?;
         Ok(())
     }
+
+    async fn join(&self, group: &WindowRef, member: &str, expires: i64) -> Result<(), StoreError> {
+        self.join_group(group, member, expires).await
+    }
+
+    async fn leave(&self, member: &str) -> Result<Vec<String>, StoreError> {
+        self.leave_groups(member).await
+    }
 }
 
 fn place_from(item: &HashMap<String, Av>) -> Place {
@@ -704,6 +712,89 @@ impl PageStore for DynamoState {
 /// A key value's sort key: its hash (a key value may pass DynamoDB's 1 KiB sort key limit).
 fn beat_sk(key: &str) -> String {
     format!("{:016x}", super::state::stable_hash(key.as_bytes()))
+}
+
+/// A group member's index item: which groups an alert key joined (`pk` = `gm#<hash>`).
+fn member_pk(member: &str) -> String {
+    format!("gm#{:016x}", super::state::stable_hash(member.as_bytes()))
+}
+
+impl DynamoState {
+    /// A group's open members are kept as hashes of their alert keys (`open`, a string set on
+    /// the group's window item); each member has an index item per group it joined.
+    pub(crate) async fn join_group(
+        &self,
+        group: &WindowRef,
+        member: &str,
+        expires: i64,
+    ) -> Result<(), StoreError> {
+        let hash = format!("{:016x}", super::state::stable_hash(member.as_bytes()));
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(self.key(&group.id())))
+            .update_expression("ADD #open :m SET #rule = :rule, #key = :key")
+            .expression_attribute_names("#open", "open")
+            .expression_attribute_names("#rule", "rule")
+            .expression_attribute_names("#key", "key")
+            .expression_attribute_values(":m", Av::Ss(vec![hash]))
+            .expression_attribute_values(":rule", s(&group.rule))
+            .expression_attribute_values(":key", s(&group.key))
+            .send()
+            .await
+            .map_err(|e| store_error("UpdateItem", e))?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(member_pk(member)))
+            .item("sk", s(group.id()))
+            .item("expires_at", n(expires))
+            .send()
+            .await
+            .map_err(|e| store_error("PutItem", e))?;
+        Ok(())
+    }
+
+    pub(crate) async fn leave_groups(&self, member: &str) -> Result<Vec<String>, StoreError> {
+        let hash = format!("{:016x}", super::state::stable_hash(member.as_bytes()));
+        let mut emptied = Vec::new();
+        for item in self.query_all(&member_pk(member)).await? {
+            let Some(group) = item.get("sk").and_then(|v| v.as_s().ok()) else {
+                continue;
+            };
+            let out = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(self.key(group)))
+                .update_expression("DELETE #open :m")
+                .condition_expression("contains(#open, :h)")
+                .expression_attribute_names("#open", "open")
+                .expression_attribute_values(":m", Av::Ss(vec![hash.clone()]))
+                .expression_attribute_values(":h", s(&hash))
+                .return_values(ReturnValue::AllNew)
+                .send()
+                .await;
+            match out {
+                Ok(out) => {
+                    let Some(attrs) = out.attributes() else {
+                        continue;
+                    };
+                    // DynamoDB removes a set whose last element is deleted.
+                    if attrs.get("open").is_none() {
+                        let text = |k: &str| attrs.get(k).and_then(|v| v.as_s().ok()).cloned();
+                        if let (Some(rule), Some(key)) = (text("rule"), text("key")) {
+                            emptied.push(super::state::group_key(&rule, &key));
+                        }
+                    }
+                }
+                // Not an open member (resolved before): nothing to do.
+                Err(e) if is_condition_failure(&e) => {}
+                Err(e) => return Err(store_error("UpdateItem", e)),
+            }
+        }
+        Ok(emptied)
+    }
 }
 
 #[async_trait]

@@ -25,7 +25,7 @@ use super::pager::{backlog, resolutions, Backlog, PageReport, PageStore, Paging,
 use super::ports::{FetchError, Publisher};
 use super::publish::{PublishError, Publishing};
 use super::shadow::{self, Shadow};
-use super::state::{admit, delivery, heartbeats, Claim, StateStore, Store, StoreError};
+use super::state::{admit, delivery, heartbeats, Admitted, Claim, StateStore, Store, StoreError};
 
 /// What the door needs: the rules, the outputs and the store.
 pub(super) struct Door<'a, P> {
@@ -50,6 +50,8 @@ pub(super) struct Told {
     pub suppressed: u64,
     /// Held back by dedup or a threshold.
     pub held: u64,
+    /// Gathered into their group's notification.
+    pub grouped: u64,
     /// Alerts SNS accepted, and the rule and severity of each alert sent.
     pub published: u64,
     pub sent: Vec<(String, Severity)>,
@@ -95,9 +97,9 @@ impl<P: Publisher> Door<'_, P> {
         if suppressed > 0 {
             info!(suppressed, "alerts silenced by suppressions");
         }
-        let (alerts, resolves) = resolutions(self.rules, alerts);
+        let (alerts, mut resolves) = resolutions(self.rules, alerts);
         let (alerts, shadowed) = shadow::split(alerts);
-        let (alerts, claims, held) = match self.state {
+        let admitted = match self.state {
             Some(state) => {
                 let mut alerts = heartbeats(state, self.rules, alerts, now)
                     .await
@@ -110,14 +112,33 @@ impl<P: Publisher> Door<'_, P> {
                         alerts.push(resolved);
                     }
                 }
+                // A resolved alert leaves its groups; a group left with no open member
+                // resolves too (its incident), as Alertmanager resolves a group.
+                let mut emptied = Vec::new();
+                for key in &resolves {
+                    emptied.extend(state.leave(key).await.map_err(DoorError::State)?);
+                }
+                resolves.extend(emptied);
                 admit(state, self.rules, alerts, self.lateness, now)
                     .await
                     .map_err(DoorError::State)?
             }
-            None => (alerts, Vec::new(), 0),
+            None => Admitted {
+                alerts,
+                ..Admitted::default()
+            },
         };
-        if held > 0 {
-            info!(held, "alerts held back by dedup or threshold");
+        let Admitted {
+            alerts,
+            claims,
+            held,
+            grouped,
+        } = admitted;
+        if held > 0 || grouped > 0 {
+            info!(
+                held,
+                grouped, "alerts held back by dedup or threshold, or gathered into groups"
+            );
         }
         self.shadow
             .write(origin, &shadowed)
@@ -131,6 +152,7 @@ impl<P: Publisher> Door<'_, P> {
         Ok(Told {
             suppressed,
             held,
+            grouped,
             published,
             sent,
             shadow: shadowed.iter().map(|a| a.rule_id.clone()).collect(),

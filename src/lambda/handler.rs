@@ -11,7 +11,7 @@ use tracing::{error, info, info_span, Instrument};
 use crate::alert::{Alert, AlertSource};
 use crate::policy;
 
-use super::state::{rollup_alert, watch, Store, StoreError, SweepOutcome};
+use super::state::{group_key, is_group, rollup_alert, watch, Store, StoreError, SweepOutcome};
 use crate::index::Scratch;
 use crate::pattern::Delivered;
 use crate::rules::{RuleSet, Severity};
@@ -134,6 +134,8 @@ pub struct Totals {
     pub published: u64,
     /// Matches dedup or a threshold held back, and alerts a suppression silenced.
     pub held: u64,
+    /// Alerts gathered into their group's notification.
+    pub grouped: u64,
     pub suppressed: u64,
     /// Alerts published, per rule and per severity.
     pub per_rule: BTreeMap<String, u64>,
@@ -170,6 +172,7 @@ impl From<&ObjectOutcome> for Totals {
                     alerts: stats.alerts,
                     published: *published,
                     held: report.held,
+                    grouped: report.grouped,
                     suppressed: report.suppressed,
                     newest_event: report.newest_event,
                     pages: report.pages,
@@ -195,6 +198,7 @@ impl AddAssign for Totals {
         self.alerts += o.alerts;
         self.published += o.published;
         self.held += o.held;
+        self.grouped += o.grouped;
         self.suppressed += o.suppressed;
         for (k, v) in o.per_rule {
             *self.per_rule.entry(k).or_default() += v;
@@ -242,8 +246,9 @@ impl Totals {
         if self.shadow > 0 {
             v["shadow"] = json!(self.shadow);
         }
-        if self.held > 0 || self.suppressed > 0 {
+        if self.held > 0 || self.suppressed > 0 || self.grouped > 0 {
             v["held"] = json!(self.held);
+            v["grouped"] = json!(self.grouped);
             v["suppressed"] = json!(self.suppressed);
         }
         if self.pages != PageReport::default() {
@@ -638,6 +643,7 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
                 alerts: raised,
                 published,
                 held: told.held,
+                grouped: told.grouped,
                 suppressed: told.suppressed,
                 newest_event: policy::event_time(event),
                 pages: told.pages,
@@ -697,10 +703,13 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
                     .and_then(|r| serde_json::from_str::<Value>(r).ok())
                 {
                     if now >= w.window_end + lateness {
-                        let alert = match &source {
+                        let mut alert = match &source {
                             AlertSource::EventBridge { .. } => Alert::delivered(rule, &record),
                             _ => Alert::new(rule, &record, source.clone(), 0),
                         };
+                        if is_group(&w.id) {
+                            alert.key = group_key(&w.rule, &w.key);
+                        }
                         let (_, pages) = door
                             .send(&origin, vec![alert], &[], &[], now)
                             .await
@@ -718,11 +727,18 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
                     .await
                     .map_err(store_err)?
                 {
+                    // A group's notification also pages (it updates the group's incident).
                     let alert = rollup_alert(rule, &w, more, source);
-                    if let Err(error) = self.publishing.publish(&origin, vec![alert]).await {
-                        // Not told after all: undo the mark, so that the next sweep tries again.
-                        let _ = state.mark_rolled(&w.id, w.rolled + more, w.rolled).await;
-                        return Err(publish_err(error));
+                    match door.send(&origin, vec![alert], &[], &[], now).await {
+                        Ok((_, pages)) => outcome.pages += pages,
+                        Err(DoorError::Publish(error)) => {
+                            // Not told after all: undo the mark, so that the next sweep tries
+                            // again.
+                            let _ = state.mark_rolled(&w.id, w.rolled + more, w.rolled).await;
+                            return Err(publish_err(error));
+                        }
+                        // Told; only its page could be neither sent nor parked.
+                        Err(error) => return Err(door_err(error)),
                     }
                     outcome.rollups += 1;
                 }

@@ -3,7 +3,8 @@
 //! into metrics — namespace `TrailAlerts`, dimension `FunctionName`.
 //!
 //! Metrics (all `Count` but the lag): `Objects`, `ObjectsSkipped`, `Events`, `Records`,
-//! `RecordsSkipped`, `Matches`, `AlertsPublished`, `Deduplicated`, `Suppressed`,
+//! `RecordsSkipped`, `Matches`, `AlertsPublished`, `Deduplicated`, `Grouped` (alerts gathered
+//! into their group's notification), `Suppressed`,
 //! `ShadowAlerts` (and `Shadow.<rule id>` per shadow rule that fired), `PagesSent`,
 //! `PagesParked` (PagerDuty's budget spent or PagerDuty unavailable: sent later by the sweep),
 //! `PagesRefused` (events PagerDuty refused as wrong), `PagesCaughtUp` (parked pages sent) and,
@@ -41,6 +42,7 @@ pub fn emf(totals: &Totals, function: &str, now_ms: i64) -> Value {
         ("Matches".into(), totals.alerts as f64, "Count"),
         ("AlertsPublished".into(), totals.published as f64, "Count"),
         ("Deduplicated".into(), totals.held as f64, "Count"),
+        ("Grouped".into(), totals.grouped as f64, "Count"),
         ("Suppressed".into(), totals.suppressed as f64, "Count"),
         ("ShadowAlerts".into(), totals.shadow as f64, "Count"),
         ("PagesSent".into(), totals.pages.sent as f64, "Count"),
@@ -210,6 +212,6 @@ mod tests {
             .iter()
             .map(|d| d["Metrics"].as_array().unwrap().len())
             .collect();
-        assert_eq!(n, [100, 67]);
+        assert_eq!(n, [100, 68]);
     }
 }

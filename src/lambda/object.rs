@@ -62,6 +62,8 @@ impl ObjectError {
 pub struct Report {
     /// Held back by dedup or a threshold; silenced by a suppression.
     pub held: u64,
+    /// Gathered into their group's notification.
+    pub grouped: u64,
     pub suppressed: u64,
     /// The rule and severity of each alert published.
     pub published: Vec<(String, crate::rules::Severity)>,
@@ -133,6 +135,7 @@ pub(super) async fn process<S: ObjectStore, P: Publisher>(
     );
     let report = Report {
         held: told.held,
+        grouped: told.grouped,
         suppressed: told.suppressed,
         published: told.sent,
         newest_event: stats.newest_event,

@@ -476,7 +476,10 @@ impl Paging {
                 .pointer("/detail/state")
                 .and_then(Value::as_str)
                 == Some("RESOLVED");
-            let rollup = alert.record.get("rollup") == Some(&Value::Bool(true));
+            // A dedup roll-up does not page (its incident is open); a group's notification
+            // does: it updates the group's incident with what was gathered.
+            let rollup = alert.record.get("rollup") == Some(&Value::Bool(true))
+                && alert.record.get("group") != Some(&Value::Bool(true));
             if rollup || (!resolved && alert.severity < self.min_severity) {
                 continue;
             }

@@ -14,7 +14,7 @@
 //!
 //! [`StateStore`] is the port; `aws.rs` implements it on DynamoDB, [`MemoryState`] in memory.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -44,25 +44,40 @@ pub fn stable_hash(bytes: &[u8]) -> u64 {
     })
 }
 
-/// One rule's window for one key value.
+/// One rule's window for one key value: a dedup or threshold window, or a group's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WindowRef {
     pub rule: String,
     /// The key value, as JSON (`["123456789012","us-east-1"]`).
     pub key: String,
     pub window: Window,
+    /// A group's window (`group:`), whose first alert goes out and whose later ones are told in
+    /// its notification.
+    pub group: bool,
 }
 
 impl WindowRef {
-    /// The store's id of the window: `w#<rule>#<window start>#<hash of the key value>`.
+    /// The store's id of the window: `w#<rule>#<window start>#<hash of the key value>`, or
+    /// `g#…` for a group's.
     pub fn id(&self) -> String {
         format!(
-            "w#{}#{}#{:016x}",
+            "{}#{}#{}#{:016x}",
+            if self.group { "g" } else { "w" },
             self.rule,
             self.window.start,
             stable_hash(self.key.as_bytes())
         )
     }
+}
+
+/// Whether a window id is a group's.
+pub fn is_group(id: &str) -> bool {
+    id.starts_with("g#")
+}
+
+/// The alert key of a group: the PagerDuty dedup key and chat thread of its alerts.
+pub fn group_key(rule: &str, key: &str) -> String {
+    format!("{rule}|group|{key}")
 }
 
 /// One match, as the store needs it.
@@ -166,6 +181,14 @@ pub trait StateStore: Send + Sync {
 
     /// Marks a due entry finished.
     async fn finish(&self, due: &Due) -> Result<(), StoreError>;
+
+    /// Notes `member` (an alert's own key) as an open member of the group window `group`,
+    /// kept until `expires`.
+    async fn join(&self, group: &WindowRef, member: &str, expires: i64) -> Result<(), StoreError>;
+
+    /// Resolves `member` in every group it joined; returns the keys ([`group_key`]) of the
+    /// groups it left with no open member.
+    async fn leave(&self, member: &str) -> Result<Vec<String>, StoreError>;
 }
 
 /// The window of a grouped rule's alert, and the match it is; `None` when the rule has no
@@ -190,6 +213,7 @@ pub fn window_of(rule: &Rule, alert: &Alert) -> Option<(WindowRef, MatchRef)> {
             rule: rule.id.clone(),
             key: key_value(grouping.key(), &alert.record),
             window,
+            group: false,
         },
         MatchRef {
             event_id: alert
@@ -210,57 +234,150 @@ pub struct Claim {
     pub event_id: String,
 }
 
-/// Decides which alerts go out: those of rules without dedup or threshold, and the claimed
-/// first alerts of windows. Returns them with the claims to mark once they are published, and
-/// how many were held back.
+/// What admission decided for one delivery's alerts.
+#[derive(Debug, Default)]
+pub struct Admitted {
+    /// The alerts that go out now.
+    pub alerts: Vec<Alert>,
+    /// Claims to mark once the alerts are published (and claims of alerts told in a group's
+    /// notification instead).
+    pub claims: Vec<Claim>,
+    /// Matches held back by dedup or a threshold (told in the window's roll-up).
+    pub held: u64,
+    /// New alerts gathered into their group (told in the group's notification).
+    pub grouped: u64,
+}
+
+/// Decides which alerts go out: those of rules without dedup, threshold or group, the claimed
+/// first alerts of windows, and of those the first of each group (which goes out with the
+/// group's key). Returns them with the claims to mark once they are published, and how many
+/// were held back or gathered into groups.
 pub async fn admit(
     store: &dyn StateStore,
     rules: &RuleSet,
     alerts: Vec<Alert>,
     lateness: u64,
     now: i64,
-) -> Result<(Vec<Alert>, Vec<Claim>, u64), StoreError> {
+) -> Result<Admitted, StoreError> {
     let by_id: HashMap<&str, &Rule> = rules.rules().iter().map(|r| (r.id.as_str(), r)).collect();
-    let mut out = Vec::with_capacity(alerts.len());
-    let mut claims = Vec::new();
-    let mut held = 0;
+    let mut out = Admitted {
+        alerts: Vec::with_capacity(alerts.len()),
+        ..Admitted::default()
+    };
     for alert in alerts {
         let Some(rule) = by_id.get(alert.rule_id.as_str()) else {
-            out.push(alert);
+            out.alerts.push(alert);
             continue;
         };
-        let Some((w, m)) = window_of(rule, &alert) else {
-            out.push(alert);
-            continue;
-        };
-        let needed = rule.grouping.as_ref().map_or(1, |g| g.count());
-        let due_at = w.window.end + lateness as i64;
-        let state = store.count(&w, &m, needed, due_at).await?;
-        let publish = match &state.claimed_by {
-            // This event's own claim, from a try that did not get to mark it published.
-            Some(by) if *by == m.event_id => !state.published,
-            Some(_) => false,
-            None if state.count >= needed => {
-                let record = alert.record.to_string();
-                let record = (record.len() <= MAX_STORED_RECORD).then_some(record);
-                let source = alert.source.to_json().to_string();
-                store
-                    .claim(&w, &m.event_id, record.as_deref(), &source, now)
-                    .await?
+        let claim = match window_of(rule, &alert) {
+            None => None,
+            Some((w, m)) => {
+                let needed = rule.grouping.as_ref().map_or(1, |g| g.count());
+                match decide(store, &alert, &w, &m, needed, lateness, now).await? {
+                    Some(claim) => Some(claim),
+                    None => {
+                        out.held += 1;
+                        continue;
+                    }
+                }
             }
-            None => false,
         };
-        if publish {
-            claims.push(Claim {
-                window: w.id(),
-                event_id: m.event_id,
-            });
-            out.push(alert);
-        } else {
-            held += 1;
+        let Some((gw, gm)) = group_of(rule, &alert) else {
+            out.claims.extend(claim);
+            out.alerts.push(alert);
+            continue;
+        };
+        store
+            .join(
+                &gw,
+                &alert.key,
+                gw.window.end + lateness as i64 + KEEP_AFTER_DUE,
+            )
+            .await?;
+        match decide(store, &alert, &gw, &gm, 1, lateness, now).await? {
+            Some(group_claim) => {
+                let mut alert = alert;
+                alert.key = group_key(&rule.id, &gw.key);
+                out.claims.extend(claim);
+                out.claims.push(group_claim);
+                out.alerts.push(alert);
+            }
+            None => {
+                // Told in the group's notification: its own window's claim is settled with
+                // the rest, so that the sweep never publishes it on its own.
+                out.claims.extend(claim);
+                out.grouped += 1;
+            }
         }
     }
-    Ok((out, claims, held))
+    Ok(out)
+}
+
+/// Counts a match in a window and, when the window has reached its count and nobody holds its
+/// alert, claims it: the claim when this match's alert goes out, `None` when it is held.
+async fn decide(
+    store: &dyn StateStore,
+    alert: &Alert,
+    w: &WindowRef,
+    m: &MatchRef,
+    needed: u64,
+    lateness: u64,
+    now: i64,
+) -> Result<Option<Claim>, StoreError> {
+    let due_at = w.window.end + lateness as i64;
+    let state = store.count(w, m, needed, due_at).await?;
+    let publish = match &state.claimed_by {
+        // This event's own claim, from a try that did not get to mark it published.
+        Some(by) if *by == m.event_id => !state.published,
+        Some(_) => false,
+        None if state.count >= needed => {
+            let record = alert.record.to_string();
+            let record = (record.len() <= MAX_STORED_RECORD).then_some(record);
+            let source = alert.source.to_json().to_string();
+            store
+                .claim(w, &m.event_id, record.as_deref(), &source, now)
+                .await?
+        }
+        None => false,
+    };
+    Ok(publish.then(|| Claim {
+        window: w.id(),
+        event_id: m.event_id.clone(),
+    }))
+}
+
+/// The group window of an alert of a rule with `group:`, and the match it is; `None` without
+/// a group or a readable event time (never gathered).
+pub fn group_of(rule: &Rule, alert: &Alert) -> Option<(WindowRef, MatchRef)> {
+    let group = rule.group.as_ref()?;
+    let t = event_time(&alert.record)?;
+    let values = crate::policy::memory::group_fields(rule)
+        .iter()
+        .map(|p| {
+            let v = p.get(&alert.record).map_or("null".to_owned(), |v| match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            });
+            format!("{p}={v}")
+        })
+        .collect();
+    Some((
+        WindowRef {
+            rule: rule.id.clone(),
+            key: key_value(&group.by, &alert.record),
+            window: Window::of(t, group.interval),
+            group: true,
+        },
+        MatchRef {
+            event_id: alert
+                .event
+                .event_id
+                .clone()
+                .unwrap_or_else(|| format!("{}#{}", alert.source.display(), alert.record_index)),
+            event_time: alert.event.event_time.clone().unwrap_or_default(),
+            values,
+        },
+    ))
 }
 
 /// The alert that tells what a window held back.
@@ -270,9 +387,15 @@ pub fn rollup_alert(rule: &Rule, state: &WindowState, more: u64, source: AlertSo
         crate::time::format_timestamp(state.window_start),
         crate::time::format_timestamp(state.window_end)
     );
+    let group = is_group(&state.id);
     let mut summary = format!(
-        "{more} more match{} of {} for {} in {span} (the window's first match {} at {}, last {} at {})",
-        if more == 1 { "" } else { "es" },
+        "{more} more {} of {} for {} in {span} (the window's first {} at {}, last {} at {})",
+        match (group, more == 1) {
+            (true, true) => "alert of the group",
+            (true, false) => "alerts of the group",
+            (false, true) => "match",
+            (false, false) => "matches",
+        },
         rule.id,
         state.key,
         state.first_id.as_deref().unwrap_or("?"),
@@ -284,7 +407,7 @@ pub fn rollup_alert(rule: &Rule, state: &WindowState, more: u64, source: AlertSo
         summary.push_str(&format!("; {}", state.values.join(", ")));
     }
     let rollup = json!({
-        "rollup": true, "rule": rule.id,
+        "rollup": true, "group": group, "rule": rule.id,
         "key": serde_json::from_str::<Value>(&state.key).unwrap_or(Value::String(state.key.clone())),
         "windowStart": crate::time::format_timestamp(state.window_start),
         "windowEnd": crate::time::format_timestamp(state.window_end),
@@ -306,16 +429,21 @@ pub fn rollup_alert(rule: &Rule, state: &WindowState, more: u64, source: AlertSo
             ..EventInfo::default()
         },
         subject: sanitize_subject(&format!(
-            "[{}] {}: {more} more in {span} (roll-up)",
+            "[{}] {}: {more} more in {span} ({})",
             rule.severity.as_str().to_ascii_uppercase(),
-            rule.id
+            rule.id,
+            if group { "group" } else { "roll-up" }
         )),
         summary: crate::alert::printable(&summary),
         source,
         record_index: 0,
         record: rollup,
         matched: Vec::new(),
-        key: format!("{}|{}", rule.id, state.key),
+        key: if group {
+            group_key(&rule.id, &state.key)
+        } else {
+            format!("{}|{}", rule.id, state.key)
+        },
         runbook: rule.runbook.clone(),
     }
 }
@@ -343,6 +471,8 @@ pub struct MemoryState {
     progress_store: MemoryProgress,
     /// Parked pages by dedup key, and the number of parkings (their versions).
     pages: Mutex<(BTreeMap<String, ParkedPage>, u64)>,
+    /// Groups' open members: group window id → (group key, member keys).
+    groups: Mutex<BTreeMap<String, (String, BTreeSet<String>)>>,
 }
 
 #[async_trait]
@@ -513,6 +643,26 @@ impl StateStore for MemoryState {
             entry.1 = true;
         }
         Ok(())
+    }
+
+    async fn join(&self, group: &WindowRef, member: &str, _expires: i64) -> Result<(), StoreError> {
+        let mut groups = self.groups.lock().map_err(|_| poisoned())?;
+        let entry = groups
+            .entry(group.id())
+            .or_insert_with(|| (group_key(&group.rule, &group.key), BTreeSet::new()));
+        entry.1.insert(member.to_owned());
+        Ok(())
+    }
+
+    async fn leave(&self, member: &str) -> Result<Vec<String>, StoreError> {
+        let mut groups = self.groups.lock().map_err(|_| poisoned())?;
+        let mut emptied = Vec::new();
+        for (key, open) in groups.values_mut() {
+            if open.remove(member) && open.is_empty() {
+                emptied.push(key.clone());
+            }
+        }
+        Ok(emptied)
     }
 }
 

@@ -114,6 +114,38 @@ impl Grouping {
     }
 }
 
+/// Grouping of a rule's alerts (`group: {by, wait, interval}`), after dedup and thresholds
+/// decided which matches are new: the first alert of a group (the values at `by`, in a fixed
+/// window of `interval` of event time) goes out at once, with the group's key, so that it opens
+/// one PagerDuty incident and one chat thread; the group's later alerts in the window are
+/// gathered into one grouped notification (count, distinct values, first and last) when the
+/// window closes, which updates that incident. Every alert is told once: on its own, or in the
+/// grouped notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    pub by: Vec<KeyPath>,
+    /// How long the first alert waits for others (seconds); 0: it goes out at once.
+    pub wait: u64,
+    /// The group's window (seconds).
+    pub interval: u64,
+}
+
+impl Group {
+    /// `grouped per recipientAccountId, awsRegion within 15m`.
+    pub fn describe(&self) -> String {
+        let by = if self.by.is_empty() {
+            "the rule".to_owned()
+        } else {
+            self.by
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        format!("grouped per {by} within {}", duration(self.interval))
+    }
+}
+
 /// An absence rule: once a key value has matched, a match for it must arrive within `every`
 /// (event time) of the last one; `expect` names key values that must report from the start.
 #[derive(Debug, Clone, PartialEq, Eq)]

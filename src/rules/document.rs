@@ -8,10 +8,10 @@ use crate::alert::SummaryTemplate;
 use crate::config::valid_topic_arn;
 use crate::describe::yaml_kind;
 use crate::pattern::{JsonPath, Pattern};
-use crate::policy::{parse_expiry, Absence, Grouping, KeyPath, Suppression};
+use crate::policy::{parse_expiry, Absence, Group, Grouping, KeyPath, Suppression};
 use crate::time::parse_duration;
 
-const RULE_KEYS: [&str; 14] = [
+const RULE_KEYS: [&str; 15] = [
     "resolves",
     "mode",
     "id",
@@ -24,6 +24,7 @@ const RULE_KEYS: [&str; 14] = [
     "runbook",
     "dedup",
     "threshold",
+    "group",
     "absence",
     "tests",
 ];
@@ -503,6 +504,81 @@ fn parse_grouping(
     Ok((grouping, fields))
 }
 
+/// `group: {by: [paths], wait: DURATION, interval: DURATION}`.
+fn parse_group(value: &Value, at: &JsonPath) -> Result<Group, (JsonPath, String)> {
+    const KEYS: [&str; 3] = ["by", "wait", "interval"];
+    let Value::Object(map) = value else {
+        return Err((
+            at.clone(),
+            format!(
+                "expected a mapping with by, wait, interval, found {}",
+                yaml_kind(value)
+            ),
+        ));
+    };
+    if let Some(unknown) = map.keys().find(|k| !KEYS.contains(&k.as_str())) {
+        return Err((
+            at.key(unknown),
+            "unknown key; group has by, wait, interval".into(),
+        ));
+    }
+    let by = match map.get("by") {
+        None => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, p)| match p {
+                Value::String(s) => KeyPath::parse(s).map_err(|e| (at.key("by").index(i), e)),
+                other => Err((
+                    at.key("by").index(i),
+                    format!("expected a dotted record path, found {}", yaml_kind(other)),
+                )),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(other) => {
+            return Err((
+                at.key("by"),
+                format!(
+                    "expected a list of dotted record paths, found {}",
+                    yaml_kind(other)
+                ),
+            ))
+        }
+    };
+    let span = |key: &str| -> Result<Option<u64>, (JsonPath, String)> {
+        match map.get(key) {
+            None => Ok(None),
+            Some(Value::String(d)) => parse_duration(d).map(Some).ok_or_else(|| {
+                (
+                    at.key(key),
+                    format!("{d:?} is not a duration: a whole number and s, m, h or d (90s, 15m, 1h, 1d)"),
+                )
+            }),
+            Some(other) => Err((
+                at.key(key),
+                format!("expected a duration such as 15m or 1h, found {}", yaml_kind(other)),
+            )),
+        }
+    };
+    let interval = span("interval")?.ok_or_else(|| {
+        (
+            at.key("interval"),
+            "missing: group needs its interval (15m, 1h, …): the window whose alerts are gathered"
+                .into(),
+        )
+    })?;
+    let wait = span("wait")?.unwrap_or(0);
+    if wait > 0 {
+        return Err((
+            at.key("wait"),
+            "a wait before a group's first alert is not supported yet: the first alert of a \
+             group goes out at once (write wait: 0s or leave it out)"
+                .into(),
+        ));
+    }
+    Ok(Group { by, wait, interval })
+}
+
 fn parse_rule(origin: &str, item: &Value, at: &JsonPath) -> Result<Rule, RuleError> {
     let fail = |rule: Option<&str>, path: JsonPath, reason: String| RuleError::Invalid {
         origin: origin.to_owned(),
@@ -643,6 +719,10 @@ fn parse_rule(origin: &str, item: &Value, at: &JsonPath) -> Result<Rule, RuleErr
         }
         (None, None) => (None, Vec::new()),
     };
+    let group = match map.get("group") {
+        None => None,
+        Some(g) => Some(parse_group(g, &at.key("group")).map_err(|(p, r)| rule_fail(p, r))?),
+    };
     let runbook = match map.get("runbook") {
         None | Some(Value::Null) => None,
         Some(Value::String(t)) if !t.trim().is_empty() => Some(t.trim().to_owned()),
@@ -678,10 +758,11 @@ fn parse_rule(origin: &str, item: &Value, at: &JsonPath) -> Result<Rule, RuleErr
     };
     let absence = match map.get("absence") {
         None => None,
-        Some(_) if grouping.is_some() => {
+        Some(_) if grouping.is_some() || group.is_some() => {
             return Err(rule_fail(
                 at.key("absence"),
-                "an absence rule watches for matches that stop; it has no dedup or threshold"
+                "an absence rule watches for matches that stop; it has no dedup, threshold or \
+                 group"
                     .into(),
             ))
         }
@@ -704,6 +785,12 @@ fn parse_rule(origin: &str, item: &Value, at: &JsonPath) -> Result<Rule, RuleErr
             ))
         }
     };
+    if group.is_some() && !resolves.is_empty() {
+        return Err(rule_fail(
+            at.key("group"),
+            "a recovery rule raises no alerts of its own to group".into(),
+        ));
+    }
     if shadow && (absence.is_some() || !resolves.is_empty()) {
         return Err(rule_fail(
             at.key("mode"),
@@ -713,7 +800,7 @@ fn parse_rule(origin: &str, item: &Value, at: &JsonPath) -> Result<Rule, RuleErr
         ));
     }
     // A rule's roll-up lists the distinct eventNames unless it names its own fields.
-    let rollup_fields = if rollup_fields.is_empty() && grouping.is_some() {
+    let rollup_fields = if rollup_fields.is_empty() && (grouping.is_some() || group.is_some()) {
         vec![KeyPath::parse("eventName").expect("a plain path")]
     } else {
         rollup_fields
@@ -728,6 +815,7 @@ fn parse_rule(origin: &str, item: &Value, at: &JsonPath) -> Result<Rule, RuleErr
         summary,
         grouping,
         rollup_fields,
+        group,
         absence,
         runbook,
         resolves,

@@ -16,7 +16,7 @@ use crate::alert::SummaryTemplate;
 use crate::index::{PatternIndex, Scratch};
 use crate::pattern::{Delivered, Event, Explanation, Pattern};
 use crate::policy::{
-    self, memory::Engine, memory::Verdict, Absence, Grouping, KeyPath, Suppression,
+    self, memory::Engine, memory::Verdict, Absence, Group, Grouping, KeyPath, Suppression,
 };
 
 pub use document::{parse_document, parse_rule_document, RuleDocument};
@@ -144,6 +144,8 @@ pub struct Rule {
     pub grouping: Option<Grouping>,
     /// The fields whose distinct values a roll-up lists.
     pub rollup_fields: Vec<KeyPath>,
+    /// Grouping of the alerts dedup or the threshold let through (`group:`).
+    pub group: Option<Group>,
     /// An absence rule: its matches are heartbeats, and silence past `every` is the alert.
     pub absence: Option<Absence>,
     /// What to do: text and links, one step a line (chat messages' next steps).
