@@ -786,6 +786,7 @@ async fn a_regional_outage_pages_once_and_every_match_is_told_once() {
     records.extend((400..800).map(|n| failed_job(n, "vol-retried")));
     records.extend((0..2000).map(quiet));
     let payload = deliver(&aws, "outage-trail", "storm", records).await;
+    let again = payload.clone();
     crate::history::moto_api(&moto.endpoint, "/moto-api/recorder/reset-recording");
     crate::history::moto_api(&moto.endpoint, "/moto-api/recorder/start-recording");
     let started = std::time::Instant::now();
@@ -811,6 +812,10 @@ async fn a_regional_outage_pages_once_and_every_match_is_told_once() {
     assert_eq!(accepted.len(), 1, "one page at once");
     let group = r#"backup-job-failed|group|["481726354019","eu-west-1"]"#;
     assert_eq!(accepted[0]["dedup_key"], group);
+    // Redelivered (S3 and SNS deliver at least once): nothing is told twice.
+    let response = h.handle(again).await.expect("the redelivery succeeds");
+    assert_eq!(response["published"], 0, "{response}");
+    assert_eq!(s.accepted.lock().expect("lock").len(), 1, "no second page");
 
     let swept = h.sweep(trail_alerts::policy::now()).await.expect("sweep");
     assert_eq!(

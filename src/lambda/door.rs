@@ -232,9 +232,14 @@ impl<P: Publisher> Door<'_, P> {
     }
 }
 
-/// Marks claims published once SNS accepted their alerts. A failure here is logged, not
-/// raised: the alert is out, and the worst that follows is the sweep publishing it once more.
+/// Marks claims published once SNS accepted their alerts (or their group's notification will
+/// tell them), in as few writes as the store allows, else one by one. A failure here is logged,
+/// not raised: the alert is out, and the worst that follows is the sweep publishing it once
+/// more.
 pub(super) async fn mark_published(state: &dyn StateStore, claims: &[Claim]) {
+    if claims.is_empty() || state.mark_all_published(claims).await.is_ok() {
+        return;
+    }
     for c in claims {
         if let Err(e) = state.mark_published(&c.window, &c.event_id).await {
             warn!(window = %c.window, error = %e, "could not mark a published alert; the sweep may publish it again");

@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
+use futures_util::StreamExt;
 use serde_json::{json, Value};
 
 use super::pager::{PageStore, ParkedPage};
@@ -68,6 +69,35 @@ impl WindowRef {
             stable_hash(self.key.as_bytes())
         )
     }
+}
+
+/// The match a window is claimed for, with what the sweep needs to publish it if the
+/// invocation is lost.
+#[derive(Debug, Clone, Copy)]
+pub struct Claimant<'a> {
+    pub event_id: &'a str,
+    pub record: Option<&'a str>,
+    pub source: &'a str,
+    pub now: i64,
+    /// The window's claim is told by other means (its rule's group counts the match and tells
+    /// it): the window is marked published at once, so that the sweep never publishes it on
+    /// its own.
+    pub told: bool,
+}
+
+/// An item admission writes besides the windows: a window's due entry for the sweep, or a
+/// group member's index entry (which group an alert key joined, for its recovery).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Marker {
+    Due {
+        window: String,
+        due_at: i64,
+    },
+    Member {
+        member: String,
+        group: String,
+        expires: i64,
+    },
 }
 
 /// Whether a window id is a group's.
@@ -170,6 +200,14 @@ pub trait StateStore: Send + Sync {
     /// Marks the claimed alert published (only the claiming event's).
     async fn mark_published(&self, window: &str, event_id: &str) -> Result<(), StoreError>;
 
+    /// Marks these claims published; the DynamoDB adapter writes up to 100 in one transaction.
+    async fn mark_all_published(&self, claims: &[Claim]) -> Result<(), StoreError> {
+        for c in claims {
+            self.mark_published(&c.window, &c.event_id).await?;
+        }
+        Ok(())
+    }
+
     /// The windows due at `now` that the sweep has not finished.
     async fn due(&self, now: i64) -> Result<Vec<Due>, StoreError>;
 
@@ -182,9 +220,24 @@ pub trait StateStore: Send + Sync {
     /// Marks a due entry finished.
     async fn finish(&self, due: &Due) -> Result<(), StoreError>;
 
-    /// Notes `member` (an alert's own key) as an open member of the group window `group`,
-    /// kept until `expires`.
-    async fn join(&self, group: &WindowRef, member: &str, expires: i64) -> Result<(), StoreError>;
+    /// Counts one delivery's matches of a window in one write, each once, with the window's
+    /// first and last and the matches' values; with a claimant (dedup and groups, whose windows
+    /// alert at their first match), claims the window for it unless it is claimed; `members`
+    /// (alerts' own keys) join a group's open members. `Ok(None)` when a match was counted
+    /// before (a retried delivery) or the window remembers too many ids to tell: the caller
+    /// counts them one by one with [`StateStore::count`] instead. The window's due entry and
+    /// the members' index are left to [`StateStore::put_markers`].
+    async fn count_many(
+        &self,
+        w: &WindowRef,
+        matches: &[MatchRef],
+        needed: u64,
+        claimant: Option<Claimant<'_>>,
+        members: &[String],
+    ) -> Result<Option<WindowState>, StoreError>;
+
+    /// Writes due entries and group members' index items, in batches.
+    async fn put_markers(&self, markers: &[Marker]) -> Result<(), StoreError>;
 
     /// Resolves `member` in every group it joined; returns the keys ([`group_key`]) of the
     /// groups it left with no open member.
@@ -252,6 +305,12 @@ pub struct Admitted {
 /// first alerts of windows, and of those the first of each group (which goes out with the
 /// group's key). Returns them with the claims to mark once they are published, and how many
 /// were held back or gathered into groups.
+///
+/// The store is asked per window, not per match: one delivery's matches of a window are
+/// counted (and the window claimed) in one write ([`StateStore::count_many`]), and the due
+/// entries and group members' index go in batches at the end — before anything is published,
+/// so that a fault leaves nothing told and the retry starts clean. A retried delivery, whose
+/// matches were counted before, is counted match by match, each once.
 pub async fn admit(
     store: &dyn StateStore,
     rules: &RuleSet,
@@ -260,83 +319,255 @@ pub async fn admit(
     now: i64,
 ) -> Result<Admitted, StoreError> {
     let by_id: HashMap<&str, &Rule> = rules.rules().iter().map(|r| (r.id.as_str(), r)).collect();
-    let mut out = Admitted {
-        alerts: Vec::with_capacity(alerts.len()),
-        ..Admitted::default()
-    };
-    for alert in alerts {
-        let Some(rule) = by_id.get(alert.rule_id.as_str()) else {
-            out.alerts.push(alert);
-            continue;
-        };
-        let claim = match window_of(rule, &alert) {
-            None => None,
-            Some((w, m)) => {
+    let mut out = Admitted::default();
+    let mut markers = Vec::new();
+    // Dedup and thresholds: which alerts are new.
+    let mut windows: Vec<Bucket> = Vec::new();
+    let mut passed: Vec<(usize, Option<Claim>)> = Vec::new();
+    for (i, alert) in alerts.iter().enumerate() {
+        match by_id
+            .get(alert.rule_id.as_str())
+            .and_then(|rule| window_of(rule, alert).map(|wm| (rule, wm)))
+        {
+            Some((rule, (w, m))) => {
                 let needed = rule.grouping.as_ref().map_or(1, |g| g.count());
-                match decide(store, &alert, &w, &m, needed, lateness, now).await? {
-                    Some(claim) => Some(claim),
-                    None => {
-                        out.held += 1;
-                        continue;
-                    }
-                }
+                bucket(&mut windows, w, needed, rule.group.is_some(), i, m);
             }
-        };
-        let Some((gw, gm)) = group_of(rule, &alert) else {
-            out.claims.extend(claim);
-            out.alerts.push(alert);
-            continue;
-        };
-        store
-            .join(
-                &gw,
-                &alert.key,
-                gw.window.end + lateness as i64 + KEEP_AFTER_DUE,
-            )
-            .await?;
-        match decide(store, &alert, &gw, &gm, 1, lateness, now).await? {
-            Some(group_claim) => {
-                let mut alert = alert;
-                alert.key = group_key(&rule.id, &gw.key);
-                out.claims.extend(claim);
-                out.claims.push(group_claim);
-                out.alerts.push(alert);
+            None => passed.push((i, None)),
+        }
+    }
+    // Independent windows are written a few at a time (in order of their first match).
+    let pending: Vec<_> = windows
+        .iter()
+        .map(|b| decide_window(store, &alerts, b, &[], lateness, now))
+        .collect();
+    let decided: Vec<_> = futures_util::stream::iter(pending)
+        .buffered(CONCURRENT_WINDOWS)
+        .collect()
+        .await;
+    for (b, decided) in windows.iter().zip(decided) {
+        let (admitted, held) = decided?;
+        markers.push(Marker::Due {
+            window: b.w.id(),
+            due_at: b.w.window.end + lateness as i64,
+        });
+        out.held += held;
+        passed.extend(admitted.into_iter().map(|(i, c)| (i, Some(c))));
+    }
+    passed.sort_by_key(|(i, _)| *i);
+    // Groups: the first new alert of each goes out with the group's key.
+    let mut groups: Vec<Bucket> = Vec::new();
+    let mut going: Vec<(usize, Option<String>)> = Vec::new();
+    for (i, claim) in passed {
+        let alert = &alerts[i];
+        match by_id
+            .get(alert.rule_id.as_str())
+            .and_then(|rule| group_of(rule, alert))
+        {
+            Some((gw, gm)) => {
+                // A grouped rule's own window claim is settled (told) already: the group
+                // tells the alert, as its first or in its notification.
+                drop(claim);
+                bucket(&mut groups, gw, 1, false, i, gm);
             }
             None => {
-                // Told in the group's notification: its own window's claim is settled with
-                // the rest, so that the sweep never publishes it on its own.
                 out.claims.extend(claim);
-                out.grouped += 1;
+                going.push((i, None));
             }
         }
     }
+    for g in &groups {
+        let members: Vec<String> = g
+            .matches
+            .iter()
+            .map(|(i, _)| alerts[*i].key.clone())
+            .collect();
+        let expires = g.w.window.end + lateness as i64 + KEEP_AFTER_DUE;
+        markers.push(Marker::Due {
+            window: g.w.id(),
+            due_at: g.w.window.end + lateness as i64,
+        });
+        markers.extend(members.iter().map(|m| Marker::Member {
+            member: m.clone(),
+            group: g.w.id(),
+            expires,
+        }));
+        let (admitted, gathered) =
+            decide_window(store, &alerts, g, &members, lateness, now).await?;
+        out.grouped += gathered;
+        for (i, claim) in admitted {
+            out.claims.push(claim);
+            going.push((i, Some(group_key(&g.w.rule, &g.w.key))));
+        }
+    }
+    store.put_markers(&markers).await?;
+    let mut keys: HashMap<usize, Option<String>> = going.into_iter().collect();
+    out.alerts = alerts
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, mut alert)| {
+            let key = keys.remove(&i)?;
+            if let Some(key) = key {
+                alert.key = key;
+            }
+            Some(alert)
+        })
+        .collect();
     Ok(out)
+}
+
+/// Windows of one delivery written to the store at once.
+pub const CONCURRENT_WINDOWS: usize = 8;
+
+/// One window's matches in one delivery: the alerts' indices and matches, in record order.
+struct Bucket {
+    w: WindowRef,
+    id: String,
+    needed: u64,
+    /// A grouped rule's dedup or threshold window: its claim is told by the group.
+    grouped: bool,
+    matches: Vec<(usize, MatchRef)>,
+}
+
+fn bucket(
+    buckets: &mut Vec<Bucket>,
+    w: WindowRef,
+    needed: u64,
+    grouped: bool,
+    i: usize,
+    m: MatchRef,
+) {
+    let id = w.id();
+    match buckets.iter_mut().find(|b| b.id == id) {
+        Some(b) => b.matches.push((i, m)),
+        None => buckets.push(Bucket {
+            w,
+            id,
+            needed,
+            grouped,
+            matches: vec![(i, m)],
+        }),
+    }
+}
+
+/// Counts a window's matches of this delivery and claims it when it alerts: the alerts that go
+/// out (with their claims), and how many were held.
+async fn decide_window(
+    store: &dyn StateStore,
+    alerts: &[Alert],
+    b: &Bucket,
+    members: &[String],
+    lateness: u64,
+    now: i64,
+) -> Result<(Vec<(usize, Claim)>, u64), StoreError> {
+    let matches: Vec<MatchRef> = b.matches.iter().map(|(_, m)| m.clone()).collect();
+    let (first, first_match) = &b.matches[0];
+    let record = stored_record(&alerts[*first]);
+    let source = alerts[*first].source.to_json().to_string();
+    let claimant = (b.needed == 1).then_some(Claimant {
+        event_id: &first_match.event_id,
+        record: record.as_deref(),
+        source: &source,
+        now,
+        told: b.grouped,
+    });
+    let Some(mut state) = store
+        .count_many(&b.w, &matches, b.needed, claimant, members)
+        .await?
+    else {
+        // Counted before (a retry): match by match, each once.
+        let mut admitted = Vec::new();
+        for (i, m) in &b.matches {
+            if let Some(claim) = decide(
+                store,
+                &alerts[*i],
+                &b.w,
+                m,
+                b.needed,
+                b.grouped,
+                lateness,
+                now,
+            )
+            .await?
+            {
+                admitted.push((*i, claim));
+            }
+        }
+        let held = b.matches.len() as u64 - admitted.len() as u64;
+        return Ok((admitted, held));
+    };
+    // A threshold reached in this delivery: claimed for the match that reached it.
+    if state.claimed_by.is_none() && b.needed > 1 && state.count >= b.needed {
+        let before = state.count - b.matches.len() as u64;
+        let reached = (b.needed.saturating_sub(before + 1) as usize).min(b.matches.len() - 1);
+        let (i, m) = &b.matches[reached];
+        let record = stored_record(&alerts[*i]);
+        let source = alerts[*i].source.to_json().to_string();
+        if store
+            .claim(&b.w, &m.event_id, record.as_deref(), &source, now)
+            .await?
+        {
+            state.claimed_by = Some(m.event_id.clone());
+            if b.grouped {
+                store.mark_published(&b.id, &m.event_id).await?;
+                state.published = true;
+            }
+        }
+    }
+    let mut admitted = Vec::new();
+    // A grouped rule's claim is admitted to the group stage whether or not it is marked
+    // (the group decides, once per event, what is told).
+    if let (Some(by), false) = (&state.claimed_by, state.published && !b.grouped) {
+        if let Some((i, m)) = b.matches.iter().find(|(_, m)| &m.event_id == by) {
+            admitted.push((
+                *i,
+                Claim {
+                    window: b.w.id(),
+                    event_id: m.event_id.clone(),
+                },
+            ));
+        }
+    }
+    let held = b.matches.len() as u64 - admitted.len() as u64;
+    Ok((admitted, held))
+}
+
+/// The record kept with a claim, when small enough.
+fn stored_record(alert: &Alert) -> Option<String> {
+    let record = alert.record.to_string();
+    (record.len() <= MAX_STORED_RECORD).then_some(record)
 }
 
 /// Counts a match in a window and, when the window has reached its count and nobody holds its
 /// alert, claims it: the claim when this match's alert goes out, `None` when it is held.
+#[allow(clippy::too_many_arguments)]
 async fn decide(
     store: &dyn StateStore,
     alert: &Alert,
     w: &WindowRef,
     m: &MatchRef,
     needed: u64,
+    grouped: bool,
     lateness: u64,
     now: i64,
 ) -> Result<Option<Claim>, StoreError> {
     let due_at = w.window.end + lateness as i64;
     let state = store.count(w, m, needed, due_at).await?;
     let publish = match &state.claimed_by {
-        // This event's own claim, from a try that did not get to mark it published.
-        Some(by) if *by == m.event_id => !state.published,
+        // This event's own claim, from a try that did not get to mark it published (a grouped
+        // rule's: the group decides again, once per event).
+        Some(by) if *by == m.event_id => grouped || !state.published,
         Some(_) => false,
         None if state.count >= needed => {
-            let record = alert.record.to_string();
-            let record = (record.len() <= MAX_STORED_RECORD).then_some(record);
+            let record = stored_record(alert);
             let source = alert.source.to_json().to_string();
-            store
+            let claimed = store
                 .claim(w, &m.event_id, record.as_deref(), &source, now)
-                .await?
+                .await?;
+            if claimed && grouped {
+                store.mark_published(&w.id(), &m.event_id).await?;
+            }
+            claimed
         }
         None => false,
     };
@@ -645,12 +876,75 @@ impl StateStore for MemoryState {
         Ok(())
     }
 
-    async fn join(&self, group: &WindowRef, member: &str, _expires: i64) -> Result<(), StoreError> {
-        let mut groups = self.groups.lock().map_err(|_| poisoned())?;
-        let entry = groups
-            .entry(group.id())
-            .or_insert_with(|| (group_key(&group.rule, &group.key), BTreeSet::new()));
-        entry.1.insert(member.to_owned());
+    async fn count_many(
+        &self,
+        w: &WindowRef,
+        matches: &[MatchRef],
+        needed: u64,
+        claimant: Option<Claimant<'_>>,
+        members: &[String],
+    ) -> Result<Option<WindowState>, StoreError> {
+        let id = w.id();
+        let mut windows = self.windows.lock().map_err(|_| poisoned())?;
+        let (state, ids) = windows.entry(id.clone()).or_insert_with(|| {
+            (
+                WindowState {
+                    id: id.clone(),
+                    rule: w.rule.clone(),
+                    key: w.key.clone(),
+                    window_start: w.window.start,
+                    window_end: w.window.end,
+                    needed,
+                    ..WindowState::default()
+                },
+                Vec::new(),
+            )
+        });
+        if matches.iter().any(|m| ids.contains(&m.event_id)) || ids.len() + matches.len() > MAX_IDS
+        {
+            return Ok(None);
+        }
+        for m in matches {
+            ids.push(m.event_id.clone());
+            state.count += 1;
+            state.first_time.get_or_insert_with(|| m.event_time.clone());
+            state.first_id.get_or_insert_with(|| m.event_id.clone());
+            state.last_time = Some(m.event_time.clone());
+            state.last_id = Some(m.event_id.clone());
+            for v in &m.values {
+                if state.values.len() < MAX_VALUES && !state.values.contains(v) {
+                    state.values.push(v.clone());
+                }
+            }
+        }
+        if let (Some(c), None) = (claimant, &state.claimed_by) {
+            state.claimed_by = Some(c.event_id.to_owned());
+            state.record = c.record.map(str::to_owned);
+            state.source = Some(c.source.to_owned());
+        }
+        if claimant.is_some_and(|c| c.told) {
+            state.published = true;
+        }
+        let state = state.clone();
+        drop(windows);
+        if !members.is_empty() {
+            let mut groups = self.groups.lock().map_err(|_| poisoned())?;
+            let entry = groups
+                .entry(id)
+                .or_insert_with(|| (group_key(&w.rule, &w.key), BTreeSet::new()));
+            entry.1.extend(members.iter().cloned());
+        }
+        Ok(Some(state))
+    }
+
+    async fn put_markers(&self, markers: &[Marker]) -> Result<(), StoreError> {
+        let mut due = self.due.lock().map_err(|_| poisoned())?;
+        for m in markers {
+            // Members need no index here: `leave` looks through the groups themselves.
+            if let Marker::Due { window, due_at } = m {
+                due.insert(format!("{due_at:012}#{window}"), (window.clone(), false));
+            }
+        }
         Ok(())
     }
 
