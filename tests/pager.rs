@@ -1011,3 +1011,72 @@ async fn scan_and_the_function_decide_a_storm_alike() {
     assert_eq!(fn_more(false), vec![39]);
     assert_eq!(response["held"], 39, "{response}");
 }
+
+/// Issue 30, the storm guard: a rule matching every DescribeVolumes call, with STORM_LIMIT 50,
+/// on 120 such records in one delivery — 50 alerts, then one message that says the rule is
+/// storming and tells the other 70; a redelivery does not tell the storm message again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storming_rule_is_folded_into_one_message_past_the_limit() {
+    use trail_alerts::lambda::memory::{MemoryPublisher, MemoryStore};
+    use trail_alerts::lambda::state::MemoryState;
+    let doc = parse_rule_document(
+        "storm.yaml",
+        "rules:\n  - id: every-describe\n    description: Too broad\n    severity: low\n    pattern: {eventName: [DescribeVolumes]}\n",
+    )
+    .expect("rules");
+    let key = "AWSLogs/481726354019/CloudTrail/eu-west-1/2024/08/01/481726354019_CloudTrail_eu-west-1_20240801T0300Z_storm.json.gz";
+    let records: Vec<Value> = (0..120).map(quiet).collect();
+    let mut store = MemoryStore::default();
+    store.put(
+        "storm-trail",
+        key,
+        gzip(json!({"Records": records}).to_string().as_bytes()),
+    );
+    let publisher = Arc::new(MemoryPublisher::default());
+    let h = Handler::new(
+        Arc::new(RuleSet::new(doc.rules).expect("set")),
+        store,
+        Arc::clone(&publisher),
+        LambdaConfig {
+            alert_topic_arn: Some("arn:aws:sns:eu-west-1:481726354019:alerts".into()),
+            state_table: Some("memory".into()),
+            storm_limit: 50,
+            ..LambdaConfig::default()
+        },
+    )
+    .expect("handler")
+    .with_state(Arc::new(MemoryState::default()));
+    let payload = json!({"s3Bucket": "storm-trail", "s3ObjectKey": [key]});
+    let response = h.handle(payload.clone()).await.expect("delivery");
+    assert_eq!(response["alerts"], 120, "{response}");
+    assert_eq!(response["published"], 51, "{response}");
+    assert_eq!(
+        (&response["storms"], &response["folded"]),
+        (&json!(1), &json!(70))
+    );
+    let storm_messages = |p: &MemoryPublisher| -> Vec<String> {
+        p.messages()
+            .iter()
+            .map(|(_, m)| m.subject.clone())
+            .filter(|s| s.contains("storm guard"))
+            .collect()
+    };
+    let storms = storm_messages(&publisher);
+    assert_eq!(storms.len(), 1, "{storms:?}");
+    assert!(storms[0].contains("70 more"), "{}", storms[0]);
+    // Every match accounted for: 50 alerts + 70 in the storm message.
+    let body: Value = serde_json::from_str(
+        &publisher
+            .messages()
+            .iter()
+            .find(|(_, m)| m.subject.contains("storm guard"))
+            .expect("storm")
+            .1
+            .body,
+    )
+    .expect("json");
+    assert_eq!(body["record"]["more"], 70);
+    assert_eq!(body["record"]["eventNames"], json!(["DescribeVolumes"]));
+    h.handle(payload).await.expect("redelivery");
+    assert_eq!(storm_messages(&publisher).len(), 1, "told once");
+}

@@ -47,10 +47,17 @@ pub struct LambdaConfig {
     /// `PAGERDUTY_EVENTS_PER_MINUTE`: the most events sent to a routing key in any minute
     /// (PagerDuty's documented limit, 120, by default).
     pub pagerduty_events_per_minute: usize,
+    /// `STORM_LIMIT`: alerts of one rule in one delivery past which the rest are folded into
+    /// one storm message.
+    pub storm_limit: usize,
     /// `SHADOW_PREFIX` (`s3://bucket/prefix/`): where shadow rules' alerts are written as JSON
     /// lines; `None`: only to the log.
     pub shadow_prefix: Option<crate::rules::S3Object>,
 }
+
+/// Alerts of one rule in one delivery past which the rest are folded (a default no sane rule
+/// reaches in one delivery).
+pub const DEFAULT_STORM_LIMIT: usize = 1000;
 
 impl Default for LambdaConfig {
     fn default() -> Self {
@@ -71,6 +78,7 @@ impl Default for LambdaConfig {
             pagerduty_url: super::pager::DEFAULT_URL.into(),
             pagerduty_min_severity: crate::rules::Severity::High,
             pagerduty_events_per_minute: super::pager::DEFAULT_EVENTS_PER_MINUTE,
+            storm_limit: DEFAULT_STORM_LIMIT,
             shadow_prefix: None,
         }
     }
@@ -169,6 +177,20 @@ impl LambdaConfig {
                     reason: "expected a whole number from 1 to 10000 (PagerDuty allows 120)".into(),
                 })?,
         };
+        let storm_limit = match non_empty("STORM_LIMIT") {
+            None => DEFAULT_STORM_LIMIT,
+            Some(n) => n
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| ConfigError {
+                    variable: "STORM_LIMIT",
+                    value: n.clone(),
+                    reason: "expected a whole number of at least 1 (alerts of one rule in one \
+                             delivery before the rest are folded)"
+                        .into(),
+                })?,
+        };
         let shadow_prefix = match non_empty("SHADOW_PREFIX") {
             None => None,
             Some(url) => Some(s3_prefix(&url).ok_or_else(|| ConfigError {
@@ -184,6 +206,7 @@ impl LambdaConfig {
                 .unwrap_or_else(|| super::pager::DEFAULT_URL.into()),
             pagerduty_min_severity,
             pagerduty_events_per_minute,
+            storm_limit,
             function_name: non_empty("AWS_LAMBDA_FUNCTION_NAME")
                 .unwrap_or_else(|| "trail-alerts".into()),
             topic_formats,
@@ -366,5 +389,24 @@ mod tests {
                 .variable,
             "MAX_DECOMPRESSED_BYTES"
         );
+        for (variable, bad) in [
+            ("STORM_LIMIT", "0"),
+            ("STORM_LIMIT", "many"),
+            ("PAGERDUTY_EVENTS_PER_MINUTE", "0"),
+            ("PAGERDUTY_EVENTS_PER_MINUTE", "120.5"),
+        ] {
+            assert_eq!(
+                cfg(&[(variable, bad)]).unwrap_err().variable,
+                variable,
+                "{bad}"
+            );
+        }
+        let c = cfg(&[
+            ("STORM_LIMIT", "250"),
+            ("PAGERDUTY_EVENTS_PER_MINUTE", "60"),
+        ])
+        .unwrap();
+        assert_eq!((c.storm_limit, c.pagerduty_events_per_minute), (250, 60));
+        assert_eq!(cfg(&[]).unwrap().storm_limit, DEFAULT_STORM_LIMIT);
     }
 }

@@ -3,7 +3,8 @@
 //! guarantees live in one place:
 //!
 //! 1. suppressions silence; recovery rules' matches become the keys they resolve; shadow
-//!    rules' alerts are split off;
+//!    rules' alerts are split off; past `STORM_LIMIT` alerts of one rule in the delivery, the
+//!    rest are folded into one storm message (the storm guard);
 //! 2. with the state store: absence rules' matches become heartbeats, the trail's progress is
 //!    noted (objects), and dedup and thresholds admit (claims);
 //! 3. shadow alerts are written (a failed write fails the delivery with nothing published);
@@ -16,16 +17,22 @@
 //! a fault in step 4 fails it too (claims not marked are published by the retry, or by the
 //! sweep); from step 5 on only a page that can be neither sent nor parked fails it.
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde_json::json;
 use tracing::{info, warn};
 
-use crate::alert::Alert;
-use crate::rules::{RuleSet, Severity};
+use crate::alert::{sanitize_subject, Alert, AlertSource, EventInfo};
+use crate::rules::{Rule, RuleSet, Severity};
 
 use super::pager::{backlog, resolutions, Backlog, PageReport, PageStore, Paging, PagingError};
 use super::ports::{FetchError, Publisher};
 use super::publish::{PublishError, Publishing};
 use super::shadow::{self, Shadow};
-use super::state::{admit, delivery, heartbeats, Admitted, Claim, StateStore, Store, StoreError};
+use super::state::{
+    admit, delivery, heartbeats, Admitted, Claim, Claimant, MatchRef, StateStore, Store,
+    StoreError, WindowRef,
+};
 
 /// What the door needs: the rules, the outputs and the store.
 pub(super) struct Door<'a, P> {
@@ -36,6 +43,8 @@ pub(super) struct Door<'a, P> {
     pub state: Option<&'a dyn Store>,
     /// How long after a window ends its roll-up waits (`ROLLUP_LATENESS`).
     pub lateness: u64,
+    /// Alerts of one rule in one delivery past which the rest are folded (`STORM_LIMIT`).
+    pub storm_limit: usize,
 }
 
 /// A log object's progress, for the trail's watermark (objects only).
@@ -58,6 +67,9 @@ pub(super) struct Told {
     /// The rule of each shadow alert written.
     pub shadow: Vec<String>,
     pub pages: PageReport,
+    /// Rules that stormed (one folded message each), and the matches folded into them.
+    pub storms: u64,
+    pub folded: u64,
 }
 
 /// Why the door could not tell everything.
@@ -99,6 +111,16 @@ impl<P: Publisher> Door<'_, P> {
         }
         let (alerts, mut resolves) = resolutions(self.rules, alerts);
         let (alerts, shadowed) = shadow::split(alerts);
+        let (alerts, storms, folded) = storm_guard(alerts, self.storm_limit, self.rules, origin);
+        if folded > 0 {
+            warn!(
+                storms = storms.len(),
+                folded,
+                limit = self.storm_limit,
+                "rules storming: matches past the limit folded into one message per rule"
+            );
+        }
+        let storms = self.claim_storms(storms, now).await?;
         let admitted = match self.state {
             Some(state) => {
                 let mut alerts = heartbeats(state, self.rules, alerts, now)
@@ -129,11 +151,16 @@ impl<P: Publisher> Door<'_, P> {
             },
         };
         let Admitted {
-            alerts,
-            claims,
+            mut alerts,
+            mut claims,
             held,
             grouped,
         } = admitted;
+        let storm_count = storms.len() as u64;
+        for (alert, claim) in storms {
+            alerts.push(alert);
+            claims.extend(claim);
+        }
         if held > 0 || grouped > 0 {
             info!(
                 held,
@@ -157,7 +184,67 @@ impl<P: Publisher> Door<'_, P> {
             sent,
             shadow: shadowed.iter().map(|a| a.rule_id.clone()).collect(),
             pages,
+            storms: storm_count,
+            folded,
         })
+    }
+
+    /// A storm message is told once per delivery and rule: with the state store it claims a
+    /// window of its own (so that a redelivery does not tell it again); without, it goes out.
+    async fn claim_storms(
+        &self,
+        storms: Vec<Alert>,
+        now: i64,
+    ) -> Result<Vec<(Alert, Option<Claim>)>, DoorError> {
+        let Some(state) = self.state else {
+            return Ok(storms.into_iter().map(|a| (a, None)).collect());
+        };
+        let mut out = Vec::new();
+        for alert in storms {
+            let id = alert.event.event_id.clone().unwrap_or_default();
+            let w = WindowRef {
+                rule: format!("{}#storm", alert.rule_id),
+                key: id.clone(),
+                window: crate::policy::Window { start: 0, end: 0 },
+                group: false,
+            };
+            let m = MatchRef {
+                event_id: id.clone(),
+                event_time: alert.event.event_time.clone().unwrap_or_default(),
+                values: Vec::new(),
+            };
+            let source = alert.source.to_json().to_string();
+            let claimant = Claimant {
+                event_id: &id,
+                record: None,
+                source: &source,
+                now,
+                told: false,
+            };
+            let counted = state
+                .count_many(&w, std::slice::from_ref(&m), 1, Some(claimant), &[])
+                .await
+                .map_err(DoorError::State)?;
+            // Counted before: a redelivery; told unless its first try marked it published.
+            let window = match counted {
+                Some(w) => w,
+                None => state
+                    .window(&w.id())
+                    .await
+                    .map_err(DoorError::State)?
+                    .unwrap_or_default(),
+            };
+            if window.claimed_by.as_deref() == Some(id.as_str()) && !window.published {
+                out.push((
+                    alert,
+                    Some(Claim {
+                        window: w.id(),
+                        event_id: id,
+                    }),
+                ));
+            }
+        }
+        Ok(out)
     }
 
     /// Alerts already decided (the sweep's recovered claims, roll-ups, silences and absences):
@@ -243,6 +330,143 @@ pub(super) async fn mark_published(state: &dyn StateStore, claims: &[Claim]) {
     for c in claims {
         if let Err(e) = state.mark_published(&c.window, &c.event_id).await {
             warn!(window = %c.window, error = %e, "could not mark a published alert; the sweep may publish it again");
+        }
+    }
+}
+
+/// Folds a storming rule's matches: past `limit` alerts of one rule in one delivery, the rest
+/// are told in one message that says the rule is storming (how many, first and last, the
+/// distinct eventNames, accounts and Regions), instead of one alert each. Returns the alerts
+/// kept, the storm messages, and how many matches were folded.
+pub fn storm_guard(
+    alerts: Vec<Alert>,
+    limit: usize,
+    rules: &RuleSet,
+    origin: &str,
+) -> (Vec<Alert>, Vec<Alert>, u64) {
+    let mut per_rule: HashMap<String, usize> = HashMap::new();
+    for a in &alerts {
+        *per_rule.entry(a.rule_id.clone()).or_default() += 1;
+    }
+    if per_rule.values().all(|n| *n <= limit) {
+        return (alerts, Vec::new(), 0);
+    }
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut kept = Vec::with_capacity(alerts.len().min(limit * per_rule.len()));
+    let mut folded: BTreeMap<String, Storm> = BTreeMap::new();
+    for a in alerts {
+        let n = seen.entry(a.rule_id.clone()).or_default();
+        *n += 1;
+        if *n <= limit {
+            kept.push(a);
+            continue;
+        }
+        folded.entry(a.rule_id.clone()).or_default().add(&a);
+    }
+    let mut told = 0;
+    let storms = folded
+        .into_iter()
+        .filter_map(|(rule_id, storm)| {
+            let rule = rules.rules().iter().find(|r| r.id == rule_id)?;
+            told += storm.more;
+            Some(storm.alert(rule, limit, origin))
+        })
+        .collect();
+    (kept, storms, told)
+}
+
+/// What a storming rule's folded matches were.
+#[derive(Default)]
+struct Storm {
+    more: u64,
+    first: Option<(String, String)>,
+    last: Option<(String, String)>,
+    names: BTreeSet<String>,
+    places: BTreeSet<String>,
+    source: Option<AlertSource>,
+}
+
+/// Distinct values a storm message lists per field.
+const STORM_VALUES: usize = 10;
+
+impl Storm {
+    fn add(&mut self, a: &Alert) {
+        self.more += 1;
+        let seen = (
+            a.event.event_time.clone().unwrap_or_default(),
+            a.event.event_id.clone().unwrap_or_default(),
+        );
+        self.first.get_or_insert_with(|| seen.clone());
+        self.last = Some(seen);
+        if self.names.len() < STORM_VALUES {
+            self.names
+                .insert(a.event.event_name.clone().unwrap_or_default());
+        }
+        if self.places.len() < STORM_VALUES {
+            self.places.insert(format!(
+                "{}/{}",
+                a.event.account.as_deref().unwrap_or("?"),
+                a.event.region.as_deref().unwrap_or("?")
+            ));
+        }
+        self.source.get_or_insert_with(|| a.source.clone());
+    }
+
+    fn alert(self, rule: &Rule, limit: usize, origin: &str) -> Alert {
+        let (first, last) = (
+            self.first.unwrap_or_default(),
+            self.last.unwrap_or_default(),
+        );
+        let names: Vec<String> = self.names.into_iter().collect();
+        let places: Vec<String> = self.places.into_iter().collect();
+        let summary = format!(
+            "rule {} is storming: {} more matches in one delivery after its first {limit} \
+             alerts, folded into this message (first {} at {}, last {} at {}); eventNames: {}; \
+             accounts/Regions: {}",
+            rule.id,
+            self.more,
+            first.1,
+            first.0,
+            last.1,
+            last.0,
+            names.join(", "),
+            places.join(", ")
+        );
+        let id = format!(
+            "storm-{}-{:016x}",
+            rule.id,
+            super::state::stable_hash(origin.as_bytes())
+        );
+        Alert {
+            shadow: false,
+            rule_id: rule.id.clone(),
+            description: rule.description.clone(),
+            severity: rule.severity,
+            topic: rule.topic.clone(),
+            event: EventInfo {
+                event_id: Some(id.clone()),
+                event_time: Some(last.0.clone()),
+                event_name: Some("storm".into()),
+                ..EventInfo::default()
+            },
+            subject: sanitize_subject(&format!(
+                "[{}] {}: storming, {} more matches folded (storm guard)",
+                rule.severity.as_str().to_ascii_uppercase(),
+                rule.id,
+                self.more
+            )),
+            summary: crate::alert::printable(&summary),
+            source: self.source.unwrap_or(AlertSource::File {
+                path: origin.into(),
+            }),
+            record_index: 0,
+            record: json!({"storm": true, "rule": rule.id, "limit": limit, "more": self.more,
+                           "firstEventTime": first.0, "firstEventID": first.1,
+                           "lastEventTime": last.0, "lastEventID": last.1,
+                           "eventNames": names, "places": places, "delivery": origin}),
+            matched: Vec::new(),
+            key: format!("{}|storm", rule.id),
+            runbook: rule.runbook.clone(),
         }
     }
 }

@@ -150,6 +150,9 @@ pub struct Totals {
     pub pages: PageReport,
     /// Pages left parked after a sweep (the sweep's metrics only).
     pub page_backlog: Option<super::pager::Backlog>,
+    /// Rules that stormed in a delivery (one folded message each), and matches folded.
+    pub storms: u64,
+    pub folded: u64,
 }
 
 impl From<&ObjectOutcome> for Totals {
@@ -173,6 +176,8 @@ impl From<&ObjectOutcome> for Totals {
                     published: *published,
                     held: report.held,
                     grouped: report.grouped,
+                    storms: report.storms,
+                    folded: report.folded,
                     suppressed: report.suppressed,
                     newest_event: report.newest_event,
                     pages: report.pages,
@@ -209,6 +214,8 @@ impl AddAssign for Totals {
         self.newest_event = self.newest_event.max(o.newest_event);
         self.shadow += o.shadow;
         self.pages += o.pages;
+        self.storms += o.storms;
+        self.folded += o.folded;
         for (k, v) in o.shadow_per_rule {
             *self.shadow_per_rule.entry(k).or_default() += v;
         }
@@ -250,6 +257,10 @@ impl Totals {
             v["held"] = json!(self.held);
             v["grouped"] = json!(self.grouped);
             v["suppressed"] = json!(self.suppressed);
+        }
+        if self.storms > 0 {
+            v["storms"] = json!(self.storms);
+            v["folded"] = json!(self.folded);
         }
         if self.pages != PageReport::default() {
             v["pages"] = pages_json(&self.pages);
@@ -390,6 +401,7 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
             shadow: self.shadow(),
             state: self.state.as_deref(),
             lateness: self.config.rollup_lateness,
+            storm_limit: self.config.storm_limit,
         }
     }
 
@@ -644,6 +656,8 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
                 published,
                 held: told.held,
                 grouped: told.grouped,
+                storms: told.storms,
+                folded: told.folded,
                 suppressed: told.suppressed,
                 newest_event: policy::event_time(event),
                 pages: told.pages,

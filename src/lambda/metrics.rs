@@ -4,7 +4,8 @@
 //!
 //! Metrics (all `Count` but the lag): `Objects`, `ObjectsSkipped`, `Events`, `Records`,
 //! `RecordsSkipped`, `Matches`, `AlertsPublished`, `Deduplicated`, `Grouped` (alerts gathered
-//! into their group's notification), `Suppressed`,
+//! into their group's notification), `Storms` and `StormFolded` (rules past `STORM_LIMIT` in a
+//! delivery, and the matches folded into their storm messages), `Suppressed`,
 //! `ShadowAlerts` (and `Shadow.<rule id>` per shadow rule that fired), `PagesSent`,
 //! `PagesParked` (PagerDuty's budget spent or PagerDuty unavailable: sent later by the sweep),
 //! `PagesRefused` (events PagerDuty refused as wrong), `PagesCaughtUp` (parked pages sent) and,
@@ -43,6 +44,8 @@ pub fn emf(totals: &Totals, function: &str, now_ms: i64) -> Value {
         ("AlertsPublished".into(), totals.published as f64, "Count"),
         ("Deduplicated".into(), totals.held as f64, "Count"),
         ("Grouped".into(), totals.grouped as f64, "Count"),
+        ("Storms".into(), totals.storms as f64, "Count"),
+        ("StormFolded".into(), totals.folded as f64, "Count"),
         ("Suppressed".into(), totals.suppressed as f64, "Count"),
         ("ShadowAlerts".into(), totals.shadow as f64, "Count"),
         ("PagesSent".into(), totals.pages.sent as f64, "Count"),
@@ -212,6 +215,6 @@ mod tests {
             .iter()
             .map(|d| d["Metrics"].as_array().unwrap().len())
             .collect();
-        assert_eq!(n, [100, 68]);
+        assert_eq!(n, [100, 70]);
     }
 }

@@ -64,6 +64,9 @@ pub struct Report {
     pub held: u64,
     /// Gathered into their group's notification.
     pub grouped: u64,
+    /// Rules that stormed, and matches folded into their storm messages.
+    pub storms: u64,
+    pub folded: u64,
     pub suppressed: u64,
     /// The rule and severity of each alert published.
     pub published: Vec<(String, crate::rules::Severity)>,
@@ -136,6 +139,8 @@ pub(super) async fn process<S: ObjectStore, P: Publisher>(
     let report = Report {
         held: told.held,
         grouped: told.grouped,
+        storms: told.storms,
+        folded: told.folded,
         suppressed: told.suppressed,
         published: told.sent,
         newest_event: stats.newest_event,
