@@ -32,7 +32,8 @@ def flow(v):
 GROUP = {"by": ["account", "region"], "interval": "15m"}
 
 
-def rule(rid, description, severity, pattern, tests, enabled=True, dedup=None, group=None):
+def rule(rid, description, severity, pattern, tests, enabled=True, dedup=None, group=None,
+         incident=None):
     out = [f"  - id: {rid}", f"    description: {json.dumps(description)}", f"    severity: {severity}"]
     if not enabled:
         out.append("    enabled: false")
@@ -41,6 +42,9 @@ def rule(rid, description, severity, pattern, tests, enabled=True, dedup=None, g
         out.append(f"    dedup: {flow(dedup)}")
     if group:
         out.append(f"    group: {flow(group)}")
+    if incident:
+        # One failure told by both paths (CloudTrail from S3, this event) is one alert.
+        out.append(f"    incident: {incident}")
     out.append("    tests:")
     for name, expect, kind, value in tests:
         out.append(f"      - name: {json.dumps(name)}")
@@ -74,7 +78,7 @@ events = [
           ("quiet on a Copy Job event in the FAILED state", False, "event", ev("copy-job-failed"))],
          dedup={"key": ["account", "region", "detail.resourceArn"], "window": "1h",
                 "fields": ["detail.state", "detail.backupJobId"]},
-         group=GROUP),
+         group=GROUP, incident="backup-job-failed"),
     rule("backup-event-job-completed-with-issues",
          "A backup job COMPLETED with a status message: the console's \"Completed with issues\" (AWS Backup's own event).",
          "medium",
@@ -93,7 +97,7 @@ events = [
           ("quiet on the documented CREATED copy job", False, "event", ev("copy-job-created"))],
          dedup={"key": ["account", "region", "detail.resourceArn", "detail.destinationBackupVaultArn"],
                 "window": "1h", "fields": ["detail.state", "detail.copyJobId"]},
-         group=GROUP),
+         group=GROUP, incident="backup-copy-job-failed"),
     rule("backup-event-restore-job-failed",
          "AWS Backup says a restore job FAILED or was ABORTED (AWS Backup's own event; `status` in some events, `state` in others).",
          "high",

@@ -330,6 +330,10 @@ fn dedup_threshold_and_group_are_validated_with_their_path() {
             "at $.rules[0].group.every: unknown key; group has by, wait, interval",
         ),
         (
+            "    incident: Backup Job\n",
+            "at $.rules[0].incident: expected an incident name",
+        ),
+        (
             "    group: {interval: 15m}\n    resolves: [other]\n",
             "at $.rules[0].group: a recovery rule raises no alerts of its own to group",
         ),

@@ -264,6 +264,7 @@ fn the_fast_path_never_misses_a_match() {
             grouping: None,
             rollup_fields: Vec::new(),
             group: None,
+            incident: "p".into(),
             absence: None,
             runbook: None,
             resolves: Vec::new(),

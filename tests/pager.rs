@@ -1080,3 +1080,83 @@ async fn a_storming_rule_is_folded_into_one_message_past_the_limit() {
     h.handle(payload).await.expect("redelivery");
     assert_eq!(storm_messages(&publisher).len(), 1, "told once");
 }
+
+/// Issue 30: one failed job told by both paths — the CloudTrail record read from S3 and AWS
+/// Backup's own EventBridge event — is one alert and one incident, whichever arrives first; the
+/// other is counted in the window's roll-up (the pack's `backup-event-job-failed` shares the
+/// incident `backup-job-failed`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_failure_told_by_both_paths_is_one_alert() {
+    use trail_alerts::lambda::memory::{MemoryPublisher, MemoryStore};
+    use trail_alerts::lambda::state::MemoryState;
+    let native = |volume: &str| -> Value {
+        let mut e = crate::util::json_fixture("eventbridge/aws-backup-events.json")["events"]
+            ["backup-job-failed"]
+            .clone();
+        e["account"] = json!("481726354019");
+        e["region"] = json!("eu-west-1");
+        e["time"] = json!("2024-08-01T02:00:30Z");
+        e["detail"]["resourceArn"] = json!(format!(
+            "arn:aws:ec2:eu-west-1:481726354019:volume/{volume}"
+        ));
+        e
+    };
+    for s3_first in [true, false] {
+        let key = "AWSLogs/481726354019/CloudTrail/eu-west-1/2024/08/01/481726354019_CloudTrail_eu-west-1_20240801T0300Z_both.json.gz";
+        let mut store = MemoryStore::default();
+        store.put(
+            "both-trail",
+            key,
+            gzip(
+                json!({"Records": [failed_job(0, "vol-both")]})
+                    .to_string()
+                    .as_bytes(),
+            ),
+        );
+        let publisher = Arc::new(MemoryPublisher::default());
+        let h = Handler::new(
+            Arc::new(storm_rules(true)),
+            store,
+            Arc::clone(&publisher),
+            LambdaConfig {
+                alert_topic_arn: Some("arn:aws:sns:eu-west-1:481726354019:alerts".into()),
+                state_table: Some("memory".into()),
+                ..LambdaConfig::default()
+            },
+        )
+        .expect("handler")
+        .with_state(Arc::new(MemoryState::default()));
+        let from_s3 = json!({"s3Bucket": "both-trail", "s3ObjectKey": [key]});
+        let (first, second) = if s3_first {
+            (from_s3, native("vol-both"))
+        } else {
+            (native("vol-both"), from_s3)
+        };
+        let a = h.handle(first).await.expect("first path");
+        let b = h.handle(second).await.expect("second path");
+        assert_eq!(
+            (&a["published"], &b["published"]),
+            (&json!(1), &json!(0)),
+            "s3 first: {s3_first}: {a} {b}"
+        );
+        let messages = publisher.messages();
+        assert_eq!(messages.len(), 1);
+        let doc: Value = serde_json::from_str(&messages[0].1.body).expect("json");
+        assert_eq!(
+            doc["rule"]["id"],
+            if s3_first {
+                "backup-job-failed"
+            } else {
+                "backup-event-job-failed"
+            }
+        );
+        // The other path's report is counted and told in the window's roll-up.
+        h.sweep(trail_alerts::policy::now()).await.expect("sweep");
+        let told = publisher.messages();
+        assert!(
+            told[1..].iter().any(|(_, m)| m.subject.contains("1 more")),
+            "{:?}",
+            told.iter().map(|(_, m)| &m.subject).collect::<Vec<_>>()
+        );
+    }
+}

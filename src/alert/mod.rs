@@ -137,8 +137,12 @@ pub fn alert_key(rule: &Rule, record: &Value, event_id: Option<&str>) -> String 
         .map(|g| g.key())
         .or(rule.absence.as_ref().map(|a| a.key.as_slice()));
     match paths {
-        Some(paths) => format!("{}|{}", rule.id, crate::policy::key_value(paths, record)),
-        None => format!("{}|{}", rule.id, event_id.unwrap_or("-")),
+        Some(paths) => format!(
+            "{}|{}",
+            rule.incident,
+            crate::policy::key_value(paths, record)
+        ),
+        None => format!("{}|{}", rule.incident, event_id.unwrap_or("-")),
     }
 }
 

@@ -18,7 +18,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::handler::Totals;
+use super::totals::Totals;
 
 pub const NAMESPACE: &str = "TrailAlerts";
 /// EMF's limit of metrics per directive.

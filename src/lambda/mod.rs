@@ -17,6 +17,7 @@
 //! - [`state`]: the state store of dedup and threshold windows (port, protocol, sweep, and an
 //!   in-memory adapter); DynamoDB in `aws`.
 //! - [`metrics`]: one CloudWatch Embedded Metric Format line per invocation.
+//! - [`totals`]: what an invocation did, counted (the response and the metrics are made from it).
 //! - [`config`]: the function's environment, read once.
 //! - [`aws`]: the ports on the AWS SDK (the only module that imports `aws_sdk_*`).
 //! - [`memory`]: the ports in memory, for unit tests.
@@ -35,6 +36,7 @@ pub mod ports;
 pub mod publish;
 pub mod shadow;
 pub mod state;
+pub mod totals;
 
 pub use config::LambdaConfig;
 pub use handler::{Handler, HandlerError};

@@ -263,7 +263,7 @@ pub fn window_of(rule: &Rule, alert: &Alert) -> Option<(WindowRef, MatchRef)> {
         .collect();
     Some((
         WindowRef {
-            rule: rule.id.clone(),
+            rule: rule.incident.clone(),
             key: key_value(grouping.key(), &alert.record),
             window,
             group: false,
@@ -594,7 +594,7 @@ pub fn group_of(rule: &Rule, alert: &Alert) -> Option<(WindowRef, MatchRef)> {
         .collect();
     Some((
         WindowRef {
-            rule: rule.id.clone(),
+            rule: rule.incident.clone(),
             key: key_value(&group.by, &alert.record),
             window: Window::of(t, group.interval),
             group: true,
@@ -671,9 +671,9 @@ pub fn rollup_alert(rule: &Rule, state: &WindowState, more: u64, source: AlertSo
         record: rollup,
         matched: Vec::new(),
         key: if group {
-            group_key(&rule.id, &state.key)
+            group_key(&state.rule, &state.key)
         } else {
-            format!("{}|{}", rule.id, state.key)
+            format!("{}|{}", state.rule, state.key)
         },
         runbook: rule.runbook.clone(),
     }

@@ -143,7 +143,7 @@ impl<'s> Engine<'s> {
         let key = key_value(&group.by, record);
         let state = self
             .groups
-            .entry((rule.id.clone(), key, window))
+            .entry((rule.incident.clone(), key, window))
             .or_default();
         state.count += 1;
         note(state, record);
@@ -177,7 +177,7 @@ impl<'s> Engine<'s> {
         let key = key_value(grouping.key(), record);
         let state = self
             .windows
-            .entry((rule.id.clone(), key, window))
+            .entry((rule.incident.clone(), key, window))
             .or_default();
         state.count += 1;
         note(state, record);
@@ -224,7 +224,11 @@ impl<'s> Engine<'s> {
             .windows
             .iter()
             .filter_map(|((rule, key, window), state)| {
-                let grouping = rules.iter().find(|r| &r.id == rule)?.grouping.as_ref()?;
+                let grouping = rules
+                    .iter()
+                    .find(|r| &r.incident == rule)?
+                    .grouping
+                    .as_ref()?;
                 let more = state.count.checked_sub(grouping.count())?;
                 (state.alerted && more > 0).then(|| Rollup {
                     rule: rule.clone(),

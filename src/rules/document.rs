@@ -11,7 +11,7 @@ use crate::pattern::{JsonPath, Pattern};
 use crate::policy::{parse_expiry, Absence, Group, Grouping, KeyPath, Suppression};
 use crate::time::parse_duration;
 
-const RULE_KEYS: [&str; 15] = [
+const RULE_KEYS: [&str; 16] = [
     "resolves",
     "mode",
     "id",
@@ -25,6 +25,7 @@ const RULE_KEYS: [&str; 15] = [
     "dedup",
     "threshold",
     "group",
+    "incident",
     "absence",
     "tests",
 ];
@@ -723,6 +724,22 @@ fn parse_rule(origin: &str, item: &Value, at: &JsonPath) -> Result<Rule, RuleErr
         None => None,
         Some(g) => Some(parse_group(g, &at.key("group")).map_err(|(p, r)| rule_fail(p, r))?),
     };
+    let incident = match map.get("incident") {
+        None => id.clone(),
+        Some(Value::String(name)) if valid_id(name) => name.clone(),
+        Some(other) => {
+            return Err(rule_fail(
+                at.key("incident"),
+                format!(
+                    "expected an incident name (lowercase letters, digits and -), found {}",
+                    match other {
+                        Value::String(s) => format!("{s:?}"),
+                        other => yaml_kind(other).to_string(),
+                    }
+                ),
+            ))
+        }
+    };
     let runbook = match map.get("runbook") {
         None | Some(Value::Null) => None,
         Some(Value::String(t)) if !t.trim().is_empty() => Some(t.trim().to_owned()),
@@ -816,6 +833,7 @@ fn parse_rule(origin: &str, item: &Value, at: &JsonPath) -> Result<Rule, RuleErr
         grouping,
         rollup_fields,
         group,
+        incident,
         absence,
         runbook,
         resolves,

@@ -146,6 +146,11 @@ pub struct Rule {
     pub rollup_fields: Vec<KeyPath>,
     /// Grouping of the alerts dedup or the threshold let through (`group:`).
     pub group: Option<Group>,
+    /// The incident the rule's alerts belong to (`incident:`; default its id): rules that
+    /// share one share their dedup windows, groups and alert keys, so that one failure told by
+    /// two paths (a CloudTrail record from S3, a service's own EventBridge event) is one alert
+    /// and one PagerDuty incident, whichever arrived first, the other counted.
+    pub incident: String,
     /// An absence rule: its matches are heartbeats, and silence past `every` is the alert.
     pub absence: Option<Absence>,
     /// What to do: text and links, one step a line (chat messages' next steps).
@@ -206,6 +211,16 @@ pub enum RuleError {
         origin: String,
         id: String,
         first: String,
+    },
+    #[error(
+        "{origin}: rule {id:?} shares incident {incident:?} with rule {other:?} but not its \
+         dedup, threshold or group windows; rules of one incident must count alike"
+    )]
+    IncidentMismatch {
+        origin: String,
+        id: String,
+        incident: String,
+        other: String,
     },
     /// More than one fault, each on a line of its own.
     #[error("{} faults in the rules:{}", .0.len(), .0.iter().map(|e| format!("\n  {e}")).collect::<String>())]
@@ -307,6 +322,18 @@ pub fn describe_fields(fields: &[(String, Option<Value>)]) -> String {
         .join(", ")
 }
 
+/// Whether two rules' windows count alike (the same kind, length, count and number of key
+/// values; their key paths may differ, as a record's and an event's do).
+fn counts_alike(a: &Rule, b: &Rule) -> bool {
+    let grouping = |r: &Rule| {
+        r.grouping
+            .as_ref()
+            .map(|g| (g.window(), g.count(), g.key().len()))
+    };
+    let group = |r: &Rule| r.group.as_ref().map(|g| (g.interval, g.wait, g.by.len()));
+    grouping(a) == grouping(b) && group(a) == group(b)
+}
+
 impl RuleSet {
     /// Builds a rule set from rules; ids must be unique.
     pub fn new(rules: Vec<Rule>) -> Result<Self, RuleError> {
@@ -317,6 +344,18 @@ impl RuleSet {
                     origin: rule.origin,
                     id: rule.id,
                     first: first.origin.clone(),
+                });
+            }
+            if let Some(other) = set
+                .rules
+                .iter()
+                .find(|r| r.incident == rule.incident && !counts_alike(r, &rule))
+            {
+                return Err(RuleError::IncidentMismatch {
+                    origin: rule.origin,
+                    id: rule.id,
+                    incident: rule.incident,
+                    other: other.id.clone(),
                 });
             }
             set.warnings.extend(warnings::check(&rule));
@@ -560,6 +599,28 @@ impl RuleSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rules_of_one_incident_must_count_alike() {
+        let doc = |second: &str| {
+            format!(
+                "rules:\n  - id: a\n    description: d\n    severity: high\n    pattern: {{eventName: [X]}}\n    dedup: {{key: [awsRegion], window: 1h}}\n  - id: b\n    description: d\n    severity: high\n    pattern: {{eventName: [Y]}}\n    incident: a\n{second}"
+            )
+        };
+        let alike = parse_rule_document("i.yaml", &doc("    dedup: {key: [region], window: 1h}\n"))
+            .expect("rules");
+        let set = RuleSet::new(alike.rules).expect("alike");
+        assert_eq!(set.rules()[1].incident, "a");
+        let unlike =
+            parse_rule_document("i.yaml", &doc("    dedup: {key: [region], window: 2h}\n"))
+                .expect("rules");
+        let e = RuleSet::new(unlike.rules).expect_err("windows differ");
+        assert!(
+            e.to_string()
+                .contains("shares incident \"a\" with rule \"a\""),
+            "{e}"
+        );
+    }
     use serde_json::json;
 
     fn builtin() -> RuleSet {
