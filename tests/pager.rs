@@ -522,6 +522,55 @@ async fn storm_handler(
     )
 }
 
+/// What a storm test runs against: moto's S3, SNS (a topic and a queue on it) and DynamoDB,
+/// the stand-in PagerDuty with its limit (down until `down_until` on the test clock), and the
+/// handler with the built-in pack or `RULES`.
+struct Rig {
+    aws: crate::e2e::Aws,
+    queue: String,
+    clock: Arc<TestClock>,
+    refused: Arc<Mutex<Vec<u16>>>,
+    s: StandIn,
+    h: Handler<S3Store, SnsPublisher>,
+}
+
+async fn rig(moto: &Moto, bucket: &str, down_until: u64, builtin: bool) -> Rig {
+    let aws = clients(moto).await;
+    aws.s3
+        .create_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("bucket");
+    let (topic, queue) = topic_with_queue(&aws, &format!("{bucket}-alerts"), false).await;
+    let clock = TestClock::new();
+    let refused = Arc::new(Mutex::new(Vec::new()));
+    let s = stand_in_with(limited(
+        Arc::clone(&clock),
+        120,
+        down_until,
+        Arc::clone(&refused),
+    ))
+    .await;
+    let h = storm_handler(
+        moto,
+        &aws,
+        topic,
+        &s.url,
+        Arc::clone(&clock),
+        storm_rules(builtin),
+    )
+    .await;
+    Rig {
+        aws,
+        queue,
+        clock,
+        refused,
+        s,
+        h,
+    }
+}
+
 /// A failed backup job of `volume`, the `n`th event of the delivery (a second apart).
 fn failed_job(n: usize, volume: &str) -> Value {
     job_ended(n, volume, "FAILED")
@@ -593,26 +642,15 @@ fn trigger_keys(accepted: &[Value]) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ungrouped_alerts_page_within_pagerdutys_limit_and_all_reach_sns_at_once() {
     let moto = Moto::start();
-    let aws = clients(&moto).await;
-    aws.s3
-        .create_bucket()
-        .bucket("storm-trail")
-        .send()
-        .await
-        .expect("bucket");
-    let (topic, queue) = topic_with_queue(&aws, "storm-alerts", false).await;
-    let clock = TestClock::new();
-    let refused = Arc::new(Mutex::new(Vec::new()));
-    let s = stand_in_with(limited(Arc::clone(&clock), 120, 0, Arc::clone(&refused))).await;
-    let h = storm_handler(
-        &moto,
-        &aws,
-        topic,
-        &s.url,
-        Arc::clone(&clock),
-        storm_rules(false),
-    )
-    .await;
+    let Rig {
+        aws,
+        queue,
+        clock,
+        refused,
+        s,
+        h,
+        ..
+    } = rig(&moto, "storm-trail", 0, false).await;
 
     let mut records: Vec<Value> = (0..250)
         .map(|n| failed_job(n, &format!("vol-{n:04}")))
@@ -680,26 +718,15 @@ async fn ungrouped_alerts_page_within_pagerdutys_limit_and_all_reach_sns_at_once
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pagerduty_down_for_an_hour_delays_pages_never_alerts() {
     let moto = Moto::start();
-    let aws = clients(&moto).await;
-    aws.s3
-        .create_bucket()
-        .bucket("outage-trail")
-        .send()
-        .await
-        .expect("bucket");
-    let (topic, queue) = topic_with_queue(&aws, "outage-alerts", false).await;
-    let clock = TestClock::new();
-    let refused = Arc::new(Mutex::new(Vec::new()));
-    let s = stand_in_with(limited(Arc::clone(&clock), 120, 3600, Arc::clone(&refused))).await;
-    let h = storm_handler(
-        &moto,
-        &aws,
-        topic,
-        &s.url,
-        Arc::clone(&clock),
-        storm_rules(false),
-    )
-    .await;
+    let Rig {
+        aws,
+        queue,
+        clock,
+        refused,
+        s,
+        h,
+        ..
+    } = rig(&moto, "outage-trail", 3600, false).await;
 
     let first = deliver(
         &aws,
@@ -759,26 +786,14 @@ async fn a_regional_outage_pages_once_and_every_match_is_told_once() {
     let dir = tempfile::tempdir().expect("tmp");
     let recording = dir.path().join("moto-recording.jsonl");
     let moto = Moto::start_recording(&recording);
-    let aws = clients(&moto).await;
-    aws.s3
-        .create_bucket()
-        .bucket("outage-trail")
-        .send()
-        .await
-        .expect("bucket");
-    let (topic, queue) = topic_with_queue(&aws, "grouped-alerts", false).await;
-    let clock = TestClock::new();
-    let refused = Arc::new(Mutex::new(Vec::new()));
-    let s = stand_in_with(limited(Arc::clone(&clock), 120, 0, Arc::clone(&refused))).await;
-    let h = storm_handler(
-        &moto,
-        &aws,
-        topic,
-        &s.url,
-        Arc::clone(&clock),
-        storm_rules(true),
-    )
-    .await;
+    let Rig {
+        aws,
+        queue,
+        refused,
+        s,
+        h,
+        ..
+    } = rig(&moto, "outage-trail", 0, true).await;
 
     let mut records: Vec<Value> = (0..400)
         .map(|n| failed_job(n, &format!("vol-{n:04}")))
@@ -860,18 +875,7 @@ async fn a_regional_outage_pages_once_and_every_match_is_told_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_group_resolves_when_every_member_has_recovered() {
     let moto = Moto::start();
-    let aws = clients(&moto).await;
-    aws.s3
-        .create_bucket()
-        .bucket("recover-trail")
-        .send()
-        .await
-        .expect("bucket");
-    let (topic, _queue) = topic_with_queue(&aws, "recover-alerts", false).await;
-    let clock = TestClock::new();
-    let refused = Arc::new(Mutex::new(Vec::new()));
-    let s = stand_in_with(limited(Arc::clone(&clock), 120, 0, refused)).await;
-    let h = storm_handler(&moto, &aws, topic, &s.url, clock, storm_rules(true)).await;
+    let Rig { aws, s, h, .. } = rig(&moto, "recover-trail", 0, true).await;
     let failed = deliver(
         &aws,
         "recover-trail",

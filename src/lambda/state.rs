@@ -249,9 +249,20 @@ pub trait StateStore: Send + Sync {
 pub fn window_of(rule: &Rule, alert: &Alert) -> Option<(WindowRef, MatchRef)> {
     let grouping = rule.grouping.as_ref()?;
     let t = event_time(&alert.record)?;
-    let window = Window::of(t, grouping.window());
-    let values = rule
-        .rollup_fields
+    Some((
+        WindowRef {
+            rule: rule.incident.clone(),
+            key: key_value(grouping.key(), &alert.record),
+            window: Window::of(t, grouping.window()),
+            group: false,
+        },
+        match_of(alert, &rule.rollup_fields),
+    ))
+}
+
+/// The match an alert is, with the values of `fields` (`field=value`) for the roll-up.
+fn match_of(alert: &Alert, fields: &[crate::policy::KeyPath]) -> MatchRef {
+    let values = fields
         .iter()
         .map(|p| {
             let v = p.get(&alert.record).map_or("null".to_owned(), |v| match v {
@@ -261,23 +272,15 @@ pub fn window_of(rule: &Rule, alert: &Alert) -> Option<(WindowRef, MatchRef)> {
             format!("{p}={v}")
         })
         .collect();
-    Some((
-        WindowRef {
-            rule: rule.incident.clone(),
-            key: key_value(grouping.key(), &alert.record),
-            window,
-            group: false,
-        },
-        MatchRef {
-            event_id: alert
-                .event
-                .event_id
-                .clone()
-                .unwrap_or_else(|| format!("{}#{}", alert.source.display(), alert.record_index)),
-            event_time: alert.event.event_time.clone().unwrap_or_default(),
-            values,
-        },
-    ))
+    MatchRef {
+        event_id: alert
+            .event
+            .event_id
+            .clone()
+            .unwrap_or_else(|| format!("{}#{}", alert.source.display(), alert.record_index)),
+        event_time: alert.event.event_time.clone().unwrap_or_default(),
+        values,
+    }
 }
 
 /// A claim to mark published once its alert is out.
@@ -582,16 +585,6 @@ async fn decide(
 pub fn group_of(rule: &Rule, alert: &Alert) -> Option<(WindowRef, MatchRef)> {
     let group = rule.group.as_ref()?;
     let t = event_time(&alert.record)?;
-    let values = crate::policy::memory::group_fields(rule)
-        .iter()
-        .map(|p| {
-            let v = p.get(&alert.record).map_or("null".to_owned(), |v| match v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            });
-            format!("{p}={v}")
-        })
-        .collect();
     Some((
         WindowRef {
             rule: rule.incident.clone(),
@@ -599,15 +592,7 @@ pub fn group_of(rule: &Rule, alert: &Alert) -> Option<(WindowRef, MatchRef)> {
             window: Window::of(t, group.interval),
             group: true,
         },
-        MatchRef {
-            event_id: alert
-                .event
-                .event_id
-                .clone()
-                .unwrap_or_else(|| format!("{}#{}", alert.source.display(), alert.record_index)),
-            event_time: alert.event.event_time.clone().unwrap_or_default(),
-            values,
-        },
+        match_of(alert, crate::policy::memory::group_fields(rule)),
     ))
 }
 
@@ -752,6 +737,19 @@ fn poisoned() -> StoreError {
     }
 }
 
+/// A window the store has not seen yet.
+fn new_window(w: &WindowRef, needed: u64) -> WindowState {
+    WindowState {
+        id: w.id(),
+        rule: w.rule.clone(),
+        key: w.key.clone(),
+        window_start: w.window.start,
+        window_end: w.window.end,
+        needed,
+        ..WindowState::default()
+    }
+}
+
 #[async_trait]
 impl StateStore for MemoryState {
     async fn count(
@@ -763,20 +761,9 @@ impl StateStore for MemoryState {
     ) -> Result<WindowState, StoreError> {
         let id = w.id();
         let mut windows = self.windows.lock().map_err(|_| poisoned())?;
-        let (state, ids) = windows.entry(id.clone()).or_insert_with(|| {
-            (
-                WindowState {
-                    id: id.clone(),
-                    rule: w.rule.clone(),
-                    key: w.key.clone(),
-                    window_start: w.window.start,
-                    window_end: w.window.end,
-                    needed,
-                    ..WindowState::default()
-                },
-                Vec::new(),
-            )
-        });
+        let (state, ids) = windows
+            .entry(id.clone())
+            .or_insert_with(|| (new_window(w, needed), Vec::new()));
         if !ids.contains(&m.event_id) {
             if ids.len() < MAX_IDS {
                 ids.push(m.event_id.clone());
@@ -886,20 +873,9 @@ impl StateStore for MemoryState {
     ) -> Result<Option<WindowState>, StoreError> {
         let id = w.id();
         let mut windows = self.windows.lock().map_err(|_| poisoned())?;
-        let (state, ids) = windows.entry(id.clone()).or_insert_with(|| {
-            (
-                WindowState {
-                    id: id.clone(),
-                    rule: w.rule.clone(),
-                    key: w.key.clone(),
-                    window_start: w.window.start,
-                    window_end: w.window.end,
-                    needed,
-                    ..WindowState::default()
-                },
-                Vec::new(),
-            )
-        });
+        let (state, ids) = windows
+            .entry(id.clone())
+            .or_insert_with(|| (new_window(w, needed), Vec::new()));
         if matches.iter().any(|m| ids.contains(&m.event_id)) || ids.len() + matches.len() > MAX_IDS
         {
             return Ok(None);

@@ -223,29 +223,15 @@ impl<'s> Engine<'s> {
         let mut out: Vec<Rollup> = self
             .windows
             .iter()
-            .filter_map(|((rule, key, window), state)| {
+            .filter_map(|entry| {
+                let ((rule, _, _), state) = entry;
                 let grouping = rules
                     .iter()
                     .find(|r| &r.incident == rule)?
                     .grouping
                     .as_ref()?;
                 let more = state.count.checked_sub(grouping.count())?;
-                (state.alerted && more > 0).then(|| Rollup {
-                    rule: rule.clone(),
-                    key: key.clone(),
-                    window: *window,
-                    more,
-                    first_time: state.first.as_ref().map(|f| f.0.clone()),
-                    first_id: state.first.as_ref().map(|f| f.1.clone()),
-                    last_time: state.last.as_ref().map(|l| l.0.clone()),
-                    last_id: state.last.as_ref().map(|l| l.1.clone()),
-                    values: state
-                        .distinct
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.iter().cloned().collect()))
-                        .collect(),
-                    group: false,
-                })
+                (state.alerted && more > 0).then(|| told(entry, more, false))
             })
             .chain(groups)
             .collect();
