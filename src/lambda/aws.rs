@@ -15,13 +15,12 @@ use crate::describe;
 
 use super::input::ObjectRef;
 use super::message::OutMessage;
-use super::pager::{PageStore, ParkedPage};
 use super::ports::{
     EntryFailure, FetchError, ObjectBody, ObjectStore, ObjectWriter, PublishCallError, Publisher,
 };
 use super::state::{
-    Beat, Claim, Claimant, Due, Marker, MatchRef, Place, ProgressStore, StateStore, StoreError,
-    WindowRef, WindowState, KEEP_AFTER_DUE, MAX_IDS, MAX_VALUES,
+    Beat, Claim, Claimant, Due, Marker, MatchRef, PageStore, ParkedPage, Place, ProgressStore,
+    StateStore, StoreError, WindowRef, WindowState, KEEP_AFTER_DUE, MAX_IDS, MAX_VALUES,
 };
 pub use crate::s3::{
     fetch_error, load_rules, read_rule_document, retries, s3_client, sdk_config, timeouts,

@@ -25,12 +25,12 @@ use tracing::{info, warn};
 use crate::alert::{sanitize_subject, Alert, AlertSource, EventInfo};
 use crate::rules::{Rule, RuleSet, Severity};
 
-use super::pager::{backlog, resolutions, Backlog, PageReport, PageStore, Paging, PagingError};
+use super::pager::{backlog, resolutions, Backlog, PageReport, Paging, PagingError};
 use super::ports::{FetchError, Publisher};
 use super::publish::{PublishError, Publishing};
 use super::shadow::{self, Shadow};
 use super::state::{
-    admit, delivery, heartbeats, Admitted, Claim, Claimant, MatchRef, StateStore, Store,
+    admit, delivery, heartbeats, Admitted, Claim, Claimant, MatchRef, PageStore, StateStore, Store,
     StoreError, WindowRef,
 };
 

@@ -10,14 +10,14 @@ use tracing::{error, info, info_span, Instrument};
 use crate::alert::{Alert, AlertSource};
 use crate::policy;
 
-use super::state::{group_key, is_group, rollup_alert, watch, Store, StoreError, SweepOutcome};
+use super::state::{group_key, is_group, rollup_alert, watch, Store, StoreError};
 use crate::index::Scratch;
 use crate::pattern::Delivered;
 use crate::rules::RuleSet;
 
 use super::door::{Door, DoorError};
 use super::metrics;
-use super::pager::Paging;
+use super::pager::{Backlog, PageReport, Paging};
 use super::totals::pages_json;
 pub use super::totals::Totals;
 
@@ -114,6 +114,21 @@ impl From<HandlerError> for lambda_runtime::Diagnostic {
             error_message: e.to_string(),
         }
     }
+}
+
+/// What one sweep did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SweepOutcome {
+    pub due: u64,
+    pub rollups: u64,
+    /// Claims whose invocation was lost, published by the sweep.
+    pub recovered: u64,
+    /// Silence and absence alerts raised.
+    pub watched: u64,
+    /// Pages of what the sweep told, and parked pages it sent.
+    pub pages: PageReport,
+    /// Pages still parked after the sweep, and how long the oldest has waited (seconds).
+    pub backlog: Option<Backlog>,
 }
 
 /// The function.

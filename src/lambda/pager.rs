@@ -34,6 +34,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 
+use super::state::PageStore;
 use crate::alert::Alert;
 use crate::rules::Severity;
 
@@ -320,33 +321,6 @@ impl Budget {
     pub fn pause(&mut self, until: Instant) {
         self.paused_until = Some(self.paused_until.map_or(until, |u| u.max(until)));
     }
-}
-
-/// An event waiting for PagerDuty: the newest of its dedup key, without the routing key.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ParkedPage {
-    pub dedup_key: String,
-    pub event: Value,
-    /// When it was parked (Unix seconds), and the token that tells this parking from a later
-    /// one of the same key.
-    pub parked_at: i64,
-    pub version: String,
-}
-
-/// Where pages wait (the state store: `state.rs` in memory, `aws.rs` on DynamoDB).
-#[async_trait]
-pub trait PageStore: Send + Sync {
-    /// Parks an event under its dedup key, replacing what was parked for the key.
-    async fn park(
-        &self,
-        dedup_key: &str,
-        event: &Value,
-        now: i64,
-    ) -> Result<(), super::state::StoreError>;
-    /// Up to `limit` parked events, oldest first.
-    async fn parked(&self, limit: usize) -> Result<Vec<ParkedPage>, super::state::StoreError>;
-    /// Removes a parked event once sent — unless a later one of its key replaced it.
-    async fn unpark(&self, page: &ParkedPage) -> Result<(), super::state::StoreError>;
 }
 
 /// What paging did.

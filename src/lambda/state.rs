@@ -21,7 +21,6 @@ use async_trait::async_trait;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
-use super::pager::{PageStore, ParkedPage};
 use crate::alert::{sanitize_subject, Alert, AlertSource, EventInfo};
 use crate::policy::{event_time, key_value, Window};
 use crate::rules::{Rule, RuleSet};
@@ -98,6 +97,28 @@ pub enum Marker {
         group: String,
         expires: i64,
     },
+}
+
+/// An event waiting for PagerDuty: the newest of its dedup key, without the routing key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParkedPage {
+    pub dedup_key: String,
+    pub event: Value,
+    /// When it was parked (Unix seconds), and the token that tells this parking from a later
+    /// one of the same key.
+    pub parked_at: i64,
+    pub version: String,
+}
+
+/// Where pages wait (the state store: `state.rs` in memory, `aws.rs` on DynamoDB).
+#[async_trait]
+pub trait PageStore: Send + Sync {
+    /// Parks an event under its dedup key, replacing what was parked for the key.
+    async fn park(&self, dedup_key: &str, event: &Value, now: i64) -> Result<(), StoreError>;
+    /// Up to `limit` parked events, oldest first.
+    async fn parked(&self, limit: usize) -> Result<Vec<ParkedPage>, StoreError>;
+    /// Removes a parked event once sent — unless a later one of its key replaced it.
+    async fn unpark(&self, page: &ParkedPage) -> Result<(), StoreError>;
 }
 
 /// Whether a window id is a group's.
@@ -662,21 +683,6 @@ pub fn rollup_alert(rule: &Rule, state: &WindowState, more: u64, source: AlertSo
         },
         runbook: rule.runbook.clone(),
     }
-}
-
-/// What one sweep did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SweepOutcome {
-    pub due: u64,
-    pub rollups: u64,
-    /// Claims whose invocation was lost, published by the sweep.
-    pub recovered: u64,
-    /// Silence and absence alerts raised.
-    pub watched: u64,
-    /// Pages of what the sweep told, and parked pages it sent.
-    pub pages: super::pager::PageReport,
-    /// Pages still parked after the sweep, and how long the oldest has waited (seconds).
-    pub backlog: Option<super::pager::Backlog>,
 }
 
 /// In memory: for the handler's unit tests, with the same semantics as the DynamoDB adapter.
