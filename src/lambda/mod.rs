@@ -14,8 +14,9 @@
 //!   events a minute, parked pages).
 //! - [`publish`]: an object's alerts to their topics, in batches, refused entries retried.
 //! - [`message`]: SNS messages (formats, attributes, FIFO ids, batching, SNS's limits).
-//! - [`state`]: the state store of dedup and threshold windows (port, protocol, sweep, and an
-//!   in-memory adapter); DynamoDB in `aws`.
+//! - [`state`]: the state store — dedup, threshold and group windows, admission per window,
+//!   the trail's progress, heartbeats, parked pages (ports, protocol, and an in-memory
+//!   adapter); DynamoDB in `aws`.
 //! - [`metrics`]: one CloudWatch Embedded Metric Format line per invocation.
 //! - [`totals`]: what an invocation did, counted (the response and the metrics are made from it).
 //! - [`config`]: the function's environment, read once.
