@@ -11,6 +11,9 @@
 //!   events; pure (no I/O, no async, no AWS types).
 //! - [`index`]: the rule index — many patterns matched at a cost that does not grow with their
 //!   number, and the fields a record's raw bytes must show for any rule to want it.
+//! - [`model`]: the rule model — severity, the rule and its tests, key paths, dedup,
+//!   thresholds, groups, absence, suppressions, summary templates — below `rules`, `policy` and
+//!   `alert`, which all use it and none of which it uses.
 //! - [`rules`]: rule documents (YAML, validated strictly), rule sources, the built-in pack, and
 //!   the rule set over the index.
 //! - [`reader`]: CloudTrail log files (gzip or plain) read one record at a time, in bounded
@@ -46,6 +49,7 @@ pub mod keys;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod layout;
+pub mod model;
 pub mod pattern;
 pub mod pipeline;
 pub mod policy;

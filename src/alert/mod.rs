@@ -4,14 +4,13 @@
 
 mod native;
 pub mod render;
-mod template;
 
-pub use template::SummaryTemplate;
+pub use crate::model::SummaryTemplate;
 
 use serde_json::Value;
 
+use crate::model::{Rule, Severity};
 use crate::pattern::{Event, Explanation};
-use crate::rules::{Rule, Severity};
 
 /// The longest subject line: printable ASCII, no line breaks (email subjects stop at 100).
 pub const MAX_SUBJECT_CHARS: usize = 99;

@@ -7,8 +7,8 @@
 use serde_json::Value;
 
 use super::{job_summary, text, vault_name, Alert, AlertSource, EventInfo};
+use crate::model::Rule;
 use crate::pattern::{explain_delivered, Delivered};
-use crate::rules::Rule;
 
 impl AlertSource {
     /// Where an event EventBridge delivered came from.

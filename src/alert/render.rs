@@ -5,7 +5,7 @@
 use serde_json::{json, Map, Value};
 
 use super::{printable, Alert, AlertSource, EventInfo};
-use crate::rules::describe_fields;
+use crate::model::describe_fields;
 
 impl AlertSource {
     /// `{"file": …}`, `{"bucket": …, "key": …}` or `{"eventbridge": {…}}`: the alert document's
@@ -246,11 +246,11 @@ impl Alert {
             ":repeat:"
         } else {
             match self.severity {
-                crate::rules::Severity::Critical => ":rotating_light:",
-                crate::rules::Severity::High => ":red_circle:",
-                crate::rules::Severity::Medium => ":large_orange_diamond:",
-                crate::rules::Severity::Low => ":large_blue_circle:",
-                crate::rules::Severity::Info => ":information_source:",
+                crate::model::Severity::Critical => ":rotating_light:",
+                crate::model::Severity::High => ":red_circle:",
+                crate::model::Severity::Medium => ":large_orange_diamond:",
+                crate::model::Severity::Low => ":large_blue_circle:",
+                crate::model::Severity::Info => ":information_source:",
             }
         };
         let place = format!(
@@ -284,7 +284,7 @@ impl Alert {
         if !self.matched.is_empty() {
             lines.push(format!(
                 "*Matched:* {}",
-                printable(&crate::rules::describe_fields(&self.matched))
+                printable(&crate::model::describe_fields(&self.matched))
             ));
         }
         lines.push(format!(

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use super::{event_time, key_value, Absence};
-use crate::rules::Rule;
+use crate::model::Rule;
 use crate::time::format_timestamp;
 
 /// Whether a key last seen at `last_seen` is overdue once the trail has reached `watermark`.

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde_json::{json, Value};
 
 use super::{event_time, key_value, Grouping, KeyPath, Suppression, Window};
-use crate::rules::Rule;
+use crate::model::Rule;
 
 /// What happens to one match.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,16 +8,12 @@ pub mod document;
 pub mod source;
 pub mod warnings;
 
-use std::fmt;
-
 use serde_json::Value;
 
-use crate::alert::SummaryTemplate;
 use crate::index::{PatternIndex, Scratch};
-use crate::pattern::{Delivered, Event, Explanation, Pattern};
-use crate::policy::{
-    self, memory::Engine, memory::Verdict, Absence, Group, Grouping, KeyPath, Suppression,
-};
+pub use crate::model::{describe_fields, id_matches, Rule, RuleTest, Severity, SummaryTemplate};
+use crate::pattern::{Delivered, Event, Explanation};
+use crate::policy::{self, memory::Engine, memory::Verdict, Suppression};
 
 pub use document::{parse_document, parse_rule_document, RuleDocument};
 pub use source::{default_sources, parse_sources, Document, RuleSource, S3Object, BUILTIN};
@@ -66,130 +62,6 @@ fn parse_all(docs: &[Document]) -> Vec<Result<RuleDocument, RuleError>> {
     // Each document was taken once, by one thread: in document order again.
     all.sort_unstable_by_key(|&(i, _)| i);
     all.into_iter().map(|(_, parsed)| parsed).collect()
-}
-
-/// How bad an alert is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Severity {
-    Info,
-    Low,
-    Medium,
-    High,
-    Critical,
-}
-
-impl Severity {
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "info" => Severity::Info,
-            "low" => Severity::Low,
-            "medium" => Severity::Medium,
-            "high" => Severity::High,
-            "critical" => Severity::Critical,
-            _ => return None,
-        })
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Low => "low",
-            Severity::Medium => "medium",
-            Severity::High => "high",
-            Severity::Critical => "critical",
-        }
-    }
-}
-
-impl fmt::Display for Severity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Whether a rule id matches a pattern of ids, where `*` stands for any characters
-/// (`backup-*`); without `*`, the id itself.
-pub fn id_matches(pattern: &str, id: &str) -> bool {
-    let mut parts = pattern.split('*');
-    let first = parts.next().unwrap_or("");
-    let Some(mut rest) = id.strip_prefix(first) else {
-        return false;
-    };
-    let parts: Vec<&str> = parts.collect();
-    let Some((last, middle)) = parts.split_last() else {
-        return rest.is_empty();
-    };
-    for part in middle {
-        match rest.find(part) {
-            Some(at) => rest = &rest[at + part.len()..],
-            None => return false,
-        }
-    }
-    rest.len() >= last.len() && rest.ends_with(last)
-}
-
-/// One alert rule.
-#[derive(Debug, Clone)]
-pub struct Rule {
-    pub id: String,
-    pub description: String,
-    pub severity: Severity,
-    pub pattern: Pattern,
-    pub enabled: bool,
-    /// SNS topic for this rule's alerts; `None` means the function's default topic.
-    pub topic: Option<String>,
-    /// The rule's own summary line, filled from the record; `None`: the built-in summaries.
-    pub summary: Option<SummaryTemplate>,
-    /// Deduplication or threshold; `None`: every match is an alert.
-    pub grouping: Option<Grouping>,
-    /// The fields whose distinct values a roll-up lists.
-    pub rollup_fields: Vec<KeyPath>,
-    /// Grouping of the alerts dedup or the threshold let through (`group:`).
-    pub group: Option<Group>,
-    /// The incident the rule's alerts belong to (`incident:`; default its id): rules that
-    /// share one share their dedup windows, groups and alert keys, so that one failure told by
-    /// two paths (a CloudTrail record from S3, a service's own EventBridge event) is one alert
-    /// and one PagerDuty incident, whichever arrived first, the other counted.
-    pub incident: String,
-    /// An absence rule: its matches are heartbeats, and silence past `every` is the alert.
-    pub absence: Option<Absence>,
-    /// What to do: text and links, one step a line (chat messages' next steps).
-    pub runbook: Option<String>,
-    /// A recovery rule: its matches are not alerts but the resolution of these rules' alerts
-    /// with the same key (a completed backup resolves the failed one's incident).
-    pub resolves: Vec<String>,
-    /// `mode: shadow`: evaluated everywhere, its alerts never published (the function writes
-    /// them to `SHADOW_PREFIX`; `scan` marks them).
-    pub shadow: bool,
-    pub tests: Vec<RuleTest>,
-    /// Where the rule was read from (a path, `builtin:…`, or `s3://…`).
-    pub origin: String,
-}
-
-/// An embedded test: a record (or an EventBridge event) and whether the rule must fire on it.
-#[derive(Debug, Clone)]
-pub struct RuleTest {
-    pub name: String,
-    pub expect: bool,
-    /// The CloudTrail record, or with `event` the EventBridge event.
-    pub record: Value,
-    /// `record` is a service's own EventBridge event (`event:` in the document), matched as the
-    /// function matches events EventBridge delivers.
-    pub event: bool,
-    /// A sequence test: records in order and the alerts they must raise, with the rule's
-    /// dedup or threshold and the suppressions in force (`record` is then unused).
-    pub sequence: Option<(Vec<Value>, u64)>,
-}
-
-impl Rule {
-    /// Why the rule fires on a test's record or event, or why not.
-    pub fn explain_test(&self, test: &RuleTest) -> Explanation {
-        if test.event {
-            crate::pattern::explain_delivered(&self.pattern, &test.record)
-        } else {
-            self.pattern.explain(&Event::record(&test.record))
-        }
-    }
 }
 
 /// A rule set that could not be loaded.
@@ -305,21 +177,6 @@ impl TestOutcome<'_> {
             ),
         })
     }
-}
-
-/// `eventName = "DeleteBackupVault", errorCode absent`.
-pub fn describe_fields(fields: &[(String, Option<Value>)]) -> String {
-    if fields.is_empty() {
-        return "every record (the pattern names no field)".into();
-    }
-    fields
-        .iter()
-        .map(|(path, value)| match value {
-            Some(v) => format!("{path} = {v}"),
-            None => format!("{path} absent"),
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// Whether two rules' windows count alike (the same kind, length, count and number of key
