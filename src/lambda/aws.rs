@@ -425,7 +425,7 @@ impl StateStore for DynamoState {
             .expression_attribute_values(":now", n(now))
             .expression_attribute_values(":src", s(source));
         // A record too large to keep is stored as "" (so that no later writer's record can
-        // land on this claim: `count_window` sets it only where none is).
+        // land on this claim: `count_many` sets it only where none is).
         update = update
             .update_expression(
                 "SET claimed_by = :id, claimed_at = :now, #source = :src, #record = :rec",
@@ -577,6 +577,12 @@ impl StateStore for DynamoState {
         Ok(())
     }
 
+    /// One delivery's matches of a window: one UpdateItem per 100 matches, conditional on none
+    /// of their eventIDs being counted before and on the window remembering them all. With a
+    /// claimant, the first write claims the window unless claimed (`if_not_exists`: of racing
+    /// writers one wins, as the claim's own condition does), and stores the claimant's record
+    /// with it — or `""` when the record is too large to keep, so that a later writer's record
+    /// never lands on another's claim.
     async fn count_many(
         &self,
         w: &WindowRef,
@@ -585,16 +591,228 @@ impl StateStore for DynamoState {
         claimant: Option<Claimant<'_>>,
         members: &[String],
     ) -> Result<Option<WindowState>, StoreError> {
-        self.count_window(w, matches, needed, claimant, members)
-            .await
+        let id = w.id();
+        let expires = w.window.end + KEEP_AFTER_DUE;
+        let mut state = None;
+        for (c, chunk) in matches.chunks(COUNT_CHUNK).enumerate() {
+            let (first, last) = (&chunk[0], &chunk[chunk.len() - 1]);
+            let ids: Vec<String> = chunk.iter().map(|m| m.event_id.clone()).collect();
+            let mut values: Vec<String> = Vec::new();
+            for v in chunk.iter().flat_map(|m| &m.values) {
+                if values.len() < MAX_VALUES && !values.contains(v) {
+                    values.push(v.clone());
+                }
+            }
+            let mut add = vec!["#count :n", "#ids :ids"];
+            let mut set = vec![
+                "#rule = :rule",
+                "#key = :key",
+                "window_start = :ws",
+                "window_end = :we",
+                "needed = :needed",
+                "first_time = if_not_exists(first_time, :ft)",
+                "first_id = if_not_exists(first_id, :fi)",
+                "last_time = :lt",
+                "last_id = :li",
+                "expires_at = :exp",
+            ];
+            let absent: Vec<String> = (0..ids.len())
+                .map(|i| format!("NOT contains(#ids, :i{i})"))
+                .collect();
+            let mut update = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(self.key(&id)))
+                .condition_expression(format!(
+                    "attribute_not_exists(#ids) OR (size(#ids) <= :room AND {})",
+                    absent.join(" AND ")
+                ))
+                .expression_attribute_names("#count", "count")
+                .expression_attribute_names("#ids", "ids")
+                .expression_attribute_names("#rule", "rule")
+                .expression_attribute_names("#key", "key")
+                .expression_attribute_values(":n", n(chunk.len()))
+                .expression_attribute_values(":ids", Av::Ss(ids.clone()))
+                .expression_attribute_values(":rule", s(&w.rule))
+                .expression_attribute_values(":key", s(&w.key))
+                .expression_attribute_values(":ws", n(w.window.start))
+                .expression_attribute_values(":we", n(w.window.end))
+                .expression_attribute_values(":needed", n(needed))
+                .expression_attribute_values(":ft", s(&first.event_time))
+                .expression_attribute_values(":fi", s(&first.event_id))
+                .expression_attribute_values(":lt", s(&last.event_time))
+                .expression_attribute_values(":li", s(&last.event_id))
+                .expression_attribute_values(":exp", n(expires))
+                .expression_attribute_values(":room", n(MAX_IDS.saturating_sub(ids.len())))
+                .return_values(ReturnValue::AllNew);
+            for (i, event_id) in ids.iter().enumerate() {
+                update = update.expression_attribute_values(format!(":i{i}"), s(event_id));
+            }
+            if !values.is_empty() {
+                add.push("vals :v");
+                update = update.expression_attribute_values(":v", Av::Ss(values));
+            }
+            if c == 0 && !members.is_empty() {
+                add.push("#open :open");
+                update = update
+                    .expression_attribute_names("#open", "open")
+                    .expression_attribute_values(
+                        ":open",
+                        Av::Ss(members.iter().map(|m| member_hash(m)).collect()),
+                    );
+            }
+            if let (0, Some(claim)) = (c, claimant) {
+                set.extend([
+                    "claimed_by = if_not_exists(claimed_by, :cb)",
+                    "claimed_at = if_not_exists(claimed_at, :now)",
+                    "#source = if_not_exists(#source, :src)",
+                    "#record = if_not_exists(#record, :rec)",
+                ]);
+                if claim.told {
+                    // Told by the rule's group: never published on its own by the sweep.
+                    set.push("published = :yes");
+                    update = update.expression_attribute_values(":yes", Av::Bool(true));
+                }
+                update = update
+                    .expression_attribute_names("#source", "source")
+                    .expression_attribute_names("#record", "record")
+                    .expression_attribute_values(":cb", s(claim.event_id))
+                    .expression_attribute_values(":now", n(claim.now))
+                    .expression_attribute_values(":src", s(claim.source))
+                    .expression_attribute_values(":rec", s(claim.record.unwrap_or("")));
+            }
+            let out = update
+                .update_expression(format!("ADD {} SET {}", add.join(", "), set.join(", ")))
+                .send()
+                .await;
+            match out {
+                Ok(out) => state = out.attributes().map(window_from),
+                Err(e) if is_condition_failure(&e) => return Ok(None),
+                Err(e) => return Err(store_error("UpdateItem", e)),
+            }
+        }
+        Ok(state)
     }
 
+    /// Due entries and members' index items, 25 to a BatchWriteItem; what DynamoDB leaves
+    /// unprocessed is sent again with back-off, and still unprocessed after that is a
+    /// retryable fault (nothing has been published yet).
     async fn put_markers(&self, markers: &[Marker]) -> Result<(), StoreError> {
-        self.put_items(markers).await
+        use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+        let mut seen = std::collections::HashSet::new();
+        let mut requests = Vec::new();
+        for m in markers {
+            let (pk, sk, extra): (String, String, Vec<(&str, Av)>) = match m {
+                Marker::Due { window, due_at } => (
+                    "due".into(),
+                    format!("{due_at:012}#{window}"),
+                    vec![
+                        ("window", s(window)),
+                        ("due_at", n(due_at)),
+                        ("expires_at", n(due_at + KEEP_AFTER_DUE)),
+                    ],
+                ),
+                Marker::Member {
+                    member,
+                    group,
+                    expires,
+                } => (
+                    member_pk(member),
+                    group.clone(),
+                    vec![("expires_at", n(expires))],
+                ),
+            };
+            if !seen.insert((pk.clone(), sk.clone())) {
+                continue;
+            }
+            let mut item = HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))]);
+            item.extend(extra.into_iter().map(|(k, v)| (k.to_owned(), v)));
+            let put = PutRequest::builder()
+                .set_item(Some(item))
+                .build()
+                .map_err(|e| StoreError {
+                    message: format!("BatchWriteItem: {e}"),
+                    retryable: false,
+                })?;
+            requests.push(WriteRequest::builder().put_request(put).build());
+        }
+        for batch in requests.chunks(BATCH_ITEMS) {
+            let mut pending = batch.to_vec();
+            let mut wait = std::time::Duration::from_millis(50);
+            for attempt in 0.. {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, pending.clone())
+                    .send()
+                    .await
+                    .map_err(|e| store_error("BatchWriteItem", e))?;
+                pending = out
+                    .unprocessed_items()
+                    .and_then(|u| u.get(&self.table))
+                    .cloned()
+                    .unwrap_or_default();
+                if pending.is_empty() {
+                    break;
+                }
+                if attempt + 1 >= BATCH_TRIES {
+                    return Err(StoreError {
+                        message: format!(
+                            "BatchWriteItem: {} items still unprocessed after {BATCH_TRIES} tries",
+                            pending.len()
+                        ),
+                        retryable: true,
+                    });
+                }
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+        }
+        Ok(())
     }
 
+    /// Resolves `member` in each group its index names; a group left with no open member is
+    /// returned by its key.
     async fn leave(&self, member: &str) -> Result<Vec<String>, StoreError> {
-        self.leave_groups(member).await
+        let hash = member_hash(member);
+        let mut emptied = Vec::new();
+        for item in self.query_all(&member_pk(member)).await? {
+            let Some(group) = item.get("sk").and_then(|v| v.as_s().ok()) else {
+                continue;
+            };
+            let out = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(self.key(group)))
+                .update_expression("DELETE #open :m")
+                .condition_expression("contains(#open, :h)")
+                .expression_attribute_names("#open", "open")
+                .expression_attribute_values(":m", Av::Ss(vec![hash.clone()]))
+                .expression_attribute_values(":h", s(&hash))
+                .return_values(ReturnValue::AllNew)
+                .send()
+                .await;
+            match out {
+                Ok(out) => {
+                    let Some(attrs) = out.attributes() else {
+                        continue;
+                    };
+                    // DynamoDB removes a set whose last element is deleted.
+                    if attrs.get("open").is_none() {
+                        let text = |k: &str| attrs.get(k).and_then(|v| v.as_s().ok()).cloned();
+                        if let (Some(rule), Some(key)) = (text("rule"), text("key")) {
+                            emptied.push(super::state::group_key(&rule, &key));
+                        }
+                    }
+                }
+                // Not an open member (resolved before): nothing to do.
+                Err(e) if is_condition_failure(&e) => {}
+                Err(e) => return Err(store_error("UpdateItem", e)),
+            }
+        }
+        Ok(emptied)
     }
 }
 
@@ -781,244 +999,6 @@ const COUNT_CHUNK: usize = 100;
 /// Items per BatchWriteItem (DynamoDB's limit), and tries for the items it leaves unprocessed.
 const BATCH_ITEMS: usize = 25;
 const BATCH_TRIES: u32 = 6;
-
-impl DynamoState {
-    /// One delivery's matches of a window: one UpdateItem per 100 matches, conditional on none
-    /// of their eventIDs being counted before and on the window remembering them all. With a
-    /// claimant, the first write claims the window unless claimed (`if_not_exists`: of racing
-    /// writers one wins, as the claim's own condition does), and stores the claimant's record
-    /// with it — or `""` when the record is too large to keep, so that a later writer's record
-    /// never lands on another's claim.
-    pub(crate) async fn count_window(
-        &self,
-        w: &WindowRef,
-        matches: &[MatchRef],
-        needed: u64,
-        claimant: Option<Claimant<'_>>,
-        members: &[String],
-    ) -> Result<Option<WindowState>, StoreError> {
-        let id = w.id();
-        let expires = w.window.end + KEEP_AFTER_DUE;
-        let mut state = None;
-        for (c, chunk) in matches.chunks(COUNT_CHUNK).enumerate() {
-            let (first, last) = (&chunk[0], &chunk[chunk.len() - 1]);
-            let ids: Vec<String> = chunk.iter().map(|m| m.event_id.clone()).collect();
-            let mut values: Vec<String> = Vec::new();
-            for v in chunk.iter().flat_map(|m| &m.values) {
-                if values.len() < MAX_VALUES && !values.contains(v) {
-                    values.push(v.clone());
-                }
-            }
-            let mut add = vec!["#count :n", "#ids :ids"];
-            let mut set = vec![
-                "#rule = :rule",
-                "#key = :key",
-                "window_start = :ws",
-                "window_end = :we",
-                "needed = :needed",
-                "first_time = if_not_exists(first_time, :ft)",
-                "first_id = if_not_exists(first_id, :fi)",
-                "last_time = :lt",
-                "last_id = :li",
-                "expires_at = :exp",
-            ];
-            let absent: Vec<String> = (0..ids.len())
-                .map(|i| format!("NOT contains(#ids, :i{i})"))
-                .collect();
-            let mut update = self
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .set_key(Some(self.key(&id)))
-                .condition_expression(format!(
-                    "attribute_not_exists(#ids) OR (size(#ids) <= :room AND {})",
-                    absent.join(" AND ")
-                ))
-                .expression_attribute_names("#count", "count")
-                .expression_attribute_names("#ids", "ids")
-                .expression_attribute_names("#rule", "rule")
-                .expression_attribute_names("#key", "key")
-                .expression_attribute_values(":n", n(chunk.len()))
-                .expression_attribute_values(":ids", Av::Ss(ids.clone()))
-                .expression_attribute_values(":rule", s(&w.rule))
-                .expression_attribute_values(":key", s(&w.key))
-                .expression_attribute_values(":ws", n(w.window.start))
-                .expression_attribute_values(":we", n(w.window.end))
-                .expression_attribute_values(":needed", n(needed))
-                .expression_attribute_values(":ft", s(&first.event_time))
-                .expression_attribute_values(":fi", s(&first.event_id))
-                .expression_attribute_values(":lt", s(&last.event_time))
-                .expression_attribute_values(":li", s(&last.event_id))
-                .expression_attribute_values(":exp", n(expires))
-                .expression_attribute_values(":room", n(MAX_IDS.saturating_sub(ids.len())))
-                .return_values(ReturnValue::AllNew);
-            for (i, event_id) in ids.iter().enumerate() {
-                update = update.expression_attribute_values(format!(":i{i}"), s(event_id));
-            }
-            if !values.is_empty() {
-                add.push("vals :v");
-                update = update.expression_attribute_values(":v", Av::Ss(values));
-            }
-            if c == 0 && !members.is_empty() {
-                add.push("#open :open");
-                update = update
-                    .expression_attribute_names("#open", "open")
-                    .expression_attribute_values(
-                        ":open",
-                        Av::Ss(members.iter().map(|m| member_hash(m)).collect()),
-                    );
-            }
-            if let (0, Some(claim)) = (c, claimant) {
-                set.extend([
-                    "claimed_by = if_not_exists(claimed_by, :cb)",
-                    "claimed_at = if_not_exists(claimed_at, :now)",
-                    "#source = if_not_exists(#source, :src)",
-                    "#record = if_not_exists(#record, :rec)",
-                ]);
-                if claim.told {
-                    // Told by the rule's group: never published on its own by the sweep.
-                    set.push("published = :yes");
-                    update = update.expression_attribute_values(":yes", Av::Bool(true));
-                }
-                update = update
-                    .expression_attribute_names("#source", "source")
-                    .expression_attribute_names("#record", "record")
-                    .expression_attribute_values(":cb", s(claim.event_id))
-                    .expression_attribute_values(":now", n(claim.now))
-                    .expression_attribute_values(":src", s(claim.source))
-                    .expression_attribute_values(":rec", s(claim.record.unwrap_or("")));
-            }
-            let out = update
-                .update_expression(format!("ADD {} SET {}", add.join(", "), set.join(", ")))
-                .send()
-                .await;
-            match out {
-                Ok(out) => state = out.attributes().map(window_from),
-                Err(e) if is_condition_failure(&e) => return Ok(None),
-                Err(e) => return Err(store_error("UpdateItem", e)),
-            }
-        }
-        Ok(state)
-    }
-
-    /// Due entries and members' index items, 25 to a BatchWriteItem; what DynamoDB leaves
-    /// unprocessed is sent again with back-off, and still unprocessed after that is a
-    /// retryable fault (nothing has been published yet).
-    pub(crate) async fn put_items(&self, markers: &[Marker]) -> Result<(), StoreError> {
-        use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
-        let mut seen = std::collections::HashSet::new();
-        let mut requests = Vec::new();
-        for m in markers {
-            let (pk, sk, extra): (String, String, Vec<(&str, Av)>) = match m {
-                Marker::Due { window, due_at } => (
-                    "due".into(),
-                    format!("{due_at:012}#{window}"),
-                    vec![
-                        ("window", s(window)),
-                        ("due_at", n(due_at)),
-                        ("expires_at", n(due_at + KEEP_AFTER_DUE)),
-                    ],
-                ),
-                Marker::Member {
-                    member,
-                    group,
-                    expires,
-                } => (
-                    member_pk(member),
-                    group.clone(),
-                    vec![("expires_at", n(expires))],
-                ),
-            };
-            if !seen.insert((pk.clone(), sk.clone())) {
-                continue;
-            }
-            let mut item = HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))]);
-            item.extend(extra.into_iter().map(|(k, v)| (k.to_owned(), v)));
-            let put = PutRequest::builder()
-                .set_item(Some(item))
-                .build()
-                .map_err(|e| StoreError {
-                    message: format!("BatchWriteItem: {e}"),
-                    retryable: false,
-                })?;
-            requests.push(WriteRequest::builder().put_request(put).build());
-        }
-        for batch in requests.chunks(BATCH_ITEMS) {
-            let mut pending = batch.to_vec();
-            let mut wait = std::time::Duration::from_millis(50);
-            for attempt in 0.. {
-                let out = self
-                    .client
-                    .batch_write_item()
-                    .request_items(&self.table, pending.clone())
-                    .send()
-                    .await
-                    .map_err(|e| store_error("BatchWriteItem", e))?;
-                pending = out
-                    .unprocessed_items()
-                    .and_then(|u| u.get(&self.table))
-                    .cloned()
-                    .unwrap_or_default();
-                if pending.is_empty() {
-                    break;
-                }
-                if attempt + 1 >= BATCH_TRIES {
-                    return Err(StoreError {
-                        message: format!(
-                            "BatchWriteItem: {} items still unprocessed after {BATCH_TRIES} tries",
-                            pending.len()
-                        ),
-                        retryable: true,
-                    });
-                }
-                tokio::time::sleep(wait).await;
-                wait *= 2;
-            }
-        }
-        Ok(())
-    }
-
-    pub(crate) async fn leave_groups(&self, member: &str) -> Result<Vec<String>, StoreError> {
-        let hash = member_hash(member);
-        let mut emptied = Vec::new();
-        for item in self.query_all(&member_pk(member)).await? {
-            let Some(group) = item.get("sk").and_then(|v| v.as_s().ok()) else {
-                continue;
-            };
-            let out = self
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .set_key(Some(self.key(group)))
-                .update_expression("DELETE #open :m")
-                .condition_expression("contains(#open, :h)")
-                .expression_attribute_names("#open", "open")
-                .expression_attribute_values(":m", Av::Ss(vec![hash.clone()]))
-                .expression_attribute_values(":h", s(&hash))
-                .return_values(ReturnValue::AllNew)
-                .send()
-                .await;
-            match out {
-                Ok(out) => {
-                    let Some(attrs) = out.attributes() else {
-                        continue;
-                    };
-                    // DynamoDB removes a set whose last element is deleted.
-                    if attrs.get("open").is_none() {
-                        let text = |k: &str| attrs.get(k).and_then(|v| v.as_s().ok()).cloned();
-                        if let (Some(rule), Some(key)) = (text("rule"), text("key")) {
-                            emptied.push(super::state::group_key(&rule, &key));
-                        }
-                    }
-                }
-                // Not an open member (resolved before): nothing to do.
-                Err(e) if is_condition_failure(&e) => {}
-                Err(e) => return Err(store_error("UpdateItem", e)),
-            }
-        }
-        Ok(emptied)
-    }
-}
 
 #[async_trait]
 impl ProgressStore for DynamoState {

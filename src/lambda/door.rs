@@ -135,9 +135,17 @@ impl<P: Publisher> Door<'_, P> {
                     }
                 }
                 // A resolved alert leaves its groups; a group left with no open member
-                // resolves too (its incident), as Alertmanager resolves a group.
+                // resolves too (its incident), as Alertmanager resolves a group. Only keys of
+                // grouped incidents can be members: the others cost no lookup.
+                let grouped = |key: &str| {
+                    let incident = key.split('|').next().unwrap_or_default();
+                    self.rules
+                        .rules()
+                        .iter()
+                        .any(|r| r.group.is_some() && r.incident == incident)
+                };
                 let mut emptied = Vec::new();
-                for key in &resolves {
+                for key in resolves.iter().filter(|k| grouped(k)) {
                     emptied.extend(state.leave(key).await.map_err(DoorError::State)?);
                 }
                 resolves.extend(emptied);

@@ -743,6 +743,22 @@ fn poisoned() -> StoreError {
     }
 }
 
+impl WindowState {
+    /// Counts one match (in memory): the count, the first and last, the roll-up's values.
+    fn counted(&mut self, m: &MatchRef) {
+        self.count += 1;
+        self.first_time.get_or_insert_with(|| m.event_time.clone());
+        self.first_id.get_or_insert_with(|| m.event_id.clone());
+        self.last_time = Some(m.event_time.clone());
+        self.last_id = Some(m.event_id.clone());
+        for v in &m.values {
+            if self.values.len() < MAX_VALUES && !self.values.contains(v) {
+                self.values.push(v.clone());
+            }
+        }
+    }
+}
+
 /// A window the store has not seen yet.
 fn new_window(w: &WindowRef, needed: u64) -> WindowState {
     WindowState {
@@ -774,16 +790,7 @@ impl StateStore for MemoryState {
             if ids.len() < MAX_IDS {
                 ids.push(m.event_id.clone());
             }
-            state.count += 1;
-            state.first_time.get_or_insert_with(|| m.event_time.clone());
-            state.first_id.get_or_insert_with(|| m.event_id.clone());
-            state.last_time = Some(m.event_time.clone());
-            state.last_id = Some(m.event_id.clone());
-            for v in &m.values {
-                if state.values.len() < MAX_VALUES && !state.values.contains(v) {
-                    state.values.push(v.clone());
-                }
-            }
+            state.counted(m);
         }
         let state = state.clone();
         drop(windows);
@@ -888,16 +895,7 @@ impl StateStore for MemoryState {
         }
         for m in matches {
             ids.push(m.event_id.clone());
-            state.count += 1;
-            state.first_time.get_or_insert_with(|| m.event_time.clone());
-            state.first_id.get_or_insert_with(|| m.event_id.clone());
-            state.last_time = Some(m.event_time.clone());
-            state.last_id = Some(m.event_id.clone());
-            for v in &m.values {
-                if state.values.len() < MAX_VALUES && !state.values.contains(v) {
-                    state.values.push(v.clone());
-                }
-            }
+            state.counted(m);
         }
         if let (Some(c), None) = (claimant, &state.claimed_by) {
             state.claimed_by = Some(c.event_id.to_owned());
