@@ -108,3 +108,12 @@ mod tests {
         }
     }
 }
+
+/// FNV-1a, 64 bits: a hash stable across versions and machines (unlike the standard library's
+/// hasher), for ids kept outside the process: the state store's keys, shadow objects' names,
+/// the rule set's fingerprint.
+pub fn stable_hash(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}

@@ -33,7 +33,8 @@
 //! - [`time`]: `eventTime` timestamps and durations (`15m`) as numbers.
 //! - [`config`]: settings shared by the command line and the function, from the environment.
 //! - [`describe`]: how faults word values and error chains.
-//! - `hash`: the FNV hasher of the small maps looked up per record.
+//! - `hash`: the word hasher of the small maps looked up per record, and the stable (FNV-1a)
+//!   hash of ids kept outside the process.
 //! - [`cli`]: the `trail-alerts` command line (the binary only parses arguments and calls it).
 //! - `lambda` (cargo feature `lambda`, on by default): the function: payload shapes, ports and
 //!   their AWS SDK and in-memory adapters, the handler, one object's policy, publishing, SNS

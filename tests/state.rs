@@ -9,12 +9,13 @@
 //! request atomically.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use serde_json::{json, Value};
 use trail_alerts::lambda::aws::{DynamoState, S3Store, SnsPublisher};
-use trail_alerts::lambda::message::OutMessage;
+use trail_alerts::lambda::message::{OutMessage, MAX_BATCH_ENTRIES};
+use trail_alerts::lambda::object::PART;
 use trail_alerts::lambda::ports::{EntryFailure, PublishCallError, Publisher};
 use trail_alerts::lambda::state::Store;
 use trail_alerts::lambda::{Handler, LambdaConfig};
@@ -435,6 +436,156 @@ async fn a_fault_between_claim_and_publish_loses_nothing() {
         serde_json::from_str(got[0]["Message"].as_str().expect("message")).expect("json");
     assert_eq!(doc["event"]["eventID"], "y1");
     assert_eq!(doc["source"]["bucket"], BUCKET);
+}
+
+/// SNS fails one call (the `at`-th, from 0); the alerts the real SNS accepted are recorded by
+/// eventID.
+struct FailAt<P> {
+    inner: P,
+    calls: AtomicU32,
+    at: u32,
+    told: Arc<Mutex<Vec<String>>>,
+}
+
+#[async_trait]
+impl<P: Publisher> Publisher for FailAt<P> {
+    async fn publish_batch(
+        &self,
+        topic: &str,
+        entries: &[OutMessage],
+    ) -> Result<Vec<EntryFailure>, PublishCallError> {
+        if self.calls.fetch_add(1, Ordering::SeqCst) == self.at {
+            return Err(PublishCallError {
+                message: "InternalError: injected between two parts".into(),
+                retryable: true,
+            });
+        }
+        let failed = self.inner.publish_batch(topic, entries).await?;
+        let mut told = self.told.lock().expect("told");
+        for e in entries
+            .iter()
+            .filter(|e| failed.iter().all(|f| f.id != e.id))
+        {
+            let doc: Value = serde_json::from_str(&e.body).expect("alert document");
+            told.push(
+                doc["event"]["eventID"]
+                    .as_str()
+                    .expect("eventID")
+                    .to_owned(),
+            );
+        }
+        Ok(failed)
+    }
+}
+
+/// An object whose matches are many is told in parts as it is read (memory holds a part, not
+/// the object's alerts). A fault between parts fails the delivery; the retry reads the object
+/// again, skips the part the first try told (its note in the state store) and tells the rest;
+/// a redelivery tells nothing. Rules without dedup keep no claims, so the note is what keeps
+/// them from being told twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_object_told_in_parts_resumes_after_a_fault_and_tells_nothing_twice() {
+    let stack = stack().await;
+    let doc = parse_rule_document(
+        "parts.yaml",
+        "rules:\n  - id: every-job\n    description: Every backup job\n    severity: low\n    pattern: {eventName: [BackupJobCompleted]}\n",
+    )
+    .expect("rules");
+    let rules = Arc::new(RuleSet::new(doc.rules).expect("set"));
+    let n = 2 * PART + 300;
+    let records: Vec<Value> = (0..n)
+        .map(|i| {
+            let volume = format!("arn:aws:ec2:us-east-1:123456789012:volume/vol-{i:08}");
+            job(
+                "BackupJobCompleted",
+                &format!("p{i}"),
+                "2024-04-03T08:00:00Z",
+                &volume,
+            )
+        })
+        .collect();
+    // A topic of its own without a subscriber (moto's fan-out to SQS costs 20 ms a message).
+    let topic = stack
+        .aws
+        .sns
+        .create_topic()
+        .name("parts")
+        .send()
+        .await
+        .expect("topic")
+        .topic_arn()
+        .expect("arn")
+        .to_owned();
+    let told = Arc::new(Mutex::new(Vec::new()));
+    // The first call of the second part fails (a part is PART alerts, 10 to a call).
+    let flaky = |storm_limit: usize| {
+        Handler::new(
+            Arc::clone(&rules),
+            S3Store::new(stack.aws.s3.clone()),
+            FailAt {
+                inner: sns(&stack),
+                calls: AtomicU32::new(0),
+                at: (PART / MAX_BATCH_ENTRIES) as u32,
+                told: Arc::clone(&told),
+            },
+            LambdaConfig {
+                storm_limit,
+                alert_topic_arn: Some(topic.clone()),
+                ..config(&stack)
+            },
+        )
+        .expect("handler")
+        .with_state(Arc::new(DynamoState::new(stack.dynamodb.clone(), TABLE)))
+    };
+    let taken = |told: &Arc<Mutex<Vec<String>>>| std::mem::take(&mut *told.lock().expect("told"));
+
+    // Every match an alert (the storm guard's limit above them).
+    let payload = object(&stack, "parts", &records).await;
+    let handler = flaky(n + 1);
+    let err = handler
+        .handle(payload.clone())
+        .await
+        .expect_err("the second part's publish failed");
+    assert!(err.retryable(), "{err}");
+    assert_eq!(
+        told.lock().expect("told").len(),
+        PART,
+        "the first part, told"
+    );
+    let retry = handler.handle(payload.clone()).await.expect("retry");
+    assert_eq!(retry["published"], (n - PART) as u64, "{retry}");
+    let redelivery = handler.handle(payload).await.expect("redelivery");
+    assert_eq!(redelivery["published"], 0, "{redelivery}");
+    let mut ids = taken(&told);
+    assert_eq!(ids.len(), n, "every match told once");
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "no match told twice");
+
+    // With the default storm guard: the first part's alerts, then the rest folded into one
+    // storm message at the end (the call that fails); the retry tells the message alone.
+    let payload = object(&stack, "parts-storm", &records).await;
+    let handler = flaky(PART);
+    handler
+        .handle(payload.clone())
+        .await
+        .expect_err("the storm message's publish failed");
+    let retry = handler.handle(payload.clone()).await.expect("retry");
+    assert_eq!(
+        (retry["published"].as_u64(), retry["folded"].as_u64()),
+        (Some(1), Some((n - PART) as u64)),
+        "{retry}"
+    );
+    let redelivery = handler.handle(payload).await.expect("redelivery");
+    assert_eq!(redelivery["published"], 0, "{redelivery}");
+    assert_eq!(
+        redelivery["folded"].as_u64().unwrap_or(0),
+        0,
+        "{redelivery}"
+    );
+    let ids = taken(&told);
+    assert_eq!(ids.len(), PART + 1);
+    assert!(ids[PART].starts_with("storm-every-job-"), "{}", ids[PART]);
 }
 
 /// A store that throttles every call (a loopback server answering DynamoDB's

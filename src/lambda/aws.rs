@@ -1146,6 +1146,52 @@ impl ProgressStore for DynamoState {
             Err(e) => Err(store_error("UpdateItem", e)),
         }
     }
+
+    async fn parts_told(&self, object: &str) -> Result<Option<(u64, u64)>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s("obj"))
+            .key("sk", s(object_sk(object)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error("GetItem", e))?;
+        Ok(out.item().and_then(|item| {
+            let parts = item.get("parts")?.as_n().ok()?.parse().ok()?;
+            let fingerprint = u64::from_str_radix(item.get("rules")?.as_s().ok()?, 16).ok()?;
+            Some((parts, fingerprint))
+        }))
+    }
+
+    async fn note_parts_told(
+        &self,
+        object: &str,
+        parts: u64,
+        fingerprint: u64,
+        expires: i64,
+    ) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s("obj"))
+            .item("sk", s(object_sk(object)))
+            .item("object", s(object))
+            .item("parts", n(parts))
+            .item("rules", s(format!("{fingerprint:016x}")))
+            .item("expires_at", n(expires))
+            .send()
+            .await
+            .map_err(|e| store_error("PutItem", e))?;
+        Ok(())
+    }
+}
+
+/// An object's item in the `obj` partition: its name hashed (S3 keys may be longer than a sort
+/// key may be), the name itself kept beside it.
+fn object_sk(object: &str) -> String {
+    format!("{:016x}", super::state::stable_hash(object.as_bytes()))
 }
 
 /// The PagerDuty routing key, read once at cold start: `ssm:/parameter/name` reads an SSM

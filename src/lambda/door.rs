@@ -13,9 +13,13 @@
 //!    parked in the state store for the sweep. A PagerDuty slowdown or outage therefore delays
 //!    pages, never alerts, and never makes Lambda re-walk a delivery.
 //!
-//! A fault before step 4 fails the delivery with nothing told, so that the retry starts clean;
-//! a fault in step 4 fails it too (claims not marked are published by the retry, or by the
-//! sweep); from step 5 on only a page that can be neither sent nor parked fails it.
+//! A delivery is told whole (an event) or in parts (an object's alerts in bounded batches as
+//! the read goes, so that memory does not grow with the matches): the storm guard counts over
+//! the whole delivery, and its storm messages and the trail's progress are told at its end.
+//! A fault before step 4 fails the delivery with nothing of that part told, so that the retry
+//! starts the part clean (earlier parts' claims make the retry tell nothing twice); a fault in
+//! step 4 fails it too (claims not marked are published by the retry, or by the sweep); from
+//! step 5 on only a page that can be neither sent nor parked fails it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -31,7 +35,7 @@ use super::publish::{PublishError, Publishing};
 use super::shadow::{self, Shadow};
 use super::state::{
     admit, delivery, heartbeats, Admitted, Claim, Claimant, MatchRef, PageStore, StateStore, Store,
-    StoreError, WindowRef,
+    StoreError, WindowRef, KEEP_AFTER_DUE,
 };
 
 /// What the door needs: the rules, the outputs and the store.
@@ -70,6 +74,8 @@ pub(super) struct Told {
     /// Rules that stormed (one folded message each), and the matches folded into them.
     pub storms: u64,
     pub folded: u64,
+    /// Alerts of parts an earlier try of this delivery told (skipped by this one).
+    pub told_before: u64,
 }
 
 /// Why the door could not tell everything.
@@ -96,22 +102,147 @@ impl DoorError {
     }
 }
 
+/// One delivery being told, whole or in parts (an object's alerts in bounded batches as the
+/// read goes): the storm guard's count over the whole delivery and what was told so far.
+pub(super) struct Telling {
+    guard: StormGuard,
+    told: Told,
+    parts: u64,
+    /// An object's parts, with the state store: each part told is noted, so that a retry after
+    /// a fault skips what an earlier try told.
+    resume: Option<Resume>,
+}
+
+/// Where an object told in parts resumes.
+struct Resume {
+    /// The rule set's fingerprint: parts noted under other rules are told again.
+    fingerprint: u64,
+    /// Parts an earlier try told (read with the first part that is noted).
+    told_before: Option<u64>,
+}
+
+impl Told {
+    fn add(&mut self, other: Told) {
+        self.suppressed += other.suppressed;
+        self.held += other.held;
+        self.grouped += other.grouped;
+        self.published += other.published;
+        self.sent.extend(other.sent);
+        self.shadow.extend(other.shadow);
+        self.pages += other.pages;
+        self.storms += other.storms;
+        self.folded += other.folded;
+        self.told_before += other.told_before;
+    }
+}
+
 impl<P: Publisher> Door<'_, P> {
     /// Matches of one delivery (`origin` names it in logs and shadow keys), through steps 1–5.
     pub async fn tell(
         &self,
         origin: &str,
-        mut alerts: Vec<Alert>,
+        alerts: Vec<Alert>,
         progress: Option<Progress<'_>>,
         now: i64,
     ) -> Result<Told, DoorError> {
+        let mut telling = self.begin(false);
+        self.tell_part(&mut telling, origin, alerts, true, now)
+            .await?;
+        self.finish(telling, origin, progress, now).await
+    }
+
+    /// A delivery to be told in parts: [`Door::tell_part`] for each, then [`Door::finish`].
+    /// With `resumable` (an object, which a retry reads again whole) and the state store, each
+    /// part told is noted, and a retry skips the parts an earlier try told.
+    pub fn begin(&self, resumable: bool) -> Telling {
+        Telling {
+            guard: StormGuard::new(self.storm_limit),
+            told: Told::default(),
+            parts: 0,
+            resume: (resumable && self.state.is_some()).then(|| Resume {
+                fingerprint: self.rules.fingerprint(),
+                told_before: None,
+            }),
+        }
+    }
+
+    /// One part of a delivery's matches (`last`: no part follows), through steps 1–5: told
+    /// when this returns, so that the caller holds no more than a part in memory. A fault fails
+    /// the delivery; the parts told before it are noted (resumable deliveries with the state
+    /// store), so that the retry, which reads the same parts again, skips them. A delivery of
+    /// one part needs no note: its claims are its record.
+    pub async fn tell_part(
+        &self,
+        telling: &mut Telling,
+        origin: &str,
+        mut alerts: Vec<Alert>,
+        last: bool,
+        now: i64,
+    ) -> Result<(), DoorError> {
+        let part = telling.parts;
+        telling.parts += 1;
+        // Shadow findings of later parts go to objects of their own.
+        let part_origin = match part {
+            0 => origin.to_owned(),
+            n => format!("{origin}#part{n}"),
+        };
         let suppressed = self.rules.suppress(&mut alerts);
         if suppressed > 0 {
             info!(suppressed, "alerts silenced by suppressions");
         }
-        let (alerts, mut resolves) = resolutions(self.rules, alerts);
+        let (alerts, resolves) = resolutions(self.rules, alerts);
         let (alerts, shadowed) = shadow::split(alerts);
-        let (alerts, storms, folded) = storm_guard(alerts, self.storm_limit, self.rules, origin);
+        // The guard counts every part, skipped or not, so that a retry folds the same matches.
+        let alerts = telling.guard.pass(alerts);
+        let noted = match (&mut telling.resume, self.state) {
+            (Some(resume), Some(state)) if !(last && part == 0) => {
+                let before = match resume.told_before {
+                    Some(n) => n,
+                    None => {
+                        let n = match state.parts_told(origin).await.map_err(DoorError::State)? {
+                            Some((n, fingerprint)) if fingerprint == resume.fingerprint => n,
+                            Some((n, _)) => {
+                                warn!(parts = n, "an earlier try told parts of this object under other rules: all are told again");
+                                0
+                            }
+                            None => 0,
+                        };
+                        resume.told_before = Some(n);
+                        n
+                    }
+                };
+                if part < before {
+                    telling.told.told_before += (alerts.len() + shadowed.len()) as u64;
+                    return Ok(());
+                }
+                Some((state, resume.fingerprint))
+            }
+            _ => None,
+        };
+        let told = self
+            .decide_and_send(&part_origin, alerts, resolves, shadowed, None, now)
+            .await?;
+        telling.told.suppressed += suppressed;
+        telling.told.add(told);
+        if let Some((state, fingerprint)) = noted {
+            let expires = now + KEEP_AFTER_DUE;
+            state
+                .note_parts_told(origin, part + 1, fingerprint, expires)
+                .await
+                .map_err(DoorError::State)?;
+        }
+        Ok(())
+    }
+
+    /// The end of a delivery: its storm messages, and the trail's progress (objects).
+    pub async fn finish(
+        &self,
+        mut telling: Telling,
+        origin: &str,
+        progress: Option<Progress<'_>>,
+        now: i64,
+    ) -> Result<Told, DoorError> {
+        let (storms, folded) = telling.guard.finish(self.rules, origin);
         if folded > 0 {
             warn!(
                 storms = storms.len(),
@@ -121,6 +252,47 @@ impl<P: Publisher> Door<'_, P> {
             );
         }
         let storms = self.claim_storms(storms, now).await?;
+        // Counted when told: a redelivery whose storm message went out before folds again
+        // but tells (and counts) nothing.
+        telling.told.storms += storms.len() as u64;
+        telling.told.folded += storms
+            .iter()
+            .filter_map(|(a, _)| a.record["more"].as_u64())
+            .sum::<u64>();
+        let told = self
+            .decide_and_send(
+                origin,
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                Some((storms, progress)),
+                now,
+            )
+            .await?;
+        telling.told.add(told);
+        Ok(telling.told)
+    }
+
+    /// Steps 2–5 for alerts the guard kept (and, at a delivery's end, its claimed storm
+    /// messages and its progress).
+    async fn decide_and_send(
+        &self,
+        origin: &str,
+        alerts: Vec<Alert>,
+        mut resolves: Vec<String>,
+        shadowed: Vec<Alert>,
+        end: Option<(Vec<(Alert, Option<Claim>)>, Option<Progress<'_>>)>,
+        now: i64,
+    ) -> Result<Told, DoorError> {
+        let (storms, progress) = end.unwrap_or_default();
+        if alerts.is_empty()
+            && resolves.is_empty()
+            && shadowed.is_empty()
+            && storms.is_empty()
+            && progress.is_none()
+        {
+            return Ok(Told::default());
+        }
         let admitted = match self.state {
             Some(state) => {
                 let mut alerts = heartbeats(state, self.rules, alerts, now)
@@ -164,7 +336,6 @@ impl<P: Publisher> Door<'_, P> {
             held,
             grouped,
         } = admitted;
-        let storm_count = storms.len() as u64;
         for (alert, claim) in storms {
             alerts.push(alert);
             claims.extend(claim);
@@ -185,15 +356,13 @@ impl<P: Publisher> Door<'_, P> {
             .collect();
         let (published, pages) = self.send(origin, alerts, &resolves, &claims, now).await?;
         Ok(Told {
-            suppressed,
             held,
             grouped,
             published,
             sent,
             shadow: shadowed.iter().map(|a| a.rule_id.clone()).collect(),
             pages,
-            storms: storm_count,
-            folded,
+            ..Told::default()
         })
     }
 
@@ -291,21 +460,6 @@ impl<P: Publisher> Door<'_, P> {
         Ok((published, pages))
     }
 
-    /// What a delivery raised before its read failed: told to SNS at once (suppressions
-    /// applied, recovery and shadow rules' matches left to the retry), since losing them is
-    /// worse than a retry telling them again (FIFO topics deduplicate).
-    pub async fn salvage(&self, origin: &str, mut alerts: Vec<Alert>) {
-        self.rules.suppress(&mut alerts);
-        let (alerts, _) = resolutions(self.rules, alerts);
-        let (alerts, _) = shadow::split(alerts);
-        if alerts.is_empty() {
-            return;
-        }
-        if let Err(e) = self.publishing.publish(origin, alerts).await {
-            tracing::error!(error = %e, "alerts raised before the read fault could not be published");
-        }
-    }
-
     /// Sends parked pages as far as the budget allows (the sweep); what is left parked.
     pub async fn drain_pages(&self, now: i64) -> Result<(PageReport, Option<Backlog>), DoorError> {
         match (self.paging, self.state) {
@@ -342,45 +496,72 @@ pub(super) async fn mark_published(state: &dyn StateStore, claims: &[Claim]) {
     }
 }
 
-/// Folds a storming rule's matches: past `limit` alerts of one rule in one delivery, the rest
-/// are told in one message that says the rule is storming (how many, first and last, the
-/// distinct eventNames, accounts and Regions), instead of one alert each. Returns the alerts
-/// kept, the storm messages, and how many matches were folded.
+/// The storm guard of one delivery, told whole or in parts: past `limit` alerts of one rule,
+/// the rest of that rule's matches are folded into one message that says the rule is storming
+/// (how many, first and last, the distinct eventNames, accounts and Regions), instead of one
+/// alert each. The count runs over the whole delivery, however many parts it is told in.
+pub struct StormGuard {
+    limit: usize,
+    seen: HashMap<String, usize>,
+    folded: BTreeMap<String, Storm>,
+}
+
+impl StormGuard {
+    pub fn new(limit: usize) -> Self {
+        StormGuard {
+            limit,
+            seen: HashMap::new(),
+            folded: BTreeMap::new(),
+        }
+    }
+
+    /// The alerts kept; the others are folded into their rule's storm.
+    pub fn pass(&mut self, alerts: Vec<Alert>) -> Vec<Alert> {
+        let mut kept = Vec::with_capacity(alerts.len());
+        for a in alerts {
+            let n = match self.seen.get_mut(&a.rule_id) {
+                Some(n) => n,
+                None => self.seen.entry(a.rule_id.clone()).or_default(),
+            };
+            *n += 1;
+            if *n <= self.limit {
+                kept.push(a);
+            } else {
+                self.folded.entry(a.rule_id.clone()).or_default().add(&a);
+            }
+        }
+        kept
+    }
+
+    /// The storm messages (one per rule that stormed), and how many matches they fold.
+    pub fn finish(self, rules: &RuleSet, origin: &str) -> (Vec<Alert>, u64) {
+        let mut told = 0;
+        let limit = self.limit;
+        let storms = self
+            .folded
+            .into_iter()
+            .filter_map(|(rule_id, storm)| {
+                let rule = rules.rules().iter().find(|r| r.id == rule_id)?;
+                told += storm.more;
+                Some(storm.alert(rule, limit, origin))
+            })
+            .collect();
+        (storms, told)
+    }
+}
+
+/// The storm guard over one delivery told whole: the alerts kept, the storm messages, and how
+/// many matches were folded.
 pub fn storm_guard(
     alerts: Vec<Alert>,
     limit: usize,
     rules: &RuleSet,
     origin: &str,
 ) -> (Vec<Alert>, Vec<Alert>, u64) {
-    let mut per_rule: HashMap<String, usize> = HashMap::new();
-    for a in &alerts {
-        *per_rule.entry(a.rule_id.clone()).or_default() += 1;
-    }
-    if per_rule.values().all(|n| *n <= limit) {
-        return (alerts, Vec::new(), 0);
-    }
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    let mut kept = Vec::with_capacity(alerts.len().min(limit * per_rule.len()));
-    let mut folded: BTreeMap<String, Storm> = BTreeMap::new();
-    for a in alerts {
-        let n = seen.entry(a.rule_id.clone()).or_default();
-        *n += 1;
-        if *n <= limit {
-            kept.push(a);
-            continue;
-        }
-        folded.entry(a.rule_id.clone()).or_default().add(&a);
-    }
-    let mut told = 0;
-    let storms = folded
-        .into_iter()
-        .filter_map(|(rule_id, storm)| {
-            let rule = rules.rules().iter().find(|r| r.id == rule_id)?;
-            told += storm.more;
-            Some(storm.alert(rule, limit, origin))
-        })
-        .collect();
-    (kept, storms, told)
+    let mut guard = StormGuard::new(limit);
+    let kept = guard.pass(alerts);
+    let (storms, folded) = guard.finish(rules, origin);
+    (kept, storms, folded)
 }
 
 /// What a storming rule's folded matches were.

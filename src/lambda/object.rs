@@ -102,11 +102,36 @@ pub(super) async fn process<S: ObjectStore, P: Publisher>(
         object: object.clone(),
         kind,
     };
-    let (alerts, outcome) = match read(object, store, rules, config).await? {
-        Ok(read) => read,
+    let body = match open(object, store, config).await? {
+        Ok(body) => body,
         Err(why) => return Ok(ObjectOutcome::PassedOver(why)),
     };
     let origin = object.to_string();
+    let now = policy::now();
+    // The read hands its alerts over in parts of at most PART as it goes; each is told before
+    // the next is taken, so that memory holds a bounded number of alerts however many records
+    // match.
+    let (mut parts, reading) = scan_in_parts(object, body, rules, config.limits);
+    let mut telling = door.begin(true);
+    let mut failed = None;
+    while let Some(part) = parts.recv().await {
+        if let Err(e) = door
+            .tell_part(&mut telling, &origin, part, false, now)
+            .await
+        {
+            // The read stops handing over; the delivery fails as the door says.
+            parts.close();
+            failed = Some(e);
+            break;
+        }
+    }
+    let (rest, outcome) = reading.await.map_err(|e| fail(ObjectErrorKind::Task(e)))?;
+    if let Some(e) = failed {
+        return Err(fail(ObjectErrorKind::Door(e)));
+    }
+    for e in &outcome.unreadable {
+        warn!(record = e.index, offset = e.offset, error = %e, "record skipped");
+    }
     match outcome.fault {
         None => {}
         Some(ReadError::Empty) => {
@@ -114,7 +139,16 @@ pub(super) async fn process<S: ObjectStore, P: Publisher>(
             return Ok(ObjectOutcome::PassedOver("an empty object"));
         }
         Some(fault) => {
-            door.salvage(&origin, alerts).await;
+            // What was read before the fault is told (claimed, with the state store, so that
+            // the retry does not tell it twice); the trail's progress is not noted.
+            let told = async {
+                door.tell_part(&mut telling, &origin, rest, true, now)
+                    .await?;
+                door.finish(telling, &origin, None, now).await
+            };
+            if let Err(e) = told.await {
+                error!(error = %e, "alerts raised before the read fault could not all be told");
+            }
             return Err(fail(ObjectErrorKind::Read(fault)));
         }
     }
@@ -123,16 +157,19 @@ pub(super) async fn process<S: ObjectStore, P: Publisher>(
         key: &object.key,
         newest_event: stats.newest_event,
     };
-    let told = door
-        .tell(&origin, alerts, Some(progress), policy::now())
-        .await
-        .map_err(|e| fail(ObjectErrorKind::Door(e)))?;
+    let told = async {
+        door.tell_part(&mut telling, &origin, rest, true, now)
+            .await?;
+        door.finish(telling, &origin, Some(progress), now).await
+    };
+    let told = told.await.map_err(|e| fail(ObjectErrorKind::Door(e)))?;
     info!(
         records = stats.records,
         skipped = stats.unreadable,
         alerts = stats.alerts,
         duplicates = stats.duplicates,
         published = told.published,
+        told_before = told.told_before,
         bytes = stats.bytes,
         "object done"
     );
@@ -208,6 +245,29 @@ async fn read<S: ObjectStore>(
     rules: &Arc<RuleSet>,
     config: &LambdaConfig,
 ) -> Result<Result<(Vec<Alert>, Outcome), &'static str>, ObjectError> {
+    let body = match open(object, store, config).await? {
+        Ok(body) => body,
+        Err(why) => return Ok(Err(why)),
+    };
+    let (alerts, outcome) = scan(object, body, rules, config.limits)
+        .await
+        .map_err(|e| ObjectError {
+            object: object.clone(),
+            kind: ObjectErrorKind::Task(e),
+        })?;
+    for e in &outcome.unreadable {
+        warn!(record = e.index, offset = e.offset, error = %e, "record skipped");
+    }
+    Ok(Ok((alerts, outcome)))
+}
+
+/// The policy on what is read (allowed buckets, keys that name no log), then the object's
+/// body, or why the object was passed over (`Ok(Err(why))`).
+async fn open<S: ObjectStore>(
+    object: &ObjectRef,
+    store: &S,
+    config: &LambdaConfig,
+) -> Result<Result<ObjectBody, &'static str>, ObjectError> {
     let fail = |kind| ObjectError {
         object: object.clone(),
         kind,
@@ -222,17 +282,11 @@ async fn read<S: ObjectStore>(
         info!(reason = why, "object skipped");
         return Ok(Err(why));
     }
-    let body = store
+    store
         .open(object)
         .await
-        .map_err(|e| fail(ObjectErrorKind::Fetch(e)))?;
-    let (alerts, outcome) = scan(object, body, rules, config.limits)
-        .await
-        .map_err(|e| fail(ObjectErrorKind::Task(e)))?;
-    for e in &outcome.unreadable {
-        warn!(record = e.index, offset = e.offset, error = %e, "record skipped");
-    }
-    Ok(Ok((alerts, outcome)))
+        .map(Ok)
+        .map_err(|e| fail(ObjectErrorKind::Fetch(e)))
 }
 
 /// Why a key is passed over without being read (it names no log), if it is.
@@ -244,6 +298,10 @@ fn passed_over(key: &str) -> Option<&'static str> {
         _ => Some("not a CloudTrail log file"),
     }
 }
+
+/// Alerts an object's read hands over at a time ([`scan_in_parts`]). An alert holds its
+/// record (about 2–10 KiB in memory), so two parts in flight stay within a few tens of MiB.
+pub const PART: usize = 1000;
 
 /// Streams the body through the pipeline on a blocking thread: memory stays bounded by the
 /// record, not the object. `Err` when the blocking task itself failed.
@@ -267,4 +325,41 @@ async fn scan(
     })
     .await
     .map_err(|e| e.to_string())
+}
+
+/// [`scan`] handing its alerts over in parts of [`PART`] as it reads: the parts, and the read,
+/// which ends with the last part (fewer than `PART`) and the outcome. The read waits while a
+/// part is being told (one part waits in the channel), so at most three parts are in memory.
+/// Once the receiver is closed the read goes on to its end without keeping alerts.
+fn scan_in_parts(
+    object: &ObjectRef,
+    body: ObjectBody,
+    rules: &Arc<RuleSet>,
+    limits: Limits,
+) -> (
+    tokio::sync::mpsc::Receiver<Vec<Alert>>,
+    impl std::future::Future<Output = Result<(Vec<Alert>, Outcome), String>>,
+) {
+    let rules = Arc::clone(rules);
+    let source = AlertSource::S3 {
+        bucket: object.bucket.clone(),
+        key: object.key.clone(),
+    };
+    let reader = SyncIoBridge::new(body);
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let task = tokio::task::spawn_blocking(move || {
+        let mut part = Vec::new();
+        let mut open = true;
+        let outcome = Pipeline::new(&rules, limits).run(reader, &source, Mode::Threaded, |a| {
+            if !open {
+                return;
+            }
+            part.push(a);
+            if part.len() >= PART {
+                open = tx.blocking_send(std::mem::take(&mut part)).is_ok();
+            }
+        });
+        (part, outcome)
+    });
+    (rx, async move { task.await.map_err(|e| e.to_string()) })
 }

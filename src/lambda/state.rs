@@ -36,13 +36,7 @@ pub const MAX_STORED_RECORD: usize = 200 << 10;
 /// How long the store keeps a window after it is due (DynamoDB TTL).
 pub const KEEP_AFTER_DUE: i64 = 7 * 86_400;
 
-/// FNV-1a, 64 bits: a stable hash of a key value for the store's ids (stable across versions,
-/// unlike the standard library's hasher).
-pub fn stable_hash(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
+pub use crate::hash::stable_hash;
 
 /// One rule's window for one key value: a dedup or threshold window, or a group's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -994,12 +988,25 @@ pub trait ProgressStore: Send + Sync {
     /// Takes the absence alert of a key last seen at `beat.last_seen` (creating the key when it
     /// is an expected one never seen); `true` once.
     async fn mark_missing(&self, rule: &str, beat: &Beat) -> Result<bool, StoreError>;
+    /// How many parts of an object's alerts an earlier try told, and under which rule set's
+    /// fingerprint (read consistently: the retry must see its failed try's note).
+    async fn parts_told(&self, object: &str) -> Result<Option<(u64, u64)>, StoreError>;
+    /// Notes that the first `parts` parts of an object's alerts are told; kept until `expires`.
+    async fn note_parts_told(
+        &self,
+        object: &str,
+        parts: u64,
+        fingerprint: u64,
+        expires: i64,
+    ) -> Result<(), StoreError>;
 }
 
 #[derive(Default)]
 pub struct MemoryProgress {
     places: Mutex<BTreeMap<(String, String), Place>>,
     beats: Mutex<BTreeMap<(String, String), Beat>>,
+    /// Objects told in parts: parts told and the rule set's fingerprint.
+    parts: Mutex<BTreeMap<String, (u64, u64)>>,
 }
 
 #[async_trait]
@@ -1036,6 +1043,20 @@ impl ProgressStore for MemoryState {
     }
     async fn mark_missing(&self, rule: &str, beat: &Beat) -> Result<bool, StoreError> {
         self.progress_store.mark_missing(rule, beat).await
+    }
+    async fn parts_told(&self, object: &str) -> Result<Option<(u64, u64)>, StoreError> {
+        self.progress_store.parts_told(object).await
+    }
+    async fn note_parts_told(
+        &self,
+        object: &str,
+        parts: u64,
+        fingerprint: u64,
+        expires: i64,
+    ) -> Result<(), StoreError> {
+        self.progress_store
+            .note_parts_told(object, parts, fingerprint, expires)
+            .await
     }
 }
 
@@ -1126,6 +1147,27 @@ impl ProgressStore for MemoryProgress {
         } else {
             Ok(false)
         }
+    }
+    async fn parts_told(&self, object: &str) -> Result<Option<(u64, u64)>, StoreError> {
+        Ok(self
+            .parts
+            .lock()
+            .map_err(|_| poisoned())?
+            .get(object)
+            .copied())
+    }
+    async fn note_parts_told(
+        &self,
+        object: &str,
+        parts: u64,
+        fingerprint: u64,
+        _expires: i64,
+    ) -> Result<(), StoreError> {
+        self.parts
+            .lock()
+            .map_err(|_| poisoned())?
+            .insert(object.to_owned(), (parts, fingerprint));
+        Ok(())
     }
 }
 

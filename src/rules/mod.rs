@@ -129,6 +129,8 @@ pub struct RuleSet {
     warnings: Vec<RuleWarning>,
     /// The rule files' suppressions.
     suppressions: Vec<Suppression>,
+    /// Tells rule sets apart across processes ([`RuleSet::fingerprint`]).
+    fingerprint: u64,
 }
 
 /// The outcome of one embedded rule test.
@@ -222,6 +224,12 @@ impl RuleSet {
             }
             set.rules.push(rule);
         }
+        let named: Vec<String> = set
+            .rules
+            .iter()
+            .map(|r| format!("{}\u{1f}{}\u{1f}{}", r.origin, r.id, r.enabled))
+            .collect();
+        set.fingerprint = crate::hash::stable_hash(named.join("\u{1e}").as_bytes());
         for rule in &set.rules {
             for (i, target) in rule.resolves.iter().enumerate() {
                 let message = if target == &rule.id {
@@ -279,7 +287,15 @@ impl RuleSet {
         }
         match RuleError::all(faults) {
             Some(e) => Err(e),
-            None => Self::new(rules)?.with_suppressions(suppressions),
+            None => {
+                let mut set = Self::new(rules)?.with_suppressions(suppressions)?;
+                let texts: Vec<String> = docs
+                    .iter()
+                    .map(|d| format!("{}\u{1f}{}", d.origin, d.text))
+                    .collect();
+                set.fingerprint = crate::hash::stable_hash(texts.join("\u{1e}").as_bytes());
+                Ok(set)
+            }
         }
     }
 
@@ -293,6 +309,13 @@ impl RuleSet {
                     .into(),
             )
         })
+    }
+
+    /// A hash that differs when the rule set does, stable across processes: of the documents'
+    /// names and texts when loaded from sources, else of the rules' origins, ids and states. A
+    /// retry that finds the same fingerprint matches the same records the same way.
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
     }
 
     /// The index of the enabled rules' patterns.
