@@ -337,6 +337,68 @@ async fn twenty_racing_invocations_publish_one_alert_and_one_rollup() {
     );
 }
 
+/// Eight invocations race, each with the same 30 new volumes' failures (its own eventIDs):
+/// a delivery of that many windows creates the new ones 100 to a transaction, each on
+/// condition that it does not exist. Exactly one alert per volume goes out, and every match is
+/// counted once (the sweep's roll-ups say 7 more for each volume).
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn racing_deliveries_of_many_new_windows_claim_each_once() {
+    let stack = stack().await;
+    let rules = rules("");
+    const VOLUMES: usize = 30;
+    const RACERS: usize = 8;
+    let mut payloads = Vec::new();
+    for r in 0..RACERS {
+        let records: Vec<Value> = (0..VOLUMES)
+            .map(|v| {
+                let volume = format!("arn:aws:ec2:us-east-1:123456789012:volume/vol-race{v:02}");
+                let time = format!("2024-05-01T08:{:02}:{r:02}Z", v);
+                job(
+                    "BackupJobCompleted",
+                    &format!("race-{r}-{v}"),
+                    &time,
+                    &volume,
+                )
+            })
+            .collect();
+        payloads.push(object(&stack, &format!("race{r}"), &records).await);
+    }
+    let barrier = Arc::new(tokio::sync::Barrier::new(RACERS));
+    let tasks: Vec<_> = payloads
+        .into_iter()
+        .map(|payload| {
+            let h = handler(&stack, &rules, sns(&stack));
+            let barrier = Arc::clone(&barrier);
+            tokio::spawn(async move {
+                barrier.wait().await;
+                h.handle(payload).await.expect("invocation")["published"]
+                    .as_u64()
+                    .expect("published")
+            })
+        })
+        .collect();
+    let mut published = 0;
+    for t in tasks {
+        published += t.await.expect("task");
+    }
+    assert_eq!(published, VOLUMES as u64, "one alert per volume");
+    assert_eq!(
+        drain(&stack.aws, &stack.queue, VOLUMES).await.len(),
+        VOLUMES
+    );
+    let h = handler(&stack, &rules, sns(&stack));
+    assert_eq!(h.sweep(LATER).await.expect("sweep").rollups, VOLUMES as u64);
+    let got = drain(&stack.aws, &stack.queue, VOLUMES).await;
+    assert_eq!(got.len(), VOLUMES);
+    for m in &got {
+        let subject = m["Subject"].as_str().expect("subject");
+        assert!(
+            subject.contains(&format!(": {} more in ", RACERS - 1)),
+            "{subject}"
+        );
+    }
+}
+
 /// SNS fails the first publish: the invocation fails, retryable, with its claim taken but not
 /// marked; the retry publishes it once, a further redelivery nothing.
 struct FailFirst<P> {

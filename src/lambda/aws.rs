@@ -19,8 +19,9 @@ use super::ports::{
     EntryFailure, FetchError, ObjectBody, ObjectStore, ObjectWriter, PublishCallError, Publisher,
 };
 use super::state::{
-    Beat, Claim, Claimant, Due, Marker, MatchRef, PageStore, ParkedPage, Place, ProgressStore,
-    StateStore, StoreError, WindowRef, WindowState, KEEP_AFTER_DUE, MAX_IDS, MAX_VALUES,
+    Beat, Claim, Claimant, Due, Marker, MatchRef, NewWindow, PageStore, ParkedPage, Place,
+    ProgressStore, StateStore, StoreError, WindowRef, WindowState, KEEP_AFTER_DUE, MAX_IDS,
+    MAX_VALUES,
 };
 pub use crate::s3::{
     fetch_error, load_rules, read_rule_document, retries, s3_client, sdk_config, timeouts,
@@ -695,6 +696,66 @@ impl StateStore for DynamoState {
         Ok(state)
     }
 
+    /// Each window as `count_many` would leave it after counting its matches into nothing, put
+    /// on condition that the window does not exist, up to 100 (and 3 MiB) to a
+    /// TransactWriteItems. A transaction that finds some windows existing is cancelled whole,
+    /// naming them: those are left to `count_many` and the rest is tried once more.
+    async fn create_many(
+        &self,
+        new: &[NewWindow<'_>],
+    ) -> Result<Vec<Option<WindowState>>, StoreError> {
+        let mut out: Vec<Option<WindowState>> = vec![None; new.len()];
+        // Windows that fit one write, with their items.
+        let mut items: Vec<(usize, HashMap<String, Av>, usize)> = Vec::new();
+        for (k, nw) in new.iter().enumerate() {
+            if let Some(item) = new_window_item(nw) {
+                let size = item_size(&item);
+                items.push((k, item, size));
+            }
+        }
+        let mut batch: Vec<(usize, HashMap<String, Av>)> = Vec::new();
+        let mut bytes = 0;
+        let mut batches = Vec::new();
+        for (k, item, size) in items {
+            if !batch.is_empty() && (batch.len() == 100 || bytes + size > TRANSACTION_BYTES) {
+                batches.push(std::mem::take(&mut batch));
+                bytes = 0;
+            }
+            bytes += size;
+            batch.push((k, item));
+        }
+        if !batch.is_empty() {
+            batches.push(batch);
+        }
+        for batch in batches {
+            let mut batch = batch;
+            for attempt in 0..2 {
+                match self.put_new(&batch).await? {
+                    None => {
+                        for (k, item) in &batch {
+                            out[*k] = Some(window_from(item));
+                        }
+                        break;
+                    }
+                    // Existing windows named: the others once more without them.
+                    Some(existing) if attempt == 0 && existing.iter().any(|e| *e) => {
+                        batch = batch
+                            .into_iter()
+                            .zip(existing)
+                            .filter(|(_, exists)| !exists)
+                            .map(|(b, _)| b)
+                            .collect();
+                        if batch.is_empty() {
+                            break;
+                        }
+                    }
+                    Some(_) => break,
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Due entries and members' index items, 25 to a BatchWriteItem; what DynamoDB leaves
     /// unprocessed is sent again with back-off, and still unprocessed after that is a
     /// retryable fault (nothing has been published yet).
@@ -1186,6 +1247,127 @@ impl ProgressStore for DynamoState {
             .map_err(|e| store_error("PutItem", e))?;
         Ok(())
     }
+}
+
+/// The most a window-creating transaction carries (DynamoDB allows 4 MB).
+const TRANSACTION_BYTES: usize = 3 << 20;
+
+impl DynamoState {
+    /// Puts new windows in one transaction, each on condition that it does not exist: `None`
+    /// when all were created; else, when the transaction was cancelled, whether each window
+    /// exists (all `false` when the cancellation named no window, such as a conflict with
+    /// another transaction).
+    async fn put_new(
+        &self,
+        batch: &[(usize, HashMap<String, Av>)],
+    ) -> Result<Option<Vec<bool>>, StoreError> {
+        use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+        use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
+        let items = batch
+            .iter()
+            .map(|(_, item)| {
+                Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(item.clone()))
+                    .condition_expression("attribute_not_exists(pk)")
+                    .build()
+                    .map(|p| TransactWriteItem::builder().put(p).build())
+                    .map_err(|e| StoreError {
+                        message: format!("TransactWriteItems: {e}"),
+                        retryable: false,
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(None),
+            Err(e) => match e.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(t)) => {
+                    let reasons = t.cancellation_reasons();
+                    Ok(Some(
+                        (0..batch.len())
+                            .map(|i| {
+                                reasons.get(i).and_then(|r| r.code())
+                                    == Some("ConditionalCheckFailed")
+                            })
+                            .collect(),
+                    ))
+                }
+                // Whatever else went wrong, `count_many` writes these windows and says so.
+                _ => Ok(Some(vec![false; batch.len()])),
+            },
+        }
+    }
+}
+
+/// The item of a window new to the store, as `count_many` leaves it after counting `nw`'s
+/// matches: `None` when they need more than one write (or repeat an eventID).
+fn new_window_item(nw: &NewWindow<'_>) -> Option<HashMap<String, Av>> {
+    let (first, last) = (nw.matches.first()?, nw.matches.last()?);
+    let ids: Vec<String> = nw.matches.iter().map(|m| m.event_id.clone()).collect();
+    let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+    if ids.len() > COUNT_CHUNK || distinct.len() != ids.len() {
+        return None;
+    }
+    let mut values: Vec<String> = Vec::new();
+    for v in nw.matches.iter().flat_map(|m| &m.values) {
+        if values.len() < MAX_VALUES && !values.contains(v) {
+            values.push(v.clone());
+        }
+    }
+    let w = nw.w;
+    let mut item = HashMap::from([
+        ("pk".to_owned(), s(w.id())),
+        ("sk".to_owned(), s("w")),
+        ("count".to_owned(), n(ids.len())),
+        ("ids".to_owned(), Av::Ss(ids)),
+        ("rule".to_owned(), s(&w.rule)),
+        ("key".to_owned(), s(&w.key)),
+        ("window_start".to_owned(), n(w.window.start)),
+        ("window_end".to_owned(), n(w.window.end)),
+        ("needed".to_owned(), n(nw.needed)),
+        ("first_time".to_owned(), s(&first.event_time)),
+        ("first_id".to_owned(), s(&first.event_id)),
+        ("last_time".to_owned(), s(&last.event_time)),
+        ("last_id".to_owned(), s(&last.event_id)),
+        ("expires_at".to_owned(), n(w.window.end + KEEP_AFTER_DUE)),
+    ]);
+    if !values.is_empty() {
+        item.insert("vals".into(), Av::Ss(values));
+    }
+    if !nw.members.is_empty() {
+        let open = nw.members.iter().map(|m| member_hash(m)).collect();
+        item.insert("open".into(), Av::Ss(open));
+    }
+    if let Some(claim) = nw.claimant {
+        item.insert("claimed_by".into(), s(claim.event_id));
+        item.insert("claimed_at".into(), n(claim.now));
+        item.insert("source".into(), s(claim.source));
+        item.insert("record".into(), s(claim.record.unwrap_or("")));
+        if claim.told {
+            item.insert("published".into(), Av::Bool(true));
+        }
+    }
+    Some(item)
+}
+
+/// About how many bytes an item weighs in a request.
+fn item_size(item: &HashMap<String, Av>) -> usize {
+    item.iter()
+        .map(|(k, v)| {
+            k.len()
+                + match v {
+                    Av::S(t) | Av::N(t) => t.len(),
+                    Av::Ss(list) => list.iter().map(|t| t.len() + 1).sum(),
+                    _ => 8,
+                }
+        })
+        .sum()
 }
 
 /// An object's item in the `obj` partition: its name hashed (S3 keys may be longer than a sort

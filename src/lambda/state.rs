@@ -78,6 +78,16 @@ pub struct Claimant<'a> {
     pub told: bool,
 }
 
+/// A window to create with its first matches ([`StateStore::create_many`]).
+#[derive(Debug, Clone, Copy)]
+pub struct NewWindow<'a> {
+    pub w: &'a WindowRef,
+    pub matches: &'a [MatchRef],
+    pub needed: u64,
+    pub claimant: Option<Claimant<'a>>,
+    pub members: &'a [String],
+}
+
 /// An item admission writes besides the windows: a window's due entry for the sweep, or a
 /// group member's index entry (which group an alert key joined, for its recovery).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -251,6 +261,19 @@ pub trait StateStore: Send + Sync {
         members: &[String],
     ) -> Result<Option<WindowState>, StoreError>;
 
+    /// Creates windows new to the store, each with this delivery's matches counted (and
+    /// claimed for its claimant) as [`StateStore::count_many`] would: the state of each window
+    /// created, `None` for one that exists already (or that could not be created now), which
+    /// `count_many` then counts. The DynamoDB adapter creates up to 100 in one transaction, so
+    /// that a storm of new keys costs a write per hundred windows, not one per window; stores
+    /// that gain nothing from it create none.
+    async fn create_many(
+        &self,
+        new: &[NewWindow<'_>],
+    ) -> Result<Vec<Option<WindowState>>, StoreError> {
+        Ok(vec![None; new.len()])
+    }
+
     /// Writes due entries and group members' index items, in batches.
     async fn put_markers(&self, markers: &[Marker]) -> Result<(), StoreError>;
 
@@ -354,10 +377,17 @@ pub async fn admit(
             None => passed.push((i, None)),
         }
     }
-    // Independent windows are written a few at a time (in order of their first match).
+    // Many windows at once (a storm of new keys): those new to the store are created in
+    // batches; the others are counted a few at a time (in order of their first match).
+    let created = if windows.len() >= CREATE_IN_BATCHES {
+        create_windows(store, &alerts, &windows, now).await?
+    } else {
+        vec![None; windows.len()]
+    };
     let pending: Vec<_> = windows
         .iter()
-        .map(|b| decide_window(store, &alerts, b, &[], lateness, now))
+        .zip(created)
+        .map(|(b, created)| decide_window(store, &alerts, b, &[], created, lateness, now))
         .collect();
     let decided: Vec<_> = futures_util::stream::iter(pending)
         .buffered(CONCURRENT_WINDOWS)
@@ -411,7 +441,7 @@ pub async fn admit(
             expires,
         }));
         let (admitted, gathered) =
-            decide_window(store, &alerts, g, &members, lateness, now).await?;
+            decide_window(store, &alerts, g, &members, None, lateness, now).await?;
         out.grouped += gathered;
         for (i, claim) in admitted {
             out.claims.push(claim);
@@ -436,6 +466,51 @@ pub async fn admit(
 
 /// Windows of one delivery written to the store at once.
 pub const CONCURRENT_WINDOWS: usize = 8;
+
+/// Windows in one delivery from which those new to the store are created in batches
+/// ([`StateStore::create_many`]): fewer are counted one write each, since a batch that finds
+/// its windows existing costs a write more.
+pub const CREATE_IN_BATCHES: usize = 8;
+
+/// Creates the delivery's windows that are new to the store: for each bucket, its state when
+/// created.
+async fn create_windows(
+    store: &dyn StateStore,
+    alerts: &[Alert],
+    windows: &[Bucket],
+    now: i64,
+) -> Result<Vec<Option<WindowState>>, StoreError> {
+    let refs: Vec<Vec<MatchRef>> = windows
+        .iter()
+        .map(|b| b.matches.iter().map(|(_, m)| m.clone()).collect())
+        .collect();
+    let records: Vec<Option<String>> = windows
+        .iter()
+        .map(|b| stored_record(&alerts[b.matches[0].0]))
+        .collect();
+    let sources: Vec<String> = windows
+        .iter()
+        .map(|b| alerts[b.matches[0].0].source.to_json().to_string())
+        .collect();
+    let new: Vec<NewWindow<'_>> = windows
+        .iter()
+        .enumerate()
+        .map(|(k, b)| NewWindow {
+            w: &b.w,
+            matches: &refs[k],
+            needed: b.needed,
+            claimant: (b.needed == 1).then_some(Claimant {
+                event_id: &b.matches[0].1.event_id,
+                record: records[k].as_deref(),
+                source: &sources[k],
+                now,
+                told: b.grouped,
+            }),
+            members: &[],
+        })
+        .collect();
+    store.create_many(&new).await
+}
 
 /// One window's matches in one delivery: the alerts' indices and matches, in record order.
 struct Bucket {
@@ -475,24 +550,30 @@ async fn decide_window(
     alerts: &[Alert],
     b: &Bucket,
     members: &[String],
+    created: Option<WindowState>,
     lateness: u64,
     now: i64,
 ) -> Result<(Vec<(usize, Claim)>, u64), StoreError> {
-    let matches: Vec<MatchRef> = b.matches.iter().map(|(_, m)| m.clone()).collect();
-    let (first, first_match) = &b.matches[0];
-    let record = stored_record(&alerts[*first]);
-    let source = alerts[*first].source.to_json().to_string();
-    let claimant = (b.needed == 1).then_some(Claimant {
-        event_id: &first_match.event_id,
-        record: record.as_deref(),
-        source: &source,
-        now,
-        told: b.grouped,
-    });
-    let Some(mut state) = store
-        .count_many(&b.w, &matches, b.needed, claimant, members)
-        .await?
-    else {
+    let counted = match created {
+        Some(state) => Some(state),
+        None => {
+            let matches: Vec<MatchRef> = b.matches.iter().map(|(_, m)| m.clone()).collect();
+            let (first, first_match) = &b.matches[0];
+            let record = stored_record(&alerts[*first]);
+            let source = alerts[*first].source.to_json().to_string();
+            let claimant = (b.needed == 1).then_some(Claimant {
+                event_id: &first_match.event_id,
+                record: record.as_deref(),
+                source: &source,
+                now,
+                told: b.grouped,
+            });
+            store
+                .count_many(&b.w, &matches, b.needed, claimant, members)
+                .await?
+        }
+    };
+    let Some(mut state) = counted else {
         // Counted before (a retry): match by match, each once.
         let mut admitted = Vec::new();
         for (i, m) in &b.matches {
