@@ -89,6 +89,15 @@ pub fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     word_at(a, n - 8) == word_at(b, n - 8)
 }
 
+/// FNV-1a, 64 bits: a hash stable across versions and machines (unlike the standard library's
+/// hasher), for ids kept outside the process: the state store's keys, shadow objects' names,
+/// the rule set's fingerprint.
+pub fn stable_hash(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,13 +116,4 @@ mod tests {
             }
         }
     }
-}
-
-/// FNV-1a, 64 bits: a hash stable across versions and machines (unlike the standard library's
-/// hasher), for ids kept outside the process: the state store's keys, shadow objects' names,
-/// the rule set's fingerprint.
-pub fn stable_hash(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }

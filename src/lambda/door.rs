@@ -113,6 +113,13 @@ pub(super) struct Telling {
     resume: Option<Resume>,
 }
 
+/// What a delivery's end adds: its claimed storm messages and the trail's progress.
+#[derive(Default)]
+struct End<'a> {
+    storms: Vec<(Alert, Option<Claim>)>,
+    progress: Option<Progress<'a>>,
+}
+
 /// Where an object told in parts resumes.
 struct Resume {
     /// The rule set's fingerprint: parts noted under other rules are told again.
@@ -220,7 +227,14 @@ impl<P: Publisher> Door<'_, P> {
             _ => None,
         };
         let told = self
-            .decide_and_send(&part_origin, alerts, resolves, shadowed, None, now)
+            .decide_and_send(
+                &part_origin,
+                alerts,
+                resolves,
+                shadowed,
+                End::default(),
+                now,
+            )
             .await?;
         telling.told.suppressed += suppressed;
         telling.told.add(told);
@@ -265,7 +279,7 @@ impl<P: Publisher> Door<'_, P> {
                 Vec::new(),
                 Vec::new(),
                 Vec::new(),
-                Some((storms, progress)),
+                End { storms, progress },
                 now,
             )
             .await?;
@@ -281,10 +295,10 @@ impl<P: Publisher> Door<'_, P> {
         alerts: Vec<Alert>,
         mut resolves: Vec<String>,
         shadowed: Vec<Alert>,
-        end: Option<(Vec<(Alert, Option<Claim>)>, Option<Progress<'_>>)>,
+        end: End<'_>,
         now: i64,
     ) -> Result<Told, DoorError> {
-        let (storms, progress) = end.unwrap_or_default();
+        let End { storms, progress } = end;
         if alerts.is_empty()
             && resolves.is_empty()
             && shadowed.is_empty()

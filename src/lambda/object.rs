@@ -327,6 +327,9 @@ async fn scan(
     .map_err(|e| e.to_string())
 }
 
+/// What the read leaves: its last part and its outcome, or why the reading task failed.
+type ReadResult = Result<(Vec<Alert>, Outcome), String>;
+
 /// [`scan`] handing its alerts over in parts of [`PART`] as it reads: the parts, and the read,
 /// which ends with the last part (fewer than `PART`) and the outcome. The read waits while a
 /// part is being told (one part waits in the channel), so at most three parts are in memory.
@@ -338,7 +341,7 @@ fn scan_in_parts(
     limits: Limits,
 ) -> (
     tokio::sync::mpsc::Receiver<Vec<Alert>>,
-    impl std::future::Future<Output = Result<(Vec<Alert>, Outcome), String>>,
+    impl std::future::Future<Output = ReadResult>,
 ) {
     let rules = Arc::clone(rules);
     let source = AlertSource::S3 {
