@@ -55,9 +55,13 @@ integration: $(STAMP)
 	@[ -f ../shared/bench/make-corpus.py ] || echo "note: ../shared/bench is absent; the corpus equivalence test runs on a corpus built from tests/fixtures/real/invictus"
 	$(LOCAL_AWS) $(CARGO) test --locked --test integration
 
-## e2e: moto + `cargo lambda watch` + `cargo lambda invoke --data-file events/…`, alerts read from SQS
+## e2e: moto + `cargo lambda watch` + `cargo lambda invoke --data-file events/…`, alerts read from SQS;
+##      then the storms through the same runtime API (scripts/e2e-storm.py): the storm as issue 30
+##      filed it against a PagerDuty stand-in with its 120 events/min, and a match-everything
+##      delivery whose peak memory must stay within the function's 256 MiB
 e2e: $(STAMP)
 	$(LOCAL_AWS) $(BIN)/python scripts/e2e-lambda.py
+	$(LOCAL_AWS) $(BIN)/python scripts/e2e-storm.py
 
 ## lint: formatting, clippy (warnings are errors), the SAM template, its state machine
 ##       (scripts/check-state-machine.py: the States Language rules checkable offline) and its

@@ -318,8 +318,8 @@ fn dedup_threshold_and_group_are_validated_with_their_path() {
             "at $.rules[0].group.interval: missing: group needs its interval",
         ),
         (
-            "    group: {by: [awsRegion], interval: 15m, wait: 1m}\n",
-            "at $.rules[0].group.wait: a wait before a group's first alert is not supported yet",
+            "    group: {by: [awsRegion], interval: 15m, wait: 20m}\n",
+            "at $.rules[0].group.wait: a wait (20m) longer than the group's interval (15m)",
         ),
         (
             "    group: {by: awsRegion, interval: 15m}\n",

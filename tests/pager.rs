@@ -940,6 +940,124 @@ async fn a_group_resolves_when_every_member_has_recovered() {
     drop(moto);
 }
 
+/// Issue 30, `group.wait` (Alertmanager's `group_wait`): the first alert of a group does not go
+/// out at once; it stays claimed, and the sweep tells it once the wait is over, with the
+/// group's notification of what the wait gathered, on one incident. Alerts of the group after
+/// that are gathered and told when its window ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_group_with_a_wait_tells_its_first_alert_with_what_the_wait_gathered() {
+    const WAIT_RULES: &str = r#"rules:
+  - id: job-failed
+    description: A backup job failed
+    severity: high
+    pattern: {eventName: [BackupJobCompleted], serviceEventDetails: {state: [FAILED]}}
+    dedup: {key: [serviceEventDetails.resourceArn], window: 1h}
+    group: {by: [recipientAccountId, awsRegion], interval: 15m, wait: 1m}
+"#;
+    let moto = Moto::start();
+    let aws = clients(&moto).await;
+    aws.s3
+        .create_bucket()
+        .bucket("wait-trail")
+        .send()
+        .await
+        .expect("bucket");
+    let (topic, queue) = topic_with_queue(&aws, "wait-trail-alerts", false).await;
+    let clock = TestClock::new();
+    let refused = Arc::new(Mutex::new(Vec::new()));
+    let s = stand_in_with(limited(Arc::clone(&clock), 120, 0, Arc::clone(&refused))).await;
+    let rules = RuleSet::new(
+        parse_rule_document("wait.yaml", WAIT_RULES)
+            .expect("rules")
+            .rules,
+    )
+    .expect("set");
+    let h = storm_handler(&moto, &aws, topic, &s.url, Arc::clone(&clock), rules).await;
+    // Failures in the group's current window (open for a while yet).
+    let now = trail_alerts::policy::now();
+    let window_start = now - now % 900;
+    let failure = |n: usize| {
+        let mut r = failed_job(n, &format!("vol-{n}"));
+        r["eventTime"] = json!(trail_alerts::time::format_timestamp(
+            window_start + n as i64
+        ));
+        r
+    };
+    let first = deliver(&aws, "wait-trail", "first", (0..3).map(failure).collect()).await;
+    let r = h.handle(first).await.expect("first");
+    assert_eq!(
+        (&r["published"], &r["waiting"], &r["grouped"]),
+        (&json!(0), &json!(1), &json!(2)),
+        "{r}"
+    );
+    assert!(drain(&aws, &queue, 0).await.is_empty(), "nothing told yet");
+    assert!(
+        s.accepted.lock().expect("lock").is_empty(),
+        "nothing paged yet"
+    );
+
+    let swept = h
+        .sweep(trail_alerts::policy::now() + 30)
+        .await
+        .expect("sweep");
+    assert_eq!(
+        (swept.waited, swept.rollups),
+        (0, 0),
+        "the wait is not over"
+    );
+    let swept = h
+        .sweep(trail_alerts::policy::now() + 61)
+        .await
+        .expect("sweep");
+    assert_eq!((swept.waited, swept.rollups), (1, 1), "{swept:?}");
+    let told = receive_all(&aws, &queue, 2).await;
+    let subjects: Vec<String> = told
+        .iter()
+        .map(|m| m["Subject"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(subjects.len(), 2, "{subjects:?}");
+    assert!(
+        subjects
+            .iter()
+            .any(|s| s.starts_with("[HIGH] job-failed: BackupJobCompleted FAILED")),
+        "{subjects:?}"
+    );
+    assert!(
+        subjects
+            .iter()
+            .any(|s| s.contains("2 more") && s.contains("(group)")),
+        "{subjects:?}"
+    );
+    let group = r#"job-failed|group|["481726354019","eu-west-1"]"#;
+    let keys: Vec<Value> = s
+        .accepted
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|e| e["dedup_key"].clone())
+        .collect();
+    assert_eq!(keys, [json!(group), json!(group)], "one incident, updated");
+
+    // Later failures of the window are gathered, and told when it ends.
+    let later = deliver(&aws, "wait-trail", "later", (3..5).map(failure).collect()).await;
+    let r = h.handle(later).await.expect("later");
+    assert_eq!(
+        (&r["published"], &r["grouped"], r.get("waiting")),
+        (&json!(0), &json!(2), None),
+        "{r}"
+    );
+    let swept = h.sweep(window_start + 1800 + 1).await.expect("sweep");
+    assert_eq!((swept.waited, swept.rollups), (0, 1), "{swept:?}");
+    let told = receive_all(&aws, &queue, 1).await;
+    assert_eq!(told.len(), 1);
+    let subject = told[0]["Subject"].as_str().unwrap_or_default();
+    assert!(
+        subject.contains("2 more") && subject.contains("(group)"),
+        "{subject}"
+    );
+    assert!(refused.lock().expect("lock").is_empty());
+}
+
 /// Issue 30: the same storm in `scan` (the command line's in-memory decisions) and through the
 /// function (its store, here in memory) gives the same decisions: the same alert, as many
 /// alerts gathered into the group's notification, as many repeats in the volume's roll-up.

@@ -65,6 +65,8 @@ pub(super) struct Told {
     pub held: u64,
     /// Gathered into their group's notification.
     pub grouped: u64,
+    /// First alerts of groups with a wait (told by the sweep when it is over).
+    pub waiting: u64,
     /// Alerts SNS accepted, and the rule and severity of each alert sent.
     pub published: u64,
     pub sent: Vec<(String, Severity)>,
@@ -133,6 +135,7 @@ impl Told {
         self.suppressed += other.suppressed;
         self.held += other.held;
         self.grouped += other.grouped;
+        self.waiting += other.waiting;
         self.published += other.published;
         self.sent.extend(other.sent);
         self.shadow.extend(other.shadow);
@@ -349,15 +352,18 @@ impl<P: Publisher> Door<'_, P> {
             mut claims,
             held,
             grouped,
+            waiting,
         } = admitted;
         for (alert, claim) in storms {
             alerts.push(alert);
             claims.extend(claim);
         }
-        if held > 0 || grouped > 0 {
+        if held > 0 || grouped > 0 || waiting > 0 {
             info!(
                 held,
-                grouped, "alerts held back by dedup or threshold, or gathered into groups"
+                grouped,
+                waiting,
+                "alerts held back by dedup or threshold, gathered into groups, or waiting for their group"
             );
         }
         self.shadow
@@ -372,6 +378,7 @@ impl<P: Publisher> Door<'_, P> {
         Ok(Told {
             held,
             grouped,
+            waiting,
             published,
             sent,
             shadow: shadowed.iter().map(|a| a.rule_id.clone()).collect(),

@@ -123,6 +123,8 @@ pub struct SweepOutcome {
     pub rollups: u64,
     /// Claims whose invocation was lost, published by the sweep.
     pub recovered: u64,
+    /// First alerts of groups with a wait, told now that it is over.
+    pub waited: u64,
     /// Silence and absence alerts raised.
     pub watched: u64,
     /// Pages of what the sweep told, and parked pages it sent.
@@ -289,6 +291,7 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
                     due = done.due,
                     rollups = done.rollups,
                     recovered = done.recovered,
+                    waited = done.waited,
                     pages_sent = done.pages.sent,
                     pages_caught_up = done.pages.caught_up,
                     pages_parked = done.pages.parked,
@@ -302,6 +305,7 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
                 metrics::emit(&totals, &self.config.function_name, policy::now_ms());
                 Ok(
                     json!({"due": done.due, "rollups": done.rollups, "recovered": done.recovered,
+                          "waited": done.waited,
                           "silenceAndAbsence": done.watched, "pages": pages_json(&done.pages),
                           "pagesWaiting": done.backlog.map(|b| b.waiting)}),
                 )
@@ -513,6 +517,7 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
                 published,
                 held: told.held,
                 grouped: told.grouped,
+                waiting: told.waiting,
                 storms: told.storms,
                 folded: told.folded,
                 suppressed: told.suppressed,
@@ -572,14 +577,16 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
                 .unwrap_or(AlertSource::File {
                     path: "state store".into(),
                 });
-            // A claim whose invocation never got it out, past the lateness allowance.
+            // A claim whose invocation never got it out, past the lateness allowance; or the
+            // first alert of a group with a wait, whose due entry (its wait over) is this one.
             if let (Some(by), false, Some(rule)) = (&w.claimed_by, w.published, rule) {
+                let waited = is_group(&w.id) && rule.group.as_ref().is_some_and(|g| g.wait > 0);
                 if let Some(record) = w
                     .record
                     .as_deref()
                     .and_then(|r| serde_json::from_str::<Value>(r).ok())
                 {
-                    if now >= w.window_end + lateness {
+                    if waited || now >= w.window_end + lateness {
                         let mut alert = match &source {
                             AlertSource::EventBridge { .. } => Alert::delivered(rule, &record),
                             _ => Alert::new(rule, &record, source.clone(), 0),
@@ -593,7 +600,11 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
                             .map_err(door_err)?;
                         outcome.pages += pages;
                         state.mark_published(&w.id, by).await.map_err(store_err)?;
-                        outcome.recovered += 1;
+                        if waited {
+                            outcome.waited += 1;
+                        } else {
+                            outcome.recovered += 1;
+                        }
                     }
                 }
             }

@@ -44,6 +44,7 @@ pub fn emf(totals: &Totals, function: &str, now_ms: i64) -> Value {
         ("AlertsPublished".into(), totals.published as f64, "Count"),
         ("Deduplicated".into(), totals.held as f64, "Count"),
         ("Grouped".into(), totals.grouped as f64, "Count"),
+        ("GroupWaiting".into(), totals.waiting as f64, "Count"),
         ("Storms".into(), totals.storms as f64, "Count"),
         ("StormFolded".into(), totals.folded as f64, "Count"),
         ("Suppressed".into(), totals.suppressed as f64, "Count"),

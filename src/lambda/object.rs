@@ -64,6 +64,8 @@ pub struct Report {
     pub held: u64,
     /// Gathered into their group's notification.
     pub grouped: u64,
+    /// First alerts of groups with a wait (told by the sweep when it is over).
+    pub waiting: u64,
     /// Rules that stormed, and matches folded into their storm messages.
     pub storms: u64,
     pub folded: u64,
@@ -176,6 +178,7 @@ pub(super) async fn process<S: ObjectStore, P: Publisher>(
     let report = Report {
         held: told.held,
         grouped: told.grouped,
+        waiting: told.waiting,
         storms: told.storms,
         folded: told.folded,
         suppressed: told.suppressed,

@@ -340,6 +340,8 @@ pub struct Admitted {
     pub held: u64,
     /// New alerts gathered into their group (told in the group's notification).
     pub grouped: u64,
+    /// First alerts of groups with a wait: claimed, told by the sweep once the wait is over.
+    pub waiting: u64,
 }
 
 /// Decides which alerts go out: those of rules without dedup, threshold or group, the claimed
@@ -444,6 +446,21 @@ pub async fn admit(
             decide_window(store, &alerts, g, &members, None, lateness, now).await?;
         out.grouped += gathered;
         for (i, claim) in admitted {
+            // A group with a wait: its first alert stays claimed, unpublished, and the sweep
+            // tells it once the wait is over, with what the group gathered meanwhile (a
+            // record too large to keep with the claim goes out at once instead).
+            let wait = by_id
+                .get(alerts[i].rule_id.as_str())
+                .and_then(|r| r.group.as_ref())
+                .map_or(0, |g| g.wait);
+            if wait > 0 && stored_record(&alerts[i]).is_some() {
+                markers.push(Marker::Due {
+                    window: g.w.id(),
+                    due_at: now + wait as i64,
+                });
+                out.waiting += 1;
+                continue;
+            }
             out.claims.push(claim);
             going.push((i, Some(group_key(&g.w.rule, &g.w.key))));
         }

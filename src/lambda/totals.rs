@@ -30,6 +30,8 @@ pub struct Totals {
     pub held: u64,
     /// Alerts gathered into their group's notification.
     pub grouped: u64,
+    /// First alerts of groups with a wait, told by the sweep when it is over.
+    pub waiting: u64,
     pub suppressed: u64,
     /// Alerts published, per rule and per severity.
     pub per_rule: BTreeMap<String, u64>,
@@ -70,6 +72,7 @@ impl From<&ObjectOutcome> for Totals {
                     published: *published,
                     held: report.held,
                     grouped: report.grouped,
+                    waiting: report.waiting,
                     storms: report.storms,
                     folded: report.folded,
                     suppressed: report.suppressed,
@@ -98,6 +101,7 @@ impl AddAssign for Totals {
         self.published += o.published;
         self.held += o.held;
         self.grouped += o.grouped;
+        self.waiting += o.waiting;
         self.suppressed += o.suppressed;
         for (k, v) in o.per_rule {
             *self.per_rule.entry(k).or_default() += v;
@@ -147,10 +151,13 @@ impl Totals {
         if self.shadow > 0 {
             v["shadow"] = json!(self.shadow);
         }
-        if self.held > 0 || self.suppressed > 0 || self.grouped > 0 {
+        if self.held > 0 || self.suppressed > 0 || self.grouped > 0 || self.waiting > 0 {
             v["held"] = json!(self.held);
             v["grouped"] = json!(self.grouped);
             v["suppressed"] = json!(self.suppressed);
+        }
+        if self.waiting > 0 {
+            v["waiting"] = json!(self.waiting);
         }
         if self.storms > 0 {
             v["storms"] = json!(self.storms);

@@ -569,12 +569,15 @@ fn parse_group(value: &Value, at: &JsonPath) -> Result<Group, (JsonPath, String)
         )
     })?;
     let wait = span("wait")?.unwrap_or(0);
-    if wait > 0 {
+    if wait > interval {
         return Err((
             at.key("wait"),
-            "a wait before a group's first alert is not supported yet: the first alert of a \
-             group goes out at once (write wait: 0s or leave it out)"
-                .into(),
+            format!(
+                "a wait ({}) longer than the group's interval ({}): the group's own \
+                 notification would come before its first alert",
+                crate::model::duration(wait),
+                crate::model::duration(interval)
+            ),
         ));
     }
     Ok(Group { by, wait, interval })
