@@ -416,6 +416,8 @@ async fn the_routing_key_is_read_from_secrets_manager_or_ssm() {
 /// test: a minute passes without waiting for one.
 struct TestClock {
     base: std::time::Instant,
+    /// The wall clock at `base` (Unix ms), for the budget instances share.
+    base_ms: i64,
     secs: std::sync::atomic::AtomicU64,
 }
 
@@ -423,6 +425,7 @@ impl TestClock {
     fn new() -> Arc<Self> {
         Arc::new(TestClock {
             base: std::time::Instant::now(),
+            base_ms: trail_alerts::policy::now_ms(),
             secs: std::sync::atomic::AtomicU64::new(0),
         })
     }
@@ -438,6 +441,9 @@ impl TestClock {
 impl Clock for TestClock {
     fn now(&self) -> std::time::Instant {
         self.base + std::time::Duration::from_secs(self.secs())
+    }
+    fn unix_ms(&self) -> i64 {
+        self.base_ms + 1000 * self.secs() as i64
     }
 }
 
@@ -678,10 +684,10 @@ async fn ungrouped_alerts_page_within_pagerdutys_limit_and_all_reach_sns_at_once
     let now = trail_alerts::policy::now();
     let swept = h.sweep(now).await.expect("sweep");
     assert_eq!(swept.pages.caught_up, 0);
-    clock.advance(60);
+    clock.advance(61);
     let swept = h.sweep(now).await.expect("sweep");
     assert_eq!(swept.pages.caught_up, 120);
-    clock.advance(60);
+    clock.advance(61);
     let swept = h.sweep(now).await.expect("sweep");
     assert_eq!(swept.pages.caught_up, 11);
     assert_eq!(h.sweep(now).await.expect("sweep").pages.caught_up, 0);
@@ -710,6 +716,104 @@ async fn ungrouped_alerts_page_within_pagerdutys_limit_and_all_reach_sns_at_once
         took.as_secs_f64()
     );
     drop(moto);
+}
+
+/// Issue 30: the paging budget is shared by every instance. Two instances of the function (two
+/// handlers, each with its own paging, one state table, one routing key) each get a delivery of
+/// 100 new failures at once: together they send 120 pages within the minute, park the other 80,
+/// and PagerDuty never answers 429 (with a budget per instance they sent 200 and PagerDuty
+/// refused 80). The sweep catches the 80 up once the minute has passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn instances_racing_share_one_paging_budget() {
+    // One request at a time: DynamoDB's per-request atomicity for the budget's conditional put.
+    let moto = Moto::start_serial();
+    let aws = clients(&moto).await;
+    aws.s3
+        .create_bucket()
+        .bucket("shared-trail")
+        .send()
+        .await
+        .expect("bucket");
+    let (topic, _queue) = topic_with_queue(&aws, "shared-trail-alerts", false).await;
+    let clock = TestClock::new();
+    let refused = Arc::new(Mutex::new(Vec::new()));
+    let s = stand_in_with(limited(Arc::clone(&clock), 120, 0, Arc::clone(&refused))).await;
+    let first = storm_handler(
+        &moto,
+        &aws,
+        topic.clone(),
+        &s.url,
+        Arc::clone(&clock),
+        storm_rules(false),
+    )
+    .await;
+    let shared = loopback_sdk_config(&moto.endpoint, |l| l).await;
+    let second = Handler::new(
+        Arc::new(storm_rules(false)),
+        S3Store::new(aws.s3.clone()),
+        SnsPublisher::new(aws.sns.clone()),
+        LambdaConfig {
+            alert_topic_arn: Some(topic),
+            state_table: Some("storm-state".into()),
+            ..LambdaConfig::default()
+        },
+    )
+    .expect("handler")
+    .with_state(Arc::new(trail_alerts::lambda::aws::DynamoState::new(
+        aws_sdk_dynamodb::Client::new(&shared),
+        "storm-state",
+    )))
+    .with_paging(
+        Paging::new(Box::new(pager(&s.url)), "R0UT1NGKEY".into(), Severity::High)
+            .with_clock(Arc::clone(&clock) as Arc<dyn Clock>),
+    );
+    let a = deliver(
+        &aws,
+        "shared-trail",
+        "a",
+        (0..100)
+            .map(|n| failed_job(n, &format!("vol-a{n:03}")))
+            .collect(),
+    )
+    .await;
+    let b = deliver(
+        &aws,
+        "shared-trail",
+        "b",
+        (100..200)
+            .map(|n| failed_job(n, &format!("vol-b{n:03}")))
+            .collect(),
+    )
+    .await;
+    let (ra, rb) = tokio::join!(first.handle(a), second.handle(b));
+    let (ra, rb) = (ra.expect("first instance"), rb.expect("second instance"));
+    assert_eq!(
+        (&ra["published"], &rb["published"]),
+        (&json!(100), &json!(100))
+    );
+    let sent =
+        ra["pages"]["sent"].as_u64().unwrap_or(0) + rb["pages"]["sent"].as_u64().unwrap_or(0);
+    let parked =
+        ra["pages"]["parked"].as_u64().unwrap_or(0) + rb["pages"]["parked"].as_u64().unwrap_or(0);
+    assert_eq!((sent, parked), (120, 80), "{ra} {rb}");
+    assert!(refused.lock().expect("lock").is_empty(), "no 429");
+
+    let now = trail_alerts::policy::now();
+    assert_eq!(first.sweep(now).await.expect("sweep").pages.caught_up, 0);
+    clock.advance(61);
+    assert_eq!(second.sweep(now).await.expect("sweep").pages.caught_up, 80);
+    let keys = trigger_keys(&s.accepted.lock().expect("lock"));
+    let distinct: std::collections::BTreeSet<&String> = keys.iter().collect();
+    assert_eq!(
+        (keys.len(), distinct.len()),
+        (200, 200),
+        "each resource paged once"
+    );
+    assert!(
+        refused.lock().expect("lock").is_empty(),
+        "PagerDuty never answered 429: {:?}",
+        refused.lock().expect("lock")
+    );
 }
 
 /// Issue 30: PagerDuty down (503) for an hour during a storm. SNS alerts all go out at once;

@@ -29,3 +29,5 @@ mod pager;
 mod real_files;
 #[cfg(feature = "lambda")]
 mod state;
+#[cfg(feature = "lambda")]
+mod stores;

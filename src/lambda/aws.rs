@@ -1037,6 +1037,73 @@ impl PageStore for DynamoState {
             Err(e) => Err(store_error("DeleteItem", e)),
         }
     }
+
+    /// One item per routing key (`pk` = `budget`): the send times of the last span, and a
+    /// version. Read consistently, pruned, extended by what is granted and put back on
+    /// condition that the version is still the one read; an instance that lost the race reads
+    /// again (up to five times, then takes nothing: the events are parked).
+    async fn take_shared(
+        &self,
+        key: &str,
+        wanted: usize,
+        limit: usize,
+        span_ms: i64,
+        now_ms: i64,
+    ) -> Result<usize, StoreError> {
+        if wanted == 0 {
+            return Ok(0);
+        }
+        for _ in 0..5 {
+            let item = self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .key("pk", s("budget"))
+                .key("sk", s(key))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(|e| store_error("GetItem", e))?;
+            let item = item.item();
+            let version = item
+                .and_then(|i| i.get("version"))
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse::<i64>().ok());
+            let mut sent: Vec<i64> = item
+                .and_then(|i| i.get("sent"))
+                .and_then(|v| v.as_s().ok())
+                .map(|t| t.split(',').filter_map(|x| x.parse().ok()).collect())
+                .unwrap_or_default();
+            sent.retain(|t| now_ms - t < span_ms);
+            let granted = wanted.min(limit.saturating_sub(sent.len()));
+            if granted == 0 {
+                return Ok(0);
+            }
+            sent.extend(std::iter::repeat_n(now_ms, granted));
+            let text: Vec<String> = sent.iter().map(i64::to_string).collect();
+            let put = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .item("pk", s("budget"))
+                .item("sk", s(key))
+                .item("sent", s(text.join(",")))
+                .item("version", n(version.unwrap_or(0) + 1))
+                .item("expires_at", n(now_ms / 1000 + 2 * span_ms / 1000 + 60));
+            let put = match version {
+                Some(v) => put
+                    .condition_expression("version = :v")
+                    .expression_attribute_values(":v", n(v)),
+                None => put.condition_expression("attribute_not_exists(pk)"),
+            };
+            match put.send().await {
+                Ok(_) => return Ok(granted),
+                Err(e) if is_condition_failure(&e) => continue,
+                Err(e) => return Err(store_error("PutItem", e)),
+            }
+        }
+        Ok(0)
+    }
 }
 
 /// A key value's sort key: its hash (a key value may pass DynamoDB's 1 KiB sort key limit).

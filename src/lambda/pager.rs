@@ -258,6 +258,10 @@ fn retry_after(value: &str) -> Option<Duration> {
 /// Where the budget reads the time (tests move it on).
 pub trait Clock: Send + Sync {
     fn now(&self) -> Instant;
+    /// The wall clock in Unix milliseconds, for the budget instances share.
+    fn unix_ms(&self) -> i64 {
+        crate::policy::now_ms()
+    }
 }
 
 /// The monotonic clock.
@@ -391,15 +395,26 @@ pub struct Paging {
     /// Alerts below this severity do not page (resolutions always go).
     pub min_severity: Severity,
     budget: Mutex<Budget>,
+    /// Events a minute (the shared budget's limit), and the shared budget's key: a hash of the
+    /// routing key (never stored itself).
+    per_minute: usize,
+    shared_key: String,
     clock: Arc<dyn Clock>,
 }
 
+/// The shared budget's window: a minute and a second, so that a send granted at the end of one
+/// window and sent a little later is still inside it when PagerDuty counts.
+const SHARED_SPAN_MS: i64 = 61_000;
+
 impl Paging {
     pub fn new(pager: Box<dyn Pager>, routing_key: String, min_severity: Severity) -> Self {
+        let shared_key = format!("{:016x}", crate::hash::stable_hash(routing_key.as_bytes()));
         Paging {
             pager,
             routing_key,
             min_severity,
+            per_minute: DEFAULT_EVENTS_PER_MINUTE,
+            shared_key,
             budget: Mutex::new(Budget::new(
                 DEFAULT_EVENTS_PER_MINUTE,
                 Duration::from_secs(60),
@@ -411,7 +426,21 @@ impl Paging {
     /// At most `n` events a minute (`PAGERDUTY_EVENTS_PER_MINUTE`).
     pub fn per_minute(mut self, n: usize) -> Self {
         self.budget = Mutex::new(Budget::new(n.max(1), Duration::from_secs(60)));
+        self.per_minute = n.max(1);
         self
+    }
+
+    /// Takes up to `wanted` sends from the budget every instance shares (with the state store).
+    async fn take_shared(&self, park: &dyn PageStore, wanted: usize) -> Result<usize, PagingError> {
+        park.take_shared(
+            &self.shared_key,
+            wanted,
+            self.per_minute,
+            SHARED_SPAN_MS,
+            self.clock.unix_ms(),
+        )
+        .await
+        .map_err(PagingError::Park)
     }
 
     /// Reads the time from this clock (tests).
@@ -506,8 +535,17 @@ impl Paging {
         // Behind a backlog, events queue: a key's events never overtake its parked one.
         let backlog = !park.parked(1).await.map_err(PagingError::Park)?.is_empty();
         let mut direct = !backlog;
+        // The budget every instance shares, then this instance's own (which also holds a
+        // pause after PagerDuty asked to wait).
+        let mut shared = if direct {
+            let wanted = events.len().min(self.available());
+            self.take_shared(park, wanted).await?
+        } else {
+            0
+        };
         for event in events {
-            if direct && self.take() {
+            if direct && shared > 0 && self.take() {
+                shared -= 1;
                 match self.pager.enqueue(&event).await {
                     Ok(()) => {
                         report.sent += 1;
@@ -564,11 +602,13 @@ impl Paging {
             if pages.is_empty() {
                 break;
             }
+            let mut shared = self.take_shared(park, pages.len()).await?;
             let mut sent_any = false;
             for page in &pages {
-                if !self.take() {
+                if shared == 0 || !self.take() {
                     return Ok(report);
                 }
+                shared -= 1;
                 let mut event = page.event.clone();
                 event["routing_key"] = Value::String(self.routing_key.clone());
                 match self.pager.enqueue(&event).await {

@@ -123,6 +123,18 @@ pub trait PageStore: Send + Sync {
     async fn parked(&self, limit: usize) -> Result<Vec<ParkedPage>, StoreError>;
     /// Removes a parked event once sent — unless a later one of its key replaced it.
     async fn unpark(&self, page: &ParkedPage) -> Result<(), StoreError>;
+    /// Takes up to `wanted` sends from the budget every instance shares for `key` (a hash of
+    /// the routing key): at most `limit` in any `span_ms`, a sliding window over the send times
+    /// the store keeps. Returns how many were granted (0 when racing instances kept taking the
+    /// budget first: the events wait for the sweep, nothing is lost).
+    async fn take_shared(
+        &self,
+        key: &str,
+        wanted: usize,
+        limit: usize,
+        span_ms: i64,
+        now_ms: i64,
+    ) -> Result<usize, StoreError>;
 }
 
 /// Whether a window id is a group's.
@@ -787,6 +799,8 @@ pub struct MemoryState {
     pages: Mutex<(BTreeMap<String, ParkedPage>, u64)>,
     /// Groups' open members: group window id → (group key, member keys).
     groups: Mutex<BTreeMap<String, (String, BTreeSet<String>)>>,
+    /// The shared paging budgets: send times per routing key's hash.
+    budgets: Mutex<BTreeMap<String, Vec<i64>>>,
 }
 
 #[async_trait]
@@ -825,6 +839,22 @@ impl PageStore for MemoryState {
             pages.0.remove(&page.dedup_key);
         }
         Ok(())
+    }
+
+    async fn take_shared(
+        &self,
+        key: &str,
+        wanted: usize,
+        limit: usize,
+        span_ms: i64,
+        now_ms: i64,
+    ) -> Result<usize, StoreError> {
+        let mut budgets = self.budgets.lock().map_err(|_| poisoned())?;
+        let sent = budgets.entry(key.to_owned()).or_default();
+        sent.retain(|t| now_ms - t < span_ms);
+        let granted = wanted.min(limit.saturating_sub(sent.len()));
+        sent.extend(std::iter::repeat_n(now_ms, granted));
+        Ok(granted)
     }
 }
 
