@@ -985,6 +985,69 @@ async fn a_regional_outage_pages_once_and_every_match_is_told_once() {
     drop(moto);
 }
 
+/// A nightly backup window completes hundreds of jobs, and the recovery rule matches each: only
+/// resolves of incidents a trigger opened are sent, so that they do not spend the budget real
+/// pages need. A failure's own key was never paged (its group's was): the group's incident is
+/// resolved, the volume's key is not sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn resolves_of_incidents_never_opened_are_not_sent() {
+    let moto = Moto::start();
+    let Rig { aws, s, h, .. } = rig(&moto, "nightly-trail", 0, true).await;
+    let nightly = deliver(
+        &aws,
+        "nightly-trail",
+        "nightly",
+        (0..200)
+            .map(|n| job_ended(n, &format!("vol-{n:03}"), "COMPLETED"))
+            .collect(),
+    )
+    .await;
+    let r = h.handle(nightly).await.expect("nightly");
+    assert_eq!(r["pages"]["resolvesNotOpen"], 200, "{r}");
+    assert!(s.accepted.lock().expect("lock").is_empty(), "nothing paged");
+
+    let failed = deliver(
+        &aws,
+        "nightly-trail",
+        "failed",
+        vec![failed_job(300, "vol-x")],
+    )
+    .await;
+    h.handle(failed).await.expect("failed");
+    let recovered = deliver(
+        &aws,
+        "nightly-trail",
+        "recovered",
+        vec![job_ended(301, "vol-x", "COMPLETED")],
+    )
+    .await;
+    let r = h.handle(recovered).await.expect("recovered");
+    assert_eq!(
+        r["pages"]["resolvesNotOpen"], 1,
+        "the volume's own key: {r}"
+    );
+    let group = r#"backup-job-failed|group|["481726354019","eu-west-1"]"#;
+    let sent: Vec<(String, String)> = s
+        .accepted
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|e| {
+            (
+                e["event_action"].as_str().unwrap_or_default().to_owned(),
+                e["dedup_key"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            ("trigger".to_owned(), group.to_owned()),
+            ("resolve".to_owned(), group.to_owned())
+        ]
+    );
+}
+
 /// Issue 30: a group's incident resolves when every member has resolved (the built-in pack's
 /// recovery rule resolves each volume's own key), as Alertmanager resolves a group.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

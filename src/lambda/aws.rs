@@ -798,39 +798,7 @@ impl StateStore for DynamoState {
                 })?;
             requests.push(WriteRequest::builder().put_request(put).build());
         }
-        for batch in requests.chunks(BATCH_ITEMS) {
-            let mut pending = batch.to_vec();
-            let mut wait = std::time::Duration::from_millis(50);
-            for attempt in 0.. {
-                let out = self
-                    .client
-                    .batch_write_item()
-                    .request_items(&self.table, pending.clone())
-                    .send()
-                    .await
-                    .map_err(|e| store_error("BatchWriteItem", e))?;
-                pending = out
-                    .unprocessed_items()
-                    .and_then(|u| u.get(&self.table))
-                    .cloned()
-                    .unwrap_or_default();
-                if pending.is_empty() {
-                    break;
-                }
-                if attempt + 1 >= BATCH_TRIES {
-                    return Err(StoreError {
-                        message: format!(
-                            "BatchWriteItem: {} items still unprocessed after {BATCH_TRIES} tries",
-                            pending.len()
-                        ),
-                        retryable: true,
-                    });
-                }
-                tokio::time::sleep(wait).await;
-                wait *= 2;
-            }
-        }
-        Ok(())
+        self.write_batches(&requests).await
     }
 
     /// Resolves `member` in each group its index names; a group left with no open member is
@@ -1104,6 +1072,115 @@ impl PageStore for DynamoState {
         }
         Ok(0)
     }
+
+    /// One item per key (`pk` = `open`, the key hashed), put 25 to a BatchWriteItem.
+    async fn note_open(&self, keys: &[String], expires: i64) -> Result<(), StoreError> {
+        use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+        let mut requests = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for key in keys.iter().filter(|k| seen.insert(k.as_str())) {
+            let item = HashMap::from([
+                ("pk".to_owned(), s("open")),
+                ("sk".to_owned(), s(beat_sk(key))),
+                ("key".to_owned(), s(key)),
+                ("expires_at".to_owned(), n(expires)),
+            ]);
+            let put = PutRequest::builder()
+                .set_item(Some(item))
+                .build()
+                .map_err(|e| StoreError {
+                    message: format!("BatchWriteItem: {e}"),
+                    retryable: false,
+                })?;
+            requests.push(WriteRequest::builder().put_request(put).build());
+        }
+        self.write_batches(&requests).await
+    }
+
+    /// 100 keys to a consistent BatchGetItem; keys DynamoDB leaves unprocessed are asked again.
+    async fn open_of(&self, keys: &[String]) -> Result<Vec<String>, StoreError> {
+        use aws_sdk_dynamodb::types::KeysAndAttributes;
+        let mut found = std::collections::HashSet::new();
+        let distinct: std::collections::BTreeSet<&String> = keys.iter().collect();
+        let distinct: Vec<&String> = distinct.into_iter().collect();
+        for chunk in distinct.chunks(100) {
+            let wanted: Vec<HashMap<String, Av>> = chunk
+                .iter()
+                .map(|k| {
+                    HashMap::from([
+                        ("pk".to_owned(), s("open")),
+                        ("sk".to_owned(), s(beat_sk(k))),
+                    ])
+                })
+                .collect();
+            let mut pending = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(wanted))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| StoreError {
+                        message: format!("BatchGetItem: {e}"),
+                        retryable: false,
+                    })?,
+            );
+            for _ in 0..BATCH_TRIES {
+                let Some(ask) = pending.take() else { break };
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, ask)
+                    .send()
+                    .await
+                    .map_err(|e| store_error("BatchGetItem", e))?;
+                for item in out
+                    .responses()
+                    .and_then(|r| r.get(&self.table))
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(k) = item.get("key").and_then(|v| v.as_s().ok()) {
+                        found.insert(k.clone());
+                    }
+                }
+                pending = out
+                    .unprocessed_keys()
+                    .and_then(|u| u.get(&self.table))
+                    .filter(|k| !k.keys().is_empty())
+                    .cloned();
+            }
+            if pending.is_some() {
+                return Err(StoreError {
+                    message: format!(
+                        "BatchGetItem: keys still unprocessed after {BATCH_TRIES} tries"
+                    ),
+                    retryable: true,
+                });
+            }
+        }
+        Ok(keys
+            .iter()
+            .filter(|k| found.contains(*k))
+            .cloned()
+            .collect())
+    }
+
+    async fn close_open(&self, keys: &[String]) -> Result<(), StoreError> {
+        use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
+        let mut requests = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for key in keys.iter().filter(|k| seen.insert(k.as_str())) {
+            let delete = DeleteRequest::builder()
+                .key("pk", s("open"))
+                .key("sk", s(beat_sk(key)))
+                .build()
+                .map_err(|e| StoreError {
+                    message: format!("BatchWriteItem: {e}"),
+                    retryable: false,
+                })?;
+            requests.push(WriteRequest::builder().delete_request(delete).build());
+        }
+        self.write_batches(&requests).await
+    }
 }
 
 /// A key value's sort key: its hash (a key value may pass DynamoDB's 1 KiB sort key limit).
@@ -1320,6 +1397,47 @@ impl ProgressStore for DynamoState {
 const TRANSACTION_BYTES: usize = 3 << 20;
 
 impl DynamoState {
+    /// Writes these requests 25 to a BatchWriteItem; what DynamoDB leaves unprocessed is sent
+    /// again with back-off, and still unprocessed after that is a retryable fault.
+    async fn write_batches(
+        &self,
+        requests: &[aws_sdk_dynamodb::types::WriteRequest],
+    ) -> Result<(), StoreError> {
+        for batch in requests.chunks(BATCH_ITEMS) {
+            let mut pending = batch.to_vec();
+            let mut wait = std::time::Duration::from_millis(50);
+            for attempt in 0.. {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, pending.clone())
+                    .send()
+                    .await
+                    .map_err(|e| store_error("BatchWriteItem", e))?;
+                pending = out
+                    .unprocessed_items()
+                    .and_then(|u| u.get(&self.table))
+                    .cloned()
+                    .unwrap_or_default();
+                if pending.is_empty() {
+                    break;
+                }
+                if attempt + 1 >= BATCH_TRIES {
+                    return Err(StoreError {
+                        message: format!(
+                            "BatchWriteItem: {} items still unprocessed after {BATCH_TRIES} tries",
+                            pending.len()
+                        ),
+                        retryable: true,
+                    });
+                }
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+        }
+        Ok(())
+    }
+
     /// Puts new windows in one transaction, each on condition that it does not exist: `None`
     /// when all were created; else, when the transaction was cancelled, whether each window
     /// exists (all `false` when the cancellation named no window, such as a conflict with

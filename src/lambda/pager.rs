@@ -338,6 +338,8 @@ pub struct PageReport {
     pub refused: u64,
     /// Parked events sent.
     pub caught_up: u64,
+    /// Resolves not sent: no trigger of theirs opened an incident.
+    pub not_open: u64,
 }
 
 impl std::ops::AddAssign for PageReport {
@@ -346,6 +348,7 @@ impl std::ops::AddAssign for PageReport {
         self.parked += o.parked;
         self.refused += o.refused;
         self.caught_up += o.caught_up;
+        self.not_open += o.not_open;
     }
 }
 
@@ -401,6 +404,9 @@ pub struct Paging {
     shared_key: String,
     clock: Arc<dyn Clock>,
 }
+
+/// How long an incident is remembered as open for its resolve (the item's TTL).
+const OPEN_FOR: i64 = 30 * 86_400;
 
 /// The shared budget's window: a minute and a second, so that a send granted at the end of one
 /// window and sent a little later is still inside it when PagerDuty counts.
@@ -532,6 +538,8 @@ impl Paging {
             }
             return Ok(report);
         };
+        let (events, closing, not_open) = self.only_open(park, events, now).await?;
+        report.not_open = not_open;
         // Behind a backlog, events queue: a key's events never overtake its parked one.
         let backlog = !park.parked(1).await.map_err(PagingError::Park)?.is_empty();
         let mut direct = !backlog;
@@ -575,7 +583,62 @@ impl Paging {
         if backlog {
             report += self.drain(park).await?;
         }
+        park.close_open(&closing).await.map_err(PagingError::Park)?;
         Ok(report)
+    }
+
+    /// Resolves only of incidents a trigger opened: a recovery rule matches every completed
+    /// job, and resolving what was never triggered would spend the budget the real pages need.
+    /// The triggers' incidents are noted open before they are sent (or parked). Returns the
+    /// events to send, the keys whose incidents they close, and how many resolves were left.
+    async fn only_open(
+        &self,
+        park: &dyn PageStore,
+        events: Vec<Value>,
+        now: i64,
+    ) -> Result<(Vec<Value>, Vec<String>, u64), PagingError> {
+        let key = |e: &Value| e["dedup_key"].as_str().unwrap_or_default().to_owned();
+        let is = |e: &Value, action: &str| e["event_action"] == action;
+        let triggers: Vec<String> = events
+            .iter()
+            .filter(|e| is(e, "trigger"))
+            .map(key)
+            .collect();
+        if !triggers.is_empty() {
+            park.note_open(&triggers, now + OPEN_FOR)
+                .await
+                .map_err(PagingError::Park)?;
+        }
+        let resolves: Vec<String> = events
+            .iter()
+            .filter(|e| is(e, "resolve"))
+            .map(key)
+            .collect();
+        if resolves.is_empty() {
+            return Ok((events, Vec::new(), 0));
+        }
+        let open: std::collections::HashSet<String> = park
+            .open_of(&resolves)
+            .await
+            .map_err(PagingError::Park)?
+            .into_iter()
+            .collect();
+        let mut not_open = 0;
+        let events = events
+            .into_iter()
+            .filter(|e| {
+                let left = is(e, "resolve") && !open.contains(&key(e));
+                not_open += u64::from(left);
+                !left
+            })
+            .collect();
+        if not_open > 0 {
+            tracing::info!(
+                not_open,
+                "resolves of incidents never opened here are not sent (they would spend the budget)"
+            );
+        }
+        Ok((events, open.into_iter().collect(), not_open))
     }
 
     async fn park_one(park: &dyn PageStore, event: &Value, now: i64) -> Result<(), PagingError> {

@@ -135,6 +135,13 @@ pub trait PageStore: Send + Sync {
         span_ms: i64,
         now_ms: i64,
     ) -> Result<usize, StoreError>;
+    /// Notes that these dedup keys' incidents are open (a trigger was sent or parked), until
+    /// `expires`.
+    async fn note_open(&self, keys: &[String], expires: i64) -> Result<(), StoreError>;
+    /// Which of these dedup keys have an open incident noted (read consistently).
+    async fn open_of(&self, keys: &[String]) -> Result<Vec<String>, StoreError>;
+    /// Forgets these keys' incidents: their resolves were sent or parked.
+    async fn close_open(&self, keys: &[String]) -> Result<(), StoreError>;
 }
 
 /// Whether a window id is a group's.
@@ -801,6 +808,8 @@ pub struct MemoryState {
     groups: Mutex<BTreeMap<String, (String, BTreeSet<String>)>>,
     /// The shared paging budgets: send times per routing key's hash.
     budgets: Mutex<BTreeMap<String, Vec<i64>>>,
+    /// Dedup keys whose incidents are open.
+    open: Mutex<BTreeSet<String>>,
 }
 
 #[async_trait]
@@ -855,6 +864,25 @@ impl PageStore for MemoryState {
         let granted = wanted.min(limit.saturating_sub(sent.len()));
         sent.extend(std::iter::repeat_n(now_ms, granted));
         Ok(granted)
+    }
+
+    async fn note_open(&self, keys: &[String], _expires: i64) -> Result<(), StoreError> {
+        let mut open = self.open.lock().map_err(|_| poisoned())?;
+        open.extend(keys.iter().cloned());
+        Ok(())
+    }
+
+    async fn open_of(&self, keys: &[String]) -> Result<Vec<String>, StoreError> {
+        let open = self.open.lock().map_err(|_| poisoned())?;
+        Ok(keys.iter().filter(|k| open.contains(*k)).cloned().collect())
+    }
+
+    async fn close_open(&self, keys: &[String]) -> Result<(), StoreError> {
+        let mut open = self.open.lock().map_err(|_| poisoned())?;
+        for k in keys {
+            open.remove(k);
+        }
+        Ok(())
     }
 }
 

@@ -172,5 +172,10 @@ impl Totals {
 
 /// What paging did, in a response.
 pub(super) fn pages_json(p: &PageReport) -> Value {
-    json!({"sent": p.sent, "parked": p.parked, "refused": p.refused, "caughtUp": p.caught_up})
+    let mut v =
+        json!({"sent": p.sent, "parked": p.parked, "refused": p.refused, "caughtUp": p.caught_up});
+    if p.not_open > 0 {
+        v["resolvesNotOpen"] = json!(p.not_open);
+    }
+    v
 }
