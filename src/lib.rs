@@ -22,9 +22,10 @@
 //!   command line reads too.
 //! - [`pipeline`]: one log through reader, index and rules to alerts, in one of three modes
 //!   (inline, threaded, reference).
-//! - [`policy`]: alert management — dedup and threshold windows of event time, key values,
-//!   suppressions, roll-ups; in memory for the command line (the function keeps its windows in
-//!   the state store of `lambda::state`).
+//! - [`policy`]: alert management — dedup, threshold and group windows of event time,
+//!   suppressions, roll-ups: one decision layer (`policy::store`) over the state store's port,
+//!   run in memory by the command line and over DynamoDB by the function (`lambda::state` is
+//!   the same module).
 //! - [`alert`]: what a match tells the person on call, and ([`alert::render`]) every form it is
 //!   shown in.
 //! - [`keys`]: what an S3 key or file name says an object is (log, digest, other).

@@ -90,9 +90,11 @@ fn dedup_alerts_once_per_key_and_window_and_rolls_up_the_rest() {
         (&r["firstEventID"], &r["lastEventID"]),
         (&json!("e1"), &json!("e5"))
     );
+    // The distinct values of the window's matches, the alert's included (as the function's
+    // store keeps them: `scan` decides through the same layer).
     assert_eq!(
         r["values"]["serviceEventDetails.backupJobId"],
-        json!(["job-e2", "job-e5"])
+        json!(["job-e1", "job-e2", "job-e5"])
     );
 
     let a = cmd()

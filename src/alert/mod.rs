@@ -139,7 +139,7 @@ pub fn alert_key(rule: &Rule, record: &Value, event_id: Option<&str>) -> String 
         Some(paths) => format!(
             "{}|{}",
             rule.incident,
-            crate::policy::key_value(paths, record)
+            crate::model::key_value(paths, record)
         ),
         None => format!("{}|{}", rule.incident, event_id.unwrap_or("-")),
     }

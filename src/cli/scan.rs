@@ -156,7 +156,8 @@ pub fn run(args: &ScanArgs) -> Result<bool, CliError> {
         window,
         tally: Tally::default(),
         all_read,
-        engine: (!args.no_dedup).then(|| Engine::new(rules.suppressions(), policy::now())),
+        engine: (!args.no_dedup)
+            .then(|| Engine::new(rules.as_ref(), rules.suppressions(), policy::now())),
         rules: rules.rules().iter().map(|r| (r.id.as_str(), r)).collect(),
         audit: Audit::default(),
         trail: TrailProgress::default(),
@@ -205,7 +206,7 @@ pub fn run(args: &ScanArgs) -> Result<bool, CliError> {
         return broken_pipe_or(e, all_read);
     }
     // At the end of a scan every window counts as closed: what each held back is told.
-    for rollup in engine.map(|e| e.rollups(rules.rules())).unwrap_or_default() {
+    for rollup in engine.map(|e| e.rollups()).unwrap_or_default() {
         tally.rollups += 1;
         out.rollup(&rollup);
     }
@@ -392,8 +393,8 @@ impl Report<'_> {
             return;
         }
         *self.tally.matched.entry(a.rule_id.clone()).or_default() += 1;
-        if let (Some(engine), Some(rule)) = (&mut self.engine, self.rules.get(a.rule_id.as_str())) {
-            match engine.judge(rule, &a.record) {
+        if let Some(engine) = &mut self.engine {
+            match engine.judge(a) {
                 Verdict::Alert => {}
                 Verdict::Held => {
                     self.tally.held += 1;

@@ -634,9 +634,14 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
             state.finish(&due).await.map_err(store_err)?;
         }
         // Trails gone silent, and keys of absence rules whose trail has passed their deadline.
-        let watched = watch(state.as_ref(), &self.rules, &self.config.silence, now)
-            .await
-            .map_err(store_err)?;
+        let watched = watch(
+            state.as_ref(),
+            self.rules.as_ref(),
+            &self.config.silence,
+            now,
+        )
+        .await
+        .map_err(store_err)?;
         outcome.watched = watched.len() as u64;
         let (_, pages) = door
             .send(&origin, watched, &[], &[], now)

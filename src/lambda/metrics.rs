@@ -216,6 +216,6 @@ mod tests {
             .iter()
             .map(|d| d["Metrics"].as_array().unwrap().len())
             .collect();
-        assert_eq!(n, [100, 70]);
+        assert_eq!(n, [100, 71]);
     }
 }

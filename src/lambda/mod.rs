@@ -15,8 +15,9 @@
 //! - [`publish`]: an object's alerts to their topics, in batches, refused entries retried.
 //! - [`message`]: SNS messages (formats, attributes, FIFO ids, batching, SNS's limits).
 //! - [`state`]: the state store — dedup, threshold and group windows, admission per window,
-//!   the trail's progress, heartbeats, parked pages (ports, protocol, and an in-memory
-//!   adapter); DynamoDB in `aws`.
+//!   the trail's progress, heartbeats, parked pages, the shared paging budget and open
+//!   incidents (ports, protocol, and an in-memory adapter); it is `policy::store`, which the
+//!   command line decides through too; DynamoDB in `aws`.
 //! - [`metrics`]: one CloudWatch Embedded Metric Format line per invocation.
 //! - [`totals`]: what an invocation did, counted (the response and the metrics are made from it).
 //! - [`config`]: the function's environment, read once.
@@ -36,8 +37,10 @@ pub mod pager;
 pub mod ports;
 pub mod publish;
 pub mod shadow;
-pub mod state;
 pub mod totals;
 
+/// The state store's ports and the decisions over them (`policy::store`, shared with the command
+/// line), by the name the function's modules use.
+pub use crate::policy::store as state;
 pub use config::LambdaConfig;
 pub use handler::{Handler, HandlerError};

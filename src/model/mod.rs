@@ -286,7 +286,7 @@ impl Group {
 pub struct Absence {
     pub key: Vec<KeyPath>,
     pub every: u64,
-    /// Expected key values, as [`crate::policy::key_value`] writes them.
+    /// Expected key values, as [`key_value`] writes them.
     pub expect: Vec<String>,
 }
 
@@ -327,5 +327,27 @@ impl Suppression {
 
     pub fn expired(&self, now: i64) -> bool {
         now >= self.expires
+    }
+}
+
+/// The key value of a match: the values at the key paths, as compact JSON (`null` where the
+/// record has nothing), in a JSON array — `["123456789012","us-east-1",null]`. The rule id alone
+/// (no paths) gives `[]`.
+pub fn key_value(paths: &[KeyPath], record: &Value) -> String {
+    let values: Vec<Value> = paths
+        .iter()
+        .map(|p| p.get(record).cloned().unwrap_or(Value::Null))
+        .collect();
+    Value::Array(values).to_string()
+}
+
+/// The rules a decision looks rules up in by id: the rule set (`rules::RuleSet`), without the
+/// decision layer depending on how rules are loaded.
+pub trait RuleBook: Sync {
+    /// Every rule, disabled ones included, in the order loaded.
+    fn all(&self) -> &[Rule];
+    /// The rule of this id.
+    fn rule(&self, id: &str) -> Option<&Rule> {
+        self.all().iter().find(|r| r.id == id)
     }
 }

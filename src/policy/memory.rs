@@ -1,12 +1,21 @@
-//! Alert management in memory: the command line's scan and the rules' own tests keep their
-//! windows here, with the same semantics the function will keep in its state store.
+//! Alert management in memory: the command line's `scan` and the rules' own tests decide
+//! through the function's decision layer (`policy::store::admit`), over the in-memory store,
+//! so that the two front ends cannot drift: dedup, thresholds, groups and their waits, each
+//! match counted once. What stays here is what only the command line does: suppressions
+//! judged per match, and the roll-ups told at the end of a scan, when every window counts as
+//! closed.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
 
 use serde_json::{json, Value};
 
-use super::{event_time, key_value, Grouping, KeyPath, Suppression, Window};
-use crate::model::Rule;
+use super::store::{admit, is_group, MemoryState, StateStore, DEFAULT_LATENESS};
+use super::{event_time, KeyPath, Suppression, Window};
+use crate::alert::Alert;
+use crate::model::{Rule, RuleBook};
 
 /// What happens to one match.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,17 +29,6 @@ pub enum Verdict {
     Grouped,
     /// Raised nothing: a suppression (its id) covers it.
     Suppressed(String),
-}
-
-/// One key value's window.
-#[derive(Debug, Clone, Default)]
-struct State {
-    count: u64,
-    alerted: bool,
-    first: Option<(String, String)>,
-    last: Option<(String, String)>,
-    /// Distinct values of the roll-up fields (at most [`MAX_DISTINCT`] each).
-    distinct: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// The distinct values a roll-up lists per field.
@@ -49,7 +47,7 @@ pub struct Rollup {
     pub last_time: Option<String>,
     pub first_id: Option<String>,
     pub last_id: Option<String>,
-    /// Distinct values of the roll-up fields, per field.
+    /// Distinct values of the roll-up fields among the window's matches, per field.
     pub values: BTreeMap<String, Vec<String>>,
     /// A group's notification (the alerts gathered after its first), not a dedup roll-up.
     pub group: bool,
@@ -99,141 +97,107 @@ impl Rollup {
     }
 }
 
-/// Windows and suppressions, in memory.
+/// Suppressions, and the decision layer over the memory store.
 pub struct Engine<'s> {
+    rules: &'s dyn RuleBook,
     suppressions: &'s [Suppression],
     /// The wall clock, for suppressions' expiry.
     now: i64,
-    windows: HashMap<(String, String, Window), State>,
-    /// Groups' windows: the first alert goes out, the later ones are gathered.
-    groups: HashMap<(String, String, Window), State>,
-    /// Matches of a grouped rule whose record has no readable event time: alerted, ungrouped.
+    store: MemoryState,
+    /// Matches of a rule with dedup, a threshold or a group whose record has no readable event
+    /// time: alerted, never held back.
     pub untimed: u64,
 }
 
 impl<'s> Engine<'s> {
-    pub fn new(suppressions: &'s [Suppression], now: i64) -> Self {
+    pub fn new(rules: &'s dyn RuleBook, suppressions: &'s [Suppression], now: i64) -> Self {
         Engine {
+            rules,
             suppressions,
             now,
-            windows: HashMap::new(),
-            groups: HashMap::new(),
+            store: MemoryState::default(),
             untimed: 0,
         }
     }
 
-    /// Judges one match of `rule` on `record` (a CloudTrail record or an EventBridge event):
-    /// suppressions, then dedup or the threshold, then the rule's group.
-    pub fn judge(&mut self, rule: &Rule, record: &Value) -> Verdict {
-        match self.judge_new(rule, record) {
-            Verdict::Alert => self.group(rule, record),
-            other => other,
-        }
-    }
-
-    /// The group's verdict on an alert dedup let through.
-    fn group(&mut self, rule: &Rule, record: &Value) -> Verdict {
-        let Some(group) = &rule.group else {
+    /// Judges one alert (of a CloudTrail record or an EventBridge event): suppressions, then
+    /// the function's admission — dedup or the threshold, then the rule's group — as one
+    /// delivery of one match, its claim marked published as the function's door marks it once
+    /// SNS took the alert. A group's first alert that would wait is shown at once (a scan tells
+    /// everything by its end).
+    pub fn judge(&mut self, alert: &Alert) -> Verdict {
+        let Some(rule) = self.rules.rule(&alert.rule_id) else {
             return Verdict::Alert;
         };
-        let Some(t) = event_time(record) else {
-            return Verdict::Alert;
-        };
-        let window = Window::of(t, group.interval);
-        let key = key_value(&group.by, record);
-        let state = self
-            .groups
-            .entry((rule.incident.clone(), key, window))
-            .or_default();
-        state.count += 1;
-        note(state, record);
-        if state.alerted {
-            for path in group_fields(rule) {
-                distinct(state, path, record);
-            }
-            return Verdict::Grouped;
-        }
-        state.alerted = true;
-        Verdict::Alert
-    }
-
-    fn judge_new(&mut self, rule: &Rule, record: &Value) -> Verdict {
         if let Some(s) = self
             .suppressions
             .iter()
-            .find(|s| s.covers(&rule.id, record, self.now))
+            .find(|s| s.covers(&rule.id, &alert.record, self.now))
         {
             return Verdict::Suppressed(s.id.clone());
         }
-        let Some(grouping) = &rule.grouping else {
+        if rule.grouping.is_none() && rule.group.is_none() {
             return Verdict::Alert;
-        };
-        let Some(t) = event_time(record) else {
+        }
+        if event_time(&alert.record).is_none() {
             // No time, no window: never hold back what cannot be placed.
             self.untimed += 1;
             return Verdict::Alert;
-        };
-        let window = Window::of(t, grouping.window());
-        let key = key_value(grouping.key(), record);
-        let state = self
-            .windows
-            .entry((rule.incident.clone(), key, window))
-            .or_default();
-        state.count += 1;
-        note(state, record);
-        if state.alerted {
-            for path in rollup_fields(rule) {
-                distinct(state, path, record);
-            }
-            return Verdict::Held;
         }
-        if state.count >= grouping.count() {
-            state.alerted = true;
+        let admitted = block_on(admit(
+            &self.store,
+            self.rules,
+            vec![alert.clone()],
+            DEFAULT_LATENESS,
+            self.now,
+        ));
+        // The memory store fails only if a thread panicked while holding it: never hold back
+        // what could not be decided.
+        let Ok(admitted) = admitted else {
             return Verdict::Alert;
+        };
+        let _ = block_on(self.store.mark_all_published(&admitted.claims));
+        if !admitted.alerts.is_empty() || admitted.waiting > 0 {
+            Verdict::Alert
+        } else if admitted.grouped > 0 {
+            Verdict::Grouped
+        } else {
+            Verdict::Held
         }
-        Verdict::Held
     }
 
     /// The roll-ups of every window that held matches back after its alert, and the
     /// notifications of every group that gathered alerts after its first, in rule, window and
     /// key order (at the end of a scan every window counts as closed).
-    pub fn rollups(&self, rules: &[Rule]) -> Vec<Rollup> {
-        let told = |((rule, key, window), state): (&(String, String, Window), &State),
-                    more: u64,
-                    group: bool| Rollup {
-            rule: rule.clone(),
-            key: key.clone(),
-            window: *window,
-            more,
-            first_time: state.first.as_ref().map(|f| f.0.clone()),
-            first_id: state.first.as_ref().map(|f| f.1.clone()),
-            last_time: state.last.as_ref().map(|l| l.0.clone()),
-            last_id: state.last.as_ref().map(|l| l.1.clone()),
-            values: state
-                .distinct
-                .iter()
-                .map(|(k, v)| (k.clone(), v.iter().cloned().collect()))
-                .collect(),
-            group,
-        };
-        let groups = self.groups.iter().filter_map(|entry| {
-            let more = entry.1.count.checked_sub(1)?;
-            (more > 0).then(|| told(entry, more, true))
-        });
+    pub fn rollups(&self) -> Vec<Rollup> {
         let mut out: Vec<Rollup> = self
-            .windows
-            .iter()
-            .filter_map(|entry| {
-                let ((rule, _, _), state) = entry;
-                let grouping = rules
-                    .iter()
-                    .find(|r| &r.incident == rule)?
-                    .grouping
-                    .as_ref()?;
-                let more = state.count.checked_sub(grouping.count())?;
-                (state.alerted && more > 0).then(|| told(entry, more, false))
+            .store
+            .windows()
+            .into_iter()
+            .filter_map(|w| {
+                w.claimed_by.as_ref()?;
+                let group = is_group(&w.id);
+                let more = if group {
+                    w.count.saturating_sub(1)
+                } else {
+                    w.count.saturating_sub(w.needed)
+                };
+                (more > 0).then(|| Rollup {
+                    rule: w.rule.clone(),
+                    key: w.key.clone(),
+                    window: Window {
+                        start: w.window_start,
+                        end: w.window_end,
+                    },
+                    more,
+                    first_time: w.first_time.clone(),
+                    first_id: w.first_id.clone(),
+                    last_time: w.last_time.clone(),
+                    last_id: w.last_id.clone(),
+                    values: per_field(&w.values),
+                    group,
+                })
             })
-            .chain(groups)
             .collect();
         out.sort_by(|a, b| {
             (&a.rule, a.group, a.window, &a.key).cmp(&(&b.rule, b.group, b.window, &b.key))
@@ -242,28 +206,36 @@ impl<'s> Engine<'s> {
     }
 }
 
-/// Notes a match as its window's first (if it is) and last, as the function's store keeps them.
-fn note(state: &mut State, record: &Value) {
-    let text = |k: &str| record.get(k).and_then(Value::as_str).map(str::to_owned);
-    let seen = (
-        text("eventTime")
-            .or_else(|| text("time"))
-            .unwrap_or_default(),
-        text("eventID").or_else(|| text("id")).unwrap_or_default(),
-    );
-    state.first.get_or_insert_with(|| seen.clone());
-    state.last = Some(seen);
+/// A window's `field=value` values as the distinct values of each field (at most
+/// [`MAX_DISTINCT`] each, in order).
+fn per_field(values: &[String]) -> BTreeMap<String, Vec<String>> {
+    let mut fields: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for v in values {
+        let Some((field, value)) = v.split_once('=') else {
+            continue;
+        };
+        let set = fields.entry(field.to_owned()).or_default();
+        if set.len() < MAX_DISTINCT {
+            set.insert(value.to_owned());
+        }
+    }
+    fields
+        .into_iter()
+        .map(|(k, v)| (k, v.into_iter().collect()))
+        .collect()
 }
 
-/// Keeps the record's value at `path` among the window's distinct values of it.
-fn distinct(state: &mut State, path: &KeyPath, record: &Value) {
-    let v = path.get(record).map_or("null".to_owned(), |v| match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    });
-    let set = state.distinct.entry(path.to_string()).or_default();
-    if set.len() < MAX_DISTINCT {
-        set.insert(v);
+/// Runs a future of the memory store to its end. Its futures never wait (the store is a few
+/// maps behind a lock), so one poll with a waker that does nothing finishes them; the loop is
+/// for the form's sake.
+fn block_on<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::yield_now();
     }
 }
 
@@ -273,14 +245,6 @@ pub fn group_fields(rule: &Rule) -> &[KeyPath] {
     match &rule.grouping {
         Some(g) if !g.key().is_empty() => g.key(),
         _ => &rule.rollup_fields,
-    }
-}
-
-/// The fields whose distinct values a rule's roll-up lists.
-fn rollup_fields(rule: &Rule) -> &[KeyPath] {
-    match &rule.grouping {
-        Some(Grouping::Dedup { .. } | Grouping::Threshold { .. }) => &rule.rollup_fields,
-        None => &[],
     }
 }
 
@@ -302,8 +266,10 @@ mod tests {
             "rules:\n  - id: g\n    description: d\n    severity: high\n    pattern: {eventName: [BackupJobCompleted]}\n    dedup: {key: [resource], window: 1h}\n    group: {by: [recipientAccountId, awsRegion], interval: 15m}\n",
         )
         .expect("rules");
-        let rule = &doc.rules[0];
-        let mut e = Engine::new(&[], 0);
+        let set = crate::rules::RuleSet::new(doc.rules).expect("set");
+        let rule = &set.rules()[0];
+        let source = crate::alert::AlertSource::File { path: "g".into() };
+        let mut e = Engine::new(&set, &[], 0);
         let verdicts: Vec<Verdict> = [
             failed(1, "a", 1),
             failed(2, "b", 2),
@@ -312,7 +278,8 @@ mod tests {
             failed(5, "d", 16),
         ]
         .iter()
-        .map(|r| e.judge(rule, r))
+        .enumerate()
+        .map(|(i, r)| e.judge(&Alert::new(rule, r, source.clone(), i)))
         .collect();
         assert_eq!(
             verdicts,
@@ -324,11 +291,12 @@ mod tests {
                 Verdict::Alert,   // the next window's first
             ]
         );
-        let told = e.rollups(&doc.rules);
+        let told = e.rollups();
         let group: Vec<&Rollup> = told.iter().filter(|r| r.group).collect();
         assert_eq!(group.len(), 1);
         assert_eq!(group[0].more, 2);
-        assert_eq!(group[0].values["resource"], ["b", "c"]);
+        // The group's matches' distinct values, its first alert's included.
+        assert_eq!(group[0].values["resource"], ["a", "b", "c"]);
         let dedup: Vec<&Rollup> = told.iter().filter(|r| !r.group).collect();
         assert_eq!((dedup.len(), dedup[0].more), (1, 1));
     }

@@ -1,18 +1,23 @@
 //! Alert management: what happens to a rule's match before anyone is paged — deduplication
-//! within a window, thresholds, suppressions, and the roll-up that says what was held back.
-//! Pure: windows, keys and verdicts; the command line keeps the state in memory
-//! ([`memory::Engine`]); a store of state shared by the function's invocations is the next step
-//! (see the README's limitations).
+//! within a window, thresholds, groups and their waits, suppressions, and the roll-up that says
+//! what was held back.
+//! - [`store`]: the one decision layer ([`store::admit`] and the sweep's inputs) over the
+//!   store's port ([`store::StateStore`]), with its in-memory adapter; the function runs it over
+//!   DynamoDB (`lambda::aws`), the command line over memory.
+//! - [`memory`]: the command line's front end to it ([`memory::Engine`]: suppressions per
+//!   match, roll-ups at the end of a scan).
+//! - [`absence`]: absence rules and the trail's progress, for `scan`.
 //!
 //! Windows are fixed windows of *event time* (`eventTime`), aligned on the Unix epoch, so that
 //! backfills, redeliveries and late deliveries count in the window the events belong to.
 
 pub mod absence;
 pub mod memory;
+pub mod store;
 
 use serde_json::Value;
 
-pub use crate::model::{duration, Absence, Group, Grouping, KeyPath, Suppression};
+pub use crate::model::{duration, key_value, Absence, Group, Grouping, KeyPath, Suppression};
 use crate::time;
 
 /// The fixed window of event time a match falls in: `[start, end)` in Unix seconds.
@@ -32,17 +37,6 @@ impl Window {
             end: start + length,
         }
     }
-}
-
-/// The key value of a match: the values at the key paths, as compact JSON (`null` where the
-/// record has nothing), in a JSON array — `["123456789012","us-east-1",null]`. The rule id alone
-/// (no paths) gives `[]`.
-pub fn key_value(paths: &[KeyPath], record: &Value) -> String {
-    let values: Vec<Value> = paths
-        .iter()
-        .map(|p| p.get(record).cloned().unwrap_or(Value::Null))
-        .collect();
-    Value::Array(values).to_string()
 }
 
 /// `2026-12-31` (through the end of that day, UTC) or a timestamp.

@@ -9,6 +9,7 @@ pub mod source;
 pub mod warnings;
 
 use serde_json::Value;
+use std::collections::HashMap;
 
 use crate::index::{PatternIndex, Scratch};
 pub use crate::model::{describe_fields, id_matches, Rule, RuleTest, Severity, SummaryTemplate};
@@ -131,6 +132,8 @@ pub struct RuleSet {
     suppressions: Vec<Suppression>,
     /// Tells rule sets apart across processes ([`RuleSet::fingerprint`]).
     fingerprint: u64,
+    /// Rule id → index in `rules`.
+    by_id: HashMap<String, usize>,
 }
 
 /// The outcome of one embedded rule test.
@@ -218,6 +221,7 @@ impl RuleSet {
                 });
             }
             set.warnings.extend(warnings::check(&rule));
+            set.by_id.insert(rule.id.clone(), set.rules.len());
             if rule.enabled {
                 set.index.push(rule.pattern.clone());
                 set.index_to_rule.push(set.rules.len());
@@ -316,6 +320,11 @@ impl RuleSet {
     /// retry that finds the same fingerprint matches the same records the same way.
     pub fn fingerprint(&self) -> u64 {
         self.fingerprint
+    }
+
+    /// The rule of this id.
+    pub fn rule(&self, id: &str) -> Option<&Rule> {
+        self.by_id.get(id).map(|i| &self.rules[*i])
     }
 
     /// The index of the enabled rules' patterns.
@@ -448,11 +457,18 @@ impl RuleSet {
                     if let Some((records, _)) = &test.sequence {
                         // The records in order through the rule's pattern, then its dedup or
                         // threshold and the suppressions in force.
-                        let mut engine = Engine::new(&self.suppressions, policy::now());
+                        let mut engine = Engine::new(self, &self.suppressions, policy::now());
+                        let source = crate::alert::AlertSource::File {
+                            path: format!("{} test {:?}", rule.origin, test.name),
+                        };
                         let alerts = records
                             .iter()
-                            .filter(|r| rule.pattern.matches(&Event::record(r)))
-                            .filter(|r| engine.judge(rule, r) == Verdict::Alert)
+                            .enumerate()
+                            .filter(|(_, r)| rule.pattern.matches(&Event::record(r)))
+                            .filter(|(i, r)| {
+                                let alert = crate::alert::Alert::new(rule, r, source.clone(), *i);
+                                engine.judge(&alert) == Verdict::Alert
+                            })
                             .count() as u64;
                         return TestOutcome {
                             rule,
@@ -473,6 +489,15 @@ impl RuleSet {
                 })
             })
             .collect()
+    }
+}
+
+impl crate::model::RuleBook for RuleSet {
+    fn all(&self) -> &[Rule] {
+        &self.rules
+    }
+    fn rule(&self, id: &str) -> Option<&Rule> {
+        RuleSet::rule(self, id)
     }
 }
 

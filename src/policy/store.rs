@@ -12,7 +12,10 @@
 //!    publish loses nothing. The sweep also publishes a claim left unpublished past the lateness
 //!    allowance (its invocation's retries were lost), from the record stored with the claim.
 //!
-//! [`StateStore`] is the port; `aws.rs` implements it on DynamoDB, [`MemoryState`] in memory.
+//! [`StateStore`] is the port; `lambda/aws.rs` implements it on DynamoDB, [`MemoryState`] in
+//! memory. [`admit`] is the one decision layer: the function runs it over DynamoDB, the command
+//! line (`policy::memory::Engine`) over [`MemoryState`], and `tests/stores.rs` runs one suite of
+//! decisions against both stores.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -22,8 +25,8 @@ use futures_util::StreamExt;
 use serde_json::{json, Value};
 
 use crate::alert::{sanitize_subject, Alert, AlertSource, EventInfo};
+use crate::model::{Rule, RuleBook};
 use crate::policy::{event_time, key_value, Window};
-use crate::rules::{Rule, RuleSet};
 
 /// How long after a window ends (in event time) its roll-up waits for late deliveries.
 pub const DEFAULT_LATENESS: u64 = 15 * 60;
@@ -375,20 +378,19 @@ pub struct Admitted {
 /// matches were counted before, is counted match by match, each once.
 pub async fn admit(
     store: &dyn StateStore,
-    rules: &RuleSet,
+    rules: &dyn RuleBook,
     alerts: Vec<Alert>,
     lateness: u64,
     now: i64,
 ) -> Result<Admitted, StoreError> {
-    let by_id: HashMap<&str, &Rule> = rules.rules().iter().map(|r| (r.id.as_str(), r)).collect();
     let mut out = Admitted::default();
     let mut markers = Vec::new();
     // Dedup and thresholds: which alerts are new.
     let mut windows: Vec<Bucket> = Vec::new();
     let mut passed: Vec<(usize, Option<Claim>)> = Vec::new();
     for (i, alert) in alerts.iter().enumerate() {
-        match by_id
-            .get(alert.rule_id.as_str())
+        match rules
+            .rule(alert.rule_id.as_str())
             .and_then(|rule| window_of(rule, alert).map(|wm| (rule, wm)))
         {
             Some((rule, (w, m))) => {
@@ -429,8 +431,8 @@ pub async fn admit(
     let mut going: Vec<(usize, Option<String>)> = Vec::new();
     for (i, claim) in passed {
         let alert = &alerts[i];
-        match by_id
-            .get(alert.rule_id.as_str())
+        match rules
+            .rule(alert.rule_id.as_str())
             .and_then(|rule| group_of(rule, alert))
         {
             Some((gw, gm)) => {
@@ -468,8 +470,8 @@ pub async fn admit(
             // A group with a wait: its first alert stays claimed, unpublished, and the sweep
             // tells it once the wait is over, with what the group gathered meanwhile (a
             // record too large to keep with the claim goes out at once instead).
-            let wait = by_id
-                .get(alerts[i].rule_id.as_str())
+            let wait = rules
+                .rule(alerts[i].rule_id.as_str())
                 .and_then(|r| r.group.as_ref())
                 .map_or(0, |g| g.wait);
             if wait > 0 && stored_record(&alerts[i]).is_some() {
@@ -810,6 +812,16 @@ pub struct MemoryState {
     budgets: Mutex<BTreeMap<String, Vec<i64>>>,
     /// Dedup keys whose incidents are open.
     open: Mutex<BTreeSet<String>>,
+}
+
+impl MemoryState {
+    /// Every window kept (the command line's roll-ups at the end of a scan).
+    pub fn windows(&self) -> Vec<WindowState> {
+        self.windows
+            .lock()
+            .map(|w| w.values().map(|(state, _)| state.clone()).collect())
+            .unwrap_or_default()
+    }
 }
 
 #[async_trait]
@@ -1363,16 +1375,15 @@ fn alert_key(rule: &str, key: &str) -> String {
 /// alerts pass through.
 pub async fn heartbeats(
     store: &dyn Store,
-    rules: &RuleSet,
+    rules: &dyn RuleBook,
     alerts: Vec<Alert>,
     now: i64,
 ) -> Result<Vec<Alert>, StoreError> {
-    let by_id: HashMap<&str, &Rule> = rules.rules().iter().map(|r| (r.id.as_str(), r)).collect();
     let mut out = Vec::with_capacity(alerts.len());
     for alert in alerts {
-        let Some((rule, absence)) = by_id
-            .get(alert.rule_id.as_str())
-            .and_then(|r| r.absence.as_ref().map(|a| (*r, a)))
+        let Some((rule, absence)) = rules
+            .rule(alert.rule_id.as_str())
+            .and_then(|r| r.absence.as_ref().map(|a| (r, a)))
         else {
             out.push(alert);
             continue;
@@ -1417,7 +1428,7 @@ pub async fn heartbeats(
 /// was out, the trail-silent rule's resolution.
 pub async fn delivery(
     store: &dyn Store,
-    rules: &RuleSet,
+    rules: &dyn RuleBook,
     key: &str,
     newest_event: Option<i64>,
     now: i64,
@@ -1432,7 +1443,7 @@ pub async fn delivery(
         return Ok(None);
     }
     let Some(rule) = rules
-        .rules()
+        .all()
         .iter()
         .find(|r| r.id == TRAIL_SILENT && r.enabled)
     else {
@@ -1500,14 +1511,14 @@ impl Silence {
 /// The sweep's silence and absence pass: `(silence alerts, absence alerts)` to publish.
 pub async fn watch(
     store: &dyn Store,
-    rules: &RuleSet,
+    rules: &dyn RuleBook,
     silence: &Silence,
     now: i64,
 ) -> Result<Vec<Alert>, StoreError> {
     let mut out = Vec::new();
     let places = store.places().await?;
     if let Some(rule) = rules
-        .rules()
+        .all()
         .iter()
         .find(|r| r.id == TRAIL_SILENT && r.enabled)
     {
@@ -1542,7 +1553,7 @@ pub async fn watch(
     }
     let newest_anywhere = places.iter().map(|p| p.newest).max();
     let start = places.iter().map(|p| p.first).min();
-    for rule in rules.rules().iter().filter(|r| r.enabled) {
+    for rule in rules.all().iter().filter(|r| r.enabled) {
         let Some(absence) = &rule.absence else {
             continue;
         };
