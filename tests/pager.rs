@@ -508,6 +508,19 @@ async fn storm_handler(
     let shared = loopback_sdk_config(&moto.endpoint, |l| l).await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&shared);
     crate::util::create_state_table(&dynamodb, "storm-state").await;
+    instance(dynamodb, aws, topic, url, clock, rules)
+}
+
+/// One more instance of the function on the storm test's table (created already): its own
+/// handler and paging, the same store and routing key.
+fn instance(
+    dynamodb: aws_sdk_dynamodb::Client,
+    aws: &crate::e2e::Aws,
+    topic: String,
+    url: &str,
+    clock: Arc<TestClock>,
+    rules: RuleSet,
+) -> Handler<S3Store, SnsPublisher> {
     Handler::new(
         Arc::new(rules),
         S3Store::new(aws.s3.clone()),
@@ -727,45 +740,32 @@ async fn ungrouped_alerts_page_within_pagerdutys_limit_and_all_reach_sns_at_once
 async fn instances_racing_share_one_paging_budget() {
     // One request at a time: DynamoDB's per-request atomicity for the budget's conditional put.
     let moto = Moto::start_serial();
-    let aws = clients(&moto).await;
-    aws.s3
-        .create_bucket()
-        .bucket("shared-trail")
+    let Rig {
+        aws,
+        clock,
+        refused,
+        s,
+        h: first,
+        ..
+    } = rig(&moto, "shared-trail", 0, false).await;
+    let shared = loopback_sdk_config(&moto.endpoint, |l| l).await;
+    let topic = aws
+        .sns
+        .create_topic()
+        .name("shared-trail-alerts")
         .send()
         .await
-        .expect("bucket");
-    let (topic, _queue) = topic_with_queue(&aws, "shared-trail-alerts", false).await;
-    let clock = TestClock::new();
-    let refused = Arc::new(Mutex::new(Vec::new()));
-    let s = stand_in_with(limited(Arc::clone(&clock), 120, 0, Arc::clone(&refused))).await;
-    let first = storm_handler(
-        &moto,
+        .expect("topic")
+        .topic_arn()
+        .expect("arn")
+        .to_owned();
+    let second = instance(
+        aws_sdk_dynamodb::Client::new(&shared),
         &aws,
-        topic.clone(),
+        topic,
         &s.url,
         Arc::clone(&clock),
         storm_rules(false),
-    )
-    .await;
-    let shared = loopback_sdk_config(&moto.endpoint, |l| l).await;
-    let second = Handler::new(
-        Arc::new(storm_rules(false)),
-        S3Store::new(aws.s3.clone()),
-        SnsPublisher::new(aws.sns.clone()),
-        LambdaConfig {
-            alert_topic_arn: Some(topic),
-            state_table: Some("storm-state".into()),
-            ..LambdaConfig::default()
-        },
-    )
-    .expect("handler")
-    .with_state(Arc::new(trail_alerts::lambda::aws::DynamoState::new(
-        aws_sdk_dynamodb::Client::new(&shared),
-        "storm-state",
-    )))
-    .with_paging(
-        Paging::new(Box::new(pager(&s.url)), "R0UT1NGKEY".into(), Severity::High)
-            .with_clock(Arc::clone(&clock) as Arc<dyn Clock>),
     );
     let a = deliver(
         &aws,

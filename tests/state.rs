@@ -399,44 +399,70 @@ async fn racing_deliveries_of_many_new_windows_claim_each_once() {
     }
 }
 
-/// SNS fails the first publish: the invocation fails, retryable, with its claim taken but not
-/// marked; the retry publishes it once, a further redelivery nothing.
-struct FailFirst<P> {
+/// SNS fails the calls in `fail` (counted from 0) as retryable; with `told`, the eventIDs of
+/// the alerts the real SNS accepted are recorded.
+struct Flaky<P> {
     inner: P,
     calls: AtomicU32,
-    failures: u32,
+    fail: std::ops::Range<u32>,
+    told: Option<Arc<Mutex<Vec<String>>>>,
+}
+
+impl<P> Flaky<P> {
+    /// Fails the first `n` calls.
+    fn first(inner: P, n: u32) -> Self {
+        Flaky {
+            inner,
+            calls: AtomicU32::new(0),
+            fail: 0..n,
+            told: None,
+        }
+    }
 }
 
 #[async_trait]
-impl<P: Publisher> Publisher for FailFirst<P> {
+impl<P: Publisher> Publisher for Flaky<P> {
     async fn publish_batch(
         &self,
         topic: &str,
         entries: &[OutMessage],
     ) -> Result<Vec<EntryFailure>, PublishCallError> {
-        if self.calls.fetch_add(1, Ordering::SeqCst) < self.failures {
+        if self
+            .fail
+            .contains(&self.calls.fetch_add(1, Ordering::SeqCst))
+        {
             return Err(PublishCallError {
-                message: "InternalError: injected between claim and publish".into(),
+                message: "InternalError: injected".into(),
                 retryable: true,
             });
         }
-        self.inner.publish_batch(topic, entries).await
+        let failed = self.inner.publish_batch(topic, entries).await?;
+        if let Some(told) = &self.told {
+            let mut told = told.lock().expect("told");
+            for e in entries
+                .iter()
+                .filter(|e| failed.iter().all(|f| f.id != e.id))
+            {
+                let doc: Value = serde_json::from_str(&e.body).expect("alert document");
+                told.push(
+                    doc["event"]["eventID"]
+                        .as_str()
+                        .expect("eventID")
+                        .to_owned(),
+                );
+            }
+        }
+        Ok(failed)
     }
 }
 
+/// SNS fails the first publish: the invocation fails, retryable, with its claim taken but not
+/// marked; the retry publishes it once, a further redelivery nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_fault_between_claim_and_publish_loses_nothing() {
     let stack = stack().await;
     let rules = rules("");
-    let flaky = handler(
-        &stack,
-        &rules,
-        FailFirst {
-            inner: sns(&stack),
-            calls: AtomicU32::new(0),
-            failures: 1,
-        },
-    );
+    let flaky = handler(&stack, &rules, Flaky::first(sns(&stack), 1));
     let payload = object(
         &stack,
         "fault",
@@ -467,15 +493,7 @@ async fn a_fault_between_claim_and_publish_loses_nothing() {
     assert!(drain(&stack.aws, &stack.queue, 0).await.is_empty());
 
     // A claim whose invocation is never retried: the sweep publishes it from the store.
-    let lost = handler(
-        &stack,
-        &rules,
-        FailFirst {
-            inner: sns(&stack),
-            calls: AtomicU32::new(0),
-            failures: 1,
-        },
-    );
+    let lost = handler(&stack, &rules, Flaky::first(sns(&stack), 1));
     let payload = object(
         &stack,
         "lost",
@@ -498,46 +516,6 @@ async fn a_fault_between_claim_and_publish_loses_nothing() {
         serde_json::from_str(got[0]["Message"].as_str().expect("message")).expect("json");
     assert_eq!(doc["event"]["eventID"], "y1");
     assert_eq!(doc["source"]["bucket"], BUCKET);
-}
-
-/// SNS fails one call (the `at`-th, from 0); the alerts the real SNS accepted are recorded by
-/// eventID.
-struct FailAt<P> {
-    inner: P,
-    calls: AtomicU32,
-    at: u32,
-    told: Arc<Mutex<Vec<String>>>,
-}
-
-#[async_trait]
-impl<P: Publisher> Publisher for FailAt<P> {
-    async fn publish_batch(
-        &self,
-        topic: &str,
-        entries: &[OutMessage],
-    ) -> Result<Vec<EntryFailure>, PublishCallError> {
-        if self.calls.fetch_add(1, Ordering::SeqCst) == self.at {
-            return Err(PublishCallError {
-                message: "InternalError: injected between two parts".into(),
-                retryable: true,
-            });
-        }
-        let failed = self.inner.publish_batch(topic, entries).await?;
-        let mut told = self.told.lock().expect("told");
-        for e in entries
-            .iter()
-            .filter(|e| failed.iter().all(|f| f.id != e.id))
-        {
-            let doc: Value = serde_json::from_str(&e.body).expect("alert document");
-            told.push(
-                doc["event"]["eventID"]
-                    .as_str()
-                    .expect("eventID")
-                    .to_owned(),
-            );
-        }
-        Ok(failed)
-    }
 }
 
 /// An object whose matches are many is told in parts as it is read (memory holds a part, not
@@ -584,11 +562,14 @@ async fn an_object_told_in_parts_resumes_after_a_fault_and_tells_nothing_twice()
         Handler::new(
             Arc::clone(&rules),
             S3Store::new(stack.aws.s3.clone()),
-            FailAt {
+            Flaky {
                 inner: sns(&stack),
                 calls: AtomicU32::new(0),
-                at: (PART / MAX_BATCH_ENTRIES) as u32,
-                told: Arc::clone(&told),
+                fail: {
+                    let at = (PART / MAX_BATCH_ENTRIES) as u32;
+                    at..at + 1
+                },
+                told: Some(Arc::clone(&told)),
             },
             LambdaConfig {
                 storm_limit,
