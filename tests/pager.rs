@@ -734,8 +734,8 @@ async fn ungrouped_alerts_page_within_pagerdutys_limit_and_all_reach_sns_at_once
 /// Issue 30: the paging budget is shared by every instance. Two instances of the function (two
 /// handlers, each with its own paging, one state table, one routing key) each get a delivery of
 /// 100 new failures at once: together they send 120 pages within the minute, park the other 80,
-/// and PagerDuty never answers 429 (with a budget per instance they sent 200 and PagerDuty
-/// refused 80). The sweep catches the 80 up once the minute has passed.
+/// and PagerDuty never answers 429 (a budget per instance would let each send its 100 at once:
+/// 200 in the minute, 80 past the limit). The sweep catches the 80 up once the minute has passed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn instances_racing_share_one_paging_budget() {
     // One request at a time: DynamoDB's per-request atomicity for the budget's conditional put.

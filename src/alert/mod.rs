@@ -146,6 +146,40 @@ pub fn alert_key(rule: &Rule, record: &Value, event_id: Option<&str>) -> String 
 }
 
 impl Alert {
+    /// An alert the tool tells about a rule (a roll-up, a group's notification, a storm
+    /// message): the rule's description, severity, topic and runbook; the event, a subject
+    /// (`[SEVERITY] <rule>: <what>`), summary, record and key of its own.
+    pub fn about(
+        rule: &Rule,
+        event: EventInfo,
+        what: &str,
+        summary: &str,
+        source: AlertSource,
+        record: Value,
+        key: String,
+    ) -> Self {
+        Alert {
+            shadow: false,
+            rule_id: rule.id.clone(),
+            description: rule.description.clone(),
+            severity: rule.severity,
+            topic: rule.topic.clone(),
+            event,
+            subject: sanitize_subject(&format!(
+                "[{}] {}: {what}",
+                rule.severity.as_str().to_ascii_uppercase(),
+                rule.id
+            )),
+            summary: printable(summary),
+            source,
+            record_index: 0,
+            record,
+            matched: Vec::new(),
+            key,
+            runbook: rule.runbook.clone(),
+        }
+    }
+
     pub fn new(rule: &Rule, record: &Value, source: AlertSource, record_index: usize) -> Self {
         let event = EventInfo::from_record(record);
         let matched = rule.pattern.explain(&Event::record(record));

@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde_json::json;
 use tracing::{info, warn};
 
-use crate::alert::{sanitize_subject, Alert, AlertSource, EventInfo};
+use crate::alert::{Alert, AlertSource, EventInfo};
 use crate::rules::{Rule, RuleSet, Severity};
 
 use super::pager::{backlog, resolutions, Backlog, PageReport, Paging, PagingError};
@@ -647,36 +647,24 @@ impl Storm {
             rule.id,
             super::state::stable_hash(origin.as_bytes())
         );
-        Alert {
-            shadow: false,
-            rule_id: rule.id.clone(),
-            description: rule.description.clone(),
-            severity: rule.severity,
-            topic: rule.topic.clone(),
-            event: EventInfo {
+        Alert::about(
+            rule,
+            EventInfo {
                 event_id: Some(id.clone()),
                 event_time: Some(last.0.clone()),
                 event_name: Some("storm".into()),
                 ..EventInfo::default()
             },
-            subject: sanitize_subject(&format!(
-                "[{}] {}: storming, {} more matches folded (storm guard)",
-                rule.severity.as_str().to_ascii_uppercase(),
-                rule.id,
-                self.more
-            )),
-            summary: crate::alert::printable(&summary),
-            source: self.source.unwrap_or(AlertSource::File {
+            &format!("storming, {} more matches folded (storm guard)", self.more),
+            &summary,
+            self.source.unwrap_or(AlertSource::File {
                 path: origin.into(),
             }),
-            record_index: 0,
-            record: json!({"storm": true, "rule": rule.id, "limit": limit, "more": self.more,
-                           "firstEventTime": first.0, "firstEventID": first.1,
-                           "lastEventTime": last.0, "lastEventID": last.1,
-                           "eventNames": names, "places": places, "delivery": origin}),
-            matched: Vec::new(),
-            key: format!("{}|storm", rule.id),
-            runbook: rule.runbook.clone(),
-        }
+            json!({"storm": true, "rule": rule.id, "limit": limit, "more": self.more,
+                   "firstEventTime": first.0, "firstEventID": first.1,
+                   "lastEventTime": last.0, "lastEventID": last.1,
+                   "eventNames": names, "places": places, "delivery": origin}),
+            format!("{}|storm", rule.id),
+        )
     }
 }

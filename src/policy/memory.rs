@@ -13,9 +13,9 @@ use std::task::{Context, Poll, Waker};
 use serde_json::{json, Value};
 
 use super::store::{admit, is_group, MemoryState, StateStore, DEFAULT_LATENESS};
-use super::{event_time, KeyPath, Suppression, Window};
+use super::{event_time, Suppression, Window};
 use crate::alert::Alert;
-use crate::model::{Rule, RuleBook};
+use crate::model::RuleBook;
 
 /// What happens to one match.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -236,15 +236,6 @@ fn block_on<F: Future>(future: F) -> F::Output {
             return out;
         }
         std::thread::yield_now();
-    }
-}
-
-/// The fields a group's notification lists the distinct values of: what tells its alerts apart
-/// (the dedup or threshold key), else the rule's roll-up fields.
-pub fn group_fields(rule: &Rule) -> &[KeyPath] {
-    match &rule.grouping {
-        Some(g) if !g.key().is_empty() => g.key(),
-        _ => &rule.rollup_fields,
     }
 }
 

@@ -24,7 +24,7 @@ use async_trait::async_trait;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
-use crate::alert::{sanitize_subject, Alert, AlertSource, EventInfo};
+use crate::alert::{Alert, AlertSource, EventInfo};
 use crate::model::{Rule, RuleBook};
 use crate::policy::{event_time, key_value, Window};
 
@@ -726,8 +726,17 @@ pub fn group_of(rule: &Rule, alert: &Alert) -> Option<(WindowRef, MatchRef)> {
             window: Window::of(t, group.interval),
             group: true,
         },
-        match_of(alert, crate::policy::memory::group_fields(rule)),
+        match_of(alert, group_fields(rule)),
     ))
+}
+
+/// The fields a group's notification lists the distinct values of: what tells its alerts apart
+/// (the dedup or threshold key), else the rule's roll-up fields.
+pub fn group_fields(rule: &Rule) -> &[crate::policy::KeyPath] {
+    match &rule.grouping {
+        Some(g) if !g.key().is_empty() => g.key(),
+        _ => &rule.rollup_fields,
+    }
 }
 
 /// The alert that tells what a window held back.
@@ -766,36 +775,27 @@ pub fn rollup_alert(rule: &Rule, state: &WindowState, more: u64, source: AlertSo
         "lastEventTime": state.last_time, "lastEventID": state.last_id,
         "values": state.values,
     });
-    Alert {
-        shadow: false,
-        rule_id: rule.id.clone(),
-        description: rule.description.clone(),
-        severity: rule.severity,
-        topic: rule.topic.clone(),
-        event: EventInfo {
+    Alert::about(
+        rule,
+        EventInfo {
             event_id: Some(format!("rollup-{}-{}", state.id, state.rolled + more)),
             event_time: state.last_time.clone(),
             event_name: Some("roll-up".into()),
             ..EventInfo::default()
         },
-        subject: sanitize_subject(&format!(
-            "[{}] {}: {more} more in {span} ({})",
-            rule.severity.as_str().to_ascii_uppercase(),
-            rule.id,
+        &format!(
+            "{more} more in {span} ({})",
             if group { "group" } else { "roll-up" }
-        )),
-        summary: crate::alert::printable(&summary),
+        ),
+        &summary,
         source,
-        record_index: 0,
-        record: rollup,
-        matched: Vec::new(),
-        key: if group {
+        rollup,
+        if group {
             group_key(&state.rule, &state.key)
         } else {
             format!("{}|{}", state.rule, state.key)
         },
-        runbook: rule.runbook.clone(),
-    }
+    )
 }
 
 /// In memory: for the handler's unit tests, with the same semantics as the DynamoDB adapter.
