@@ -11,7 +11,9 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 use trail_alerts::alert::{Alert, AlertSource};
 use trail_alerts::lambda::aws::DynamoState;
-use trail_alerts::lambda::state::{admit, Admitted, MemoryState, StateStore, WindowState};
+use trail_alerts::lambda::state::{
+    admit, Admitted, Beat, MemoryState, PageStore, ProgressStore, StateStore, WindowState,
+};
 use trail_alerts::rules::{parse_rule_document, RuleSet};
 
 use crate::e2e::Moto;
@@ -214,6 +216,96 @@ async fn scenarios(store: &dyn StateStore) -> Vec<String> {
     log
 }
 
+/// The progress store's and the page store's decisions, step by step: heartbeats and absence
+/// alerts taken once (what the function's sweep and the command line's absence audit decide
+/// through), an object's parts told, the shared paging budget and open incidents.
+async fn progress_and_pages<S: ProgressStore + PageStore + ?Sized>(store: &S) -> Vec<String> {
+    let beat = |last_seen: i64| Beat {
+        key: "[\"vol-a\"]".into(),
+        account: "481726354019".into(),
+        region: "eu-west-1".into(),
+        last_seen,
+        alerted_for: None,
+    };
+    let mut log = Vec::new();
+    let mut say = |what: &str, v: String| log.push(format!("{what}: {v}"));
+    say(
+        "first beat",
+        format!("{:?}", store.heartbeat("r", &beat(T0)).await.expect("beat")),
+    );
+    say(
+        "missing",
+        format!("{:?}", store.mark_missing("r", &beat(T0)).await),
+    );
+    say(
+        "missing again",
+        format!("{:?}", store.mark_missing("r", &beat(T0)).await),
+    );
+    let back = store
+        .heartbeat("r", &beat(T0 + 100_000))
+        .await
+        .expect("beat");
+    say(
+        "back",
+        format!("{:?}", back.map(|b| (b.last_seen, b.alerted_for))),
+    );
+    say(
+        "missing before",
+        format!("{:?}", store.mark_missing("r", &beat(T0)).await),
+    );
+    let expected = Beat {
+        key: "[\"vol-never\"]".into(),
+        account: "*".into(),
+        region: "*".into(),
+        ..beat(T0)
+    };
+    say(
+        "expected",
+        format!("{:?}", store.mark_missing("r", &expected).await),
+    );
+    say(
+        "parts before",
+        format!("{:?}", store.parts_told("s3://b/k").await),
+    );
+    store
+        .note_parts_told("s3://b/k", 3, 42, T0 + 86_400)
+        .await
+        .expect("note");
+    say("parts", format!("{:?}", store.parts_told("s3://b/k").await));
+    let ms = NOW * 1000;
+    for (wanted, at) in [
+        (100, ms),
+        (50, ms + 1_000),
+        (30, ms + 61_000),
+        (100, ms + 62_000),
+    ] {
+        let granted = store.take_shared("rk", wanted, 120, 61_000, at).await;
+        say(
+            &format!("budget {wanted} at +{}s", (at - ms) / 1000),
+            format!("{granted:?}"),
+        );
+    }
+    store
+        .note_open(&["k1".into(), "k2".into()], NOW + 86_400)
+        .await
+        .expect("open");
+    say(
+        "open",
+        format!(
+            "{:?}",
+            store
+                .open_of(&["k2".into(), "k3".into(), "k1".into()])
+                .await
+        ),
+    );
+    store.close_open(&["k1".into()]).await.expect("close");
+    say(
+        "open after",
+        format!("{:?}", store.open_of(&["k1".into(), "k2".into()]).await),
+    );
+    log
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_stores_decide_alike() {
     let memory = scenarios(&MemoryState::default()).await;
@@ -221,8 +313,35 @@ async fn both_stores_decide_alike() {
     let shared = loopback_sdk_config(&moto.endpoint, |l| l).await;
     let client = aws_sdk_dynamodb::Client::new(&shared);
     crate::util::create_state_table(&client, "stores-state").await;
-    let dynamo: Arc<dyn StateStore> = Arc::new(DynamoState::new(client, "stores-state"));
+    let table = DynamoState::new(client, "stores-state");
+    let dynamo: Arc<dyn StateStore> = Arc::new(table.clone());
     let dynamo = scenarios(dynamo.as_ref()).await;
+    let (memory_pages, dynamo_pages) = (
+        progress_and_pages(&MemoryState::default()).await,
+        progress_and_pages(&table).await,
+    );
+    assert_eq!(memory_pages, dynamo_pages);
+    for want in [
+        "first beat: None",
+        "missing: Ok(true)",
+        "missing again: Ok(false)",
+        "back: Some((1722477600, Some(1722477600)))",
+        "missing before: Ok(false)",
+        "expected: Ok(true)",
+        "parts before: Ok(None)",
+        "parts: Ok(Some((3, 42)))",
+        "budget 100 at +0s: Ok(100)",
+        "budget 50 at +1s: Ok(20)",
+        "budget 30 at +61s: Ok(30)",
+        "budget 100 at +62s: Ok(90)",
+        "open: Ok([\"k2\", \"k1\"])",
+        "open after: Ok([\"k2\"])",
+    ] {
+        assert!(
+            memory_pages.iter().any(|l| l == want),
+            "{want}: {memory_pages:#?}"
+        );
+    }
     assert_eq!(memory.len(), dynamo.len());
     for (m, d) in memory.iter().zip(&dynamo) {
         assert_eq!(m, d, "the memory store (left) and DynamoDB (right) differ");

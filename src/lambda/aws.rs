@@ -171,7 +171,11 @@ fn entry(m: &OutMessage) -> Result<PublishBatchRequestEntry, aws_sdk_sns::error:
 /// The state store on DynamoDB: one table, string keys `pk` and `sk`, TTL on `expires_at`.
 /// A window is the item (`pk` = its id, `sk` = `w`); the sweep's due entries share the
 /// partition `pk` = `due` (`sk` = due time, zero-padded, `#` window id), so that one `Query`
-/// finds them. Only `GetItem`, `PutItem`, `UpdateItem` and `Query` are used.
+/// finds them. Other partitions: `wm` (the trail's progress), `hb#<rule>` (heartbeats), `page`
+/// (parked pages), `budget` (the shared paging budget), `open` (open incidents), `obj` (objects
+/// told in parts), `gm#<hash>` (group members' index). No `Scan`: `GetItem`, `BatchGetItem`,
+/// `PutItem`, `UpdateItem`, `Query`, `BatchWriteItem`, `TransactWriteItems` (checked as its puts
+/// and updates) and, for parked pages only, `DeleteItem`.
 #[derive(Clone)]
 pub struct DynamoState {
     client: aws_sdk_dynamodb::Client,

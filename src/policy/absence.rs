@@ -6,12 +6,14 @@
 //! is a different alert).
 //!
 //! [`Audit`] is the command line's: it keeps every heartbeat of a scan and tells every gap, the
-//! ones that ended (resolved) and the one still open at the end of the scanned range.
+//! ones that ended (resolved) and the one still open at the end of the scanned range, decided
+//! through the function's progress store (`policy::store`) over memory.
 
 use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
+use super::store::{block_on, Beat, MemoryProgress, ProgressStore, StoreError};
 use super::{event_time, key_value, Absence};
 use crate::model::Rule;
 use crate::time::format_timestamp;
@@ -160,7 +162,24 @@ impl Audit {
     /// Every gap: between heartbeats more than `every` apart (resolved), after the last one when
     /// the watermark of its place has passed the deadline, and for expected keys never seen
     /// once the trail has progressed past its start plus `every`.
+    ///
+    /// Decided as the function decides, through its progress store's port over memory
+    /// (`policy::store::MemoryProgress`): the scan's heartbeats of a key are replayed in time
+    /// order, each one a trail that has reached its time; a key whose deadline that passed
+    /// takes its absence alert (`mark_missing`), and the heartbeat that ends it reports the
+    /// alert it resolves (`heartbeat`), as the sweep and the function's heartbeats do live.
     pub fn gaps(&self, rules: &[Rule], progress: &Progress) -> Vec<Gap> {
+        let store = MemoryProgress::default();
+        // The memory store fails only if a thread panicked holding it.
+        block_on(self.replay(&store, rules, progress)).unwrap_or_default()
+    }
+
+    async fn replay(
+        &self,
+        store: &dyn ProgressStore,
+        rules: &[Rule],
+        progress: &Progress,
+    ) -> Result<Vec<Gap>, StoreError> {
         let mut out = Vec::new();
         for rule in rules.iter().filter(|r| r.enabled) {
             let Some(absence) = &rule.absence else {
@@ -173,6 +192,13 @@ impl Audit {
                 }
                 let mut times = times.clone();
                 times.sort_unstable();
+                let beat = |last_seen: i64| Beat {
+                    key: key.clone(),
+                    account: account.clone(),
+                    region: region.clone(),
+                    last_seen,
+                    alerted_for: None,
+                };
                 let gap = |last: i64, resumed: Option<i64>, watermark: Option<i64>| Gap {
                     rule: rid.clone(),
                     key: key.clone(),
@@ -183,15 +209,23 @@ impl Audit {
                     resumed,
                     watermark,
                 };
-                for pair in times.windows(2) {
-                    if pair[1] - pair[0] > every {
-                        out.push(gap(pair[0], Some(pair[1]), None));
+                let mut last: Option<i64> = None;
+                for t in times {
+                    // A heartbeat at t: the trail has reached t.
+                    if let Some(l) = last.filter(|l| overdue(*l, absence.every, t)) {
+                        store.mark_missing(&rule.id, &beat(l)).await?;
                     }
+                    if let Some(before) = store.heartbeat(&rule.id, &beat(t)).await? {
+                        out.push(gap(before.last_seen, Some(t), None));
+                    }
+                    last = Some(t);
                 }
-                if let Some(last) = times.last() {
+                if let Some(last) = last {
                     let watermark = progress.watermark(account, region);
-                    if watermark.is_some_and(|wm| overdue(*last, absence.every, wm)) {
-                        out.push(gap(*last, None, watermark));
+                    if watermark.is_some_and(|wm| overdue(last, absence.every, wm))
+                        && store.mark_missing(&rule.id, &beat(last)).await?
+                    {
+                        out.push(gap(last, None, watermark));
                     }
                 }
             }
@@ -204,7 +238,16 @@ impl Audit {
                 else {
                     continue;
                 };
-                if overdue(start, absence.every, watermark) {
+                let never = Beat {
+                    key: key.clone(),
+                    account: "*".into(),
+                    region: "*".into(),
+                    last_seen: start,
+                    alerted_for: None,
+                };
+                if overdue(start, absence.every, watermark)
+                    && store.mark_missing(&rule.id, &never).await?
+                {
                     out.push(Gap {
                         rule: rule.id.clone(),
                         key: key.clone(),
@@ -218,7 +261,7 @@ impl Audit {
                 }
             }
         }
-        out
+        Ok(out)
     }
 }
 

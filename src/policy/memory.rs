@@ -6,13 +6,10 @@
 //! closed.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 
 use serde_json::{json, Value};
 
-use super::store::{admit, is_group, MemoryState, StateStore, DEFAULT_LATENESS};
+use super::store::{admit, block_on, is_group, MemoryState, StateStore, DEFAULT_LATENESS};
 use super::{event_time, Suppression, Window};
 use crate::alert::Alert;
 use crate::model::RuleBook;
@@ -223,20 +220,6 @@ fn per_field(values: &[String]) -> BTreeMap<String, Vec<String>> {
         .into_iter()
         .map(|(k, v)| (k, v.into_iter().collect()))
         .collect()
-}
-
-/// Runs a future of the memory store to its end. Its futures never wait (the store is a few
-/// maps behind a lock), so one poll with a waker that does nothing finishes them; the loop is
-/// for the form's sake.
-fn block_on<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
-            return out;
-        }
-        std::thread::yield_now();
-    }
 }
 
 #[cfg(test)]

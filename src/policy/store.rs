@@ -1339,6 +1339,21 @@ impl ProgressStore for MemoryProgress {
     }
 }
 
+/// Runs a future of the memory stores ([`MemoryState`], [`MemoryProgress`]) to its end, for
+/// the command line, which has no runtime. Their futures never wait (the store is a few
+/// maps behind a lock), so one poll with a waker that does nothing finishes them; the loop is
+/// for the form's sake.
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let std::task::Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::yield_now();
+    }
+}
+
 /// Everything the function keeps: windows, progress and heartbeats, parked pages.
 pub trait Store: StateStore + ProgressStore + PageStore {}
 impl<T: StateStore + ProgressStore + PageStore + ?Sized> Store for T {}
