@@ -576,3 +576,66 @@ async fn backfill_batches_write_findings_to_s3_and_publish_nothing() {
         .expect_err("bad mode");
     assert!(err.to_string().contains("BatchInput.mode"), "{err}");
 }
+
+/// A backfill reads an object in the function's bounded parts too, and tells a storming rule
+/// as the function would have: its first `STORM_LIMIT` alerts, then one storm finding folding
+/// the rest, so that a batch's findings stay bounded however many records match.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_folds_a_storming_rule_into_one_finding() {
+    let moto = Moto::start();
+    let aws = clients(&moto).await;
+    for bucket in [ORG, FINDINGS] {
+        aws.s3
+            .create_bucket()
+            .bucket(bucket)
+            .send()
+            .await
+            .expect("bucket");
+    }
+    let (topic, _) = topic_with_queue(&aws, "storming-backfill", false).await;
+    let h = handler(&aws, &topic, &format!("s3://{SHADOW}/unused/"));
+    let key = "corp/AWSLogs/o-exampleorg1/111122223333/CloudTrail/us-east-1/2024/01/20/111122223333_CloudTrail_us-east-1_20240120T0000Z_stormstormstorm1.json.gz";
+    let records: Vec<Value> = (0..1300)
+        .map(|n| {
+            json!({"eventVersion": "1.05", "eventSource": "backup.amazonaws.com",
+                   "eventTime": format!("2024-01-20T{:02}:{:02}:00Z", n / 60 % 24, n % 60),
+                   "eventName": "BackupJobCompleted", "awsRegion": "us-east-1",
+                   "eventID": format!("storm-{n:05}"), "eventType": "AwsServiceEvent",
+                   "recipientAccountId": "111122223333",
+                   "serviceEventDetails": {"state": "FAILED", "backupJobId": format!("job-{n}"),
+                       "resourceArn": format!("arn:aws:ec2:us-east-1:111122223333:volume/vol-{n}"),
+                       "resourceType": "EBS"}})
+        })
+        .collect();
+    upload(
+        &aws,
+        ORG,
+        key,
+        crate::util::gzip(json!({"Records": records}).to_string().as_bytes()),
+    )
+    .await;
+    let summary = h
+        .handle(batch(&[key.to_owned()], "backfill"))
+        .await
+        .expect("batch");
+    assert_eq!(
+        (&summary["alerts"], &summary["folded"]),
+        (&json!(1300), &json!(300)),
+        "{summary}"
+    );
+    let written = objects_in(&aws, FINDINGS).await;
+    let lines: Vec<Value> = written[0]
+        .1
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(lines.len(), 1001, "1,000 alerts and one storm finding");
+    let storm = &lines[1000];
+    assert_eq!(storm["rule"], "backup-job-failed");
+    assert!(
+        storm["subject"]
+            .as_str()
+            .is_some_and(|s| s.contains("300 more matches folded")),
+        "{storm}"
+    );
+}

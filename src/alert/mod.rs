@@ -146,6 +146,12 @@ pub fn alert_key(rule: &Rule, record: &Value, event_id: Option<&str>) -> String 
 }
 
 impl Alert {
+    /// The alert of a shadow rule (written, never published) when `shadow`.
+    pub fn shadowed(mut self, shadow: bool) -> Self {
+        self.shadow = shadow;
+        self
+    }
+
     /// An alert the tool tells about a rule (a roll-up, a group's notification, a storm
     /// message): the rule's description, severity, topic and runbook; the event, a subject
     /// (`[SEVERITY] <rule>: <what>`), summary, record and key of its own.

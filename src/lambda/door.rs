@@ -666,5 +666,6 @@ impl Storm {
                    "eventNames": names, "places": places, "delivery": origin}),
             format!("{}|storm", rule.id),
         )
+        .shadowed(rule.shadow)
     }
 }

@@ -26,7 +26,7 @@ use super::input::{parse_payload, Delivery, InputError, ObjectRef, Payload};
 use super::object::{self, ObjectError, ObjectOutcome};
 use super::ports::{ObjectStore, ObjectWriter, Publisher};
 use super::publish::{PublishError, Publishing};
-use super::shadow::{self, Shadow};
+use super::shadow::Shadow;
 
 /// A failed invocation.
 #[derive(Debug, thiserror::Error)]
@@ -372,23 +372,15 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
             totals.objects += 1;
             match found {
                 Ok(object::Found::PassedOver) => totals.passed_over_objects += 1,
-                Ok(object::Found::Read {
-                    stats,
-                    alerts,
-                    suppressed,
-                }) => {
+                Ok(object::Found::Read { stats, findings }) => {
                     totals.records += stats.records;
                     totals.unreadable_records += stats.unreadable;
-                    totals.alerts += alerts.len() as u64;
-                    totals.suppressed += suppressed;
+                    totals.alerts += findings.alerts;
+                    totals.suppressed += findings.suppressed;
+                    totals.folded += findings.folded;
                     totals.newest_event = totals.newest_event.max(stats.newest_event);
-                    totals.count_shadow(
-                        alerts
-                            .iter()
-                            .filter(|a| a.shadow)
-                            .map(|a| a.rule_id.as_str()),
-                    );
-                    lines.extend(shadow::lines(&alerts));
+                    totals.count_shadow(findings.shadow.iter().map(String::as_str));
+                    lines.extend(findings.lines);
                 }
                 Err(e) if e.retryable() => {
                     error!(error = %e, "object failed; the batch fails for a retry");
@@ -431,6 +423,7 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
             "mode": "backfill", "objects": totals.objects, "skippedObjects": totals.passed_over_objects,
             "records": totals.records, "skippedRecords": totals.unreadable_records,
             "alerts": totals.alerts, "suppressed": totals.suppressed, "shadow": totals.shadow,
+            "folded": totals.folded,
             "findings": if totals.alerts > 0 { Value::String(findings) } else { Value::Null },
             "failed": failed,
         }))

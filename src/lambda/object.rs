@@ -14,7 +14,7 @@ use crate::reader::{Limits, ReadError};
 use crate::rules::RuleSet;
 
 use super::config::LambdaConfig;
-use super::door::{Door, DoorError, Progress};
+use super::door::{Door, DoorError, Progress, StormGuard};
 use super::input::ObjectRef;
 use super::pager::{resolutions, PageReport};
 use super::ports::{FetchError, ObjectBody, ObjectStore, Publisher};
@@ -194,74 +194,87 @@ pub(super) async fn process<S: ObjectStore, P: Publisher>(
     })
 }
 
-/// What a backfill found in one object: its alerts (suppressions applied; recovery rules'
-/// matches left out; shadow rules' marked), or why it was passed over.
+/// What a backfill found in one object, or why it was passed over.
 pub(super) enum Found {
     /// Passed over (the reason is logged).
     PassedOver,
     Read {
         stats: ObjectStats,
-        alerts: Vec<Alert>,
-        suppressed: u64,
+        findings: Findings,
     },
 }
 
-/// Reads one object for a backfill: the same policy and pipeline as [`process`], but nothing
-/// is published, paged or kept in the state store.
+/// A backfill's findings in one object: suppressions applied, recovery rules' matches left out,
+/// shadow rules' marked, and past `STORM_LIMIT` alerts of one rule the rest folded into one
+/// storm finding, as the function would have told them.
+#[derive(Default)]
+pub(super) struct Findings {
+    /// Their JSON lines (the `--format jsonl` line of each).
+    pub lines: Vec<u8>,
+    /// Alerts found (folded ones included), and silenced by suppressions.
+    pub alerts: u64,
+    pub suppressed: u64,
+    /// Matches folded into storm findings.
+    pub folded: u64,
+    /// The rule of each shadow alert found.
+    pub shadow: Vec<String>,
+}
+
+impl Findings {
+    fn add(&mut self, rules: &RuleSet, guard: &mut StormGuard, mut alerts: Vec<Alert>) {
+        self.suppressed += rules.suppress(&mut alerts);
+        let (alerts, _) = resolutions(rules, alerts);
+        self.alerts += alerts.len() as u64;
+        let kept = guard.pass(alerts);
+        self.shadow
+            .extend(kept.iter().filter(|a| a.shadow).map(|a| a.rule_id.clone()));
+        self.lines.extend(super::shadow::lines(&kept));
+    }
+}
+
+/// Reads one object for a backfill: the same policy and pipeline as [`process`], in the same
+/// bounded parts, but nothing is published, paged or kept in the state store: only the
+/// findings' lines (at most `STORM_LIMIT` per rule) are kept.
 pub(super) async fn find<S: ObjectStore>(
     object: &ObjectRef,
     store: &S,
     rules: &Arc<RuleSet>,
     config: &LambdaConfig,
 ) -> Result<Found, ObjectError> {
-    let (mut alerts, outcome) = match read(object, store, rules, config).await? {
-        Ok(read) => read,
+    let fail = |kind| ObjectError {
+        object: object.clone(),
+        kind,
+    };
+    let body = match open(object, store, config).await? {
+        Ok(body) => body,
         Err(_) => return Ok(Found::PassedOver),
     };
+    let (mut parts, reading) = scan_in_parts(object, body, rules, config.limits);
+    let mut guard = StormGuard::new(config.storm_limit);
+    let mut findings = Findings::default();
+    while let Some(part) = parts.recv().await {
+        findings.add(rules, &mut guard, part);
+    }
+    let (rest, outcome) = reading.await.map_err(|e| fail(ObjectErrorKind::Task(e)))?;
+    for e in &outcome.unreadable {
+        warn!(record = e.index, offset = e.offset, error = %e, "record skipped");
+    }
     match outcome.fault {
         None => {}
         Some(ReadError::Empty) => {
             info!(reason = "empty object", "object skipped");
             return Ok(Found::PassedOver);
         }
-        Some(fault) => {
-            return Err(ObjectError {
-                object: object.clone(),
-                kind: ObjectErrorKind::Read(fault),
-            })
-        }
+        Some(fault) => return Err(fail(ObjectErrorKind::Read(fault))),
     }
-    let suppressed = rules.suppress(&mut alerts);
-    let (alerts, _) = resolutions(rules, alerts);
+    findings.add(rules, &mut guard, rest);
+    let (storms, folded) = guard.finish(rules, &object.to_string());
+    findings.folded = folded;
+    findings.lines.extend(super::shadow::lines(&storms));
     Ok(Found::Read {
         stats: outcome.stats,
-        alerts,
-        suppressed,
+        findings,
     })
-}
-
-/// The policy on what is read (allowed buckets, keys that name no log), then the streamed
-/// read: the alerts and the outcome, or why the object was passed over (`Ok(Err(why))`).
-async fn read<S: ObjectStore>(
-    object: &ObjectRef,
-    store: &S,
-    rules: &Arc<RuleSet>,
-    config: &LambdaConfig,
-) -> Result<Result<(Vec<Alert>, Outcome), &'static str>, ObjectError> {
-    let body = match open(object, store, config).await? {
-        Ok(body) => body,
-        Err(why) => return Ok(Err(why)),
-    };
-    let (alerts, outcome) = scan(object, body, rules, config.limits)
-        .await
-        .map_err(|e| ObjectError {
-            object: object.clone(),
-            kind: ObjectErrorKind::Task(e),
-        })?;
-    for e in &outcome.unreadable {
-        warn!(record = e.index, offset = e.offset, error = %e, "record skipped");
-    }
-    Ok(Ok((alerts, outcome)))
 }
 
 /// The policy on what is read (allowed buckets, keys that name no log), then the object's
@@ -306,34 +319,11 @@ fn passed_over(key: &str) -> Option<&'static str> {
 /// record (about 2–10 KiB in memory), so two parts in flight stay within a few tens of MiB.
 pub const PART: usize = 1000;
 
-/// Streams the body through the pipeline on a blocking thread: memory stays bounded by the
-/// record, not the object. `Err` when the blocking task itself failed.
-async fn scan(
-    object: &ObjectRef,
-    body: ObjectBody,
-    rules: &Arc<RuleSet>,
-    limits: Limits,
-) -> Result<(Vec<Alert>, Outcome), String> {
-    let rules = Arc::clone(rules);
-    let source = AlertSource::S3 {
-        bucket: object.bucket.clone(),
-        key: object.key.clone(),
-    };
-    let reader = SyncIoBridge::new(body);
-    tokio::task::spawn_blocking(move || {
-        let mut alerts = Vec::new();
-        let outcome =
-            Pipeline::new(&rules, limits).run(reader, &source, Mode::Threaded, |a| alerts.push(a));
-        (alerts, outcome)
-    })
-    .await
-    .map_err(|e| e.to_string())
-}
-
 /// What the read leaves: its last part and its outcome, or why the reading task failed.
 type ReadResult = Result<(Vec<Alert>, Outcome), String>;
 
-/// [`scan`] handing its alerts over in parts of [`PART`] as it reads: the parts, and the read,
+/// Streams the body through the pipeline on a blocking thread (memory bounded by the record,
+/// not the object), handing its alerts over in parts of [`PART`] as it reads: the parts, and the read,
 /// which ends with the last part (fewer than `PART`) and the outcome. The read waits while a
 /// part is being told (one part waits in the channel), so at most three parts are in memory.
 /// Once the receiver is closed the read goes on to its end without keeping alerts.
