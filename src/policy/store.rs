@@ -117,7 +117,7 @@ pub struct ParkedPage {
     pub version: String,
 }
 
-/// Where pages wait (the state store: `state.rs` in memory, `aws.rs` on DynamoDB).
+/// Where pages wait (the state store: [`MemoryState`] in memory, `lambda/aws.rs` on DynamoDB).
 #[async_trait]
 pub trait PageStore: Send + Sync {
     /// Parks an event under its dedup key, replacing what was parked for the key.
