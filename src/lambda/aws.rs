@@ -764,7 +764,6 @@ impl StateStore for DynamoState {
     /// unprocessed is sent again with back-off, and still unprocessed after that is a
     /// retryable fault (nothing has been published yet).
     async fn put_markers(&self, markers: &[Marker]) -> Result<(), StoreError> {
-        use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
         let mut seen = std::collections::HashSet::new();
         let mut requests = Vec::new();
         for m in markers {
@@ -793,14 +792,7 @@ impl StateStore for DynamoState {
             }
             let mut item = HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))]);
             item.extend(extra.into_iter().map(|(k, v)| (k.to_owned(), v)));
-            let put = PutRequest::builder()
-                .set_item(Some(item))
-                .build()
-                .map_err(|e| StoreError {
-                    message: format!("BatchWriteItem: {e}"),
-                    retryable: false,
-                })?;
-            requests.push(WriteRequest::builder().put_request(put).build());
+            requests.push(put_request(item)?);
         }
         self.write_batches(&requests).await
     }
@@ -1079,7 +1071,6 @@ impl PageStore for DynamoState {
 
     /// One item per key (`pk` = `open`, the key hashed), put 25 to a BatchWriteItem.
     async fn note_open(&self, keys: &[String], expires: i64) -> Result<(), StoreError> {
-        use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
         let mut requests = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for key in keys.iter().filter(|k| seen.insert(k.as_str())) {
@@ -1089,14 +1080,7 @@ impl PageStore for DynamoState {
                 ("key".to_owned(), s(key)),
                 ("expires_at".to_owned(), n(expires)),
             ]);
-            let put = PutRequest::builder()
-                .set_item(Some(item))
-                .build()
-                .map_err(|e| StoreError {
-                    message: format!("BatchWriteItem: {e}"),
-                    retryable: false,
-                })?;
-            requests.push(WriteRequest::builder().put_request(put).build());
+            requests.push(put_request(item)?);
         }
         self.write_batches(&requests).await
     }
@@ -1557,6 +1541,21 @@ fn item_size(item: &HashMap<String, Av>) -> usize {
                 }
         })
         .sum()
+}
+
+/// A `BatchWriteItem` put of this item.
+fn put_request(
+    item: HashMap<String, Av>,
+) -> Result<aws_sdk_dynamodb::types::WriteRequest, StoreError> {
+    use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+    let put = PutRequest::builder()
+        .set_item(Some(item))
+        .build()
+        .map_err(|e| StoreError {
+            message: format!("BatchWriteItem: {e}"),
+            retryable: false,
+        })?;
+    Ok(WriteRequest::builder().put_request(put).build())
 }
 
 /// An object's item in the `obj` partition: its name hashed (S3 keys may be longer than a sort

@@ -15,30 +15,9 @@ use serde_json::{json, Value};
 
 use super::store::{block_on, Beat, MemoryProgress, ProgressStore, StoreError};
 use super::{event_time, key_value, Absence};
+pub use super::{overdue, place_of};
 use crate::model::Rule;
 use crate::time::format_timestamp;
-
-/// Whether a key last seen at `last_seen` is overdue once the trail has reached `watermark`.
-pub fn overdue(last_seen: i64, every: u64, watermark: i64) -> bool {
-    watermark > last_seen + every as i64
-}
-
-/// The account and Region a record belongs to (`recipientAccountId`/`awsRegion`, or an
-/// EventBridge event's `account`/`region`); `*` when the record does not say.
-pub fn place_of(record: &Value) -> (String, String) {
-    let text = |a: &str, b: &str| {
-        record
-            .get(a)
-            .or_else(|| record.get(b))
-            .and_then(Value::as_str)
-            .unwrap_or("*")
-            .to_owned()
-    };
-    (
-        text("recipientAccountId", "account"),
-        text("awsRegion", "region"),
-    )
-}
 
 /// How far the trail has got: per account and Region, the first and the newest event time read.
 #[derive(Debug, Clone, Default)]

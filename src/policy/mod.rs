@@ -39,6 +39,28 @@ impl Window {
     }
 }
 
+/// Whether a key last seen at `last_seen` is overdue once the trail has reached `watermark`.
+pub fn overdue(last_seen: i64, every: u64, watermark: i64) -> bool {
+    watermark > last_seen + every as i64
+}
+
+/// The account and Region a record belongs to (`recipientAccountId`/`awsRegion`, or an
+/// EventBridge event's `account`/`region`); `*` when the record does not say.
+pub fn place_of(record: &Value) -> (String, String) {
+    let text = |a: &str, b: &str| {
+        record
+            .get(a)
+            .or_else(|| record.get(b))
+            .and_then(Value::as_str)
+            .unwrap_or("*")
+            .to_owned()
+    };
+    (
+        text("recipientAccountId", "account"),
+        text("awsRegion", "region"),
+    )
+}
+
 /// `2026-12-31` (through the end of that day, UTC) or a timestamp.
 pub fn parse_expiry(text: &str) -> Option<i64> {
     let t = time::parse_timestamp(text)?;

@@ -1406,7 +1406,7 @@ pub async fn heartbeats(
         let Some(t) = event_time(&alert.record) else {
             continue;
         };
-        let (account, region) = crate::policy::absence::place_of(&alert.record);
+        let (account, region) = crate::policy::place_of(&alert.record);
         let beat = Beat {
             key: key_value(&absence.key, &alert.record),
             account,
@@ -1601,7 +1601,7 @@ pub async fn watch(
                     None
                 });
             let Some(watermark) = watermark else { continue };
-            if !crate::policy::absence::overdue(beat.last_seen, absence.every, watermark) {
+            if !crate::policy::overdue(beat.last_seen, absence.every, watermark) {
                 continue;
             }
             if store.mark_missing(&rule.id, &beat).await? {
