@@ -290,24 +290,13 @@ async fn suppressions_apply_until_they_expire() {
 
 /// Twenty invocations race on one key, each with its own object: one alert, and the sweep's
 /// one roll-up tells the other nineteen.
-#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
-async fn twenty_racing_invocations_publish_one_alert_and_one_rollup() {
-    let stack = stack().await;
-    let rules = rules("");
-    let mut payloads = Vec::new();
-    for i in 0..20 {
-        let id = format!("r{i:02}");
-        let time = format!("2024-01-10T08:{i:02}:00Z");
-        payloads.push(object(&stack, &id, &[job("BackupJobCompleted", &id, &time, VOL_A)]).await);
-    }
-    let handlers: Vec<_> = (0..20)
-        .map(|_| Arc::new(handler(&stack, &rules, sns(&stack))))
-        .collect();
-    let barrier = Arc::new(tokio::sync::Barrier::new(20));
-    let tasks: Vec<_> = handlers
+/// Each payload to an invocation of its own, all let go at once: the alerts they published.
+async fn race(stack: &Stack, rules: &Arc<RuleSet>, payloads: Vec<Value>) -> u64 {
+    let barrier = Arc::new(tokio::sync::Barrier::new(payloads.len()));
+    let tasks: Vec<_> = payloads
         .into_iter()
-        .zip(payloads)
-        .map(|(h, payload)| {
+        .map(|payload| {
+            let h = handler(stack, rules, sns(stack));
             let barrier = Arc::clone(&barrier);
             tokio::spawn(async move {
                 barrier.wait().await;
@@ -321,6 +310,20 @@ async fn twenty_racing_invocations_publish_one_alert_and_one_rollup() {
     for t in tasks {
         published += t.await.expect("task");
     }
+    published
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn twenty_racing_invocations_publish_one_alert_and_one_rollup() {
+    let stack = stack().await;
+    let rules = rules("");
+    let mut payloads = Vec::new();
+    for i in 0..20 {
+        let id = format!("r{i:02}");
+        let time = format!("2024-01-10T08:{i:02}:00Z");
+        payloads.push(object(&stack, &id, &[job("BackupJobCompleted", &id, &time, VOL_A)]).await);
+    }
+    let published = race(&stack, &rules, payloads).await;
     assert_eq!(published, 1, "exactly one first alert");
     assert_eq!(drain(&stack.aws, &stack.queue, 1).await.len(), 1);
     let h = handler(&stack, &rules, sns(&stack));
@@ -363,24 +366,7 @@ async fn racing_deliveries_of_many_new_windows_claim_each_once() {
             .collect();
         payloads.push(object(&stack, &format!("race{r}"), &records).await);
     }
-    let barrier = Arc::new(tokio::sync::Barrier::new(RACERS));
-    let tasks: Vec<_> = payloads
-        .into_iter()
-        .map(|payload| {
-            let h = handler(&stack, &rules, sns(&stack));
-            let barrier = Arc::clone(&barrier);
-            tokio::spawn(async move {
-                barrier.wait().await;
-                h.handle(payload).await.expect("invocation")["published"]
-                    .as_u64()
-                    .expect("published")
-            })
-        })
-        .collect();
-    let mut published = 0;
-    for t in tasks {
-        published += t.await.expect("task");
-    }
+    let published = race(&stack, &rules, payloads).await;
     assert_eq!(published, VOLUMES as u64, "one alert per volume");
     assert_eq!(
         drain(&stack.aws, &stack.queue, VOLUMES).await.len(),
