@@ -1,5 +1,6 @@
 //! Alert management in memory: the command line's `scan` and the rules' own tests decide
-//! through the function's decision layer (`policy::store::admit`), over the in-memory store,
+//! through the function's decision layer (`policy::store::admit`, as `decide_all` over borrowed
+//! alerts), over the in-memory store,
 //! so that the two front ends cannot drift: dedup, thresholds, groups and their waits, each
 //! match counted once. What stays here is what only the command line does: suppressions
 //! judged per match, and the roll-ups told at the end of a scan, when every window counts as
@@ -9,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
 
-use super::store::{admit, block_on, is_group, MemoryState, StateStore, DEFAULT_LATENESS};
+use super::store::{block_on, decide_all, is_group, MemoryState, StateStore, DEFAULT_LATENESS};
 use super::{event_time, Suppression, Window};
 use crate::alert::Alert;
 use crate::model::RuleBook;
@@ -141,20 +142,20 @@ impl<'s> Engine<'s> {
             self.untimed += 1;
             return Verdict::Alert;
         }
-        let admitted = block_on(admit(
+        let decided = block_on(decide_all(
             &self.store,
             self.rules,
-            vec![alert.clone()],
+            std::slice::from_ref(alert),
             DEFAULT_LATENESS,
             self.now,
         ));
         // The memory store fails only if a thread panicked while holding it: never hold back
         // what could not be decided.
-        let Ok(admitted) = admitted else {
+        let Ok((going, admitted)) = decided else {
             return Verdict::Alert;
         };
         let _ = block_on(self.store.mark_all_published(&admitted.claims));
-        if !admitted.alerts.is_empty() || admitted.waiting > 0 {
+        if !going.is_empty() || admitted.waiting > 0 {
             Verdict::Alert
         } else if admitted.grouped > 0 {
             Verdict::Grouped

@@ -17,7 +17,7 @@
 //! line (`policy::memory::Engine`) over [`MemoryState`], and `tests/stores.rs` runs one suite of
 //! decisions against both stores.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -383,6 +383,31 @@ pub async fn admit(
     lateness: u64,
     now: i64,
 ) -> Result<Admitted, StoreError> {
+    let (mut going, out) = decide_all(store, rules, &alerts, lateness, now).await?;
+    let alerts = alerts
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, mut alert)| {
+            let key = going.remove(&i)?;
+            if let Some(key) = key {
+                alert.key = key;
+            }
+            Some(alert)
+        })
+        .collect();
+    Ok(Admitted { alerts, ..out })
+}
+
+/// [`admit`]'s decisions over borrowed alerts: which go out (by index, with the group key the
+/// first of a group goes out with), and the rest of what [`Admitted`] says (its `alerts`
+/// left empty). The command line decides through this, without copying an alert.
+pub async fn decide_all(
+    store: &dyn StateStore,
+    rules: &dyn RuleBook,
+    alerts: &[Alert],
+    lateness: u64,
+    now: i64,
+) -> Result<(HashMap<usize, Option<String>>, Admitted), StoreError> {
     let mut out = Admitted::default();
     let mut markers = Vec::new();
     // Dedup and thresholds: which alerts are new.
@@ -403,14 +428,14 @@ pub async fn admit(
     // Many windows at once (a storm of new keys): those new to the store are created in
     // batches; the others are counted a few at a time (in order of their first match).
     let created = if windows.len() >= CREATE_IN_BATCHES {
-        create_windows(store, &alerts, &windows, now).await?
+        create_windows(store, alerts, &windows, now).await?
     } else {
         vec![None; windows.len()]
     };
     let pending: Vec<_> = windows
         .iter()
         .zip(created)
-        .map(|(b, created)| decide_window(store, &alerts, b, &[], created, lateness, now))
+        .map(|(b, created)| decide_window(store, alerts, b, &[], created, lateness, now))
         .collect();
     let decided: Vec<_> = futures_util::stream::iter(pending)
         .buffered(CONCURRENT_WINDOWS)
@@ -464,7 +489,7 @@ pub async fn admit(
             expires,
         }));
         let (admitted, gathered) =
-            decide_window(store, &alerts, g, &members, None, lateness, now).await?;
+            decide_window(store, alerts, g, &members, None, lateness, now).await?;
         out.grouped += gathered;
         for (i, claim) in admitted {
             // A group with a wait: its first alert stays claimed, unpublished, and the sweep
@@ -487,19 +512,7 @@ pub async fn admit(
         }
     }
     store.put_markers(&markers).await?;
-    let mut keys: HashMap<usize, Option<String>> = going.into_iter().collect();
-    out.alerts = alerts
-        .into_iter()
-        .enumerate()
-        .filter_map(|(i, mut alert)| {
-            let key = keys.remove(&i)?;
-            if let Some(key) = key {
-                alert.key = key;
-            }
-            Some(alert)
-        })
-        .collect();
-    Ok(out)
+    Ok((going.into_iter().collect(), out))
 }
 
 /// Windows of one delivery written to the store at once.
@@ -801,7 +814,8 @@ pub fn rollup_alert(rule: &Rule, state: &WindowState, more: u64, source: AlertSo
 /// In memory: for the handler's unit tests, with the same semantics as the DynamoDB adapter.
 #[derive(Default)]
 pub struct MemoryState {
-    windows: Mutex<BTreeMap<String, (WindowState, Vec<String>)>>,
+    /// Windows by id, with the eventIDs each counted (at most [`MAX_IDS`], as DynamoDB's).
+    windows: Mutex<BTreeMap<String, (WindowState, HashSet<String>)>>,
     due: Mutex<BTreeMap<String, (String, bool)>>,
     progress_store: MemoryProgress,
     /// Parked pages by dedup key, and the number of parkings (their versions).
@@ -947,10 +961,10 @@ impl StateStore for MemoryState {
         let mut windows = self.windows.lock().map_err(|_| poisoned())?;
         let (state, ids) = windows
             .entry(id.clone())
-            .or_insert_with(|| (new_window(w, needed), Vec::new()));
+            .or_insert_with(|| (new_window(w, needed), HashSet::new()));
         if !ids.contains(&m.event_id) {
             if ids.len() < MAX_IDS {
-                ids.push(m.event_id.clone());
+                ids.insert(m.event_id.clone());
             }
             state.counted(m);
         }
@@ -1050,13 +1064,13 @@ impl StateStore for MemoryState {
         let mut windows = self.windows.lock().map_err(|_| poisoned())?;
         let (state, ids) = windows
             .entry(id.clone())
-            .or_insert_with(|| (new_window(w, needed), Vec::new()));
+            .or_insert_with(|| (new_window(w, needed), HashSet::new()));
         if matches.iter().any(|m| ids.contains(&m.event_id)) || ids.len() + matches.len() > MAX_IDS
         {
             return Ok(None);
         }
         for m in matches {
-            ids.push(m.event_id.clone());
+            ids.insert(m.event_id.clone());
             state.counted(m);
         }
         if let (Some(c), None) = (claimant, &state.claimed_by) {
