@@ -50,6 +50,25 @@ def stop(proc):
             os.killpg(proc.pid, signal.SIGKILL)
 
 
+def topic_with_queue(sns, sqs, topic_name, queue_name):
+    """A topic and an SQS queue subscribed to it: the topic's ARN and the queue's URL."""
+    topic = sns.create_topic(Name=topic_name)["TopicArn"]
+    queue = sqs.create_queue(QueueName=queue_name)["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+    return topic, queue
+
+
+def create_state_table(dynamodb, name):
+    """The state table as template.yaml creates it (string keys pk and sk, on demand)."""
+    dynamodb.create_table(
+        TableName=name, BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                              {"AttributeName": "sk", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
+                   {"AttributeName": "sk", "KeyType": "RANGE"}])
+
+
 def main():
     import boto3  # installed with moto[server]
 
@@ -72,17 +91,9 @@ def main():
             for f in files:
                 path = os.path.join(dirpath, f)
                 s3.upload_file(path, BUCKET, os.path.relpath(path, trails).replace(os.sep, "/"))
-        topic = sns.create_topic(Name="trail-alerts")["TopicArn"]
-        queue = sqs.create_queue(QueueName="trail-alerts-subscriber")["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
-        # The state store of the pack's dedup rules, as template.yaml creates it.
-        boto3.client("dynamodb", **kw).create_table(
-            TableName="trail-alerts-state", BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                                  {"AttributeName": "sk", "AttributeType": "S"}],
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
-                       {"AttributeName": "sk", "KeyType": "RANGE"}])
+        topic, queue = topic_with_queue(sns, sqs, "trail-alerts", "trail-alerts-subscriber")
+        # The state store of the pack's dedup rules.
+        create_state_table(boto3.client("dynamodb", **kw), "trail-alerts-state")
 
         fn_env = dict(env, AWS_ENDPOINT_URL=endpoint, ALERT_TOPIC_ARN=topic, RUST_LOG="info",
                       STATE_TABLE="trail-alerts-state")

@@ -155,16 +155,9 @@ def main():
         kw = dict(endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
         s3, sns, sqs = boto3.client("s3", **kw), boto3.client("sns", **kw), boto3.client("sqs", **kw)
         s3.create_bucket(Bucket=BUCKET)
-        topic = sns.create_topic(Name="storm-alerts")["TopicArn"]
+        topic, queue = e2e.topic_with_queue(sns, sqs, "storm-alerts", "storm-alerts")
         broad_topic = sns.create_topic(Name="storm-broad")["TopicArn"]
-        queue = sqs.create_queue(QueueName="storm-alerts")["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
-        boto3.client("dynamodb", **kw).create_table(
-            TableName="storm-state", BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                                  {"AttributeName": "sk", "AttributeType": "S"}],
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}])
+        e2e.create_state_table(boto3.client("dynamodb", **kw), "storm-state")
         boto3.client("secretsmanager", **kw).create_secret(Name="storm/pagerduty", SecretString=ROUTING_KEY)
         broad = os.path.join(work, "every-ec2-call.yaml")
         with open(broad, "w") as f:

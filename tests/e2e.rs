@@ -114,6 +114,23 @@ pub(crate) async fn clients(moto: &Moto) -> Aws {
 }
 
 /// A topic with an SQS queue subscribed to it; returns (topic ARN, queue URL).
+/// A standard topic of this name (no subscriber): its ARN.
+pub(crate) async fn topic(aws: &Aws, name: &str) -> String {
+    topic_arn(aws.sns.create_topic().name(name)).await
+}
+
+async fn topic_arn(
+    create: aws_sdk_sns::operation::create_topic::builders::CreateTopicFluentBuilder,
+) -> String {
+    create
+        .send()
+        .await
+        .expect("topic")
+        .topic_arn()
+        .expect("arn")
+        .to_owned()
+}
+
 pub(crate) async fn topic_with_queue(aws: &Aws, name: &str, fifo: bool) -> (String, String) {
     let suffix = if fifo { ".fifo" } else { "" };
     let mut topic = aws.sns.create_topic().name(format!("{name}{suffix}"));
@@ -122,13 +139,7 @@ pub(crate) async fn topic_with_queue(aws: &Aws, name: &str, fifo: bool) -> (Stri
         topic = topic.attributes("FifoTopic", "true");
         queue = queue.attributes(aws_sdk_sqs::types::QueueAttributeName::FifoQueue, "true");
     }
-    let topic_arn = topic
-        .send()
-        .await
-        .expect("topic")
-        .topic_arn()
-        .expect("arn")
-        .to_owned();
+    let topic_arn = topic_arn(topic).await;
     let queue_url = queue
         .send()
         .await

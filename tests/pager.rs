@@ -749,16 +749,7 @@ async fn instances_racing_share_one_paging_budget() {
         ..
     } = rig(&moto, "shared-trail", 0, false).await;
     let shared = loopback_sdk_config(&moto.endpoint, |l| l).await;
-    let topic = aws
-        .sns
-        .create_topic()
-        .name("shared-trail-alerts")
-        .send()
-        .await
-        .expect("topic")
-        .topic_arn()
-        .expect("arn")
-        .to_owned();
+    let topic = crate::e2e::topic(&aws, "shared-trail-alerts").await;
     let second = instance(
         aws_sdk_dynamodb::Client::new(&shared),
         &aws,
@@ -1225,13 +1216,44 @@ async fn a_group_with_a_wait_tells_its_first_alert_with_what_the_wait_gathered()
     assert!(refused.lock().expect("lock").is_empty());
 }
 
+/// The function over memory (store, publisher and state store) with these rules and storm
+/// limit: the handler, and the publisher to read what it published.
+use trail_alerts::lambda::config::DEFAULT_STORM_LIMIT;
+
+fn memory_handler(
+    rules: RuleSet,
+    store: trail_alerts::lambda::memory::MemoryStore,
+    storm_limit: usize,
+) -> (
+    Handler<
+        trail_alerts::lambda::memory::MemoryStore,
+        Arc<trail_alerts::lambda::memory::MemoryPublisher>,
+    >,
+    Arc<trail_alerts::lambda::memory::MemoryPublisher>,
+) {
+    let publisher = Arc::new(trail_alerts::lambda::memory::MemoryPublisher::default());
+    let h = Handler::new(
+        Arc::new(rules),
+        store,
+        Arc::clone(&publisher),
+        LambdaConfig {
+            alert_topic_arn: Some("arn:aws:sns:eu-west-1:481726354019:alerts".into()),
+            state_table: Some("memory".into()),
+            storm_limit,
+            ..LambdaConfig::default()
+        },
+    )
+    .expect("handler")
+    .with_state(Arc::new(trail_alerts::lambda::state::MemoryState::default()));
+    (h, publisher)
+}
+
 /// Issue 30: the same storm in `scan` (the command line's in-memory decisions) and through the
 /// function (its store, here in memory) gives the same decisions: the same alert, as many
 /// alerts gathered into the group's notification, as many repeats in the volume's roll-up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scan_and_the_function_decide_a_storm_alike() {
-    use trail_alerts::lambda::memory::{MemoryPublisher, MemoryStore};
-    use trail_alerts::lambda::state::MemoryState;
+    use trail_alerts::lambda::memory::MemoryStore;
     let mut records: Vec<Value> = (0..40)
         .map(|n| failed_job(n, &format!("vol-{n:04}")))
         .collect();
@@ -1268,19 +1290,7 @@ async fn scan_and_the_function_decide_a_storm_alike() {
     // The function.
     let mut store = MemoryStore::default();
     store.put("parity-trail", key, bytes);
-    let publisher = Arc::new(MemoryPublisher::default());
-    let h = Handler::new(
-        Arc::new(storm_rules(true)),
-        store,
-        Arc::clone(&publisher),
-        LambdaConfig {
-            alert_topic_arn: Some("arn:aws:sns:eu-west-1:481726354019:alerts".into()),
-            state_table: Some("memory".into()),
-            ..LambdaConfig::default()
-        },
-    )
-    .expect("handler")
-    .with_state(Arc::new(MemoryState::default()));
+    let (h, publisher) = memory_handler(storm_rules(true), store, DEFAULT_STORM_LIMIT);
     let response = h
         .handle(json!({"s3Bucket": "parity-trail", "s3ObjectKey": [key]}))
         .await
@@ -1318,7 +1328,6 @@ async fn scan_and_the_function_decide_a_storm_alike() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_storming_rule_is_folded_into_one_message_past_the_limit() {
     use trail_alerts::lambda::memory::{MemoryPublisher, MemoryStore};
-    use trail_alerts::lambda::state::MemoryState;
     let doc = parse_rule_document(
         "storm.yaml",
         "rules:\n  - id: every-describe\n    description: Too broad\n    severity: low\n    pattern: {eventName: [DescribeVolumes]}\n",
@@ -1332,20 +1341,7 @@ async fn a_storming_rule_is_folded_into_one_message_past_the_limit() {
         key,
         gzip(json!({"Records": records}).to_string().as_bytes()),
     );
-    let publisher = Arc::new(MemoryPublisher::default());
-    let h = Handler::new(
-        Arc::new(RuleSet::new(doc.rules).expect("set")),
-        store,
-        Arc::clone(&publisher),
-        LambdaConfig {
-            alert_topic_arn: Some("arn:aws:sns:eu-west-1:481726354019:alerts".into()),
-            state_table: Some("memory".into()),
-            storm_limit: 50,
-            ..LambdaConfig::default()
-        },
-    )
-    .expect("handler")
-    .with_state(Arc::new(MemoryState::default()));
+    let (h, publisher) = memory_handler(RuleSet::new(doc.rules).expect("set"), store, 50);
     let payload = json!({"s3Bucket": "storm-trail", "s3ObjectKey": [key]});
     let response = h.handle(payload.clone()).await.expect("delivery");
     assert_eq!(response["alerts"], 120, "{response}");
@@ -1387,8 +1383,7 @@ async fn a_storming_rule_is_folded_into_one_message_past_the_limit() {
 /// incident `backup-job-failed`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_failure_told_by_both_paths_is_one_alert() {
-    use trail_alerts::lambda::memory::{MemoryPublisher, MemoryStore};
-    use trail_alerts::lambda::state::MemoryState;
+    use trail_alerts::lambda::memory::MemoryStore;
     let native = |volume: &str| -> Value {
         let mut e = crate::util::json_fixture("eventbridge/aws-backup-events.json")["events"]
             ["backup-job-failed"]
@@ -1413,19 +1408,7 @@ async fn one_failure_told_by_both_paths_is_one_alert() {
                     .as_bytes(),
             ),
         );
-        let publisher = Arc::new(MemoryPublisher::default());
-        let h = Handler::new(
-            Arc::new(storm_rules(true)),
-            store,
-            Arc::clone(&publisher),
-            LambdaConfig {
-                alert_topic_arn: Some("arn:aws:sns:eu-west-1:481726354019:alerts".into()),
-                state_table: Some("memory".into()),
-                ..LambdaConfig::default()
-            },
-        )
-        .expect("handler")
-        .with_state(Arc::new(MemoryState::default()));
+        let (h, publisher) = memory_handler(storm_rules(true), store, DEFAULT_STORM_LIMIT);
         let from_s3 = json!({"s3Bucket": "both-trail", "s3ObjectKey": [key]});
         let (first, second) = if s3_first {
             (from_s3, native("vol-both"))

@@ -531,17 +531,7 @@ async fn an_object_told_in_parts_resumes_after_a_fault_and_tells_nothing_twice()
         })
         .collect();
     // A topic of its own without a subscriber (moto's fan-out to SQS costs 20 ms a message).
-    let topic = stack
-        .aws
-        .sns
-        .create_topic()
-        .name("parts")
-        .send()
-        .await
-        .expect("topic")
-        .topic_arn()
-        .expect("arn")
-        .to_owned();
+    let topic = crate::e2e::topic(&stack.aws, "parts").await;
     let told = Arc::new(Mutex::new(Vec::new()));
     // The first call of the second part fails (a part is PART alerts, 10 to a call).
     let flaky = |storm_limit: usize| {
