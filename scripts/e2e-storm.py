@@ -195,7 +195,8 @@ def main():
 
         fn_env = dict(env, AWS_ENDPOINT_URL=endpoint, ALERT_TOPIC_ARN=topic, STATE_TABLE="storm-state",
                       RULES=f"builtin,{broad}", PAGERDUTY_ROUTING_KEY_SECRET="storm/pagerduty",
-                      PAGERDUTY_URL=pd.url, RUST_LOG="info")
+                      PAGERDUTY_URL=pd.url, PAGERDUTY_ALLOW_LOOPBACK_HTTP="true",
+                      RUST_LOG="info")
         cmd = ["cargo", "lambda", "watch", "--ignore-changes", "--invoke-address", "127.0.0.1",
                "--invoke-port", str(lambda_port), "--timeout", "900"]
         if args.release:

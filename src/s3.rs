@@ -23,7 +23,8 @@ use crate::rules::{RuleError, RuleSet, RuleSource, S3Object};
 pub enum FetchError {
     #[error("no such object (NoSuchKey or NoSuchBucket)")]
     NotFound,
-    #[error("access denied ({0}); check the function's s3:GetObject and kms:Decrypt permissions")]
+    /// What was denied and, where known, the statement that would allow it.
+    #[error("access denied: {0}")]
     AccessDenied(String),
     #[error("transient failure: {0}")]
     Transient(String),
@@ -82,9 +83,40 @@ pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(builder.build())
 }
 
+/// What a denial says when the caller knows no more about the object than its name.
+pub const ACCESS_HINT: &str = "; check the caller's s3:GetObject and kms:Decrypt permissions";
+
+/// A role the caller was configured to read through could not be assumed (no trust, a wrong
+/// external id, no `sts:AssumeRole` in the caller's policy): retrying cannot help.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the read role {role} could not be assumed ({reason}); its trust policy must allow the \
+     function's role to call sts:AssumeRole (with sts:ExternalId when TRAIL_READ_EXTERNAL_ID is \
+     set), and the function's role must be allowed sts:AssumeRole on it"
+)]
+pub struct RoleRefused {
+    pub role: String,
+    pub reason: String,
+}
+
+/// The `RoleRefused` somewhere in an error's chain of sources.
+fn role_refused<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a RoleRefused> {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if let Some(r) = e.downcast_ref::<RoleRefused>() {
+            return Some(r);
+        }
+        next = e.source();
+    }
+    None
+}
+
 pub fn fetch_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
     e: SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
 ) -> FetchError {
+    if let Some(refused) = role_refused(&e) {
+        return FetchError::AccessDenied(refused.to_string());
+    }
     match &e {
         SdkError::ServiceError(se) => {
             let status = se.raw().status().as_u16();
@@ -94,7 +126,7 @@ pub fn fetch_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
                 (404, _) | (_, "NoSuchKey" | "NoSuchBucket") => FetchError::NotFound,
                 (403, _)
                 | (_, "AccessDenied" | "KMS.AccessDeniedException" | "KMS.DisabledException") => {
-                    FetchError::AccessDenied(format!("{code}: {message}"))
+                    FetchError::AccessDenied(format!("{code}: {message}{ACCESS_HINT}"))
                 }
                 (500..=599, _)
                 | (_, "SlowDown" | "InternalError" | "ServiceUnavailable" | "RequestTimeout") => {

@@ -45,6 +45,20 @@ impl Moto {
         Self::launch(command, &exe)
     }
 
+    /// moto with these environment variables (e.g. `MOTO_S3_ALLOW_CROSSACCOUNT_ACCESS=false`,
+    /// under which a bucket answers only its own account), recording to `file` once asked to.
+    pub(crate) fn start_with(envs: &[(&str, &str)], file: &std::path::Path) -> Moto {
+        let exe = std::env::var_os("MOTO_SERVER")
+            .map(PathBuf::from)
+            .or_else(|| Some(root().join(".venv/bin/moto_server")).filter(|p| p.exists()))
+            .unwrap_or_else(|| PathBuf::from("moto_server"));
+        let mut command = Command::new(&exe);
+        command
+            .env("MOTO_RECORDER_FILEPATH", file)
+            .envs(envs.iter().copied());
+        Self::launch(command, &exe)
+    }
+
     /// moto answering one request at a time (`scripts/moto-serial.py`): each DynamoDB write
     /// atomic, as DynamoDB's are — moto's threaded server can lose one of two updates racing
     /// on an item. For the tests that race invocations on the state store.

@@ -25,6 +25,8 @@ mod handler;
 #[cfg(feature = "lambda")]
 mod history;
 #[cfg(feature = "lambda")]
+mod org;
+#[cfg(feature = "lambda")]
 mod pager;
 mod real_files;
 #[cfg(feature = "lambda")]

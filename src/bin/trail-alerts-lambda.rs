@@ -10,6 +10,7 @@ use trail_alerts::lambda::aws::{
     load_rules, read_routing_key, s3_client, sdk_config, DynamoState, S3Store, SnsPublisher,
 };
 use trail_alerts::lambda::pager::{HttpPager, Paging};
+use trail_alerts::lambda::role::trail_reader;
 use trail_alerts::lambda::{Handler, LambdaConfig};
 
 type Function = Handler<S3Store, SnsPublisher>;
@@ -56,15 +57,19 @@ async fn cold_start() -> Result<Function, String> {
         }
         None => None,
     };
-    let writer = Arc::new(S3Store::new(s3.clone()));
-    let handler = Handler::new(
-        Arc::new(rules),
-        S3Store::new(s3),
-        SnsPublisher::new(sns),
-        config,
-    )
-    .map_err(|e| format!("rules: {e}"))?
-    .with_writer(writer);
+    // Trail objects are read through the log-archive account's read role when one is set; rules
+    // and the backfill's findings stay in the function's own account.
+    let reader = match &config.read_role {
+        Some(role) => {
+            tracing::info!(role = %role.arn, "trail objects are read through the read role");
+            S3Store::reading_as(trail_reader(&sdk, Some(role)), &role.arn)
+        }
+        None => S3Store::new(s3.clone()),
+    };
+    let writer = Arc::new(S3Store::new(s3));
+    let handler = Handler::new(Arc::new(rules), reader, SnsPublisher::new(sns), config)
+        .map_err(|e| format!("rules: {e}"))?
+        .with_writer(writer);
     let handler = match paging {
         Some(p) => handler.with_paging(p),
         None => handler,

@@ -32,11 +32,45 @@ pub use crate::s3::{
 #[derive(Clone)]
 pub struct S3Store {
     client: aws_sdk_s3::Client,
+    /// The read role the client's credentials come from (`TRAIL_READ_ROLE_ARN`), if any: what
+    /// a denial names.
+    role: Option<String>,
 }
 
 impl S3Store {
     pub fn new(client: aws_sdk_s3::Client) -> Self {
-        S3Store { client }
+        S3Store { client, role: None }
+    }
+
+    /// A store whose client reads through `role` (`role::trail_reader`).
+    pub fn reading_as(client: aws_sdk_s3::Client, role: &str) -> Self {
+        S3Store {
+            client,
+            role: Some(role.to_owned()),
+        }
+    }
+}
+
+/// What to change when reading `object` was denied: the statement that would allow it, and
+/// where it goes.
+pub fn read_denied(object: &ObjectRef, role: Option<&str>, why: &str) -> String {
+    let resource = format!("arn:aws:s3:::{}/{}", object.bucket, object.key);
+    match role {
+        Some(role) => format!(
+            "s3:GetObject on {resource} as the read role {role} ({why}); the role's policy must \
+             allow s3:GetObject on arn:aws:s3:::{}/<prefix>AWSLogs/* and kms:Decrypt on the \
+             trail's key, and the bucket policy must not deny it (templates/log-archive.yaml \
+             makes that role)",
+            object.bucket
+        ),
+        None => format!(
+            "s3:GetObject on {resource} as the function's role ({why}); in the bucket's account, \
+             the bucket policy must allow the function's role s3:GetObject on \
+             arn:aws:s3:::{}/<prefix>AWSLogs/* and the trail key's policy kms:Decrypt \
+             (`trail-alerts doctor` prints both statements), or set TRAIL_READ_ROLE_ARN to a \
+             read role in that account",
+            object.bucket
+        ),
     }
 }
 
@@ -50,7 +84,13 @@ impl ObjectStore for S3Store {
             .key(&object.key)
             .send()
             .await
-            .map_err(fetch_error)?;
+            .map_err(|e| match fetch_error(e) {
+                FetchError::AccessDenied(why) if why.ends_with(crate::s3::ACCESS_HINT) => {
+                    let why = why.trim_end_matches(crate::s3::ACCESS_HINT);
+                    FetchError::AccessDenied(read_denied(object, self.role.as_deref(), why))
+                }
+                other => other,
+            })?;
         Ok(Box::new(out.body.into_async_read()))
     }
 }

@@ -53,6 +53,70 @@ pub struct LambdaConfig {
     /// `SHADOW_PREFIX` (`s3://bucket/prefix/`): where shadow rules' alerts are written as JSON
     /// lines; `None`: only to the log.
     pub shadow_prefix: Option<crate::rules::S3Object>,
+    /// `TRAIL_READ_ROLE_ARN` (and `TRAIL_READ_EXTERNAL_ID`): the role in the log-archive account
+    /// the function assumes to read trail objects; `None`: it reads with its own role.
+    pub read_role: Option<ReadRole>,
+}
+
+/// A role in another account that the function assumes to read the trail's bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadRole {
+    /// `arn:<partition>:iam::<account>:role/<path/name>`.
+    pub arn: String,
+    /// The external id the role's trust policy asks for (`sts:ExternalId`), if any.
+    pub external_id: Option<String>,
+}
+
+impl ReadRole {
+    /// The account the role belongs to.
+    pub fn account(&self) -> &str {
+        self.arn.split(':').nth(4).unwrap_or("")
+    }
+}
+
+/// Whether `arn` names an IAM role: `arn:<partition>:iam::<12 digits>:role/<name>`.
+pub fn valid_role_arn(arn: &str) -> bool {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    parts.len() == 6
+        && parts[0] == "arn"
+        && parts[1].starts_with("aws")
+        && parts[2] == "iam"
+        && parts[3].is_empty()
+        && parts[4].len() == 12
+        && parts[4].bytes().all(|b| b.is_ascii_digit())
+        && parts[5].strip_prefix("role/").is_some_and(|name| {
+            !name.is_empty()
+                && !name.ends_with('/')
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-/".contains(&b))
+        })
+}
+
+/// `PAGERDUTY_URL` carries the routing key: only `https://`, or plain HTTP to a loopback
+/// address when `PAGERDUTY_ALLOW_LOOPBACK_HTTP=true` (tests against a local stand-in).
+fn pagerduty_url(url: &str, loopback_allowed: bool) -> Result<(), &'static str> {
+    let Ok(uri) = url.parse::<hyper::Uri>() else {
+        return Err("not a URL");
+    };
+    let host = uri.host().unwrap_or("");
+    match uri.scheme_str() {
+        Some("https") if !host.is_empty() => Ok(()),
+        Some("http") if loopback_allowed && is_loopback(host) => Ok(()),
+        Some("http") if is_loopback(host) => Err(
+            "plain HTTP carries the routing key in clear: only https:// (loopback over HTTP only \
+             with PAGERDUTY_ALLOW_LOOPBACK_HTTP=true, for tests)",
+        ),
+        _ => Err("the routing key may only travel over https://"),
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Alerts of one rule in one delivery past which the rest are folded (a default no sane rule
@@ -80,6 +144,7 @@ impl Default for LambdaConfig {
             pagerduty_events_per_minute: super::pager::DEFAULT_EVENTS_PER_MINUTE,
             storm_limit: DEFAULT_STORM_LIMIT,
             shadow_prefix: None,
+            read_role: None,
         }
     }
 }
@@ -199,11 +264,44 @@ impl LambdaConfig {
                 reason: "expected s3://bucket/prefix/".into(),
             })?),
         };
+        let read_role = match non_empty("TRAIL_READ_ROLE_ARN") {
+            None => None,
+            Some(arn) if valid_role_arn(&arn) => Some(ReadRole {
+                arn,
+                external_id: non_empty("TRAIL_READ_EXTERNAL_ID"),
+            }),
+            Some(arn) => {
+                return Err(ConfigError {
+                    variable: "TRAIL_READ_ROLE_ARN",
+                    value: arn,
+                    reason: "not an IAM role ARN (arn:<partition>:iam::<account>:role/<name>)"
+                        .into(),
+                })
+            }
+        };
+        if read_role.is_none() {
+            if let Some(id) = non_empty("TRAIL_READ_EXTERNAL_ID") {
+                return Err(ConfigError {
+                    variable: "TRAIL_READ_EXTERNAL_ID",
+                    value: id,
+                    reason: "set without TRAIL_READ_ROLE_ARN: the external id is for assuming \
+                             that role"
+                        .into(),
+                });
+            }
+        }
+        let url = non_empty("PAGERDUTY_URL").unwrap_or_else(|| super::pager::DEFAULT_URL.into());
+        let loopback = non_empty("PAGERDUTY_ALLOW_LOOPBACK_HTTP").is_some_and(|v| v == "true");
+        pagerduty_url(&url, loopback).map_err(|reason| ConfigError {
+            variable: "PAGERDUTY_URL",
+            value: url.clone(),
+            reason: reason.into(),
+        })?;
         Ok(LambdaConfig {
             shadow_prefix,
+            read_role,
             pagerduty_secret: non_empty("PAGERDUTY_ROUTING_KEY_SECRET"),
-            pagerduty_url: non_empty("PAGERDUTY_URL")
-                .unwrap_or_else(|| super::pager::DEFAULT_URL.into()),
+            pagerduty_url: url,
             pagerduty_min_severity,
             pagerduty_events_per_minute,
             storm_limit,
@@ -314,7 +412,13 @@ mod tests {
                 "ssm:/trail-alerts/pagerduty",
             ),
             ("PAGERDUTY_URL", "http://127.0.0.1:9/v2/enqueue"),
+            ("PAGERDUTY_ALLOW_LOOPBACK_HTTP", "true"),
             ("PAGERDUTY_MIN_SEVERITY", "critical"),
+            (
+                "TRAIL_READ_ROLE_ARN",
+                "arn:aws:iam::111122223333:role/org/trail-alerts-read",
+            ),
+            ("TRAIL_READ_EXTERNAL_ID", "trail-alerts-9f2c"),
         ])
         .unwrap();
         assert_eq!(
@@ -323,6 +427,13 @@ mod tests {
         );
         assert_eq!(c.pagerduty_url, "http://127.0.0.1:9/v2/enqueue");
         assert_eq!(c.pagerduty_min_severity, crate::rules::Severity::Critical);
+        let role = c.read_role.as_ref().unwrap();
+        assert_eq!(
+            role.arn,
+            "arn:aws:iam::111122223333:role/org/trail-alerts-read"
+        );
+        assert_eq!(role.external_id.as_deref(), Some("trail-alerts-9f2c"));
+        assert_eq!(role.account(), "111122223333");
         assert_eq!(
             c.topic_formats,
             [(
@@ -408,5 +519,68 @@ mod tests {
         .unwrap();
         assert_eq!((c.storm_limit, c.pagerduty_events_per_minute), (250, 60));
         assert_eq!(cfg(&[]).unwrap().storm_limit, DEFAULT_STORM_LIMIT);
+    }
+
+    #[test]
+    fn the_routing_key_travels_over_https_only() {
+        for bad in [
+            "http://events.pagerduty.com/v2/enqueue",
+            "http://127.0.0.1:9/v2/enqueue",
+            "ftp://events.pagerduty.com/",
+            "https:///v2/enqueue",
+            "events.pagerduty.com/v2/enqueue",
+        ] {
+            let e = cfg(&[("PAGERDUTY_URL", bad)]).unwrap_err();
+            assert_eq!(e.variable, "PAGERDUTY_URL", "{bad}");
+        }
+        // Loopback over HTTP only when allowed, and only loopback.
+        for ok in [
+            "http://127.0.0.1:9/v2/enqueue",
+            "http://localhost:8080/",
+            "http://[::1]:9/",
+        ] {
+            let c = cfg(&[
+                ("PAGERDUTY_URL", ok),
+                ("PAGERDUTY_ALLOW_LOOPBACK_HTTP", "true"),
+            ]);
+            assert_eq!(c.unwrap().pagerduty_url, ok);
+        }
+        let e = cfg(&[
+            ("PAGERDUTY_URL", "http://10.0.0.8/v2/enqueue"),
+            ("PAGERDUTY_ALLOW_LOOPBACK_HTTP", "true"),
+        ])
+        .unwrap_err();
+        assert!(e.reason.contains("https"), "{e}");
+        assert_eq!(
+            cfg(&[(
+                "PAGERDUTY_URL",
+                "https://events.eu.pagerduty.com/v2/enqueue"
+            )])
+            .unwrap()
+            .pagerduty_url,
+            "https://events.eu.pagerduty.com/v2/enqueue"
+        );
+    }
+
+    #[test]
+    fn the_read_role_is_a_role_arn() {
+        for bad in [
+            "arn:aws:iam::1111222233:role/read",
+            "arn:aws:iam::111122223333:user/read",
+            "arn:aws:sts::111122223333:assumed-role/read/s",
+            "arn:aws:iam::111122223333:role/",
+            "trail-alerts-read",
+        ] {
+            let e = cfg(&[("TRAIL_READ_ROLE_ARN", bad)]).unwrap_err();
+            assert_eq!(e.variable, "TRAIL_READ_ROLE_ARN", "{bad}");
+        }
+        let e = cfg(&[("TRAIL_READ_EXTERNAL_ID", "x")]).unwrap_err();
+        assert_eq!(e.variable, "TRAIL_READ_EXTERNAL_ID");
+        let c = cfg(&[(
+            "TRAIL_READ_ROLE_ARN",
+            "arn:aws-us-gov:iam::111122223333:role/read",
+        )])
+        .unwrap();
+        assert_eq!(c.read_role.unwrap().external_id, None);
     }
 }

@@ -21,7 +21,10 @@
 //! - [`metrics`]: one CloudWatch Embedded Metric Format line per invocation.
 //! - [`totals`]: what an invocation did, counted (the response and the metrics are made from it).
 //! - [`config`]: the function's environment, read once.
-//! - [`aws`]: the ports on the AWS SDK (the only module that imports `aws_sdk_*`).
+//! - [`aws`]: the ports on the AWS SDK (with [`role`], the only modules that import
+//!   `aws_sdk_*`).
+//! - [`role`]: the trail's read role in a log-archive account (`TRAIL_READ_ROLE_ARN`), assumed
+//!   once and kept by the S3 client's identity cache.
 //! - [`memory`]: the ports in memory, for unit tests.
 
 pub mod aws;
@@ -36,6 +39,7 @@ pub mod object;
 pub mod pager;
 pub mod ports;
 pub mod publish;
+pub mod role;
 pub mod shadow;
 pub mod totals;
 

@@ -1,0 +1,279 @@
+//! The organisation: the trail's bucket in a log-archive account, the function in a security
+//! account. Against moto with `MOTO_S3_ALLOW_CROSSACCOUNT_ACCESS=false`, under which a bucket
+//! answers only its own account (moto enforces no bucket policy, so "not granted" is the only
+//! cross-account case it can play); moto's accounts are chosen by the credentials STS returns,
+//! and its request recorder shows the STS calls. A refused AssumeRole (no trust), which moto
+//! cannot play, comes from a stand-in STS on loopback.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use aws_sdk_s3::primitives::ByteStream;
+use serde_json::Value;
+use trail_alerts::lambda::aws::{S3Store, SnsPublisher};
+use trail_alerts::lambda::config::ReadRole;
+use trail_alerts::lambda::role::{trail_reader, SESSION_NAME};
+use trail_alerts::lambda::{Handler, LambdaConfig};
+
+use crate::e2e::{clients, drain, topic_with_queue, Moto};
+use crate::history::moto_api;
+use crate::util::{loopback_s3, loopback_sdk_config, s3_event, trail, K1, K2, K3};
+
+const LOG_ARCHIVE: &str = "111111111111";
+const SECURITY: &str = "123456789012"; // moto's default account: the test credentials' own
+const BUCKET: &str = "org-trail-logs";
+const READ_ROLE: &str = "arn:aws:iam::111111111111:role/trail-alerts-read";
+
+/// An S3 client acting in the log-archive account (its administrator, through STS).
+async fn log_archive_admin(endpoint: &str) -> aws_sdk_s3::Client {
+    let sdk = loopback_sdk_config(endpoint, |l| l).await;
+    let out = aws_sdk_sts::Client::new(&sdk)
+        .assume_role()
+        .role_arn(format!("arn:aws:iam::{LOG_ARCHIVE}:role/admin"))
+        .role_session_name("setup")
+        .send()
+        .await
+        .expect("assume the log-archive admin");
+    let c = out.credentials.expect("credentials");
+    aws_sdk_s3::Client::from_conf(
+        loopback_s3(&sdk)
+            .config()
+            .to_builder()
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                c.access_key_id,
+                c.secret_access_key,
+                Some(c.session_token),
+                None,
+                "log-archive admin",
+            ))
+            .build(),
+    )
+}
+
+/// A recorded request's body (moto records bytes in base64).
+fn body(r: &Value) -> String {
+    let text = r["body"].as_str().unwrap_or("");
+    if r["body_encoded"] == true {
+        let bytes = aws_smithy_types::base64::decode(text).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    } else {
+        text.to_owned()
+    }
+}
+
+/// The moto recording's requests whose form body or URL names this action.
+fn calls(recording: &std::path::Path, action: &str) -> Vec<Value> {
+    std::fs::read_to_string(recording)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|mut r| {
+            let body = body(&r);
+            let named = body.contains(&format!("Action={action}&"))
+                || body.ends_with(&format!("Action={action}"));
+            r["body"] = Value::String(body);
+            named.then_some(r)
+        })
+        .collect()
+}
+
+fn handler(
+    store: S3Store,
+    sns: aws_sdk_sns::Client,
+    topic: &str,
+) -> Handler<S3Store, SnsPublisher> {
+    crate::util::handler(
+        store,
+        SnsPublisher::new(sns),
+        LambdaConfig {
+            alert_topic_arn: Some(topic.into()),
+            ..LambdaConfig::default()
+        },
+    )
+}
+
+/// The function in the security account reads the organisation trail's bucket in the
+/// log-archive account: denied with its own credentials (the error names the object, the
+/// principal and the fix, and is not retried), read through the read role with one AssumeRole
+/// for every object of a warm instance, the alerts published in its own account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_archive_bucket_is_read_through_the_read_role_with_one_sts_call() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let recording = dir.path().join("moto.jsonl");
+    let moto = Moto::start_with(
+        &[("MOTO_S3_ALLOW_CROSSACCOUNT_ACCESS", "false")],
+        &recording,
+    );
+    let aws = clients(&moto).await;
+    let admin = log_archive_admin(&moto.endpoint).await;
+    admin
+        .create_bucket()
+        .bucket(BUCKET)
+        .send()
+        .await
+        .expect("bucket");
+    let keys = [K1, K2, K3].map(|k| {
+        format!(
+            "AWSLogs/o-exampleorgid/{}",
+            k.trim_start_matches("AWSLogs/")
+                .trim_start_matches("o-exampleorgid/")
+        )
+    });
+    for (key, source) in keys.iter().zip([K1, K2, K3]) {
+        admin
+            .put_object()
+            .bucket(BUCKET)
+            .key(key)
+            .body(ByteStream::from(trail(source)))
+            .send()
+            .await
+            .expect("put in the log-archive account");
+    }
+    let (topic, queue) = topic_with_queue(&aws, "security-alerts", false).await;
+    assert!(topic.contains(&format!(":{SECURITY}:")), "{topic}");
+    let sdk = loopback_sdk_config(&moto.endpoint, |l| l).await;
+
+    // Its own credentials: the bucket is not its account's.
+    let direct = handler(S3Store::new(loopback_s3(&sdk)), aws.sns.clone(), &topic);
+    let err = direct
+        .handle(s3_event(BUCKET, &keys[0]))
+        .await
+        .expect_err("denied across accounts");
+    let text = err.to_string();
+    assert!(!err.retryable(), "{text}");
+    for needle in [
+        &format!("s3://{BUCKET}/{}", keys[0]) as &str,
+        "access denied",
+        "as the function's role",
+        &format!("arn:aws:s3:::{BUCKET}/<prefix>AWSLogs/*"),
+        "kms:Decrypt",
+        "TRAIL_READ_ROLE_ARN",
+    ] {
+        assert!(text.contains(needle), "{needle:?} not in {text}");
+    }
+
+    // Through the read role: one AssumeRole, however many objects.
+    moto_api(&moto.endpoint, "/moto-api/recorder/reset-recording");
+    moto_api(&moto.endpoint, "/moto-api/recorder/start-recording");
+    let role = ReadRole {
+        arn: READ_ROLE.into(),
+        external_id: Some("org-9f2c".into()),
+    };
+    let reader = S3Store::reading_as(trail_reader(&sdk, Some(&role)), READ_ROLE);
+    let function = handler(reader, aws.sns.clone(), &topic);
+    let mut published = 0;
+    for key in &keys {
+        let out = function
+            .handle(s3_event(BUCKET, key))
+            .await
+            .expect("read through the role");
+        published += out["published"].as_u64().expect("published");
+    }
+    moto_api(&moto.endpoint, "/moto-api/recorder/stop-recording");
+    let assumed = calls(&recording, "AssumeRole");
+    assert_eq!(assumed.len(), 1, "{assumed:#?}");
+    let body = assumed[0]["body"].as_str().unwrap();
+    for part in [
+        "RoleArn=arn%3Aaws%3Aiam%3A%3A111111111111%3Arole%2Ftrail-alerts-read",
+        "ExternalId=org-9f2c",
+        &format!("RoleSessionName={SESSION_NAME}"),
+    ] {
+        assert!(body.contains(part), "{part:?} not in {body}");
+    }
+    // Every GetObject was signed with the role's credentials (moto answers the object only to
+    // the log-archive account, so it could not be otherwise; said here all the same).
+    let recorded = std::fs::read_to_string(&recording).unwrap_or_default();
+    let get_count = recorded
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|r| r["method"] == "GET" && r["url"].as_str().is_some_and(|u| u.contains(BUCKET)))
+        .inspect(|r| {
+            let auth = r["headers"]["Authorization"].as_str().unwrap_or("");
+            assert!(
+                !auth.contains("Credential=test/"),
+                "signed with the function's own key: {auth}"
+            );
+        })
+        .count();
+    assert_eq!(get_count, 3);
+    let messages = drain(&aws, &queue, published as usize).await;
+    assert_eq!(messages.len() as u64, published);
+    assert!(published >= 8, "{published}");
+}
+
+/// A stand-in STS on loopback that answers every request with this status and error code,
+/// counting them.
+fn sts_stand_in(status: u16, code: &'static str) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 16384];
+            let _ = s.read(&mut buf);
+            seen.fetch_add(1, Ordering::SeqCst);
+            let body = format!(
+                "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error>\
+                 <Type>Sender</Type><Code>{code}</Code><Message>User: \
+                 arn:aws:sts::{SECURITY}:assumed-role/trail-alerts-function/fn is not authorized \
+                 to perform: sts:AssumeRole on resource: {READ_ROLE}</Message></Error>\
+                 <RequestId>0</RequestId></ErrorResponse>"
+            );
+            let _ = write!(
+                s,
+                "HTTP/1.1 {status} Refused\r\ncontent-type: text/xml\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (url, count)
+}
+
+/// A read role whose trust does not name the function: the object's error names the role and
+/// the trust policy to fix, and is not retried (one STS call, no retry storm); STS throttling
+/// stays retryable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_read_role_is_named_and_not_retried_while_throttling_is_retried() {
+    let role = ReadRole {
+        arn: READ_ROLE.into(),
+        external_id: None,
+    };
+    let (url, count) = sts_stand_in(403, "AccessDenied");
+    let sdk = loopback_sdk_config(&url, |l| l).await;
+    let reader = S3Store::reading_as(trail_reader(&sdk, Some(&role)), READ_ROLE);
+    let function = handler(reader, aws_sdk_sns::Client::new(&sdk), crate::util::TOPIC);
+    let err = function
+        .handle(s3_event(BUCKET, K2))
+        .await
+        .expect_err("the role cannot be assumed");
+    let text = err.to_string();
+    assert!(!err.retryable(), "{text}");
+    for needle in [
+        &format!("the read role {READ_ROLE} could not be assumed") as &str,
+        "AccessDenied",
+        "trust policy",
+        "sts:AssumeRole",
+    ] {
+        assert!(text.contains(needle), "{needle:?} not in {text}");
+    }
+    assert_eq!(
+        count.load(Ordering::SeqCst),
+        1,
+        "AccessDenied is not retried"
+    );
+
+    let (url, count) = sts_stand_in(400, "Throttling");
+    let sdk = loopback_sdk_config(&url, |l| l).await;
+    let reader = S3Store::reading_as(trail_reader(&sdk, Some(&role)), READ_ROLE);
+    let function = handler(reader, aws_sdk_sns::Client::new(&sdk), crate::util::TOPIC);
+    let err = function
+        .handle(s3_event(BUCKET, K2))
+        .await
+        .expect_err("throttled");
+    assert!(err.retryable(), "{err}");
+    assert!(count.load(Ordering::SeqCst) >= 1);
+}
