@@ -277,3 +277,90 @@ async fn a_refused_read_role_is_named_and_not_retried_while_throttling_is_retrie
     assert!(err.retryable(), "{err}");
     assert!(count.load(Ordering::SeqCst) >= 1);
 }
+
+/// AWS Backup's events as the member template forwards them to the central bus: EventBridge
+/// keeps each event's own `account` and `region` when it crosses accounts, so the rule on the
+/// central bus hands the function events of many accounts and Regions. Backup events of two
+/// accounts in two Regions each, and a CloudTrail call from a member account, each published
+/// (through SNS on moto, received on SQS) naming the account and Region it happened in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_events_of_member_accounts_and_regions_arrive_through_the_central_bus() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let moto = Moto::start_with(&[], &dir.path().join("moto.jsonl"));
+    let aws = clients(&moto).await;
+    let (topic, queue) = topic_with_queue(&aws, "org-alerts", false).await;
+    let function = handler(S3Store::new(aws.s3.clone()), aws.sns.clone(), &topic);
+    let failed = crate::util::event("eventbridge-backup-job-failed.json");
+    let mut expected = Vec::new();
+    for (n, (account, region)) in [
+        ("222222222222", "eu-west-1"),
+        ("222222222222", "us-east-1"),
+        ("333333333333", "eu-west-1"),
+        ("333333333333", "ap-southeast-2"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let text = failed
+            .to_string()
+            .replace("1112233445566", account)
+            .replace("us-west-2", region)
+            .replace(
+                "710b0398-d48e-f3c3-afca-cfeb2fdaa656",
+                &format!("710b0398-0000-0000-0000-00000000000{n}"),
+            );
+        let event: Value = serde_json::from_str(&text).expect("event");
+        assert_eq!(event["account"], account);
+        let out = function.handle(event).await.expect("central bus event");
+        assert_eq!(out["published"], 1, "{out}");
+        expected.push((account.to_owned(), region.to_owned()));
+    }
+    // A CloudTrail call forwarded from a member account (detail-type "AWS API Call via
+    // CloudTrail"), the shape the member template's CloudTrail rule forwards.
+    let call = serde_json::json!({
+        "version": "0", "id": "6f3b0d2e-1111-2222-3333-444455556666",
+        "detail-type": "AWS API Call via CloudTrail", "source": "aws.backup",
+        "account": "333333333333", "time": "2026-11-30T10:00:00Z", "region": "eu-west-1",
+        "resources": [],
+        "detail": {
+            "eventVersion": "1.08", "eventTime": "2026-11-30T10:00:00Z",
+            "eventSource": "backup.amazonaws.com", "eventName": "DeleteBackupVault",
+            "awsRegion": "eu-west-1", "sourceIPAddress": "198.51.100.7",
+            "userAgent": "aws-cli/2.15.0",
+            "userIdentity": {"type": "AssumedRole", "accountId": "333333333333",
+                "arn": "arn:aws:sts::333333333333:assumed-role/Admin/alice"},
+            "requestParameters": {"backupVaultName": "payments-vault"},
+            "responseElements": null, "eventID": "0b9e1c52-5b7d-4d2e-9a0a-7f1a2c3d4e5f",
+            "readOnly": false, "eventType": "AwsApiCall", "managementEvent": true,
+            "recipientAccountId": "333333333333", "eventCategory": "Management"
+        }
+    });
+    let out = function.handle(call).await.expect("CloudTrail call");
+    assert!(out["published"].as_u64().unwrap_or(0) >= 1, "{out}");
+    expected.push(("333333333333".into(), "eu-west-1".into()));
+
+    let messages = drain(&aws, &queue, expected.len()).await;
+    let mut got: Vec<(String, String)> = messages
+        .iter()
+        .map(|m| {
+            let attrs = &m["MessageAttributes"];
+            let account = attrs["account"]["Value"]
+                .as_str()
+                .expect("account")
+                .to_owned();
+            let region = attrs["region"]["Value"]
+                .as_str()
+                .expect("region")
+                .to_owned();
+            let subject = m["Subject"].as_str().expect("subject");
+            assert!(
+                subject.contains(&format!("{account}/{region}")),
+                "{subject}"
+            );
+            (account, region)
+        })
+        .collect();
+    got.sort();
+    expected.sort();
+    assert_eq!(got, expected);
+}
