@@ -63,7 +63,9 @@ e2e: $(STAMP)
 	$(LOCAL_AWS) $(BIN)/python scripts/e2e-lambda.py
 	$(LOCAL_AWS) $(BIN)/python scripts/e2e-storm.py
 
-## lint: formatting, clippy (warnings are errors), the SAM template, its state machine
+## lint: formatting, clippy (warnings are errors), the three templates (cfn-lint), the member
+##       template's fitness for a StackSet (scripts/check-stackset.py, with its self-test), the
+##       SAM template's state machine
 ##       (scripts/check-state-machine.py: the States Language rules checkable offline) and its
 ##       topic keys (scripts/check-topic-keys.py: every topic or queue an alarm, an EventBridge
 ##       rule or a function sends to is encrypted with a key that sender may use; with its
@@ -75,10 +77,12 @@ lint: $(STAMP)
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	$(CARGO) clippy --locked --no-default-features --all-targets -- -D warnings
 	$(CARGO) clippy --locked --no-default-features --features s3 --all-targets -- -D warnings
-	$(BIN)/cfn-lint template.yaml
+	$(BIN)/cfn-lint template.yaml templates/log-archive.yaml templates/member.yaml
 	$(BIN)/python scripts/check-state-machine.py
 	$(BIN)/python scripts/check-topic-keys.py
 	$(BIN)/python scripts/check-topic-keys.py --self-test
+	$(BIN)/python scripts/check-stackset.py
+	$(BIN)/python scripts/check-stackset.py --self-test
 	scripts/deny.sh
 
 fmt:
