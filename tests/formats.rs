@@ -65,6 +65,11 @@ const RULES: &str = r#"rules:
     runbook: |
       Open the job in the AWS Backup console: https://console.aws.amazon.com/backup
       Check the role's permissions (iamRoleArn) and the resource's state
+  - id: odd-user-agent
+    description: "A call made with a user agent that looks like Markdown."
+    severity: high
+    summary: "{eventName} by {userIdentity.arn} with user agent {userAgent}"
+    pattern: {userAgent: [{prefix: "["}]}
   - id: everything-long
     description: "A rule whose every text is long: the limits of each format. Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt ut labore et dolore magna aliqua."
     severity: critical
@@ -165,6 +170,74 @@ fn every_format(name: &str, alert: &Alert) {
         &pretty(&pager::event_for(alert, "R0UT1NGKEY")),
     );
     golden(&format!("{name}.jsonl.json"), &pretty(&alert.json_line()));
+}
+
+/// A record written by someone who wants to phish the operations channel: every value it
+/// chooses (user agent, session name, error message, Region) carries Markdown links, Slack
+/// control sequences and mentions.
+fn hostile() -> Alert {
+    let record = json!({
+        "eventVersion": "1.08",
+        "eventTime": "2026-11-30T10:00:00Z",
+        "eventSource": "sts.amazonaws.com",
+        "eventName": "GetCallerIdentity",
+        "awsRegion": "us-east-1",
+        "eventID": "11111111-2222-4333-8444-555555555555",
+        "eventType": "AwsApiCall",
+        "recipientAccountId": "123456789012",
+        "userIdentity": {"type": "AssumedRole", "arn": "arn:aws:sts::123456789012:assumed-role/AWSReservedSSO_Admin_0a1b2c/alice@example.com"},
+        "sourceIPAddress": "198.51.100.7",
+        "userAgent": "[Re-authenticate here](https://evil.example/login) <!channel> <https://evil.example|AWS console> @here *urgent* `code` _x_ ~y~ # | ! & > <@U024BE7LH>",
+        "errorCode": "AccessDenied <!here>",
+        "errorMessage": "[click](https://evil.example)",
+    });
+    Alert::new(
+        &rule("odd-user-agent"),
+        &record,
+        AlertSource::File {
+            path: "logs/hostile.json".into(),
+        },
+        0,
+    )
+}
+
+#[test]
+fn a_hostile_record_is_inert_in_chat() {
+    let alert = hostile();
+    every_format("hostile", &alert);
+    let chat = alert.chat();
+    let content = &chat["content"];
+    let shown = format!(
+        "{} {} {}",
+        content["title"], content["description"], content["keywords"]
+    );
+    // No Markdown link, no Slack control sequence or link, no mention survives.
+    for live in [
+        "[Re-authenticate here](https",
+        "](",
+        "<!channel>",
+        "<!here>",
+        "<https://",
+        "<@U024BE7LH>",
+        "@here",
+        "*urgent*",
+    ] {
+        assert!(!shown.contains(live), "{live:?} is live in {shown}");
+    }
+    let description = content["description"].as_str().unwrap();
+    assert!(
+        description.contains(r"\[Re-authenticate here\]\(https://evil.example/login\)"),
+        "{description}"
+    );
+    assert!(description.contains(r"&lt;\!channel&gt;"), "{description}");
+    assert!(description.contains("@\u{2060}here"), "{description}");
+    // The rule's own Markdown (its labels) stays Markdown.
+    assert!(description.contains("*By:* "), "{description}");
+    assert!(description.contains("AWSReservedSSO\\_Admin\\_0a1b2c/alice@\u{2060}example.com"));
+    assert_eq!(
+        chat["metadata"]["summary"],
+        "[HIGH] odd-user-agent: GetCallerIdentity AccessDenied &lt;!here&gt; in 123456789012/us-east-1"
+    );
 }
 
 #[test]

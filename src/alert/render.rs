@@ -220,6 +220,48 @@ pub const CHAT_MAX_DESCRIPTION: usize = 4000;
 pub const CHAT_MAX_STEPS: usize = 5;
 pub const CHAT_MAX_KEYWORDS: usize = 10;
 
+/// A value taken from a record, made inert for `client-markdown`: whatever a record says (a
+/// `userAgent`, a session name, an error message — anyone able to make an API call chooses
+/// them) shows as the text it is, never as a link, formatting or a mention in the operations
+/// channel. Markdown's punctuation is backslash-escaped (CommonMark); `&`, `<` and `>` become
+/// entities, which is Slack's own escaping and means the same in Markdown (so `<!channel>` and
+/// `<https://…|text>` are inert); an `@` is followed by a word joiner (U+2060), so that
+/// `@here`, `@channel` or `@someone` mention no one. Line breaks are already gone
+/// (`printable`).
+pub fn chat_text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '@' => out.push_str("@\u{2060}"),
+            '\\' | '`' | '*' | '_' | '~' | '[' | ']' | '(' | ')' | '#' | '|' | '!' | '{' | '}' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `chat_text` for the notification's plain-text summary (not Markdown): only what a chat
+/// client acts on in plain text, Slack's control sequences and mentions, is made inert.
+pub fn chat_plain(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '@' => out.push_str("@\u{2060}"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Text cut to `max` characters, ending with `…` when cut.
 fn cut_chars(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
@@ -258,17 +300,20 @@ impl Alert {
             e.account.as_deref().unwrap_or("?"),
             e.region.as_deref().unwrap_or("?")
         );
+        // Everything taken from the record goes through `chat_text`; the rule's own texts (its
+        // id, description and runbook) are the rule author's Markdown.
         let title = cut_chars(
-            &printable(&format!(
-                "{icon} [{}] {}{} — {place}",
+            &format!(
+                "{icon} [{}] {}{} — {}",
                 self.severity.as_str().to_ascii_uppercase(),
-                self.rule_id,
-                if resolved { " resolved" } else { "" }
-            )),
+                printable(&self.rule_id),
+                if resolved { " resolved" } else { "" },
+                chat_text(&printable(&place))
+            ),
             CHAT_MAX_TITLE,
         );
-        let v = |o: &Option<String>| o.as_deref().map(printable);
-        let mut lines = vec![printable(&self.summary)];
+        let v = |o: &Option<String>| o.as_deref().map(|s| chat_text(&printable(s)));
+        let mut lines = vec![chat_text(&printable(&self.summary))];
         if let (Some(name), Some(time)) = (v(&e.event_name), v(&e.event_time)) {
             lines.push(format!(
                 "*Event:* {name}{} at {time}",
@@ -284,7 +329,7 @@ impl Alert {
         if !self.matched.is_empty() {
             lines.push(format!(
                 "*Matched:* {}",
-                printable(&crate::model::describe_fields(&self.matched))
+                chat_text(&printable(&crate::model::describe_fields(&self.matched)))
             ));
         }
         lines.push(format!(
@@ -313,7 +358,7 @@ impl Alert {
         .into_iter()
         .flatten()
         .filter(|k| !k.is_empty())
-        .map(|k| cut_chars(&printable(&k), 75))
+        .map(|k| cut_chars(&chat_text(&printable(&k)), 75))
         .take(CHAT_MAX_KEYWORDS)
         .collect();
         let mut content = json!({
@@ -332,7 +377,7 @@ impl Alert {
             "content": content,
             "metadata": {
                 "threadId": cut_chars(&self.key, 256),
-                "summary": self.subject,
+                "summary": chat_plain(&self.subject),
                 "eventType": self.rule_id,
                 "relatedResources": related_resources(&self.record),
                 "additionalContext": {
