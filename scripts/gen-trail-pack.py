@@ -58,7 +58,7 @@ rules = [
           ("fires on advanced selectors for data events only", True, rec("PutEventSelectors", params=advanced_data_only)),
           ("quiet when management events stay", False, rec("PutEventSelectors", params=selectors_on)),
           ("quiet on advanced selectors for management events", False, rec("PutEventSelectors", params=advanced_management))]),
-    rule("trail-bucket-notification-changed", "A bucket's event notifications were replaced, or a bucket deleted: if it is the trail's bucket, deliveries may no longer reach trail-alerts (copy this rule with your bucket's name to narrow it).", "medium",
+    rule("trail-bucket-notification-changed", "A bucket's event notifications were replaced, or a bucket deleted: if it is the trail's bucket, deliveries may no longer reach trail-alerts (the function, which knows its trail buckets from ALLOWED_BUCKETS, alerts on those alone and counts the rest as suppressed).", "medium",
          dict({"eventSource": ["s3.amazonaws.com"], "eventName": ["PutBucketNotificationConfiguration", "PutBucketNotification", "DeleteBucket"]}, **ok),
          [("fires on PutBucketNotificationConfiguration", True, rec("PutBucketNotificationConfiguration", "s3.amazonaws.com", {"bucketName": "trail-bucket", "notification": ""})),
           ("fires on DeleteBucket", True, rec("DeleteBucket", "s3.amazonaws.com", {"bucketName": "trail-bucket"})),

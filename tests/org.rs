@@ -364,3 +364,79 @@ async fn backup_events_of_member_accounts_and_regions_arrive_through_the_central
     expected.sort();
     assert_eq!(got, expected);
 }
+
+/// The function knows its trail buckets (ALLOWED_BUCKETS): the rule about a bucket's
+/// notifications being replaced or the bucket deleted speaks of those alone; the same call on
+/// another bucket is counted as suppressed, not alerted; a call naming no bucket still alerts.
+#[tokio::test]
+async fn bucket_notification_rules_speak_of_the_trail_buckets_only() {
+    use trail_alerts::lambda::memory::{MemoryPublisher, MemoryStore};
+    use trail_alerts::rules::{RuleSet, RuleSource};
+
+    let call = |name: &str, bucket: Option<&str>, n: usize| {
+        let mut r = serde_json::json!({
+            "eventVersion": "1.08", "eventTime": "2026-11-30T08:00:00Z",
+            "eventSource": "s3.amazonaws.com", "eventName": name, "awsRegion": "us-east-1",
+            "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::123456789012:user/Mateo", "accountId": "123456789012"},
+            "sourceIPAddress": "198.51.100.7", "userAgent": "console.amazonaws.com",
+            "requestParameters": {}, "responseElements": null,
+            "eventID": format!("0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4{n}"), "readOnly": false,
+            "eventType": "AwsApiCall", "managementEvent": true,
+            "recipientAccountId": "123456789012", "eventCategory": "Management"
+        });
+        if let Some(b) = bucket {
+            r["requestParameters"]["bucketName"] = Value::String(b.into());
+        }
+        r
+    };
+    let records = serde_json::json!({"Records": [
+        call("DeleteBucket", Some(crate::util::BUCKET), 0),
+        call("PutBucketNotificationConfiguration", Some(crate::util::BUCKET), 1),
+        call("DeleteBucket", Some("scratch-bucket-of-a-developer"), 2),
+        call("PutBucketNotificationConfiguration", Some("another-teams-bucket"), 3),
+        call("DeleteBucket", None, 4),
+    ]});
+    let key = "AWSLogs/123456789012/CloudTrail/us-east-1/2026/11/30/123456789012_CloudTrail_us-east-1_20261130T0805Z_bucketcalls00001.json.gz";
+    let mut store = MemoryStore::default();
+    store.put(
+        crate::util::BUCKET,
+        key,
+        crate::util::gzip(records.to_string().as_bytes()),
+    );
+    let config = LambdaConfig {
+        allowed_buckets: Some(vec![crate::util::BUCKET.into()]),
+        ..crate::util::config()
+    };
+    let rules = config
+        .scoped(RuleSet::load(&[RuleSource::Builtin]).expect("builtin"))
+        .expect("scoped");
+    let publisher = Arc::new(MemoryPublisher::default());
+    let function =
+        Handler::new(Arc::new(rules), store, Arc::clone(&publisher), config).expect("handler");
+    let out = function
+        .handle(s3_event(crate::util::BUCKET, key))
+        .await
+        .expect("handled");
+    let alerted: Vec<String> = publisher
+        .messages()
+        .iter()
+        .filter(|(_, m)| {
+            m.attributes
+                .iter()
+                .any(|(k, v)| k == "rule" && v == "trail-bucket-notification-changed")
+        })
+        .map(|(_, m)| m.body.clone())
+        .collect();
+    assert_eq!(alerted.len(), 3, "{out}");
+    assert!(alerted
+        .iter()
+        .all(|b| !b.contains("scratch-bucket") && !b.contains("another-teams-bucket")));
+    assert_eq!(out["suppressed"], 2, "{out}");
+
+    // Without ALLOWED_BUCKETS, every bucket's calls alert, as before.
+    let broad = crate::util::config();
+    let rules = broad
+        .scoped(RuleSet::load(&[RuleSource::Builtin]).expect("builtin"))
+        .expect("rules");
+    assert!(rules.suppressions().is_empty());
+}

@@ -24,6 +24,7 @@ async fn cold_start() -> Result<Function, String> {
     let sns = aws_sdk_sns::Client::new(&sdk);
     let rules = load_rules(&s3, &config.rules)
         .await
+        .and_then(|rules| config.scoped(rules))
         .map_err(|e| format!("rules: {e}"))?;
     for warning in rules.warnings() {
         tracing::warn!(rule = %warning.rule, path = %warning.path, "{}", warning.message);

@@ -58,6 +58,10 @@ pub struct LambdaConfig {
     pub read_role: Option<ReadRole>,
 }
 
+/// The built-in rules about the trail's bucket itself, narrowed to the trail buckets when the
+/// function knows them ([`LambdaConfig::bucket_scope`]).
+pub const TRAIL_BUCKET_RULES: &[&str] = &["trail-bucket-notification-changed"];
+
 /// A role in another account that the function assumes to read the trail's bucket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadRole {
@@ -318,6 +322,41 @@ impl LambdaConfig {
             rollup_lateness,
             ..LambdaConfig::default()
         })
+    }
+
+    /// With `ALLOWED_BUCKETS` set, the function knows its trail buckets: the built-in rules
+    /// that watch a bucket's notifications and deletion (`trail-bucket-notification-changed`)
+    /// then speak of those buckets only. Done as a suppression of the calls on other buckets
+    /// (counted as suppressed, so that nothing is dropped without a trace); a call that names
+    /// no bucket still alerts.
+    pub fn bucket_scope(&self) -> Option<crate::model::Suppression> {
+        let buckets = self.allowed_buckets.as_ref().filter(|b| !b.is_empty())?;
+        let pattern =
+            serde_json::json!({"requestParameters": {"bucketName": [{"anything-but": buckets}]}});
+        Some(crate::model::Suppression {
+            id: "other-buckets-than-the-trails".into(),
+            rules: TRAIL_BUCKET_RULES.iter().map(|r| (*r).to_owned()).collect(),
+            pattern: crate::pattern::Pattern::compile(&pattern).ok()?,
+            reason: "a bucket other than the trail buckets the function reads (ALLOWED_BUCKETS)"
+                .into(),
+            owner: "trail-alerts".into(),
+            expires: i64::MAX,
+            expires_text: "never".into(),
+            origin: "ALLOWED_BUCKETS".into(),
+        })
+    }
+
+    /// The rule set with [`Self::bucket_scope`] applied, when it holds a rule it narrows.
+    pub fn scoped(
+        &self,
+        rules: crate::rules::RuleSet,
+    ) -> Result<crate::rules::RuleSet, crate::rules::RuleError> {
+        match self.bucket_scope() {
+            Some(scope) if scope.rules.iter().any(|id| rules.rule(id).is_some()) => {
+                rules.with_suppressions(vec![scope])
+            }
+            _ => Ok(rules),
+        }
     }
 
     pub fn bucket_allowed(&self, bucket: &str) -> bool {
