@@ -440,3 +440,213 @@ async fn bucket_notification_rules_speak_of_the_trail_buckets_only() {
         .expect("rules");
     assert!(rules.suppressions().is_empty());
 }
+
+/// `trail-alerts doctor` as an operator runs it, with the function's environment.
+fn doctor(moto: &Moto, env: &[(&str, &str)]) -> (bool, String) {
+    let mut c = assert_cmd::Command::cargo_bin("trail-alerts").expect("binary");
+    c.arg("doctor")
+        .env("AWS_ENDPOINT_URL", &moto.endpoint)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_SESSION_TOKEN");
+    for var in [
+        "ALERT_TOPIC_ARN",
+        "ALLOWED_BUCKETS",
+        "TRAIL_KEY_PREFIX",
+        "TRAIL_READ_ROLE_ARN",
+        "TRAIL_READ_EXTERNAL_ID",
+        "STATE_TABLE",
+        "RULES",
+        "TOPIC_FORMATS",
+        "PAGERDUTY_ROUTING_KEY_SECRET",
+    ] {
+        c.env_remove(var);
+    }
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c.output().expect("run");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+/// The line of one check.
+fn line<'a>(report: &'a str, starts: &str) -> &'a str {
+    report
+        .lines()
+        .find(|l| l.get(6..).is_some_and(|rest| rest.starts_with(starts)))
+        .unwrap_or_else(|| panic!("no {starts:?} check in\n{report}"))
+}
+
+/// `doctor` against the organisation on moto: everything in place passes (exit 0); the log-archive
+/// bucket read without the role fails naming the principal and the bucket-policy statement;
+/// with the read role it passes; a topic whose policy denies publishing, a missing table and a
+/// table of other keys each fail with their fix (exit 1). Nothing is written or published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_tries_each_thing_and_names_the_fix() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let recording = dir.path().join("moto.jsonl");
+    let moto = Moto::start_with(
+        &[("MOTO_S3_ALLOW_CROSSACCOUNT_ACCESS", "false")],
+        &recording,
+    );
+    let aws = clients(&moto).await;
+    let admin = log_archive_admin(&moto.endpoint).await;
+    admin
+        .create_bucket()
+        .bucket(BUCKET)
+        .send()
+        .await
+        .expect("bucket");
+    let older = "org/AWSLogs/o-exampleorgid/222222222222/CloudTrail/eu-west-1/2026/11/30/222222222222_CloudTrail_eu-west-1_20261130T0800Z_older000000001.json.gz";
+    let newer = "org/AWSLogs/o-exampleorgid/222222222222/CloudTrail/eu-west-1/2026/12/01/222222222222_CloudTrail_eu-west-1_20261201T0800Z_newer000000001.json.gz";
+    for (key, source) in [(older, K1), (newer, K2)] {
+        admin
+            .put_object()
+            .bucket(BUCKET)
+            .key(key)
+            .body(ByteStream::from(trail(source)))
+            .send()
+            .await
+            .expect("put");
+    }
+    let (topic, _queue) = topic_with_queue(&aws, "doctor-alerts", false).await;
+    let sdk = loopback_sdk_config(&moto.endpoint, |l| l).await;
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    crate::util::create_state_table(&ddb, "doctor-state").await;
+    let env = |extra: &[(&'static str, &str)]| -> Vec<(&'static str, String)> {
+        let mut v = vec![
+            ("ALERT_TOPIC_ARN", topic.clone()),
+            ("ALLOWED_BUCKETS", BUCKET.to_owned()),
+            ("TRAIL_KEY_PREFIX", "org/".to_owned()),
+            ("STATE_TABLE", "doctor-state".to_owned()),
+        ];
+        v.extend(extra.iter().map(|(k, val)| (*k, (*val).to_owned())));
+        v
+    };
+    let run = |v: Vec<(&'static str, String)>| {
+        let pairs: Vec<(&str, &str)> = v.iter().map(|(k, s)| (*k, s.as_str())).collect();
+        doctor(&moto, &pairs)
+    };
+
+    // The bucket is the log-archive account's: listing it without the role is refused.
+    let (ok, report) = run(env(&[]));
+    assert!(!ok, "{report}");
+    let list = line(&report, "list s3://org-trail-logs/org/AWSLogs/");
+    assert!(list.starts_with("FAIL"), "{report}");
+    assert!(
+        list.contains("access denied as arn:aws:sts::123456789012:user/moto"),
+        "{report}"
+    );
+    assert!(
+        report.contains(r#""Action": "s3:ListBucket", "Resource": "arn:aws:s3:::org-trail-logs""#),
+        "{report}"
+    );
+
+    // Through the read role: every check passes, the newest log found and read.
+    moto_api(&moto.endpoint, "/moto-api/recorder/reset-recording");
+    moto_api(&moto.endpoint, "/moto-api/recorder/start-recording");
+    let started = std::time::Instant::now();
+    let (ok, report) = run(env(&[
+        ("TRAIL_READ_ROLE_ARN", READ_ROLE),
+        ("TRAIL_READ_EXTERNAL_ID", "org-9f2c"),
+    ]));
+    let took = started.elapsed();
+    moto_api(&moto.endpoint, "/moto-api/recorder/stop-recording");
+    assert!(ok, "{report}");
+    for check in [
+        "credentials",
+        "rules",
+        "read role arn:aws:iam::111111111111:role/trail-alerts-read",
+        "list s3://org-trail-logs/org/AWSLogs/",
+        "read s3://org-trail-logs/",
+        "topic arn:aws:sns:us-east-1:123456789012:doctor-alerts",
+        "state table doctor-state",
+    ] {
+        assert!(line(&report, check).starts_with("ok"), "{check}: {report}");
+    }
+    assert!(line(&report, "list s3://").contains(newer), "{report}");
+    assert!(
+        line(&report, "read s3://").contains("2 records"),
+        "{report}"
+    );
+    assert!(line(&report, "PagerDuty").starts_with("skip"), "{report}");
+    eprintln!(
+        "doctor, every check passing, against moto: {} ms\n{report}",
+        took.as_millis()
+    );
+    // Nothing published, nothing written to the table.
+    assert!(calls(&recording, "Publish").is_empty());
+    assert!(calls(&recording, "PublishBatch").is_empty());
+    let scan = ddb
+        .scan()
+        .table_name("doctor-state")
+        .send()
+        .await
+        .expect("scan");
+    assert_eq!(scan.count(), 0);
+
+    // A topic whose policy denies publishing; a missing table.
+    aws.sns
+        .set_topic_attributes()
+        .topic_arn(&topic)
+        .attribute_name("Policy")
+        .attribute_value(
+            serde_json::json!({"Version": "2012-10-17", "Statement": [
+                {"Effect": "Deny", "Principal": "*", "Action": "sns:Publish", "Resource": &topic}
+            ]})
+            .to_string(),
+        )
+        .send()
+        .await
+        .expect("policy");
+    let (ok, report) = run(env(&[
+        ("TRAIL_READ_ROLE_ARN", READ_ROLE),
+        ("TRAIL_READ_EXTERNAL_ID", "org-9f2c"),
+        ("STATE_TABLE", "no-such-table"),
+    ]));
+    assert!(!ok, "{report}");
+    let t = line(&report, "topic ");
+    assert!(
+        t.starts_with("FAIL") && t.contains("denies sns:Publish"),
+        "{report}"
+    );
+    let table = line(&report, "state table no-such-table");
+    assert!(
+        table.starts_with("FAIL") && table.contains("no table no-such-table"),
+        "{report}"
+    );
+
+    // A table of other keys.
+    ddb.create_table()
+        .table_name("other-keys")
+        .attribute_definitions(
+            aws_sdk_dynamodb::types::AttributeDefinition::builder()
+                .attribute_name("id")
+                .attribute_type(aws_sdk_dynamodb::types::ScalarAttributeType::S)
+                .build()
+                .expect("attr"),
+        )
+        .key_schema(
+            aws_sdk_dynamodb::types::KeySchemaElement::builder()
+                .attribute_name("id")
+                .key_type(aws_sdk_dynamodb::types::KeyType::Hash)
+                .build()
+                .expect("key"),
+        )
+        .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
+        .send()
+        .await
+        .expect("table");
+    let (_, report) = run(env(&[("STATE_TABLE", "other-keys")]));
+    let table = line(&report, "state table other-keys");
+    assert!(table.starts_with("FAIL"), "{report}");
+    assert!(
+        report.contains("string keys pk (partition) and sk (sort)"),
+        "{report}"
+    );
+}

@@ -9,6 +9,7 @@ use serde_json::Value;
 use trail_alerts::lambda::aws::{
     load_rules, read_routing_key, s3_client, sdk_config, DynamoState, S3Store, SnsPublisher,
 };
+use trail_alerts::lambda::doctor;
 use trail_alerts::lambda::pager::{HttpPager, Paging};
 use trail_alerts::lambda::role::trail_reader;
 use trail_alerts::lambda::{Handler, LambdaConfig};
@@ -16,7 +17,11 @@ use trail_alerts::lambda::{Handler, LambdaConfig};
 type Function = Handler<S3Store, SnsPublisher>;
 
 /// Everything done once per cold start; an error here stops the start with a clear message.
-async fn cold_start() -> Result<Function, String> {
+/// What `{"doctor": {}}` checks with: the SDK configuration, the function's configuration and
+/// its trail places.
+type DoctorKit = (aws_config::SdkConfig, LambdaConfig, Vec<doctor::TrailPlace>);
+
+async fn cold_start() -> Result<(Function, DoctorKit), String> {
     let config = LambdaConfig::from_lookup(|k| std::env::var(k).ok())
         .map_err(|e| format!("configuration: {e}"))?;
     let sdk = sdk_config().await;
@@ -68,6 +73,8 @@ async fn cold_start() -> Result<Function, String> {
         None => S3Store::new(s3.clone()),
     };
     let writer = Arc::new(S3Store::new(s3));
+    let places = doctor::trail_places(&config, std::env::var("TRAIL_KEY_PREFIX").ok().as_deref());
+    let kit = (sdk.clone(), config.clone(), places);
     let handler = Handler::new(Arc::new(rules), reader, SnsPublisher::new(sns), config)
         .map_err(|e| format!("rules: {e}"))?
         .with_writer(writer);
@@ -75,7 +82,7 @@ async fn cold_start() -> Result<Function, String> {
         Some(p) => handler.with_paging(p),
         None => handler,
     };
-    Ok(match table {
+    let handler = match table {
         Some(table) => {
             tracing::info!(table = %table, "state store");
             handler.with_state(Arc::new(DynamoState::new(
@@ -84,13 +91,14 @@ async fn cold_start() -> Result<Function, String> {
             )))
         }
         None => handler,
-    })
+    };
+    Ok((handler, kit))
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     lambda_runtime::tracing::init_default_subscriber();
-    let handler = match cold_start().await {
+    let (handler, doctor) = match cold_start().await {
         Ok(h) => h,
         Err(message) => {
             tracing::error!(error = %message, "cold start failed");
@@ -99,7 +107,16 @@ async fn main() -> ExitCode {
         }
     };
     let handler = &handler;
+    let doctor = &doctor;
     let run = lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        // `aws lambda invoke --payload '{"doctor": {}}'`: the checks of `trail-alerts doctor`,
+        // made as the function's own role; the answer is the report.
+        if event.payload.get("doctor").is_some()
+            && event.payload.as_object().is_some_and(|o| o.len() == 1)
+        {
+            let checks = doctor::examine(&doctor.0, &doctor.1, &doctor.2).await;
+            return Ok(doctor::json(&checks));
+        }
         handler.handle(event.payload).await
     }));
     match run.await {

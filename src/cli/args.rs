@@ -1,4 +1,4 @@
-//! The command line's words: `scan`, `explain`, `rules test`, `rules list`.
+//! The command line's words: `scan`, `explain`, `rules test`, `rules list`, `doctor`.
 
 use std::path::PathBuf;
 
@@ -37,6 +37,32 @@ pub enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// Try, with the function's configuration (its environment variables: ALERT_TOPIC_ARN,
+    /// ALLOWED_BUCKETS, TRAIL_KEY_PREFIX, TRAIL_READ_ROLE_ARN, STATE_TABLE, …), each thing the
+    /// function needs, one line each with the fix when it fails: credentials, rules, the read
+    /// role, the trail's newest log listed, read and decrypted, each topic, the state table,
+    /// PagerDuty's key. Exit 0 only when every check passes. Nothing is changed or sent.
+    #[cfg(feature = "lambda")]
+    Doctor(DoctorArgs),
+}
+
+#[cfg(feature = "lambda")]
+#[derive(Args)]
+pub struct DoctorArgs {
+    /// A trail's bucket and prefix, `s3://bucket/prefix/` (repeatable); default: the buckets of
+    /// ALLOWED_BUCKETS under TRAIL_KEY_PREFIX.
+    #[arg(long = "trail", value_name = "S3_URL")]
+    pub trails: Vec<String>,
+    /// Output: `text` for people, `json` for scripts.
+    #[arg(long, value_enum, default_value_t = DoctorFormat::Text)]
+    pub format: DoctorFormat,
+}
+
+#[cfg(feature = "lambda")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DoctorFormat {
+    Text,
+    Json,
 }
 
 #[derive(Args)]

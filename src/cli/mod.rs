@@ -1,6 +1,6 @@
 //! The `trail-alerts` command line, behind a thin binary: its arguments ([`args`]), the scan
 //! ([`scan`]) with its output ([`output`]) and progress line ([`progress`]), `explain`
-//! ([`explain`]), and the rule commands ([`rules`]).
+//! ([`explain`]), the rule commands ([`rules`]), and `doctor` (`crate::lambda::doctor`).
 
 pub mod args;
 pub mod explain;
@@ -45,6 +45,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Rules {
             command: RulesCommand::List { rules },
         } => rules::list(&rules),
+        #[cfg(feature = "lambda")]
+        Command::Doctor(args) => doctor(&args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -56,6 +58,41 @@ pub fn run(cli: Cli) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `doctor`: the function's configuration from the environment, its checks run with the
+/// standard credentials; true when every check passed.
+#[cfg(feature = "lambda")]
+fn doctor(args: &args::DoctorArgs) -> Result<bool, CliError> {
+    use crate::lambda::{doctor, LambdaConfig};
+    use std::io::Write;
+    let config = LambdaConfig::from_lookup(|k| std::env::var(k).ok())?;
+    let trails = if args.trails.is_empty() {
+        doctor::trail_places(&config, std::env::var("TRAIL_KEY_PREFIX").ok().as_deref())
+    } else {
+        args.trails
+            .iter()
+            .map(|url| {
+                crate::lambda::config::s3_prefix(url).ok_or_else(|| {
+                    CliError::Usage(format!("--trail {url:?}: expected s3://bucket/prefix/"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::Output)?;
+    let checks = runtime.block_on(async {
+        let sdk = crate::s3::sdk_config().await;
+        doctor::examine(&sdk, &config, &trails).await
+    });
+    let mut out = io::stdout().lock();
+    match args.format {
+        args::DoctorFormat::Text => out.write_all(doctor::text(&checks).as_bytes())?,
+        args::DoctorFormat::Json => writeln!(out, "{}", doctor::json(&checks))?,
+    }
+    Ok(doctor::passed(&checks))
 }
 
 /// The rules of `--rules` (the default sources when none); their warnings go to standard

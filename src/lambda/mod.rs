@@ -18,6 +18,8 @@
 //!   the trail's progress, heartbeats, parked pages, the shared paging budget and open
 //!   incidents (ports, protocol, and an in-memory adapter); it is `policy::store`, which the
 //!   command line decides through too; DynamoDB in `aws`.
+//! - [`doctor`]: `trail-alerts doctor` and the `{"doctor": {}}` payload: each thing the
+//!   function needs tried in order, with the fix when it fails.
 //! - [`metrics`]: one CloudWatch Embedded Metric Format line per invocation.
 //! - [`totals`]: what an invocation did, counted (the response and the metrics are made from it).
 //! - [`config`]: the function's environment, read once.
@@ -29,6 +31,7 @@
 
 pub mod aws;
 pub mod config;
+pub mod doctor;
 pub mod door;
 pub mod handler;
 pub mod input;
