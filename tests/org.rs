@@ -203,8 +203,8 @@ async fn the_log_archive_bucket_is_read_through_the_read_role_with_one_sts_call(
     assert!(published >= 8, "{published}");
 }
 
-/// A stand-in STS on loopback that answers every request with this status and error code,
-/// counting them.
+/// A stand-in STS on loopback that answers GetCallerIdentity as the function's role, and every
+/// other request with this status and error code, counting those.
 fn sts_stand_in(status: u16, code: &'static str) -> (String, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
@@ -214,7 +214,21 @@ fn sts_stand_in(status: u16, code: &'static str) -> (String, Arc<AtomicUsize>) {
         for stream in listener.incoming() {
             let Ok(mut s) = stream else { continue };
             let mut buf = [0u8; 16384];
-            let _ = s.read(&mut buf);
+            let n = s.read(&mut buf).unwrap_or(0);
+            if String::from_utf8_lossy(&buf[..n]).contains("Action=GetCallerIdentity") {
+                let body = format!(
+                    "<GetCallerIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
+                     <GetCallerIdentityResult><Arn>arn:aws:sts::{SECURITY}:assumed-role/trail-alerts-function/fn</Arn>\
+                     <UserId>AROAEXAMPLE:fn</UserId><Account>{SECURITY}</Account></GetCallerIdentityResult>\
+                     <ResponseMetadata><RequestId>1</RequestId></ResponseMetadata></GetCallerIdentityResponse>"
+                );
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/xml\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                continue;
+            }
             seen.fetch_add(1, Ordering::SeqCst);
             let body = format!(
                 "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error>\
@@ -462,6 +476,9 @@ fn doctor(moto: &Moto, env: &[(&str, &str)]) -> (bool, String) {
         "RULES",
         "TOPIC_FORMATS",
         "PAGERDUTY_ROUTING_KEY_SECRET",
+        "CENTRAL_EVENT_BUS_ARN",
+        "ORGANIZATION_ID",
+        "AWS_ENDPOINT_URL_STS",
     ] {
         c.env_remove(var);
     }
@@ -649,4 +666,101 @@ async fn doctor_tries_each_thing_and_names_the_fix() {
         report.contains("string keys pk (partition) and sk (sort)"),
         "{report}"
     );
+
+    // The central bus: without a policy, the organisation's events are refused; open to every
+    // account, it is refused too; admitting the organisation, it passes.
+    let events = aws_sdk_eventbridge::Client::new(&sdk);
+    let bus = events
+        .create_event_bus()
+        .name("trail-alerts-org")
+        .send()
+        .await
+        .expect("bus")
+        .event_bus_arn()
+        .expect("arn")
+        .to_owned();
+    let with_bus = || {
+        env(&[
+            ("CENTRAL_EVENT_BUS_ARN", bus.as_str()),
+            ("ORGANIZATION_ID", "o-a1b2c3d4e5"),
+            ("TRAIL_READ_ROLE_ARN", READ_ROLE),
+        ])
+    };
+    let (ok, report) = run(with_bus());
+    assert!(!ok);
+    let b = line(&report, "central bus ");
+    assert!(
+        b.starts_with("FAIL") && b.contains("admits no account of the organisation"),
+        "{report}"
+    );
+    assert!(
+        report.contains(r#""aws:PrincipalOrgID":"o-a1b2c3d4e5""#),
+        "{report}"
+    );
+    let policy = |condition: bool| {
+        let mut statement = serde_json::json!({"Sid": "OrganisationAccountsSendEvents",
+            "Effect": "Allow", "Principal": "*", "Action": "events:PutEvents", "Resource": &bus});
+        if condition {
+            statement["Condition"] =
+                serde_json::json!({"StringEquals": {"aws:PrincipalOrgID": "o-a1b2c3d4e5"}});
+        }
+        serde_json::json!({"Version": "2012-10-17", "Statement": [statement]}).to_string()
+    };
+    events
+        .put_permission()
+        .event_bus_name("trail-alerts-org")
+        .policy(policy(false))
+        .send()
+        .await
+        .expect("open policy");
+    let (_, report) = run(with_bus());
+    assert!(
+        line(&report, "central bus ").contains("lets any AWS account put events"),
+        "{report}"
+    );
+    events
+        .put_permission()
+        .event_bus_name("trail-alerts-org")
+        .policy(policy(true))
+        .send()
+        .await
+        .expect("organisation policy");
+    let (_, report) = run(with_bus());
+    let b = line(&report, "central bus ");
+    assert!(
+        b.starts_with("ok") && b.contains("o-a1b2c3d4e5"),
+        "{report}"
+    );
+}
+
+/// doctor with a read role whose trust does not name the function (a stand-in STS refuses the
+/// AssumeRole): the read role's check fails naming the trust statement to add, with the
+/// function's role as its principal, and the trail's checks are skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_names_the_trust_statement_a_refused_read_role_needs() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let moto = Moto::start_with(&[], &dir.path().join("moto.jsonl"));
+    let (sts, _count) = sts_stand_in(403, "AccessDenied");
+    let (ok, report) = doctor(
+        &moto,
+        &[
+            ("AWS_ENDPOINT_URL_STS", sts.as_str()),
+            ("ALLOWED_BUCKETS", BUCKET),
+            ("TRAIL_READ_ROLE_ARN", READ_ROLE),
+            ("TRAIL_READ_EXTERNAL_ID", "org-9f2c"),
+        ],
+    );
+    assert!(!ok, "{report}");
+    assert!(line(&report, "credentials").contains("assumed-role/trail-alerts-function"));
+    let role = line(&report, "read role ");
+    assert!(role.starts_with("FAIL"), "{report}");
+    for needle in [
+        r#""Principal": {"AWS": "arn:aws:iam::123456789012:role/trail-alerts-function"}"#,
+        r#""Action": "sts:AssumeRole""#,
+        r#""sts:ExternalId": "org-9f2c""#,
+        "in account 111111111111",
+    ] {
+        assert!(report.contains(needle), "{needle:?} not in\n{report}");
+    }
+    assert!(line(&report, "list s3://").starts_with("skip"), "{report}");
 }

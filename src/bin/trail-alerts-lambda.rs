@@ -19,7 +19,7 @@ type Function = Handler<S3Store, SnsPublisher>;
 /// Everything done once per cold start; an error here stops the start with a clear message.
 /// What `{"doctor": {}}` checks with: the SDK configuration, the function's configuration and
 /// its trail places.
-type DoctorKit = (aws_config::SdkConfig, LambdaConfig, Vec<doctor::TrailPlace>);
+type DoctorKit = (aws_config::SdkConfig, LambdaConfig, doctor::Scope);
 
 async fn cold_start() -> Result<(Function, DoctorKit), String> {
     let config = LambdaConfig::from_lookup(|k| std::env::var(k).ok())
@@ -73,8 +73,8 @@ async fn cold_start() -> Result<(Function, DoctorKit), String> {
         None => S3Store::new(s3.clone()),
     };
     let writer = Arc::new(S3Store::new(s3));
-    let places = doctor::trail_places(&config, std::env::var("TRAIL_KEY_PREFIX").ok().as_deref());
-    let kit = (sdk.clone(), config.clone(), places);
+    let scope = doctor::Scope::from_lookup(&config, |k| std::env::var(k).ok());
+    let kit = (sdk.clone(), config.clone(), scope);
     let handler = Handler::new(Arc::new(rules), reader, SnsPublisher::new(sns), config)
         .map_err(|e| format!("rules: {e}"))?
         .with_writer(writer);

@@ -67,25 +67,25 @@ fn doctor(args: &args::DoctorArgs) -> Result<bool, CliError> {
     use crate::lambda::{doctor, LambdaConfig};
     use std::io::Write;
     let config = LambdaConfig::from_lookup(|k| std::env::var(k).ok())?;
-    let trails = if args.trails.is_empty() {
-        doctor::trail_places(&config, std::env::var("TRAIL_KEY_PREFIX").ok().as_deref())
-    } else {
-        args.trails
+    let mut scope = doctor::Scope::from_lookup(&config, |k| std::env::var(k).ok());
+    if !args.trails.is_empty() {
+        scope.trails = args
+            .trails
             .iter()
             .map(|url| {
                 crate::lambda::config::s3_prefix(url).ok_or_else(|| {
                     CliError::Usage(format!("--trail {url:?}: expected s3://bucket/prefix/"))
                 })
             })
-            .collect::<Result<Vec<_>, _>>()?
-    };
+            .collect::<Result<Vec<_>, _>>()?;
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(CliError::Output)?;
     let checks = runtime.block_on(async {
         let sdk = crate::s3::sdk_config().await;
-        doctor::examine(&sdk, &config, &trails).await
+        doctor::examine(&sdk, &config, &scope).await
     });
     let mut out = io::stdout().lock();
     match args.format {

@@ -21,7 +21,6 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use serde_json::{json, Value};
 
-use super::aws::read_denied;
 use super::config::LambdaConfig;
 use super::input::ObjectRef;
 use super::role::{trail_reader, RoleCredentials};
@@ -137,8 +136,35 @@ fn fail(detail: impl Into<String>, fix: impl Into<Option<String>>) -> Failed {
     }
 }
 
+/// What doctor checks besides the function's own configuration: the trail places, and the
+/// organisation's central bus (`CENTRAL_EVENT_BUS_ARN`, `ORGANIZATION_ID`, which template.yaml
+/// sets when it makes one).
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    pub trails: Vec<TrailPlace>,
+    pub central_bus: Option<String>,
+    pub organization: Option<String>,
+}
+
+impl Scope {
+    /// From the function's configuration and a lookup of the environment.
+    pub fn from_lookup(config: &LambdaConfig, lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let get = |k: &str| {
+            lookup(k)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        Scope {
+            trails: trail_places(config, get("TRAIL_KEY_PREFIX").as_deref()),
+            central_bus: get("CENTRAL_EVENT_BUS_ARN"),
+            organization: get("ORGANIZATION_ID"),
+        }
+    }
+}
+
 /// Runs every check, in order, with the credentials of `sdk`.
-pub async fn examine(sdk: &SdkConfig, config: &LambdaConfig, trails: &[TrailPlace]) -> Vec<Check> {
+pub async fn examine(sdk: &SdkConfig, config: &LambdaConfig, scope: &Scope) -> Vec<Check> {
+    let trails = &scope.trails;
     let mut run = Run { checks: Vec::new() };
 
     // 1. Who is asking.
@@ -166,7 +192,14 @@ pub async fn examine(sdk: &SdkConfig, config: &LambdaConfig, trails: &[TrailPlac
                     ),
                 )),
             );
-            for name in ["rules", "trail", "topics", "state table", "PagerDuty"] {
+            for name in [
+                "rules",
+                "trail",
+                "topics",
+                "state table",
+                "PagerDuty",
+                "central bus",
+            ] {
                 run.skip(name, "no credentials");
             }
             return run.checks;
@@ -327,14 +360,37 @@ pub async fn examine(sdk: &SdkConfig, config: &LambdaConfig, trails: &[TrailPlac
                 kms.map(|k| format!(", decrypted with {k}"))
                     .unwrap_or_default()
             )),
-            Err(ReadFailure::Denied(why)) => Err(fail(
-                format!("access denied: {why}"),
-                Some(read_denied(
-                    &object,
-                    config.read_role.as_ref().map(|r| r.arn.as_str()),
-                    "denied",
-                )),
-            )),
+            Err(ReadFailure::Denied(why)) => {
+                let logs = format!("arn:aws:s3:::{}/{}AWSLogs/*", place.bucket, place.key);
+                let fix = match &config.read_role {
+                    Some(role) => format!(
+                        "the read role {}'s policy needs {} and, for SSE-KMS logs, kms:Decrypt \
+                         on the trail's key through S3 (templates/log-archive.yaml makes that \
+                         role)",
+                        role.arn,
+                        statement(None, "s3:GetObject", &logs)
+                    ),
+                    None => {
+                        let mut key = json!({
+                            "Effect": "Allow", "Principal": {"AWS": principal.policy_arn},
+                            "Action": "kms:Decrypt", "Resource": "*",
+                            "Condition": {"StringLike": {"kms:ViaService": "s3.*.amazonaws.com"}},
+                        });
+                        key["Sid"] = json!("TrailAlertsDecryptsLogs");
+                        format!(
+                            "add to the bucket's policy {} and, for SSE-KMS logs, to the trail \
+                             key's policy {key} (the main stack's outputs \
+                             TrailBucketPolicyStatement and TrailKeyPolicyStatement); or set \
+                             TRAIL_READ_ROLE_ARN to a read role in the bucket's account",
+                            statement(Some(&principal.policy_arn), "s3:GetObject", &logs)
+                        )
+                    }
+                };
+                Err(fail(
+                    format!("s3:GetObject denied to {reader_name}: {why}"),
+                    Some(fix),
+                ))
+            }
             Err(ReadFailure::Other(why)) => Err(fail(why, None)),
         };
         run.add(format!("read {}", object), started, result);
@@ -419,7 +475,134 @@ pub async fn examine(sdk: &SdkConfig, config: &LambdaConfig, trails: &[TrailPlac
             run.add(format!("PagerDuty key {spec}"), started, result);
         }
     }
+
+    // 8. The organisation's central bus.
+    match &scope.central_bus {
+        None => run.skip(
+            "central bus",
+            "CENTRAL_EVENT_BUS_ARN unset: no organisation bus",
+        ),
+        Some(bus) => {
+            let started = Instant::now();
+            let result = check_bus(
+                &aws_sdk_eventbridge::Client::new(sdk),
+                bus,
+                scope.organization.as_deref(),
+                &principal,
+            )
+            .await;
+            run.add(format!("central bus {bus}"), started, result);
+        }
+    }
     run.checks
+}
+
+/// The central bus must exist and admit `events:PutEvents` from the organisation's accounts,
+/// and from no one else.
+async fn check_bus(
+    events: &aws_sdk_eventbridge::Client,
+    bus: &str,
+    organization: Option<&str>,
+    who: &Principal,
+) -> Result<String, Failed> {
+    let org = organization.unwrap_or("o-…");
+    let wanted = json!({
+        "Sid": "OrganisationAccountsSendEvents", "Effect": "Allow", "Principal": "*",
+        "Action": "events:PutEvents", "Resource": bus,
+        "Condition": {"StringEquals": {"aws:PrincipalOrgID": org}},
+    });
+    let out = events
+        .describe_event_bus()
+        .name(bus)
+        .send()
+        .await
+        .map_err(|e| match e.code().unwrap_or("") {
+            "ResourceNotFoundException" => fail(
+                format!("no event bus {bus}"),
+                Some(
+                    "deploy template.yaml with OrganizationId, or correct CENTRAL_EVENT_BUS_ARN"
+                        .to_owned(),
+                ),
+            ),
+            "AccessDeniedException" => fail(
+                format!(
+                    "{} may not describe the bus: {}",
+                    who.policy_arn,
+                    describe::chain(&e)
+                ),
+                Some(format!(
+                    "{}'s policy needs {}",
+                    who.policy_arn,
+                    statement(None, "events:DescribeEventBus", bus)
+                )),
+            ),
+            _ => fail(describe::chain(&e), None),
+        })?;
+    let policy: Value = out
+        .policy()
+        .and_then(|p| serde_json::from_str(p).ok())
+        .unwrap_or(Value::Null);
+    let statements: Vec<&Value> = match policy.get("Statement") {
+        Some(Value::Array(a)) => a.iter().collect(),
+        Some(s @ Value::Object(_)) => vec![s],
+        _ => Vec::new(),
+    };
+    let puts = |s: &Value| {
+        s.get("Effect").and_then(Value::as_str) == Some("Allow")
+            && s.get("Action").is_some_and(|a| {
+                let ok = |x: &str| matches!(x, "events:PutEvents" | "events:*" | "*");
+                match a {
+                    Value::String(x) => ok(x),
+                    Value::Array(xs) => xs.iter().filter_map(Value::as_str).any(ok),
+                    _ => false,
+                }
+            })
+    };
+    let org_of = |s: &Value| {
+        s.pointer("/Condition/StringEquals/aws:PrincipalOrgID")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let everyone = |s: &Value| match s.get("Principal") {
+        Some(Value::String(p)) => p == "*",
+        Some(Value::Object(m)) => m.get("AWS").and_then(Value::as_str) == Some("*"),
+        _ => false,
+    };
+    let allowing: Vec<&Value> = statements.iter().copied().filter(|s| puts(s)).collect();
+    if let Some(open) = allowing
+        .iter()
+        .find(|s| everyone(s) && s.get("Condition").is_none())
+    {
+        return Err(fail(
+            format!("the bus's policy lets any AWS account put events on it: {open}"),
+            Some(format!("replace that statement with {wanted}")),
+        ));
+    }
+    let orgs: Vec<String> = allowing.iter().filter_map(|s| org_of(s)).collect();
+    if orgs.is_empty() {
+        return Err(fail(
+            "the bus's policy admits no account of the organisation: member accounts' and the \
+             log-archive account's forwarded events are refused",
+            Some(format!("add to the bus's policy {wanted}")),
+        ));
+    }
+    if let Some(expected) = organization {
+        if !orgs.iter().any(|o| o == expected) {
+            return Err(fail(
+                format!(
+                    "the bus's policy admits {} but ORGANIZATION_ID is {expected}",
+                    orgs.join(", ")
+                ),
+                Some(format!(
+                    "set the statement's aws:PrincipalOrgID to {expected}: {wanted}"
+                )),
+            ));
+        }
+    }
+    Ok(format!(
+        "admits events:PutEvents from the organisation {} only",
+        orgs.join(", ")
+    ))
 }
 
 enum NewestError {
