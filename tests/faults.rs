@@ -216,7 +216,7 @@ async fn s3_faults_name_the_object_and_say_whether_a_retry_can_help() {
             "AccessDenied",
             "Access Denied",
             false,
-            "access denied (AccessDenied: Access Denied)",
+            "access denied: s3:GetObject on arn:aws:s3:::trail-alerts-demo/AWSLogs/123456789012/CloudTrail/us-east-1/2019/01/10/123456789012_CloudTrail_us-east-1_20190110T1350Z_BackupSamples0001.json.gz as the function's role (AccessDenied: Access Denied)",
         ),
         (
             403,
@@ -230,7 +230,7 @@ async fn s3_faults_name_the_object_and_say_whether_a_retry_can_help() {
             "KMS.DisabledException",
             "The key is disabled",
             false,
-            "access denied (KMS.DisabledException",
+            "(KMS.DisabledException: The key is disabled)",
         ),
         (
             404,
