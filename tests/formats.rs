@@ -214,7 +214,7 @@ fn a_hostile_record_is_inert_in_chat() {
     // No Markdown link, no Slack control sequence or link, no mention survives.
     for live in [
         "[Re-authenticate here](https",
-        "](",
+        "](https://evil",
         "<!channel>",
         "<!here>",
         "<https://",
@@ -238,6 +238,74 @@ fn a_hostile_record_is_inert_in_chat() {
         chat["metadata"]["summary"],
         "[HIGH] odd-user-agent: GetCallerIdentity AccessDenied &lt;!here&gt; in 123456789012/us-east-1"
     );
+}
+
+/// The failed backup with its account's context: the name, OU path and tags AWS Organizations
+/// (or the rule files' `accounts:`) give, and IAM Identity Center shortcut links.
+fn enriched() -> Alert {
+    use trail_alerts::alert::context::{AccountInfo, Sso};
+    let info = AccountInfo {
+        name: Some("payments-prod".into()),
+        ou_path: vec!["Prod".into(), "Payments".into()],
+        tags: [("team", "payments"), ("cost-center", "4711")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+    };
+    let sso = Sso {
+        start_url: "https://d-9067example.awsapps.com/start".into(),
+        permission_set: "ReadOnlyAccess".into(),
+    };
+    failed_backup().with_account(Some(info), Some(&sso))
+}
+
+#[test]
+fn an_alert_with_its_accounts_context_in_every_format() {
+    let alert = enriched();
+    every_format("enriched", &alert);
+    assert_eq!(
+        alert.subject,
+        "[HIGH] backup-job-failed: BackupJobCompleted FAILED in payments-prod (123456789012) us-east-1"
+    );
+    let chat = alert.chat();
+    assert_eq!(
+        chat["content"]["title"],
+        ":red_circle: [HIGH] backup-job-failed — payments-prod (123456789012)/us-east-1"
+    );
+    let page = pager::event_for(&alert, "k");
+    assert_eq!(
+        page["payload"]["custom_details"]["account"]["name"],
+        "payments-prod"
+    );
+    assert_eq!(
+        page["payload"]["custom_details"]["account"]["ou"],
+        "Root/Prod/Payments"
+    );
+    let links = page["links"].as_array().expect("links");
+    assert!(links.iter().any(|l| l["href"].as_str().unwrap().starts_with(
+        "https://d-9067example.awsapps.com/start/#/console?account_id=123456789012&role_name=ReadOnlyAccess&destination=https%3A%2F%2Fus-east-1.console.aws.amazon.com%2Fcloudtrailv2"
+    )));
+    let text = alert.text(1 << 20);
+    assert!(text.contains("Account:    payments-prod (123456789012)   Region: us-east-1"));
+    assert!(text.contains("OU:         Root/Prod/Payments"));
+    assert!(text.contains("Tags:       cost-center=4711, team=payments"));
+    // A name too long for the subject is cut; the account id and the Region stay.
+    let long = failed_backup().with_account(
+        Some(trail_alerts::alert::context::AccountInfo {
+            name: Some("a-very-long-account-name-".repeat(4)),
+            ..Default::default()
+        }),
+        None,
+    );
+    assert!(long.subject.len() <= 99, "{}", long.subject);
+    assert!(
+        long.subject.ends_with("... (123456789012) us-east-1"),
+        "{}",
+        long.subject
+    );
+    // What is not known leaves the alert as it was.
+    let plain = failed_backup().with_account(None, None);
+    assert_eq!(plain.subject, failed_backup().subject);
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! facts, a subject line and a one-line summary. [`render`] turns an alert into each of the
 //! forms it is shown in.
 
+pub mod context;
 mod native;
 pub mod render;
 
@@ -59,6 +60,8 @@ pub struct EventInfo {
     pub account: Option<String>,
     pub region: Option<String>,
     pub principal: Option<String>,
+    /// Who made the call, as a person reads it (`context::actor`).
+    pub actor: Option<String>,
     pub source_ip: Option<String>,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
@@ -83,6 +86,7 @@ impl EventInfo {
                 .or_else(|| text(record.pointer("/userIdentity/accountId"))),
             region: s("awsRegion"),
             principal: principal(record),
+            actor: context::actor(record),
             source_ip: s("sourceIPAddress"),
             error_code: s("errorCode"),
             error_message: s("errorMessage"),
@@ -120,6 +124,10 @@ pub struct Alert {
     pub runbook: Option<String>,
     /// A shadow rule's alert: never published.
     pub shadow: bool,
+    /// The account's name, OU path and tags, where known ([`Alert::with_account`]).
+    pub account_info: Option<context::AccountInfo>,
+    /// The CloudTrail event and the resource's console pages (`context::links`).
+    pub links: Vec<context::Link>,
 }
 
 /// The stable key of a rule's alert on a record or event.
@@ -146,6 +154,38 @@ pub fn alert_key(rule: &Rule, record: &Value, event_id: Option<&str>) -> String 
 }
 
 impl Alert {
+    /// The alert with what is known of its account (name, OU path, tags): the subject names
+    /// it; and, with IAM Identity Center shortcuts, each console link opens in that account.
+    /// Alerts the tool tells about a rule (roll-ups, storms) keep their own subjects.
+    pub fn with_account(
+        mut self,
+        info: Option<context::AccountInfo>,
+        sso: Option<&context::Sso>,
+    ) -> Self {
+        if let Some(info) = info {
+            // Only the subject built from the event names the account (not a roll-up's own).
+            let plain = subject(self.severity, &self.rule_id, &self.event, None);
+            if self.subject == plain {
+                self.subject = subject(
+                    self.severity,
+                    &self.rule_id,
+                    &self.event,
+                    info.name.as_deref(),
+                );
+            }
+            self.account_info = Some(info);
+        }
+        // Through IAM Identity Center each console page opens in the alert's account, with
+        // the permission set named (a plain console link opens in whatever account the
+        // reader happens to be signed in to).
+        if let (Some(sso), Some(account)) = (sso, self.event.account.clone()) {
+            for link in &mut self.links {
+                link.url = sso.shortcut(&account, &link.url);
+            }
+        }
+        self
+    }
+
     /// The alert of a shadow rule (written, never published) when `shadow`.
     pub fn shadowed(mut self, shadow: bool) -> Self {
         self.shadow = shadow;
@@ -166,6 +206,8 @@ impl Alert {
     ) -> Self {
         Alert {
             shadow: false,
+            account_info: None,
+            links: context::links(&record, event.region.as_deref()),
             rule_id: rule.id.clone(),
             description: rule.description.clone(),
             severity: rule.severity,
@@ -210,6 +252,8 @@ impl Alert {
         };
         let key = alert_key(rule, record, event.event_id.as_deref());
         Alert {
+            account_info: None,
+            links: context::links(record, event.region.as_deref()),
             key,
             runbook: rule.runbook.clone(),
             shadow: rule.shadow,
@@ -217,7 +261,7 @@ impl Alert {
             description: rule.description.clone(),
             severity: rule.severity,
             topic: rule.topic.clone(),
-            subject: subject(rule, &event),
+            subject: subject(rule.severity, &rule.id, &event, None),
             summary: match &rule.summary {
                 Some(template) => printable(&template.render(record)),
                 None => printable(&built_in_summary),
@@ -231,13 +275,15 @@ impl Alert {
     }
 }
 
-/// `[HIGH] backup-job-failed: BackupJobCompleted FAILED in 123456789012/us-east-1`: printable
-/// ASCII only, no line breaks, at most [`MAX_SUBJECT_CHARS`] characters.
-fn subject(rule: &Rule, event: &EventInfo) -> String {
+/// `[HIGH] backup-job-failed: BackupJobCompleted FAILED in 123456789012/us-east-1`, or with
+/// the account's name where known, `… FAILED in payments-prod (481726354019) eu-west-1`:
+/// printable ASCII only, no line breaks, at most [`MAX_SUBJECT_CHARS`] characters (a long
+/// name is cut first, so that the account id and the Region stay).
+fn subject(severity: Severity, rule_id: &str, event: &EventInfo, name: Option<&str>) -> String {
     let mut s = format!(
         "[{}] {}: {}",
-        rule.severity.as_str().to_ascii_uppercase(),
-        rule.id,
+        severity.as_str().to_ascii_uppercase(),
+        rule_id,
         event
             .event_name
             .as_deref()
@@ -257,12 +303,27 @@ fn subject(rule: &Rule, event: &EventInfo) -> String {
         s.push(' ');
         s.push_str(code);
     }
-    s.push_str(&format!(
-        " in {}/{}",
-        event.account.as_deref().unwrap_or("?"),
-        event.region.as_deref().unwrap_or("?")
-    ));
-    sanitize_subject(&s)
+    let account = event.account.as_deref().unwrap_or("?");
+    let region = event.region.as_deref().unwrap_or("?");
+    match name.map(sanitize_subject).filter(|n| !n.is_empty()) {
+        None => {
+            s.push_str(&format!(" in {account}/{region}"));
+            sanitize_subject(&s)
+        }
+        Some(name) => {
+            let head = sanitize_subject(&s);
+            let tail = format!(" {}", sanitize_subject(&format!("({account}) {region}")));
+            let room = MAX_SUBJECT_CHARS.saturating_sub(head.len() + 4 + tail.len());
+            let name = if name.len() <= room {
+                name
+            } else if room > 3 {
+                format!("{}...", &name[..room - 3])
+            } else {
+                return sanitize_subject(&format!("{head} in {account}/{region}"));
+            };
+            sanitize_subject(&format!("{head} in {name}{tail}"))
+        }
+    }
 }
 
 /// Printable ASCII, runs of white space folded to one space, cut to the limit with `...`.

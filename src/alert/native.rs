@@ -64,6 +64,7 @@ fn native_info(event: &Value) -> EventInfo {
         account: s("account"),
         region: s("region"),
         principal: None,
+        actor: None,
         source_ip: None,
         error_code: None,
         error_message: None,

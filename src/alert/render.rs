@@ -58,6 +58,7 @@ impl EventInfo {
         put("account", &self.account);
         put("region", &self.region);
         put("principal", &self.principal);
+        put("actor", &self.actor);
         put("sourceIPAddress", &self.source_ip);
         put("errorCode", &self.error_code);
         put("errorMessage", &self.error_message);
@@ -77,10 +78,33 @@ impl Alert {
             },
             "summary": self.summary,
             "event": self.event.to_json(),
+            "context": self.context_json(),
             "matched": self.matched_json(),
             "record": self.record,
             "source": self.source.to_json(),
         })
+    }
+
+    /// `{"account": {"id", "name", "ou", "tags"} | null, "links": [{"title", "url"}]}`.
+    pub fn context_json(&self) -> Value {
+        json!({
+            "account": match (&self.account_info, &self.event.account) {
+                (Some(info), Some(id)) => info.to_json(id),
+                _ => Value::Null,
+            },
+            "links": self.links.iter().map(|l| json!({"title": l.title, "url": l.url})).collect::<Vec<_>>(),
+        })
+    }
+
+    /// `payments-prod (481726354019)`, or the id alone when the name is unknown.
+    pub fn account_display(&self) -> Option<String> {
+        let id = self.event.account.as_deref()?;
+        Some(
+            match self.account_info.as_ref().and_then(|i| i.name.as_deref()) {
+                Some(name) => format!("{name} ({id})"),
+                None => id.to_owned(),
+            },
+        )
     }
 
     /// The alert document serialized within `limit` bytes: while it is too large, the largest
@@ -137,6 +161,11 @@ impl Alert {
         m.insert("account".into(), opt(&self.event.account));
         m.insert("region".into(), opt(&self.event.region));
         m.insert("principal".into(), opt(&self.event.principal));
+        m.insert("actor".into(), opt(&self.event.actor));
+        m.insert(
+            "accountName".into(),
+            opt(&self.account_info.as_ref().and_then(|i| i.name.clone())),
+        );
         m.insert("sourceIPAddress".into(), opt(&self.event.source_ip));
         m.insert("errorCode".into(), opt(&self.event.error_code));
         m.insert("subject".into(), json!(self.subject));
@@ -155,6 +184,7 @@ impl Alert {
     pub fn text(&self, limit: usize) -> String {
         let e = &self.event;
         let v = |o: &Option<String>| o.as_deref().map_or_else(|| "-".into(), printable);
+        let account = self.account_display();
         let mut out = format!(
         "{}\n\n{}\n\nRule:       {} ({}): {}\nEvent:      {} ({}) at {}\nAccount:    {}   Region: {}\nPrincipal:  {}\nSource IP:  {}\n",
         self.subject,
@@ -165,11 +195,23 @@ impl Alert {
         v(&e.event_name),
         v(&e.event_type),
         v(&e.event_time),
-        v(&e.account),
+        v(&account),
         v(&e.region),
         v(&e.principal),
         v(&e.source_ip),
     );
+        if let Some(info) = &self.account_info {
+            if let Some(ou) = info.ou() {
+                out.push_str(&format!("OU:         {}\n", printable(&ou)));
+            }
+            if !info.tags.is_empty() {
+                let tags: Vec<String> = info.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                out.push_str(&format!("Tags:       {}\n", printable(&tags.join(", "))));
+            }
+        }
+        if let Some(who) = &e.actor {
+            out.push_str(&format!("By:         {}\n", printable(who)));
+        }
         if let Some(code) = &e.error_code {
             out.push_str(&format!("Error:      {code}: {}\n", v(&e.error_message)));
         }
@@ -190,10 +232,15 @@ impl Alert {
                 self.record_index
             ),
         };
-        out.push_str(&format!(
-            "Event ID:   {}\n{from}\n\nRecord:\n",
-            v(&e.event_id)
-        ));
+        out.push_str(&format!("Event ID:   {}\n{from}\n", v(&e.event_id)));
+        for link in &self.links {
+            out.push_str(&format!(
+                "Link:       {}: {}\n",
+                printable(&link.title),
+                link.url
+            ));
+        }
+        out.push_str("\nRecord:\n");
         let record =
             escape_json_text(&serde_json::to_string_pretty(&self.record).unwrap_or_default());
         let room = limit.saturating_sub(out.len());
@@ -295,10 +342,15 @@ impl Alert {
                 crate::model::Severity::Info => ":information_source:",
             }
         };
+        let esc = |s: &str| chat_text(&printable(s));
+        let account = e.account.as_deref().map_or_else(|| "?".to_owned(), esc);
         let place = format!(
             "{}/{}",
-            e.account.as_deref().unwrap_or("?"),
-            e.region.as_deref().unwrap_or("?")
+            match self.account_info.as_ref().and_then(|i| i.name.as_deref()) {
+                Some(name) => format!("{} ({account})", esc(name)),
+                None => account,
+            },
+            e.region.as_deref().map_or_else(|| "?".to_owned(), esc)
         );
         // Everything taken from the record goes through `chat_text`; the rule's own texts (its
         // id, description and runbook) are the rule author's Markdown.
@@ -308,7 +360,7 @@ impl Alert {
                 self.severity.as_str().to_ascii_uppercase(),
                 printable(&self.rule_id),
                 if resolved { " resolved" } else { "" },
-                chat_text(&printable(&place))
+                place
             ),
             CHAT_MAX_TITLE,
         );
@@ -320,8 +372,11 @@ impl Alert {
                 v(&e.state).map(|s| format!(" {s}")).unwrap_or_default()
             ));
         }
-        if let Some(p) = v(&e.principal) {
+        if let Some(p) = v(&e.actor).or_else(|| v(&e.principal)) {
             lines.push(format!("*By:* {p}"));
+        }
+        if let Some(ou) = self.account_info.as_ref().and_then(|i| i.ou()) {
+            lines.push(format!("*OU:* {}", chat_text(&printable(&ou))));
         }
         if let Some(code) = v(&e.error_code) {
             lines.push(format!("*Error:* {code}"));
@@ -337,6 +392,16 @@ impl Alert {
             self.rule_id,
             printable(&self.description)
         ));
+        // Links: their URLs are built with every record value percent-encoded
+        // (`context::encode`), their titles escaped, so that nothing a record says leaves them.
+        if !self.links.is_empty() {
+            let links: Vec<String> = self
+                .links
+                .iter()
+                .map(|l| format!("[{}]({})", chat_text(&l.title), l.url))
+                .collect();
+            lines.push(format!("*Links:* {}", links.join(" · ")));
+        }
         let description = cut_chars(&lines.join("\n"), CHAT_MAX_DESCRIPTION);
         let steps: Vec<String> = self
             .runbook

@@ -86,6 +86,15 @@ impl OutMessage {
                 attributes.push((name.to_owned(), v.clone()));
             }
         }
+        // The account's name, for subscriptions' filter policies (where it is known).
+        if let Some(name) = alert
+            .account_info
+            .as_ref()
+            .and_then(|i| i.name.as_ref())
+            .filter(|n| !n.is_empty())
+        {
+            attributes.push(("accountName".to_owned(), name.clone()));
+        }
         let (group_id, dedup_id) = if fifo {
             (Some(alert.rule_id.clone()), Some(dedup_id(alert)))
         } else {

@@ -116,11 +116,13 @@ pub fn event_for(alert: &Alert, routing_key: &str) -> Value {
             "custom_details": {
                 "rule": alert.rule_id, "description": alert.description,
                 "eventID": e.event_id, "eventName": e.event_name, "state": e.state,
-                "principal": e.principal, "errorCode": e.error_code,
+                "principal": e.principal, "by": e.actor, "errorCode": e.error_code,
+                "account": alert.context_json()["account"],
                 "matched": alert.matched_json(), "runbook": alert.runbook,
                 "source": alert.source.display(),
             },
         },
+        "links": alert.links.iter().map(|l| json!({"href": l.url, "text": l.title})).collect::<Vec<_>>(),
     })
 }
 
