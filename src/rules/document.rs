@@ -39,11 +39,119 @@ const TEST_KEYS: [&str; 6] = [
 ];
 const SUPPRESSION_KEYS: [&str; 6] = ["id", "rules", "pattern", "reason", "owner", "expires"];
 
-/// A rule document: its rules and its suppressions.
+/// A rule document: its rules, its suppressions and the accounts it names.
 #[derive(Debug, Clone, Default)]
 pub struct RuleDocument {
     pub rules: Vec<Rule>,
     pub suppressions: Vec<Suppression>,
+    /// `accounts:`: account id → what people call it (name, OU path, tags), for teams that
+    /// cannot grant AWS Organizations read.
+    pub accounts: std::collections::BTreeMap<String, crate::alert::context::AccountInfo>,
+}
+
+const ACCOUNT_KEYS: [&str; 3] = ["name", "ou", "tags"];
+
+/// `accounts: {"481726354019": {name: payments-prod, ou: Prod/Payments, tags: {team: payments}}}`.
+fn parse_accounts(
+    value: &Value,
+    at: &JsonPath,
+) -> Result<std::collections::BTreeMap<String, crate::alert::context::AccountInfo>, (JsonPath, String)>
+{
+    let Value::Object(map) = value else {
+        return Err((
+            at.clone(),
+            format!(
+                "expected a mapping of account ids to {{name, ou, tags}}, found {}",
+                yaml_kind(value)
+            ),
+        ));
+    };
+    let mut out = std::collections::BTreeMap::new();
+    for (id, entry) in map {
+        let here = at.key(id);
+        if id.len() != 12 || !id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err((
+                here,
+                format!(
+                    "not an account id (12 digits){}",
+                    if id.len() < 12 && id.bytes().all(|b| b.is_ascii_digit()) {
+                        ": quote it, or YAML reads it as a number and drops its leading zeros"
+                    } else {
+                        ""
+                    }
+                ),
+            ));
+        }
+        let Value::Object(fields) = entry else {
+            return Err((
+                here,
+                format!("expected {{name, ou, tags}}, found {}", yaml_kind(entry)),
+            ));
+        };
+        if let Some(unknown) = fields.keys().find(|k| !ACCOUNT_KEYS.contains(&k.as_str())) {
+            return Err((here.key(unknown), "unknown key; an account has name, ou, tags".into()));
+        }
+        let mut info = crate::alert::context::AccountInfo::default();
+        match fields.get("name") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(n)) if !n.trim().is_empty() => info.name = Some(n.trim().to_owned()),
+            Some(other) => {
+                return Err((
+                    here.key("name"),
+                    format!("expected a name, found {}", yaml_kind(other)),
+                ))
+            }
+        }
+        match fields.get("ou") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(path)) => {
+                let path = path.trim().trim_matches('/');
+                let path = path.strip_prefix("Root").map_or(path, |p| p.trim_start_matches('/'));
+                info.ou_path = path
+                    .split('/')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+            }
+            Some(other) => {
+                return Err((
+                    here.key("ou"),
+                    format!(
+                        "expected the OU path as text (Root/Prod/Payments), found {}",
+                        yaml_kind(other)
+                    ),
+                ))
+            }
+        }
+        match fields.get("tags") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(tags)) => {
+                for (k, v) in tags {
+                    let v = match v {
+                        Value::String(s) => s.clone(),
+                        Value::Number(n) => n.to_string(),
+                        Value::Bool(b) => b.to_string(),
+                        other => {
+                            return Err((
+                                here.key("tags").key(k),
+                                format!("expected a tag value, found {}", yaml_kind(other)),
+                            ))
+                        }
+                    };
+                    info.tags.insert(k.clone(), v);
+                }
+            }
+            Some(other) => {
+                return Err((
+                    here.key("tags"),
+                    format!("expected a mapping of tags, found {}", yaml_kind(other)),
+                ))
+            }
+        }
+        out.insert(id.clone(), info);
+    }
+    Ok(out)
 }
 
 /// The YAML parser's message in this tool's words: it speaks of its own options
@@ -145,20 +253,34 @@ pub fn parse_rule_document(origin: &str, text: &str) -> Result<RuleDocument, Rul
             ),
         ));
     };
-    if let Some(unknown) = top.keys().find(|k| *k != "rules" && *k != "suppressions") {
+    if let Some(unknown) = top
+        .keys()
+        .find(|k| !["rules", "suppressions", "accounts"].contains(&k.as_str()))
+    {
         return Err(invalid(
             None,
             &root.key(unknown),
-            "unknown key; a rule document has `rules:` and `suppressions:`".into(),
+            "unknown key; a rule document has `rules:`, `suppressions:` and `accounts:`".into(),
         ));
     }
+    let accounts = match top.get("accounts") {
+        None | Some(Value::Null) => Default::default(),
+        Some(v) => parse_accounts(v, &root.key("accounts"))
+            .map_err(|(path, reason)| invalid(None, &path, reason))?,
+    };
     let rules_path = root.key("rules");
-    let Some(list) = top.get("rules") else {
-        return Err(invalid(
-            None,
-            &rules_path,
-            "missing: a rule document needs a `rules:` list".into(),
-        ));
+    let empty = Value::Array(Vec::new());
+    let list = match top.get("rules") {
+        Some(list) => list,
+        // A document of accounts alone (its own object, with its own permissions).
+        None if top.contains_key("accounts") => &empty,
+        None => {
+            return Err(invalid(
+                None,
+                &rules_path,
+                "missing: a rule document needs a `rules:` list".into(),
+            ))
+        }
     };
     let Value::Array(list) = list else {
         return Err(invalid(
@@ -202,6 +324,7 @@ pub fn parse_rule_document(origin: &str, text: &str) -> Result<RuleDocument, Rul
         None => Ok(RuleDocument {
             rules,
             suppressions,
+            accounts,
         }),
     }
 }
