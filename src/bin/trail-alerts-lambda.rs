@@ -6,8 +6,10 @@ use std::sync::Arc;
 
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
+use trail_alerts::lambda::accounts::OrgDirectory;
 use trail_alerts::lambda::aws::{
-    load_rules, read_routing_key, s3_client, sdk_config, DynamoState, S3Store, SnsPublisher,
+    load_rules, read_routing_key, s3_client, sdk_config, DynamoState, S3Store, SdkOrganizations,
+    SnsPublisher,
 };
 use trail_alerts::lambda::doctor;
 use trail_alerts::lambda::pager::{HttpPager, Paging};
@@ -74,6 +76,11 @@ async fn cold_start() -> Result<(Function, DoctorKit), String> {
     };
     let writer = Arc::new(S3Store::new(s3));
     let scope = doctor::Scope::from_lookup(&config, |k| std::env::var(k).ok());
+    let config_organizations = (
+        config.organizations,
+        config.org_read_role.clone(),
+        config.account_cache_ttl,
+    );
     let kit = (sdk.clone(), config.clone(), scope);
     let handler = Handler::new(Arc::new(rules), reader, SnsPublisher::new(sns), config)
         .map_err(|e| format!("rules: {e}"))?
@@ -81,6 +88,21 @@ async fn cold_start() -> Result<(Function, DoctorKit), String> {
     let handler = match paging {
         Some(p) => handler.with_paging(p),
         None => handler,
+    };
+    // Accounts' names, OU paths and tags from AWS Organizations, cached in the state table.
+    let handler = if config_organizations.0 {
+        let org = SdkOrganizations::new(&sdk, config_organizations.1.as_deref());
+        let mut directory = OrgDirectory::new(Box::new(org), config_organizations.2);
+        if let Some(table) = &table {
+            directory = directory.with_cache(Arc::new(DynamoState::new(
+                aws_sdk_dynamodb::Client::new(&sdk),
+                table.clone(),
+            )));
+        }
+        tracing::info!("accounts' context from AWS Organizations");
+        handler.with_directory(Arc::new(directory))
+    } else {
+        handler
     };
     let handler = match table {
         Some(table) => {

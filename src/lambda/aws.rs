@@ -1646,3 +1646,224 @@ pub async fn read_routing_key(config: &SdkConfig, spec: &str) -> Result<String, 
     }
     Ok(key)
 }
+
+/// AWS Organizations through the SDK (`ACCOUNT_CONTEXT=organizations`): in the management
+/// account or the delegated administrator directly, or through `ORG_READ_ROLE_ARN`.
+pub struct SdkOrganizations {
+    client: aws_sdk_organizations::Client,
+}
+
+impl SdkOrganizations {
+    pub fn new(sdk: &SdkConfig, role: Option<&str>) -> Self {
+        let conf = aws_sdk_organizations::config::Builder::from(sdk);
+        let conf = match role {
+            Some(arn) => conf.credentials_provider(super::role::RoleCredentials::new(
+                sdk,
+                super::config::ReadRole {
+                    arn: arn.to_owned(),
+                    external_id: None,
+                },
+            )),
+            None => conf,
+        };
+        SdkOrganizations {
+            client: aws_sdk_organizations::Client::from_conf(conf.build()),
+        }
+    }
+}
+
+fn org_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    call: &str,
+    e: SdkError<E, aws_sdk_organizations::config::http::HttpResponse>,
+) -> String {
+    match e.code() {
+        Some(code) => format!("{call}: {code}: {}", e.message().unwrap_or("")),
+        None => format!("{call}: {}", describe::chain(&e)),
+    }
+}
+
+#[async_trait]
+impl super::accounts::Organizations for SdkOrganizations {
+    async fn accounts(&self) -> Result<Vec<(String, String)>, String> {
+        let mut out = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .client
+                .list_accounts()
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| org_error("ListAccounts", e))?;
+            for a in page.accounts() {
+                if let (Some(id), Some(name)) = (a.id(), a.name()) {
+                    out.push((id.to_owned(), name.to_owned()));
+                }
+            }
+            match page.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    async fn parent(&self, child: &str) -> Result<(String, bool), String> {
+        let out = self
+            .client
+            .list_parents()
+            .child_id(child)
+            .send()
+            .await
+            .map_err(|e| org_error("ListParents", e))?;
+        let p = out
+            .parents()
+            .first()
+            .ok_or_else(|| format!("ListParents: {child} has no parent"))?;
+        Ok((
+            p.id().unwrap_or("").to_owned(),
+            p.r#type() == Some(&aws_sdk_organizations::types::ParentType::Root),
+        ))
+    }
+
+    async fn ou_name(&self, ou: &str) -> Result<String, String> {
+        let out = self
+            .client
+            .describe_organizational_unit()
+            .organizational_unit_id(ou)
+            .send()
+            .await
+            .map_err(|e| org_error("DescribeOrganizationalUnit", e))?;
+        Ok(out
+            .organizational_unit()
+            .and_then(|u| u.name())
+            .unwrap_or(ou)
+            .to_owned())
+    }
+
+    async fn tags(
+        &self,
+        account: &str,
+    ) -> Result<std::collections::BTreeMap<String, String>, String> {
+        let mut out = std::collections::BTreeMap::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .client
+                .list_tags_for_resource()
+                .resource_id(account)
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| org_error("ListTagsForResource", e))?;
+            for t in page.tags() {
+                out.insert(t.key().to_owned(), t.value().to_owned());
+            }
+            match page.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+                _ => return Ok(out),
+            }
+        }
+    }
+}
+
+/// Accounts' context kept in the state table (partition `account`), so that a cold start asks
+/// Organizations nothing it learnt within the TTL. Best effort: a failed read or write of the
+/// cache only means Organizations is asked.
+#[async_trait]
+impl super::accounts::AccountCache for DynamoState {
+    async fn get(
+        &self,
+        ids: &[String],
+        now: u64,
+    ) -> HashMap<String, crate::alert::context::AccountInfo> {
+        use aws_sdk_dynamodb::types::KeysAndAttributes;
+        let mut out = HashMap::new();
+        for chunk in ids.chunks(100) {
+            let keys: Vec<HashMap<String, Av>> = chunk
+                .iter()
+                .map(|id| {
+                    HashMap::from([("pk".to_owned(), s("account")), ("sk".to_owned(), s(id))])
+                })
+                .collect();
+            let Ok(ask) = KeysAndAttributes::builder().set_keys(Some(keys)).build() else {
+                continue;
+            };
+            let Ok(answer) = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, ask)
+                .send()
+                .await
+            else {
+                continue;
+            };
+            for item in answer
+                .responses()
+                .and_then(|r| r.get(&self.table))
+                .into_iter()
+                .flatten()
+            {
+                let fresh = item
+                    .get("fresh_until")
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .is_some_and(|t| now < t);
+                let id = item.get("sk").and_then(|v| v.as_s().ok());
+                let ctx = item
+                    .get("ctx")
+                    .and_then(|v| v.as_s().ok())
+                    .and_then(|t| serde_json::from_str::<Value>(t).ok());
+                if let (true, Some(id), Some(ctx)) = (fresh, id, ctx) {
+                    out.insert(id.clone(), account_info_of(&ctx));
+                }
+            }
+        }
+        out
+    }
+
+    async fn put(&self, found: &HashMap<String, crate::alert::context::AccountInfo>, expires: u64) {
+        let requests: Vec<aws_sdk_dynamodb::types::WriteRequest> = found
+            .iter()
+            .filter_map(|(id, info)| {
+                let item = HashMap::from([
+                    ("pk".to_owned(), s("account")),
+                    ("sk".to_owned(), s(id)),
+                    ("ctx".to_owned(), s(info.to_json(id).to_string())),
+                    ("fresh_until".to_owned(), Av::N(expires.to_string())),
+                    (
+                        "expires_at".to_owned(),
+                        Av::N((expires + 86_400).to_string()),
+                    ),
+                ]);
+                put_request(item).ok()
+            })
+            .collect();
+        if let Err(e) = self.write_batches(&requests).await {
+            tracing::debug!(error = %e.message, "accounts' context not cached in the state table");
+        }
+    }
+}
+
+/// `AccountInfo::to_json` read back.
+fn account_info_of(v: &Value) -> crate::alert::context::AccountInfo {
+    let ou = v.get("ou").and_then(Value::as_str).unwrap_or("");
+    crate::alert::context::AccountInfo {
+        name: v.get("name").and_then(Value::as_str).map(str::to_owned),
+        ou_path: ou
+            .strip_prefix("Root")
+            .unwrap_or(ou)
+            .split('/')
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        tags: v
+            .get("tags")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned())))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}

@@ -56,6 +56,13 @@ pub struct LambdaConfig {
     /// `TRAIL_READ_ROLE_ARN` (and `TRAIL_READ_EXTERNAL_ID`): the role in the log-archive account
     /// the function assumes to read trail objects; `None`: it reads with its own role.
     pub read_role: Option<ReadRole>,
+    /// `ACCOUNT_CONTEXT=organizations`: accounts' names, OU paths and tags from AWS
+    /// Organizations (through `ORG_READ_ROLE_ARN` when set), kept `ACCOUNT_CACHE_TTL`.
+    pub organizations: bool,
+    pub org_read_role: Option<String>,
+    pub account_cache_ttl: u64,
+    /// `SSO_START_URL` and `SSO_PERMISSION_SET`: IAM Identity Center shortcut links.
+    pub sso: Option<crate::alert::context::Sso>,
 }
 
 /// The built-in rules about the trail's bucket itself, narrowed to the trail buckets when the
@@ -149,6 +156,10 @@ impl Default for LambdaConfig {
             storm_limit: DEFAULT_STORM_LIMIT,
             shadow_prefix: None,
             read_role: None,
+            organizations: false,
+            org_read_role: None,
+            account_cache_ttl: super::accounts::DEFAULT_TTL,
+            sso: None,
         }
     }
 }
@@ -294,6 +305,55 @@ impl LambdaConfig {
                 });
             }
         }
+        let org_read_role = non_empty("ORG_READ_ROLE_ARN");
+        if let Some(arn) = org_read_role.as_ref().filter(|a| !valid_role_arn(a)) {
+            return Err(ConfigError {
+                variable: "ORG_READ_ROLE_ARN",
+                value: arn.clone(),
+                reason: "not an IAM role ARN (arn:<partition>:iam::<account>:role/<name>)".into(),
+            });
+        }
+        let organizations = match non_empty("ACCOUNT_CONTEXT").as_deref() {
+            None => org_read_role.is_some(),
+            Some("organizations") => true,
+            Some("none") => false,
+            Some(other) => {
+                return Err(ConfigError {
+                    variable: "ACCOUNT_CONTEXT",
+                    value: other.to_owned(),
+                    reason: "expected organizations or none".into(),
+                })
+            }
+        };
+        let account_cache_ttl = match non_empty("ACCOUNT_CACHE_TTL") {
+            None => super::accounts::DEFAULT_TTL,
+            Some(d) => crate::time::parse_duration(&d)
+                .filter(|s| *s > 0)
+                .ok_or_else(|| ConfigError {
+                    variable: "ACCOUNT_CACHE_TTL",
+                    value: d.clone(),
+                    reason: "expected a duration (15m, 1h, 1d)".into(),
+                })?,
+        };
+        let sso = match non_empty("SSO_START_URL") {
+            None => None,
+            Some(url) if url.starts_with("https://") && !url.contains(['?', '#', ' ']) => {
+                Some(crate::alert::context::Sso {
+                    start_url: url,
+                    permission_set: non_empty("SSO_PERMISSION_SET")
+                        .unwrap_or_else(|| "ReadOnlyAccess".into()),
+                })
+            }
+            Some(url) => {
+                return Err(ConfigError {
+                    variable: "SSO_START_URL",
+                    value: url,
+                    reason: "expected the access portal's https:// start URL \
+                             (https://d-xxxxxxxxxx.awsapps.com/start)"
+                        .into(),
+                })
+            }
+        };
         let url = non_empty("PAGERDUTY_URL").unwrap_or_else(|| super::pager::DEFAULT_URL.into());
         let loopback = non_empty("PAGERDUTY_ALLOW_LOOPBACK_HTTP").is_some_and(|v| v == "true");
         pagerduty_url(&url, loopback).map_err(|reason| ConfigError {
@@ -304,6 +364,10 @@ impl LambdaConfig {
         Ok(LambdaConfig {
             shadow_prefix,
             read_role,
+            organizations,
+            org_read_role,
+            account_cache_ttl,
+            sso,
             pagerduty_secret: non_empty("PAGERDUTY_ROUTING_KEY_SECRET"),
             pagerduty_url: url,
             pagerduty_min_severity,

@@ -8,7 +8,8 @@
 //! 2. with the state store: absence rules' matches become heartbeats, the trail's progress is
 //!    noted (objects), and dedup and thresholds admit (claims);
 //! 3. shadow alerts are written (a failed write fails the delivery with nothing published);
-//! 4. SNS gets the alerts; then their claims are marked published;
+//! 4. the alerts get their accounts' context (names, OU paths, tags, links; never held back
+//!    for it), SNS gets them; then their claims are marked published;
 //! 5. PagerDuty gets their triggers and resolves within its budget; what it cannot take now is
 //!    parked in the state store for the sweep. A PagerDuty slowdown or outage therefore delays
 //!    pages, never alerts, and never makes Lambda re-walk a delivery.
@@ -49,6 +50,8 @@ pub(super) struct Door<'a, P> {
     pub lateness: u64,
     /// Alerts of one rule in one delivery past which the rest are folded (`STORM_LIMIT`).
     pub storm_limit: usize,
+    /// What the alerts told are given of their accounts (`accounts.rs`).
+    pub context: &'a super::accounts::Context,
 }
 
 /// A log object's progress, for the trail's watermark (objects only).
@@ -455,6 +458,8 @@ impl<P: Publisher> Door<'_, P> {
         claims: &[Claim],
         now: i64,
     ) -> Result<(u64, PageReport), DoorError> {
+        // Their accounts' names, OU paths and tags, and links: never holds an alert back.
+        let alerts = self.context.enrich(alerts).await;
         // Paged after SNS has them; the events are made before the alerts move into publishing.
         let events = self
             .paging

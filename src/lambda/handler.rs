@@ -145,6 +145,8 @@ pub struct Handler<S, P> {
     paging: Option<Paging>,
     /// Where shadow rules' alerts are written (`SHADOW_PREFIX`).
     writer: Option<Arc<dyn ObjectWriter>>,
+    /// The accounts' context added to what is told.
+    context: super::accounts::Context,
 }
 
 impl<S: ObjectStore, P: Publisher> Handler<S, P> {
@@ -227,6 +229,11 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
             retries: config.publish_retries,
             backoff: config.publish_backoff,
         };
+        let context = super::accounts::Context {
+            accounts: rules.accounts().clone(),
+            directory: None,
+            sso: config.sso.clone(),
+        };
         Ok(Handler {
             rules,
             store,
@@ -235,7 +242,14 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
             state: None,
             paging: None,
             writer: None,
+            context,
         })
+    }
+
+    /// Learns accounts' names, OU paths and tags from this directory too (AWS Organizations).
+    pub fn with_directory(mut self, directory: Arc<dyn super::accounts::AccountDirectory>) -> Self {
+        self.context.directory = Some(directory);
+        self
     }
 
     /// Writes shadow rules' alerts with this writer, to `SHADOW_PREFIX`.
@@ -261,6 +275,7 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
             state: self.state.as_deref(),
             lateness: self.config.rollup_lateness,
             storm_limit: self.config.storm_limit,
+            context: &self.context,
         }
     }
 

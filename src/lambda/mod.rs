@@ -1,6 +1,8 @@
 //! The AWS Lambda function: S3 deliveries in, SNS alerts out.
 //!
 //! # Layout
+//! - [`accounts`]: the accounts' context the door adds to what it tells (the rule files'
+//!   `accounts:`, AWS Organizations with its caches, IAM Identity Center links).
 //! - [`input`]: every payload shape a delivery arrives in (S3 notifications, EventBridge events,
 //!   the sweep's schedule), reduced to what to do.
 //! - [`ports`]: the two traits the handler needs — reading an object, publishing a batch.
@@ -29,6 +31,7 @@
 //!   once and kept by the S3 client's identity cache.
 //! - [`memory`]: the ports in memory, for unit tests.
 
+pub mod accounts;
 pub mod aws;
 pub mod config;
 pub mod doctor;

@@ -55,8 +55,10 @@ const ACCOUNT_KEYS: [&str; 3] = ["name", "ou", "tags"];
 fn parse_accounts(
     value: &Value,
     at: &JsonPath,
-) -> Result<std::collections::BTreeMap<String, crate::alert::context::AccountInfo>, (JsonPath, String)>
-{
+) -> Result<
+    std::collections::BTreeMap<String, crate::alert::context::AccountInfo>,
+    (JsonPath, String),
+> {
     let Value::Object(map) = value else {
         return Err((
             at.clone(),
@@ -89,7 +91,10 @@ fn parse_accounts(
             ));
         };
         if let Some(unknown) = fields.keys().find(|k| !ACCOUNT_KEYS.contains(&k.as_str())) {
-            return Err((here.key(unknown), "unknown key; an account has name, ou, tags".into()));
+            return Err((
+                here.key(unknown),
+                "unknown key; an account has name, ou, tags".into(),
+            ));
         }
         let mut info = crate::alert::context::AccountInfo::default();
         match fields.get("name") {
@@ -106,7 +111,9 @@ fn parse_accounts(
             None | Some(Value::Null) => {}
             Some(Value::String(path)) => {
                 let path = path.trim().trim_matches('/');
-                let path = path.strip_prefix("Root").map_or(path, |p| p.trim_start_matches('/'));
+                let path = path
+                    .strip_prefix("Root")
+                    .map_or(path, |p| p.trim_start_matches('/'));
                 info.ou_path = path
                     .split('/')
                     .map(str::trim)

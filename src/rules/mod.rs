@@ -276,8 +276,10 @@ impl RuleSet {
         let mut parsed = parse_all(&docs).into_iter();
         let mut rules = Vec::new();
         let mut suppressions = Vec::new();
-        let mut accounts: std::collections::BTreeMap<String, (String, crate::alert::context::AccountInfo)> =
-            Default::default();
+        let mut accounts: std::collections::BTreeMap<
+            String,
+            (String, crate::alert::context::AccountInfo),
+        > = Default::default();
         let mut faults = Vec::new();
         let mut read_faults = read_faults.into_iter().peekable();
         for at in 0..=docs.len() {
@@ -288,7 +290,7 @@ impl RuleSet {
                 Some(Ok(doc)) => {
                     rules.extend(doc.rules);
                     suppressions.extend(doc.suppressions);
-                    let origin = docs[at].origin.clone();
+                    let origin = docs.get(at).map(|d| d.origin.clone()).unwrap_or_default();
                     for (id, info) in doc.accounts {
                         if let Some((first, _)) = accounts.get(&id) {
                             faults.push(RuleError::Invalid {
@@ -310,7 +312,10 @@ impl RuleSet {
             Some(e) => Err(e),
             None => {
                 let mut set = Self::new(rules)?.with_suppressions(suppressions)?;
-                set.accounts = accounts.into_iter().map(|(id, (_, info))| (id, info)).collect();
+                set.accounts = accounts
+                    .into_iter()
+                    .map(|(id, (_, info))| (id, info))
+                    .collect();
                 let texts: Vec<String> = docs
                     .iter()
                     .map(|d| format!("{}\u{1f}{}", d.origin, d.text))
@@ -341,7 +346,9 @@ impl RuleSet {
     }
 
     /// The rule files' `accounts:`, by account id.
-    pub fn accounts(&self) -> &std::collections::BTreeMap<String, crate::alert::context::AccountInfo> {
+    pub fn accounts(
+        &self,
+    ) -> &std::collections::BTreeMap<String, crate::alert::context::AccountInfo> {
         &self.accounts
     }
 
@@ -553,7 +560,8 @@ mod tests {
 
     #[test]
     fn accounts_are_named_in_rule_files_or_a_document_of_their_own() {
-        let dir = std::env::temp_dir().join(format!("trail-alerts-accounts-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("trail-alerts-accounts-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("accounts.yaml");
         std::fs::write(
@@ -561,20 +569,39 @@ mod tests {
             "accounts:\n  \"012345678901\": {name: payments-prod, ou: Root/Prod/Payments, tags: {team: payments, tier: 1}}\n  \"210987654321\": {name: sandbox}\n",
         )
         .unwrap();
-        let set = RuleSet::load(&[RuleSource::Builtin, RuleSource::Path(file.clone())]).expect("loads");
+        let set =
+            RuleSet::load(&[RuleSource::Builtin, RuleSource::Path(file.clone())]).expect("loads");
         let a = &set.accounts()["012345678901"];
         assert_eq!(a.name.as_deref(), Some("payments-prod"));
         assert_eq!(a.ou().as_deref(), Some("Root/Prod/Payments"));
         assert_eq!(a.tags["tier"], "1");
         assert_eq!(set.accounts()["210987654321"].ou_path, Vec::<String>::new());
         for (text, path, says) in [
-            ("accounts:\n  12345678901: {name: x}\n", "12345678901", "quote it"),
-            ("accounts:\n  \"12345678901a\": {name: x}\n", "12345678901a", "12 digits"),
-            ("accounts:\n  \"012345678901\": {nom: x}\n", "nom", "unknown key"),
-            ("accounts:\n  \"012345678901\": {ou: [a, b]}\n", "ou", "OU path as text"),
+            (
+                "accounts:\n  12345678901: {name: x}\n",
+                "12345678901",
+                "quote it",
+            ),
+            (
+                "accounts:\n  \"12345678901a\": {name: x}\n",
+                "12345678901a",
+                "12 digits",
+            ),
+            (
+                "accounts:\n  \"012345678901\": {nom: x}\n",
+                "nom",
+                "unknown key",
+            ),
+            (
+                "accounts:\n  \"012345678901\": {ou: [a, b]}\n",
+                "ou",
+                "OU path as text",
+            ),
             ("accounts: [x]\n", "accounts", "expected a mapping"),
         ] {
-            let e = parse_rule_document("a.yaml", text).expect_err(text).to_string();
+            let e = parse_rule_document("a.yaml", text)
+                .expect_err(text)
+                .to_string();
             assert!(e.contains(path) && e.contains(says), "{text}: {e}");
         }
         // One account named twice, in two files: refused, naming both.
