@@ -10,6 +10,8 @@ mod catalogue;
 mod cli;
 mod cli_ops;
 mod conformance;
+#[cfg(feature = "lambda")]
+mod context;
 mod differential;
 #[cfg(feature = "lambda")]
 mod e2e;

@@ -275,54 +275,37 @@ impl Alert {
     }
 }
 
-/// `[HIGH] backup-job-failed: BackupJobCompleted FAILED in 123456789012/us-east-1`, or with
-/// the account's name where known, `… FAILED in payments-prod (481726354019) eu-west-1`:
-/// printable ASCII only, no line breaks, at most [`MAX_SUBJECT_CHARS`] characters (a long
-/// name is cut first, so that the account id and the Region stay).
+/// `[HIGH] backup-job-failed: BackupJobCompleted FAILED in 123456789012/us-east-1`; with the
+/// account's name where known, the place comes first, where a cut cannot reach it:
+/// `[HIGH] backup-job-failed: payments-prod (481726354019) eu-west-1 BackupJobCompleted FAILED`.
+/// Printable ASCII only, no line breaks, at most [`MAX_SUBJECT_CHARS`] characters (`...` where
+/// cut).
 fn subject(severity: Severity, rule_id: &str, event: &EventInfo, name: Option<&str>) -> String {
-    let mut s = format!(
-        "[{}] {}: {}",
-        severity.as_str().to_ascii_uppercase(),
-        rule_id,
-        event
-            .event_name
-            .as_deref()
-            .unwrap_or(if event.insight.is_some() {
-                "Insight"
-            } else {
-                "event"
-            })
-    );
+    let mut what = event
+        .event_name
+        .as_deref()
+        .unwrap_or(if event.insight.is_some() {
+            "Insight"
+        } else {
+            "event"
+        })
+        .to_owned();
     if let Some(insight) = &event.insight {
-        s.push_str(&format!(" {insight}"));
+        what.push_str(&format!(" {insight}"));
     }
     if let Some(state) = &event.state {
-        s.push(' ');
-        s.push_str(state);
+        what.push(' ');
+        what.push_str(state);
     } else if let Some(code) = &event.error_code {
-        s.push(' ');
-        s.push_str(code);
+        what.push(' ');
+        what.push_str(code);
     }
+    let head = format!("[{}] {}:", severity.as_str().to_ascii_uppercase(), rule_id);
     let account = event.account.as_deref().unwrap_or("?");
     let region = event.region.as_deref().unwrap_or("?");
     match name.map(sanitize_subject).filter(|n| !n.is_empty()) {
-        None => {
-            s.push_str(&format!(" in {account}/{region}"));
-            sanitize_subject(&s)
-        }
-        Some(name) => {
-            let head = sanitize_subject(&s);
-            let tail = format!(" {}", sanitize_subject(&format!("({account}) {region}")));
-            let room = MAX_SUBJECT_CHARS.saturating_sub(head.len() + 4 + tail.len());
-            let name = if name.len() <= room {
-                name
-            } else if room > 3 {
-                format!("{}...", &name[..room - 3])
-            } else {
-                return sanitize_subject(&format!("{head} in {account}/{region}"));
-            };
-            sanitize_subject(&format!("{head} in {name}{tail}"))
-        }
+        None => sanitize_subject(&format!("{head} {what} in {account}/{region}")),
+        Some(name) => sanitize_subject(&format!("{head} {name} ({account}) {region} {what}")),
     }
 }
 
