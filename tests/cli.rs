@@ -527,3 +527,71 @@ fn the_function_refuses_to_start_on_bad_rules_or_configuration() {
     assert!(String::from_utf8_lossy(&out.get_output().stderr)
         .contains("rule \"backup-job-failed\" has no topic and ALERT_TOPIC_ARN is not set"));
 }
+
+/// `scan` names the accounts the rule files name (`accounts:`, here a document of its own),
+/// and says who did it; `--rule` keeps the rule files' suppressions and accounts.
+#[test]
+fn scan_names_the_accounts_the_rule_files_name() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let accounts = dir.path().join("accounts.yaml");
+    std::fs::write(
+        &accounts,
+        "accounts:\n  \"123456789012\": {name: backup-demo, ou: Root/Prod/Backup, tags: {team: storage}}\n",
+    )
+    .expect("write");
+    let out = cmd()
+        .args(["scan", "--format", "jsonl", "--rules", "builtin", "--rules"])
+        .arg(&accounts)
+        .arg(trails())
+        .assert()
+        .success();
+    let lines = jsonl(&out.get_output().stdout);
+    let named: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["account"] == "123456789012")
+        .collect();
+    assert!(!named.is_empty());
+    for l in &named {
+        assert_eq!(l["accountName"], "backup-demo", "{l}");
+        assert!(
+            l["subject"]
+                .as_str()
+                .unwrap()
+                .contains(": backup-demo (123456789012) "),
+            "{l}"
+        );
+    }
+    assert!(lines
+        .iter()
+        .filter(|l| l["account"] != "123456789012")
+        .all(|l| l["accountName"].is_null()));
+    assert!(named.iter().any(|l| l["actor"].is_string()));
+
+    // --rule keeps what the files say besides rules: a suppression still silences.
+    let suppress = dir.path().join("quiet.yaml");
+    std::fs::write(
+        &suppress,
+        "suppressions:\n  - id: demo-account\n    rules: [backup-job-failed]\n    pattern: {recipientAccountId: [\"123456789012\"]}\n    reason: a demo account\n    owner: storage\n    expires: 2099-01-01\nrules: []\n",
+    )
+    .expect("write");
+    let out = cmd()
+        .args([
+            "scan",
+            "--format",
+            "jsonl",
+            "--rule",
+            "backup-job-failed",
+            "--rules",
+            "builtin",
+            "--rules",
+        ])
+        .arg(&suppress)
+        .arg(trails())
+        .assert()
+        .success();
+    let lines = jsonl(&out.get_output().stdout);
+    assert!(
+        lines.iter().all(|l| l["account"] != "123456789012"),
+        "{lines:?}"
+    );
+}

@@ -104,7 +104,10 @@ fn select(rules: RuleSet, args: &ScanArgs) -> Result<RuleSet, CliError> {
         .filter(|r| min.is_none_or(|min| r.severity >= min))
         .cloned()
         .collect();
-    Ok(RuleSet::new(kept)?)
+    // The rule files' suppressions and accounts stay with the rules kept.
+    Ok(RuleSet::new(kept)?
+        .with_suppressions(rules.suppressions().to_vec())?
+        .with_accounts(rules.accounts().clone()))
 }
 
 /// `--since`/`--until`: a timestamp, a date, or a duration before now.
@@ -159,6 +162,7 @@ pub fn run(args: &ScanArgs) -> Result<bool, CliError> {
         engine: (!args.no_dedup)
             .then(|| Engine::new(rules.as_ref(), rules.suppressions(), policy::now())),
         rules: rules.rules().iter().map(|r| (r.id.as_str(), r)).collect(),
+        accounts: rules.accounts(),
         audit: Audit::default(),
         trail: TrailProgress::default(),
     };
@@ -356,6 +360,8 @@ struct Report<'r> {
     /// Dedup, thresholds and suppressions, in memory (`None` with `--no-dedup`).
     engine: Option<Engine<'r>>,
     rules: HashMap<&'r str, &'r Rule>,
+    /// The rule files' `accounts:`.
+    accounts: &'r std::collections::BTreeMap<String, crate::alert::context::AccountInfo>,
     /// Absence rules' heartbeats, and how far the trail got per account and Region.
     audit: Audit,
     trail: TrailProgress,
@@ -414,7 +420,13 @@ impl Report<'_> {
         self.tally.shown += 1;
         self.tally.shadow += u64::from(a.shadow);
         *self.tally.per_rule.entry(a.rule_id.clone()).or_default() += 1;
-        self.out.alert(a);
+        // The rule files' `accounts:` name the account (the function adds AWS Organizations').
+        match self.accounts.get(a.event.account.as_deref().unwrap_or("")) {
+            Some(info) => self
+                .out
+                .alert(&a.clone().with_account(Some(info.clone()), None)),
+            None => self.out.alert(a),
+        }
     }
 
     /// Reports one target's end: what could not be read goes to standard error, the counts to

@@ -345,6 +345,15 @@ impl RuleSet {
         self.fingerprint
     }
 
+    /// The rule set with these accounts named (`accounts:`).
+    pub fn with_accounts(
+        mut self,
+        accounts: std::collections::BTreeMap<String, crate::alert::context::AccountInfo>,
+    ) -> Self {
+        self.accounts = accounts;
+        self
+    }
+
     /// The rule files' `accounts:`, by account id.
     pub fn accounts(
         &self,
