@@ -595,3 +595,118 @@ fn scan_names_the_accounts_the_rule_files_name() {
         "{lines:?}"
     );
 }
+
+/// `routes:` in a rule file: `routes test` says where an alert would go and which routes
+/// decided; `rules test` runs the files' `route_tests:` with the rules' own tests.
+#[test]
+fn routes_are_tested_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let routes = dir.path().join("routes.yaml");
+    std::fs::write(
+        &routes,
+        r#"accounts:
+  "481726354019": {name: payments-prod, ou: Root/Prod/Payments, tags: {team: payments}}
+routes:
+  - match: {ous: ["Root/Prod/Payments*"], severities: [high, critical]}
+    to: {topics: ["arn:aws:sns:eu-west-1:111122223333:payments-oncall"],
+         chat_topics: ["arn:aws:sns:eu-west-1:111122223333:payments-chat"]}
+    continue: true
+  - match: {account_tags: {team: [payments]}}
+    to: {topics: ["arn:aws:sns:eu-west-1:111122223333:payments-all"]}
+route_tests:
+  - name: payments' failed backups reach the on-call and the team
+    account: "481726354019"
+    rule: backup-job-failed
+    expect: {topics: ["arn:aws:sns:eu-west-1:111122223333:payments-oncall", "arn:aws:sns:eu-west-1:111122223333:payments-all"],
+             chat_topics: ["arn:aws:sns:eu-west-1:111122223333:payments-chat"]}
+  - name: other accounts take the default route
+    account: "210987654321"
+    rule: backup-job-failed
+    expect: default
+"#,
+    )
+    .expect("write");
+    let out = cmd()
+        .args(["routes", "test", "--rules", "builtin", "--rules"])
+        .arg(&routes)
+        .args(["--account", "481726354019", "--rule", "backup-job-failed"])
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(
+        text.contains("topic       arn:aws:sns:eu-west-1:111122223333:payments-oncall"),
+        "{text}"
+    );
+    assert!(
+        text.contains("chat topic  arn:aws:sns:eu-west-1:111122223333:payments-chat"),
+        "{text}"
+    );
+    assert!(text.contains("decided by  "), "{text}");
+    assert!(text.contains("routes.yaml $.routes[0], then "), "{text}");
+    // A medium alert skips the first route; another account takes the default route.
+    let out = cmd()
+        .args(["routes", "test", "--rules", "builtin", "--rules"])
+        .arg(&routes)
+        .args([
+            "--account",
+            "481726354019",
+            "--rule",
+            "backup-job-failed",
+            "--severity",
+            "medium",
+        ])
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(
+        !text.contains("payments-oncall") && text.contains("payments-all"),
+        "{text}"
+    );
+    let out = cmd()
+        .args(["routes", "test", "--rules", "builtin", "--rules"])
+        .arg(&routes)
+        .args([
+            "--account",
+            "210987654321",
+            "--rule",
+            "backup-job-failed",
+            "--ou",
+            "Root/Sandbox",
+        ])
+        .assert()
+        .success();
+    assert!(String::from_utf8_lossy(&out.get_output().stdout).starts_with("default route"));
+
+    let out = cmd()
+        .args(["rules", "test", "--rules", "builtin", "--rules"])
+        .arg(&routes)
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(
+        text.contains("ok    route: payments' failed backups reach the on-call and the team"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ok    route: other accounts take the default route"),
+        "{text}"
+    );
+
+    // A route test that does not hold fails, saying where the alert went instead.
+    let wrong = std::fs::read_to_string(&routes).unwrap().replace(
+        "expect: default",
+        "expect: {topics: [\"arn:aws:sns:eu-west-1:111122223333:payments-all\"]}",
+    );
+    std::fs::write(&routes, wrong).unwrap();
+    let out = cmd()
+        .args(["rules", "test", "--rules", "builtin", "--rules"])
+        .arg(&routes)
+        .assert()
+        .code(1);
+    let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(
+        text.contains("FAIL  route: other accounts take the default route"),
+        "{text}"
+    );
+    assert!(text.contains("went to the default route"), "{text}");
+}

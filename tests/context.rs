@@ -310,3 +310,84 @@ async fn a_thousand_alerts_across_fifty_accounts_cost_one_lookup_each() {
         empty.calls()
     );
 }
+
+/// Routing to the owner through the function: with the accounts' OU paths and tags from
+/// Organizations on moto, `routes:` send the payments team's alerts to its topic and its chat
+/// topic (in the chat format), the platform team's (by tag) to theirs, and the sandbox's take the
+/// default route; each received on an SQS queue subscribed to its topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_send_each_teams_alerts_to_its_topics() {
+    use crate::e2e::{clients, drain, topic_with_queue};
+    use trail_alerts::lambda::aws::{S3Store, SnsPublisher};
+    use trail_alerts::rules::{RuleSet, RuleSource};
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let moto = Moto::start_with(&[], &dir.path().join("moto.jsonl"));
+    let sdk = loopback_sdk_config(&moto.endpoint, |l| l).await;
+    let aws = clients(&moto).await;
+    let accounts = organisation(&sdk, 3).await;
+    let (default_topic, default_q) = topic_with_queue(&aws, "default", false).await;
+    let (payments, payments_q) = topic_with_queue(&aws, "payments", false).await;
+    let (payments_chat, chat_q) = topic_with_queue(&aws, "payments-chat", false).await;
+    let (platform, platform_q) = topic_with_queue(&aws, "platform", false).await;
+    let routes = dir.path().join("routes.yaml");
+    std::fs::write(
+        &routes,
+        format!(
+            "routes:\n  - match: {{ous: [\"Root/Prod/Payments\"]}}\n    to: {{topics: [\"{payments}\"], chat_topics: [\"{payments_chat}\"]}}\n  - match: {{account_tags: {{team: [platform]}}}}\n    to: {{topics: [\"{platform}\"]}}\n"
+        ),
+    )
+    .expect("routes");
+    let rules = RuleSet::load(&[RuleSource::Builtin, RuleSource::Path(routes)]).expect("rules");
+    let directory = Arc::new(OrgDirectory::new(
+        Box::new(SdkOrganizations::new(&sdk, None)),
+        DEFAULT_TTL,
+    ));
+    let h = Handler::new(
+        Arc::new(rules),
+        S3Store::new(aws.s3.clone()),
+        SnsPublisher::new(aws.sns.clone()),
+        trail_alerts::lambda::LambdaConfig {
+            alert_topic_arn: Some(default_topic.clone()),
+            ..config()
+        },
+    )
+    .expect("handler")
+    .with_directory(directory);
+    for (n, account) in accounts.iter().enumerate() {
+        h.handle(failed_job(account, n)).await.expect("handled");
+    }
+    let account_of = |m: &Value| {
+        m["MessageAttributes"]["account"]["Value"]
+            .as_str()
+            .map(str::to_owned)
+    };
+    let got = |q: &str, n: usize| {
+        let aws = &aws;
+        let q = q.to_owned();
+        async move { drain(aws, &q, n).await }
+    };
+    let p = got(&payments_q, 1).await;
+    assert_eq!(
+        p.iter().map(account_of).collect::<Vec<_>>(),
+        [Some(accounts[0].clone())]
+    );
+    let chat = got(&chat_q, 1).await;
+    assert_eq!(chat.len(), 1);
+    let body: Value = serde_json::from_str(chat[0]["Message"].as_str().unwrap()).expect("chat");
+    assert_eq!(body["content"]["textType"], "client-markdown");
+    assert!(body["content"]["title"]
+        .as_str()
+        .unwrap()
+        .contains("payments-prod-0"));
+    let pl = got(&platform_q, 1).await;
+    assert_eq!(
+        pl.iter().map(account_of).collect::<Vec<_>>(),
+        [Some(accounts[1].clone())]
+    );
+    let d = got(&default_q, 1).await;
+    assert_eq!(
+        d.iter().map(account_of).collect::<Vec<_>>(),
+        [Some(accounts[2].clone())]
+    );
+}

@@ -37,6 +37,11 @@ pub enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// Where alerts would go: the rule files' `routes:`.
+    Routes {
+        #[command(subcommand)]
+        command: RoutesCommand,
+    },
     /// Try, with the function's configuration (its environment variables: ALERT_TOPIC_ARN,
     /// ALLOWED_BUCKETS, TRAIL_KEY_PREFIX, TRAIL_READ_ROLE_ARN, STATE_TABLE, …), each thing the
     /// function needs, one line each with the fix when it fails: credentials, rules, the read
@@ -129,6 +134,32 @@ pub enum RulesCommand {
     List {
         #[arg(long = "rules", value_name = "SOURCE")]
         rules: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum RoutesCommand {
+    /// Print where an alert with these facts would go, and which routes decided.
+    Test {
+        #[arg(long = "rules", value_name = "SOURCE")]
+        rules: Vec<String>,
+        /// The alert's account (its OU path and tags from the rule files' `accounts:`).
+        #[arg(long, value_name = "ACCOUNT_ID")]
+        account: Option<String>,
+        /// The rule that raised it.
+        #[arg(long, value_name = "ID")]
+        rule: String,
+        /// Its severity (default: the rule's).
+        #[arg(long, value_enum, value_name = "SEVERITY")]
+        severity: Option<SeverityArg>,
+        #[arg(long, value_name = "REGION")]
+        region: Option<String>,
+        /// The account's OU path (`Root/Prod/Payments`), instead of the rule files'.
+        #[arg(long, value_name = "PATH")]
+        ou: Option<String>,
+        /// An account tag `key=value` (repeatable), instead of the rule files'.
+        #[arg(long = "tag", value_name = "KEY=VALUE")]
+        tags: Vec<String>,
     },
 }
 

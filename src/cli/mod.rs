@@ -45,6 +45,26 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Rules {
             command: RulesCommand::List { rules },
         } => rules::list(&rules),
+        Command::Routes {
+            command:
+                args::RoutesCommand::Test {
+                    rules,
+                    account,
+                    rule,
+                    severity,
+                    region,
+                    ou,
+                    tags,
+                },
+        } => routes_test(
+            &rules,
+            account.as_deref(),
+            &rule,
+            severity.map(Into::into),
+            region.as_deref(),
+            ou,
+            &tags,
+        ),
         #[cfg(feature = "lambda")]
         Command::Doctor(args) => doctor(&args),
     };
@@ -93,6 +113,60 @@ fn doctor(args: &args::DoctorArgs) -> Result<bool, CliError> {
         args::DoctorFormat::Json => writeln!(out, "{}", doctor::json(&checks))?,
     }
     Ok(doctor::passed(&checks))
+}
+
+/// `routes test`: where an alert with these facts would go, and which routes decided.
+fn routes_test(
+    sources: &[String],
+    account: Option<&str>,
+    rule: &str,
+    severity: Option<crate::rules::Severity>,
+    region: Option<&str>,
+    ou: Option<String>,
+    tags: &[String],
+) -> Result<bool, CliError> {
+    use std::io::Write;
+    let rules = load_rules(sources)?;
+    if rules.rule(rule).is_none() {
+        return Err(CliError::Usage(format!(
+            "--rule {rule:?}: no such rule (see `trail-alerts rules list`)"
+        )));
+    }
+    let mut tag_map = std::collections::BTreeMap::new();
+    for t in tags {
+        let (k, v) = t
+            .split_once('=')
+            .ok_or_else(|| CliError::Usage(format!("--tag {t:?}: expected key=value")))?;
+        tag_map.insert(k.to_owned(), v.to_owned());
+    }
+    let (d, rule_topic) = rules.route(
+        account,
+        rule,
+        severity,
+        region,
+        ou,
+        (!tag_map.is_empty()).then_some(&tag_map),
+    );
+    let mut out = io::stdout().lock();
+    if d.is_default() {
+        writeln!(
+            out,
+            "default route (no route matched): {}",
+            rule_topic.map_or_else(
+                || "ALERT_TOPIC_ARN (the function's default topic)".to_owned(),
+                |t| format!("{t} (the rule's topic:)")
+            )
+        )?;
+    } else {
+        for t in &d.topics {
+            writeln!(out, "topic       {t}")?;
+        }
+        for t in &d.chat_topics {
+            writeln!(out, "chat topic  {t}")?;
+        }
+        writeln!(out, "decided by  {}", d.routes.join(", then "))?;
+    }
+    Ok(true)
 }
 
 /// The rules of `--rules` (the default sources when none); their warnings go to standard

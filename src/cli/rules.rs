@@ -22,8 +22,24 @@ pub fn test(sources: &[String]) -> Result<bool, CliError> {
         }
         writeln!(out, "{verdict}  {}: {}{detail}", o.rule.id, o.test.name)?;
     }
+    // The routes' tests: where an alert with these facts goes.
+    let mut route_count = 0;
+    for t in rules.route_tests() {
+        route_count += 1;
+        let why = route_test_failure(&rules, t);
+        if why.is_some() {
+            failed += 1;
+        }
+        writeln!(
+            out,
+            "{}  route: {}{}",
+            if why.is_none() { "ok  " } else { "FAIL" },
+            t.name,
+            why.map(|w| format!("\n      {w}")).unwrap_or_default()
+        )?;
+    }
     let untested = rules.rules().iter().filter(|r| r.tests.is_empty()).count();
-    let (rule_count, test_count) = (rules.rules().len(), outcomes.len());
+    let (rule_count, test_count) = (rules.rules().len(), outcomes.len() + route_count);
     writeln!(
         out,
         "{rule_count} rule{}, {test_count} test{}: {} passed, {failed} failed{}",
@@ -37,6 +53,53 @@ pub fn test(sources: &[String]) -> Result<bool, CliError> {
         }
     )?;
     Ok(failed == 0)
+}
+
+/// Why a route test fails, or `None` when the alert goes where it expects.
+fn route_test_failure(
+    rules: &crate::rules::RuleSet,
+    t: &crate::rules::routes::RouteTest,
+) -> Option<String> {
+    if rules.rule(&t.rule).is_none() {
+        return Some(format!("{}: names no loaded rule {:?}", t.origin, t.rule));
+    }
+    let (d, _) = rules.route(
+        t.account.as_deref(),
+        &t.rule,
+        t.severity,
+        t.region.as_deref(),
+        None,
+        None,
+    );
+    let sorted = |v: &[String]| {
+        let mut v = v.to_vec();
+        v.sort();
+        v
+    };
+    let got = if d.is_default() {
+        None
+    } else {
+        Some((sorted(&d.topics), sorted(&d.chat_topics)))
+    };
+    let want = t.expect.as_ref().map(|(a, b)| (sorted(a), sorted(b)));
+    if got == want {
+        return None;
+    }
+    let show = |x: &Option<(Vec<String>, Vec<String>)>| match x {
+        None => "the default route".to_owned(),
+        Some((topics, chat)) => format!("topics {topics:?}, chat_topics {chat:?}"),
+    };
+    Some(format!(
+        "{}: expected {}, went to {}{}",
+        t.origin,
+        show(&want),
+        show(&got),
+        if d.routes.is_empty() {
+            String::new()
+        } else {
+            format!(" (decided by {})", d.routes.join(", "))
+        }
+    ))
 }
 
 /// Lists the rules: id, severity, enabled (`shadow` for an enabled shadow rule), description.

@@ -107,7 +107,8 @@ fn select(rules: RuleSet, args: &ScanArgs) -> Result<RuleSet, CliError> {
     // The rule files' suppressions and accounts stay with the rules kept.
     Ok(RuleSet::new(kept)?
         .with_suppressions(rules.suppressions().to_vec())?
-        .with_accounts(rules.accounts().clone()))
+        .with_accounts(rules.accounts().clone())
+        .with_routes(rules.routes().to_vec()))
 }
 
 /// `--since`/`--until`: a timestamp, a date, or a duration before now.

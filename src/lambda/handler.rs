@@ -228,6 +228,7 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
             topic_formats: config.topic_formats.clone(),
             retries: config.publish_retries,
             backoff: config.publish_backoff,
+            routes: rules.routes().to_vec(),
         };
         let context = super::accounts::Context {
             accounts: rules.accounts().clone(),

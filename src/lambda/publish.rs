@@ -1,4 +1,5 @@
-//! Publishing an object's alerts: each to its rule's topic (or the default topic), as SNS
+//! Publishing an object's alerts: each where its route sends it, else to its rule's topic (or
+//! the default topic), as SNS
 //! messages in the configured format, in batches within SNS's limits; entries SNS refuses are
 //! retried alone with back-off, then reported, so that nothing is published twice by this loop
 //! and nothing is dropped.
@@ -56,6 +57,22 @@ pub(super) struct Publishing<P> {
     /// Attempts at refused entries after the first, and the first back-off (growing fourfold).
     pub(super) retries: u32,
     pub(super) backoff: Duration,
+    /// The rule files' `routes:` (`rules::routes`): an alert a route takes goes where the
+    /// route says; one no route takes goes to its rule's topic or the default topic.
+    pub(super) routes: Vec<crate::rules::routes::Route>,
+}
+
+/// What routing knows of an alert: its account (and what the door learnt of it), rule,
+/// severity and Region.
+pub fn facts(alert: &Alert) -> crate::rules::routes::Facts<'_> {
+    crate::rules::routes::Facts {
+        account: alert.event.account.as_deref(),
+        ou: alert.account_info.as_ref().and_then(|i| i.ou()),
+        tags: alert.account_info.as_ref().map(|i| &i.tags),
+        rule: &alert.rule_id,
+        severity: Some(alert.severity),
+        region: alert.event.region.as_deref(),
+    }
 }
 
 impl<P: Publisher> Publishing<P> {
@@ -66,26 +83,46 @@ impl<P: Publisher> Publishing<P> {
         alerts: Vec<Alert>,
     ) -> Result<u64, PublishError> {
         let mut by_topic: BTreeMap<String, Vec<OutMessage>> = BTreeMap::new();
-        for (i, alert) in alerts.iter().enumerate() {
-            let topic = alert
-                .topic
-                .clone()
-                .or_else(|| self.default_topic.clone())
-                .ok_or_else(|| PublishError::NoTopic {
-                    rule: alert.rule_id.clone(),
-                })?;
-            let fifo = topic.ends_with(".fifo");
-            let format = self
-                .topic_formats
+        let format_of = |topic: &str| {
+            self.topic_formats
                 .iter()
-                .find(|(t, _)| *t == topic)
-                .map_or(self.format, |(_, f)| *f);
-            by_topic.entry(topic).or_default().push(OutMessage::new(
-                format!("alert-{i}"),
-                alert,
-                format,
-                fifo,
-            ));
+                .find(|(t, _)| t == topic)
+                .map_or(self.format, |(_, f)| *f)
+        };
+        for (i, alert) in alerts.iter().enumerate() {
+            let decision = crate::rules::routes::decide(&self.routes, &facts(alert));
+            let destinations: Vec<(String, AlertFormat)> = if decision.is_default() {
+                let topic = alert
+                    .topic
+                    .clone()
+                    .or_else(|| self.default_topic.clone())
+                    .ok_or_else(|| PublishError::NoTopic {
+                        rule: alert.rule_id.clone(),
+                    })?;
+                let format = format_of(&topic);
+                vec![(topic, format)]
+            } else {
+                decision
+                    .topics
+                    .iter()
+                    .map(|t| (t.clone(), format_of(t)))
+                    .chain(
+                        decision
+                            .chat_topics
+                            .iter()
+                            .map(|t| (t.clone(), AlertFormat::Chat)),
+                    )
+                    .collect()
+            };
+            for (topic, format) in destinations {
+                let fifo = topic.ends_with(".fifo");
+                by_topic.entry(topic).or_default().push(OutMessage::new(
+                    format!("alert-{i}"),
+                    alert,
+                    format,
+                    fifo,
+                ));
+            }
         }
         let mut published = 0;
         for (topic, messages) in by_topic {

@@ -47,6 +47,10 @@ pub struct RuleDocument {
     /// `accounts:`: account id → what people call it (name, OU path, tags), for teams that
     /// cannot grant AWS Organizations read.
     pub accounts: std::collections::BTreeMap<String, crate::alert::context::AccountInfo>,
+    /// `routes:`: where alerts go, by account, OU, tags, rule, severity and Region.
+    pub routes: Vec<super::routes::Route>,
+    /// `route_tests:`: alerts' facts and where they must go (`rules test` runs them).
+    pub route_tests: Vec<super::routes::RouteTest>,
 }
 
 const ACCOUNT_KEYS: [&str; 3] = ["name", "ou", "tags"];
@@ -260,16 +264,40 @@ pub fn parse_rule_document(origin: &str, text: &str) -> Result<RuleDocument, Rul
             ),
         ));
     };
-    if let Some(unknown) = top
-        .keys()
-        .find(|k| !["rules", "suppressions", "accounts"].contains(&k.as_str()))
-    {
+    if let Some(unknown) = top.keys().find(|k| {
+        !["rules", "suppressions", "accounts", "routes", "route_tests"].contains(&k.as_str())
+    }) {
         return Err(invalid(
             None,
             &root.key(unknown),
-            "unknown key; a rule document has `rules:`, `suppressions:` and `accounts:`".into(),
+            "unknown key; a rule document has `rules:`, `suppressions:`, `accounts:` and \
+             `routes:` (with `route_tests:`)"
+                .into(),
         ));
     }
+    let route_tests =
+        match top.get("route_tests") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(v) => super::routes::parse_tests(v, origin, "$.route_tests").map_err(
+                |(path, reason)| RuleError::Invalid {
+                    origin: origin.to_owned(),
+                    rule: None,
+                    path,
+                    reason,
+                },
+            )?,
+        };
+    let routes = match top.get("routes") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(v) => super::routes::parse(v, origin, "$.routes").map_err(|(path, reason)| {
+            RuleError::Invalid {
+                origin: origin.to_owned(),
+                rule: None,
+                path,
+                reason,
+            }
+        })?,
+    };
     let accounts = match top.get("accounts") {
         None | Some(Value::Null) => Default::default(),
         Some(v) => parse_accounts(v, &root.key("accounts"))
@@ -279,8 +307,13 @@ pub fn parse_rule_document(origin: &str, text: &str) -> Result<RuleDocument, Rul
     let empty = Value::Array(Vec::new());
     let list = match top.get("rules") {
         Some(list) => list,
-        // A document of accounts alone (its own object, with its own permissions).
-        None if top.contains_key("accounts") => &empty,
+        // A document of accounts or routes alone (its own object, with its own permissions).
+        None if ["accounts", "routes", "route_tests"]
+            .iter()
+            .any(|k| top.contains_key(*k)) =>
+        {
+            &empty
+        }
         None => {
             return Err(invalid(
                 None,
@@ -332,6 +365,8 @@ pub fn parse_rule_document(origin: &str, text: &str) -> Result<RuleDocument, Rul
             rules,
             suppressions,
             accounts,
+            routes,
+            route_tests,
         }),
     }
 }

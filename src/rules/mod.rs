@@ -5,6 +5,7 @@
 //! - [`document`]: a YAML rule document, validated strictly, into [`Rule`]s.
 
 pub mod document;
+pub mod routes;
 pub mod source;
 pub mod warnings;
 
@@ -136,6 +137,9 @@ pub struct RuleSet {
     by_id: HashMap<String, usize>,
     /// The rule files' `accounts:`: account id → name, OU path, tags.
     accounts: std::collections::BTreeMap<String, crate::alert::context::AccountInfo>,
+    /// The rule files' `routes:`, in the order of the sources and documents.
+    routes: Vec<routes::Route>,
+    route_tests: Vec<routes::RouteTest>,
 }
 
 /// The outcome of one embedded rule test.
@@ -276,6 +280,8 @@ impl RuleSet {
         let mut parsed = parse_all(&docs).into_iter();
         let mut rules = Vec::new();
         let mut suppressions = Vec::new();
+        let mut all_routes = Vec::new();
+        let mut route_tests = Vec::new();
         let mut accounts: std::collections::BTreeMap<
             String,
             (String, crate::alert::context::AccountInfo),
@@ -290,6 +296,8 @@ impl RuleSet {
                 Some(Ok(doc)) => {
                     rules.extend(doc.rules);
                     suppressions.extend(doc.suppressions);
+                    all_routes.extend(doc.routes);
+                    route_tests.extend(doc.route_tests);
                     let origin = docs.get(at).map(|d| d.origin.clone()).unwrap_or_default();
                     for (id, info) in doc.accounts {
                         if let Some((first, _)) = accounts.get(&id) {
@@ -316,6 +324,8 @@ impl RuleSet {
                     .into_iter()
                     .map(|(id, (_, info))| (id, info))
                     .collect();
+                set.routes = all_routes;
+                set.route_tests = route_tests;
                 let texts: Vec<String> = docs
                     .iter()
                     .map(|d| format!("{}\u{1f}{}", d.origin, d.text))
@@ -343,6 +353,50 @@ impl RuleSet {
     /// retry that finds the same fingerprint matches the same records the same way.
     pub fn fingerprint(&self) -> u64 {
         self.fingerprint
+    }
+
+    /// The rule files' `routes:`.
+    pub fn routes(&self) -> &[routes::Route] {
+        &self.routes
+    }
+
+    /// The rule files' `route_tests:`.
+    pub fn route_tests(&self) -> &[routes::RouteTest] {
+        &self.route_tests
+    }
+
+    /// Where an alert of `rule` with these facts goes: the route decision, and the topic of
+    /// the default route (the rule's `topic:`; `None`: the default topic). The OU path and
+    /// tags come from `ou` and `tags` where given, else from the rule files' `accounts:`.
+    pub fn route(
+        &self,
+        account: Option<&str>,
+        rule: &str,
+        severity: Option<Severity>,
+        region: Option<&str>,
+        ou: Option<String>,
+        tags: Option<&std::collections::BTreeMap<String, String>>,
+    ) -> (routes::Decision, Option<String>) {
+        let known = account.and_then(|a| self.accounts.get(a));
+        let rule_of = self.rule(rule);
+        let facts = routes::Facts {
+            account,
+            ou: ou.or_else(|| known.and_then(|k| k.ou())),
+            tags: tags.or(known.map(|k| &k.tags)),
+            rule,
+            severity: severity.or(rule_of.map(|r| r.severity)),
+            region,
+        };
+        (
+            routes::decide(&self.routes, &facts),
+            rule_of.and_then(|r| r.topic.clone()),
+        )
+    }
+
+    /// The rule set with these routes (`routes:`).
+    pub fn with_routes(mut self, routes: Vec<routes::Route>) -> Self {
+        self.routes = routes;
+        self
     }
 
     /// The rule set with these accounts named (`accounts:`).
