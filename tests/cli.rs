@@ -710,3 +710,66 @@ route_tests:
     );
     assert!(text.contains("went to the default route"), "{text}");
 }
+
+/// `overrides:` turn a built-in rule off or change its severity, dedup, runbook or topic; `rules
+/// list` shows which override changed a rule; an override naming no rule is refused with its
+/// path, like a mistyped `--rule`.
+#[test]
+fn overrides_tune_built_in_rules() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("team.yaml");
+    std::fs::write(
+        &file,
+        r#"overrides:
+  - rule: backup-copy-job-failed
+    enabled: false
+  - rule: backup-restore-*
+    severity: critical
+    runbook: "Page the storage on-call: https://wiki.example.com/restore"
+"#,
+    )
+    .expect("write");
+    let out = cmd()
+        .args(["scan", "--format", "jsonl", "--rules", "builtin", "--rules"])
+        .arg(&file)
+        .arg(trails())
+        .assert()
+        .success();
+    let lines = jsonl(&out.get_output().stdout);
+    assert!(lines.iter().all(|l| l["rule"] != "backup-copy-job-failed"));
+    let restore: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["rule"] == "backup-restore-failed")
+        .collect();
+    assert!(!restore.is_empty());
+    assert!(restore.iter().all(|l| l["severity"] == "critical"));
+    let out = cmd()
+        .args(["rules", "list", "--rules", "builtin", "--rules"])
+        .arg(&file)
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(text.contains("overridden by "), "{text}");
+    assert!(text.contains("team.yaml $.overrides[0]"), "{text}");
+    let copy = text
+        .lines()
+        .find(|l| l.starts_with("backup-copy-job-failed "))
+        .expect("listed");
+    assert!(copy.contains(" no "), "{copy}");
+    std::fs::write(
+        &file,
+        "overrides:\n  - rule: backup-jobb-failed\n    enabled: false\n",
+    )
+    .unwrap();
+    let out = cmd()
+        .args(["rules", "test", "--rules", "builtin", "--rules"])
+        .arg(&file)
+        .assert()
+        .code(1);
+    let err = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(err.contains("$.overrides[0].rule"), "{err}");
+    assert!(
+        err.contains("\"backup-jobb-failed\" names no loaded rule"),
+        "{err}"
+    );
+}

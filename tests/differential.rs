@@ -271,6 +271,7 @@ fn the_fast_path_never_misses_a_match() {
             shadow: false,
             tests: Vec::new(),
             origin: "generated".into(),
+            overridden_by: Vec::new(),
         }])
         .expect("one rule");
         let doc = json!({"Records": [event, {"unrelated": true}, event]}).to_string();

@@ -102,7 +102,8 @@ fn route_test_failure(
     ))
 }
 
-/// Lists the rules: id, severity, enabled (`shadow` for an enabled shadow rule), description.
+/// Lists the rules: id, severity, enabled (`shadow` for an enabled shadow rule), description,
+/// and under a rule the overrides that changed it.
 pub fn list(sources: &[String]) -> Result<bool, CliError> {
     let rules = load_rules(sources)?;
     let width = rules
@@ -131,6 +132,9 @@ pub fn list(sources: &[String]) -> Result<bool, CliError> {
             },
             r.description
         )?;
+        for o in &r.overridden_by {
+            writeln!(out, "{:<width$}  overridden by {o}", "")?;
+        }
     }
     Ok(true)
 }

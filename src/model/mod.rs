@@ -109,6 +109,8 @@ pub struct Rule {
     pub tests: Vec<RuleTest>,
     /// Where the rule was read from (a path, `builtin:…`, or `s3://…`).
     pub origin: String,
+    /// The `overrides:` that changed it (their documents and paths), in order.
+    pub overridden_by: Vec<String>,
 }
 
 /// An embedded test: a record (or an EventBridge event) and whether the rule must fire on it.

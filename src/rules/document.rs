@@ -51,6 +51,8 @@ pub struct RuleDocument {
     pub routes: Vec<super::routes::Route>,
     /// `route_tests:`: alerts' facts and where they must go (`rules test` runs them).
     pub route_tests: Vec<super::routes::RouteTest>,
+    /// `overrides:`: changes to loaded rules (built-in ones too), applied after loading.
+    pub overrides: Vec<Override>,
 }
 
 const ACCOUNT_KEYS: [&str; 3] = ["name", "ou", "tags"];
@@ -265,13 +267,21 @@ pub fn parse_rule_document(origin: &str, text: &str) -> Result<RuleDocument, Rul
         ));
     };
     if let Some(unknown) = top.keys().find(|k| {
-        !["rules", "suppressions", "accounts", "routes", "route_tests"].contains(&k.as_str())
+        ![
+            "rules",
+            "suppressions",
+            "accounts",
+            "routes",
+            "route_tests",
+            "overrides",
+        ]
+        .contains(&k.as_str())
     }) {
         return Err(invalid(
             None,
             &root.key(unknown),
             "unknown key; a rule document has `rules:`, `suppressions:`, `accounts:` and \
-             `routes:` (with `route_tests:`)"
+             `routes:` (with `route_tests:`), and `overrides:`"
                 .into(),
         ));
     }
@@ -287,6 +297,11 @@ pub fn parse_rule_document(origin: &str, text: &str) -> Result<RuleDocument, Rul
                 },
             )?,
         };
+    let overrides = match top.get("overrides") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(v) => parse_overrides(v, origin, &root.key("overrides"))
+            .map_err(|(path, reason)| invalid(None, &path, reason))?,
+    };
     let routes = match top.get("routes") {
         None | Some(Value::Null) => Vec::new(),
         Some(v) => super::routes::parse(v, origin, "$.routes").map_err(|(path, reason)| {
@@ -308,7 +323,7 @@ pub fn parse_rule_document(origin: &str, text: &str) -> Result<RuleDocument, Rul
     let list = match top.get("rules") {
         Some(list) => list,
         // A document of accounts or routes alone (its own object, with its own permissions).
-        None if ["accounts", "routes", "route_tests"]
+        None if ["accounts", "routes", "route_tests", "overrides"]
             .iter()
             .any(|k| top.contains_key(*k)) =>
         {
@@ -367,6 +382,7 @@ pub fn parse_rule_document(origin: &str, text: &str) -> Result<RuleDocument, Rul
             accounts,
             routes,
             route_tests,
+            overrides,
         }),
     }
 }
@@ -1008,7 +1024,226 @@ fn parse_rule(origin: &str, item: &Value, at: &JsonPath) -> Result<Rule, RuleErr
         shadow,
         tests,
         origin: origin.to_owned(),
+        overridden_by: Vec::new(),
     })
+}
+
+/// An override of loaded rules (`overrides:`): what it changes in each rule its `rule` names
+/// (an id or a glob). Applied after every document is loaded, in order.
+#[derive(Debug, Clone)]
+pub struct Override {
+    pub rule: String,
+    pub enabled: Option<bool>,
+    pub severity: Option<crate::model::Severity>,
+    /// `dedup:` or `threshold:` (replacing the rule's).
+    pub grouping: Option<(Grouping, Vec<KeyPath>)>,
+    pub group: Option<Group>,
+    pub runbook: Option<String>,
+    pub topic: Option<String>,
+    /// The document and the override's path (`teams.yaml $.overrides[0]`).
+    pub origin: String,
+}
+
+const OVERRIDE_KEYS: [&str; 8] = [
+    "rule",
+    "enabled",
+    "severity",
+    "dedup",
+    "threshold",
+    "group",
+    "runbook",
+    "topic",
+];
+
+fn parse_overrides(
+    value: &Value,
+    origin: &str,
+    at: &JsonPath,
+) -> Result<Vec<Override>, (JsonPath, String)> {
+    let Value::Array(items) = value else {
+        return Err((
+            at.clone(),
+            format!("expected a list of overrides, found {}", yaml_kind(value)),
+        ));
+    };
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let here = at.index(i);
+        let Value::Object(map) = item else {
+            return Err((
+                here,
+                format!(
+                    "an override is a mapping with `rule:` and what it changes, not {}",
+                    yaml_kind(item)
+                ),
+            ));
+        };
+        if let Some(k) = map.keys().find(|k| !OVERRIDE_KEYS.contains(&k.as_str())) {
+            return Err((
+                here.key(k),
+                format!("unknown key; an override has {}", OVERRIDE_KEYS.join(", ")),
+            ));
+        }
+        let rule = match map.get("rule") {
+            Some(Value::String(r)) if !r.trim().is_empty() => r.trim().to_owned(),
+            _ => {
+                return Err((
+                    here.key("rule"),
+                    "missing: the rule id (or glob) it overrides".into(),
+                ))
+            }
+        };
+        let enabled = match map.get("enabled") {
+            None => None,
+            Some(Value::Bool(b)) => Some(*b),
+            Some(other) => {
+                return Err((
+                    here.key("enabled"),
+                    format!("expected true or false, found {}", yaml_kind(other)),
+                ))
+            }
+        };
+        let severity = match map.get("severity") {
+            None => None,
+            Some(Value::String(s)) => Some(crate::model::Severity::parse(s).ok_or_else(|| {
+                (
+                    here.key("severity"),
+                    format!("{s:?}: expected info, low, medium, high or critical"),
+                )
+            })?),
+            Some(other) => {
+                return Err((
+                    here.key("severity"),
+                    format!("expected a severity, found {}", yaml_kind(other)),
+                ))
+            }
+        };
+        let grouping = match (map.get("dedup"), map.get("threshold")) {
+            (Some(_), Some(_)) => {
+                return Err((
+                    here.key("threshold"),
+                    "an override gives dedup or threshold, not both".into(),
+                ))
+            }
+            (Some(d), None) => Some(parse_grouping("dedup", d, &here.key("dedup"))?),
+            (None, Some(t)) => Some(parse_grouping("threshold", t, &here.key("threshold"))?),
+            (None, None) => None,
+        };
+        let group = match map.get("group") {
+            None => None,
+            Some(g) => Some(parse_group(g, &here.key("group"))?),
+        };
+        let runbook = match map.get("runbook") {
+            None => None,
+            Some(Value::String(t)) if !t.trim().is_empty() => Some(t.trim().to_owned()),
+            Some(other) => {
+                return Err((
+                    here.key("runbook"),
+                    format!("expected text, found {}", yaml_kind(other)),
+                ))
+            }
+        };
+        let topic = match map.get("topic") {
+            None => None,
+            Some(Value::String(t)) if crate::config::valid_topic_arn(t) => Some(t.clone()),
+            Some(other) => {
+                return Err((
+                    here.key("topic"),
+                    format!(
+                        "expected an SNS topic ARN, found {}",
+                        match other {
+                            Value::String(s) => format!("{s:?}"),
+                            o => yaml_kind(o).to_string(),
+                        }
+                    ),
+                ))
+            }
+        };
+        if enabled.is_none()
+            && severity.is_none()
+            && grouping.is_none()
+            && group.is_none()
+            && runbook.is_none()
+            && topic.is_none()
+        {
+            return Err((
+                here,
+                "changes nothing: give enabled, severity, dedup, threshold, group, runbook or \
+                 topic"
+                    .into(),
+            ));
+        }
+        out.push(Override {
+            rule,
+            enabled,
+            severity,
+            grouping,
+            group,
+            runbook,
+            topic,
+            origin: format!("{origin} {here}"),
+        });
+    }
+    Ok(out)
+}
+
+/// Applies overrides to loaded rules, in order; an override that names no rule is an error.
+pub fn apply_overrides(rules: &mut [Rule], overrides: &[Override]) -> Result<(), RuleError> {
+    let mut faults = Vec::new();
+    for o in overrides {
+        let (origin, path) = o.origin.split_once(' ').unwrap_or((&o.origin, "$"));
+        let mut hit = false;
+        for rule in rules
+            .iter_mut()
+            .filter(|r| crate::model::id_matches(&o.rule, &r.id))
+        {
+            hit = true;
+            if rule.absence.is_some() && (o.grouping.is_some() || o.group.is_some()) {
+                faults.push(RuleError::Invalid {
+                    origin: origin.to_owned(),
+                    rule: Some(rule.id.clone()),
+                    path: path.to_owned(),
+                    reason: "an absence rule has no dedup, threshold or group".into(),
+                });
+                continue;
+            }
+            if let Some(e) = o.enabled {
+                rule.enabled = e;
+            }
+            if let Some(s) = o.severity {
+                rule.severity = s;
+            }
+            if let Some((g, fields)) = &o.grouping {
+                rule.grouping = Some(g.clone());
+                rule.rollup_fields = fields.clone();
+            }
+            if let Some(g) = &o.group {
+                rule.group = Some(g.clone());
+            }
+            if let Some(r) = &o.runbook {
+                rule.runbook = Some(r.clone());
+            }
+            if let Some(t) = &o.topic {
+                rule.topic = Some(t.clone());
+            }
+            rule.overridden_by.push(o.origin.clone());
+        }
+        if !hit {
+            faults.push(RuleError::Invalid {
+                origin: origin.to_owned(),
+                rule: None,
+                path: format!("{path}.rule"),
+                reason: format!(
+                    "{:?} names no loaded rule (see `trail-alerts rules list`)",
+                    o.rule
+                ),
+            });
+        }
+    }
+    match RuleError::all(faults) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// A rule's string field: "missing" or "expected a string" otherwise, with the path.

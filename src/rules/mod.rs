@@ -282,6 +282,7 @@ impl RuleSet {
         let mut suppressions = Vec::new();
         let mut all_routes = Vec::new();
         let mut route_tests = Vec::new();
+        let mut overrides = Vec::new();
         let mut accounts: std::collections::BTreeMap<
             String,
             (String, crate::alert::context::AccountInfo),
@@ -298,6 +299,7 @@ impl RuleSet {
                     suppressions.extend(doc.suppressions);
                     all_routes.extend(doc.routes);
                     route_tests.extend(doc.route_tests);
+                    overrides.extend(doc.overrides);
                     let origin = docs.get(at).map(|d| d.origin.clone()).unwrap_or_default();
                     for (id, info) in doc.accounts {
                         if let Some((first, _)) = accounts.get(&id) {
@@ -314,6 +316,11 @@ impl RuleSet {
                 }
                 Some(Err(e)) => faults.push(e),
                 None => {}
+            }
+        }
+        if faults.is_empty() {
+            if let Err(e) = document::apply_overrides(&mut rules, &overrides) {
+                faults.push(e);
             }
         }
         match RuleError::all(faults) {
