@@ -4,8 +4,6 @@
 //! account id alone; and how many Organizations calls 1,000 alerts across 50 accounts cost,
 //! with the state table keeping them for the next cold start.
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -177,25 +175,16 @@ async fn alerts_name_the_account_its_ou_and_tags_from_organizations() {
 
 /// A stand-in for Organizations on loopback that refuses every call with this error, counting.
 fn refusing(code: &'static str, status: u16) -> (String, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let count = Arc::new(AtomicUsize::new(0));
-    let seen = count.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { continue };
-            let mut buf = [0u8; 16384];
-            let _ = s.read(&mut buf);
-            seen.fetch_add(1, Ordering::SeqCst);
-            let body = format!(r#"{{"__type": "{code}", "Message": "refused by the test"}}"#);
-            let _ = write!(
-                s,
-                "HTTP/1.1 {status} Refused\r\ncontent-type: application/x-amz-json-1.1\r\nx-amzn-errortype: {code}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    (url, count)
+    crate::util::stand_in(move |_| {
+        let body = format!(r#"{{"__type": "{code}", "Message": "refused by the test"}}"#);
+        (
+            true,
+            status,
+            "application/x-amz-json-1.1",
+            format!("x-amzn-errortype: {code}\r\n"),
+            body,
+        )
+    })
 }
 
 /// Organizations refuses (AccessDenied) or throttles: every alert is still published, naming

@@ -5,8 +5,6 @@
 //! and its request recorder shows the STS calls. A refused AssumeRole (no trust), which moto
 //! cannot play, comes from a stand-in STS on loopback.
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -63,6 +61,21 @@ fn body(r: &Value) -> String {
     }
 }
 
+/// moto with cross-account access locked, the security account's clients, and the
+/// log-archive account's S3 (as its administrator) with the trail bucket made.
+async fn log_archive(recording: &std::path::Path) -> (Moto, crate::e2e::Aws, aws_sdk_s3::Client) {
+    let moto = Moto::start_with(&[("MOTO_S3_ALLOW_CROSSACCOUNT_ACCESS", "false")], recording);
+    let aws = clients(&moto).await;
+    let admin = log_archive_admin(&moto.endpoint).await;
+    admin
+        .create_bucket()
+        .bucket(BUCKET)
+        .send()
+        .await
+        .expect("bucket");
+    (moto, aws, admin)
+}
+
 /// The moto recording's requests whose form body or URL names this action.
 fn calls(recording: &std::path::Path, action: &str) -> Vec<Value> {
     std::fs::read_to_string(recording)
@@ -102,18 +115,7 @@ fn handler(
 async fn the_log_archive_bucket_is_read_through_the_read_role_with_one_sts_call() {
     let dir = tempfile::tempdir().expect("tmp");
     let recording = dir.path().join("moto.jsonl");
-    let moto = Moto::start_with(
-        &[("MOTO_S3_ALLOW_CROSSACCOUNT_ACCESS", "false")],
-        &recording,
-    );
-    let aws = clients(&moto).await;
-    let admin = log_archive_admin(&moto.endpoint).await;
-    admin
-        .create_bucket()
-        .bucket(BUCKET)
-        .send()
-        .await
-        .expect("bucket");
+    let (moto, aws, admin) = log_archive(&recording).await;
     let keys = [K1, K2, K3].map(|k| {
         format!(
             "AWSLogs/o-exampleorgid/{}",
@@ -210,45 +212,25 @@ async fn the_log_archive_bucket_is_read_through_the_read_role_with_one_sts_call(
 /// A stand-in STS on loopback that answers GetCallerIdentity as the function's role, and every
 /// other request with this status and error code, counting those.
 fn sts_stand_in(status: u16, code: &'static str) -> (String, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let count = Arc::new(AtomicUsize::new(0));
-    let seen = count.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { continue };
-            let mut buf = [0u8; 16384];
-            let n = s.read(&mut buf).unwrap_or(0);
-            if String::from_utf8_lossy(&buf[..n]).contains("Action=GetCallerIdentity") {
-                let body = format!(
-                    "<GetCallerIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
-                     <GetCallerIdentityResult><Arn>arn:aws:sts::{SECURITY}:assumed-role/trail-alerts-function/fn</Arn>\
-                     <UserId>AROAEXAMPLE:fn</UserId><Account>{SECURITY}</Account></GetCallerIdentityResult>\
-                     <ResponseMetadata><RequestId>1</RequestId></ResponseMetadata></GetCallerIdentityResponse>"
-                );
-                let _ = write!(
-                    s,
-                    "HTTP/1.1 200 OK\r\ncontent-type: text/xml\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                continue;
-            }
-            seen.fetch_add(1, Ordering::SeqCst);
+    crate::util::stand_in(move |request| {
+        if request.contains("Action=GetCallerIdentity") {
             let body = format!(
-                "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error>\
-                 <Type>Sender</Type><Code>{code}</Code><Message>User: \
-                 arn:aws:sts::{SECURITY}:assumed-role/trail-alerts-function/fn is not authorized \
-                 to perform: sts:AssumeRole on resource: {READ_ROLE}</Message></Error>\
-                 <RequestId>0</RequestId></ErrorResponse>"
+                "<GetCallerIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
+                 <GetCallerIdentityResult><Arn>arn:aws:sts::{SECURITY}:assumed-role/trail-alerts-function/fn</Arn>\
+                 <UserId>AROAEXAMPLE:fn</UserId><Account>{SECURITY}</Account></GetCallerIdentityResult>\
+                 <ResponseMetadata><RequestId>1</RequestId></ResponseMetadata></GetCallerIdentityResponse>"
             );
-            let _ = write!(
-                s,
-                "HTTP/1.1 {status} Refused\r\ncontent-type: text/xml\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
+            return (false, 200, "text/xml", String::new(), body);
         }
-    });
-    (url, count)
+        let body = format!(
+            "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error>\
+             <Type>Sender</Type><Code>{code}</Code><Message>User: \
+             arn:aws:sts::{SECURITY}:assumed-role/trail-alerts-function/fn is not authorized \
+             to perform: sts:AssumeRole on resource: {READ_ROLE}</Message></Error>\
+             <RequestId>0</RequestId></ErrorResponse>"
+        );
+        (true, status, "text/xml", String::new(), body)
+    })
 }
 
 /// A read role whose trust does not name the function: the object's error names the role and
@@ -511,18 +493,7 @@ fn line<'a>(report: &'a str, starts: &str) -> &'a str {
 async fn doctor_tries_each_thing_and_names_the_fix() {
     let dir = tempfile::tempdir().expect("tmp");
     let recording = dir.path().join("moto.jsonl");
-    let moto = Moto::start_with(
-        &[("MOTO_S3_ALLOW_CROSSACCOUNT_ACCESS", "false")],
-        &recording,
-    );
-    let aws = clients(&moto).await;
-    let admin = log_archive_admin(&moto.endpoint).await;
-    admin
-        .create_bucket()
-        .bucket(BUCKET)
-        .send()
-        .await
-        .expect("bucket");
+    let (moto, aws, admin) = log_archive(&recording).await;
     let older = "org/AWSLogs/o-exampleorgid/222222222222/CloudTrail/eu-west-1/2026/11/30/222222222222_CloudTrail_eu-west-1_20261130T0800Z_older000000001.json.gz";
     let newer = "org/AWSLogs/o-exampleorgid/222222222222/CloudTrail/eu-west-1/2026/12/01/222222222222_CloudTrail_eu-west-1_20261201T0800Z_newer000000001.json.gz";
     for (key, source) in [(older, K1), (newer, K2)] {

@@ -201,3 +201,35 @@ mod function {
             .expect("table");
     }
 }
+
+/// An HTTP server on loopback that answers each request with what `answer` makes of its text:
+/// whether to count it, the status, the content type, extra headers and the body. Returns its
+/// URL and the count. For the faults moto cannot play (a refused AssumeRole, Organizations
+/// throttling).
+pub fn stand_in(
+    answer: impl Fn(&str) -> (bool, u16, &'static str, String, String) + Send + 'static,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 16384];
+            let n = s.read(&mut buf).unwrap_or(0);
+            let (counted, status, content_type, headers, body) =
+                answer(&String::from_utf8_lossy(&buf[..n]));
+            if counted {
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            let _ = write!(
+                s,
+                "HTTP/1.1 {status} Answer\r\ncontent-type: {content_type}\r\n{headers}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (url, count)
+}

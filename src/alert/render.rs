@@ -276,26 +276,18 @@ pub const CHAT_MAX_KEYWORDS: usize = 10;
 /// `@here`, `@channel` or `@someone` mention no one. Line breaks are already gone
 /// (`printable`).
 pub fn chat_text(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '@' => out.push_str("@\u{2060}"),
-            '\\' | '`' | '*' | '_' | '~' | '[' | ']' | '(' | ')' | '#' | '|' | '!' | '{' | '}' => {
-                out.push('\\');
-                out.push(c);
-            }
-            c => out.push(c),
-        }
-    }
-    out
+    inert(s, true)
 }
 
 /// `chat_text` for the notification's plain-text summary (not Markdown): only what a chat
 /// client acts on in plain text, Slack's control sequences and mentions, is made inert.
 pub fn chat_plain(s: &str) -> String {
+    inert(s, false)
+}
+
+/// Slack's control characters as entities, mentions broken, and with `markdown` Markdown's
+/// punctuation escaped.
+fn inert(s: &str, markdown: bool) -> String {
     let mut out = String::with_capacity(s.len() + 8);
     for c in s.chars() {
         match c {
@@ -303,6 +295,12 @@ pub fn chat_plain(s: &str) -> String {
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
             '@' => out.push_str("@\u{2060}"),
+            '\\' | '`' | '*' | '_' | '~' | '[' | ']' | '(' | ')' | '#' | '|' | '!' | '{' | '}'
+                if markdown =>
+            {
+                out.push('\\');
+                out.push(c);
+            }
             c => out.push(c),
         }
     }

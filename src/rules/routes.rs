@@ -132,6 +132,7 @@ const MATCH_KEYS: [&str; 6] = [
 const TO_KEYS: [&str; 3] = ["topics", "chat_topics", "pagerduty"];
 
 type Fault = (String, String);
+type Mapping = serde_json::Map<String, Value>;
 
 fn strings(v: &Value, at: &str) -> Result<Vec<String>, Fault> {
     let items = match v {
@@ -158,26 +159,35 @@ fn strings(v: &Value, at: &str) -> Result<Vec<String>, Fault> {
         .collect()
 }
 
-/// `routes:` of a document at `at` (`$.routes`).
-pub fn parse(value: &Value, origin: &str, at: &str) -> Result<Vec<Route>, Fault> {
+/// The mappings of a list at `at`, each with its path; `what` names an item in faults.
+fn mappings<'v>(
+    value: &'v Value,
+    at: &str,
+    what: &str,
+) -> Result<Vec<(String, &'v Mapping)>, Fault> {
     let Value::Array(items) = value else {
         return Err((
             at.to_owned(),
-            format!("expected a list of routes, found {}", yaml_kind(value)),
+            format!("expected a list of {what}s, found {}", yaml_kind(value)),
         ));
     };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| match item {
+            Value::Object(map) => Ok((format!("{at}[{i}]"), map)),
+            other => Err((
+                format!("{at}[{i}]"),
+                format!("a {what} is a mapping, not {}", yaml_kind(other)),
+            )),
+        })
+        .collect()
+}
+
+/// `routes:` of a document at `at` (`$.routes`).
+pub fn parse(value: &Value, origin: &str, at: &str) -> Result<Vec<Route>, Fault> {
     let mut out = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let here = format!("{at}[{i}]");
-        let Value::Object(map) = item else {
-            return Err((
-                here,
-                format!(
-                    "a route is a mapping with match, to and continue, not {}",
-                    yaml_kind(item)
-                ),
-            ));
-        };
+    for (here, map) in mappings(value, at, "route")? {
         if let Some(k) = map.keys().find(|k| !ROUTE_KEYS.contains(&k.as_str())) {
             return Err((
                 format!("{here}.{k}"),
@@ -486,21 +496,8 @@ const TEST_KEYS: [&str; 6] = ["name", "account", "rule", "severity", "region", "
 
 /// `route_tests:` of a document.
 pub fn parse_tests(value: &Value, origin: &str, at: &str) -> Result<Vec<RouteTest>, Fault> {
-    let Value::Array(items) = value else {
-        return Err((
-            at.to_owned(),
-            format!("expected a list of route tests, found {}", yaml_kind(value)),
-        ));
-    };
     let mut out = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let here = format!("{at}[{i}]");
-        let Value::Object(map) = item else {
-            return Err((
-                here,
-                format!("a route test is a mapping, not {}", yaml_kind(item)),
-            ));
-        };
+    for (here, map) in mappings(value, at, "route test")? {
         if let Some(k) = map.keys().find(|k| !TEST_KEYS.contains(&k.as_str())) {
             return Err((
                 format!("{here}.{k}"),
