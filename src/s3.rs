@@ -173,6 +173,14 @@ pub async fn load_rules(
     client: &aws_sdk_s3::Client,
     sources: &[RuleSource],
 ) -> Result<RuleSet, RuleError> {
+    load_fetched(sources, &fetch_rule_documents(client, sources).await)
+}
+
+/// The `s3://` rule documents of these sources, each read or why not.
+pub async fn fetch_rule_documents(
+    client: &aws_sdk_s3::Client,
+    sources: &[RuleSource],
+) -> HashMap<S3Object, Result<String, String>> {
     let mut fetched = HashMap::new();
     for source in sources {
         if let RuleSource::S3(object) = source {
@@ -180,6 +188,14 @@ pub async fn load_rules(
             fetched.insert(object.clone(), text);
         }
     }
+    fetched
+}
+
+/// The sources loaded with their `s3://` documents as given.
+pub fn load_fetched(
+    sources: &[RuleSource],
+    fetched: &HashMap<S3Object, Result<String, String>>,
+) -> Result<RuleSet, RuleError> {
     RuleSet::load_with(sources, |object: &S3Object| {
         fetched
             .get(object)

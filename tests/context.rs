@@ -380,3 +380,76 @@ async fn routes_send_each_teams_alerts_to_its_topics() {
         [Some(accounts[2].clone())]
     );
 }
+
+/// A rule object that stops loading does not stop alerting: with the state table, the cold
+/// start loads the last rule documents that loaded (kept there by the cold start before),
+/// naming the fault; with nothing kept, the fault stops the start as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_rule_object_falls_back_to_the_last_one_that_loaded() {
+    use trail_alerts::lambda::aws::LastGoodRules;
+    use trail_alerts::rules::{RuleSource, S3Object};
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let moto = Moto::start_with(&[], &dir.path().join("moto.jsonl"));
+    let sdk = loopback_sdk_config(&moto.endpoint, |l| l).await;
+    let s3 = crate::util::loopback_s3(&sdk);
+    s3.create_bucket()
+        .bucket("team-rules")
+        .send()
+        .await
+        .expect("bucket");
+    let put = |text: &'static str| {
+        let s3 = s3.clone();
+        async move {
+            s3.put_object()
+                .bucket("team-rules")
+                .key("team.yaml")
+                .body(text.as_bytes().to_vec().into())
+                .send()
+                .await
+                .expect("put");
+        }
+    };
+    put("rules:\n  - id: team-vault-deleted\n    description: a vault was deleted\n    severity: high\n    pattern: {eventName: [DeleteBackupVault]}\n").await;
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    crate::util::create_state_table(&ddb, "rules-state").await;
+    let sources = [
+        RuleSource::Builtin,
+        RuleSource::S3(S3Object {
+            bucket: "team-rules".into(),
+            key: "team.yaml".into(),
+        }),
+    ];
+    let kept = LastGoodRules::new(ddb.clone(), "rules-state");
+    let loaded = kept.load(&s3, &sources, 1_000).await.expect("loads");
+    assert!(loaded.fallback.is_none());
+    assert!(loaded.rules.rule("team-vault-deleted").is_some());
+
+    // A bad upload: the rules as they last loaded, and the fault named.
+    put("rules:\n  - id: team-vault-deleted\n    description: a vault was deleted\n    severity: hgih\n    pattern: {eventName: [DeleteBackupVault]}\n").await;
+    let loaded = kept
+        .load(&s3, &sources, 2_000)
+        .await
+        .expect("the last good rules");
+    let (fault, kept_at) = loaded.fallback.expect("a fallback");
+    assert_eq!(kept_at, 1_000);
+    assert!(fault.contains("s3://team-rules/team.yaml"), "{fault}");
+    assert!(fault.contains("$.rules[0].severity"), "{fault}");
+    assert!(loaded.rules.rule("team-vault-deleted").is_some());
+    assert!(loaded.rules.rule("backup-job-failed").is_some());
+
+    // A good upload again: loaded as it is, and kept.
+    put("rules:\n  - id: team-vault-changed\n    description: a vault changed\n    severity: medium\n    pattern: {eventName: [PutBackupVaultAccessPolicy]}\n").await;
+    let loaded = kept.load(&s3, &sources, 3_000).await.expect("loads");
+    assert!(loaded.fallback.is_none());
+    assert!(loaded.rules.rule("team-vault-changed").is_some());
+
+    // Nothing kept (another table): the fault stops the start, as without a state table.
+    crate::util::create_state_table(&ddb, "empty-state").await;
+    put("rules: [").await;
+    let e = LastGoodRules::new(ddb, "empty-state")
+        .load(&s3, &sources, 4_000)
+        .await
+        .expect_err("nothing to fall back to");
+    assert!(e.to_string().contains("not valid YAML"), "{e}");
+}

@@ -8,8 +8,8 @@ use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 use trail_alerts::lambda::accounts::OrgDirectory;
 use trail_alerts::lambda::aws::{
-    load_rules, read_routing_key, s3_client, sdk_config, DynamoState, S3Store, SdkOrganizations,
-    SnsPublisher,
+    load_rules, read_routing_key, s3_client, sdk_config, DynamoState, LastGoodRules, S3Store,
+    SdkOrganizations, SnsPublisher,
 };
 use trail_alerts::lambda::doctor;
 use trail_alerts::lambda::pager::{HttpPager, Paging};
@@ -29,10 +29,34 @@ async fn cold_start() -> Result<(Function, DoctorKit), String> {
     let sdk = sdk_config().await;
     let s3 = s3_client(&sdk);
     let sns = aws_sdk_sns::Client::new(&sdk);
-    let rules = load_rules(&s3, &config.rules)
-        .await
-        .and_then(|rules| config.scoped(rules))
-        .map_err(|e| format!("rules: {e}"))?;
+    // With the state table, the last rule set that loaded is kept there: a rule object that
+    // no longer loads does not stop alerting.
+    let (rules, fallback) = match &config.state_table {
+        Some(table) => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let loaded = LastGoodRules::new(aws_sdk_dynamodb::Client::new(&sdk), table.clone())
+                .load(&s3, &config.rules, now)
+                .await
+                .map_err(|e| format!("rules: {e}"))?;
+            (loaded.rules, loaded.fallback)
+        }
+        None => (
+            load_rules(&s3, &config.rules)
+                .await
+                .map_err(|e| format!("rules: {e}"))?,
+            None,
+        ),
+    };
+    if let Some((fault, kept_at)) = &fallback {
+        tracing::error!(
+            fault = %fault,
+            kept_at,
+            "rules: the rule documents do not load; alerting on the last rule set that loaded"
+        );
+    }
+    let rules = config.scoped(rules).map_err(|e| format!("rules: {e}"))?;
     for warning in rules.warnings() {
         tracing::warn!(rule = %warning.rule, path = %warning.path, "{}", warning.message);
     }
@@ -87,6 +111,10 @@ async fn cold_start() -> Result<(Function, DoctorKit), String> {
         .with_writer(writer);
     let handler = match paging {
         Some(p) => handler.with_paging(p),
+        None => handler,
+    };
+    let handler = match fallback {
+        Some((fault, _)) => handler.with_rules_fallback(fault),
         None => handler,
     };
     // Accounts' names, OU paths and tags from AWS Organizations, cached in the state table.

@@ -1867,3 +1867,161 @@ fn account_info_of(v: &Value) -> crate::alert::context::AccountInfo {
             .unwrap_or_default(),
     }
 }
+
+/// The last rule set that loaded, kept in the state table (partition `rules`, item
+/// `last-good`: its `s3://` documents, gzip'd JSON), so that one bad rule object uploaded to S3
+/// does not stop alerting: the cold start that cannot load the rules as they are now loads them
+/// as they last were, says so, and counts `RulesFallback` in every invocation's metrics.
+pub struct LastGoodRules {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+/// What kept rules became at a cold start.
+#[derive(Debug)]
+pub struct RulesLoaded {
+    pub rules: crate::rules::RuleSet,
+    /// The fault that made the cold start use the last good documents, and when those were
+    /// kept (Unix seconds); `None`: the rules as they are now.
+    pub fallback: Option<(String, u64)>,
+}
+
+/// The most a kept rule set may weigh, compressed (a DynamoDB item holds 400 KB).
+const LAST_GOOD_MAX: usize = 350 * 1024;
+
+impl LastGoodRules {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        LastGoodRules {
+            client,
+            table: table.into(),
+        }
+    }
+
+    fn key() -> HashMap<String, Av> {
+        HashMap::from([
+            ("pk".to_owned(), s("rules")),
+            ("sk".to_owned(), s("last-good")),
+        ])
+    }
+
+    /// Keeps these documents as the last good ones.
+    async fn keep(
+        &self,
+        docs: &[(crate::rules::S3Object, String)],
+        now: u64,
+    ) -> Result<(), String> {
+        use std::io::Write as _;
+        let json = serde_json::to_vec(
+            &docs
+                .iter()
+                .map(
+                    |(o, text)| serde_json::json!({"bucket": o.bucket, "key": o.key, "text": text}),
+                )
+                .collect::<Vec<_>>(),
+        )
+        .map_err(|e| e.to_string())?;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&json).map_err(|e| e.to_string())?;
+        let packed = gz.finish().map_err(|e| e.to_string())?;
+        if packed.len() > LAST_GOOD_MAX {
+            return Err(format!(
+                "the rule documents weigh {} bytes compressed, more than a state-table item holds",
+                packed.len()
+            ));
+        }
+        let mut item = Self::key();
+        item.insert(
+            "docs".into(),
+            Av::B(aws_sdk_dynamodb::primitives::Blob::new(packed)),
+        );
+        item.insert("kept_at".into(), Av::N(now.to_string()));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| describe::chain(&e))?;
+        Ok(())
+    }
+
+    /// The last good documents, and when they were kept.
+    async fn last(&self) -> Option<(HashMap<crate::rules::S3Object, Result<String, String>>, u64)> {
+        use std::io::Read as _;
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key()))
+            .consistent_read(true)
+            .send()
+            .await
+            .ok()?;
+        let item = out.item()?;
+        let packed = item.get("docs")?.as_b().ok()?;
+        let kept_at = item
+            .get("kept_at")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        let mut json = Vec::new();
+        flate2::read::GzDecoder::new(packed.as_ref())
+            .read_to_end(&mut json)
+            .ok()?;
+        let docs: Vec<Value> = serde_json::from_slice(&json).ok()?;
+        let map = docs
+            .iter()
+            .filter_map(|d| {
+                Some((
+                    crate::rules::S3Object {
+                        bucket: d.get("bucket")?.as_str()?.to_owned(),
+                        key: d.get("key")?.as_str()?.to_owned(),
+                    },
+                    Ok(d.get("text")?.as_str()?.to_owned()),
+                ))
+            })
+            .collect();
+        Some((map, kept_at))
+    }
+
+    /// Loads the rules as they are now and keeps them as the last good ones; when they do not
+    /// load, loads the last good ones instead (naming the fault), if there are any and they
+    /// load with the same sources; else the fault.
+    pub async fn load(
+        &self,
+        s3: &aws_sdk_s3::Client,
+        sources: &[crate::rules::RuleSource],
+        now: u64,
+    ) -> Result<RulesLoaded, crate::rules::RuleError> {
+        let fetched = crate::s3::fetch_rule_documents(s3, sources).await;
+        match crate::s3::load_fetched(sources, &fetched) {
+            Ok(rules) => {
+                let docs: Vec<(crate::rules::S3Object, String)> = fetched
+                    .iter()
+                    .filter_map(|(o, t)| t.as_ref().ok().map(|t| (o.clone(), t.clone())))
+                    .collect();
+                if !docs.is_empty() {
+                    if let Err(e) = self.keep(&docs, now).await {
+                        tracing::warn!(error = %e, "the rules loaded but could not be kept as the last good ones");
+                    }
+                }
+                Ok(RulesLoaded {
+                    rules,
+                    fallback: None,
+                })
+            }
+            Err(fault) => {
+                let Some((kept, kept_at)) = self.last().await else {
+                    return Err(fault);
+                };
+                match crate::s3::load_fetched(sources, &kept) {
+                    Ok(rules) => Ok(RulesLoaded {
+                        rules,
+                        fallback: Some((fault.to_string(), kept_at)),
+                    }),
+                    Err(_) => Err(fault),
+                }
+            }
+        }
+    }
+}

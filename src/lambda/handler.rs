@@ -147,6 +147,8 @@ pub struct Handler<S, P> {
     writer: Option<Arc<dyn ObjectWriter>>,
     /// The accounts' context added to what is told.
     context: super::accounts::Context,
+    /// Why the current rule set did not load, when the instance alerts on the last good one.
+    rules_fallback: Option<String>,
 }
 
 impl<S: ObjectStore, P: Publisher> Handler<S, P> {
@@ -244,7 +246,30 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
             paging: None,
             writer: None,
             context,
+            rules_fallback: None,
         })
+    }
+
+    /// The instance alerts on the last rule set that loaded: `fault` is why the current one
+    /// did not (every invocation's metrics say `RulesFallback`).
+    pub fn with_rules_fallback(mut self, fault: String) -> Self {
+        self.rules_fallback = Some(fault);
+        self
+    }
+
+    /// One EMF line for the invocation.
+    fn emit(&self, totals: &Totals) {
+        let mut t = totals.clone();
+        t.rules_fallback = self.rules_fallback.is_some();
+        metrics::emit(&t, &self.config.function_name, policy::now_ms());
+        if let Some(fault) = &self.rules_fallback {
+            tracing::error!(
+                fault = %fault,
+                "alerting on the last rule set that loaded: the current rule documents do not \
+                 load; fix the fault named (trail-alerts rules test), and the next cold start \
+                 loads them"
+            );
+        }
     }
 
     /// Learns accounts' names, OU paths and tags from this directory too (AWS Organizations).
@@ -318,7 +343,7 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
                     page_backlog: done.backlog,
                     ..Totals::default()
                 };
-                metrics::emit(&totals, &self.config.function_name, policy::now_ms());
+                self.emit(&totals);
                 Ok(
                     json!({"due": done.due, "rollups": done.rollups, "recovered": done.recovered,
                           "waited": done.waited,
@@ -358,7 +383,7 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
                     }
                 }
                 info!(failed_messages = failed.len(), ?totals, "SQS batch done");
-                metrics::emit(&totals, &self.config.function_name, policy::now_ms());
+                self.emit(&totals);
                 Ok(json!({
                     "batchItemFailures": failed.iter().map(|id| json!({"itemIdentifier": id})).collect::<Vec<_>>()
                 }))
@@ -428,7 +453,7 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
                     error,
                 })?;
         }
-        metrics::emit(&totals, &self.config.function_name, policy::now_ms());
+        self.emit(&totals);
         info!(
             objects = totals.objects,
             alerts = totals.alerts,
@@ -448,7 +473,7 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
     /// Deliveries that succeed or fail together: the totals, or every failure.
     async fn deliver_together(&self, deliveries: &[Delivery]) -> Result<Value, HandlerError> {
         let (totals, failures) = self.deliver(deliveries).await;
-        metrics::emit(&totals, &self.config.function_name, policy::now_ms());
+        self.emit(&totals);
         if failures.is_empty() {
             Ok(totals.to_json())
         } else {

@@ -12,7 +12,9 @@
 //! from the sweep when PagerDuty is configured, `PagesWaiting` and `OldestParkedPage` (seconds),
 //! one
 //! `Alerts.<severity>` per severity and one `Alerts.<rule id>` per rule that published, and
-//! `DeliveryLag` (seconds: now minus the newest eventTime read, of records and of events). The EMF rules kept: at most
+//! `DeliveryLag` (seconds: now minus the newest eventTime read, of records and of events), and
+//! `RulesFallback` (1) in every invocation of an instance that alerts on the last rule set that
+//! loaded because the current one does not. The EMF rules kept: at most
 //! 100 metrics per directive (more are split across directives), every metric and dimension a
 //! top-level member, `Timestamp` in milliseconds.
 
@@ -58,6 +60,9 @@ pub fn emf(totals: &Totals, function: &str, now_ms: i64) -> Value {
             "Count",
         ),
     ];
+    if totals.rules_fallback {
+        values.push(("RulesFallback".into(), 1.0, "Count"));
+    }
     for (severity, n) in &totals.per_severity {
         values.push((format!("Alerts.{severity}"), *n as f64, "Count"));
     }
@@ -173,6 +178,17 @@ mod tests {
         assert_eq!(doc["FunctionName"], "trail-alerts-fn");
         assert_eq!(doc["Records"], 1200.0);
         assert_eq!(doc["Deduplicated"], 2.0);
+        assert!(doc.get("RulesFallback").is_none());
+        let fallback = emf(
+            &Totals {
+                rules_fallback: true,
+                ..t.clone()
+            },
+            "trail-alerts-fn",
+            1_704_873_900_000,
+        );
+        valid_emf(&fallback).unwrap();
+        assert_eq!(fallback["RulesFallback"], 1.0);
         assert_eq!(doc["Alerts.backup-job-failed"], 3.0);
         assert_eq!(doc["Alerts.high"], 3.0);
         assert_eq!(doc["DeliveryLag"], 300.0);

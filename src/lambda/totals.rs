@@ -49,6 +49,9 @@ pub struct Totals {
     /// Rules that stormed in a delivery (one folded message each), and matches folded.
     pub storms: u64,
     pub folded: u64,
+    /// The instance alerts on the last rule set that loaded, the current one having failed to
+    /// (`RulesFallback`, set per invocation, not added up).
+    pub rules_fallback: bool,
 }
 
 impl From<&ObjectOutcome> for Totals {
