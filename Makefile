@@ -58,10 +58,13 @@ integration: $(STAMP)
 ## e2e: moto + `cargo lambda watch` + `cargo lambda invoke --data-file events/…`, alerts read from SQS;
 ##      then the storms through the same runtime API (scripts/e2e-storm.py): the storm as issue 30
 ##      filed it against a PagerDuty stand-in with its 120 events/min, and a match-everything
-##      delivery whose peak memory must stay within the function's 256 MiB
+##      delivery whose peak memory must stay within the function's 256 MiB; then the
+##      organisation (scripts/e2e-org.py): accounts named from Organizations, routes to a team's
+##      topic, and a bad rule object that does not stop alerting
 e2e: $(STAMP)
 	$(LOCAL_AWS) $(BIN)/python scripts/e2e-lambda.py
 	$(LOCAL_AWS) $(BIN)/python scripts/e2e-storm.py
+	$(LOCAL_AWS) $(BIN)/python scripts/e2e-org.py
 
 ## lint: formatting, clippy (warnings are errors), the three templates (cfn-lint), the member
 ##       template's fitness for a StackSet (scripts/check-stackset.py, with its self-test), the
