@@ -55,6 +55,7 @@ def main():
         org.move_account(AccountId=account, SourceParentId=root, DestinationParentId=payments_ou)
         default_topic, default_q = e2e.topic_with_queue(sns, sqs, "org-default", "org-default")
         team_topic, team_q = e2e.topic_with_queue(sns, sqs, "payments", "payments")
+        new_topic, new_q = e2e.topic_with_queue(sns, sqs, "payments-new", "payments-new")
         e2e.create_state_table(boto3.client("dynamodb", **kw), "org-state")
         s3.create_bucket(Bucket="team-rules")
         good = ("routes:\n  - match: {ous: [\"Root/Prod/Payments\"]}\n"
@@ -66,7 +67,7 @@ def main():
         with open(os.path.join(ROOT, "events", "eventbridge-backup-job-failed.json")) as f:
             failed_job = f.read()
 
-        regions = {1: "us-west-2", 2: "eu-central-1", 10: "us-west-2"}
+        regions = {1: "us-west-2", 2: "eu-central-1", 3: "ap-southeast-2", 10: "us-west-2"}
 
         def event(acct, n):
             # Another job, of another resource, in a Region of its own each phase: the pack's
@@ -87,7 +88,7 @@ def main():
                     break
             return got
 
-        for phase in (1, 2):
+        for phase in (1, 2):  # phase 2 also puts a fixed document back in force
             if phase == 2:
                 e2e.stop(watch)
                 s3.put_object(Bucket="team-rules", Key="team.yaml",
@@ -115,6 +116,15 @@ def main():
                                     f"{[m.get('Subject') for m in team]}")
                 elif team[0]["MessageAttributes"].get("accountName", {}).get("Value") != "payments-prod":
                     failures.append(f"phase {phase}: no accountName attribute: {team[0]['MessageAttributes']}")
+                if phase == 2:
+                    # A good document again, routing to another topic: the next sweep puts it in
+                    # force on this instance, without a cold start.
+                    s3.put_object(Bucket="team-rules", Key="team.yaml", Body=good.replace(team_topic, new_topic).encode())
+                    invoke('{"action": "sweep"}')
+                    invoke(event(account, 3))
+                    moved = receive(new_q, 1)
+                    if len(moved) != 1 or receive(team_q, 0):
+                        failures.append(f"phase 2: after the sweep, the new rules' topic got {len(moved)}")
                 if phase == 1:
                     invoke(event(OUTSIDER, 10))
                     default = receive(default_q, 1)
@@ -135,11 +145,16 @@ def main():
             if phase == 2 and not (fallback and counted and "$.routes[0].match.oos" in text):
                 failures.append(f"phase 2: fallback logged {fallback}, RulesFallback counted {counted}, "
                                 f"fault named {'$.routes[0].match.oos' in text} (see {log_path})")
+            if phase == 2:
+                back = "the rule documents load again" in text
+                last = [d for d in emf if d.get("Events", 0) >= 1][-1:]
+                if not back or not last or last[0].get("RulesFallback") is not None:
+                    failures.append(f"phase 2: back on the current rules logged {back}, last metrics {last}")
         if failures:
             sys.exit("e2e-org FAILED:\n  " + "\n  ".join(failures))
         print(f"e2e-org: payments-prod ({account}) named and routed to its team's topic, an outsider on the default "
               "route, doctor passed; a bad rule object: still routed on the last rule set that loaded, the fault "
-              "logged, RulesFallback counted")
+              "logged, RulesFallback counted; a fixed one in force again at the next sweep, without a cold start")
         print("e2e-org: passed")
     finally:
         e2e.stop(watch)

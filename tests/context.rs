@@ -453,3 +453,74 @@ async fn a_bad_rule_object_falls_back_to_the_last_one_that_loaded() {
         .expect_err("nothing to fall back to");
     assert!(e.to_string().contains("not valid YAML"), "{e}");
 }
+
+/// An instance on the last good rules tries the current ones at every sweep, and once they load
+/// (and pass the start's checks) puts them in force without a new cold start.
+#[tokio::test]
+async fn the_sweep_puts_the_current_rules_back_in_force_once_they_load() {
+    use std::sync::Mutex;
+    use trail_alerts::lambda::handler::RuleLoader;
+    use trail_alerts::rules::{parse_rule_document, RuleSet};
+
+    struct Attempts(Mutex<Vec<Result<RuleSet, String>>>);
+    #[async_trait::async_trait]
+    impl RuleLoader for Attempts {
+        async fn load(&self) -> Result<RuleSet, String> {
+            self.0.lock().unwrap().remove(0)
+        }
+    }
+    let team = |id: &str| {
+        let doc = format!(
+            "rules:\n  - id: {id}\n    description: d\n    severity: high\n    pattern: {{source: [aws.backup], detail-type: [Backup Job State Change]}}\n"
+        );
+        RuleSet::new(parse_rule_document("team.yaml", &doc).expect("doc").rules).expect("set")
+    };
+    let attempts = Arc::new(Attempts(Mutex::new(vec![
+        Err("rules: s3://team-rules/team.yaml: $.rules[0].severity: \"hgih\"".into()),
+        Ok(team("team-job-failed-now")),
+    ])));
+    let publisher = Arc::new(MemoryPublisher::default());
+    let h = Handler::new(
+        Arc::new(team("team-job-failed-before")),
+        MemoryStore::default(),
+        Arc::clone(&publisher),
+        config(),
+    )
+    .expect("handler")
+    .with_rules_fallback("rules: the first fault".into(), attempts.clone());
+    let rule_of = |p: &MemoryPublisher| {
+        p.messages()
+            .last()
+            .and_then(|(_, m)| {
+                m.attributes
+                    .iter()
+                    .find(|(k, _)| k == "rule")
+                    .map(|(_, v)| v.clone())
+            })
+            .unwrap_or_default()
+    };
+    h.handle(failed_job("222222222222", 1))
+        .await
+        .expect("handled");
+    assert_eq!(rule_of(&publisher), "team-job-failed-before");
+    // The first sweep: the documents still do not load; the last good rules stay.
+    h.handle(event("scheduled-sweep.json"))
+        .await
+        .expect("sweep");
+    h.handle(failed_job("222222222222", 2))
+        .await
+        .expect("handled");
+    assert_eq!(rule_of(&publisher), "team-job-failed-before");
+    // The next: they load, and are in force for the invocations after it.
+    h.handle(event("scheduled-sweep.json"))
+        .await
+        .expect("sweep");
+    h.handle(failed_job("333333333333", 3))
+        .await
+        .expect("handled");
+    assert_eq!(rule_of(&publisher), "team-job-failed-now");
+    assert!(
+        attempts.0.lock().unwrap().is_empty(),
+        "tried once per sweep"
+    );
+}

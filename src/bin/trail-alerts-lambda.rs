@@ -12,6 +12,7 @@ use trail_alerts::lambda::aws::{
     SdkOrganizations, SnsPublisher,
 };
 use trail_alerts::lambda::doctor;
+use trail_alerts::lambda::handler::RuleLoader;
 use trail_alerts::lambda::pager::{HttpPager, Paging};
 use trail_alerts::lambda::role::trail_reader;
 use trail_alerts::lambda::{Handler, LambdaConfig};
@@ -19,6 +20,30 @@ use trail_alerts::lambda::{Handler, LambdaConfig};
 type Function = Handler<S3Store, SnsPublisher>;
 
 /// Everything done once per cold start; an error here stops the start with a clear message.
+/// The rule documents read and loaded again, as at cold start (the sweep's retry while the
+/// instance is on the last good rules).
+struct Reloader {
+    kept: LastGoodRules,
+    s3: aws_sdk_s3::Client,
+    sources: Vec<trail_alerts::rules::RuleSource>,
+    config: LambdaConfig,
+}
+
+#[async_trait::async_trait]
+impl RuleLoader for Reloader {
+    async fn load(&self) -> Result<trail_alerts::rules::RuleSet, String> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let rules = self
+            .kept
+            .load_current(&self.s3, &self.sources, now)
+            .await
+            .map_err(|e| format!("rules: {e}"))?;
+        self.config.scoped(rules).map_err(|e| format!("rules: {e}"))
+    }
+}
+
 /// What `{"doctor": {}}` checks with: the SDK configuration, the function's configuration and
 /// its trail places.
 type DoctorKit = (aws_config::SdkConfig, LambdaConfig, doctor::Scope);
@@ -57,6 +82,8 @@ async fn cold_start() -> Result<(Function, DoctorKit), String> {
         );
     }
     let rules = config.scoped(rules).map_err(|e| format!("rules: {e}"))?;
+    let (reload_s3, reload_sources, reload_config) =
+        (s3.clone(), config.rules.clone(), config.clone());
     for warning in rules.warnings() {
         tracing::warn!(rule = %warning.rule, path = %warning.path, "{}", warning.message);
     }
@@ -113,9 +140,17 @@ async fn cold_start() -> Result<(Function, DoctorKit), String> {
         Some(p) => handler.with_paging(p),
         None => handler,
     };
-    let handler = match fallback {
-        Some((fault, _)) => handler.with_rules_fallback(fault),
-        None => handler,
+    let handler = match (fallback, &table) {
+        (Some((fault, _)), Some(table)) => handler.with_rules_fallback(
+            fault,
+            Arc::new(Reloader {
+                kept: LastGoodRules::new(aws_sdk_dynamodb::Client::new(&sdk), table.clone()),
+                s3: reload_s3,
+                sources: reload_sources,
+                config: reload_config,
+            }),
+        ),
+        _ => handler,
     };
     // Accounts' names, OU paths and tags from AWS Organizations, cached in the state table.
     let handler = if config_organizations.0 {

@@ -26,24 +26,25 @@ pub trait AccountDirectory: Send + Sync {
     async fn lookup(&self, ids: &[String]) -> HashMap<String, AccountInfo>;
 }
 
-/// What the door adds to the alerts it tells.
+/// What the door adds to the alerts it tells (besides the rule files' `accounts:`, which it is
+/// given with the rule set in force).
 #[derive(Default, Clone)]
 pub struct Context {
-    /// The rule files' `accounts:` (they win over Organizations).
-    pub accounts: BTreeMap<String, AccountInfo>,
     pub directory: Option<Arc<dyn AccountDirectory>>,
     pub sso: Option<Sso>,
 }
 
 impl Context {
-    /// Whether there is anything to add.
-    pub fn is_empty(&self) -> bool {
-        self.accounts.is_empty() && self.directory.is_none() && self.sso.is_none()
-    }
-
-    /// The alerts with their accounts' context; one directory lookup for all of them.
-    pub async fn enrich(&self, alerts: Vec<Alert>) -> Vec<Alert> {
-        if self.is_empty() || alerts.is_empty() {
+    /// The alerts with their accounts' context (the rule files' `accounts:` winning over the
+    /// directory's); one directory lookup for all of them.
+    pub async fn enrich(
+        &self,
+        alerts: Vec<Alert>,
+        accounts: &BTreeMap<String, AccountInfo>,
+    ) -> Vec<Alert> {
+        if (accounts.is_empty() && self.directory.is_none() && self.sso.is_none())
+            || alerts.is_empty()
+        {
             return alerts;
         }
         let mut ids: Vec<String> = alerts
@@ -60,7 +61,7 @@ impl Context {
             .into_iter()
             .map(|alert| {
                 let id = alert.event.account.clone().unwrap_or_default();
-                let info = match (self.accounts.get(&id), found.get(&id)) {
+                let info = match (accounts.get(&id), found.get(&id)) {
                     (Some(mine), Some(org)) => Some(mine.clone().or(org)),
                     (Some(mine), None) => Some(mine.clone()),
                     (None, Some(org)) => Some(org.clone()),

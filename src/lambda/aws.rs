@@ -1984,6 +1984,28 @@ impl LastGoodRules {
         Some((map, kept_at))
     }
 
+    /// Loads the rules as they are now and, when they load, keeps them as the last good ones;
+    /// no fallback (the instance already on the last good ones retries with this).
+    pub async fn load_current(
+        &self,
+        s3: &aws_sdk_s3::Client,
+        sources: &[crate::rules::RuleSource],
+        now: u64,
+    ) -> Result<crate::rules::RuleSet, crate::rules::RuleError> {
+        let fetched = crate::s3::fetch_rule_documents(s3, sources).await;
+        let rules = crate::s3::load_fetched(sources, &fetched)?;
+        let docs: Vec<(crate::rules::S3Object, String)> = fetched
+            .iter()
+            .filter_map(|(o, t)| t.as_ref().ok().map(|t| (o.clone(), t.clone())))
+            .collect();
+        if !docs.is_empty() {
+            if let Err(e) = self.keep(&docs, now).await {
+                tracing::warn!(error = %e, "the rules loaded but could not be kept as the last good ones");
+            }
+        }
+        Ok(rules)
+    }
+
     /// Loads the rules as they are now and keeps them as the last good ones; when they do not
     /// load, loads the last good ones instead (naming the fault), if there are any and they
     /// load with the same sources; else the fault.

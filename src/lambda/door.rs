@@ -459,7 +459,7 @@ impl<P: Publisher> Door<'_, P> {
         now: i64,
     ) -> Result<(u64, PageReport), DoorError> {
         // Their accounts' names, OU paths and tags, and links: never holds an alert back.
-        let alerts = self.context.enrich(alerts).await;
+        let alerts = self.context.enrich(alerts, self.rules.accounts()).await;
         // Paged after SNS has them; the events are made before the alerts move into publishing.
         let events = self
             .paging
@@ -469,7 +469,7 @@ impl<P: Publisher> Door<'_, P> {
             0
         } else {
             self.publishing
-                .publish(origin, alerts)
+                .publish(origin, alerts, self.rules.routes())
                 .await
                 .map_err(DoorError::Publish)?
         };

@@ -116,6 +116,74 @@ impl From<HandlerError> for lambda_runtime::Diagnostic {
     }
 }
 
+/// The start's checks of a rule set against the configuration: refuses a rule set in which an
+/// enabled rule would have no topic, an absence rule or a user's dedup or threshold without
+/// `STATE_TABLE`; warns of what falls back.
+fn check_rules(rules: &RuleSet, config: &LambdaConfig) -> Result<(), StartError> {
+    if config.alert_topic_arn.is_none() {
+        if let Some(rule) = rules
+            .rules()
+            .iter()
+            .find(|r| r.enabled && r.topic.is_none())
+        {
+            return Err(StartError::Publish(PublishError::NoTopic {
+                rule: rule.id.clone(),
+            }));
+        }
+    }
+    // Absence rules' matches are heartbeats, not alerts: until the function keeps them in
+    // its state store, it refuses them rather than page on every successful backup.
+    if let Some(rule) = rules
+        .rules()
+        .iter()
+        .find(|r| r.enabled && r.absence.is_some() && config.state_table.is_none())
+    {
+        return Err(StartError::Absence {
+            rule: rule.id.clone(),
+        });
+    }
+    let grouped: Vec<&crate::rules::Rule> = rules
+        .rules()
+        .iter()
+        .filter(|r| r.enabled && r.grouping.is_some())
+        .collect();
+    let stateless = config.state_table.is_none();
+    if let Some(rule) = grouped
+        .iter()
+        .find(|r| stateless && !r.origin.starts_with("builtin:"))
+    {
+        return Err(StartError::NeedsStateStore {
+            rule: rule.id.clone(),
+            grouping: rule
+                .grouping
+                .as_ref()
+                .map(|g| g.describe())
+                .unwrap_or_default(),
+        });
+    }
+    if stateless && !grouped.is_empty() {
+        let ids: Vec<&str> = grouped.iter().map(|r| r.id.as_str()).collect();
+        tracing::warn!(
+            rules = %ids.join(", "),
+            "STATE_TABLE is not set: the built-in pack's dedup defaults fall back to one \
+             alert per match for these rules"
+        );
+    }
+    let shadows: Vec<&str> = rules
+        .rules()
+        .iter()
+        .filter(|r| r.enabled && r.shadow)
+        .map(|r| r.id.as_str())
+        .collect();
+    if !shadows.is_empty() && config.shadow_prefix.is_none() {
+        tracing::warn!(
+            rules = %shadows.join(", "),
+            "SHADOW_PREFIX is not set: these shadow rules' alerts go to the log only"
+        );
+    }
+    Ok(())
+}
+
 /// What one sweep did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SweepOutcome {
@@ -135,7 +203,9 @@ pub struct SweepOutcome {
 
 /// The function.
 pub struct Handler<S, P> {
-    rules: Arc<RuleSet>,
+    /// The rule set in force: replaced when an instance on the last good rules loads the
+    /// current ones again (`Handler::reload_rules`); each invocation takes one and keeps it.
+    rules: std::sync::RwLock<Arc<RuleSet>>,
     store: S,
     publishing: Publishing<P>,
     config: LambdaConfig,
@@ -148,7 +218,15 @@ pub struct Handler<S, P> {
     /// The accounts' context added to what is told.
     context: super::accounts::Context,
     /// Why the current rule set did not load, when the instance alerts on the last good one.
-    rules_fallback: Option<String>,
+    rules_fallback: std::sync::RwLock<Option<String>>,
+    /// Loads the rule set as it is now (the sweep retries it while on the last good one).
+    reloader: Option<Arc<dyn RuleLoader>>,
+}
+
+/// Loads the rule set as it is now (the rule documents read again).
+#[async_trait::async_trait]
+pub trait RuleLoader: Send + Sync {
+    async fn load(&self) -> Result<RuleSet, String>;
 }
 
 impl<S: ObjectStore, P: Publisher> Handler<S, P> {
@@ -162,67 +240,7 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
         publisher: P,
         config: LambdaConfig,
     ) -> Result<Self, StartError> {
-        if config.alert_topic_arn.is_none() {
-            if let Some(rule) = rules
-                .rules()
-                .iter()
-                .find(|r| r.enabled && r.topic.is_none())
-            {
-                return Err(StartError::Publish(PublishError::NoTopic {
-                    rule: rule.id.clone(),
-                }));
-            }
-        }
-        // Absence rules' matches are heartbeats, not alerts: until the function keeps them in
-        // its state store, it refuses them rather than page on every successful backup.
-        if let Some(rule) = rules
-            .rules()
-            .iter()
-            .find(|r| r.enabled && r.absence.is_some() && config.state_table.is_none())
-        {
-            return Err(StartError::Absence {
-                rule: rule.id.clone(),
-            });
-        }
-        let grouped: Vec<&crate::rules::Rule> = rules
-            .rules()
-            .iter()
-            .filter(|r| r.enabled && r.grouping.is_some())
-            .collect();
-        let stateless = config.state_table.is_none();
-        if let Some(rule) = grouped
-            .iter()
-            .find(|r| stateless && !r.origin.starts_with("builtin:"))
-        {
-            return Err(StartError::NeedsStateStore {
-                rule: rule.id.clone(),
-                grouping: rule
-                    .grouping
-                    .as_ref()
-                    .map(|g| g.describe())
-                    .unwrap_or_default(),
-            });
-        }
-        if stateless && !grouped.is_empty() {
-            let ids: Vec<&str> = grouped.iter().map(|r| r.id.as_str()).collect();
-            tracing::warn!(
-                rules = %ids.join(", "),
-                "STATE_TABLE is not set: the built-in pack's dedup defaults fall back to one \
-                 alert per match for these rules"
-            );
-        }
-        let shadows: Vec<&str> = rules
-            .rules()
-            .iter()
-            .filter(|r| r.enabled && r.shadow)
-            .map(|r| r.id.as_str())
-            .collect();
-        if !shadows.is_empty() && config.shadow_prefix.is_none() {
-            tracing::warn!(
-                rules = %shadows.join(", "),
-                "SHADOW_PREFIX is not set: these shadow rules' alerts go to the log only"
-            );
-        }
+        check_rules(&rules, &config)?;
         let publishing = Publishing {
             publisher,
             default_topic: config.alert_topic_arn.clone(),
@@ -230,15 +248,13 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
             topic_formats: config.topic_formats.clone(),
             retries: config.publish_retries,
             backoff: config.publish_backoff,
-            routes: rules.routes().to_vec(),
         };
         let context = super::accounts::Context {
-            accounts: rules.accounts().clone(),
             directory: None,
             sso: config.sso.clone(),
         };
         Ok(Handler {
-            rules,
+            rules: std::sync::RwLock::new(rules),
             store,
             publishing,
             config,
@@ -246,23 +262,80 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
             paging: None,
             writer: None,
             context,
-            rules_fallback: None,
+            rules_fallback: std::sync::RwLock::new(None),
+            reloader: None,
         })
     }
 
     /// The instance alerts on the last rule set that loaded: `fault` is why the current one
     /// did not (every invocation's metrics say `RulesFallback`).
-    pub fn with_rules_fallback(mut self, fault: String) -> Self {
-        self.rules_fallback = Some(fault);
-        self
+    pub fn with_rules_fallback(self, fault: String, reloader: Arc<dyn RuleLoader>) -> Self {
+        *self
+            .rules_fallback
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Some(fault);
+        Handler {
+            reloader: Some(reloader),
+            ..self
+        }
+    }
+
+    /// The rule set in force.
+    fn rules(&self) -> Arc<RuleSet> {
+        self.rules.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// On the last good rules: loads the current ones again, and when they load and pass the
+    /// start's checks, puts them in force. Returns whether the instance is back on them.
+    pub async fn reload_rules(&self) -> bool {
+        let fault = self
+            .rules_fallback
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let (Some(_), Some(reloader)) = (fault, &self.reloader) else {
+            return false;
+        };
+        let loaded = match reloader.load().await {
+            Ok(rules) => rules,
+            Err(e) => {
+                *self
+                    .rules_fallback
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(e);
+                return false;
+            }
+        };
+        if let Err(e) = check_rules(&loaded, &self.config) {
+            *self
+                .rules_fallback
+                .write()
+                .unwrap_or_else(|p| p.into_inner()) = Some(format!("rules: {e}"));
+            return false;
+        }
+        info!(
+            rules = loaded.rules().len(),
+            "the rule documents load again: back on them"
+        );
+        *self.rules.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(loaded);
+        *self
+            .rules_fallback
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = None;
+        true
     }
 
     /// One EMF line for the invocation.
     fn emit(&self, totals: &Totals) {
         let mut t = totals.clone();
-        t.rules_fallback = self.rules_fallback.is_some();
+        let fallback = self
+            .rules_fallback
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        t.rules_fallback = fallback.is_some();
         metrics::emit(&t, &self.config.function_name, policy::now_ms());
-        if let Some(fault) = &self.rules_fallback {
+        if let Some(fault) = &fallback {
             tracing::error!(
                 fault = %fault,
                 "alerting on the last rule set that loaded: the current rule documents do not \
@@ -291,10 +364,10 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
         }
     }
 
-    /// The one door every path's alerts go through (`door.rs`).
-    fn door(&self) -> Door<'_, P> {
+    /// The one door every path's alerts go through (`door.rs`), with the rule set in force.
+    fn door<'a>(&'a self, rules: &'a RuleSet) -> Door<'a, P> {
         Door {
-            rules: &self.rules,
+            rules,
             publishing: &self.publishing,
             paging: self.paging.as_ref(),
             shadow: self.shadow(),
@@ -324,6 +397,8 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
     pub async fn handle(&self, payload: Value) -> Result<Value, HandlerError> {
         match parse_payload(&payload)? {
             Payload::Sweep => {
+                // On the last good rules, every sweep (5 minutes) tries the current ones.
+                self.reload_rules().await;
                 let done = self
                     .sweep(policy::now())
                     .await
@@ -407,7 +482,8 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
         let mut failed = Vec::new();
         for obj in objects {
             let span = info_span!("object", bucket = %obj.bucket, key = %obj.key);
-            let found = object::find(obj, &self.store, &self.rules, &self.config)
+            let rules = self.rules();
+            let found = object::find(obj, &self.store, &rules, &self.config)
                 .instrument(span)
                 .await;
             totals.objects += 1;
@@ -526,12 +602,13 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
         async {
             let mut alerts = Vec::new();
             let mut scratch = Scratch::default();
-            self.rules.matching_delivered(event, &mut scratch, |rule| {
+            let rules = self.rules();
+            rules.matching_delivered(event, &mut scratch, |rule| {
                 alerts.push(Alert::delivered(rule, event));
             });
             let raised = alerts.len() as u64;
             let told = self
-                .door()
+                .door(&rules)
                 .tell(&origin, alerts, None, policy::now())
                 .await
                 .map_err(|error| DeliveryError::Door {
@@ -576,7 +653,8 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
             return Ok(outcome);
         };
         let origin = "sweep".to_owned();
-        let door = self.door();
+        let rules = self.rules();
+        let door = self.door(&rules);
         let store_err = |error| DeliveryError::State {
             origin: origin.clone(),
             error,
@@ -597,8 +675,7 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
                 continue;
             };
             // The window's incident: the rule of that id, else the first that shares it.
-            let rule = self
-                .rules
+            let rule = rules
                 .rules()
                 .iter()
                 .filter(|r| r.incident == w.rule)
@@ -668,14 +745,9 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
             state.finish(&due).await.map_err(store_err)?;
         }
         // Trails gone silent, and keys of absence rules whose trail has passed their deadline.
-        let watched = watch(
-            state.as_ref(),
-            self.rules.as_ref(),
-            &self.config.silence,
-            now,
-        )
-        .await
-        .map_err(store_err)?;
+        let watched = watch(state.as_ref(), rules.as_ref(), &self.config.silence, now)
+            .await
+            .map_err(store_err)?;
         outcome.watched = watched.len() as u64;
         let (_, pages) = door
             .send(&origin, watched, &[], &[], now)
@@ -692,7 +764,8 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
     /// Reads one object, matches its records and publishes the alerts.
     pub async fn process_object(&self, obj: &ObjectRef) -> Result<ObjectOutcome, ObjectError> {
         let span = info_span!("object", bucket = %obj.bucket, key = %obj.key);
-        object::process(obj, &self.store, &self.door(), &self.rules, &self.config)
+        let rules = self.rules();
+        object::process(obj, &self.store, &self.door(&rules), &rules, &self.config)
             .instrument(span)
             .await
     }

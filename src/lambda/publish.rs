@@ -57,9 +57,6 @@ pub(super) struct Publishing<P> {
     /// Attempts at refused entries after the first, and the first back-off (growing fourfold).
     pub(super) retries: u32,
     pub(super) backoff: Duration,
-    /// The rule files' `routes:` (`rules::routes`): an alert a route takes goes where the
-    /// route says; one no route takes goes to its rule's topic or the default topic.
-    pub(super) routes: Vec<crate::rules::routes::Route>,
 }
 
 /// What routing knows of an alert: its account (and what the door learnt of it), rule,
@@ -77,10 +74,13 @@ pub fn facts(alert: &Alert) -> crate::rules::routes::Facts<'_> {
 
 impl<P: Publisher> Publishing<P> {
     /// Publishes alerts, grouped by topic, in batches; returns how many were published.
+    /// An alert one of the rule files' `routes` takes goes where the route says; one no route
+    /// takes goes to its rule's topic or the default topic.
     pub(super) async fn publish(
         &self,
         origin: &str,
         alerts: Vec<Alert>,
+        routes: &[crate::rules::routes::Route],
     ) -> Result<u64, PublishError> {
         let mut by_topic: BTreeMap<String, Vec<OutMessage>> = BTreeMap::new();
         let format_of = |topic: &str| {
@@ -90,7 +90,7 @@ impl<P: Publisher> Publishing<P> {
                 .map_or(self.format, |(_, f)| *f)
         };
         for (i, alert) in alerts.iter().enumerate() {
-            let decision = crate::rules::routes::decide(&self.routes, &facts(alert));
+            let decision = crate::rules::routes::decide(routes, &facts(alert));
             let destinations: Vec<(String, AlertFormat)> = if decision.is_default() {
                 let topic = alert
                     .topic
