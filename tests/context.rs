@@ -524,3 +524,53 @@ async fn the_sweep_puts_the_current_rules_back_in_force_once_they_load() {
         "tried once per sweep"
     );
 }
+
+/// Who did it, from real records (Panther's CloudTrail rule tests, `tests/fixtures/real/panther`):
+/// every IAM Identity Center session names its person and permission set; every other assumed
+/// role its role and session.
+#[test]
+fn real_records_say_who_did_it() {
+    use trail_alerts::alert::context::actor;
+    let tests: Value = serde_json::from_str(
+        &std::fs::read_to_string(crate::util::fixture(
+            "real/panther/panther_cloudtrail_tests.json",
+        ))
+        .expect("fixture"),
+    )
+    .expect("json");
+    let (mut sso, mut roles) = (0, 0);
+    for t in tests.as_array().expect("tests") {
+        let log = &t["log"];
+        let arn = log["userIdentity"]["arn"].as_str().unwrap_or("");
+        let Some((_, rest)) = arn.split_once(":assumed-role/") else {
+            continue;
+        };
+        let (role, session) = rest.split_once('/').unwrap_or((rest, ""));
+        let who = actor(log).expect("an actor");
+        match role
+            .strip_prefix("AWSReservedSSO_")
+            .and_then(|r| r.rsplit_once('_'))
+        {
+            Some((set, _)) if !session.is_empty() => {
+                assert_eq!(
+                    who,
+                    format!("{session} via {set} (IAM Identity Center)"),
+                    "{arn}"
+                );
+                sso += 1;
+            }
+            _ if !session.is_empty() => {
+                assert!(
+                    who.starts_with(&format!("role {role} (session {session})")),
+                    "{arn}: {who}"
+                );
+                roles += 1;
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        sso >= 3 && roles >= 10,
+        "{sso} Identity Center sessions, {roles} roles"
+    );
+}
