@@ -2015,23 +2015,11 @@ impl LastGoodRules {
         sources: &[crate::rules::RuleSource],
         now: u64,
     ) -> Result<RulesLoaded, crate::rules::RuleError> {
-        let fetched = crate::s3::fetch_rule_documents(s3, sources).await;
-        match crate::s3::load_fetched(sources, &fetched) {
-            Ok(rules) => {
-                let docs: Vec<(crate::rules::S3Object, String)> = fetched
-                    .iter()
-                    .filter_map(|(o, t)| t.as_ref().ok().map(|t| (o.clone(), t.clone())))
-                    .collect();
-                if !docs.is_empty() {
-                    if let Err(e) = self.keep(&docs, now).await {
-                        tracing::warn!(error = %e, "the rules loaded but could not be kept as the last good ones");
-                    }
-                }
-                Ok(RulesLoaded {
-                    rules,
-                    fallback: None,
-                })
-            }
+        match self.load_current(s3, sources, now).await {
+            Ok(rules) => Ok(RulesLoaded {
+                rules,
+                fallback: None,
+            }),
             Err(fault) => {
                 let Some((kept, kept_at)) = self.last().await else {
                     return Err(fault);
