@@ -59,6 +59,20 @@ def topic_with_queue(sns, sqs, topic_name, queue_name):
     return topic, queue
 
 
+def drain(sqs, queue, expected, wait=15):
+    """The SNS envelopes on an SQS queue, each deleted once read: until `expected` have come and
+    the queue is quiet, or `wait` seconds."""
+    got, deadline = [], time.time() + wait
+    while time.time() < deadline:
+        ms = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+        for m in ms:
+            got.append(json.loads(m["Body"]))
+            sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
+        if not ms and len(got) >= expected:
+            break
+    return got
+
+
 def create_state_table(dynamodb, name):
     """The state table as template.yaml creates it (string keys pk and sk, on demand)."""
     dynamodb.create_table(
@@ -113,15 +127,7 @@ def main():
                 return json.loads(r.stdout)
 
             def receive(expected):
-                got, deadline = [], time.time() + 15
-                while time.time() < deadline:
-                    ms = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
-                    for m in ms:
-                        got.append(json.loads(m["Body"]))
-                        sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
-                    if not ms and len(got) >= expected:
-                        break
-                return got
+                return drain(sqs, queue, expected)
 
             failures = []
             response = invoke("s3-object-created.json")

@@ -16,7 +16,7 @@ object in S3 whose `routes:` send the Payments OU's alerts to the team's topic. 
 
 usage: scripts/e2e-org.py   (run by `make e2e`; needs the .venv of `make setup`)
 """
-import json, os, subprocess, sys, time
+import json, os, subprocess, sys
 
 import importlib.util
 
@@ -78,15 +78,7 @@ def main():
                     .replace("resource-type/resource-id", f"resource-type/resource-{n}"))
 
         def receive(queue, expected):
-            got, deadline = [], time.time() + 15
-            while time.time() < deadline:
-                ms = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
-                for m in ms:
-                    got.append(json.loads(m["Body"]))
-                    sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
-                if not ms and len(got) >= expected:
-                    break
-            return got
+            return e2e.drain(sqs, queue, expected)
 
         for phase in (1, 2):  # phase 2 also puts a fixed document back in force
             if phase == 2:

@@ -220,15 +220,7 @@ def main():
                 return json.loads(r.stdout), took
 
             def receive(expected, wait=15):
-                got, deadline = [], time.time() + wait
-                while time.time() < deadline:
-                    ms = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
-                    for m in ms:
-                        got.append(json.loads(m["Body"]))
-                        sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
-                    if not ms and len(got) >= expected:
-                        break
-                return got
+                return e2e.drain(sqs, queue, expected, wait)
 
             def dynamodb_requests():
                 with open(recording) as f:
