@@ -126,8 +126,8 @@ pub struct Alert {
     pub shadow: bool,
     /// The account's name, OU path and tags, where known ([`Alert::with_account`]).
     pub account_info: Option<context::AccountInfo>,
-    /// The CloudTrail event and the resource's console pages (`context::links`).
-    pub links: Vec<context::Link>,
+    /// IAM Identity Center shortcuts for the links ([`Alert::with_account`]).
+    pub sso: Option<context::Sso>,
 }
 
 /// The stable key of a rule's alert on a record or event.
@@ -175,15 +175,22 @@ impl Alert {
             }
             self.account_info = Some(info);
         }
-        // Through IAM Identity Center each console page opens in the alert's account, with
-        // the permission set named (a plain console link opens in whatever account the
-        // reader happens to be signed in to).
-        if let (Some(sso), Some(account)) = (sso, self.event.account.clone()) {
-            for link in &mut self.links {
-                link.url = sso.shortcut(&account, &link.url);
+        self.sso = sso.cloned();
+        self
+    }
+
+    /// The CloudTrail event and the resource's console pages (`context::links`), made from the
+    /// record when the alert is shown rather than for every match. Through IAM Identity
+    /// Center each opens in the alert's account, with the permission set named (a plain
+    /// console link opens in whatever account the reader happens to be signed in to).
+    pub fn links(&self) -> Vec<context::Link> {
+        let mut links = context::links(&self.record, self.event.region.as_deref());
+        if let (Some(sso), Some(account)) = (&self.sso, &self.event.account) {
+            for link in &mut links {
+                link.url = sso.shortcut(account, &link.url);
             }
         }
-        self
+        links
     }
 
     /// The alert of a shadow rule (written, never published) when `shadow`.
@@ -207,7 +214,7 @@ impl Alert {
         Alert {
             shadow: false,
             account_info: None,
-            links: context::links(&record, event.region.as_deref()),
+            sso: None,
             rule_id: rule.id.clone(),
             description: rule.description.clone(),
             severity: rule.severity,
@@ -253,7 +260,7 @@ impl Alert {
         let key = alert_key(rule, record, event.event_id.as_deref());
         Alert {
             account_info: None,
-            links: context::links(record, event.region.as_deref()),
+            sso: None,
             key,
             runbook: rule.runbook.clone(),
             shadow: rule.shadow,

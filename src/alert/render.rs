@@ -92,7 +92,7 @@ impl Alert {
                 (Some(info), Some(id)) => info.to_json(id),
                 _ => Value::Null,
             },
-            "links": self.links.iter().map(|l| json!({"title": l.title, "url": l.url})).collect::<Vec<_>>(),
+            "links": self.links().iter().map(|l| json!({"title": l.title, "url": l.url})).collect::<Vec<_>>(),
         })
     }
 
@@ -233,7 +233,7 @@ impl Alert {
             ),
         };
         out.push_str(&format!("Event ID:   {}\n{from}\n", v(&e.event_id)));
-        for link in &self.links {
+        for link in &self.links() {
             out.push_str(&format!(
                 "Link:       {}: {}\n",
                 printable(&link.title),
@@ -392,9 +392,9 @@ impl Alert {
         ));
         // Links: their URLs are built with every record value percent-encoded
         // (`context::encode`), their titles escaped, so that nothing a record says leaves them.
-        if !self.links.is_empty() {
-            let links: Vec<String> = self
-                .links
+        let links = self.links();
+        if !links.is_empty() {
+            let links: Vec<String> = links
                 .iter()
                 .map(|l| format!("[{}]({})", chat_text(&l.title), l.url))
                 .collect();

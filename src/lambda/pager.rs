@@ -122,7 +122,7 @@ pub fn event_for(alert: &Alert, routing_key: &str) -> Value {
                 "source": alert.source.display(),
             },
         },
-        "links": alert.links.iter().map(|l| json!({"href": l.url, "text": l.title})).collect::<Vec<_>>(),
+        "links": alert.links().iter().map(|l| json!({"href": l.url, "text": l.title})).collect::<Vec<_>>(),
     })
 }
 
