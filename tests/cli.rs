@@ -612,13 +612,13 @@ routes:
          chat_topics: ["arn:aws:sns:eu-west-1:111122223333:payments-chat"]}
     continue: true
   - match: {account_tags: {team: [payments]}}
-    to: {topics: ["arn:aws:sns:eu-west-1:111122223333:payments-all"]}
+    to: {topics: ["arn:aws:sns:eu-west-1:111122223333:payments-all"], pagerduty: [ssm:/pd/payments]}
 route_tests:
   - name: payments' failed backups reach the on-call and the team
     account: "481726354019"
     rule: backup-job-failed
     expect: {topics: ["arn:aws:sns:eu-west-1:111122223333:payments-oncall", "arn:aws:sns:eu-west-1:111122223333:payments-all"],
-             chat_topics: ["arn:aws:sns:eu-west-1:111122223333:payments-chat"]}
+             chat_topics: ["arn:aws:sns:eu-west-1:111122223333:payments-chat"], pagerduty: [ssm:/pd/payments]}
   - name: other accounts take the default route
     account: "210987654321"
     rule: backup-job-failed
@@ -641,6 +641,7 @@ route_tests:
         text.contains("chat topic  arn:aws:sns:eu-west-1:111122223333:payments-chat"),
         "{text}"
     );
+    assert!(text.contains("pagerduty   ssm:/pd/payments"), "{text}");
     assert!(text.contains("decided by  "), "{text}");
     assert!(text.contains("routes.yaml $.routes[0], then "), "{text}");
     // A medium alert skips the first route; another account takes the default route.
@@ -675,7 +676,9 @@ route_tests:
         ])
         .assert()
         .success();
-    assert!(String::from_utf8_lossy(&out.get_output().stdout).starts_with("default route"));
+    let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(text.starts_with("default route"), "{text}");
+    assert!(text.contains("pagerduty   default ("), "{text}");
 
     let out = cmd()
         .args(["rules", "test", "--rules", "builtin", "--rules"])

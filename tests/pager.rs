@@ -348,7 +348,7 @@ async fn keyed_rules_trigger_and_resolve_the_same_dedup_key() {
     let (alerts, resolves) =
         trail_alerts::lambda::pager::resolutions(&rules, vec![failed, recovered]);
     paging
-        .send(&alerts, &resolves, None, 0)
+        .send(&alerts, &resolves, &[], None, 0)
         .await
         .expect("sent");
     let accepted = s.accepted.lock().expect("lock").clone();
@@ -1442,4 +1442,196 @@ async fn one_failure_told_by_both_paths_is_one_alert() {
             told.iter().map(|(_, m)| &m.subject).collect::<Vec<_>>()
         );
     }
+}
+
+/// A failed (or completed) backup job of `volume` in `account`, the `n`th of the delivery.
+fn job_in(account: &str, n: usize, volume: &str, state: &str) -> Value {
+    let mut record = job_ended(n, volume, state);
+    record["recipientAccountId"] = json!(account);
+    record["serviceEventDetails"]["resourceArn"] =
+        json!(format!("arn:aws:ec2:eu-west-1:{account}:volume/{volume}"));
+    record
+}
+
+/// Issue 25, a PagerDuty service per route, through the function with the cold start's own
+/// wiring (`aws::paging`: every routing key read from moto's Secrets Manager and SSM) and a
+/// stand-in that plays PagerDuty's 120 events a minute per routing key. The payments account's
+/// route pages the payments service (a secret), the platform account's pages the platform
+/// service (an SSM parameter) and the default one, a third account takes the default route,
+/// and a fourth's route names topics only: it pages no one. A storm of 130 payments failures
+/// spends the payments budget (120 sent, 10 parked) while the other services' pages go at once
+/// — in the same delivery and in the next one, behind the payments backlog; the sweep a minute
+/// later sends the 10. The payments resolve reaches the payments service only, where its
+/// incident was opened. PagerDuty never answers 429.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn routes_page_each_teams_service_within_its_own_budget() {
+    let moto = Moto::start();
+    let aws = clients(&moto).await;
+    let sdk = loopback_sdk_config(&moto.endpoint, |l| l).await;
+    aws.s3
+        .create_bucket()
+        .bucket("routed-trail")
+        .send()
+        .await
+        .expect("bucket");
+    let (topic, queue) = topic_with_queue(&aws, "routed-default", false).await;
+    let (quiet_topic, quiet_queue) = topic_with_queue(&aws, "routed-quiet", false).await;
+    let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+    let mut arns = Vec::new();
+    for (name, key) in [("pd/default", "DEFAULTKEY"), ("pd/payments", "PAYMENTSKEY")] {
+        let made = secrets
+            .create_secret()
+            .name(name)
+            .secret_string(key)
+            .send()
+            .await
+            .expect("secret");
+        arns.push(made.arn().expect("arn").to_owned());
+    }
+    aws_sdk_ssm::Client::new(&sdk)
+        .put_parameter()
+        .name("/pd/platform")
+        .value(r#"{"routing_key": "PLATFORMKEY"}"#)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .expect("parameter");
+    let (payments, platform, sandbox, quiet) = (
+        "111111111111",
+        "222222222222",
+        "333333333333",
+        "444444444444",
+    );
+    let routes = format!(
+        "routes:\n  - match: {{accounts: [\"{payments}\"]}}\n    to: {{pagerduty: [\"{}\"]}}\n  - match: {{accounts: [\"{platform}\"]}}\n    to: {{pagerduty: [\"ssm:/pd/platform\", default]}}\n  - match: {{accounts: [\"{quiet}\"]}}\n    to: {{topics: [\"{quiet_topic}\"]}}\nroute_tests:\n  - {{name: payments, account: \"{payments}\", rule: job-failed, expect: {{pagerduty: [\"{}\"]}}}}\n",
+        arns[1], arns[1]
+    );
+    let dir = tempfile::tempdir().expect("tmp");
+    let (rules_file, routes_file) = (
+        dir.path().join("pager.yaml"),
+        dir.path().join("routes.yaml"),
+    );
+    std::fs::write(&rules_file, RULES).expect("rules");
+    std::fs::write(&routes_file, &routes).expect("routes");
+    let rules = RuleSet::load(&[
+        trail_alerts::rules::RuleSource::Path(rules_file),
+        trail_alerts::rules::RuleSource::Path(routes_file),
+    ])
+    .expect("rules");
+    assert_eq!(rules.route_tests().len(), 1);
+    let config = LambdaConfig {
+        alert_topic_arn: Some(topic),
+        state_table: Some("routed-state".into()),
+        pagerduty_secret: Some(arns[0].clone()),
+        ..LambdaConfig::default()
+    };
+    let clock = TestClock::new();
+    let refused = Arc::new(Mutex::new(Vec::new()));
+    let s = stand_in_with(limited(Arc::clone(&clock), 120, 0, Arc::clone(&refused))).await;
+    let config = LambdaConfig {
+        pagerduty_url: s.url.clone(),
+        ..config
+    };
+    let paging = trail_alerts::lambda::aws::paging(&sdk, &config, &rules, true)
+        .await
+        .expect("every routing key read")
+        .expect("paging");
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    crate::util::create_state_table(&dynamodb, "routed-state").await;
+    let h = Handler::new(
+        Arc::new(rules),
+        S3Store::new(aws.s3.clone()),
+        SnsPublisher::new(aws.sns.clone()),
+        config,
+    )
+    .expect("handler")
+    .with_state(Arc::new(trail_alerts::lambda::aws::DynamoState::new(
+        dynamodb,
+        "routed-state",
+    )))
+    .with_paging(paging.with_clock(clock.clone()));
+
+    let mut records: Vec<Value> = (0..130)
+        .map(|n| job_in(payments, n, &format!("vol-p{n:03}"), "FAILED"))
+        .collect();
+    records.extend((0..3).map(|n| job_in(platform, 200 + n, &format!("vol-l{n}"), "FAILED")));
+    records.extend((0..2).map(|n| job_in(sandbox, 300 + n, &format!("vol-s{n}"), "FAILED")));
+    records.push(job_in(quiet, 400, "vol-q", "FAILED"));
+    let payload = deliver(&aws, "routed-trail", "storm", records).await;
+    let response = h.handle(payload).await.expect("the delivery succeeds");
+    assert_eq!(response["published"], 136, "{response}");
+    // payments 120 of 130; platform 3 to its service and 3 to the default; sandbox 2.
+    assert_eq!(
+        response["pages"],
+        json!({"sent": 128, "parked": 10, "refused": 0, "caughtUp": 0}),
+        "{response}"
+    );
+    let by_key = |action: &str| {
+        let mut counts = std::collections::BTreeMap::<String, usize>::new();
+        for e in s.accepted.lock().expect("lock").iter() {
+            if e["event_action"] == action {
+                *counts
+                    .entry(e["routing_key"].as_str().unwrap_or_default().to_owned())
+                    .or_default() += 1;
+            }
+        }
+        counts
+    };
+    let counts = |pairs: &[(&str, usize)]| {
+        pairs
+            .iter()
+            .map(|(k, n)| ((*k).to_owned(), *n))
+            .collect::<std::collections::BTreeMap<String, usize>>()
+    };
+    assert_eq!(
+        by_key("trigger"),
+        counts(&[("DEFAULTKEY", 5), ("PAYMENTSKEY", 120), ("PLATFORMKEY", 3)])
+    );
+    assert_eq!(receive_all(&aws, &queue, 135).await.len(), 135);
+    assert_eq!(receive_all(&aws, &quiet_queue, 1).await.len(), 1);
+
+    // The next delivery, within the minute: the platform failure queues behind the payments
+    // backlog and is sent at once from it (its own budget has room); the payments' stay.
+    let payload = deliver(
+        &aws,
+        "routed-trail",
+        "next",
+        vec![job_in(platform, 500, "vol-l9", "FAILED")],
+    )
+    .await;
+    let response = h.handle(payload).await.expect("the delivery succeeds");
+    assert_eq!(
+        response["pages"],
+        json!({"sent": 0, "parked": 2, "refused": 0, "caughtUp": 2}),
+        "{response}"
+    );
+    assert_eq!(
+        by_key("trigger"),
+        counts(&[("DEFAULTKEY", 6), ("PAYMENTSKEY", 120), ("PLATFORMKEY", 4)])
+    );
+
+    let now = trail_alerts::policy::now();
+    clock.advance(61);
+    assert_eq!(h.sweep(now).await.expect("sweep").pages.caught_up, 10);
+    assert_eq!(
+        by_key("trigger"),
+        counts(&[("DEFAULTKEY", 6), ("PAYMENTSKEY", 130), ("PLATFORMKEY", 4)])
+    );
+
+    // A payments volume's next backup completes: the resolve goes where the incident is.
+    let payload = deliver(
+        &aws,
+        "routed-trail",
+        "resolved",
+        vec![job_in(payments, 600, "vol-p007", "COMPLETED")],
+    )
+    .await;
+    let response = h.handle(payload).await.expect("the delivery succeeds");
+    assert_eq!(response["pages"]["sent"], 1, "{response}");
+    assert_eq!(by_key("resolve"), counts(&[("PAYMENTSKEY", 1)]));
+    assert!(
+        refused.lock().expect("lock").is_empty(),
+        "PagerDuty never answered 429: {:?}",
+        refused.lock().expect("lock")
+    );
 }

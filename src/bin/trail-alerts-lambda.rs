@@ -8,12 +8,11 @@ use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 use trail_alerts::lambda::accounts::OrgDirectory;
 use trail_alerts::lambda::aws::{
-    load_rules, read_routing_key, s3_client, sdk_config, DynamoState, LastGoodRules, S3Store,
+    load_rules, paging, s3_client, sdk_config, DynamoState, LastGoodRules, S3Store,
     SdkOrganizations, SnsPublisher,
 };
 use trail_alerts::lambda::doctor;
 use trail_alerts::lambda::handler::RuleLoader;
-use trail_alerts::lambda::pager::{HttpPager, Paging};
 use trail_alerts::lambda::role::trail_reader;
 use trail_alerts::lambda::{Handler, LambdaConfig};
 
@@ -93,29 +92,7 @@ async fn cold_start() -> Result<(Function, DoctorKit), String> {
         "rules loaded"
     );
     let table = config.state_table.clone();
-    if config.pagerduty_secret.is_some() && table.is_none() {
-        return Err(
-            "PAGERDUTY_ROUTING_KEY_SECRET needs STATE_TABLE: pages PagerDuty cannot take \
-                    at once (its limit of events a minute, an outage) are parked there for the \
-                    sweep; without it they would fail the invocation and Lambda's retry would \
-                    publish its alerts again"
-                .into(),
-        );
-    }
-    let paging = match &config.pagerduty_secret {
-        Some(spec) => {
-            let routing_key = read_routing_key(&sdk, spec)
-                .await
-                .map_err(|e| format!("PAGERDUTY_ROUTING_KEY_SECRET: {e}"))?;
-            let pager = HttpPager::new(&config.pagerduty_url)?;
-            tracing::info!(url = %config.pagerduty_url, "PagerDuty destination");
-            Some(
-                Paging::new(Box::new(pager), routing_key, config.pagerduty_min_severity)
-                    .per_minute(config.pagerduty_events_per_minute),
-            )
-        }
-        None => None,
-    };
+    let paging = paging(&sdk, &config, &rules, table.is_some()).await?;
     // Trail objects are read through the log-archive account's read role when one is set; rules
     // and the backfill's findings stay in the function's own account.
     let reader = match &config.read_role {

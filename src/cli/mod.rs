@@ -157,12 +157,32 @@ fn routes_test(
                 |t| format!("{t} (the rule's topic:)")
             )
         )?;
+        writeln!(
+            out,
+            "pagerduty   default (PAGERDUTY_ROUTING_KEY_SECRET's service, when it is set)"
+        )?;
     } else {
         for t in &d.topics {
             writeln!(out, "topic       {t}")?;
         }
+        if d.topics.is_empty() && d.chat_topics.is_empty() {
+            writeln!(
+                out,
+                "topic       {} (the routes only page: the default topic)",
+                rule_topic.as_deref().unwrap_or("ALERT_TOPIC_ARN")
+            )?;
+        }
         for t in &d.chat_topics {
             writeln!(out, "chat topic  {t}")?;
+        }
+        for s in &d.pagerduty {
+            writeln!(out, "pagerduty   {s}")?;
+        }
+        if d.pagerduty.is_empty() {
+            writeln!(
+                out,
+                "pagerduty   none (no route that decided names a service)"
+            )?;
         }
         writeln!(out, "decided by  {}", d.routes.join(", then "))?;
     }

@@ -71,23 +71,14 @@ fn route_test_failure(
         None,
         None,
     );
-    let sorted = |v: &[String]| {
-        let mut v = v.to_vec();
-        v.sort();
-        v
-    };
-    let got = if d.is_default() {
-        None
-    } else {
-        Some((sorted(&d.topics), sorted(&d.chat_topics)))
-    };
-    let want = t.expect.as_ref().map(|(a, b)| (sorted(a), sorted(b)));
+    let got = (!d.is_default()).then(|| d.destinations().sorted());
+    let want = t.expect.clone().map(|e| e.sorted());
     if got == want {
         return None;
     }
-    let show = |x: &Option<(Vec<String>, Vec<String>)>| match x {
+    let show = |x: &Option<crate::rules::routes::Destinations>| match x {
         None => "the default route".to_owned(),
-        Some((topics, chat)) => format!("topics {topics:?}, chat_topics {chat:?}"),
+        Some(to) => to.to_string(),
     };
     Some(format!(
         "{}: expected {}, went to {}{}",

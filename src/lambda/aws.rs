@@ -1604,9 +1604,65 @@ fn object_sk(object: &str) -> String {
     format!("{:016x}", super::state::stable_hash(object.as_bytes()))
 }
 
+/// PagerDuty: the default service (`PAGERDUTY_ROUTING_KEY_SECRET`) and every service the
+/// routes name, each routing key read once here; `None` when nothing pages.
+pub async fn paging(
+    sdk: &aws_config::SdkConfig,
+    config: &super::LambdaConfig,
+    rules: &crate::rules::RuleSet,
+    has_table: bool,
+) -> Result<Option<super::pager::Paging>, String> {
+    let routed: Vec<(String, String)> = super::pager::services_named(rules)
+        .into_iter()
+        .filter(|(spec, _)| {
+            spec != crate::rules::routes::DEFAULT_SERVICE
+                && Some(spec) != config.pagerduty_secret.as_ref()
+        })
+        .collect();
+    if config.pagerduty_secret.is_none() {
+        super::pager::uncovered(rules, |spec| spec != crate::rules::routes::DEFAULT_SERVICE)?;
+        if routed.is_empty() {
+            return Ok(None);
+        }
+    }
+    if !has_table {
+        return Err(
+            "PagerDuty (PAGERDUTY_ROUTING_KEY_SECRET or a route's pagerduty:) needs STATE_TABLE: \
+             pages PagerDuty cannot take at once (its limit of events a minute, an outage) are \
+             parked there for the sweep; without it they would fail the invocation and Lambda's \
+             retry would publish its alerts again"
+                .into(),
+        );
+    }
+    let pager = Box::new(super::pager::HttpPager::new(&config.pagerduty_url)?);
+    let mut paging = match &config.pagerduty_secret {
+        Some(spec) => {
+            let key = read_routing_key(sdk, spec)
+                .await
+                .map_err(|e| format!("PAGERDUTY_ROUTING_KEY_SECRET: {e}"))?;
+            super::pager::Paging::new(pager, key, config.pagerduty_min_severity).default_spec(spec)
+        }
+        None => super::pager::Paging::routed_only(pager, config.pagerduty_min_severity),
+    }
+    .per_minute(config.pagerduty_events_per_minute);
+    for (spec, origin) in &routed {
+        let key = read_routing_key(sdk, spec)
+            .await
+            .map_err(|e| format!("{origin}: the PagerDuty service's routing key: {e}"))?;
+        paging = paging.with_service(spec, key);
+    }
+    tracing::info!(
+        url = %config.pagerduty_url,
+        default = config.pagerduty_secret.is_some(),
+        routed = routed.len(),
+        "PagerDuty destination"
+    );
+    Ok(Some(paging))
+}
+
 /// The PagerDuty routing key, read once at cold start: `ssm:/parameter/name` reads an SSM
-/// SecureString (decrypted); anything else names a Secrets Manager secret (ARN or name) whose
-/// string is the key, or JSON with a `routing_key` member. The key is never logged; errors name
+/// SecureString (decrypted); anything else names a Secrets Manager secret (ARN or name). Either
+/// holds the key, or JSON with a `routing_key` member. The key is never logged; errors name
 /// only where it was looked for.
 pub async fn read_routing_key(config: &SdkConfig, spec: &str) -> Result<String, String> {
     let key = if let Some(name) = spec.strip_prefix("ssm:") {
@@ -1631,14 +1687,16 @@ pub async fn read_routing_key(config: &SdkConfig, spec: &str) -> Result<String, 
             .secret_string()
             .map(str::to_owned)
             .ok_or_else(|| format!("secret {spec} has no string value"))?;
-        match serde_json::from_str::<serde_json::Value>(&secret) {
-            Ok(v) => v
-                .get("routing_key")
-                .and_then(|k| k.as_str())
-                .map(str::to_owned)
-                .ok_or_else(|| format!("secret {spec} is JSON without a routing_key"))?,
-            Err(_) => secret,
-        }
+        secret
+    };
+    // The key itself, or JSON with a `routing_key` member (in a secret or a parameter alike).
+    let key = match serde_json::from_str::<serde_json::Value>(&key) {
+        Ok(serde_json::Value::Object(v)) => v
+            .get("routing_key")
+            .and_then(|k| k.as_str())
+            .map(str::to_owned)
+            .ok_or_else(|| format!("{spec} is JSON without a routing_key"))?,
+        _ => key,
     };
     let key = key.trim().to_owned();
     if key.is_empty() {

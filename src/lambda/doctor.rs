@@ -415,6 +415,11 @@ pub async fn examine(sdk: &SdkConfig, config: &LambdaConfig, scope: &Scope) -> V
                 add_topic(t);
             }
         }
+        for route in rules.routes() {
+            for t in route.topics.iter().chain(&route.chat_topics) {
+                add_topic(t);
+            }
+        }
     }
     if topics.is_empty() {
         run.skip(
@@ -448,32 +453,49 @@ pub async fn examine(sdk: &SdkConfig, config: &LambdaConfig, scope: &Scope) -> V
         }
     }
 
-    // 7. PagerDuty's routing key.
-    match &config.pagerduty_secret {
-        None => run.skip("PagerDuty", "PAGERDUTY_ROUTING_KEY_SECRET unset"),
-        Some(spec) => {
-            let started = Instant::now();
-            let result = match super::aws::read_routing_key(sdk, spec).await {
-                Ok(key) => Ok(format!(
-                    "a routing key of {} characters, sent to {}",
-                    key.chars().count(),
-                    config.pagerduty_url
-                )),
-                Err(e) => Err(fail(
-                    e,
-                    Some(format!(
-                        "{} needs {} on it (template.yaml grants the one PAGERDUTY_ROUTING_KEY_SECRET names)",
-                        principal.policy_arn,
-                        if spec.starts_with("ssm:") {
-                            "ssm:GetParameter (and kms:Decrypt for a SecureString's key)"
-                        } else {
-                            "secretsmanager:GetSecretValue"
-                        }
-                    )),
-                )),
-            };
-            run.add(format!("PagerDuty key {spec}"), started, result);
+    // 7. PagerDuty's routing keys: the default service's and every service the routes name.
+    let mut services: Vec<(String, String)> = Vec::new();
+    if let Some(spec) = &config.pagerduty_secret {
+        services.push((spec.clone(), "PAGERDUTY_ROUTING_KEY_SECRET".into()));
+    }
+    if let Some(rules) = &rules {
+        for (spec, origin) in super::pager::services_named(rules) {
+            if spec != crate::rules::routes::DEFAULT_SERVICE
+                && !services.iter().any(|(s, _)| *s == spec)
+            {
+                services.push((spec, origin));
+            }
         }
+    }
+    if services.is_empty() {
+        run.skip(
+            "PagerDuty",
+            "PAGERDUTY_ROUTING_KEY_SECRET unset and no route names a PagerDuty service",
+        );
+    }
+    for (spec, named_by) in &services {
+        let started = Instant::now();
+        let result = match super::aws::read_routing_key(sdk, spec).await {
+            Ok(key) => Ok(format!(
+                "a routing key of {} characters, sent to {} (named by {named_by})",
+                key.chars().count(),
+                config.pagerduty_url
+            )),
+            Err(e) => Err(fail(
+                e,
+                Some(format!(
+                    "{} needs {} on it (named by {named_by}; template.yaml grants \
+                     PagerDutyRoutingKeySecret and each of RoutedPagerDutySecrets)",
+                    principal.policy_arn,
+                    if spec.starts_with("ssm:") {
+                        "ssm:GetParameter (and kms:Decrypt for a SecureString's key)"
+                    } else {
+                        "secretsmanager:GetSecretValue"
+                    }
+                )),
+            )),
+        };
+        run.add(format!("PagerDuty key {spec}"), started, result);
     }
 
     // 8. The organisation's central bus.

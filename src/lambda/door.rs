@@ -463,7 +463,7 @@ impl<P: Publisher> Door<'_, P> {
         // Paged after SNS has them; the events are made before the alerts move into publishing.
         let events = self
             .paging
-            .map(|p| p.events(&alerts, resolves))
+            .map(|p| p.events(&alerts, resolves, self.rules.routes()))
             .unwrap_or_default();
         let published = if alerts.is_empty() {
             0

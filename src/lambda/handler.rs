@@ -306,7 +306,14 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
                 return false;
             }
         };
-        if let Err(e) = check_rules(&loaded, &self.config) {
+        let checked = check_rules(&loaded, &self.config)
+            .map_err(|e| e.to_string())
+            .and_then(|()| match &self.paging {
+                Some(p) => p.covers(&loaded),
+                None => super::pager::uncovered(&loaded, |_| false)
+                    .map_err(|e| format!("{e}; this instance has no PagerDuty destination")),
+            });
+        if let Err(e) = checked {
             *self
                 .rules_fallback
                 .write()

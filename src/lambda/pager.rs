@@ -3,6 +3,13 @@
 //! (absence and silence resolved, and matches of rules that `resolves:` another rule's
 //! alerts) are `resolve`s of the same key.
 //!
+//! Alerts page **services**: the default one (`PAGERDUTY_ROUTING_KEY_SECRET`) takes the alerts
+//! no route decides; an alert a route decides pages the services its routes name
+//! (`to: {pagerduty: [...]}`: where each routing key is kept, or `default`), and none when they
+//! name none, the way its topics replace the default topic. A resolve goes to every service
+//! where its incident is open. Each service has its own routing key, budget, parked events and
+//! open incidents (keys prefixed with the service's tag, the default service's unprefixed).
+//!
 //! Paging stays within the provider's limit and never makes Lambda re-walk a delivery:
 //! - a **budget** per routing key holds the events sent to at most PagerDuty's documented rate
 //!   (120 events a minute per routing key by default; `PAGERDUTY_EVENTS_PER_MINUTE`) in *any*
@@ -19,9 +26,10 @@
 //!   and counted (`PagesRefused`), never retried.
 //!
 //! Pages go out after SNS has the alerts (the door, `door.rs`): a PagerDuty outage delays pages,
-//! never alerts. The routing key is read at cold start from Secrets Manager or an SSM
+//! never alerts. Routing keys are read at cold start from Secrets Manager or an SSM
 //! SecureString (`aws.rs`), never from the environment, never logged, and never stored with a
-//! parked event (it is added when the event is sent).
+//! parked event (a parked event names its service by where the key is kept; the key is added
+//! when the event is sent).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -36,6 +44,7 @@ use serde_json::{json, Value};
 
 use super::state::PageStore;
 use crate::alert::Alert;
+use crate::rules::routes::DEFAULT_SERVICE;
 use crate::rules::Severity;
 
 /// The Events API v2 endpoint.
@@ -393,17 +402,57 @@ impl PagingError {
     }
 }
 
-/// Which alerts page, with which routing key, within which budget.
+/// One PagerDuty service: where its routing key was read, the key, and its budget (PagerDuty's
+/// limit is per routing key).
+struct Service {
+    /// Where the key was read: `PAGERDUTY_ROUTING_KEY_SECRET`'s value (or `default`) for the
+    /// default service, a route's `pagerduty:` item for the others. Not secret: parked events
+    /// keep it to know their service.
+    spec: String,
+    /// What its dedup keys are prefixed with in the park and among open incidents: nothing for
+    /// the default service (what it parked and opened before routes existed stays its),
+    /// `pd:<hash of spec>|` for the others, so that one alert paging two services is two
+    /// parked events and two open incidents.
+    tag: String,
+    routing_key: String,
+    budget: Mutex<Budget>,
+    /// The shared budget's key: a hash of the routing key (never stored itself).
+    shared_key: String,
+}
+
+impl Service {
+    fn new(spec: &str, tag: String, routing_key: String, per_minute: usize) -> Self {
+        Service {
+            spec: spec.to_owned(),
+            tag,
+            shared_key: format!("{:016x}", crate::hash::stable_hash(routing_key.as_bytes())),
+            routing_key,
+            budget: Mutex::new(Budget::new(per_minute, Duration::from_secs(60))),
+        }
+    }
+
+    fn with_budget<T>(&self, now: Instant, f: impl FnOnce(&mut Budget, Instant) -> T) -> T {
+        let mut budget = self.budget.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut budget, now)
+    }
+
+    /// The key an event of this service has in the park and among open incidents.
+    fn key(&self, dedup_key: &str) -> String {
+        format!("{}{dedup_key}", self.tag)
+    }
+}
+
+/// Which alerts page, to which services, within which budgets: the default service
+/// (`PAGERDUTY_ROUTING_KEY_SECRET`) takes the alerts no route decides; the routes' `pagerduty:`
+/// services take the alerts of their routes.
 pub struct Paging {
     pub pager: Box<dyn Pager>,
-    pub routing_key: String,
     /// Alerts below this severity do not page (resolutions always go).
     pub min_severity: Severity,
-    budget: Mutex<Budget>,
-    /// Events a minute (the shared budget's limit), and the shared budget's key: a hash of the
-    /// routing key (never stored itself).
+    default: Option<Service>,
+    routed: Vec<Service>,
+    /// Events a minute per routing key (the local and the shared budget's limit).
     per_minute: usize,
-    shared_key: String,
     clock: Arc<dyn Clock>,
 }
 
@@ -415,33 +464,98 @@ const OPEN_FOR: i64 = 30 * 86_400;
 const SHARED_SPAN_MS: i64 = 61_000;
 
 impl Paging {
+    /// Pages the default service, with this routing key.
     pub fn new(pager: Box<dyn Pager>, routing_key: String, min_severity: Severity) -> Self {
-        let shared_key = format!("{:016x}", crate::hash::stable_hash(routing_key.as_bytes()));
+        Paging {
+            default: Some(Service::new(
+                DEFAULT_SERVICE,
+                String::new(),
+                routing_key,
+                DEFAULT_EVENTS_PER_MINUTE,
+            )),
+            ..Paging::routed_only(pager, min_severity)
+        }
+    }
+
+    /// Pages only the services routes name ([`Paging::with_service`]); alerts no route decides
+    /// do not page.
+    pub fn routed_only(pager: Box<dyn Pager>, min_severity: Severity) -> Self {
         Paging {
             pager,
-            routing_key,
             min_severity,
+            default: None,
+            routed: Vec::new(),
             per_minute: DEFAULT_EVENTS_PER_MINUTE,
-            shared_key,
-            budget: Mutex::new(Budget::new(
-                DEFAULT_EVENTS_PER_MINUTE,
-                Duration::from_secs(60),
-            )),
             clock: Arc::new(SystemClock),
         }
     }
 
-    /// At most `n` events a minute (`PAGERDUTY_EVENTS_PER_MINUTE`).
-    pub fn per_minute(mut self, n: usize) -> Self {
-        self.budget = Mutex::new(Budget::new(n.max(1), Duration::from_secs(60)));
-        self.per_minute = n.max(1);
+    /// Where the default service's key was read (`PAGERDUTY_ROUTING_KEY_SECRET`): a route that
+    /// names the same place pages the default service.
+    pub fn default_spec(mut self, spec: &str) -> Self {
+        if let Some(d) = &mut self.default {
+            d.spec = spec.to_owned();
+        }
         self
     }
 
-    /// Takes up to `wanted` sends from the budget every instance shares (with the state store).
-    async fn take_shared(&self, park: &dyn PageStore, wanted: usize) -> Result<usize, PagingError> {
+    /// Also pages the service whose key is at `spec` (a route's `pagerduty:` item), with this
+    /// routing key.
+    pub fn with_service(mut self, spec: &str, routing_key: String) -> Self {
+        if self.service_for(spec).is_none() {
+            let tag = format!("pd:{:016x}|", crate::hash::stable_hash(spec.as_bytes()));
+            self.routed
+                .push(Service::new(spec, tag, routing_key, self.per_minute));
+        }
+        self
+    }
+
+    /// At most `n` events a minute to each routing key (`PAGERDUTY_EVENTS_PER_MINUTE`).
+    pub fn per_minute(mut self, n: usize) -> Self {
+        self.per_minute = n.max(1);
+        for s in self.default.iter_mut().chain(self.routed.iter_mut()) {
+            s.budget = Mutex::new(Budget::new(self.per_minute, Duration::from_secs(60)));
+        }
+        self
+    }
+
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    fn services(&self) -> impl Iterator<Item = &Service> {
+        self.default.iter().chain(self.routed.iter())
+    }
+
+    /// The service a route's `pagerduty:` item names.
+    fn service_for(&self, spec: &str) -> Option<&Service> {
+        match &self.default {
+            Some(d) if spec == DEFAULT_SERVICE || spec == d.spec => Some(d),
+            _ => self.routed.iter().find(|s| s.spec == spec),
+        }
+    }
+
+    /// The service an event goes to (by its routing key: events are made here).
+    fn service_of(&self, event: &Value) -> Option<&Service> {
+        let key = event["routing_key"].as_str()?;
+        self.services().find(|s| s.routing_key == key)
+    }
+
+    /// Whether every PagerDuty service the rules' routes name has its routing key here; else
+    /// which route names one that has not (it was not read at cold start).
+    pub fn covers(&self, rules: &crate::rules::RuleSet) -> Result<(), String> {
+        uncovered(rules, |spec| self.service_for(spec).is_some())
+    }
+
+    async fn take_shared(
+        &self,
+        park: &dyn PageStore,
+        service: &Service,
+        wanted: usize,
+    ) -> Result<usize, PagingError> {
         park.take_shared(
-            &self.shared_key,
+            &service.shared_key,
             wanted,
             self.per_minute,
             SHARED_SPAN_MS,
@@ -451,35 +565,30 @@ impl Paging {
         .map_err(PagingError::Park)
     }
 
-    /// Reads the time from this clock (tests).
-    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
-        self
+    fn take(&self, service: &Service) -> bool {
+        service.with_budget(self.clock.now(), |b, now| b.take(now))
     }
 
-    fn with_budget<T>(&self, f: impl FnOnce(&mut Budget, Instant) -> T) -> T {
-        let now = self.clock.now();
-        // A poisoned lock only means another thread panicked mid-update of plain numbers.
-        let mut budget = self.budget.lock().unwrap_or_else(|e| e.into_inner());
-        f(&mut budget, now)
+    fn available(&self, service: &Service) -> usize {
+        service.with_budget(self.clock.now(), |b, now| b.available(now))
     }
 
-    fn take(&self) -> bool {
-        self.with_budget(|b, now| b.take(now))
-    }
-
-    fn available(&self) -> usize {
-        self.with_budget(|b, now| b.available(now))
-    }
-
-    /// After a retryable failure: no sends until PagerDuty's `Retry-After`, or for a while.
-    fn pause(&self, e: &PagerError) {
+    fn pause(&self, service: &Service, e: &PagerError) {
         let wait = e.retry_after.unwrap_or(PAUSE_AFTER_FAILURE);
-        self.with_budget(|b, now| b.pause(now + wait));
+        service.with_budget(self.clock.now(), |b, now| b.pause(now + wait));
     }
 
-    /// The events these alerts and resolved keys page with (routing key included).
-    pub fn events(&self, alerts: &[Alert], resolves: &[String]) -> Vec<Value> {
+    /// The events of these alerts (those at or above the minimum severity, and resolutions;
+    /// not roll-ups: their alert already paged) and of these resolved keys, each addressed to
+    /// its services: the routes' `pagerduty:` services for an alert a route decides, the
+    /// default service for one no route decides; a resolved key to every service (only those
+    /// where its incident is open are sent).
+    pub fn events(
+        &self,
+        alerts: &[Alert],
+        resolves: &[String],
+        routes: &[crate::rules::routes::Route],
+    ) -> Vec<Value> {
         let mut out = Vec::new();
         for alert in alerts {
             let resolved = alert
@@ -487,36 +596,61 @@ impl Paging {
                 .pointer("/detail/state")
                 .and_then(Value::as_str)
                 == Some("RESOLVED");
-            // A dedup roll-up does not page (its incident is open); a group's notification
-            // does: it updates the group's incident with what was gathered.
+            // A roll-up tells of matches whose alert already paged; a group's notification
+            // is its incident.
             let rollup = alert.record.get("rollup") == Some(&Value::Bool(true))
                 && alert.record.get("group") != Some(&Value::Bool(true));
             if rollup || (!resolved && alert.severity < self.min_severity) {
                 continue;
             }
-            out.push(event_for(alert, &self.routing_key));
+            let decision = if routes.is_empty() {
+                crate::rules::routes::Decision::default()
+            } else {
+                crate::rules::routes::decide(routes, &super::publish::facts(alert))
+            };
+            if decision.is_default() {
+                if let Some(d) = &self.default {
+                    out.push(event_for(alert, &d.routing_key));
+                }
+                continue;
+            }
+            for spec in &decision.pagerduty {
+                match self.service_for(spec) {
+                    Some(s) => out.push(event_for(alert, &s.routing_key)),
+                    // Refused at cold start and at a rules reload (`covers`).
+                    None => tracing::error!(
+                        service = %spec,
+                        rule = %alert.rule_id,
+                        "a route pages a PagerDuty service whose routing key was not read"
+                    ),
+                }
+            }
         }
         for key in resolves {
-            out.push(resolve(key, &self.routing_key));
+            for s in self.services() {
+                out.push(resolve(key, &s.routing_key));
+            }
         }
         out
     }
 
-    /// Sends the triggers and resolutions of these alerts, and the resolves of these keys,
-    /// within the budget; what cannot go now is parked in `park` (behind any backlog). Without
-    /// a store to park in, the first failure is returned (the caller fails for a retry).
+    /// Sends the events for these alerts and resolved keys (see [`Paging::send_events`]).
     pub async fn send(
         &self,
         alerts: &[Alert],
         resolves: &[String],
+        routes: &[crate::rules::routes::Route],
         park: Option<&dyn PageStore>,
         now: i64,
     ) -> Result<PageReport, PagingError> {
-        self.send_events(self.events(alerts, resolves), park, now)
+        self.send_events(self.events(alerts, resolves, routes), park, now)
             .await
     }
 
-    /// Sends these events (from [`Paging::events`]) as [`Paging::send`] does.
+    /// Sends events within each service's budget. With a store, what a budget or PagerDuty
+    /// cannot take now is parked (and the backlog, when there is one, is sent first as far as
+    /// the budgets allow); resolves of incidents never opened are dropped. Without one, a
+    /// retryable failure is returned (the invocation fails and Lambda retries it).
     pub async fn send_events(
         &self,
         events: Vec<Value>,
@@ -540,40 +674,58 @@ impl Paging {
             }
             return Ok(report);
         };
+        let events: Vec<(&Service, Value)> = events
+            .into_iter()
+            .filter_map(|e| match self.service_of(&e) {
+                Some(s) => Some((s, e)),
+                None => {
+                    tracing::error!("an event for a routing key no service has; it is not sent");
+                    report.refused += 1;
+                    None
+                }
+            })
+            .collect();
         let (events, closing, not_open) = self.only_open(park, events, now).await?;
         report.not_open = not_open;
-        // Behind a backlog, events queue: a key's events never overtake its parked one.
+        // While anything is parked, new events queue behind it (a key's events in order).
         let backlog = !park.parked(1).await.map_err(PagingError::Park)?.is_empty();
-        let mut direct = !backlog;
-        // The budget every instance shares, then this instance's own (which also holds a
-        // pause after PagerDuty asked to wait).
-        let mut shared = if direct {
-            let wanted = events.len().min(self.available());
-            self.take_shared(park, wanted).await?
-        } else {
-            0
-        };
-        for event in events {
-            if direct && shared > 0 && self.take() {
-                shared -= 1;
+        // Each service's grant from the budget every instance shares, taken once.
+        let mut shared: Vec<usize> = Vec::new();
+        let services: Vec<&Service> = self.services().collect();
+        for s in &services {
+            let wanted = if backlog {
+                0
+            } else {
+                let mine = events.iter().filter(|(e, _)| std::ptr::eq(*e, *s)).count();
+                mine.min(self.available(s))
+            };
+            shared.push(self.take_shared(park, s, wanted).await?);
+        }
+        for (service, event) in events {
+            let i = services
+                .iter()
+                .position(|s| std::ptr::eq(*s, service))
+                .unwrap_or_default();
+            if shared[i] > 0 && self.take(service) {
+                shared[i] -= 1;
                 match self.pager.enqueue(&event).await {
                     Ok(()) => {
                         report.sent += 1;
                         continue;
                     }
                     Err(e) if e.retryable => {
-                        tracing::warn!(error = %e, "PagerDuty is not taking events: they are parked for the sweep");
-                        self.pause(&e);
-                        direct = false;
+                        tracing::warn!(service = %service.spec, error = %e, "PagerDuty is not taking events: they are parked for the sweep");
+                        // The budget pauses: this service's next events are parked at once.
+                        self.pause(service, &e);
                     }
                     Err(e) => {
-                        tracing::error!(error = %e, "PagerDuty refused an event; it is not sent again");
+                        tracing::error!(service = %service.spec, error = %e, "PagerDuty refused an event; it is not sent again");
                         report.refused += 1;
                         continue;
                     }
                 }
             }
-            Self::park_one(park, &event, now).await?;
+            Self::park_one(park, service, &event, now).await?;
             report.parked += 1;
         }
         if report.parked > 0 {
@@ -585,22 +737,22 @@ impl Paging {
         if backlog {
             report += self.drain(park).await?;
         }
+        // Resolves sent or parked: their incidents are no longer open here.
         park.close_open(&closing).await.map_err(PagingError::Park)?;
         Ok(report)
     }
 
-    /// Resolves only of incidents a trigger opened: a recovery rule matches every completed
-    /// job, and resolving what was never triggered would spend the budget the real pages need.
-    /// The triggers' incidents are noted open before they are sent (or parked). Returns the
-    /// events to send, the keys whose incidents they close, and how many resolves were left.
-    async fn only_open(
+    /// Notes the triggers' incidents as open, and drops resolves of incidents never opened
+    /// here (PagerDuty would ignore them, and they would spend the budget); returns the events
+    /// left, the keys whose incidents the resolves close, and how many resolves were dropped.
+    async fn only_open<'s>(
         &self,
         park: &dyn PageStore,
-        events: Vec<Value>,
+        events: Vec<(&'s Service, Value)>,
         now: i64,
-    ) -> Result<(Vec<Value>, Vec<String>, u64), PagingError> {
-        let key = |e: &Value| e["dedup_key"].as_str().unwrap_or_default().to_owned();
-        let is = |e: &Value, action: &str| e["event_action"] == action;
+    ) -> Result<(Vec<(&'s Service, Value)>, Vec<String>, u64), PagingError> {
+        let key = |(s, e): &(&Service, Value)| s.key(e["dedup_key"].as_str().unwrap_or_default());
+        let is = |(_, e): &(&Service, Value), action: &str| e["event_action"] == action;
         let triggers: Vec<String> = events
             .iter()
             .filter(|e| is(e, "trigger"))
@@ -643,62 +795,127 @@ impl Paging {
         Ok((events, open.into_iter().collect(), not_open))
     }
 
-    async fn park_one(park: &dyn PageStore, event: &Value, now: i64) -> Result<(), PagingError> {
+    /// Parks an event under its service's key, without the routing key and naming the service
+    /// when it is not the default one.
+    async fn park_one(
+        park: &dyn PageStore,
+        service: &Service,
+        event: &Value,
+        now: i64,
+    ) -> Result<(), PagingError> {
         let mut stored = event.clone();
         if let Some(o) = stored.as_object_mut() {
             o.remove("routing_key");
+            if !service.tag.is_empty() {
+                o.insert("service".into(), Value::String(service.spec.clone()));
+            }
         }
-        let key = event["dedup_key"].as_str().unwrap_or_default();
-        park.park(key, &stored, now)
+        let key = service.key(event["dedup_key"].as_str().unwrap_or_default());
+        park.park(&key, &stored, now)
             .await
             .map_err(PagingError::Park)
     }
 
-    /// Sends parked events, oldest first, as far as the budget allows; stops at the first
-    /// failure PagerDuty says may pass.
+    /// Sends parked events, oldest first, each service's as far as its budget allows: one
+    /// service's backlog never holds another's back. A parked event of a service no longer
+    /// configured goes to the default service (with a warning), else it is dropped as refused
+    /// (with an error naming it).
     pub async fn drain(&self, park: &dyn PageStore) -> Result<PageReport, PagingError> {
         let mut report = PageReport::default();
-        loop {
-            let room = self.available();
+        let pages = park.parked(usize::MAX).await.map_err(PagingError::Park)?;
+        if pages.is_empty() {
+            return Ok(report);
+        }
+        let services: Vec<&Service> = self.services().collect();
+        let mut queues: Vec<Vec<&super::state::ParkedPage>> = vec![Vec::new(); services.len()];
+        for page in &pages {
+            let spec = page.event.get("service").and_then(Value::as_str);
+            let found = match spec {
+                None => self.default.as_ref(),
+                Some(spec) => self.service_for(spec),
+            };
+            let service = match (found, spec) {
+                (Some(s), _) => s,
+                (None, Some(spec)) if self.default.is_some() => {
+                    tracing::warn!(service = %spec, dedup_key = %page.dedup_key, "a parked page's PagerDuty service is no longer configured: it goes to the default service");
+                    self.default.as_ref().expect("checked")
+                }
+                (None, spec) => {
+                    tracing::error!(service = spec.unwrap_or(DEFAULT_SERVICE), dedup_key = %page.dedup_key, "a parked page's PagerDuty service is no longer configured and there is no default service: it is dropped");
+                    report.refused += 1;
+                    park.unpark(page).await.map_err(PagingError::Park)?;
+                    continue;
+                }
+            };
+            let i = services
+                .iter()
+                .position(|s| std::ptr::eq(*s, service))
+                .unwrap_or_default();
+            queues[i].push(page);
+        }
+        for (service, queue) in services.iter().zip(queues) {
+            let room = self.available(service).min(queue.len());
             if room == 0 {
-                break;
+                continue;
             }
-            let pages = park.parked(room).await.map_err(PagingError::Park)?;
-            if pages.is_empty() {
-                break;
-            }
-            let mut shared = self.take_shared(park, pages.len()).await?;
-            let mut sent_any = false;
-            for page in &pages {
-                if shared == 0 || !self.take() {
-                    return Ok(report);
+            let mut shared = self.take_shared(park, service, room).await?;
+            for page in queue {
+                if shared == 0 || !self.take(service) {
+                    break;
                 }
                 shared -= 1;
                 let mut event = page.event.clone();
-                event["routing_key"] = Value::String(self.routing_key.clone());
+                if let Some(o) = event.as_object_mut() {
+                    o.remove("service");
+                }
+                event["routing_key"] = Value::String(service.routing_key.clone());
                 match self.pager.enqueue(&event).await {
                     Ok(()) => report.caught_up += 1,
                     Err(e) if e.retryable => {
-                        tracing::warn!(error = %e, "PagerDuty is not taking events: parked pages wait");
-                        self.pause(&e);
-                        return Ok(report);
+                        tracing::warn!(service = %service.spec, error = %e, "PagerDuty is not taking events: parked pages wait");
+                        self.pause(service, &e);
+                        break;
                     }
                     Err(e) => {
-                        tracing::error!(error = %e, dedup_key = %page.dedup_key, "PagerDuty refused a parked event; it is dropped");
+                        tracing::error!(service = %service.spec, error = %e, dedup_key = %page.dedup_key, "PagerDuty refused a parked event; it is dropped");
                         report.refused += 1;
                     }
                 }
                 park.unpark(page).await.map_err(PagingError::Park)?;
-                sent_any = true;
-            }
-            if !sent_any || pages.len() < room {
-                break;
             }
         }
         if report.caught_up > 0 {
             tracing::info!(caught_up = report.caught_up, "parked pages sent");
         }
         Ok(report)
+    }
+}
+
+/// The PagerDuty services the rules' routes name, each with the first route naming it (`default`
+/// included).
+pub fn services_named(rules: &crate::rules::RuleSet) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for route in rules.routes() {
+        for spec in &route.pagerduty {
+            if !out.iter().any(|(s, _)| s == spec) {
+                out.push((spec.clone(), route.origin.clone()));
+            }
+        }
+    }
+    out
+}
+
+/// The first route naming a service `has` says is missing, as a start fault.
+pub fn uncovered(rules: &crate::rules::RuleSet, has: impl Fn(&str) -> bool) -> Result<(), String> {
+    match services_named(rules).into_iter().find(|(s, _)| !has(s)) {
+        None => Ok(()),
+        Some((spec, origin)) if spec == DEFAULT_SERVICE => Err(format!(
+            "{origin} pages the default PagerDuty service, but PAGERDUTY_ROUTING_KEY_SECRET is not set"
+        )),
+        Some((spec, origin)) => Err(format!(
+            "{origin} pages the PagerDuty service whose routing key is at {spec}, which this \
+             instance did not read at its start (a new cold start reads every service the routes name)"
+        )),
     }
 }
 
@@ -732,7 +949,7 @@ pub fn resolutions(rules: &crate::rules::RuleSet, alerts: Vec<Alert>) -> (Vec<Al
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lambda::state::MemoryState;
+    use crate::lambda::state::{MemoryState, ParkedPage};
     use std::sync::atomic::{AtomicU64, Ordering};
 
     /// A clock the test moves on.
@@ -945,5 +1162,217 @@ mod tests {
         let left = store.parked(10).await.expect("parked");
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].event["n"], 2);
+    }
+
+    fn to(routing_key: &str, key: &str, n: u32) -> Value {
+        json!({"routing_key": routing_key, "event_action": "trigger", "dedup_key": key, "payload": {"n": n}})
+    }
+
+    fn failed_backup(account: &str) -> Alert {
+        let set = crate::rules::RuleSet::load(&[crate::rules::RuleSource::Builtin]).unwrap();
+        let rule = set.rule("backup-job-failed").unwrap();
+        let record = json!({
+            "eventID": format!("e-{account}"), "eventName": "BackupJobCompleted",
+            "eventSource": "backup.amazonaws.com", "eventType": "AwsServiceEvent",
+            "recipientAccountId": account, "awsRegion": "eu-west-1",
+            "serviceEventDetails": {"state": "FAILED", "backupJobId": format!("J-{account}"), "backupVaultName": "V"}
+        });
+        let source = crate::alert::AlertSource::S3 {
+            bucket: "b".into(),
+            key: "k".into(),
+        };
+        Alert::new(rule, &record, source, 0)
+    }
+
+    #[test]
+    fn an_alert_pages_its_routes_services_and_one_no_route_decides_the_default() {
+        let routes = crate::rules::routes::parse(
+            &json!([
+                {"match": {"accounts": ["111111111111"]}, "to": {"pagerduty": ["ssm:/team-a"]}},
+                {"match": {"accounts": ["222222222222"]}, "to": {"topics": ["arn:aws:sns:eu-west-1:999999999999:chat"]}},
+                {"match": {"accounts": ["444444444444"]}, "to": {"pagerduty": ["default", "ssm:/team-a"]}},
+            ]),
+            "r.yaml",
+            "$.routes",
+        )
+        .expect("routes");
+        let (p, _pager, _clock) = paging(120);
+        let p = p.with_service("ssm:/team-a", "RKA".into());
+        let alerts: Vec<Alert> = [
+            "111111111111",
+            "222222222222",
+            "333333333333",
+            "444444444444",
+        ]
+        .iter()
+        .map(|a| failed_backup(a))
+        .collect();
+        let events = p.events(&alerts, &[], &routes);
+        let sent: Vec<(String, String)> = events
+            .iter()
+            .map(|e| {
+                let account = e["payload"]["group"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                (
+                    account,
+                    e["routing_key"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            sent,
+            [
+                ("111111111111".to_owned(), "RKA".to_owned()),
+                // 222…: its route names topics only: no page.
+                ("333333333333".to_owned(), "RK".to_owned()),
+                ("444444444444".to_owned(), "RK".to_owned()),
+                ("444444444444".to_owned(), "RKA".to_owned()),
+            ]
+        );
+        // A resolved key goes to every service (only_open keeps those where it is open).
+        let resolves = p.events(&[], &["k".to_owned()], &routes);
+        assert_eq!(resolves.len(), 2);
+        // Without the team's key, the rules are refused, naming the route.
+        let (bare, _, _) = paging(120);
+        let rules = crate::rules::RuleSet::load(&[crate::rules::RuleSource::Builtin])
+            .unwrap()
+            .with_routes(routes);
+        let why = bare.covers(&rules).expect_err("ssm:/team-a not read");
+        assert!(
+            why.contains("r.yaml $.routes[0]") && why.contains("ssm:/team-a"),
+            "{why}"
+        );
+        assert_eq!(p.covers(&rules), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn each_service_has_its_own_budget_and_one_backlog_holds_no_other_back() {
+        let (p, pager, clock) = paging(3);
+        let p = p.with_service("ssm:/team-a", "RKA".into());
+        let store = MemoryState::default();
+        let mut events: Vec<Value> = (0..5).map(|i| to("RK", &format!("k{i}"), i)).collect();
+        events.push(to("RKA", "k0", 100));
+        events.push(to("RKA", "a1", 101));
+        let r = p
+            .send_events(events, Some(&store), 1000)
+            .await
+            .expect("send");
+        assert_eq!((r.sent, r.parked), (5, 2), "3 to the default, 2 to team A");
+        let parked = store.parked(10).await.expect("parked");
+        assert_eq!(
+            keys(&parked.iter().map(|p| p.event.clone()).collect::<Vec<_>>()),
+            ["k3", "k4"]
+        );
+        assert!(parked.iter().all(|p| p.event.get("service").is_none()));
+        // The default service's backlog: team A's new event queues behind it, and the drain
+        // sends it within team A's budget at once.
+        let r = p
+            .send_events(vec![to("RKA", "a2", 102)], Some(&store), 1001)
+            .await
+            .expect("send");
+        assert_eq!((r.sent, r.parked, r.caught_up), (0, 1, 1));
+        let accepted = pager.accepted.lock().unwrap().clone();
+        let last = accepted.last().unwrap();
+        assert_eq!(
+            (last["dedup_key"].as_str(), last["routing_key"].as_str()),
+            (Some("a2"), Some("RKA"))
+        );
+        assert!(
+            last.get("service").is_none(),
+            "the service's name is not sent"
+        );
+        // Team A's budget is spent now too; the same dedup key parks once per service.
+        let r = p
+            .send_events(vec![to("RKA", "k3", 103)], Some(&store), 1002)
+            .await
+            .expect("send");
+        assert_eq!((r.parked, r.caught_up), (1, 0));
+        let parked = store.parked(10).await.expect("parked");
+        assert_eq!(parked.len(), 3);
+        let team: Vec<&ParkedPage> = parked
+            .iter()
+            .filter(|p| p.event.get("service").is_some())
+            .collect();
+        assert_eq!(team.len(), 1);
+        assert_eq!(team[0].event["service"], "ssm:/team-a");
+        assert!(team[0].dedup_key.starts_with("pd:") && team[0].dedup_key.ends_with("|k3"));
+        assert!(parked.iter().all(|p| p.event.get("routing_key").is_none()));
+        clock.advance(61);
+        let r = p.drain(&store).await.expect("drain");
+        assert_eq!(r.caught_up, 3);
+        let accepted = pager.accepted.lock().unwrap().clone();
+        let tail: Vec<(String, String)> = accepted[accepted.len() - 3..]
+            .iter()
+            .map(|e| {
+                (
+                    e["dedup_key"].as_str().unwrap().to_owned(),
+                    e["routing_key"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        assert!(
+            tail.contains(&("k3".into(), "RK".into()))
+                && tail.contains(&("k3".into(), "RKA".into())),
+            "{tail:?}"
+        );
+        assert!(store.parked(10).await.expect("parked").is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_resolve_is_sent_only_where_its_incident_was_opened() {
+        let (p, pager, _clock) = paging(120);
+        let p = p.with_service("ssm:/team-a", "RKA".into());
+        let store = MemoryState::default();
+        p.send_events(vec![to("RKA", "k", 1)], Some(&store), 0)
+            .await
+            .expect("send");
+        let resolves = vec![resolve("k", "RK"), resolve("k", "RKA")];
+        let r = p
+            .send_events(resolves, Some(&store), 1)
+            .await
+            .expect("send");
+        assert_eq!((r.sent, r.not_open), (1, 1));
+        let accepted = pager.accepted.lock().unwrap().clone();
+        assert_eq!(accepted[1]["event_action"], "resolve");
+        assert_eq!(accepted[1]["routing_key"], "RKA");
+    }
+
+    #[tokio::test]
+    async fn a_parked_page_of_a_service_gone_goes_to_the_default_one_else_is_dropped_and_counted() {
+        let (p, pager, _clock) = paging(120);
+        let p = p.with_service("ssm:/team-a", "RKA".into());
+        let store = MemoryState::default();
+        pager.script.lock().unwrap().push_back(down(Some(600)));
+        let r = p
+            .send_events(vec![to("RKA", "a", 1)], Some(&store), 0)
+            .await
+            .expect("send");
+        assert_eq!(r.parked, 1);
+        // The routes changed: the next instance has the default service only.
+        let (next, next_pager, _) = paging(120);
+        assert_eq!(next.drain(&store).await.expect("drain").caught_up, 1);
+        let sent = next_pager.accepted.lock().unwrap().clone();
+        assert_eq!(
+            (
+                sent[0]["dedup_key"].as_str(),
+                sent[0]["routing_key"].as_str()
+            ),
+            (Some("a"), Some("RK"))
+        );
+        // Without a default service it cannot go anywhere: counted as refused, not kept forever.
+        // (team A's budget is still paused for PagerDuty's Retry-After: parked at once)
+        let r = p
+            .send_events(vec![to("RKA", "b", 2)], Some(&store), 5)
+            .await
+            .expect("send");
+        assert_eq!(r.parked, 1);
+        let routed_only =
+            Paging::routed_only(Box::new(Arc::new(Scripted::default())), Severity::High)
+                .with_service("ssm:/team-b", "RKB".into());
+        let r = routed_only.drain(&store).await.expect("drain");
+        assert_eq!((r.caught_up, r.refused), (0, 1));
+        assert!(store.parked(10).await.expect("parked").is_empty());
     }
 }

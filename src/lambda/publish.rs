@@ -75,7 +75,7 @@ pub fn facts(alert: &Alert) -> crate::rules::routes::Facts<'_> {
 impl<P: Publisher> Publishing<P> {
     /// Publishes alerts, grouped by topic, in batches; returns how many were published.
     /// An alert one of the rule files' `routes` takes goes where the route says; one no route
-    /// takes goes to its rule's topic or the default topic.
+    /// takes, or whose routes only page, goes to its rule's topic or the default topic.
     pub(super) async fn publish(
         &self,
         origin: &str,
@@ -91,7 +91,10 @@ impl<P: Publisher> Publishing<P> {
         };
         for (i, alert) in alerts.iter().enumerate() {
             let decision = crate::rules::routes::decide(routes, &facts(alert));
-            let destinations: Vec<(String, AlertFormat)> = if decision.is_default() {
+            // Every alert reaches a topic: a route that only pages (no topics, no chat topics)
+            // leaves it on its default topic.
+            let sends = !decision.topics.is_empty() || !decision.chat_topics.is_empty();
+            let destinations: Vec<(String, AlertFormat)> = if decision.is_default() || !sends {
                 let topic = alert
                     .topic
                     .clone()

@@ -44,6 +44,10 @@ pub struct Route {
     pub topics: Vec<String>,
     /// Topics that get the chat format (Amazon Q Developer in chat applications).
     pub chat_topics: Vec<String>,
+    /// PagerDuty services paged (alerts at or above `PAGERDUTY_MIN_SEVERITY`), each named by
+    /// where its routing key is: a Secrets Manager secret (ARN or name), `ssm:/name`, or
+    /// `default` (`PAGERDUTY_ROUTING_KEY_SECRET`'s service).
+    pub pagerduty: Vec<String>,
     pub continue_: bool,
     /// Where it was written: the document and its index there (`a.yaml $.routes[2]`).
     pub origin: String,
@@ -86,6 +90,9 @@ pub struct Decision {
     pub routes: Vec<String>,
     pub topics: Vec<String>,
     pub chat_topics: Vec<String>,
+    /// The PagerDuty services the routes page (their routing keys' places, `default` for
+    /// `PAGERDUTY_ROUTING_KEY_SECRET`'s).
+    pub pagerduty: Vec<String>,
 }
 
 impl Decision {
@@ -111,6 +118,11 @@ pub fn decide(routes: &[Route], facts: &Facts<'_>) -> Decision {
         for t in &route.chat_topics {
             if !d.chat_topics.contains(t) {
                 d.chat_topics.push(t.clone());
+            }
+        }
+        for s in &route.pagerduty {
+            if !d.pagerduty.contains(s) {
+                d.pagerduty.push(s.clone());
             }
         }
         if !route.continue_ {
@@ -182,6 +194,45 @@ fn mappings<'v>(
             )),
         })
         .collect()
+}
+
+/// The name of the service `PAGERDUTY_ROUTING_KEY_SECRET` reads the key of, in a route's
+/// `to: {pagerduty: ...}`.
+pub const DEFAULT_SERVICE: &str = "default";
+
+/// Whether `spec` names where a PagerDuty routing key is: `default`, `ssm:/name` (an SSM
+/// SecureString), a Secrets Manager secret's ARN, or a secret's name.
+pub fn service_spec(spec: &str) -> Result<(), String> {
+    if spec == DEFAULT_SERVICE {
+        return Ok(());
+    }
+    if let Some(name) = spec.strip_prefix("ssm:") {
+        return if name.starts_with('/') && name.len() > 1 && !name.contains(char::is_whitespace) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{spec:?}: an SSM parameter is named ssm:/its/name (the full path, from /)"
+            ))
+        };
+    }
+    if spec.starts_with("arn:") {
+        let parts: Vec<&str> = spec.splitn(7, ':').collect();
+        return if parts.len() == 7 && parts[2] == "secretsmanager" && parts[5] == "secret" {
+            Ok(())
+        } else {
+            Err(format!(
+                "{spec:?} is not a Secrets Manager secret ARN \
+                 (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME)"
+            ))
+        };
+    }
+    if spec.contains(char::is_whitespace) || spec.contains("://") {
+        return Err(format!(
+            "{spec:?}: expected where a routing key is kept (a Secrets Manager secret's ARN or \
+             name, ssm:/name, or default), never the key itself or a URL"
+        ));
+    }
+    Ok(())
 }
 
 /// `routes:` of a document at `at` (`$.routes`).
@@ -273,21 +324,12 @@ pub fn parse(value: &Value, origin: &str, at: &str) -> Result<Vec<Route>, Fault>
                 ))
             }
         }
-        let (topics, chat_topics) = match map.get("to") {
+        let (topics, chat_topics, pagerduty) = match map.get("to") {
             Some(Value::Object(to)) => {
                 if let Some(k) = to.keys().find(|k| !TO_KEYS.contains(&k.as_str())) {
                     return Err((
                         format!("{here}.to.{k}"),
-                        "unknown key; a route sends to topics and chat_topics".into(),
-                    ));
-                }
-                if to.contains_key("pagerduty") {
-                    return Err((
-                        format!("{here}.to.pagerduty"),
-                        "routing pages to a PagerDuty service per route is not supported yet: \
-                         PAGERDUTY_ROUTING_KEY_SECRET pages every alert at or above \
-                         PAGERDUTY_MIN_SEVERITY, whatever its route"
-                            .into(),
+                        "unknown key; a route sends to topics, chat_topics and pagerduty".into(),
                     ));
                 }
                 let list = |k: &str| -> Result<Vec<String>, Fault> {
@@ -308,12 +350,24 @@ pub fn parse(value: &Value, origin: &str, at: &str) -> Result<Vec<Route>, Fault>
                     }
                     Ok(topics)
                 };
-                (list("topics")?, list("chat_topics")?)
+                let pagerduty = match to.get("pagerduty") {
+                    None | Some(Value::Null) => Vec::new(),
+                    Some(v) => {
+                        let at = format!("{here}.to.pagerduty");
+                        let services = strings(v, &at)?;
+                        for (j, spec) in services.iter().enumerate() {
+                            service_spec(spec).map_err(|why| (format!("{at}[{j}]"), why))?;
+                        }
+                        services
+                    }
+                };
+                (list("topics")?, list("chat_topics")?, pagerduty)
             }
             None => {
                 return Err((
                     format!("{here}.to"),
-                    "missing: where the route sends (to: {topics: [...], chat_topics: [...]})"
+                    "missing: where the route sends \
+                     (to: {topics: [...], chat_topics: [...], pagerduty: [...]})"
                         .into(),
                 ))
             }
@@ -324,10 +378,10 @@ pub fn parse(value: &Value, origin: &str, at: &str) -> Result<Vec<Route>, Fault>
                 ))
             }
         };
-        if topics.is_empty() && chat_topics.is_empty() {
+        if topics.is_empty() && chat_topics.is_empty() && pagerduty.is_empty() {
             return Err((
                 format!("{here}.to"),
-                "sends nowhere: give topics or chat_topics".into(),
+                "sends nowhere: give topics, chat_topics or pagerduty".into(),
             ));
         }
         let continue_ = match map.get("continue") {
@@ -344,6 +398,7 @@ pub fn parse(value: &Value, origin: &str, at: &str) -> Result<Vec<Route>, Fault>
             matcher,
             topics,
             chat_topics,
+            pagerduty,
             continue_,
             origin: format!("{origin} {here}"),
         });
@@ -462,9 +517,19 @@ mod tests {
             (json!([{"to": {}}]), "$.routes[0].to", "sends nowhere"),
             (json!([{"match": {}}]), "$.routes[0].to", "missing"),
             (
-                json!([{"to": {"pagerduty": ["ssm:/k"]}}]),
-                "$.routes[0].to.pagerduty",
-                "not supported yet",
+                json!([{"to": {"pagerduty": ["ssm:k"]}}]),
+                "$.routes[0].to.pagerduty[0]",
+                "ssm:/its/name",
+            ),
+            (
+                json!([{"to": {"pagerduty": ["arn:aws:sns:us-east-1:111122223333:t"]}}]),
+                "$.routes[0].to.pagerduty[0]",
+                "not a Secrets Manager secret ARN",
+            ),
+            (
+                json!([{"to": {"pagerduty": ["https://events.pagerduty.com/x"]}}]),
+                "$.routes[0].to.pagerduty[0]",
+                "never the key itself",
             ),
             (
                 json!([{"to": {"topics": ["arn:aws:sns:us-east-1:111122223333:t"]}, "continue": "yes"}]),
@@ -479,6 +544,45 @@ mod tests {
     }
 }
 
+/// Where a route test expects an alert to go; compared as sets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Destinations {
+    pub topics: Vec<String>,
+    pub chat_topics: Vec<String>,
+    pub pagerduty: Vec<String>,
+}
+
+impl Destinations {
+    /// Each list sorted, for comparing.
+    pub fn sorted(mut self) -> Self {
+        self.topics.sort();
+        self.chat_topics.sort();
+        self.pagerduty.sort();
+        self
+    }
+}
+
+impl std::fmt::Display for Destinations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "topics {:?}, chat_topics {:?}, pagerduty {:?}",
+            self.topics, self.chat_topics, self.pagerduty
+        )
+    }
+}
+
+impl Decision {
+    /// Where the routes send (not which routes decided).
+    pub fn destinations(&self) -> Destinations {
+        Destinations {
+            topics: self.topics.clone(),
+            chat_topics: self.chat_topics.clone(),
+            pagerduty: self.pagerduty.clone(),
+        }
+    }
+}
+
 /// A route test (`route_tests:`, run by `rules test`): an alert's facts, and where it must go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteTest {
@@ -487,8 +591,9 @@ pub struct RouteTest {
     pub rule: String,
     pub severity: Option<Severity>,
     pub region: Option<String>,
-    /// `None`: the default route; else the topics and chat topics, in any order.
-    pub expect: Option<(Vec<String>, Vec<String>)>,
+    /// `None`: the default route; else the topics, chat topics and PagerDuty services, each
+    /// in any order.
+    pub expect: Option<Destinations>,
     pub origin: String,
 }
 
@@ -525,22 +630,36 @@ pub fn parse_tests(value: &Value, origin: &str, at: &str) -> Result<Vec<RouteTes
                 )
             })?),
         };
-        let expect = match map.get("expect") {
-            Some(Value::String(s)) if s == "default" => None,
-            Some(Value::Object(e)) => {
-                let list = |k: &str| match e.get(k) {
-                    None | Some(Value::Null) => Ok(Vec::new()),
-                    Some(v) => strings(v, &format!("{here}.expect.{k}")),
-                };
-                Some((list("topics")?, list("chat_topics")?))
-            }
-            _ => {
-                return Err((
+        let expect =
+            match map.get("expect") {
+                Some(Value::String(s)) if s == "default" => None,
+                Some(Value::Object(e)) => {
+                    let list = |k: &str| match e.get(k) {
+                        None | Some(Value::Null) => Ok(Vec::new()),
+                        Some(v) => strings(v, &format!("{here}.expect.{k}")),
+                    };
+                    if let Some(k) = e
+                        .keys()
+                        .find(|k| !["topics", "chat_topics", "pagerduty"].contains(&k.as_str()))
+                    {
+                        return Err((
+                            format!("{here}.expect.{k}"),
+                            "unknown key; a route test expects topics, chat_topics and pagerduty"
+                                .into(),
+                        ));
+                    }
+                    Some(Destinations {
+                        topics: list("topics")?,
+                        chat_topics: list("chat_topics")?,
+                        pagerduty: list("pagerduty")?,
+                    })
+                }
+                _ => return Err((
                     format!("{here}.expect"),
-                    "expected `default` or {topics: [...], chat_topics: [...]}".into(),
-                ))
-            }
-        };
+                    "expected `default` or {topics: [...], chat_topics: [...], pagerduty: [...]}"
+                        .into(),
+                )),
+            };
         out.push(RouteTest {
             name,
             account: text("account")?,
