@@ -8,8 +8,10 @@ object in S3 whose `routes:` send the Payments OU's alerts to the team's topic. 
 `cargo lambda watch` / `cargo lambda invoke` with ACCOUNT_CONTEXT=organizations:
 
 1. AWS Backup's failed-job event from payments-prod reaches the team's topic, its subject
-   naming the account; the same event from an account outside the organisation takes the
-   default route, named by its id; `{"doctor": {}}` passes.
+   naming the account, and pages the team's PagerDuty service (its routing key in SSM); the
+   same event from an account outside the organisation takes the default route, named by its
+   id, and pages the central service (PAGERDUTY_ROUTING_KEY_SECRET); `{"doctor": {}}` passes,
+   having read both keys. PagerDuty is a stand-in on loopback.
 2. A bad rule object is uploaded and the function cold-starts again: it alerts on the last rule
    set that loaded (the event still reaches the team's topic), its log names the fault, and its
    metrics count RulesFallback.
@@ -25,8 +27,14 @@ _spec = importlib.util.spec_from_file_location(
 e2e = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(e2e)
 
+_spec = importlib.util.spec_from_file_location(
+    "e2e_storm", os.path.join(os.path.dirname(os.path.abspath(__file__)), "e2e-storm.py"))
+storm = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(storm)
+
 ROOT, VENV_BIN = e2e.ROOT, e2e.VENV_BIN
 OUTSIDER = "999988887777"
+DEFAULT_KEY, PAYMENTS_KEY = "DEFAULTR0UT1NGKEY000000000000000", "PAYMENTSR0UT1NGKEY00000000000000"
 
 
 def main():
@@ -58,12 +66,19 @@ def main():
         new_topic, new_q = e2e.topic_with_queue(sns, sqs, "payments-new", "payments-new")
         e2e.create_state_table(boto3.client("dynamodb", **kw), "org-state")
         s3.create_bucket(Bucket="team-rules")
+        # The central service's key in Secrets Manager, the payments team's in SSM (JSON).
+        boto3.client("secretsmanager", **kw).create_secret(Name="pd/central", SecretString=DEFAULT_KEY)
+        boto3.client("ssm", **kw).put_parameter(Name="/pd/payments", Type="SecureString",
+                                                Value=json.dumps({"routing_key": PAYMENTS_KEY}))
+        pagerduty = storm.PagerDuty()
         good = ("routes:\n  - match: {ous: [\"Root/Prod/Payments\"]}\n"
-                f"    to: {{topics: [\"{team_topic}\"]}}\n")
+                f"    to: {{topics: [\"{team_topic}\"], pagerduty: [ssm:/pd/payments]}}\n")
         s3.put_object(Bucket="team-rules", Key="team.yaml", Body=good.encode())
 
         fn_env = dict(env, AWS_ENDPOINT_URL=endpoint, ALERT_TOPIC_ARN=default_topic, STATE_TABLE="org-state",
-                      RULES="builtin,s3://team-rules/team.yaml", ACCOUNT_CONTEXT="organizations", RUST_LOG="info")
+                      RULES="builtin,s3://team-rules/team.yaml", ACCOUNT_CONTEXT="organizations", RUST_LOG="info",
+                      PAGERDUTY_ROUTING_KEY_SECRET="pd/central", PAGERDUTY_URL=pagerduty.url,
+                      PAGERDUTY_ALLOW_LOOPBACK_HTTP="true")
         with open(os.path.join(ROOT, "events", "eventbridge-backup-job-failed.json")) as f:
             failed_job = f.read()
 
@@ -126,6 +141,12 @@ def main():
                     report = invoke('{"doctor": {}}')
                     if report.get("passed") is not True:
                         failures.append(f"doctor: {report}")
+                    # Paged: payments-prod's failure to the payments service only, the
+                    # outsider's to the central one (the default route).
+                    paged = sorted((e["routing_key"], e["payload"]["group"]) for e in pagerduty.accepted
+                                   if e["event_action"] == "trigger")
+                    if paged != sorted([(PAYMENTS_KEY, account), (DEFAULT_KEY, OUTSIDER)]):
+                        failures.append(f"phase 1: pages went {paged}")
             with open(log_path, errors="replace") as f:
                 text = f.read()
             fallback = "alerting on the last rule set that loaded" in text
@@ -144,8 +165,8 @@ def main():
                     failures.append(f"phase 2: back on the current rules logged {back}, last metrics {last}")
         if failures:
             sys.exit("e2e-org FAILED:\n  " + "\n  ".join(failures))
-        print(f"e2e-org: payments-prod ({account}) named and routed to its team's topic, an outsider on the default "
-              "route, doctor passed; a bad rule object: still routed on the last rule set that loaded, the fault "
+        print(f"e2e-org: payments-prod ({account}) named and routed to its team's topic and PagerDuty service, an "
+              "outsider on the default route and the central service, doctor passed; a bad rule object: still routed on the last rule set that loaded, the fault "
               "logged, RulesFallback counted; a fixed one in force again at the next sweep, without a cold start")
         print("e2e-org: passed")
     finally:
