@@ -272,6 +272,7 @@ fn the_fast_path_never_misses_a_match() {
             tests: Vec::new(),
             origin: "generated".into(),
             overridden_by: Vec::new(),
+            meta: None,
         }])
         .expect("one rule");
         let doc = json!({"Records": [event, {"unrelated": true}, event]}).to_string();

@@ -126,6 +126,8 @@ pub struct Alert {
     pub shadow: bool,
     /// The account's name, OU path and tags, where known ([`Alert::with_account`]).
     pub account_info: Option<context::AccountInfo>,
+    /// The rule's provenance (tags, references, author, licence, Sigma id), for the document.
+    pub rule_meta: Option<std::sync::Arc<crate::model::RuleMeta>>,
     /// IAM Identity Center shortcuts for the links ([`Alert::with_account`]).
     pub sso: Option<context::Sso>,
 }
@@ -213,6 +215,7 @@ impl Alert {
     ) -> Self {
         Alert {
             shadow: false,
+            rule_meta: rule.meta.clone(),
             account_info: None,
             sso: None,
             rule_id: rule.id.clone(),
@@ -259,6 +262,7 @@ impl Alert {
         };
         let key = alert_key(rule, record, event.event_id.as_deref());
         Alert {
+            rule_meta: rule.meta.clone(),
             account_info: None,
             sso: None,
             key,

@@ -70,12 +70,16 @@ impl EventInfo {
 impl Alert {
     /// The alert document (the SNS message in `json` format).
     pub fn document(&self) -> Value {
+        let mut rule = json!({
+            "id": self.rule_id,
+            "description": self.description,
+            "severity": self.severity.as_str(),
+        });
+        if let (Some(meta), Some(m)) = (&self.rule_meta, rule.as_object_mut()) {
+            m.extend(meta.to_json());
+        }
         json!({
-            "rule": {
-                "id": self.rule_id,
-                "description": self.description,
-                "severity": self.severity.as_str(),
-            },
+            "rule": rule,
             "summary": self.summary,
             "event": self.event.to_json(),
             "context": self.context_json(),

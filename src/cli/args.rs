@@ -135,6 +135,29 @@ pub enum RulesCommand {
         #[arg(long = "rules", value_name = "SOURCE")]
         rules: Vec<String>,
     },
+    /// Convert detection rules of another format into a trail-alerts rule file: each rule
+    /// exactly, or refused with the construct that cannot be said named.
+    Import {
+        /// The format of the rules read.
+        #[arg(value_enum)]
+        from: ImportFormat,
+        /// Rule files, or folders (every .yml and .yaml under them).
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        /// Where the rule file is written (default: standard output).
+        #[arg(long, short, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Also write a per-rule listing (Markdown): converted to which id, or refused and why.
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
+    },
+}
+
+/// A format `rules import` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ImportFormat {
+    /// Sigma rules (their AWS CloudTrail ones; others are passed over).
+    Sigma,
 }
 
 #[derive(Subcommand)]

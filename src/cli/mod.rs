@@ -45,6 +45,15 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Rules {
             command: RulesCommand::List { rules },
         } => rules::list(&rules),
+        Command::Rules {
+            command:
+                RulesCommand::Import {
+                    from: args::ImportFormat::Sigma,
+                    paths,
+                    out,
+                    report,
+                },
+        } => rules::import_sigma(&paths, out.as_deref(), report.as_deref()),
         Command::Routes {
             command:
                 args::RoutesCommand::Test {

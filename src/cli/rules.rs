@@ -129,3 +129,174 @@ pub fn list(sources: &[String]) -> Result<bool, CliError> {
     }
     Ok(true)
 }
+
+/// `rules import sigma PATH...`: the AWS CloudTrail rules among the Sigma rules under the
+/// paths, converted exactly or refused with the reason, as one rule file (each converted rule
+/// with a test derived from its detection); a summary on standard error, and `--report`'s
+/// per-rule listing. `Ok(false)` when a file could not be read or the rule file does not load.
+pub fn import_sigma(
+    paths: &[std::path::PathBuf],
+    out: Option<&std::path::Path>,
+    report: Option<&std::path::Path>,
+) -> Result<bool, CliError> {
+    use crate::rules::sigma::{self, SigmaFile, Verdict};
+    let mut files = Vec::new();
+    for path in paths {
+        collect_yaml(path, &mut files)
+            .map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?;
+    }
+    files.sort();
+    let mut read = Vec::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| CliError::Usage(format!("{}: {e}", f.display())))?;
+        read.push(SigmaFile {
+            origin: f.display().to_string(),
+            text,
+        });
+    }
+    let mut imported = sigma::import(&read);
+    // Each converted rule gets a test derived from its detection, kept only when the rule
+    // passes it.
+    for i in &mut imported {
+        if let Verdict::Converted(rule) = &mut i.verdict {
+            let Some(record) = sigma::derived_record(&rule["pattern"]) else {
+                continue;
+            };
+            rule["tests"] = serde_json::json!([{
+                "name": "derived from the Sigma detection: a record its first alternative matches",
+                "expect": true,
+                "record": record,
+            }]);
+            let passes = crate::rules::parse_document("import", &format!("rules: [{rule}]"))
+                .ok()
+                .and_then(|rules| rules.into_iter().next())
+                .is_some_and(|r| {
+                    r.pattern
+                        .matches(&crate::pattern::Event::record(&r.tests[0].record))
+                });
+            if !passes {
+                if let Some(m) = rule.as_object_mut() {
+                    m.remove("tests");
+                }
+            }
+        }
+    }
+    let command = format!(
+        "trail-alerts rules import sigma {}",
+        paths
+            .iter()
+            .map(|p| p.file_name().map_or_else(
+                || p.display().to_string(),
+                |n| n.to_string_lossy().into_owned()
+            ))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let text = sigma::rule_file(&imported, &command);
+    // What is written must load: a fault here is the converter's, said as such.
+    let loads = crate::rules::parse_rule_document("the converted rules", &text);
+    if let Err(e) = &loads {
+        eprintln!(
+            "trail-alerts: the converted rule file does not load (a fault of the import): {e}"
+        );
+    }
+    match out {
+        Some(path) => std::fs::write(path, &text)?,
+        None => io::stdout().lock().write_all(text.as_bytes())?,
+    }
+    let mut converted = 0;
+    let mut skipped = 0;
+    let mut refused: std::collections::BTreeMap<&'static str, usize> = Default::default();
+    for i in &imported {
+        match &i.verdict {
+            Verdict::Converted(_) => converted += 1,
+            Verdict::Skipped(_) => skipped += 1,
+            Verdict::Refused(why) => *refused.entry(reason_kind(why)).or_default() += 1,
+        }
+    }
+    let refused_total: usize = refused.values().sum();
+    let mut err = io::stderr().lock();
+    writeln!(
+        err,
+        "sigma import: {} rules read, {converted} converted exactly, {refused_total} refused, {skipped} not for AWS CloudTrail",
+        imported.len(),
+    )?;
+    for (kind, n) in &refused {
+        writeln!(err, "  refused: {n:>3}  {kind}")?;
+    }
+    if let Some(path) = report {
+        let mut md =
+            String::from("| file | Sigma title | Sigma id | result |\n|---|---|---|---|\n");
+        for i in &imported {
+            let result = match &i.verdict {
+                Verdict::Converted(r) => {
+                    format!("converted: `{}`", r["id"].as_str().unwrap_or_default())
+                }
+                Verdict::Refused(why) => format!("refused: {why}"),
+                Verdict::Skipped(why) => format!("passed over: {why}"),
+            };
+            let cell = |s: &str| s.replace('|', "\\|").replace('\n', " ");
+            md.push_str(&format!(
+                "| {} | {} | {} | {} |\n",
+                cell(&i.origin),
+                cell(&i.title),
+                i.sigma_id.as_deref().unwrap_or(""),
+                cell(&result)
+            ));
+        }
+        std::fs::write(path, md)?;
+    }
+    Ok(loads.is_ok())
+}
+
+/// The kind of a refusal, for the summary.
+fn reason_kind(why: &str) -> &'static str {
+    const KINDS: [(&str, &str); 14] = [
+        (
+            "case-insensitive contains",
+            "case-insensitive |contains (EventBridge's wildcard is case-sensitive)",
+        ),
+        ("case-insensitive wildcard", "case-insensitive wildcard"),
+        ("|re ", "|re (regular expressions)"),
+        ("|fieldref", "|fieldref (comparing two fields)"),
+        ("|expand", "|expand (placeholders)"),
+        ("|cidr", "|cidr"),
+        ("keyword search", "keyword search over the whole record"),
+        ("wildcard ?", "the ? wildcard"),
+        (
+            "may write it as a list",
+            "not over a field that may be a list",
+        ),
+        ("present and not null", "not null"),
+        (
+            "one field in one branch",
+            "several conditions on one field (|all, AND)",
+        ),
+        ("correlation", "correlation other than event_count"),
+        ("aggregation", "old aggregation (| count())"),
+        ("modifier", "other modifiers"),
+    ];
+    KINDS
+        .iter()
+        .find(|(needle, _)| why.contains(needle))
+        .map_or("other", |(_, kind)| kind)
+}
+
+/// The .yml and .yaml files under `path`, or `path` itself when it is a file.
+fn collect_yaml(path: &std::path::Path, out: &mut Vec<std::path::PathBuf>) -> io::Result<()> {
+    if !path.is_dir() {
+        std::fs::metadata(path)?;
+        out.push(path.to_owned());
+        return Ok(());
+    }
+    for entry in std::fs::read_dir(path)? {
+        let p = entry?.path();
+        if p.is_dir() {
+            collect_yaml(&p, out)?;
+        } else if p.extension().is_some_and(|e| e == "yml" || e == "yaml") {
+            out.push(p);
+        }
+    }
+    Ok(())
+}

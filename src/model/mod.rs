@@ -111,6 +111,44 @@ pub struct Rule {
     pub origin: String,
     /// The `overrides:` that changed it (their documents and paths), in order.
     pub overridden_by: Vec<String>,
+    /// Where the rule comes from and what it detects, shown in its alerts: `tags` (ATT&CK),
+    /// `references`, `author`, `license`, and `sigma` (an imported Sigma rule's id and title).
+    pub meta: Option<std::sync::Arc<RuleMeta>>,
+}
+
+/// A rule's provenance and classification (`tags:`, `references:`, `author:`, `license:`,
+/// `sigma:`): carried into each alert's document, never used for matching.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RuleMeta {
+    pub tags: Vec<String>,
+    pub references: Vec<String>,
+    pub author: Option<String>,
+    pub license: Option<String>,
+    /// An imported Sigma rule's own fields (`id`, `title`, `status`, `falsepositives`).
+    pub sigma: Option<serde_json::Value>,
+}
+
+impl RuleMeta {
+    /// The members the alert document's `rule` gets (absent ones left out).
+    pub fn to_json(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut m = serde_json::Map::new();
+        if !self.tags.is_empty() {
+            m.insert("tags".into(), serde_json::json!(self.tags));
+        }
+        if !self.references.is_empty() {
+            m.insert("references".into(), serde_json::json!(self.references));
+        }
+        if let Some(a) = &self.author {
+            m.insert("author".into(), serde_json::json!(a));
+        }
+        if let Some(l) = &self.license {
+            m.insert("license".into(), serde_json::json!(l));
+        }
+        if let Some(s) = &self.sigma {
+            m.insert("sigma".into(), s.clone());
+        }
+        m
+    }
 }
 
 /// An embedded test: a record (or an EventBridge event) and whether the rule must fire on it.

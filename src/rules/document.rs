@@ -11,8 +11,13 @@ use crate::pattern::{JsonPath, Pattern};
 use crate::policy::{parse_expiry, Absence, Group, Grouping, KeyPath, Suppression};
 use crate::time::parse_duration;
 
-const RULE_KEYS: [&str; 16] = [
+const RULE_KEYS: [&str; 21] = [
     "resolves",
+    "tags",
+    "references",
+    "author",
+    "license",
+    "sigma",
     "mode",
     "id",
     "description",
@@ -937,6 +942,7 @@ fn parse_rule(origin: &str, item: &Value, at: &JsonPath) -> Result<Rule, RuleErr
             ))
         }
     };
+    let meta = rule_meta(map, at).map_err(|(path, why)| rule_fail(path, why))?;
     let resolves = match map.get("resolves") {
         None => Vec::new(),
         Some(Value::Array(items)) if !items.is_empty() => items
@@ -1025,7 +1031,67 @@ fn parse_rule(origin: &str, item: &Value, at: &JsonPath) -> Result<Rule, RuleErr
         tests,
         origin: origin.to_owned(),
         overridden_by: Vec::new(),
+        meta,
     })
+}
+
+/// A rule's `tags:`, `references:` (lists of text), `author:`, `license:` (text) and `sigma:`
+/// (a mapping); `None` when it has none of them.
+fn rule_meta(
+    map: &serde_json::Map<String, Value>,
+    at: &JsonPath,
+) -> Result<Option<std::sync::Arc<crate::model::RuleMeta>>, (JsonPath, String)> {
+    let list = |key: &str| -> Result<Vec<String>, (JsonPath, String)> {
+        match map.get(key) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Array(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| match v {
+                    Value::String(s) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
+                    other => Err((
+                        at.key(key).index(i),
+                        format!("expected text, found {}", yaml_kind(other)),
+                    )),
+                })
+                .collect(),
+            Some(other) => Err((
+                at.key(key),
+                format!("expected a list of text, found {}", yaml_kind(other)),
+            )),
+        }
+    };
+    let text = |key: &str| -> Result<Option<String>, (JsonPath, String)> {
+        match map.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.trim().to_owned())),
+            Some(other) => Err((
+                at.key(key),
+                format!("expected text, found {}", yaml_kind(other)),
+            )),
+        }
+    };
+    let sigma = match map.get("sigma") {
+        None | Some(Value::Null) => None,
+        Some(v @ Value::Object(_)) => Some(v.clone()),
+        Some(other) => {
+            return Err((
+                at.key("sigma"),
+                format!(
+                    "expected a mapping (the Sigma rule's id, title, ...), found {}",
+                    yaml_kind(other)
+                ),
+            ))
+        }
+    };
+    let meta = crate::model::RuleMeta {
+        tags: list("tags")?,
+        references: list("references")?,
+        author: text("author")?,
+        license: text("license")?,
+        sigma,
+    };
+    Ok((meta != crate::model::RuleMeta::default()).then(|| std::sync::Arc::new(meta)))
 }
 
 /// An override of loaded rules (`overrides:`): what it changes in each rule its `rule` names
