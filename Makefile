@@ -14,7 +14,7 @@ LOCAL_AWS := AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-eas
              AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: all setup build build-x86 release test unit integration e2e lint fmt run bench bench-s3 fuzz check-arm64 watch invoke deploy clean
+.PHONY: all setup build build-x86 release test unit integration sigma e2e lint fmt run bench bench-s3 fuzz check-arm64 watch invoke deploy clean
 
 all: release
 
@@ -43,8 +43,9 @@ build-x86: $(STAMP)
 
 ## test: every test — unit, integration (conformance, differential, real data, CLI, handler,
 ##       faults, end to end against moto) and the function through the Lambda runtime API
-##       (the benchmark is compiled by `make lint`'s clippy and run by `make bench`)
-test: unit integration e2e
+##       (the benchmark is compiled by `make lint`'s clippy and run by `make bench`), and the
+##       Sigma import's agreement with an independent Sigma evaluator
+test: unit integration sigma e2e
 
 ## unit: the unit tests beside the code (no server, no network)
 unit:
@@ -54,6 +55,13 @@ unit:
 integration: $(STAMP)
 	@[ -f ../shared/bench/make-corpus.py ] || echo "note: ../shared/bench is absent; the corpus equivalence test runs on a corpus built from tests/fixtures/real/invictus"
 	$(LOCAL_AWS) $(CARGO) test --locked --test integration
+
+## sigma: SigmaHQ's 57 CloudTrail rules (tests/fixtures/sigma) through `rules import sigma`; the
+##        converted rules, run by `scan`, must agree with an independent evaluator of the Sigma
+##        specification (scripts/sigma-agree.py) on every real record and on records generated at
+##        each rule's boundaries
+sigma: $(STAMP)
+	$(BIN)/python scripts/sigma-agree.py
 
 ## e2e: moto + `cargo lambda watch` + `cargo lambda invoke --data-file events/…`, alerts read from SQS;
 ##      then the storms through the same runtime API (scripts/e2e-storm.py): the storm as issue 30
