@@ -180,6 +180,16 @@ impl Alert {
         if self.shadow {
             m.insert("shadow".into(), json!(true));
         }
+        // An imported rule's own id and licence (the DRL asks for attribution where matches
+        // are shown).
+        if let Some(meta) = &self.rule_meta {
+            if let Some(id) = meta.sigma.as_ref().and_then(|s| s.get("id")) {
+                m.insert("sigmaId".into(), id.clone());
+            }
+            if let Some(l) = &meta.license {
+                m.insert("license".into(), json!(l));
+            }
+        }
         Value::Object(m)
     }
 

@@ -134,6 +134,9 @@ pub enum RulesCommand {
     List {
         #[arg(long = "rules", value_name = "SOURCE")]
         rules: Vec<String>,
+        /// Also each rule's tags (ATT&CK techniques).
+        #[arg(long)]
+        tags: bool,
     },
     /// Convert detection rules of another format into a trail-alerts rule file: each rule
     /// exactly, or refused with the construct that cannot be said named.

@@ -43,8 +43,8 @@ pub fn run(cli: Cli) -> ExitCode {
             command: RulesCommand::Test { rules },
         } => rules::test(&rules),
         Command::Rules {
-            command: RulesCommand::List { rules },
-        } => rules::list(&rules),
+            command: RulesCommand::List { rules, tags },
+        } => rules::list(&rules, tags),
         Command::Rules {
             command:
                 RulesCommand::Import {

@@ -95,7 +95,7 @@ fn route_test_failure(
 
 /// Lists the rules: id, severity, enabled (`shadow` for an enabled shadow rule), description,
 /// and under a rule the overrides that changed it.
-pub fn list(sources: &[String]) -> Result<bool, CliError> {
+pub fn list(sources: &[String], tags: bool) -> Result<bool, CliError> {
     let rules = load_rules(sources)?;
     let width = rules
         .rules()
@@ -125,6 +125,19 @@ pub fn list(sources: &[String]) -> Result<bool, CliError> {
         )?;
         for o in &r.overridden_by {
             writeln!(out, "{:<width$}  overridden by {o}", "")?;
+        }
+        if tags {
+            let t = r
+                .meta
+                .as_ref()
+                .map(|m| m.tags.join(", "))
+                .unwrap_or_default();
+            writeln!(
+                out,
+                "{:<width$}  tags: {}",
+                "",
+                if t.is_empty() { "(none)" } else { &t }
+            )?;
         }
     }
     Ok(true)

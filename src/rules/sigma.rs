@@ -202,9 +202,11 @@ fn convert(doc: &Value) -> Result<Option<Value>, String> {
     let pattern = detection_pattern(detection)?;
     let mut rule = Map::new();
     rule.insert("id".into(), json!(rule_id(title)));
-    let description = doc["description"]
-        .as_str()
-        .map_or_else(|| title.to_owned(), |d| d.trim().to_owned());
+    // One line: Sigma's descriptions are often folded over several.
+    let description = doc["description"].as_str().map_or_else(
+        || title.to_owned(),
+        |d| d.split_whitespace().collect::<Vec<_>>().join(" "),
+    );
     rule.insert("description".into(), json!(description));
     rule.insert("severity".into(), json!(severity(doc["level"].as_str())?));
     rule.insert("pattern".into(), pattern);
