@@ -824,7 +824,7 @@ fn sigma_rules_are_imported_exactly_or_refused_with_the_reason() {
         .assert()
         .success();
     assert!(String::from_utf8_lossy(&tested.get_output().stdout)
-        .contains("46 rules, 46 tests: 46 passed, 0 failed"));
+        .contains("46 rules, 48 tests: 48 passed, 0 failed"));
     let listed = cmd()
         .args(["rules", "list", "--tags", "--rules"])
         .arg(&out)

@@ -169,29 +169,40 @@ pub fn import_sigma(
         });
     }
     let mut imported = sigma::import(&read);
-    // Each converted rule gets a test derived from its detection, kept only when the rule
-    // passes it.
+    // Each converted rule gets a test per alternative of its detection, each kept only when
+    // the rule passes it.
     for i in &mut imported {
         if let Verdict::Converted(rule) = &mut i.verdict {
-            let Some(record) = sigma::derived_record(&rule["pattern"]) else {
-                continue;
-            };
-            rule["tests"] = serde_json::json!([{
-                "name": "derived from the Sigma detection: a record its first alternative matches",
-                "expect": true,
-                "record": record,
-            }]);
-            let passes = crate::rules::parse_document("import", &format!("rules: [{rule}]"))
-                .ok()
-                .and_then(|rules| rules.into_iter().next())
-                .is_some_and(|r| {
-                    r.pattern
-                        .matches(&crate::pattern::Event::record(&r.tests[0].record))
-                });
-            if !passes {
-                if let Some(m) = rule.as_object_mut() {
-                    m.remove("tests");
-                }
+            let records = sigma::derived_records(&rule["pattern"]);
+            let n = records.len();
+            let tests: Vec<serde_json::Value> = records
+                .into_iter()
+                .enumerate()
+                .map(|(k, record)| {
+                    serde_json::json!({
+                        "name": if n == 1 {
+                            "derived from the Sigma detection: a record it matches".to_owned()
+                        } else {
+                            format!("derived from the Sigma detection: a record its alternative {} matches", k + 1)
+                        },
+                        "expect": true,
+                        "record": record,
+                    })
+                })
+                .filter(|test| {
+                    let mut probe = rule.clone();
+                    probe["tests"] = serde_json::json!([test]);
+                    crate::rules::parse_document("import", &format!("rules: [{probe}]"))
+                        .ok()
+                        .and_then(|rules| rules.into_iter().next())
+                        .is_some_and(|r| {
+                            r.pattern
+                                .matches(&crate::pattern::Event::record(&r.tests[0].record))
+                        })
+                })
+                .collect();
+            if !tests.is_empty() {
+                rule["tests"] = serde_json::Value::Array(tests);
             }
         }
     }

@@ -27,7 +27,11 @@ pub(super) fn compile(pattern: &Value) -> Result<Pattern, PatternError> {
     } else {
         Form::Record
     };
-    Ok(Pattern { root, form })
+    Ok(Pattern {
+        root,
+        form,
+        source: std::sync::Arc::new(pattern.clone()),
+    })
 }
 
 fn names_envelope_key(object: &ObjectPattern) -> bool {

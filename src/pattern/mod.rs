@@ -36,6 +36,8 @@ pub(crate) use ops::fold_into;
 pub struct Pattern {
     root: ObjectPattern,
     form: Form,
+    /// The pattern as written, for the checks made when rules load.
+    source: std::sync::Arc<Value>,
 }
 
 /// What a pattern is written against.
@@ -113,6 +115,11 @@ impl Pattern {
     /// Compiles a pattern, refusing anything EventBridge would refuse.
     pub fn compile(pattern: &Value) -> Result<Self, PatternError> {
         compile::compile(pattern)
+    }
+
+    /// The pattern as written.
+    pub fn source(&self) -> &Value {
+        &self.source
     }
 
     /// Whether the pattern is written against the record or the EventBridge envelope.

@@ -797,17 +797,23 @@ fn parse_rule(origin: &str, item: &Value, at: &JsonPath) -> Result<Rule, RuleErr
         None => return Err(fail(None, at.key("id"), "missing: every rule needs an id".into())),
     };
     let rule_fail = |path: JsonPath, reason: String| fail(Some(&id), path, reason);
-    if let Some(unknown) = map.keys().find(|k| !RULE_KEYS.contains(&k.as_str())) {
-        return Err(rule_fail(
-            at.key(unknown),
-            format!("unknown key; a rule has {}", RULE_KEYS.join(", ")),
-        ));
-    }
+    // The fields that do not depend on one another are checked all at once, so that one fault
+    // (a misspelt key) does not hide another (a bad severity) of the same rule.
+    let mut faults: Vec<RuleError> = map
+        .keys()
+        .filter(|k| !RULE_KEYS.contains(&k.as_str()))
+        .map(|unknown| {
+            rule_fail(
+                at.key(unknown),
+                format!("unknown key; a rule has {}", RULE_KEYS.join(", ")),
+            )
+        })
+        .collect();
     let text = |key: &str| required_string(map, key, at).map_err(|(p, r)| rule_fail(p, r));
-    let description = match text("description")?.trim() {
-        "" => return Err(rule_fail(at.key("description"), "must not be empty".into())),
-        d => d.to_owned(),
-    };
+    let description = text("description").and_then(|d| match d.trim() {
+        "" => Err(rule_fail(at.key("description"), "must not be empty".into())),
+        d => Ok(d.to_owned()),
+    });
     let severity = text("severity").and_then(|s| {
         Severity::parse(s).ok_or_else(|| {
             rule_fail(
@@ -815,46 +821,49 @@ fn parse_rule(origin: &str, item: &Value, at: &JsonPath) -> Result<Rule, RuleErr
                 format!("{s:?} is not one of info, low, medium, high, critical"),
             )
         })
-    })?;
+    });
     let pattern_path = at.key("pattern");
     let pattern = match map.get("pattern") {
-        Some(p) => {
-            Pattern::compile(p).map_err(|e| rule_fail(pattern_path.join(&e.path), e.reason))?
-        }
-        None => {
-            return Err(rule_fail(
-                pattern_path,
-                "missing: every rule needs a pattern".into(),
-            ))
-        }
+        Some(p) => Pattern::compile(p).map_err(|e| rule_fail(pattern_path.join(&e.path), e.reason)),
+        None => Err(rule_fail(
+            pattern_path,
+            "missing: every rule needs a pattern".into(),
+        )),
     };
     let enabled = match map.get("enabled") {
-        None => true,
-        Some(Value::Bool(b)) => *b,
-        Some(other) => {
-            return Err(rule_fail(
-                at.key("enabled"),
-                format!("expected true or false, found {}", yaml_kind(other)),
-            ))
-        }
+        None => Ok(true),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(other) => Err(rule_fail(
+            at.key("enabled"),
+            format!("expected true or false, found {}", yaml_kind(other)),
+        )),
     };
     let topic = match map.get("topic") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(t)) if valid_topic_arn(t) => Some(t.clone()),
-        Some(Value::String(t)) => {
-            return Err(rule_fail(
-                at.key("topic"),
-                format!(
-                    "{t:?} is not an SNS topic ARN (arn:<partition>:sns:<region>:<account>:<name>)"
-                ),
-            ))
-        }
-        Some(other) => {
-            return Err(rule_fail(
-                at.key("topic"),
-                format!("expected a string, found {}", yaml_kind(other)),
-            ))
-        }
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(t)) if valid_topic_arn(t) => Ok(Some(t.clone())),
+        Some(Value::String(t)) => Err(rule_fail(
+            at.key("topic"),
+            format!(
+                "{t:?} is not an SNS topic ARN (arn:<partition>:sns:<region>:<account>:<name>)"
+            ),
+        )),
+        Some(other) => Err(rule_fail(
+            at.key("topic"),
+            format!("expected a string, found {}", yaml_kind(other)),
+        )),
+    };
+    let description = kept(description, &mut faults);
+    let severity = kept(severity, &mut faults);
+    let pattern = kept(pattern, &mut faults);
+    let enabled = kept(enabled, &mut faults);
+    let topic = kept(topic, &mut faults);
+    if let Some(all) = RuleError::all(faults) {
+        return Err(all);
+    }
+    let (Some(description), Some(severity), Some(pattern), Some(enabled), Some(topic)) =
+        (description, severity, pattern, enabled, topic)
+    else {
+        unreachable!("every fault was returned above");
     };
     let summary = match map.get("summary") {
         None | Some(Value::Null) => None,
@@ -1033,6 +1042,11 @@ fn parse_rule(origin: &str, item: &Value, at: &JsonPath) -> Result<Rule, RuleErr
         overridden_by: Vec::new(),
         meta,
     })
+}
+
+/// The value, or `None` with its fault kept for reporting all of a rule's faults at once.
+fn kept<T>(r: Result<T, RuleError>, faults: &mut Vec<RuleError>) -> Option<T> {
+    r.map_err(|e| faults.push(e)).ok()
 }
 
 /// A rule's `tags:`, `references:` (lists of text), `author:`, `license:` (text) and `sigma:`

@@ -748,7 +748,8 @@ mod tests {
                     .to_owned()
             })
             .collect();
-        assert_eq!(origins, ["missing.yaml", "b.yaml", "d.yaml"]);
+        // d.yaml's rule lacks both a description and a pattern: two faults, said at once.
+        assert_eq!(origins, ["missing.yaml", "b.yaml", "d.yaml", "d.yaml"]);
         // Without the broken ones, the rules in order: the directory's, the object's, the pack's.
         for broken in ["b.yaml", "d.yaml"] {
             std::fs::remove_file(dir.path().join(broken)).unwrap();

@@ -1186,13 +1186,33 @@ fn insert_path(object: &mut Map<String, Value>, path: &str, value: Value) {
     }
 }
 
-/// A record the pattern's first alternative matches, for the rule's derived test: each field
-/// given a value its first matcher takes. `None` when no such value is made here.
-pub fn derived_record(pattern: &Value) -> Option<Value> {
-    let branch = match pattern.get("$or") {
-        Some(Value::Array(b)) => b.first()?,
-        _ => pattern,
-    };
+/// A record each alternative of the pattern matches, for the rule's derived tests (at most
+/// 16): each field given a value its first matcher takes. An alternative for which no such
+/// record is made here is left out.
+pub fn derived_records(pattern: &Value) -> Vec<Value> {
+    match pattern.get("$or") {
+        Some(Value::Array(branches)) => branches
+            .iter()
+            .take(16)
+            .filter_map(|b| {
+                let mut rest = pattern.clone();
+                if let Some(m) = rest.as_object_mut() {
+                    m.remove("$or");
+                    if let Value::Object(branch) = b {
+                        for (k, v) in branch {
+                            m.insert(k.clone(), v.clone());
+                        }
+                    }
+                }
+                derived_record(&rest)
+            })
+            .collect(),
+        _ => derived_record(pattern).into_iter().collect(),
+    }
+}
+
+/// A record the pattern (without `$or`) matches; `None` when one is not made here.
+fn derived_record(branch: &Value) -> Option<Value> {
     fn fill(p: &Map<String, Value>) -> Option<Map<String, Value>> {
         let mut out = Map::new();
         for (k, v) in p {
