@@ -847,3 +847,103 @@ fn sigma_rules_are_imported_exactly_or_refused_with_the_reason() {
     assert_eq!(hit["sigmaId"], "4db60cc0-36fb-42b7-9b58-a5b53019fb74");
     assert_eq!(hit["license"], "DRL-1.1");
 }
+
+/// `scan` and `explain` take files of EventBridge events too, matched as the function matches
+/// what EventBridge delivers: AWS Backup's own event raises a `backup-event-*` rule, an "AWS
+/// API Call via CloudTrail" event its record's rule; an item that is not an event is named by
+/// index and byte offset, and the others are still read.
+#[test]
+fn eventbridge_events_are_scanned_and_explained_locally() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let backup: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("events/eventbridge-backup-job-failed.json"),
+        )
+        .expect("event"),
+    )
+    .expect("json");
+    let stop_logging = serde_json::json!({
+        "version": "0", "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718",
+        "detail-type": "AWS API Call via CloudTrail", "source": "aws.cloudtrail",
+        "account": "123456789012", "time": "2024-08-01T02:00:00Z", "region": "us-east-1",
+        "resources": [],
+        "detail": {"eventVersion": "1.08", "eventSource": "cloudtrail.amazonaws.com",
+            "eventName": "StopLogging", "awsRegion": "us-east-1", "eventTime": "2024-08-01T02:00:00Z",
+            "eventID": "0c8c8a6f-0000-4000-8000-000000000001", "eventType": "AwsApiCall",
+            "recipientAccountId": "123456789012",
+            "userIdentity": {"type": "AssumedRole", "arn": "arn:aws:sts::123456789012:assumed-role/ops/alice"},
+            "requestParameters": {"name": "arn:aws:cloudtrail:us-east-1:123456789012:trail/org"}}
+    });
+    let array = dir.path().join("events.json");
+    std::fs::write(
+        &array,
+        serde_json::json!([backup, stop_logging]).to_string(),
+    )
+    .expect("write");
+    let out = cmd()
+        .args(["scan", "--format", "jsonl"])
+        .arg(&array)
+        .assert()
+        .success();
+    let rules: Vec<String> = jsonl(&out.get_output().stdout)
+        .iter()
+        .map(|l| l["rule"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(rules, ["backup-event-job-failed", "trail-logging-stopped"]);
+
+    // One a line, with a line that is not an event: named, the others read, exit 1.
+    let lines = dir.path().join("events.jsonl");
+    std::fs::write(
+        &lines,
+        format!("{backup}\n{{\"eventName\": \"x\"}}\n{stop_logging}\n"),
+    )
+    .expect("write");
+    let out = cmd()
+        .args(["scan", "--format", "jsonl"])
+        .arg(&lines)
+        .assert()
+        .code(1);
+    assert_eq!(jsonl(&out.get_output().stdout).len(), 2);
+    let err = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(err.contains("record 1 (byte "), "{err}");
+    assert!(err.contains("not an EventBridge event"), "{err}");
+
+    let out = cmd()
+        .args([
+            "explain",
+            "--rule",
+            "backup-event-job-failed",
+            "--rule",
+            "trail-logging-stopped",
+        ])
+        .arg(&array)
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    let (first, second) = text
+        .split_once("event 1 (AWS API Call via CloudTrail):")
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        first.starts_with("event 0 (Backup Job State Change):"),
+        "{text}"
+    );
+    let line = |part: &str, rule: &str| {
+        part.lines()
+            .find(|l| l.trim_start().starts_with(rule))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(
+        line(first, "backup-event-job-failed").contains("matches: source = \"aws.backup\""),
+        "{text}"
+    );
+    assert!(
+        line(second, "trail-logging-stopped").contains("matches: "),
+        "{text}"
+    );
+    assert!(
+        line(second, "backup-event-job-failed").contains("no match"),
+        "{text}"
+    );
+}

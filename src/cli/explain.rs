@@ -21,14 +21,24 @@ pub fn run(sources: &[String], only: &[String], path: &Path) -> Result<bool, Cli
         }
     }
     let name = path.display().to_string();
-    let input: Box<dyn Read + Send> = if name == "-" {
+    let mut input: Box<dyn Read + Send> = if name == "-" {
         Box::new(io::stdin())
     } else {
         Box::new(std::fs::File::open(path).map_err(|e| CliError::Usage(format!("{name}: {e}")))?)
     };
+    let width = rules.rules().iter().map(|r| r.id.len()).max().unwrap_or(0);
+    let head = super::scan::read_head(&mut input, 8 << 10)
+        .map_err(|e| CliError::Usage(format!("{name}: {e}")))?;
+    if crate::pipeline::events::looks_like_events(&head) {
+        let mut bytes = head;
+        input
+            .read_to_end(&mut bytes)
+            .map_err(|e| CliError::Usage(format!("{name}: {e}")))?;
+        return explain_events(&rules, only, &name, &bytes, width);
+    }
+    let input = io::Cursor::new(head).chain(input);
     let reader = LogReader::new_shapes(input, Limits::default(), Shapes::Any)
         .map_err(|e| CliError::Usage(format!("{name}: {e}")))?;
-    let width = rules.rules().iter().map(|r| r.id.len()).max().unwrap_or(0);
     let mut out = io::stdout().lock();
     let mut all_read = true;
     let mut records = 0;
@@ -73,6 +83,51 @@ pub fn run(sources: &[String], only: &[String], path: &Path) -> Result<bool, Cli
     }
     if records == 0 && all_read {
         eprintln!("trail-alerts: {name}: no record to explain");
+        all_read = false;
+    }
+    Ok(all_read)
+}
+
+/// `explain` over a file of EventBridge events: each rule against each event, as the function
+/// matches what EventBridge delivers (a CloudTrail event by its record, a service's own event
+/// by the rules written in the envelope form).
+fn explain_events(
+    rules: &crate::rules::RuleSet,
+    only: &[String],
+    name: &str,
+    bytes: &[u8],
+    width: usize,
+) -> Result<bool, CliError> {
+    let (events, faults) = crate::pipeline::events::parse(bytes);
+    let mut all_read = true;
+    for e in &faults {
+        eprintln!("trail-alerts: {name}: {e}");
+        all_read = false;
+    }
+    let mut out = io::stdout().lock();
+    for (index, event) in &events {
+        let kind = event["detail-type"].as_str().unwrap_or("-");
+        writeln!(out, "event {index} ({}):", printable(kind))?;
+        for rule in rules.rules() {
+            if !only.is_empty() && !only.iter().any(|p| id_matches(p, &rule.id)) {
+                continue;
+            }
+            let quiet = if rule.enabled {
+                ""
+            } else {
+                " (disabled: raises nothing)"
+            };
+            let line = match crate::pattern::explain_delivered(&rule.pattern, event) {
+                Explanation::Matched(fields) => {
+                    format!("matches{quiet}: {}", describe_fields(&fields))
+                }
+                Explanation::Missed(miss) => format!("no match: {miss}"),
+            };
+            writeln!(out, "  {:<width$}  {}", rule.id, printable(&line))?;
+        }
+    }
+    if events.is_empty() && all_read {
+        eprintln!("trail-alerts: {name}: no event to explain");
         all_read = false;
     }
     Ok(all_read)

@@ -562,9 +562,7 @@ fn scan_in_turn(
     for target in targets {
         let name = target.name();
         let source = AlertSource::File { path: name.clone() };
-        let outcome = target
-            .open()
-            .map(|input| pipeline.run(input, &source, mode, |a| report.alert(&a)));
+        let outcome = read_target(&mut pipeline, target, &source, mode, |a| report.alert(&a));
         report.file_done(&name, outcome)?;
     }
     Ok(())
@@ -582,14 +580,47 @@ fn read_one(pipeline: &mut Pipeline<'_>, target: &Target) -> FileDone {
     let name = target.name();
     let source = AlertSource::File { path: name.clone() };
     let mut alerts = Vec::new();
-    let outcome = target
-        .open()
-        .map(|input| pipeline.run(input, &source, Mode::Inline, |a| alerts.push(a)));
+    let outcome = read_target(pipeline, target, &source, Mode::Inline, |a| alerts.push(a));
     FileDone {
         name,
         alerts,
         outcome,
     }
+}
+
+/// Reads one target: a file of EventBridge events is matched as the function matches what
+/// EventBridge delivers; anything else is a log for the pipeline (the head read to tell them
+/// apart goes first).
+fn read_target(
+    pipeline: &mut Pipeline<'_>,
+    target: &Target,
+    source: &AlertSource,
+    mode: Mode,
+    mut on_alert: impl FnMut(Alert),
+) -> io::Result<Outcome> {
+    use std::io::Read as _;
+    let mut input = target.open()?;
+    let head = read_head(&mut input, 8 << 10)?;
+    if crate::pipeline::events::looks_like_events(&head) {
+        let mut bytes = head;
+        input.read_to_end(&mut bytes)?;
+        return Ok(crate::pipeline::events::run(
+            pipeline.rules(),
+            &bytes,
+            source,
+            on_alert,
+        ));
+    }
+    let input = io::Read::chain(io::Cursor::new(head), input);
+    Ok(pipeline.run(input, source, mode, &mut on_alert))
+}
+
+/// Up to `n` first bytes of a stream (fewer at its end).
+pub(super) fn read_head(input: &mut dyn io::Read, n: usize) -> io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut head = Vec::with_capacity(n);
+    input.take(n as u64).read_to_end(&mut head)?;
+    Ok(head)
 }
 
 /// Files done out of order, written in target order as the gaps fill.

@@ -8,6 +8,7 @@
 //! had been built ([`Mode::Reference`] builds every record, and the tests hold the modes to the
 //! same answers).
 
+pub mod events;
 mod worker;
 
 use std::collections::HashSet;
@@ -108,6 +109,11 @@ pub struct Pipeline<'r> {
 }
 
 impl<'r> Pipeline<'r> {
+    /// The rules it matches with.
+    pub fn rules(&self) -> &'r RuleSet {
+        self.rules
+    }
+
     pub fn new(rules: &'r RuleSet, limits: Limits) -> Self {
         let mut peek = (*rules.index().peek_paths()).clone();
         let time_slot = peek.insert(&["eventTime".into()]);

@@ -28,6 +28,8 @@ pub enum RecordErrorKind {
     TooLarge { bytes: u64, limit: usize },
     /// An element of `lookup-events` output that does not carry a record; the text says why.
     NotLookupEvent(String),
+    /// An item of a file of EventBridge events that is not one; the text says what it is.
+    NotEvent(String),
 }
 
 impl fmt::Display for RecordError {
@@ -41,6 +43,7 @@ impl fmt::Display for RecordError {
                 "{bytes} bytes, over the MAX_RECORD_BYTES limit of {limit}; skipped"
             ),
             RecordErrorKind::NotLookupEvent(why) => write!(f, "not a lookup-events record: {why}"),
+            RecordErrorKind::NotEvent(what) => write!(f, "not an EventBridge event: {what}"),
         }
     }
 }
