@@ -7,6 +7,9 @@ the CloudTrail tests use the DeleteRecoveryPoint example of the guide's CloudTra
 API call of each rule. Run it after changing a rule here; the files are committed.
 """
 import copy, json, os
+import sys
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pack_guidance import annotate  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..")
@@ -226,6 +229,6 @@ HEADER_CT = """# Built-in rules: the AWS Backup resilience calls CloudTrail reco
 rules:
 """
 with open(os.path.join(ROOT, "rules/backup-events.yaml"), "w") as f:
-    f.write(HEADER_EVENTS + "\n".join(events) + "\n")
+    f.write(annotate(HEADER_EVENTS + "\n".join(events) + "\n"))
 with open(os.path.join(ROOT, "rules/backup-resilience.yaml"), "w") as f:
-    f.write(HEADER_CT + "\n".join(resilience) + "\n")
+    f.write(annotate(HEADER_CT + "\n".join(resilience) + "\n"))

@@ -6,6 +6,9 @@ Guide's record shape (eventVersion 1.08, an IAM user calling from the console). 
 changing a rule here; the file is committed.
 """
 import copy, json, os
+import sys
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pack_guidance import annotate  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 BASE = {"eventVersion": "1.08", "userIdentity": {"type": "IAMUser", "principalId": "AIDAEXAMPLE", "arn": "arn:aws:iam::123456789012:user/Mateo", "accountId": "123456789012", "userName": "Mateo"},
@@ -90,4 +93,4 @@ HEADER = """# Built-in rules: the calls that blind the pipeline — a trail stop
 rules:
 """
 with open(os.path.join(ROOT, "rules/trail.yaml"), "w") as f:
-    f.write(HEADER + "\n".join(rules) + "\n")
+    f.write(annotate(HEADER + "\n".join(rules) + "\n"))

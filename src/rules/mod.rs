@@ -864,6 +864,23 @@ mod tests {
     }
 
     #[test]
+    fn every_builtin_rule_says_what_to_do_and_its_tags_are_attack_techniques() {
+        let set = builtin();
+        for rule in set.rules() {
+            let runbook = rule.runbook.as_deref().unwrap_or_default();
+            assert!(!runbook.is_empty(), "{} has no runbook", rule.id);
+            for tag in rule.meta.iter().flat_map(|m| m.tags.iter()) {
+                assert!(
+                    tag.starts_with("attack.t")
+                        || ["attack.impact", "attack.defense-impairment"].contains(&tag.as_str()),
+                    "{}: {tag}",
+                    rule.id
+                );
+            }
+        }
+    }
+
+    #[test]
     fn every_builtin_rule_has_passing_tests_that_fire_and_stay_quiet() {
         let set = builtin();
         let outcomes = set.run_tests();
