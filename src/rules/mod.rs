@@ -864,6 +864,40 @@ mod tests {
     }
 
     #[test]
+    fn the_optional_packs_load_only_when_named_and_their_tests_pass() {
+        let base = builtin();
+        assert!(base
+            .rules()
+            .iter()
+            .all(|r| !r.id.starts_with("security-") && !r.id.starts_with("self-")));
+        let all = RuleSet::load(&[
+            RuleSource::Builtin,
+            RuleSource::parse("builtin:security"),
+            RuleSource::parse("builtin:self"),
+        ])
+        .expect("the packs load");
+        assert_eq!(all.rules().len(), base.rules().len() + 18);
+        assert!(all.warnings().is_empty(), "{:?}", all.warnings());
+        for outcome in all.run_tests() {
+            assert!(
+                outcome.passed(),
+                "{}: {}: {:?}",
+                outcome.rule.id,
+                outcome.test.name,
+                outcome.why_failed()
+            );
+        }
+        for rule in all.rules() {
+            assert!(rule.runbook.is_some(), "{} has no runbook", rule.id);
+        }
+        let e = RuleSet::load(&[RuleSource::parse("builtin:nope")]).expect_err("no such pack");
+        assert!(
+            e.to_string().contains("builtin:security, builtin:self"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn every_builtin_rule_says_what_to_do_and_its_tags_are_attack_techniques() {
         let set = builtin();
         for rule in set.rules() {

@@ -31,11 +31,27 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ),
 ];
 
+/// The optional built-in packs, off unless named (`builtin:security`, `builtin:self`).
+pub const PACKS: &[(&str, &str, &str)] = &[
+    (
+        "security",
+        "builtin:rules/security.yaml",
+        include_str!("../../rules/security.yaml"),
+    ),
+    (
+        "self",
+        "builtin:rules/self.yaml",
+        include_str!("../../rules/self.yaml"),
+    ),
+];
+
 /// A rule source, as written on the command line and in `RULES`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RuleSource {
     /// The built-in pack.
     Builtin,
+    /// An optional built-in pack, by name (`builtin:security`).
+    Pack(String),
     /// A rule file, or a directory of them.
     Path(PathBuf),
     /// An S3 object, read with the reader the caller hands to [`read`].
@@ -77,6 +93,9 @@ impl RuleSource {
         if text == "builtin" {
             return RuleSource::Builtin;
         }
+        if let Some(name) = text.strip_prefix("builtin:") {
+            return RuleSource::Pack(name.to_owned());
+        }
         if let Some(rest) = text.strip_prefix("s3://") {
             let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
             return RuleSource::S3(S3Object {
@@ -92,6 +111,7 @@ impl fmt::Display for RuleSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RuleSource::Builtin => f.write_str("builtin"),
+            RuleSource::Pack(name) => write!(f, "builtin:{name}"),
             RuleSource::Path(p) => write!(f, "{}", p.display()),
             RuleSource::S3(object) => object.fmt(f),
         }
@@ -119,6 +139,23 @@ pub fn read(
                 text: (*text).to_owned(),
             })
             .collect()),
+        RuleSource::Pack(name) => match PACKS.iter().find(|(n, _, _)| n == name) {
+            Some((_, origin, text)) => Ok(vec![Document {
+                origin: (*origin).to_owned(),
+                text: (*text).to_owned(),
+            }]),
+            None => Err(RuleError::Read {
+                origin: format!("builtin:{name}"),
+                reason: format!(
+                    "no such built-in pack; the optional packs are {}",
+                    PACKS
+                        .iter()
+                        .map(|(n, _, _)| format!("builtin:{n}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            }),
+        },
         RuleSource::Path(path) => read_path(path),
         RuleSource::S3(object) => {
             let origin = object.to_string();
