@@ -430,7 +430,7 @@ fn rules_test_runs_every_embedded_test() {
     );
     assert!(!lines.iter().any(|l| l.starts_with("FAIL")), "{text}");
     assert!(
-        lines.last().expect("summary").starts_with("36 rules, "),
+        lines.last().expect("summary").starts_with("38 rules, "),
         "{text}"
     );
 
@@ -482,7 +482,7 @@ fn rules_list_shows_id_severity_enabled_description() {
     let out = cmd().args(["rules", "list"]).assert().success();
     let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 37, "{text}");
+    assert_eq!(lines.len(), 39, "{text}");
     assert!(lines[0].starts_with("ID "));
     assert!(lines.iter().any(|l| l.starts_with("backup-job-completed ")
         && l.contains(" info ")

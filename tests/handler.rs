@@ -401,3 +401,96 @@ suppressions:
         "{response}"
     );
 }
+
+/// Log tamper: a trail log removed from its bucket (an `ObjectRemoved` notification, or S3's
+/// own `Object Deleted` event on EventBridge) raises trail-log-deleted, naming the object and the
+/// deleter; a lifecycle expiry of logs at least `TRAIL_LOG_EXPIRY_DAYS` old stays quiet (counted
+/// as an ignored notification), one of a younger log does not; another object's removal raises
+/// nothing.
+#[tokio::test]
+async fn a_deleted_trail_log_is_an_alert_unless_the_declared_expiry_removed_it() {
+    let log = "AWSLogs/123456789012/CloudTrail/us-east-1/2024/01/10/123456789012_CloudTrail_us-east-1_20240110T0855Z_abc.json.gz";
+    let removal = |name: &str, key: &str, time: &str| {
+        let mut e = s3_event(BUCKET, key);
+        e["Records"][0]["eventName"] = json!(name);
+        e["Records"][0]["eventTime"] = json!(time);
+        e["Records"][0]["userIdentity"] = json!({"principalId": "AWS:AIDAINTRUDER"});
+        e["Records"][0]["requestParameters"] = json!({"sourceIPAddress": "203.0.113.9"});
+        e
+    };
+    let publisher = Arc::new(MemoryPublisher::default());
+    let h = Handler::new(
+        builtin(),
+        trails(),
+        Arc::clone(&publisher),
+        LambdaConfig {
+            trail_log_expiry_days: Some(90),
+            ..config()
+        },
+    )
+    .expect("handler");
+    h.handle(removal(
+        "ObjectRemoved:Delete",
+        log,
+        "2024-01-10T09:00:00.000Z",
+    ))
+    .await
+    .expect("handled");
+    let messages = publisher.messages();
+    assert_eq!(published_rules(&publisher), ["trail-log-deleted"]);
+    let body: Value = serde_json::from_str(&messages[0].1.body).expect("json");
+    let summary = body["summary"].as_str().unwrap_or_default();
+    assert!(
+        summary.contains(&format!("s3://{BUCKET}/{log}"))
+            && summary.contains("AIDAINTRUDER")
+            && summary.contains("203.0.113.9"),
+        "{summary}"
+    );
+    assert!(
+        messages[0]
+            .1
+            .subject
+            .starts_with("[CRITICAL] trail-log-deleted"),
+        "{}",
+        messages[0].1.subject
+    );
+
+    // The declared expiry: 90 days after the log's day, quiet.
+    let response = h
+        .handle(removal(
+            "LifecycleExpiration:Delete",
+            log,
+            "2024-04-10T00:00:00.000Z",
+        ))
+        .await
+        .expect("handled");
+    assert_eq!(response["ignoredNotifications"], 1, "{response}");
+    assert_eq!(publisher.messages().len(), 1);
+    // A lifecycle expiry after 2 days is not the one declared.
+    h.handle(removal(
+        "LifecycleExpiration:Delete",
+        log,
+        "2024-01-12T00:00:00.000Z",
+    ))
+    .await
+    .expect("handled");
+    assert_eq!(publisher.messages().len(), 2);
+    // S3's own Object Deleted event, on EventBridge.
+    let eb = json!({"version": "0", "id": "2ee9cc15-d022-99ea-1fb8-1b1bac4850f9", "detail-type": "Object Deleted",
+        "source": "aws.s3", "account": "123456789012", "time": "2024-01-10T09:00:00Z", "region": "us-east-1",
+        "resources": [format!("arn:aws:s3:::{BUCKET}")],
+        "detail": {"version": "0", "bucket": {"name": BUCKET}, "object": {"key": log, "sequencer": "617f08299329d189"},
+            "request-id": "N4N7GDK58NMKJ12R", "requester": "123456789012", "source-ip-address": "203.0.113.9",
+            "reason": "DeleteObject", "deletion-type": "Permanently Deleted"}});
+    h.handle(eb).await.expect("handled");
+    assert_eq!(publisher.messages().len(), 3);
+    // Another object's removal: nothing.
+    h.handle(removal(
+        "ObjectRemoved:Delete",
+        "reports/summary.json.gz",
+        "2024-01-10T09:00:00.000Z",
+    ))
+    .await
+    .expect("handled");
+    assert_eq!(publisher.messages().len(), 3);
+}

@@ -159,6 +159,8 @@ fn the_builtin_pack_is_quiet_on_records_that_are_not_backup_or_outposts_events()
     assert_eq!(
         pairs,
         [
+            // The Invictus incident's Stratus Red Team "CloudTrail lifecycle rule" detonation.
+            ("trail-bucket-lifecycle-changed", "PutBucketLifecycle"),
             ("trail-changed", "UpdateTrail"),
             ("trail-logging-stopped", "DeleteTrail"),
             ("trail-logging-stopped", "StopLogging"),

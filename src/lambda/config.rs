@@ -50,6 +50,10 @@ pub struct LambdaConfig {
     /// `STORM_LIMIT`: alerts of one rule in one delivery past which the rest are folded into
     /// one storm message.
     pub storm_limit: usize,
+    /// `TRAIL_LOG_EXPIRY_DAYS`: the trail bucket's own lifecycle expiry, declared: a lifecycle
+    /// deletion of a log at least this many days old is expected and stays quiet; any other
+    /// deletion of a trail log is `trail-log-deleted`.
+    pub trail_log_expiry_days: Option<u32>,
     /// `SHADOW_PREFIX` (`s3://bucket/prefix/`): where shadow rules' alerts are written as JSON
     /// lines; `None`: only to the log.
     pub shadow_prefix: Option<crate::rules::S3Object>,
@@ -67,7 +71,10 @@ pub struct LambdaConfig {
 
 /// The built-in rules about the trail's bucket itself, narrowed to the trail buckets when the
 /// function knows them ([`LambdaConfig::bucket_scope`]).
-pub const TRAIL_BUCKET_RULES: &[&str] = &["trail-bucket-notification-changed"];
+pub const TRAIL_BUCKET_RULES: &[&str] = &[
+    "trail-bucket-notification-changed",
+    "trail-bucket-lifecycle-changed",
+];
 
 /// A role in another account that the function assumes to read the trail's bucket.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,6 +161,7 @@ impl Default for LambdaConfig {
             pagerduty_min_severity: crate::rules::Severity::High,
             pagerduty_events_per_minute: super::pager::DEFAULT_EVENTS_PER_MINUTE,
             storm_limit: DEFAULT_STORM_LIMIT,
+            trail_log_expiry_days: None,
             shadow_prefix: None,
             read_role: None,
             organizations: false,
@@ -256,6 +264,18 @@ impl LambdaConfig {
                     value: n.clone(),
                     reason: "expected a whole number from 1 to 10000 (PagerDuty allows 120)".into(),
                 })?,
+        };
+        let trail_log_expiry_days = match non_empty("TRAIL_LOG_EXPIRY_DAYS") {
+            None => None,
+            Some(n) => Some(n.parse::<u32>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                ConfigError {
+                    variable: "TRAIL_LOG_EXPIRY_DAYS",
+                    value: n.clone(),
+                    reason: "expected a whole number of days of at least 1 (the trail bucket's \
+                             lifecycle expiry, as configured)"
+                        .into(),
+                }
+            })?),
         };
         let storm_limit = match non_empty("STORM_LIMIT") {
             None => DEFAULT_STORM_LIMIT,
@@ -373,6 +393,7 @@ impl LambdaConfig {
             pagerduty_min_severity,
             pagerduty_events_per_minute,
             storm_limit,
+            trail_log_expiry_days,
             function_name: non_empty("AWS_LAMBDA_FUNCTION_NAME")
                 .unwrap_or_else(|| "trail-alerts".into()),
             topic_formats,

@@ -587,6 +587,15 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
                         failures.push(e.into());
                     }
                 },
+                Delivery::Event(event)
+                    if expected_expiry(event, self.config.trail_log_expiry_days) =>
+                {
+                    info!(
+                        key = event.pointer("/detail/object/key").and_then(serde_json::Value::as_str).unwrap_or(""),
+                        "a trail log removed by the lifecycle expiry declared (TRAIL_LOG_EXPIRY_DAYS); expected"
+                    );
+                    totals.ignored_notifications += 1;
+                }
                 Delivery::Event(event) => match self.process_event(event).await {
                     Ok(t) => totals += t,
                     Err(e) => {
@@ -776,4 +785,41 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
             .instrument(span)
             .await
     }
+}
+
+/// Whether an event is S3 removing a trail log by the lifecycle expiry the user declared
+/// (`TRAIL_LOG_EXPIRY_DAYS`): a lifecycle deletion of a log whose key's day is at least that
+/// many days before the deletion. A shorter expiry (one an intruder set) is not expected.
+pub fn expected_expiry(event: &serde_json::Value, days: Option<u32>) -> bool {
+    let Some(days) = days else {
+        return false;
+    };
+    if event.get("source").and_then(serde_json::Value::as_str) != Some("aws.s3")
+        || event.get("detail-type").and_then(serde_json::Value::as_str) != Some("Object Deleted")
+        || event
+            .pointer("/detail/reason")
+            .and_then(serde_json::Value::as_str)
+            != Some("Lifecycle Expiration")
+    {
+        return false;
+    }
+    let (Some(key), Some(at)) = (
+        event
+            .pointer("/detail/object/key")
+            .and_then(serde_json::Value::as_str),
+        event
+            .get("time")
+            .and_then(serde_json::Value::as_str)
+            .and_then(crate::time::parse_timestamp),
+    ) else {
+        return false;
+    };
+    // …/CloudTrail/<region>/YYYY/MM/DD/<file>: the log's day.
+    let parts: Vec<&str> = key.split('/').collect();
+    let day = parts.windows(4).find_map(|w| {
+        let ok = w[0].len() == 4 && w[1].len() == 2 && w[2].len() == 2;
+        ok.then(|| crate::time::parse_timestamp(&format!("{}-{}-{}T00:00:00Z", w[0], w[1], w[2])))
+            .flatten()
+    });
+    day.is_some_and(|d| at - d >= i64::from(days) * 86_400)
 }

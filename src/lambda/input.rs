@@ -278,7 +278,12 @@ fn parse_s3(v: &Value) -> Result<Vec<Delivery>, InputError> {
         .records
         .into_iter()
         .map(|r| {
-            let name = r.event_name.unwrap_or_default();
+            let name = r.event_name.clone().unwrap_or_default();
+            // A removal is told as S3's own `Object Deleted` event (the trail-log-deleted rule
+            // names the object and the deleter): trail logs are evidence.
+            if name.starts_with("ObjectRemoved:") || name.starts_with("LifecycleExpiration:") {
+                return object_deleted(&r, &name).map(Delivery::Event);
+            }
             if !name.starts_with("ObjectCreated:") {
                 return Ok(Delivery::Ignored(name));
             }
@@ -334,6 +339,63 @@ fn parse_cloudtrail(bucket: &Value, keys: &Value) -> Result<Vec<Delivery>, Input
                 .ok_or_else(|| malformed("an s3ObjectKey entry is not a string"))
         })
         .collect()
+}
+
+/// An S3 notification of a removal as S3's own EventBridge `Object Deleted` event (the
+/// fields S3 puts there: bucket, object, requester, source address, reason, deletion type),
+/// so that one rule matches removals however they arrive.
+fn object_deleted(
+    r: &aws_lambda_events::event::s3::S3EventRecord,
+    name: &str,
+) -> Result<Value, InputError> {
+    let malformed = |reason: &str| InputError::Malformed {
+        shape: "S3 event",
+        reason: reason.into(),
+    };
+    let bucket =
+        r.s3.bucket
+            .name
+            .clone()
+            .ok_or_else(|| malformed("a record has no bucket name"))?;
+    let raw =
+        r.s3.object
+            .key
+            .clone()
+            .ok_or_else(|| malformed("a record has no object key"))?;
+    let key = decode_form(&raw).ok_or_else(|| InputError::Malformed {
+        shape: "S3 event",
+        reason: format!("object key {raw:?} is not valid URL encoding of UTF-8"),
+    })?;
+    let lifecycle = name.starts_with("LifecycleExpiration:");
+    let marker = name.ends_with("DeleteMarkerCreated");
+    let requester = r.principal_id.principal_id.clone().unwrap_or_default();
+    let requester = requester
+        .strip_prefix("AWS:")
+        .unwrap_or(&requester)
+        .to_owned();
+    let time = crate::time::format_timestamp(r.event_time.timestamp());
+    let sequencer = r.s3.object.sequencer.clone().unwrap_or_default();
+    Ok(serde_json::json!({
+        "version": "0",
+        "id": format!("s3-notification-{bucket}-{sequencer}"),
+        "detail-type": "Object Deleted",
+        "source": "aws.s3",
+        "account": "",
+        "time": time,
+        "region": r.aws_region.clone().unwrap_or_default(),
+        "resources": [format!("arn:aws:s3:::{bucket}")],
+        "detail": {
+            "version": "0",
+            "bucket": {"name": bucket},
+            "object": {"key": key, "sequencer": sequencer, "version-id": r.s3.object.version_id},
+            "request-id": r.response_elements.get("x-amz-request-id"),
+            "requester": if lifecycle { "s3.amazonaws.com".to_owned() } else { requester },
+            "source-ip-address": r.request_parameters.source_ip_address,
+            "reason": if lifecycle { "Lifecycle Expiration" } else { "DeleteObject" },
+            "deletion-type": if marker { "Delete Marker Created" } else { "Permanently Deleted" },
+            "notification": name,
+        }
+    }))
 }
 
 /// S3's `Object Created` event on EventBridge: the object to read.
@@ -478,12 +540,37 @@ mod tests {
     }
 
     #[test]
-    fn removals_are_ignored_not_read() {
-        let mut e = s3_event("k.json.gz");
+    fn removals_are_told_as_s3s_object_deleted_events() {
+        let mut e = s3_event("AWSLogs/1/CloudTrail/us-east-1/2024/01/10/k%2B1.json.gz");
         e["Records"][0]["eventName"] = json!("ObjectRemoved:Delete");
+        e["Records"][0]["userIdentity"] = json!({"principalId": "AWS:AIDAEXAMPLE"});
+        let Payload::Direct(d) = parse_payload(&e).unwrap() else {
+            panic!("direct")
+        };
+        let [Delivery::Event(event)] = d.as_slice() else {
+            panic!("{d:?}")
+        };
+        assert_eq!(event["detail-type"], "Object Deleted");
+        assert_eq!(
+            event["detail"]["object"]["key"],
+            "AWSLogs/1/CloudTrail/us-east-1/2024/01/10/k+1.json.gz"
+        );
+        assert_eq!(event["detail"]["requester"], "AIDAEXAMPLE");
+        assert_eq!(event["detail"]["reason"], "DeleteObject");
+        e["Records"][0]["eventName"] = json!("LifecycleExpiration:DeleteMarkerCreated");
+        let Payload::Direct(d) = parse_payload(&e).unwrap() else {
+            panic!("direct")
+        };
+        let [Delivery::Event(event)] = d.as_slice() else {
+            panic!("{d:?}")
+        };
+        assert_eq!(event["detail"]["reason"], "Lifecycle Expiration");
+        assert_eq!(event["detail"]["deletion-type"], "Delete Marker Created");
+        // Other notifications (a restore, a replication) are still acknowledged, not read.
+        e["Records"][0]["eventName"] = json!("ObjectRestore:Completed");
         assert_eq!(
             parse_payload(&e).unwrap(),
-            Payload::Direct(vec![Delivery::Ignored("ObjectRemoved:Delete".into())])
+            Payload::Direct(vec![Delivery::Ignored("ObjectRestore:Completed".into())])
         );
     }
 }

@@ -856,7 +856,9 @@ mod tests {
                 ("trail-changed", High, true),
                 ("trail-management-events-dropped", High, true),
                 ("trail-bucket-notification-changed", Medium, true),
+                ("trail-bucket-lifecycle-changed", High, true),
                 ("trail-silent", High, true),
+                ("trail-log-deleted", Critical, true),
                 ("outposts-change", Medium, true),
                 ("outposts-call-failed", Low, true),
             ]
