@@ -51,6 +51,11 @@ cargo build --locked --release --no-default-features --bin trail-alerts >/dev/nu
   || cargo build --locked --release --no-default-features --bin trail-alerts
 BIN=target/release/trail-alerts
 SCAN="$BIN scan --format jsonl"
+# Real rule sets: SigmaHQ's CloudTrail rules that convert exactly (rules import sigma), and the
+# optional packs.
+SIGMA="$OUT/sigma-cloudtrail.yaml"
+$BIN rules import sigma tests/fixtures/sigma/cloudtrail --out "$SIGMA" 2>/dev/null
+PACKS="--rules builtin --rules builtin:security --rules builtin:self"
 
 echo "== wall time ($RUNS runs each, $(nproc) cores)"
 hyperfine -N --warmup 1 --runs "$RUNS" --export-markdown "$OUT/hyperfine.md" \
@@ -60,6 +65,8 @@ hyperfine -N --warmup 1 --runs "$RUNS" --export-markdown "$OUT/hyperfine.md" \
   -n "scan (builtin + root rule)" "$SCAN --rules builtin --rules $ROOT $CORPUS" \
   -n "scan (builtin + 990 pinned)" "$SCAN --rules builtin --rules $PINNED $CORPUS" \
   -n "scan (builtin + 990 mixed)" "$SCAN --rules builtin --rules $MIXED $CORPUS" \
+  -n "scan (builtin + security + self)" "$SCAN $PACKS $CORPUS" \
+  -n "scan (builtin + SigmaHQ converted)" "$SCAN --rules builtin --rules $SIGMA $CORPUS" \
   -n python "python3 $SHARED/bench/python_baseline.py $CORPUS" >/dev/null
 cat "$OUT/hyperfine.md"
 
@@ -74,6 +81,8 @@ hyperfine -N --warmup 1 --runs "$RUNS" --export-json "$OUT/one-core.json" \
   -n "floor, 1 core" "taskset -c 0 libdeflate-gunzip -c $CORPUS" \
   -n "scan (builtin), 1 core" "taskset -c 0 $SCAN $CORPUS" \
   -n "scan (builtin + 990 mixed), 1 core" "taskset -c 0 $SCAN --rules builtin --rules $MIXED $CORPUS" \
+  -n "scan (builtin + security + self), 1 core" "taskset -c 0 $SCAN $PACKS $CORPUS" \
+  -n "scan (builtin + SigmaHQ converted), 1 core" "taskset -c 0 $SCAN --rules builtin --rules $SIGMA $CORPUS" \
   -n "scan (builtin), corpus x3, 1 core" "taskset -c 0 $SCAN $THRICE" \
   -n "scan (builtin + 990 mixed), corpus x3, 1 core" "taskset -c 0 $SCAN --rules builtin --rules $MIXED $THRICE" \
   2>&1 | grep -E "Benchmark|Time|faster"
@@ -84,6 +93,9 @@ floor = r["floor, 1 core"]
 pack = (r["scan (builtin), corpus x3, 1 core"] - r["scan (builtin), 1 core"]) / 2
 mixed = (r["scan (builtin + 990 mixed), corpus x3, 1 core"] - r["scan (builtin + 990 mixed), 1 core"]) / 2
 print(f"one core, vs the floor ({floor:.1f} ms): scan (builtin) {r['scan (builtin), 1 core'] / floor:.2f}x")
+base = r["scan (builtin), 1 core"]
+print(f"one core, vs the built-in pack: + security + self {r['scan (builtin + security + self), 1 core'] / base:.2f}x, "
+      f"+ SigmaHQ converted {r['scan (builtin + SigmaHQ converted), 1 core'] / base:.2f}x")
 print(f"one more object with the rules loaded (the function's steady state): builtin {pack:.1f} ms, "
       f"+ 990 mixed {mixed:.1f} ms ({mixed / pack:.2f}x)")
 PY

@@ -36,7 +36,7 @@ pub fn run(sources: &[String], only: &[String], path: &Path) -> Result<bool, Cli
             .map_err(|e| CliError::Usage(format!("{name}: {e}")))?;
         return explain_events(&rules, only, &name, &bytes, width);
     }
-    let input = io::Cursor::new(head).chain(input);
+    let input: Box<dyn Read + Send> = Box::new(io::Cursor::new(head).chain(input));
     let reader = LogReader::new_shapes(input, Limits::default(), Shapes::Any)
         .map_err(|e| CliError::Usage(format!("{name}: {e}")))?;
     let mut out = io::stdout().lock();
