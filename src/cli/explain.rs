@@ -63,23 +63,7 @@ pub fn run(sources: &[String], only: &[String], path: &Path) -> Result<bool, Cli
             .unwrap_or("-");
         writeln!(out, "record {index} ({}):", printable(event_name))?;
         let event = Event::record(&record);
-        for rule in rules.rules() {
-            if !only.is_empty() && !only.iter().any(|p| id_matches(p, &rule.id)) {
-                continue;
-            }
-            let quiet = if rule.enabled {
-                ""
-            } else {
-                " (disabled: raises nothing)"
-            };
-            let line = match rule.pattern.explain(&event) {
-                Explanation::Matched(fields) => {
-                    format!("matches{quiet}: {}", describe_fields(&fields))
-                }
-                Explanation::Missed(miss) => format!("no match: {miss}"),
-            };
-            writeln!(out, "  {:<width$}  {}", rule.id, printable(&line))?;
-        }
+        each_rule(&mut out, &rules, only, width, |p| p.explain(&event))?;
     }
     if records == 0 && all_read {
         eprintln!("trail-alerts: {name}: no record to explain");
@@ -108,27 +92,41 @@ fn explain_events(
     for (index, event) in &events {
         let kind = event["detail-type"].as_str().unwrap_or("-");
         writeln!(out, "event {index} ({}):", printable(kind))?;
-        for rule in rules.rules() {
-            if !only.is_empty() && !only.iter().any(|p| id_matches(p, &rule.id)) {
-                continue;
-            }
-            let quiet = if rule.enabled {
-                ""
-            } else {
-                " (disabled: raises nothing)"
-            };
-            let line = match crate::pattern::explain_delivered(&rule.pattern, event) {
-                Explanation::Matched(fields) => {
-                    format!("matches{quiet}: {}", describe_fields(&fields))
-                }
-                Explanation::Missed(miss) => format!("no match: {miss}"),
-            };
-            writeln!(out, "  {:<width$}  {}", rule.id, printable(&line))?;
-        }
+        each_rule(&mut out, rules, only, width, |p| {
+            crate::pattern::explain_delivered(p, event)
+        })?;
     }
     if events.is_empty() && all_read {
         eprintln!("trail-alerts: {name}: no event to explain");
         all_read = false;
     }
     Ok(all_read)
+}
+
+/// One line per rule (those `only` names, or all): whether it matches, and why or why not.
+fn each_rule(
+    out: &mut impl Write,
+    rules: &crate::rules::RuleSet,
+    only: &[String],
+    width: usize,
+    explain: impl Fn(&crate::pattern::Pattern) -> Explanation,
+) -> io::Result<()> {
+    for rule in rules.rules() {
+        if !only.is_empty() && !only.iter().any(|p| id_matches(p, &rule.id)) {
+            continue;
+        }
+        let quiet = if rule.enabled {
+            ""
+        } else {
+            " (disabled: raises nothing)"
+        };
+        let line = match explain(&rule.pattern) {
+            Explanation::Matched(fields) => {
+                format!("matches{quiet}: {}", describe_fields(&fields))
+            }
+            Explanation::Missed(miss) => format!("no match: {miss}"),
+        };
+        writeln!(out, "  {:<width$}  {}", rule.id, printable(&line))?;
+    }
+    Ok(())
 }

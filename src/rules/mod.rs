@@ -6,6 +6,7 @@
 
 pub mod document;
 pub mod routes;
+pub mod schema;
 pub mod sigma;
 pub mod source;
 pub mod warnings;

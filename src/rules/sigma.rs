@@ -28,6 +28,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
+use super::schema::single_valued;
 use crate::describe::yaml_kind;
 
 /// One Sigma document read.
@@ -378,40 +379,6 @@ fn lit(path: &str, test: Test) -> Expr {
         test,
         negated: false,
     })
-}
-
-/// Fields CloudTrail writes with one value (never a list): where `not` is exact.
-const SINGLE_VALUED: [&str; 24] = [
-    "eventVersion",
-    "eventTime",
-    "eventSource",
-    "eventName",
-    "awsRegion",
-    "sourceIPAddress",
-    "userAgent",
-    "errorCode",
-    "errorMessage",
-    "requestID",
-    "eventID",
-    "eventType",
-    "readOnly",
-    "recipientAccountId",
-    "sharedEventID",
-    "vpcEndpointId",
-    "eventCategory",
-    "managementEvent",
-    "apiVersion",
-    "sessionCredentialFromConsole",
-    "userIdentity.type",
-    "userIdentity.arn",
-    "userIdentity.accountId",
-    "userIdentity.principalId",
-];
-
-fn single_valued(path: &str) -> bool {
-    SINGLE_VALUED.contains(&path)
-        || path.starts_with("userIdentity.") && !path.contains("webIdFederationData")
-        || path.starts_with("tlsDetails.")
 }
 
 fn detection_pattern(detection: &Map<String, Value>) -> Result<Value, String> {

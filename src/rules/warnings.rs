@@ -9,6 +9,7 @@ use std::fmt;
 
 use crate::pattern::{detail_type_for, Form};
 
+use super::schema::{written_as_text, RECORD_FIELDS};
 use super::Rule;
 
 /// Something about a rule that is allowed but almost certainly wrong.
@@ -138,72 +139,6 @@ pub fn check(rule: &Rule) -> Vec<RuleWarning> {
         }
     }
     out
-}
-
-/// The top-level fields of a CloudTrail record (the CloudTrail User Guide's "CloudTrail record
-/// contents" for management, data, network activity and Insights events).
-const RECORD_FIELDS: [&str; 32] = [
-    "eventVersion",
-    "userIdentity",
-    "eventTime",
-    "eventSource",
-    "eventName",
-    "awsRegion",
-    "sourceIPAddress",
-    "userAgent",
-    "errorCode",
-    "errorMessage",
-    "requestParameters",
-    "responseElements",
-    "additionalEventData",
-    "requestID",
-    "eventID",
-    "eventType",
-    "apiVersion",
-    "managementEvent",
-    "readOnly",
-    "resources",
-    "recipientAccountId",
-    "serviceEventDetails",
-    "sharedEventID",
-    "vpcEndpointId",
-    "vpcEndpointAccountId",
-    "eventCategory",
-    "addendum",
-    "sessionCredentialFromConsole",
-    "edgeDeviceDetails",
-    "tlsDetails",
-    "eventContext",
-    "insightDetails",
-];
-
-/// Fields CloudTrail writes as text, whatever they hold: a number or a boolean given for one
-/// never matches (EventBridge compares types).
-fn written_as_text(path: &str) -> bool {
-    const TEXT: [&str; 16] = [
-        "eventVersion",
-        "eventTime",
-        "eventSource",
-        "eventName",
-        "awsRegion",
-        "sourceIPAddress",
-        "userAgent",
-        "errorCode",
-        "errorMessage",
-        "requestID",
-        "eventID",
-        "eventType",
-        "recipientAccountId",
-        "sharedEventID",
-        "vpcEndpointId",
-        "eventCategory",
-    ];
-    let last = path.rsplit('.').next().unwrap_or(path);
-    TEXT.contains(&path)
-        || path.starts_with("userIdentity.")
-        || ["accountId", "AccountId", "arn", "Arn", "ARN"]
-            .iter()
-            .any(|s| last.ends_with(s))
 }
 
 /// What the pattern says of each leaf path: its matchers as written.
