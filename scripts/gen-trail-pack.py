@@ -109,6 +109,10 @@ removed = ["  - id: trail-log-deleted",
            "    severity: critical",
            '    summary: "Trail log s3://{detail.bucket.name}/{detail.object.key} deleted by {detail.requester} from {detail.source-ip-address} ({detail.reason}, {detail.deletion-type})"',
            '    pattern: {"source": ["aws.s3"], "detail-type": ["Object Deleted"], "detail": {"object": {"key": [{"wildcard": "*AWSLogs/*/CloudTrail*"}]}}}',
+           # A mass deletion pages once: the first log at once, the others of the next 15
+           # minutes in one grouped notification (with the state table).
+           '    dedup: {"key": ["detail.bucket.name", "detail.object.key"], "window": "1h", "fields": ["detail.requester", "detail.reason"]}',
+           '    group: {"by": ["detail.bucket.name"], "interval": "15m"}',
            "    tests:"]
 for name, expect, event in [("fires on a log deleted by a request", True, deleted(log_key)),
                             ("fires on a digest deleted", True, deleted(digest_key)),

@@ -494,3 +494,37 @@ async fn a_deleted_trail_log_is_an_alert_unless_the_declared_expiry_removed_it()
     .expect("handled");
     assert_eq!(publisher.messages().len(), 3);
 }
+
+/// A mass deletion of trail logs pages once: with the state store, the first deletion is an
+/// alert at once and the others of the next 15 minutes wait for the bucket's grouped
+/// notification (`group:` on trail-log-deleted), each log counted.
+#[tokio::test]
+async fn a_mass_deletion_of_trail_logs_is_one_alert_and_a_group() {
+    let publisher = Arc::new(MemoryPublisher::default());
+    let h = Handler::new(
+        builtin(),
+        trails(),
+        Arc::clone(&publisher),
+        LambdaConfig {
+            state_table: Some("memory".into()),
+            ..config()
+        },
+    )
+    .expect("handler")
+    .with_state(Arc::new(trail_alerts::lambda::state::MemoryState::default()));
+    let mut grouped = 0;
+    for n in 0..20 {
+        let key = format!("AWSLogs/123456789012/CloudTrail/us-east-1/2024/01/10/123456789012_CloudTrail_us-east-1_20240110T0855Z_{n:03}.json.gz");
+        let mut e = s3_event(BUCKET, &key);
+        e["Records"][0]["eventName"] = json!("ObjectRemoved:Delete");
+        e["Records"][0]["eventTime"] = json!("2024-01-10T09:00:00.000Z");
+        let response = h.handle(e).await.expect("handled");
+        grouped += response["grouped"].as_u64().unwrap_or(0);
+    }
+    assert_eq!(
+        published_rules(&publisher),
+        ["trail-log-deleted"],
+        "one alert now"
+    );
+    assert_eq!(grouped, 19, "the others wait for the group's notification");
+}
