@@ -163,6 +163,17 @@ def main():
             if receive(0):
                 failures.append("s3-test-event.json published something")
 
+            # Log tamper: a sample log removed from the bucket is an alert naming it and the
+            # deleter.
+            response = invoke("s3-object-removed.json")
+            got = receive(1)
+            summaries = [json.loads(m["Message"])["summary"] for m in got]
+            if len(got) != 1 or not got[0]["Subject"].startswith("[CRITICAL] trail-log-deleted") \
+                    or "AIDAEXAMPLEINTRUDER" not in summaries[0] or "BackupSamples0001" not in summaries[0]:
+                failures.append(f"s3-object-removed.json: {[m['Subject'] for m in got]} {summaries}")
+            if (response.get("events"), response.get("published")) != (1, 1):
+                failures.append(f"s3-object-removed.json: response {response}")
+
             # EventBridge events: AWS Backup's own, through SQS with a CloudTrail event on
             # EventBridge, and one of a kind no rule knows.
             response = invoke("eventbridge-backup-job-failed.json")

@@ -366,6 +366,16 @@ fn object_deleted(
         shape: "S3 event",
         reason: format!("object key {raw:?} is not valid URL encoding of UTF-8"),
     })?;
+    // The notification does not say the bucket's account: the log's own account (its key's
+    // `AWSLogs/[o-…/]<account>/`) names whose trail lost it.
+    let mut parts = key.split('/').skip_while(|p| *p != "AWSLogs").skip(1);
+    let account = match parts.next() {
+        Some(org) if org.starts_with("o-") => parts.next(),
+        other => other,
+    }
+    .filter(|a| a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit()))
+    .unwrap_or_default()
+    .to_owned();
     let lifecycle = name.starts_with("LifecycleExpiration:");
     let marker = name.ends_with("DeleteMarkerCreated");
     let requester = r.principal_id.principal_id.clone().unwrap_or_default();
@@ -380,7 +390,7 @@ fn object_deleted(
         "id": format!("s3-notification-{bucket}-{sequencer}"),
         "detail-type": "Object Deleted",
         "source": "aws.s3",
-        "account": "",
+        "account": account,
         "time": time,
         "region": r.aws_region.clone().unwrap_or_default(),
         "resources": [format!("arn:aws:s3:::{bucket}")],
@@ -556,6 +566,7 @@ mod tests {
             "AWSLogs/1/CloudTrail/us-east-1/2024/01/10/k+1.json.gz"
         );
         assert_eq!(event["detail"]["requester"], "AIDAEXAMPLE");
+        assert_eq!(event["account"], "", "no account in the key");
         assert_eq!(event["detail"]["reason"], "DeleteObject");
         e["Records"][0]["eventName"] = json!("LifecycleExpiration:DeleteMarkerCreated");
         let Payload::Direct(d) = parse_payload(&e).unwrap() else {
@@ -566,6 +577,16 @@ mod tests {
         };
         assert_eq!(event["detail"]["reason"], "Lifecycle Expiration");
         assert_eq!(event["detail"]["deletion-type"], "Delete Marker Created");
+        // An organisation trail's log names its account after the organisation's id.
+        e["Records"][0]["s3"]["object"]["key"] =
+            json!("AWSLogs/o-exampleorgid/123456789012/CloudTrail/us-east-1/2024/01/10/k.json.gz");
+        let Payload::Direct(d) = parse_payload(&e).unwrap() else {
+            panic!("direct")
+        };
+        let [Delivery::Event(event)] = d.as_slice() else {
+            panic!("{d:?}")
+        };
+        assert_eq!(event["account"], "123456789012");
         // Other notifications (a restore, a replication) are still acknowledged, not read.
         e["Records"][0]["eventName"] = json!("ObjectRestore:Completed");
         assert_eq!(
