@@ -846,6 +846,42 @@ fn sigma_rules_are_imported_exactly_or_refused_with_the_reason() {
         .unwrap_or_else(|| panic!("{lines:?}"));
     assert_eq!(hit["sigmaId"], "4db60cc0-36fb-42b7-9b58-a5b53019fb74");
     assert_eq!(hit["license"], "DRL-1.1");
+
+    // Never a silent zero: no files, or nothing converted, says so and exits 1 or 2.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).expect("dir");
+    let run = cmd()
+        .args(["rules", "import", "sigma"])
+        .arg(&empty)
+        .assert()
+        .failure();
+    assert!(
+        String::from_utf8_lossy(&run.get_output().stderr).contains("no .yml or .yaml files under")
+    );
+    let windows = empty.join("w.yml");
+    std::fs::write(
+        &windows,
+        "title: x\nlogsource: {product: windows}\ndetection: {sel: {a: b}, condition: sel}\n",
+    )
+    .expect("write");
+    let run = cmd()
+        .args(["rules", "import", "sigma"])
+        .arg(&windows)
+        .arg("--out")
+        .arg(dir.path().join("none.yaml"))
+        .assert()
+        .code(1);
+    let said = String::from_utf8_lossy(&run.get_output().stderr).into_owned();
+    assert!(
+        said.contains("no rule was converted") && said.contains("1 not for AWS CloudTrail"),
+        "{said}"
+    );
+    // The file written still loads (it holds no rules).
+    cmd()
+        .args(["rules", "list", "--rules"])
+        .arg(dir.path().join("none.yaml"))
+        .assert()
+        .success();
 }
 
 /// `scan` and `explain` take files of EventBridge events too, matched as the function matches

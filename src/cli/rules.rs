@@ -159,6 +159,16 @@ pub fn import_sigma(
             .map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?;
     }
     files.sort();
+    if files.is_empty() {
+        return Err(CliError::Usage(format!(
+            "no .yml or .yaml files under {}",
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
     let mut read = Vec::new();
     for f in &files {
         let text = std::fs::read_to_string(f)
@@ -240,6 +250,9 @@ pub fn import_sigma(
         }
     }
     let refused_total: usize = refused.values().sum();
+    if converted == 0 {
+        eprintln!("trail-alerts: no rule was converted: the rule file written holds none");
+    }
     let mut err = io::stderr().lock();
     writeln!(
         err,
@@ -271,7 +284,7 @@ pub fn import_sigma(
         }
         std::fs::write(path, md)?;
     }
-    Ok(loads.is_ok())
+    Ok(loads.is_ok() && converted > 0)
 }
 
 /// The kind of a refusal, for the summary.

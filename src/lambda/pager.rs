@@ -702,10 +702,7 @@ impl Paging {
             shared.push(self.take_shared(park, s, wanted).await?);
         }
         for (service, event) in events {
-            let i = services
-                .iter()
-                .position(|s| std::ptr::eq(*s, service))
-                .unwrap_or_default();
+            let i = slot(&services, service);
             if shared[i] > 0 && self.take(service) {
                 shared[i] -= 1;
                 match self.pager.enqueue(&event).await {
@@ -834,24 +831,20 @@ impl Paging {
                 None => self.default.as_ref(),
                 Some(spec) => self.service_for(spec),
             };
-            let service = match (found, spec) {
-                (Some(s), _) => s,
-                (None, Some(spec)) if self.default.is_some() => {
+            let service = match (found, spec, &self.default) {
+                (Some(s), _, _) => s,
+                (None, Some(spec), Some(default)) => {
                     tracing::warn!(service = %spec, dedup_key = %page.dedup_key, "a parked page's PagerDuty service is no longer configured: it goes to the default service");
-                    self.default.as_ref().expect("checked")
+                    default
                 }
-                (None, spec) => {
+                (None, spec, _) => {
                     tracing::error!(service = spec.unwrap_or(DEFAULT_SERVICE), dedup_key = %page.dedup_key, "a parked page's PagerDuty service is no longer configured and there is no default service: it is dropped");
                     report.refused += 1;
                     park.unpark(page).await.map_err(PagingError::Park)?;
                     continue;
                 }
             };
-            let i = services
-                .iter()
-                .position(|s| std::ptr::eq(*s, service))
-                .unwrap_or_default();
-            queues[i].push(page);
+            queues[slot(&services, service)].push(page);
         }
         for (service, queue) in services.iter().zip(queues) {
             let room = self.available(service).min(queue.len());
@@ -889,6 +882,15 @@ impl Paging {
         }
         Ok(report)
     }
+}
+
+/// Where a service stands in the list of services (they are told apart by identity: two
+/// services may share nothing but a routing key).
+fn slot(services: &[&Service], service: &Service) -> usize {
+    services
+        .iter()
+        .position(|s| std::ptr::eq(*s, service))
+        .unwrap_or_default()
 }
 
 /// The PagerDuty services the rules' routes name, each with the first route naming it (`default`

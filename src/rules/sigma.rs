@@ -237,7 +237,8 @@ fn convert(doc: &Value) -> Result<Option<Value>, String> {
     let license = doc["license"].as_str().unwrap_or("DRL-1.1");
     rule.insert("license".into(), json!(license));
     let mut sigma = Map::new();
-    for k in ["id", "title", "status", "date", "modified"] {
+    // `name`: what correlation rules call it by.
+    for k in ["id", "name", "title", "status", "date", "modified"] {
         if let Some(v) = doc.get(k).filter(|v| !v.is_null()) {
             sigma.insert(
                 k.into(),
@@ -393,13 +394,10 @@ fn detection_pattern(detection: &Map<String, Value>) -> Result<Value, String> {
         _ => return Err("detection has no condition".into()),
     };
     let mut selections: BTreeMap<String, Expr> = BTreeMap::new();
-    for (name, value) in detection {
-        if name == "condition" || name == "timeframe" {
-            if name == "timeframe" {
-                return Err("timeframe (an aggregation window) has no trail-alerts form".into());
-            }
-            continue;
-        }
+    if detection.contains_key("timeframe") {
+        return Err("timeframe (an aggregation window) has no trail-alerts form".into());
+    }
+    for (name, value) in detection.iter().filter(|(name, _)| *name != "condition") {
         selections.insert(name.clone(), selection(name, value)?);
     }
     let expr = parse_condition(&condition, &selections)?;
@@ -1229,10 +1227,14 @@ fn derived_record(branch: &Value) -> Option<Value> {
 /// (JSON is YAML), one rule after another, with where each came from.
 pub fn rule_file(imported: &[Imported], command: &str) -> String {
     let mut out = String::new();
+    let none = !imported
+        .iter()
+        .any(|i| matches!(i.verdict, Verdict::Converted(_)));
     out.push_str(&format!(
         "# Converted from Sigma by `{command}`.\n# Each rule keeps its Sigma id, title, author, \
          references, tags and licence (SigmaHQ's rules: the\n# Detection Rule License 1.1, which \
-         asks for attribution where matches are shown: alerts carry it).\nrules:\n"
+         asks for attribution where matches are shown: alerts carry it).\nrules:{}\n",
+        if none { " []" } else { "" }
     ));
     for i in imported {
         let Verdict::Converted(rule) = &i.verdict else {
@@ -1391,7 +1393,7 @@ mod tests {
 
     #[test]
     fn event_count_correlations_become_thresholds_others_are_refused() {
-        let text = "title: Failed logins\nid: aaaa\nname: failed_logins\nlogsource: {product: aws, service: cloudtrail}\ndetection: {sel: {eventName: ConsoleLogin, errorMessage: Failed authentication}, condition: sel}\n---\ntitle: Many failed logins\nid: bbbb\ncorrelation: {type: event_count, rules: [aaaa], group-by: [sourceIPAddress], timespan: 10m, condition: {gte: 5}}\nlevel: high\n---\ntitle: Temporal\ncorrelation: {type: temporal, rules: [aaaa], timespan: 1h}\n";
+        let text = "title: Failed logins\nid: aaaa\nname: failed_logins\nlogsource: {product: aws, service: cloudtrail}\ndetection: {sel: {eventName: ConsoleLogin, errorMessage: Failed authentication}, condition: sel}\n---\ntitle: Many failed logins\nid: bbbb\ncorrelation: {type: event_count, rules: [failed_logins], group-by: [sourceIPAddress], timespan: 10m, condition: {gte: 5}}\nlevel: high\n---\ntitle: Temporal\ncorrelation: {type: temporal, rules: [aaaa], timespan: 1h}\n";
         let got = import(&[SigmaFile {
             origin: "c.yml".into(),
             text: text.into(),
