@@ -1,45 +1,54 @@
 //! trail-alerts: CloudTrail deliveries in, actionable alerts out.
 //!
-//! # Layout
 //! The data flow, for the command line and the Lambda function alike: a log's bytes go through
-//! the [`reader`] (decoded, split into records, the fields the [`index`] names peeked at), the
-//! [`pipeline`] asks the index whether any rule could match each record, builds and matches the
-//! ones it wants against the [`rules`], and raises [`alert`]s, which the [`cli`] prints and the
-//! Lambda function (`lambda`) publishes to SNS.
+//! the [`reader`] (decoded, split into records, the fields the [`index`] names peeked at); the
+//! [`pipeline`] asks the index whether any rule could match each record, builds the ones it
+//! wants and matches them against the [`rules`] (the matcher: [`pattern`]s filed in the
+//! [`index`]), and raises [`alert`]s; the [`policy`] decides which of them are told (dedup,
+//! thresholds, groups, suppressions); the [`cli`] prints them, the function (`lambda`)
+//! publishes them. `docs/architecture.md` draws the same picture with the words used here.
 //!
-//! - [`pattern`]: Amazon EventBridge event patterns, compiled once and matched against JSON
-//!   events; pure (no I/O, no async, no AWS types).
+//! # Files
+//! - [`alert`]: what a match tells the person on call, and ([`alert::render`]) every form it is
+//!   shown in.
+//! - `bin`: the two binaries, `trail-alerts` and `trail-alerts-lambda`; they only wire.
+//! - [`cli`]: the `trail-alerts` command line.
+//! - [`config`]: settings shared by the command line and the function, from the environment.
+//! - [`describe`]: how faults word values and error chains.
+//! - `hash`: the word hasher of the small maps looked up per record, and byte-string equality.
 //! - [`index`]: the rule index — many patterns matched at a cost that does not grow with their
 //!   number, and the fields a record's raw bytes must show for any rule to want it.
+//! - [`keys`]: what an S3 object key or file name says an object is (log, digest, other).
+//! - `lambda` (cargo feature `lambda`, on by default): the function — payload shapes, the
+//!   handler, the door after matching, and the ports it talks to with their adapters.
+//! - [`layout`]: CloudTrail's key layout, for listing only the S3 folders a scan asks for.
 //! - [`model`]: the rule model — severity, the rule and its tests, key paths, dedup,
 //!   thresholds, groups, absence, suppressions, summary templates — below `rules`, `policy` and
 //!   `alert`, which all use it and none of which it uses.
-//! - [`rules`]: rule documents (YAML, validated strictly), rule sources, the built-in pack, and
-//!   the rule set over the index.
-//! - [`reader`]: CloudTrail log files (gzip or plain) read one record at a time, in bounded
-//!   memory: decoding, splitting, record verdicts, reading a record in part; and the other
-//!   shapes records come in (arrays, newline-delimited, `lookup-events` output), which the
-//!   command line reads too.
+//! - [`pattern`]: Amazon EventBridge event patterns, compiled once and matched against JSON
+//!   events; pure (no I/O, no async, no AWS types).
 //! - [`pipeline`]: one log through reader, index and rules to alerts, in one of three modes
 //!   (inline, threaded, reference).
 //! - [`policy`]: alert management — dedup, threshold and group windows of event time,
-//!   suppressions, roll-ups: one decision layer (`policy::store`) over the state store's port,
-//!   run in memory by the command line and over DynamoDB by the function (`lambda::state` is
-//!   the same module).
-//! - [`alert`]: what a match tells the person on call, and ([`alert::render`]) every form it is
-//!   shown in.
-//! - [`keys`]: what an S3 key or file name says an object is (log, digest, other).
-//! - [`walk`]: the files under a directory (logs for `scan`, known by name or content, and
-//!   why the others were passed over; rule files for rule sources).
+//!   suppressions, roll-ups: one decision layer (`policy::store`) over the state store's
+//!   ports, run in memory by the command line and over DynamoDB by the function.
+//! - [`reader`]: CloudTrail log files (gzip or plain) read one record at a time, in bounded
+//!   memory, and the other shapes records come in (arrays, one a line, `lookup-events` output).
+//! - [`rules`]: rule documents (YAML, validated strictly), rule sources, the built-in packs, the
+//!   Sigma import, and the rule set over the index.
+//! - `s3` (cargo feature `s3`): S3 through the AWS SDK, for the function and `scan s3://`.
 //! - [`time`]: `eventTime` timestamps and durations (`15m`) as numbers.
-//! - [`config`]: settings shared by the command line and the function, from the environment.
-//! - [`describe`]: how faults word values and error chains.
-//! - `hash`: the word hasher of the small maps looked up per record, and the stable (FNV-1a)
-//!   hash of ids kept outside the process.
-//! - [`cli`]: the `trail-alerts` command line (the binary only parses arguments and calls it).
-//! - `lambda` (cargo feature `lambda`, on by default): the function: payload shapes, ports and
-//!   their AWS SDK and in-memory adapters, the handler, one object's policy, publishing, SNS
-//!   messages. The command line needs none of it.
+//! - [`walk`]: the files under a directory (logs for `scan`, rule files for rule sources).
+//!
+//! # Words
+//! One word per thing (`docs/architecture.md` has the whole glossary): a **delivery** is one
+//! thing handed to the function to read (a log object or an EventBridge event); **counts** are
+//! numbers added up (`ReadCounts`, `ScanCounts`, `DoorCounts`, `InvocationCounts`,
+//! `PageCounts`, `SweepCounts`); an **outcome** is how one thing ended (`ReadOutcome`,
+//! `ObjectOutcome`); the **matcher** is patterns and index, the **policy** judges what is told;
+//! a **key** alone is an S3 object key, an **alert key** names an alert's incident (PagerDuty's
+//! `dedup_key`), a **key value** is the values at a rule's key paths, a **routing key** is a
+//! PagerDuty service's.
 
 pub mod alert;
 pub mod cli;

@@ -3,7 +3,7 @@
 //! never a panic. The command line's view of the same classes is in `cli.rs`.
 
 use serde_json::{json, Value};
-use trail_alerts::lambda::memory::{MemoryPublisher, MemoryStore};
+use trail_alerts::lambda::ports::fakes::{FakeObjects, FakePublisher};
 use trail_alerts::lambda::LambdaConfig;
 use trail_alerts::reader::Limits;
 
@@ -39,10 +39,10 @@ fn s3_event(key_encoded: &str) -> Value {
 }
 
 async fn run(key: &str, bytes: Vec<u8>, payload: Value, limits: Limits) -> Result<Value, String> {
-    let mut store = MemoryStore::default();
+    let mut store = FakeObjects::default();
     store.put(BUCKET, key, bytes);
     let config = LambdaConfig { limits, ..config() };
-    handler(store, MemoryPublisher::default(), config)
+    handler(store, FakePublisher::default(), config)
         .handle(payload)
         .await
         .map_err(|e| {

@@ -10,8 +10,8 @@ use std::time::Instant;
 
 use serde_json::Value;
 use trail_alerts::lambda::accounts::{AccountDirectory, OrgDirectory, DEFAULT_TTL};
-use trail_alerts::lambda::aws::{DynamoState, SdkOrganizations};
-use trail_alerts::lambda::memory::{MemoryPublisher, MemoryStore};
+use trail_alerts::lambda::ports::aws::{DynamoState, SdkOrganizations};
+use trail_alerts::lambda::ports::fakes::{FakeObjects, FakePublisher};
 use trail_alerts::lambda::Handler;
 
 use crate::e2e::Moto;
@@ -105,14 +105,11 @@ fn failed_job(account: &str, n: usize) -> Value {
 
 fn function(
     directory: Arc<dyn AccountDirectory>,
-) -> (
-    Handler<MemoryStore, Arc<MemoryPublisher>>,
-    Arc<MemoryPublisher>,
-) {
-    let publisher = Arc::new(MemoryPublisher::default());
+) -> (Handler<FakeObjects, Arc<FakePublisher>>, Arc<FakePublisher>) {
+    let publisher = Arc::new(FakePublisher::default());
     let h = Handler::new(
         builtin(),
-        MemoryStore::default(),
+        FakeObjects::default(),
         Arc::clone(&publisher),
         config(),
     )
@@ -307,7 +304,7 @@ async fn a_thousand_alerts_across_fifty_accounts_cost_one_lookup_each() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_send_each_teams_alerts_to_its_topics() {
     use crate::e2e::{clients, drain, topic_with_queue};
-    use trail_alerts::lambda::aws::{S3Store, SnsPublisher};
+    use trail_alerts::lambda::ports::aws::{S3Store, SnsPublisher};
     use trail_alerts::rules::{RuleSet, RuleSource};
 
     let dir = tempfile::tempdir().expect("tmp");
@@ -386,7 +383,7 @@ async fn routes_send_each_teams_alerts_to_its_topics() {
 /// naming the fault; with nothing kept, the fault stops the start as before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_rule_object_falls_back_to_the_last_one_that_loaded() {
-    use trail_alerts::lambda::aws::LastGoodRules;
+    use trail_alerts::lambda::ports::aws::LastGoodRules;
     use trail_alerts::rules::{RuleSource, S3Object};
 
     let dir = tempfile::tempdir().expect("tmp");
@@ -479,16 +476,16 @@ async fn the_sweep_puts_the_current_rules_back_in_force_once_they_load() {
         Err("rules: s3://team-rules/team.yaml: $.rules[0].severity: \"hgih\"".into()),
         Ok(team("team-job-failed-now")),
     ])));
-    let publisher = Arc::new(MemoryPublisher::default());
+    let publisher = Arc::new(FakePublisher::default());
     let h = Handler::new(
         Arc::new(team("team-job-failed-before")),
-        MemoryStore::default(),
+        FakeObjects::default(),
         Arc::clone(&publisher),
         config(),
     )
     .expect("handler")
     .with_rules_fallback("rules: the first fault".into(), attempts.clone());
-    let rule_of = |p: &MemoryPublisher| {
+    let rule_of = |p: &FakePublisher| {
         p.messages()
             .last()
             .and_then(|(_, m)| {

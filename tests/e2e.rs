@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
 use serde_json::{json, Value};
-use trail_alerts::lambda::aws::{S3Store, SnsPublisher};
+use trail_alerts::lambda::ports::aws::{S3Store, SnsPublisher};
 use trail_alerts::lambda::{Handler, LambdaConfig};
 use trail_alerts::rules::parse_sources;
 
@@ -522,12 +522,12 @@ async fn rules_are_read_from_s3_at_cold_start() {
     )
     .await;
     let sources = parse_sources(&["builtin", "s3://e2e-rules/rules/team.yaml"]);
-    let rules = trail_alerts::lambda::aws::load_rules(&aws.s3, &sources)
+    let rules = trail_alerts::lambda::ports::aws::load_rules(&aws.s3, &sources)
         .await
         .expect("rules");
     assert_eq!(rules.rules().len(), 39);
     assert_eq!(rules.rules()[38].origin, "s3://e2e-rules/rules/team.yaml");
-    let err = trail_alerts::lambda::aws::load_rules(
+    let err = trail_alerts::lambda::ports::aws::load_rules(
         &aws.s3,
         &parse_sources(&["s3://e2e-rules/rules/missing.yaml"]),
     )
@@ -539,7 +539,7 @@ async fn rules_are_read_from_s3_at_cold_start() {
         "{err}"
     );
     upload(&aws, "e2e-rules", "rules/bad.yaml", b"rules:\n  - id: bad\n    description: d\n    severity: high\n    pattern: {eventName: X}\n".to_vec()).await;
-    let err = trail_alerts::lambda::aws::load_rules(
+    let err = trail_alerts::lambda::ports::aws::load_rules(
         &aws.s3,
         &parse_sources(&["s3://e2e-rules/rules/bad.yaml"]),
     )

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use trail_alerts::lambda::memory::{MemoryPublisher, MemoryStore, Script};
+use trail_alerts::lambda::ports::fakes::{FakeObjects, FakePublisher, Script};
 use trail_alerts::lambda::ports::PublishCallError;
 use trail_alerts::pattern::{detail_type_for, source_for, Pattern};
 use trail_alerts::reader::{LogReader, Parsed};
@@ -28,10 +28,10 @@ fn examples() -> Vec<(String, Value)> {
 
 async fn handle(
     payload: Value,
-    publisher: MemoryPublisher,
-) -> (Result<Value, String>, Arc<MemoryPublisher>) {
+    publisher: FakePublisher,
+) -> (Result<Value, String>, Arc<FakePublisher>) {
     let publisher = Arc::new(publisher);
-    let result = handler(MemoryStore::default(), Arc::clone(&publisher), config())
+    let result = handler(FakeObjects::default(), Arc::clone(&publisher), config())
         .handle(payload)
         .await
         .map_err(|e| e.to_string());
@@ -61,7 +61,7 @@ async fn every_aws_backup_example_event_is_read_and_judged_by_the_pack() {
                 .expect("detail-type")
                 .to_owned(),
         );
-        let (result, publisher) = handle(event.clone(), MemoryPublisher::default()).await;
+        let (result, publisher) = handle(event.clone(), FakePublisher::default()).await;
         let response = result.unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(response["events"], 1, "{name}: {response}");
         let expected: Vec<&str> = wanted
@@ -102,7 +102,7 @@ async fn alerts_from_native_events_say_what_happened() {
             .1
             .clone()
     };
-    let (result, publisher) = handle(event("backup-job-failed"), MemoryPublisher::default()).await;
+    let (result, publisher) = handle(event("backup-job-failed"), FakePublisher::default()).await;
     result.expect("handled");
     let messages = publisher.messages();
     let (_, m) = &messages[0];
@@ -163,7 +163,7 @@ async fn alerts_from_native_events_say_what_happened() {
              ended FAILED: Access denied exception while trying to list tags",
         ),
     ] {
-        let (result, publisher) = handle(event(name), MemoryPublisher::default()).await;
+        let (result, publisher) = handle(event(name), FakePublisher::default()).await;
         result.expect("handled");
         let doc: Value =
             serde_json::from_str(&publisher.messages()[0].1.body).expect("json document");
@@ -172,7 +172,7 @@ async fn alerts_from_native_events_say_what_happened() {
     // A Region opt-out and a completed-with-issues job, made from the examples.
     let mut opt_out = event("region-setting-modified");
     opt_out["detail"]["ResourceTypeOptInPreference"] = json!({"Aurora": false, "EBS": true});
-    let (result, publisher) = handle(opt_out, MemoryPublisher::default()).await;
+    let (result, publisher) = handle(opt_out, FakePublisher::default()).await;
     result.expect("handled");
     let doc: Value = serde_json::from_str(&publisher.messages()[0].1.body).expect("json");
     assert_eq!(
@@ -181,7 +181,7 @@ async fn alerts_from_native_events_say_what_happened() {
     );
     let mut issues = event("backup-job-completed");
     issues["detail"]["statusMessage"] = json!("Windows VSS backup attempt failed");
-    let (result, publisher) = handle(issues, MemoryPublisher::default()).await;
+    let (result, publisher) = handle(issues, FakePublisher::default()).await;
     result.expect("handled");
     assert_eq!(
         published_rules(&publisher),
@@ -230,7 +230,7 @@ async fn cloudtrail_events_on_eventbridge_raise_what_their_records_raise_from_s3
             };
             records += 1;
             let (result, publisher) =
-                handle(on_eventbridge(&record), MemoryPublisher::default()).await;
+                handle(on_eventbridge(&record), FakePublisher::default()).await;
             let response = result.expect("handled");
             assert_eq!(
                 (response["events"].as_u64(), response["records"].as_u64()),
@@ -244,7 +244,7 @@ async fn cloudtrail_events_on_eventbridge_raise_what_their_records_raise_from_s3
     assert_eq!(from_eventbridge, ALL_RULES);
 
     // The same from S3, for the record.
-    let publisher = Arc::new(MemoryPublisher::default());
+    let publisher = Arc::new(FakePublisher::default());
     let payload = json!({"s3Bucket": BUCKET, "s3ObjectKey": [K1, K2, K3]});
     handler(trails(), Arc::clone(&publisher), config())
         .handle(payload)
@@ -272,14 +272,14 @@ async fn sqs_wrapped_and_unknown_events() {
         {"messageId": "m-unknown", "eventSource": "aws:sqs", "body": unknown.to_string()},
         {"messageId": "m-garbage", "eventSource": "aws:sqs", "body": "{\"hello\": 1}"},
     ]});
-    let (result, publisher) = handle(sqs, MemoryPublisher::default()).await;
+    let (result, publisher) = handle(sqs, FakePublisher::default()).await;
     assert_eq!(
         result.expect("batch"),
         json!({"batchItemFailures": [{"itemIdentifier": "m-garbage"}]})
     );
     assert_eq!(published_rules(&publisher), ["backup-event-job-failed"]);
 
-    let (result, publisher) = handle(unknown, MemoryPublisher::default()).await;
+    let (result, publisher) = handle(unknown, FakePublisher::default()).await;
     let response = result.expect("acknowledged");
     assert_eq!(
         (
@@ -301,13 +301,13 @@ async fn a_publish_failure_fails_the_event_for_a_retry() {
         .find(|(n, _)| n == "scan-job-threats-found")
         .expect("example")
         .1;
-    let publisher = Arc::new(MemoryPublisher::scripted(vec![Script::Fail(
+    let publisher = Arc::new(FakePublisher::scripted(vec![Script::Fail(
         PublishCallError {
             message: "Throttling: Rate exceeded".into(),
             retryable: true,
         },
     )]));
-    let err = handler(MemoryStore::default(), Arc::clone(&publisher), config())
+    let err = handler(FakeObjects::default(), Arc::clone(&publisher), config())
         .handle(event)
         .await
         .expect_err("publish failed");

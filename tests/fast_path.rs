@@ -6,13 +6,13 @@ use std::process::Command;
 
 use serde_json::{json, Value};
 use trail_alerts::alert::AlertSource;
-use trail_alerts::pipeline::{Mode, ObjectStats, Pipeline};
+use trail_alerts::pipeline::{Mode, Pipeline, ReadCounts};
 use trail_alerts::reader::Limits;
 use trail_alerts::rules::{parse_document, RuleSet, RuleSource};
 
 use crate::util::{fixture, gzip, json_fixture, root};
 
-type Outcome = (Vec<(String, usize)>, Vec<String>, ObjectStats);
+type Outcome = (Vec<(String, usize)>, Vec<String>, ReadCounts);
 
 /// (fast path on this thread, fast path on three threads, every record built).
 fn both(rules: &RuleSet, bytes: &[u8]) -> (Outcome, Outcome) {
@@ -195,7 +195,7 @@ fn event_times_of_records_not_built_are_those_of_built_ones() {
     assert_eq!(alerts, fast.0);
     assert_eq!(
         outcome.stats,
-        ObjectStats {
+        ReadCounts {
             newest_event: None,
             ..fast.2
         }

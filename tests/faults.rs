@@ -16,16 +16,16 @@ use aws_smithy_mocks::{mock, mock_client, RuleMode};
 use aws_smithy_types::byte_stream::ByteStream;
 use bytes::Bytes;
 use serde_json::Value;
-use trail_alerts::lambda::aws::{S3Store, SnsPublisher};
-use trail_alerts::lambda::memory::{MemoryPublisher, MemoryStore};
+use trail_alerts::lambda::ports::aws::{S3Store, SnsPublisher};
+use trail_alerts::lambda::ports::fakes::{FakeObjects, FakePublisher};
 use trail_alerts::lambda::HandlerError;
 
 use crate::util::{
     config, event, handler, loopback_s3, loopback_sdk_config, trail, BUCKET, K1, TOPIC,
 };
 
-fn store() -> MemoryStore {
-    let mut s = MemoryStore::default();
+fn store() -> FakeObjects {
+    let mut s = FakeObjects::default();
     s.put(BUCKET, K1, trail(K1));
     s
 }
@@ -41,7 +41,7 @@ async fn handle_publishing_to(sns: aws_sdk_sns::Client) -> Result<Value, Handler
 /// The sample S3 notification for K1, the object read through this S3 client and alerts
 /// published in memory.
 async fn handle_reading_from(s3: aws_sdk_s3::Client) -> Result<Value, HandlerError> {
-    handler(S3Store::new(s3), MemoryPublisher::default(), config())
+    handler(S3Store::new(s3), FakePublisher::default(), config())
         .handle(event("s3-object-created.json"))
         .await
 }
@@ -338,8 +338,8 @@ async fn a_silent_s3_fails_within_the_deliberate_timeouts() {
     });
     // The function's own timeouts and retries, against the silent endpoint only.
     let shared = loopback_sdk_config(&endpoint, |l| {
-        l.timeout_config(trail_alerts::lambda::aws::timeouts())
-            .retry_config(trail_alerts::lambda::aws::retries())
+        l.timeout_config(trail_alerts::lambda::ports::aws::timeouts())
+            .retry_config(trail_alerts::lambda::ports::aws::retries())
     })
     .await;
     let s3 = loopback_s3(&shared);
@@ -347,7 +347,7 @@ async fn a_silent_s3_fails_within_the_deliberate_timeouts() {
     let err = handle_reading_from(s3).await.expect_err("silent");
     let took = started.elapsed();
     assert!(
-        took <= trail_alerts::lambda::aws::OPERATION_TIMEOUT + Duration::from_secs(5),
+        took <= trail_alerts::lambda::ports::aws::OPERATION_TIMEOUT + Duration::from_secs(5),
         "{took:?}"
     );
     assert!(err.retryable(), "{err}");

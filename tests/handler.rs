@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 use trail_alerts::lambda::handler::HandlerError;
-use trail_alerts::lambda::memory::{MemoryPublisher, MemoryStore, Script};
+use trail_alerts::lambda::ports::fakes::{FakeObjects, FakePublisher, Script};
 use trail_alerts::lambda::ports::{FetchError, PublishCallError};
 use trail_alerts::lambda::{Handler, LambdaConfig};
 use trail_alerts::rules::{parse_document, RuleSet};
@@ -19,13 +19,9 @@ use crate::util::{
 /// order, the publisher).
 async fn run(
     payload: Value,
-    store: MemoryStore,
-    publisher: MemoryPublisher,
-) -> (
-    Result<Value, HandlerError>,
-    Vec<String>,
-    Arc<MemoryPublisher>,
-) {
+    store: FakeObjects,
+    publisher: FakePublisher,
+) -> (Result<Value, HandlerError>, Vec<String>, Arc<FakePublisher>) {
     let publisher = Arc::new(publisher);
     let result = handler(store, Arc::clone(&publisher), config())
         .handle(payload)
@@ -45,7 +41,7 @@ async fn every_direct_shape_reads_its_objects() {
         ("cloudtrail-sns-notification.json", ALL_RULES.to_vec()),
         ("s3-test-event.json", vec![]),
     ] {
-        let (result, rules, _) = run(event(file), trails(), MemoryPublisher::default()).await;
+        let (result, rules, _) = run(event(file), trails(), FakePublisher::default()).await;
         let response = result.unwrap_or_else(|e| panic!("{file}: {e}"));
         assert_eq!(rules, expected, "{file}");
         assert_eq!(response["published"], expected.len(), "{file}: {response}");
@@ -58,7 +54,7 @@ async fn sqs_shapes_answer_with_batch_item_failures() {
         "sqs-s3-object-created.json",
         "sqs-sns-s3-object-created.json",
     ] {
-        let (result, rules, _) = run(event(file), trails(), MemoryPublisher::default()).await;
+        let (result, rules, _) = run(event(file), trails(), FakePublisher::default()).await;
         assert_eq!(
             result.expect("ok"),
             json!({"batchItemFailures": []}),
@@ -69,7 +65,7 @@ async fn sqs_shapes_answer_with_batch_item_failures() {
     let (result, rules, _) = run(
         event("sqs-cloudtrail-notification.json"),
         trails(),
-        MemoryPublisher::default(),
+        FakePublisher::default(),
     )
     .await;
     assert_eq!(result.expect("ok"), json!({"batchItemFailures": []}));
@@ -78,7 +74,7 @@ async fn sqs_shapes_answer_with_batch_item_failures() {
     let (result, rules, _) = run(
         event("sqs-partial-garbage.json"),
         trails(),
-        MemoryPublisher::default(),
+        FakePublisher::default(),
     )
     .await;
     assert_eq!(
@@ -95,7 +91,7 @@ async fn an_object_that_fails_fails_only_its_sqs_message() {
     let (result, rules, _) = run(
         event("sqs-partial-garbage.json"),
         store,
-        MemoryPublisher::default(),
+        FakePublisher::default(),
     )
     .await;
     assert_eq!(
@@ -121,7 +117,7 @@ async fn non_log_objects_are_skipped_and_counted_not_failed() {
         "AWSLogs/123456789012/CloudTrail/us-east-1/2019/01/10/",
         "AWSLogs/123456789012/Config/us-east-1/2019/1/10/ConfigSnapshot/123456789012_Config_us-east-1_ConfigSnapshot_20190110T135000Z_x.json.gz",
     ] {
-        let (result, rules, publisher) = run(s3_event(BUCKET, key), store(), MemoryPublisher::default()).await;
+        let (result, rules, publisher) = run(s3_event(BUCKET, key), store(), FakePublisher::default()).await;
         let response = result.unwrap_or_else(|e| panic!("{key}: {e}"));
         assert_eq!(response["skippedObjects"], 1, "{key}: {response}");
         assert!(rules.is_empty());
@@ -132,7 +128,7 @@ async fn non_log_objects_are_skipped_and_counted_not_failed() {
 #[tokio::test]
 async fn keys_with_spaces_plus_and_non_ascii_are_decoded() {
     let key = "my trails+é/AWSLogs/o-exampleorgid/123456789012/CloudTrail/ca-central-1/2020/06/02/123456789012_CloudTrail_ca-central-1_20200602T0035Z_OrgPlanSamples01.json.gz";
-    let mut store = MemoryStore::default();
+    let mut store = FakeObjects::default();
     store.put(
         BUCKET,
         key,
@@ -140,7 +136,7 @@ async fn keys_with_spaces_plus_and_non_ascii_are_decoded() {
     );
     let encoded = "my+trails%2B%C3%A9/AWSLogs/o-exampleorgid/123456789012/CloudTrail/ca-central-1/2020/06/02/123456789012_CloudTrail_ca-central-1_20200602T0035Z_OrgPlanSamples01.json.gz";
     let (result, rules, publisher) =
-        run(s3_event(BUCKET, encoded), store, MemoryPublisher::default()).await;
+        run(s3_event(BUCKET, encoded), store, FakePublisher::default()).await;
     result.expect("ok");
     assert_eq!(
         rules,
@@ -153,7 +149,7 @@ async fn keys_with_spaces_plus_and_non_ascii_are_decoded() {
 
 #[tokio::test]
 async fn refused_buckets_and_missing_objects_fail_without_retry() {
-    let publisher = MemoryPublisher::default();
+    let publisher = FakePublisher::default();
     let h = handler(
         trails(),
         publisher,
@@ -178,7 +174,7 @@ async fn refused_buckets_and_missing_objects_fail_without_retry() {
     let (result, _, _) = run(
         s3_event(BUCKET, &K1.replace("BackupSamples0001", "Missing000000001")),
         trails(),
-        MemoryPublisher::default(),
+        FakePublisher::default(),
     )
     .await;
     let err = result.expect_err("missing");
@@ -190,7 +186,7 @@ async fn refused_buckets_and_missing_objects_fail_without_retry() {
     let (result, _, _) = run(
         event("s3-object-created.json"),
         store,
-        MemoryPublisher::default(),
+        FakePublisher::default(),
     )
     .await;
     let err = result.expect_err("transient");
@@ -203,14 +199,14 @@ async fn refused_buckets_and_missing_objects_fail_without_retry() {
 
 #[tokio::test]
 async fn a_corrupt_object_is_a_typed_error_naming_it() {
-    let mut store = MemoryStore::default();
+    let mut store = FakeObjects::default();
     let mut bytes = std::fs::read(root().join("events/trails").join(K1)).expect("trail");
     bytes.truncate(bytes.len() / 2);
     store.put(BUCKET, K1, bytes);
     let (result, _, _) = run(
         event("s3-object-created.json"),
         store,
-        MemoryPublisher::default(),
+        FakePublisher::default(),
     )
     .await;
     let err = result.expect_err("corrupt");
@@ -225,7 +221,7 @@ async fn a_corrupt_object_is_a_typed_error_naming_it() {
 
 #[tokio::test]
 async fn refused_entries_are_retried_alone_and_published_once() {
-    let publisher = MemoryPublisher::scripted(vec![
+    let publisher = FakePublisher::scripted(vec![
         Script::Refuse {
             positions: vec![1, 3],
             sender_fault: false,
@@ -253,7 +249,7 @@ async fn entries_refused_for_good_fail_the_invocation() {
     let (result, _, _) = run(
         event("s3-object-created.json"),
         trails(),
-        MemoryPublisher::scripted(always),
+        FakePublisher::scripted(always),
     )
     .await;
     let err = result.expect_err("refused");
@@ -266,7 +262,7 @@ async fn entries_refused_for_good_fail_the_invocation() {
     let (result, _, publisher) = run(
         event("s3-object-created.json"),
         trails(),
-        MemoryPublisher::scripted(vec![Script::Refuse {
+        FakePublisher::scripted(vec![Script::Refuse {
             positions: vec![2],
             sender_fault: true,
         }]),
@@ -283,7 +279,7 @@ async fn entries_refused_for_good_fail_the_invocation() {
     let (result, _, _) = run(
         event("s3-object-created.json"),
         trails(),
-        MemoryPublisher::scripted(vec![Script::Fail(PublishCallError {
+        FakePublisher::scripted(vec![Script::Fail(PublishCallError {
             message: "Throttling: Rate exceeded".into(),
             retryable: true,
         })]),
@@ -302,7 +298,7 @@ async fn rule_topics_fifo_ids_and_missing_topics() {
     let doc = "rules:\n  - id: to-fifo\n    description: d\n    severity: high\n    topic: arn:aws:sns:us-east-1:123456789012:alerts.fifo\n    pattern: {eventName: [BackupJobCompleted], serviceEventDetails: {state: [FAILED]}}\n";
     let rules =
         Arc::new(RuleSet::new(parse_document("fifo.yaml", doc).expect("rules")).expect("set"));
-    let publisher = Arc::new(MemoryPublisher::default());
+    let publisher = Arc::new(FakePublisher::default());
     let h = Handler::new(
         Arc::clone(&rules),
         trails(),
@@ -327,7 +323,7 @@ async fn rule_topics_fifo_ids_and_missing_topics() {
     let err = Handler::new(
         builtin(),
         trails(),
-        MemoryPublisher::default(),
+        FakePublisher::default(),
         LambdaConfig {
             alert_topic_arn: None,
             ..config()
@@ -343,7 +339,7 @@ async fn rule_topics_fifo_ids_and_missing_topics() {
 
 #[tokio::test]
 async fn unknown_payloads_fail_without_retry() {
-    let h = handler(trails(), MemoryPublisher::default(), config());
+    let h = handler(trails(), FakePublisher::default(), config());
     let err = h
         .handle(json!({"hello": "world"}))
         .await
@@ -383,7 +379,7 @@ suppressions:
         .expect("set")
         .with_suppressions(parsed.suppressions)
         .expect("suppressions");
-    let publisher = Arc::new(MemoryPublisher::default());
+    let publisher = Arc::new(FakePublisher::default());
     let h = Handler::new(Arc::new(set), trails(), Arc::clone(&publisher), config())
         .expect("the built-in dedup defaults do not stop the start");
     let response = h.handle(event("s3-object-created.json")).await.expect("ok");
@@ -418,7 +414,7 @@ async fn a_deleted_trail_log_is_an_alert_unless_the_declared_expiry_removed_it()
         e["Records"][0]["requestParameters"] = json!({"sourceIPAddress": "203.0.113.9"});
         e
     };
-    let publisher = Arc::new(MemoryPublisher::default());
+    let publisher = Arc::new(FakePublisher::default());
     let h = Handler::new(
         builtin(),
         trails(),
@@ -500,7 +496,7 @@ async fn a_deleted_trail_log_is_an_alert_unless_the_declared_expiry_removed_it()
 /// notification (`group:` on trail-log-deleted), each log counted.
 #[tokio::test]
 async fn a_mass_deletion_of_trail_logs_is_one_alert_and_a_group() {
-    let publisher = Arc::new(MemoryPublisher::default());
+    let publisher = Arc::new(FakePublisher::default());
     let h = Handler::new(
         builtin(),
         trails(),

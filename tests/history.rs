@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use trail_alerts::lambda::aws::{S3Store, SnsPublisher};
 use trail_alerts::lambda::config::s3_prefix;
+use trail_alerts::lambda::ports::aws::{S3Store, SnsPublisher};
 use trail_alerts::lambda::{Handler, LambdaConfig};
 use trail_alerts::rules::{parse_rule_document, RuleSet};
 

@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use aws_sdk_s3::primitives::ByteStream;
 use serde_json::Value;
-use trail_alerts::lambda::aws::{S3Store, SnsPublisher};
 use trail_alerts::lambda::config::ReadRole;
-use trail_alerts::lambda::role::{trail_reader, SESSION_NAME};
+use trail_alerts::lambda::ports::aws::{S3Store, SnsPublisher};
+use trail_alerts::lambda::ports::role::{trail_reader, SESSION_NAME};
 use trail_alerts::lambda::{Handler, LambdaConfig};
 
 use crate::e2e::{clients, drain, topic_with_queue, Moto};
@@ -370,7 +370,7 @@ async fn backup_events_of_member_accounts_and_regions_arrive_through_the_central
 /// another bucket is counted as suppressed, not alerted; a call naming no bucket still alerts.
 #[tokio::test]
 async fn bucket_notification_rules_speak_of_the_trail_buckets_only() {
-    use trail_alerts::lambda::memory::{MemoryPublisher, MemoryStore};
+    use trail_alerts::lambda::ports::fakes::{FakeObjects, FakePublisher};
     use trail_alerts::rules::{RuleSet, RuleSource};
 
     let call = |name: &str, bucket: Option<&str>, n: usize| {
@@ -397,7 +397,7 @@ async fn bucket_notification_rules_speak_of_the_trail_buckets_only() {
         call("DeleteBucket", None, 4),
     ]});
     let key = "AWSLogs/123456789012/CloudTrail/us-east-1/2026/11/30/123456789012_CloudTrail_us-east-1_20261130T0805Z_bucketcalls00001.json.gz";
-    let mut store = MemoryStore::default();
+    let mut store = FakeObjects::default();
     store.put(
         crate::util::BUCKET,
         key,
@@ -410,7 +410,7 @@ async fn bucket_notification_rules_speak_of_the_trail_buckets_only() {
     let rules = config
         .scoped(RuleSet::load(&[RuleSource::Builtin]).expect("builtin"))
         .expect("scoped");
-    let publisher = Arc::new(MemoryPublisher::default());
+    let publisher = Arc::new(FakePublisher::default());
     let function =
         Handler::new(Arc::new(rules), store, Arc::clone(&publisher), config).expect("handler");
     let out = function

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use trail_alerts::lambda::aws::{read_routing_key, S3Store, SnsPublisher};
 use trail_alerts::lambda::pager::{Clock, HttpPager, Pager, Paging};
+use trail_alerts::lambda::ports::aws::{read_routing_key, S3Store, SnsPublisher};
 use trail_alerts::lambda::{Handler, LambdaConfig};
 use trail_alerts::rules::{parse_rule_document, RuleSet, Severity};
 
@@ -250,10 +250,9 @@ async fn a_failed_backup_triggers_and_the_completed_one_resolves() {
         },
     )
     .expect("handler")
-    .with_state(Arc::new(trail_alerts::lambda::aws::DynamoState::new(
-        dynamodb,
-        "pager-state",
-    )))
+    .with_state(Arc::new(
+        trail_alerts::lambda::ports::aws::DynamoState::new(dynamodb, "pager-state"),
+    ))
     .with_paging(Paging::new(
         Box::new(pager(&s.url)),
         "R0UT1NGKEY".into(),
@@ -532,10 +531,9 @@ fn instance(
         },
     )
     .expect("handler")
-    .with_state(Arc::new(trail_alerts::lambda::aws::DynamoState::new(
-        dynamodb,
-        "storm-state",
-    )))
+    .with_state(Arc::new(
+        trail_alerts::lambda::ports::aws::DynamoState::new(dynamodb, "storm-state"),
+    ))
     .with_paging(
         Paging::new(Box::new(pager(url)), "R0UT1NGKEY".into(), Severity::High).with_clock(clock),
     )
@@ -1222,16 +1220,16 @@ use trail_alerts::lambda::config::DEFAULT_STORM_LIMIT;
 
 fn memory_handler(
     rules: RuleSet,
-    store: trail_alerts::lambda::memory::MemoryStore,
+    store: trail_alerts::lambda::ports::fakes::FakeObjects,
     storm_limit: usize,
 ) -> (
     Handler<
-        trail_alerts::lambda::memory::MemoryStore,
-        Arc<trail_alerts::lambda::memory::MemoryPublisher>,
+        trail_alerts::lambda::ports::fakes::FakeObjects,
+        Arc<trail_alerts::lambda::ports::fakes::FakePublisher>,
     >,
-    Arc<trail_alerts::lambda::memory::MemoryPublisher>,
+    Arc<trail_alerts::lambda::ports::fakes::FakePublisher>,
 ) {
-    let publisher = Arc::new(trail_alerts::lambda::memory::MemoryPublisher::default());
+    let publisher = Arc::new(trail_alerts::lambda::ports::fakes::FakePublisher::default());
     let h = Handler::new(
         Arc::new(rules),
         store,
@@ -1253,7 +1251,7 @@ fn memory_handler(
 /// alerts gathered into the group's notification, as many repeats in the volume's roll-up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scan_and_the_function_decide_a_storm_alike() {
-    use trail_alerts::lambda::memory::MemoryStore;
+    use trail_alerts::lambda::ports::fakes::FakeObjects;
     let mut records: Vec<Value> = (0..40)
         .map(|n| failed_job(n, &format!("vol-{n:04}")))
         .collect();
@@ -1288,7 +1286,7 @@ async fn scan_and_the_function_decide_a_storm_alike() {
     };
 
     // The function.
-    let mut store = MemoryStore::default();
+    let mut store = FakeObjects::default();
     store.put("parity-trail", key, bytes);
     let (h, publisher) = memory_handler(storm_rules(true), store, DEFAULT_STORM_LIMIT);
     let response = h
@@ -1327,7 +1325,7 @@ async fn scan_and_the_function_decide_a_storm_alike() {
 /// storming and tells the other 70; a redelivery does not tell the storm message again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_storming_rule_is_folded_into_one_message_past_the_limit() {
-    use trail_alerts::lambda::memory::{MemoryPublisher, MemoryStore};
+    use trail_alerts::lambda::ports::fakes::{FakeObjects, FakePublisher};
     let doc = parse_rule_document(
         "storm.yaml",
         "rules:\n  - id: every-describe\n    description: Too broad\n    severity: low\n    pattern: {eventName: [DescribeVolumes]}\n",
@@ -1335,7 +1333,7 @@ async fn a_storming_rule_is_folded_into_one_message_past_the_limit() {
     .expect("rules");
     let key = "AWSLogs/481726354019/CloudTrail/eu-west-1/2024/08/01/481726354019_CloudTrail_eu-west-1_20240801T0300Z_storm.json.gz";
     let records: Vec<Value> = (0..120).map(quiet).collect();
-    let mut store = MemoryStore::default();
+    let mut store = FakeObjects::default();
     store.put(
         "storm-trail",
         key,
@@ -1350,7 +1348,7 @@ async fn a_storming_rule_is_folded_into_one_message_past_the_limit() {
         (&response["storms"], &response["folded"]),
         (&json!(1), &json!(70))
     );
-    let storm_messages = |p: &MemoryPublisher| -> Vec<String> {
+    let storm_messages = |p: &FakePublisher| -> Vec<String> {
         p.messages()
             .iter()
             .map(|(_, m)| m.subject.clone())
@@ -1383,7 +1381,7 @@ async fn a_storming_rule_is_folded_into_one_message_past_the_limit() {
 /// incident `backup-job-failed`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_failure_told_by_both_paths_is_one_alert() {
-    use trail_alerts::lambda::memory::MemoryStore;
+    use trail_alerts::lambda::ports::fakes::FakeObjects;
     let native = |volume: &str| -> Value {
         let mut e = crate::util::json_fixture("eventbridge/aws-backup-events.json")["events"]
             ["backup-job-failed"]
@@ -1398,7 +1396,7 @@ async fn one_failure_told_by_both_paths_is_one_alert() {
     };
     for s3_first in [true, false] {
         let key = "AWSLogs/481726354019/CloudTrail/eu-west-1/2024/08/01/481726354019_CloudTrail_eu-west-1_20240801T0300Z_both.json.gz";
-        let mut store = MemoryStore::default();
+        let mut store = FakeObjects::default();
         store.put(
             "both-trail",
             key,
@@ -1532,7 +1530,7 @@ async fn routes_page_each_teams_service_within_its_own_budget() {
         pagerduty_url: s.url.clone(),
         ..config
     };
-    let paging = trail_alerts::lambda::aws::paging(&sdk, &config, &rules, true)
+    let paging = trail_alerts::lambda::ports::aws::paging(&sdk, &config, &rules, true)
         .await
         .expect("every routing key read")
         .expect("paging");
@@ -1545,10 +1543,9 @@ async fn routes_page_each_teams_service_within_its_own_budget() {
         config,
     )
     .expect("handler")
-    .with_state(Arc::new(trail_alerts::lambda::aws::DynamoState::new(
-        dynamodb,
-        "routed-state",
-    )))
+    .with_state(Arc::new(
+        trail_alerts::lambda::ports::aws::DynamoState::new(dynamodb, "routed-state"),
+    ))
     .with_paging(paging.with_clock(clock.clone()));
 
     let mut records: Vec<Value> = (0..130)

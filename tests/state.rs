@@ -13,9 +13,9 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use serde_json::{json, Value};
-use trail_alerts::lambda::aws::{DynamoState, S3Store, SnsPublisher};
 use trail_alerts::lambda::message::{OutMessage, MAX_BATCH_ENTRIES};
 use trail_alerts::lambda::object::PART;
+use trail_alerts::lambda::ports::aws::{DynamoState, S3Store, SnsPublisher};
 use trail_alerts::lambda::ports::{EntryFailure, PublishCallError, Publisher};
 use trail_alerts::lambda::state::Store;
 use trail_alerts::lambda::{Handler, LambdaConfig};

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 use trail_alerts::alert::{Alert, AlertSource};
-use trail_alerts::lambda::aws::DynamoState;
+use trail_alerts::lambda::ports::aws::DynamoState;
 use trail_alerts::lambda::state::{
     admit, Admitted, Beat, MemoryState, PageStore, ProgressStore, StateStore, WindowState,
 };
@@ -108,7 +108,7 @@ impl From<Admitted> for Decided {
                     (
                         x.rule_id.clone(),
                         x.event.event_id.clone().unwrap_or_default(),
-                        x.key.clone(),
+                        x.alert_key.clone(),
                     )
                 })
                 .collect(),
@@ -221,7 +221,7 @@ async fn scenarios(store: &dyn StateStore) -> Vec<String> {
 /// through), an object's parts told, the shared paging budget and open incidents.
 async fn progress_and_pages<S: ProgressStore + PageStore + ?Sized>(store: &S) -> Vec<String> {
     let beat = |last_seen: i64| Beat {
-        key: "[\"vol-a\"]".into(),
+        key_value: "[\"vol-a\"]".into(),
         account: "481726354019".into(),
         region: "eu-west-1".into(),
         last_seen,
@@ -254,7 +254,7 @@ async fn progress_and_pages<S: ProgressStore + PageStore + ?Sized>(store: &S) ->
         format!("{:?}", store.mark_missing("r", &beat(T0)).await),
     );
     let expected = Beat {
-        key: "[\"vol-never\"]".into(),
+        key_value: "[\"vol-never\"]".into(),
         account: "*".into(),
         region: "*".into(),
         ..beat(T0)

@@ -78,7 +78,7 @@ mod function {
     use std::time::Duration;
 
     use serde_json::{json, Value};
-    use trail_alerts::lambda::memory::{MemoryPublisher, MemoryStore};
+    use trail_alerts::lambda::ports::fakes::{FakeObjects, FakePublisher};
     use trail_alerts::lambda::ports::{ObjectStore, Publisher};
     use trail_alerts::lambda::{Handler, LambdaConfig};
     use trail_alerts::rules::{RuleSet, RuleSource};
@@ -126,8 +126,8 @@ mod function {
     }
 
     /// The three sample trail files, in memory, under their keys in [`BUCKET`].
-    pub fn trails() -> MemoryStore {
-        let mut store = MemoryStore::default();
+    pub fn trails() -> FakeObjects {
+        let mut store = FakeObjects::default();
         for key in [K1, K2, K3] {
             store.put(BUCKET, key, trail(key));
         }
@@ -144,7 +144,7 @@ mod function {
     }
 
     /// The rule ids of the messages published so far, sorted.
-    pub fn published_rules(publisher: &MemoryPublisher) -> Vec<String> {
+    pub fn published_rules(publisher: &FakePublisher) -> Vec<String> {
         let mut rules: Vec<String> = publisher
             .messages()
             .iter()

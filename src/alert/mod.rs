@@ -1,6 +1,11 @@
 //! Alerts: what one (record, rule) match tells the person on call — the rule, the event's
-//! facts, a subject line and a one-line summary. [`render`] turns an alert into each of the
-//! forms it is shown in.
+//! facts, a subject line and a one-line summary.
+//!
+//! # Files
+//! - [`context`]: whose account it is (name, OU, tags), who did it, and links to look with.
+//! - `native`: alerts on services' own EventBridge events (AWS Backup's, …) and trail-alerts'
+//!   own (missing, silent, resolved).
+//! - [`render`]: every form an alert is shown in (text, JSON, chat, jsonl, PagerDuty).
 
 pub mod context;
 mod native;
@@ -119,7 +124,7 @@ pub struct Alert {
     /// The alert's stable key: the rule and its key values (dedup, threshold, absence), or the
     /// rule and the eventID. Repeats, roll-ups and resolutions share it (chat threads, pager
     /// incidents).
-    pub key: String,
+    pub alert_key: String,
     /// The rule's runbook.
     pub runbook: Option<String>,
     /// A shadow rule's alert: never published.
@@ -233,7 +238,7 @@ impl Alert {
             record_index: 0,
             record,
             matched: Vec::new(),
-            key,
+            alert_key: key,
             runbook: rule.runbook.clone(),
         }
     }
@@ -265,7 +270,7 @@ impl Alert {
             rule_meta: rule.meta.clone(),
             account_info: None,
             sso: None,
-            key,
+            alert_key: key,
             runbook: rule.runbook.clone(),
             shadow: rule.shadow,
             rule_id: rule.id.clone(),

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::{job_summary, text, vault_name, Alert, AlertSource, EventInfo};
 use crate::model::Rule;
-use crate::pattern::{explain_delivered, Delivered};
+use crate::pattern::{explain_bus_event, BusEvent};
 
 impl AlertSource {
     /// Where an event EventBridge delivered came from.
@@ -30,14 +30,14 @@ impl AlertSource {
 
 impl Alert {
     /// The alert a rule raises on an event EventBridge delivered.
-    pub fn delivered(rule: &Rule, event: &Value) -> Self {
+    pub fn from_bus_event(rule: &Rule, event: &Value) -> Self {
         let source = AlertSource::eventbridge(event);
-        match Delivered::of(event) {
-            Delivered::CloudTrail(record) => Alert::new(rule, record, source, 0),
-            Delivered::Native(event) => {
+        match BusEvent::of(event) {
+            BusEvent::CloudTrail(record) => Alert::new(rule, record, source, 0),
+            BusEvent::Native(event) => {
                 let info = native_info(event);
                 let summary = native_summary(event, &info);
-                let matched = explain_delivered(&rule.pattern, event);
+                let matched = explain_bus_event(&rule.pattern, event);
                 Alert::build(rule, event, info, summary, matched, source, 0)
             }
         }

@@ -450,15 +450,15 @@ impl Alert {
         json!({
             "version": "1.0",
             "source": "custom",
-            "id": cut_chars(&format!("{}:{}", self.key, e.event_id.as_deref().unwrap_or("-")), 256),
+            "id": cut_chars(&format!("{}:{}", self.alert_key, e.event_id.as_deref().unwrap_or("-")), 256),
             "content": content,
             "metadata": {
-                "threadId": cut_chars(&self.key, 256),
+                "threadId": cut_chars(&self.alert_key, 256),
                 "summary": chat_plain(&self.subject),
                 "eventType": self.rule_id,
                 "relatedResources": related_resources(&self.record),
                 "additionalContext": {
-                    "alertKey": self.key,
+                    "alertKey": self.alert_key,
                     "account": e.account, "region": e.region,
                     "eventID": e.event_id, "eventTime": e.event_time,
                     "source": self.source.display(),

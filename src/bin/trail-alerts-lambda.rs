@@ -7,13 +7,13 @@ use std::sync::Arc;
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 use trail_alerts::lambda::accounts::OrgDirectory;
-use trail_alerts::lambda::aws::{
+use trail_alerts::lambda::doctor;
+use trail_alerts::lambda::handler::RuleLoader;
+use trail_alerts::lambda::ports::aws::{
     load_rules, paging, s3_client, sdk_config, DynamoState, LastGoodRules, S3Store,
     SdkOrganizations, SnsPublisher,
 };
-use trail_alerts::lambda::doctor;
-use trail_alerts::lambda::handler::RuleLoader;
-use trail_alerts::lambda::role::trail_reader;
+use trail_alerts::lambda::ports::role::trail_reader;
 use trail_alerts::lambda::{Handler, LambdaConfig};
 
 type Function = Handler<S3Store, SnsPublisher>;

@@ -93,7 +93,7 @@ fn explain_events(
         let kind = event["detail-type"].as_str().unwrap_or("-");
         writeln!(out, "event {index} ({}):", printable(kind))?;
         each_rule(&mut out, rules, only, width, |p| {
-            crate::pattern::explain_delivered(p, event)
+            crate::pattern::explain_bus_event(p, event)
         })?;
     }
     if events.is_empty() && all_read {

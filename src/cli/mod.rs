@@ -1,6 +1,12 @@
-//! The `trail-alerts` command line, behind a thin binary: its arguments ([`args`]), the scan
-//! ([`scan`]) with its output ([`output`]) and progress line ([`progress`]), `explain`
-//! ([`explain`]), the rule commands ([`rules`]), and `doctor` (`crate::lambda::doctor`).
+//! The `trail-alerts` command line, behind a thin binary; `doctor` is `crate::lambda::doctor`.
+//!
+//! # Files
+//! - [`args`]: the arguments, parsed; a usage error exits 2.
+//! - [`explain`]: `explain`: for each rule and record, whether it matches and why.
+//! - [`output`]: `scan`'s output: rows, jsonl lines, roll-ups, the summary and its counts.
+//! - [`progress`]: the progress line on a terminal.
+//! - [`rules`]: `rules test`, `rules list`, `rules import sigma`, `routes test`.
+//! - [`scan`]: `scan` over files, directories, standard input and (`scan/s3`) `s3://`.
 
 pub mod args;
 pub mod explain;

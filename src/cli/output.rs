@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use super::args::Format;
 use crate::alert::{printable, Alert};
-use crate::pipeline::ObjectStats;
+use crate::pipeline::ReadCounts;
 use crate::policy::absence::Gap;
-use crate::policy::memory::Rollup;
+use crate::policy::local::Rollup;
 use crate::rules::Severity;
 
 /// How text rows look on this output.
@@ -182,13 +182,13 @@ fn paint(word: &str, severity: Severity, colour: bool) -> String {
 
 /// What `scan` counted.
 #[derive(Debug, Default)]
-pub struct Tally {
+pub struct ScanCounts {
     /// Logs opened (read or failed).
     pub files: u64,
     /// Logs that could not be read to the end (or at all).
     pub failed: u64,
     /// The counts of the logs read to the end.
-    pub total: ObjectStats,
+    pub total: ReadCounts,
     /// Alerts written.
     pub shown: u64,
     /// Alerts left out by `--since`/`--until`.
@@ -225,20 +225,20 @@ pub struct Summary {
 
 /// `3 files (1 failed), 12 records (0 skipped), 8 alerts in 0.01s; 2 non-log files passed over`,
 /// then a line per rule that alerted.
-pub fn summary(tally: &Tally, elapsed: Duration, passed_over: usize) -> Summary {
-    let total = &tally.total;
-    let files = tally.files;
+pub fn summary(counts: &ScanCounts, elapsed: Duration, passed_over: usize) -> Summary {
+    let total = &counts.total;
+    let files = counts.files;
     let mut s = format!("{files} file{}", plural(files));
-    if tally.failed > 0 {
-        s.push_str(&format!(" ({} failed)", tally.failed));
+    if counts.failed > 0 {
+        s.push_str(&format!(" ({} failed)", counts.failed));
     }
     s.push_str(&format!(
         ", {} record{} ({} skipped), {} alert{}",
         total.records,
         plural(total.records),
         total.unreadable,
-        tally.shown,
-        plural(tally.shown),
+        counts.shown,
+        plural(counts.shown),
     ));
     if total.duplicates > 0 {
         s.push_str(&format!(
@@ -247,16 +247,16 @@ pub fn summary(tally: &Tally, elapsed: Duration, passed_over: usize) -> Summary 
             plural(total.duplicates)
         ));
     }
-    if tally.shadow > 0 {
+    if counts.shadow > 0 {
         s.push_str(&format!(
             " ({} of them from shadow rules, which the function never publishes)",
-            tally.shadow
+            counts.shadow
         ));
     }
-    if tally.held > 0 || tally.suppressed > 0 || tally.grouped > 0 {
-        let matches = tally.held + tally.suppressed + tally.grouped + tally.shown;
-        let grouped = if tally.grouped > 0 {
-            format!(", {} gathered into group notifications", tally.grouped)
+    if counts.held > 0 || counts.suppressed > 0 || counts.grouped > 0 {
+        let matches = counts.held + counts.suppressed + counts.grouped + counts.shown;
+        let grouped = if counts.grouped > 0 {
+            format!(", {} gathered into group notifications", counts.grouped)
         } else {
             String::new()
         };
@@ -264,33 +264,33 @@ pub fn summary(tally: &Tally, elapsed: Duration, passed_over: usize) -> Summary 
             " from {} match{} ({} held back by dedup or threshold{grouped}, {} suppressed; {} roll-up{})",
             matches,
             if matches == 1 { "" } else { "es" },
-            tally.held,
-            tally.suppressed,
-            tally.rollups,
-            plural(tally.rollups)
+            counts.held,
+            counts.suppressed,
+            counts.rollups,
+            plural(counts.rollups)
         ));
     }
-    if tally.heartbeats > 0 || tally.missing > 0 {
+    if counts.heartbeats > 0 || counts.missing > 0 {
         s.push_str(&format!(
             "; absence: {} heartbeat{}, {} missing, {} gap{} resolved",
-            tally.heartbeats,
-            plural(tally.heartbeats),
-            tally.missing,
-            tally.gaps_resolved,
-            plural(tally.gaps_resolved)
+            counts.heartbeats,
+            plural(counts.heartbeats),
+            counts.missing,
+            counts.gaps_resolved,
+            plural(counts.gaps_resolved)
         ));
     }
-    if tally.resolutions > 0 {
+    if counts.resolutions > 0 {
         s.push_str(&format!(
             "; {} recover{}",
-            tally.resolutions,
-            if tally.resolutions == 1 { "y" } else { "ies" }
+            counts.resolutions,
+            if counts.resolutions == 1 { "y" } else { "ies" }
         ));
     }
-    if tally.outside_window > 0 {
+    if counts.outside_window > 0 {
         s.push_str(&format!(
             " ({} more outside --since/--until)",
-            tally.outside_window
+            counts.outside_window
         ));
     }
     s.push_str(&format!(" in {:.2}s", elapsed.as_secs_f64()));
@@ -300,12 +300,12 @@ pub fn summary(tally: &Tally, elapsed: Duration, passed_over: usize) -> Summary 
             plural(passed_over as u64)
         ));
     }
-    let width = tally.matched.keys().map(String::len).max().unwrap_or(0);
-    let mut per_rule: Vec<String> = tally
+    let width = counts.matched.keys().map(String::len).max().unwrap_or(0);
+    let mut per_rule: Vec<String> = counts
         .matched
         .iter()
         .filter_map(|(rule, matched)| {
-            let shown = tally.per_rule.get(rule).copied().unwrap_or(0);
+            let shown = counts.per_rule.get(rule).copied().unwrap_or(0);
             if shown == *matched {
                 return (shown > 0).then(|| format!("  {rule:<width$}  {shown}"));
             }
@@ -313,7 +313,7 @@ pub fn summary(tally: &Tally, elapsed: Duration, passed_over: usize) -> Summary 
         })
         .collect();
     per_rule.extend(
-        tally
+        counts
             .suppressions
             .iter()
             .map(|(id, n)| format!("  suppressed by {id}: {n}")),
@@ -335,29 +335,29 @@ mod tests {
 
     #[test]
     fn summary_lines() {
-        let mut tally = Tally {
+        let mut counts = ScanCounts {
             files: 2,
             failed: 1,
-            total: ObjectStats {
+            total: ReadCounts {
                 records: 1,
                 alerts: 2,
                 duplicates: 1,
-                ..ObjectStats::default()
+                ..ReadCounts::default()
             },
             shown: 2,
             outside_window: 3,
-            ..Tally::default()
+            ..ScanCounts::default()
         };
-        tally.per_rule.insert("backup-job-failed".into(), 2);
-        tally.matched.insert("backup-job-failed".into(), 2);
-        let s = summary(&tally, Duration::from_millis(1234), 2);
+        counts.per_rule.insert("backup-job-failed".into(), 2);
+        counts.matched.insert("backup-job-failed".into(), 2);
+        let s = summary(&counts, Duration::from_millis(1234), 2);
         assert_eq!(
             s.line,
             "2 files (1 failed), 1 record (0 skipped), 2 alerts (1 repeated event alerted once) \
              (3 more outside --since/--until) in 1.23s; 2 non-log files passed over"
         );
         assert_eq!(s.per_rule, ["  backup-job-failed  2"]);
-        let s = summary(&Tally::default(), Duration::ZERO, 0);
+        let s = summary(&ScanCounts::default(), Duration::ZERO, 0);
         assert_eq!(s.line, "0 files, 0 records (0 skipped), 0 alerts in 0.00s");
         assert!(s.per_rule.is_empty());
     }

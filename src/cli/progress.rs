@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::pipeline::ObjectStats;
+use crate::pipeline::ReadCounts;
 
 pub struct Progress {
     enabled: bool,
@@ -54,7 +54,7 @@ impl Progress {
     }
 
     /// Shows the counts so far, at most four times a second.
-    pub fn tick(&mut self, files: u64, total: &ObjectStats) {
+    pub fn tick(&mut self, files: u64, total: &ReadCounts) {
         if self.total.is_some() {
             // A listing told what to expect: `objects` shows the progress.
             return;

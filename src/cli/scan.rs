@@ -1,5 +1,8 @@
 //! `scan`: every log named (files, directories, standard input) through the pipeline, alerts to
 //! standard output, faults to standard error, and a summary.
+//!
+//! # Files
+//! - `s3`: `scan s3://bucket/[prefix]`, along CloudTrail's key layout.
 
 use std::io::{self, IsTerminal};
 use std::path::PathBuf;
@@ -10,17 +13,17 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::sync_channel;
 
 use super::args::{Format, ScanArgs};
-use super::output::{plural, summary, AlertWriter, Style, Tally};
+use super::output::{plural, summary, AlertWriter, ScanCounts, Style};
 use super::progress::Progress;
 use super::{load_rules, CliError};
 use crate::alert::{Alert, AlertSource};
 use crate::config;
 use crate::keys::log_name_parts;
-use crate::pipeline::{Mode, Outcome, Pipeline};
+use crate::pipeline::{Mode, Pipeline, ReadOutcome};
 use crate::policy::{
     self,
     absence::{place_of, Audit, Progress as TrailProgress},
-    memory::{Engine, Verdict},
+    local::{LocalPolicy, Verdict},
 };
 use crate::reader::{Limits, Shapes};
 use crate::rules::{id_matches, Rule, RuleSet, Severity};
@@ -154,14 +157,14 @@ pub fn run(args: &ScanArgs) -> Result<bool, CliError> {
 
     let id_width = rules.rules().iter().map(|r| r.id.len()).max().unwrap_or(0);
     let style = text_style(args.wide);
-    let mut report = Report {
+    let mut report = ScanOutput {
         out: AlertWriter::new(args.format, id_width, style),
         progress: Progress::new(!args.quiet && io::stderr().is_terminal()),
         window,
-        tally: Tally::default(),
+        counts: ScanCounts::default(),
         all_read,
-        engine: (!args.no_dedup)
-            .then(|| Engine::new(rules.as_ref(), rules.suppressions(), policy::now())),
+        policy: (!args.no_dedup)
+            .then(|| LocalPolicy::new(rules.as_ref(), rules.suppressions(), policy::now())),
         rules: rules.rules().iter().map(|r| (r.id.as_str(), r)).collect(),
         accounts: rules.accounts(),
         audit: Audit::default(),
@@ -196,12 +199,12 @@ pub fn run(args: &ScanArgs) -> Result<bool, CliError> {
             Err(e) => finished = Err(e),
         }
     }
-    let Report {
+    let ScanOutput {
         mut out,
         mut progress,
-        mut tally,
+        mut counts,
         mut all_read,
-        engine,
+        policy,
         audit,
         trail,
         ..
@@ -211,20 +214,20 @@ pub fn run(args: &ScanArgs) -> Result<bool, CliError> {
         return broken_pipe_or(e, all_read);
     }
     // At the end of a scan every window counts as closed: what each held back is told.
-    for rollup in engine.map(|e| e.rollups()).unwrap_or_default() {
-        tally.rollups += 1;
+    for rollup in policy.map(|e| e.rollups()).unwrap_or_default() {
+        counts.rollups += 1;
         out.rollup(&rollup);
     }
     // Absence: the end of the scanned range is the watermark of each account and Region.
     for gap in audit.gaps(rules.rules(), &trail) {
         if gap.resumed.is_some() {
-            tally.gaps_resolved += 1;
+            counts.gaps_resolved += 1;
         } else {
-            tally.missing += 1;
+            counts.missing += 1;
         }
         out.gap(&gap);
     }
-    let summary = (!args.quiet).then(|| summary(&tally, started.elapsed(), passed_over.len()));
+    let summary = (!args.quiet).then(|| summary(&counts, started.elapsed(), passed_over.len()));
     if let Err(e) = out.finish(summary.as_ref()) {
         return broken_pipe_or(e, all_read);
     }
@@ -352,14 +355,14 @@ fn pipeline_for(rules: &RuleSet, limits: Limits) -> Pipeline<'_> {
 }
 
 /// What `scan` has written and counted so far.
-struct Report<'r> {
+struct ScanOutput<'r> {
     out: AlertWriter,
     progress: Progress,
     window: Window,
-    tally: Tally,
+    counts: ScanCounts,
     all_read: bool,
     /// Dedup, thresholds and suppressions, in memory (`None` with `--no-dedup`).
-    engine: Option<Engine<'r>>,
+    policy: Option<LocalPolicy<'r>>,
     rules: HashMap<&'r str, &'r Rule>,
     /// The rule files' `accounts:`.
     accounts: &'r std::collections::BTreeMap<String, crate::alert::context::AccountInfo>,
@@ -368,12 +371,12 @@ struct Report<'r> {
     trail: TrailProgress,
 }
 
-impl Report<'_> {
+impl ScanOutput<'_> {
     /// Writes an alert, unless `--since`/`--until` leave it out, or dedup, a threshold or a
     /// suppression holds it back (each counted).
     fn alert(&mut self, a: &Alert) {
         if !self.window.holds(a) {
-            self.tally.outside_window += 1;
+            self.counts.outside_window += 1;
             return;
         }
         if let Some(t) = policy::event_time(&a.record) {
@@ -387,7 +390,7 @@ impl Report<'_> {
         {
             // An absence rule's match is a heartbeat, not an alert.
             self.audit.heartbeat(rule, absence, &a.record);
-            self.tally.heartbeats += 1;
+            self.counts.heartbeats += 1;
             return;
         }
         if self
@@ -396,31 +399,31 @@ impl Report<'_> {
             .is_some_and(|r| !r.resolves.is_empty())
         {
             // A recovery rule's match resolves other alerts; it is no alert itself.
-            self.tally.resolutions += 1;
+            self.counts.resolutions += 1;
             return;
         }
-        *self.tally.matched.entry(a.rule_id.clone()).or_default() += 1;
-        if let Some(engine) = &mut self.engine {
-            match engine.judge(a) {
+        *self.counts.matched.entry(a.rule_id.clone()).or_default() += 1;
+        if let Some(policy) = &mut self.policy {
+            match policy.judge(a) {
                 Verdict::Alert => {}
                 Verdict::Held => {
-                    self.tally.held += 1;
+                    self.counts.held += 1;
                     return;
                 }
                 Verdict::Grouped => {
-                    self.tally.grouped += 1;
+                    self.counts.grouped += 1;
                     return;
                 }
                 Verdict::Suppressed(id) => {
-                    self.tally.suppressed += 1;
-                    *self.tally.suppressions.entry(id).or_default() += 1;
+                    self.counts.suppressed += 1;
+                    *self.counts.suppressions.entry(id).or_default() += 1;
                     return;
                 }
             }
         }
-        self.tally.shown += 1;
-        self.tally.shadow += u64::from(a.shadow);
-        *self.tally.per_rule.entry(a.rule_id.clone()).or_default() += 1;
+        self.counts.shown += 1;
+        self.counts.shadow += u64::from(a.shadow);
+        *self.counts.per_rule.entry(a.rule_id.clone()).or_default() += 1;
         // The rule files' `accounts:` name the account (the function adds AWS Organizations').
         match self.accounts.get(a.event.account.as_deref().unwrap_or("")) {
             Some(info) => self
@@ -432,11 +435,11 @@ impl Report<'_> {
 
     /// Reports one target's end: what could not be read goes to standard error, the counts to
     /// the total. `Err` when writing the alerts failed (the scan stops).
-    fn file_done(&mut self, name: &str, outcome: io::Result<Outcome>) -> io::Result<()> {
+    fn file_done(&mut self, name: &str, outcome: io::Result<ReadOutcome>) -> io::Result<()> {
         if let Some(e) = self.out.take_error() {
             return Err(e);
         }
-        self.tally.files += 1;
+        self.counts.files += 1;
         let outcome = match outcome {
             Ok(outcome) => {
                 // The trail's progress: the newest eventTime read, for the account and Region
@@ -449,7 +452,7 @@ impl Report<'_> {
             }
             Err(e) => {
                 self.all_read = false;
-                self.tally.failed += 1;
+                self.counts.failed += 1;
                 self.progress.clear();
                 eprintln!("trail-alerts: {name}: {e}");
                 return Ok(());
@@ -465,12 +468,12 @@ impl Report<'_> {
         match &outcome.fault {
             // The counts of a log that could not be read to the end are left out of the total.
             Some(fault) => {
-                self.tally.failed += 1;
+                self.counts.failed += 1;
                 eprintln!("trail-alerts: {name}: {fault}");
             }
-            None => self.tally.total += outcome.stats,
+            None => self.counts.total += outcome.stats,
         }
-        self.progress.tick(self.tally.files, &self.tally.total);
+        self.progress.tick(self.counts.files, &self.counts.total);
         Ok(())
     }
 }
@@ -525,7 +528,7 @@ fn scan_s3(
     window: &Window,
     rules: &Arc<RuleSet>,
     limits: Limits,
-    report: &mut Report<'_>,
+    report: &mut ScanOutput<'_>,
 ) -> io::Result<(usize, Vec<PassedOver>, u64)> {
     let now = policy::now();
     let narrowing = crate::layout::Narrowing {
@@ -544,7 +547,7 @@ fn scan_s3(
     _: &Window,
     _: &Arc<RuleSet>,
     _: Limits,
-    _: &mut Report<'_>,
+    _: &mut ScanOutput<'_>,
 ) -> io::Result<(usize, Vec<PassedOver>, u64)> {
     Ok((0, Vec::new(), 0))
 }
@@ -555,7 +558,7 @@ fn scan_in_turn(
     rules: &RuleSet,
     limits: Limits,
     targets: &[Target],
-    report: &mut Report<'_>,
+    report: &mut ScanOutput<'_>,
 ) -> io::Result<()> {
     let mut pipeline = pipeline_for(rules, limits);
     let mode = crate::pipeline::mode_for(workers());
@@ -572,7 +575,7 @@ fn scan_in_turn(
 struct FileDone {
     name: String,
     alerts: Vec<Alert>,
-    outcome: io::Result<Outcome>,
+    outcome: io::Result<ReadOutcome>,
 }
 
 /// Reads one target on this thread.
@@ -597,7 +600,7 @@ fn read_target(
     source: &AlertSource,
     mode: Mode,
     mut on_alert: impl FnMut(Alert),
-) -> io::Result<Outcome> {
+) -> io::Result<ReadOutcome> {
     use std::io::Read as _;
     let mut input = target.open()?;
     // A `.gz` file is a log (a file of events is plain JSON): no look at its head first.
@@ -631,7 +634,7 @@ pub(super) fn read_head(input: &mut dyn io::Read, n: usize) -> io::Result<Vec<u8
 
 /// Files done out of order, written in target order as the gaps fill.
 struct InOrder<'a, 'r> {
-    report: &'a mut Report<'r>,
+    report: &'a mut ScanOutput<'r>,
     waiting: BTreeMap<usize, FileDone>,
     expected: usize,
 }
@@ -660,7 +663,7 @@ fn scan_in_parallel(
     rules: &RuleSet,
     limits: Limits,
     targets: &[Target],
-    report: &mut Report<'_>,
+    report: &mut ScanOutput<'_>,
 ) -> io::Result<bool> {
     let workers = workers().min(targets.len()) - 1;
     let next = AtomicUsize::new(0);

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
+use super::ports::{AccountCache, Organizations};
 use crate::alert::context::{AccountInfo, Sso};
 use crate::alert::Alert;
 
@@ -77,29 +78,6 @@ impl Context {
 pub const DEFAULT_TTL: u64 = 3600;
 /// After a fault, Organizations is left alone this long.
 pub const BACKOFF_SECS: u64 = 300;
-
-/// What Organizations answers, one call at a time: the seam the tests and the SDK adapter
-/// share.
-#[async_trait]
-pub trait Organizations: Send + Sync {
-    /// Every account's id and name (all pages).
-    async fn accounts(&self) -> Result<Vec<(String, String)>, String>;
-    /// The parent of an account or OU: its id, and whether it is the root.
-    async fn parent(&self, child: &str) -> Result<(String, bool), String>;
-    /// An OU's name.
-    async fn ou_name(&self, ou: &str) -> Result<String, String>;
-    /// An account's tags.
-    async fn tags(&self, account: &str) -> Result<BTreeMap<String, String>, String>;
-}
-
-/// A persistent cache of accounts' context (the state table), read before Organizations.
-#[async_trait]
-pub trait AccountCache: Send + Sync {
-    /// The cached context of these accounts, still fresh at `now`.
-    async fn get(&self, ids: &[String], now: u64) -> HashMap<String, AccountInfo>;
-    /// Keeps these until `expires`.
-    async fn put(&self, found: &HashMap<String, AccountInfo>, expires: u64);
-}
 
 struct Memo {
     /// Account id → (context, fetched at).

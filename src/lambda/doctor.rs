@@ -23,25 +23,25 @@ use serde_json::{json, Value};
 
 use super::config::LambdaConfig;
 use super::input::ObjectRef;
-use super::role::{trail_reader, RoleCredentials};
+use super::ports::role::{trail_reader, RoleCredentials};
 use crate::describe;
 use crate::rules::S3Object;
 
 /// How one check ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum CheckStatus {
     Pass,
     Fail,
     /// Not tried: nothing configured for it, or an earlier check it needs failed.
     Skip,
 }
 
-impl Outcome {
+impl CheckStatus {
     fn word(self) -> &'static str {
         match self {
-            Outcome::Pass => "ok",
-            Outcome::Fail => "FAIL",
-            Outcome::Skip => "skip",
+            CheckStatus::Pass => "ok",
+            CheckStatus::Fail => "FAIL",
+            CheckStatus::Skip => "skip",
         }
     }
 }
@@ -50,7 +50,7 @@ impl Outcome {
 #[derive(Debug, Clone)]
 pub struct Check {
     pub name: String,
-    pub outcome: Outcome,
+    pub outcome: CheckStatus,
     pub detail: String,
     pub fix: Option<String>,
     pub took: Duration,
@@ -106,9 +106,9 @@ impl Run {
     fn add(&mut self, name: impl Into<String>, started: Instant, result: Result<String, Failed>) {
         let took = started.elapsed();
         let (outcome, detail, fix) = match result {
-            Ok(detail) => (Outcome::Pass, detail, None),
-            Err(Failed::Fail { detail, fix }) => (Outcome::Fail, detail, fix),
-            Err(Failed::Skip(detail)) => (Outcome::Skip, detail, None),
+            Ok(detail) => (CheckStatus::Pass, detail, None),
+            Err(Failed::Fail { detail, fix }) => (CheckStatus::Fail, detail, fix),
+            Err(Failed::Skip(detail)) => (CheckStatus::Skip, detail, None),
         };
         self.checks.push(Check {
             name: name.into(),
@@ -475,7 +475,7 @@ pub async fn examine(sdk: &SdkConfig, config: &LambdaConfig, scope: &Scope) -> V
     }
     for (spec, named_by) in &services {
         let started = Instant::now();
-        let result = match super::aws::read_routing_key(sdk, spec).await {
+        let result = match super::ports::aws::read_routing_key(sdk, spec).await {
             Ok(key) => Ok(format!(
                 "a routing key of {} characters, sent to {} (named by {named_by})",
                 key.chars().count(),
@@ -983,8 +983,14 @@ pub fn text(checks: &[Check]) -> String {
             out.push_str(&format!("      fix: {fix}\n"));
         }
     }
-    let failed = checks.iter().filter(|c| c.outcome == Outcome::Fail).count();
-    let passed = checks.iter().filter(|c| c.outcome == Outcome::Pass).count();
+    let failed = checks
+        .iter()
+        .filter(|c| c.outcome == CheckStatus::Fail)
+        .count();
+    let passed = checks
+        .iter()
+        .filter(|c| c.outcome == CheckStatus::Pass)
+        .count();
     let skipped = checks.len() - failed - passed;
     let total: Duration = checks.iter().map(|c| c.took).sum();
     out.push_str(&format!(
@@ -1004,13 +1010,13 @@ pub fn json(checks: &[Check]) -> Value {
             "fix": c.fix,
             "ms": c.took.as_millis() as u64,
         })).collect::<Vec<_>>(),
-        "passed": checks.iter().all(|c| c.outcome != Outcome::Fail),
+        "passed": checks.iter().all(|c| c.outcome != CheckStatus::Fail),
     })
 }
 
 /// Whether every check passed or was skipped.
 pub fn passed(checks: &[Check]) -> bool {
-    checks.iter().all(|c| c.outcome != Outcome::Fail)
+    checks.iter().all(|c| c.outcome != CheckStatus::Fail)
 }
 
 #[cfg(test)]

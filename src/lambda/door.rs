@@ -30,13 +30,13 @@ use tracing::{info, warn};
 use crate::alert::{Alert, AlertSource, EventInfo};
 use crate::rules::{Rule, RuleSet, Severity};
 
-use super::pager::{backlog, resolutions, Backlog, PageReport, Paging, PagingError};
+use super::pager::{backlog, resolutions, Backlog, PageCounts, Paging, PagingError};
 use super::ports::{FetchError, Publisher};
 use super::publish::{PublishError, Publishing};
 use super::shadow::{self, Shadow};
 use super::state::{
-    admit, delivery, heartbeats, Admitted, Claim, Claimant, MatchRef, PageStore, StateStore, Store,
-    StoreError, WindowRef, KEEP_AFTER_DUE,
+    admit, heartbeats, note_trail_progress, Admitted, Claim, Claimant, MatchRef, PageStore,
+    StateStore, Store, StoreError, WindowRef, KEEP_AFTER_DUE,
 };
 
 /// What the door needs: the rules, the outputs and the store.
@@ -75,7 +75,7 @@ pub(super) struct Told {
     pub sent: Vec<(String, Severity)>,
     /// The rule of each shadow alert written.
     pub shadow: Vec<String>,
-    pub pages: PageReport,
+    pub pages: PageCounts,
     /// Rules that stormed (one folded message each), and the matches folded into them.
     pub storms: u64,
     pub folded: u64,
@@ -319,9 +319,10 @@ impl<P: Publisher> Door<'_, P> {
                     .await
                     .map_err(DoorError::State)?;
                 if let Some(p) = progress {
-                    if let Some(resolved) = delivery(state, self.rules, p.key, p.newest_event, now)
-                        .await
-                        .map_err(DoorError::State)?
+                    if let Some(resolved) =
+                        note_trail_progress(state, self.rules, p.key, p.newest_event, now)
+                            .await
+                            .map_err(DoorError::State)?
                     {
                         alerts.push(resolved);
                     }
@@ -405,7 +406,7 @@ impl<P: Publisher> Door<'_, P> {
             let id = alert.event.event_id.clone().unwrap_or_default();
             let w = WindowRef {
                 rule: format!("{}#storm", alert.rule_id),
-                key: id.clone(),
+                key_value: id.clone(),
                 window: crate::policy::Window { start: 0, end: 0 },
                 group: false,
             };
@@ -457,7 +458,7 @@ impl<P: Publisher> Door<'_, P> {
         resolves: &[String],
         claims: &[Claim],
         now: i64,
-    ) -> Result<(u64, PageReport), DoorError> {
+    ) -> Result<(u64, PageCounts), DoorError> {
         // Their accounts' names, OU paths and tags, and links: never holds an alert back.
         let alerts = self.context.enrich(alerts, self.rules.accounts()).await;
         // Paged after SNS has them; the events are made before the alerts move into publishing.
@@ -481,13 +482,13 @@ impl<P: Publisher> Door<'_, P> {
                 .send_events(events, self.state.map(|s| s as &dyn PageStore), now)
                 .await
                 .map_err(DoorError::Paging)?,
-            None => PageReport::default(),
+            None => PageCounts::default(),
         };
         Ok((published, pages))
     }
 
     /// Sends parked pages as far as the budget allows (the sweep); what is left parked.
-    pub async fn drain_pages(&self, now: i64) -> Result<(PageReport, Option<Backlog>), DoorError> {
+    pub async fn drain_pages(&self, now: i64) -> Result<(PageCounts, Option<Backlog>), DoorError> {
         match (self.paging, self.state) {
             (Some(paging), Some(state)) => {
                 let park = state as &dyn PageStore;
@@ -502,7 +503,7 @@ impl<P: Publisher> Door<'_, P> {
                 }
                 Ok((report, Some(left)))
             }
-            _ => Ok((PageReport::default(), None)),
+            _ => Ok((PageCounts::default(), None)),
         }
     }
 }

@@ -12,14 +12,14 @@ use crate::policy;
 
 use super::state::{group_key, is_group, rollup_alert, watch, Store, StoreError};
 use crate::index::Scratch;
-use crate::pattern::Delivered;
+use crate::pattern::BusEvent;
 use crate::rules::RuleSet;
 
+use super::counts::pages_json;
+pub use super::counts::InvocationCounts;
 use super::door::{Door, DoorError};
 use super::metrics;
-use super::pager::{Backlog, PageReport, Paging};
-use super::totals::pages_json;
-pub use super::totals::Totals;
+use super::pager::{Backlog, PageCounts, Paging};
 
 use super::config::LambdaConfig;
 use super::input::{parse_payload, Delivery, InputError, ObjectRef, Payload};
@@ -186,7 +186,7 @@ fn check_rules(rules: &RuleSet, config: &LambdaConfig) -> Result<(), StartError>
 
 /// What one sweep did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SweepOutcome {
+pub struct SweepCounts {
     pub due: u64,
     pub rollups: u64,
     /// Claims whose invocation was lost, published by the sweep.
@@ -196,7 +196,7 @@ pub struct SweepOutcome {
     /// Silence and absence alerts raised.
     pub watched: u64,
     /// Pages of what the sweep told, and parked pages it sent.
-    pub pages: PageReport,
+    pub pages: PageCounts,
     /// Pages still parked after the sweep, and how long the oldest has waited (seconds).
     pub backlog: Option<Backlog>,
 }
@@ -333,8 +333,8 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
     }
 
     /// One EMF line for the invocation.
-    fn emit(&self, totals: &Totals) {
-        let mut t = totals.clone();
+    fn emit(&self, counts: &InvocationCounts) {
+        let mut t = counts.clone();
         let fallback = self
             .rules_fallback
             .read()
@@ -420,12 +420,12 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
                     pages_parked = done.pages.parked,
                     "sweep done"
                 );
-                let totals = Totals {
+                let counts = InvocationCounts {
                     pages: done.pages,
                     page_backlog: done.backlog,
-                    ..Totals::default()
+                    ..InvocationCounts::default()
                 };
-                self.emit(&totals);
+                self.emit(&counts);
                 Ok(
                     json!({"due": done.due, "rollups": done.rollups, "recovered": done.recovered,
                           "waited": done.waited,
@@ -445,7 +445,7 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
             },
             Payload::Sqs(messages) => {
                 let mut failed = Vec::new();
-                let mut totals = Totals::default();
+                let mut counts = InvocationCounts::default();
                 for m in messages {
                     match m.deliveries {
                         Err(e) => {
@@ -454,7 +454,7 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
                         }
                         Ok(deliveries) => {
                             let (t, failures) = self.deliver(&deliveries).await;
-                            totals += t;
+                            counts += t;
                             if !failures.is_empty() {
                                 for f in &failures {
                                     error!(message_id = %m.message_id, retryable = f.retryable(), error = %f, "object failed");
@@ -464,8 +464,8 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
                         }
                     }
                 }
-                info!(failed_messages = failed.len(), ?totals, "SQS batch done");
-                self.emit(&totals);
+                info!(failed_messages = failed.len(), ?counts, "SQS batch done");
+                self.emit(&counts);
                 Ok(json!({
                     "batchItemFailures": failed.iter().map(|id| json!({"itemIdentifier": id})).collect::<Vec<_>>()
                 }))
@@ -484,7 +484,7 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
         out: &super::input::Backfill,
     ) -> Result<Value, HandlerError> {
         let writer = self.writer.as_deref().ok_or(HandlerError::NoWriter)?;
-        let mut totals = Totals::default();
+        let mut counts = InvocationCounts::default();
         let mut lines = Vec::new();
         let mut failed = Vec::new();
         for obj in objects {
@@ -493,17 +493,17 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
             let found = object::find(obj, &self.store, &rules, &self.config)
                 .instrument(span)
                 .await;
-            totals.objects += 1;
+            counts.objects += 1;
             match found {
-                Ok(object::Found::PassedOver) => totals.passed_over_objects += 1,
+                Ok(object::Found::PassedOver) => counts.passed_over_objects += 1,
                 Ok(object::Found::Read { stats, findings }) => {
-                    totals.records += stats.records;
-                    totals.unreadable_records += stats.unreadable;
-                    totals.alerts += findings.alerts;
-                    totals.suppressed += findings.suppressed;
-                    totals.folded += findings.folded;
-                    totals.newest_event = totals.newest_event.max(stats.newest_event);
-                    totals.count_shadow(findings.shadow.iter().map(String::as_str));
+                    counts.records += stats.records;
+                    counts.unreadable_records += stats.unreadable;
+                    counts.alerts += findings.alerts;
+                    counts.suppressed += findings.suppressed;
+                    counts.folded += findings.folded;
+                    counts.newest_event = counts.newest_event.max(stats.newest_event);
+                    counts.count_shadow(findings.shadow.iter().map(String::as_str));
                     lines.extend(findings.lines);
                 }
                 Err(e) if e.retryable() => {
@@ -536,29 +536,29 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
                     error,
                 })?;
         }
-        self.emit(&totals);
+        self.emit(&counts);
         info!(
-            objects = totals.objects,
-            alerts = totals.alerts,
+            objects = counts.objects,
+            alerts = counts.alerts,
             failed = failed.len(),
             "backfill batch done"
         );
         Ok(json!({
-            "mode": "backfill", "objects": totals.objects, "skippedObjects": totals.passed_over_objects,
-            "records": totals.records, "skippedRecords": totals.unreadable_records,
-            "alerts": totals.alerts, "suppressed": totals.suppressed, "shadow": totals.shadow,
-            "folded": totals.folded,
-            "findings": if totals.alerts > 0 { Value::String(findings) } else { Value::Null },
+            "mode": "backfill", "objects": counts.objects, "skippedObjects": counts.passed_over_objects,
+            "records": counts.records, "skippedRecords": counts.unreadable_records,
+            "alerts": counts.alerts, "suppressed": counts.suppressed, "shadow": counts.shadow,
+            "folded": counts.folded,
+            "findings": if counts.alerts > 0 { Value::String(findings) } else { Value::Null },
             "failed": failed,
         }))
     }
 
-    /// Deliveries that succeed or fail together: the totals, or every failure.
+    /// Deliveries that succeed or fail together: the counts, or every failure.
     async fn deliver_together(&self, deliveries: &[Delivery]) -> Result<Value, HandlerError> {
-        let (totals, failures) = self.deliver(deliveries).await;
-        self.emit(&totals);
+        let (counts, failures) = self.deliver(deliveries).await;
+        self.emit(&counts);
         if failures.is_empty() {
-            Ok(totals.to_json())
+            Ok(counts.to_json())
         } else {
             Err(HandlerError::Objects {
                 total: deliveries.len(),
@@ -567,21 +567,21 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
         }
     }
 
-    async fn deliver(&self, deliveries: &[Delivery]) -> (Totals, Vec<DeliveryError>) {
-        let mut totals = Totals::default();
+    async fn deliver(&self, deliveries: &[Delivery]) -> (InvocationCounts, Vec<DeliveryError>) {
+        let mut counts = InvocationCounts::default();
         let mut failures = Vec::new();
         for d in deliveries {
             match d {
                 Delivery::Test => {
                     info!("s3:TestEvent acknowledged");
-                    totals.test_events += 1;
+                    counts.test_events += 1;
                 }
                 Delivery::Ignored(what) => {
                     info!(notification = %what, "notification is not about a new object; ignored");
-                    totals.ignored_notifications += 1;
+                    counts.ignored_notifications += 1;
                 }
                 Delivery::Object(obj) => match self.process_object(obj).await {
-                    Ok(outcome) => totals += Totals::from(&outcome),
+                    Ok(outcome) => counts += InvocationCounts::from(&outcome),
                     Err(e) => {
                         error!(bucket = %obj.bucket, key = %obj.key, retryable = e.retryable(), error = %e, "object failed");
                         failures.push(e.into());
@@ -594,10 +594,10 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
                         key = event.pointer("/detail/object/key").and_then(serde_json::Value::as_str).unwrap_or(""),
                         "a trail log removed by the lifecycle expiry declared (TRAIL_LOG_EXPIRY_DAYS); expected"
                     );
-                    totals.ignored_notifications += 1;
+                    counts.ignored_notifications += 1;
                 }
                 Delivery::Event(event) => match self.process_event(event).await {
-                    Ok(t) => totals += t,
+                    Ok(t) => counts += t,
                     Err(e) => {
                         error!(retryable = e.retryable(), error = %e, "event failed");
                         failures.push(e);
@@ -605,13 +605,13 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
                 },
             }
         }
-        (totals, failures)
+        (counts, failures)
     }
 
     /// Matches an event EventBridge delivered and publishes its alerts: a CloudTrail event's
     /// record as if read from S3, a service's own event with the envelope-form rules. An event
     /// no rule matches is acknowledged and counted.
-    pub async fn process_event(&self, event: &Value) -> Result<Totals, DeliveryError> {
+    pub async fn process_event(&self, event: &Value) -> Result<InvocationCounts, DeliveryError> {
         let source = AlertSource::eventbridge(event);
         let origin = source.display();
         let span = info_span!("event", origin = %origin);
@@ -619,8 +619,8 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
             let mut alerts = Vec::new();
             let mut scratch = Scratch::default();
             let rules = self.rules();
-            rules.matching_delivered(event, &mut scratch, |rule| {
-                alerts.push(Alert::delivered(rule, event));
+            rules.matching_bus_event(event, &mut scratch, |rule| {
+                alerts.push(Alert::from_bus_event(rule, event));
             });
             let raised = alerts.len() as u64;
             let told = self
@@ -632,12 +632,12 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
                     error,
                 })?;
             let published = told.published;
-            let kind = match Delivered::of(event) {
-                Delivered::CloudTrail(_) => "CloudTrail",
-                Delivered::Native(_) => "native",
+            let kind = match BusEvent::of(event) {
+                BusEvent::CloudTrail(_) => "CloudTrail",
+                BusEvent::Native(_) => "native",
             };
             info!(kind, alerts = raised, published, "event done");
-            let mut t = Totals {
+            let mut t = InvocationCounts {
                 events: 1,
                 records: u64::from(kind == "CloudTrail"),
                 alerts: raised,
@@ -650,7 +650,7 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
                 suppressed: told.suppressed,
                 newest_event: policy::event_time(event),
                 pages: told.pages,
-                ..Totals::default()
+                ..InvocationCounts::default()
             };
             t.count_shadow(told.shadow.iter().map(String::as_str));
             t.count_published(&told.sent);
@@ -663,8 +663,8 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
     /// The scheduled sweep: for every window due (its end plus the lateness allowance passed),
     /// publishes a claim its invocation never published, and one roll-up of the matches it held
     /// back and no roll-up told yet. Without a state store there is nothing to sweep.
-    pub async fn sweep(&self, now: i64) -> Result<SweepOutcome, DeliveryError> {
-        let mut outcome = SweepOutcome::default();
+    pub async fn sweep(&self, now: i64) -> Result<SweepCounts, DeliveryError> {
+        let mut outcome = SweepCounts::default();
         let Some(state) = &self.state else {
             return Ok(outcome);
         };
@@ -715,11 +715,11 @@ impl<S: ObjectStore, P: Publisher> Handler<S, P> {
                 {
                     if waited || now >= w.window_end + lateness {
                         let mut alert = match &source {
-                            AlertSource::EventBridge { .. } => Alert::delivered(rule, &record),
+                            AlertSource::EventBridge { .. } => Alert::from_bus_event(rule, &record),
                             _ => Alert::new(rule, &record, source.clone(), 0),
                         };
                         if is_group(&w.id) {
-                            alert.key = group_key(&w.rule, &w.key);
+                            alert.alert_key = group_key(&w.rule, &w.key_value);
                         }
                         let (_, pages) = door
                             .send(&origin, vec![alert], &[], &[], now)

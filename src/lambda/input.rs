@@ -37,7 +37,7 @@ impl std::fmt::Display for ObjectRef {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Delivery {
     Object(ObjectRef),
-    /// An EventBridge event to match as it is (see [`crate::pattern::Delivered`]).
+    /// An EventBridge event to match as it is (see [`crate::pattern::BusEvent`]).
     Event(Value),
     /// `s3:TestEvent`.
     Test,

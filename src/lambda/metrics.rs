@@ -20,59 +20,59 @@
 
 use serde_json::{json, Map, Value};
 
-use super::totals::Totals;
+use super::counts::InvocationCounts;
 
 pub const NAMESPACE: &str = "TrailAlerts";
 /// EMF's limit of metrics per directive.
 pub const MAX_METRICS_PER_DIRECTIVE: usize = 100;
 
 /// The EMF document of one invocation.
-pub fn emf(totals: &Totals, function: &str, now_ms: i64) -> Value {
+pub fn emf(counts: &InvocationCounts, function: &str, now_ms: i64) -> Value {
     let mut values: Vec<(String, f64, &str)> = vec![
-        ("Objects".into(), totals.objects as f64, "Count"),
+        ("Objects".into(), counts.objects as f64, "Count"),
         (
             "ObjectsSkipped".into(),
-            totals.passed_over_objects as f64,
+            counts.passed_over_objects as f64,
             "Count",
         ),
-        ("Events".into(), totals.events as f64, "Count"),
-        ("Records".into(), totals.records as f64, "Count"),
+        ("Events".into(), counts.events as f64, "Count"),
+        ("Records".into(), counts.records as f64, "Count"),
         (
             "RecordsSkipped".into(),
-            totals.unreadable_records as f64,
+            counts.unreadable_records as f64,
             "Count",
         ),
-        ("Matches".into(), totals.alerts as f64, "Count"),
-        ("AlertsPublished".into(), totals.published as f64, "Count"),
-        ("Deduplicated".into(), totals.held as f64, "Count"),
-        ("Grouped".into(), totals.grouped as f64, "Count"),
-        ("GroupWaiting".into(), totals.waiting as f64, "Count"),
-        ("Storms".into(), totals.storms as f64, "Count"),
-        ("StormFolded".into(), totals.folded as f64, "Count"),
-        ("Suppressed".into(), totals.suppressed as f64, "Count"),
-        ("ShadowAlerts".into(), totals.shadow as f64, "Count"),
-        ("PagesSent".into(), totals.pages.sent as f64, "Count"),
-        ("PagesParked".into(), totals.pages.parked as f64, "Count"),
-        ("PagesRefused".into(), totals.pages.refused as f64, "Count"),
+        ("Matches".into(), counts.alerts as f64, "Count"),
+        ("AlertsPublished".into(), counts.published as f64, "Count"),
+        ("Deduplicated".into(), counts.held as f64, "Count"),
+        ("Grouped".into(), counts.grouped as f64, "Count"),
+        ("GroupWaiting".into(), counts.waiting as f64, "Count"),
+        ("Storms".into(), counts.storms as f64, "Count"),
+        ("StormFolded".into(), counts.folded as f64, "Count"),
+        ("Suppressed".into(), counts.suppressed as f64, "Count"),
+        ("ShadowAlerts".into(), counts.shadow as f64, "Count"),
+        ("PagesSent".into(), counts.pages.sent as f64, "Count"),
+        ("PagesParked".into(), counts.pages.parked as f64, "Count"),
+        ("PagesRefused".into(), counts.pages.refused as f64, "Count"),
         (
             "PagesCaughtUp".into(),
-            totals.pages.caught_up as f64,
+            counts.pages.caught_up as f64,
             "Count",
         ),
     ];
-    if totals.rules_fallback {
+    if counts.rules_fallback {
         values.push(("RulesFallback".into(), 1.0, "Count"));
     }
-    for (severity, n) in &totals.per_severity {
+    for (severity, n) in &counts.per_severity {
         values.push((format!("Alerts.{severity}"), *n as f64, "Count"));
     }
-    for (rule, n) in &totals.per_rule {
+    for (rule, n) in &counts.per_rule {
         values.push((format!("Alerts.{rule}"), *n as f64, "Count"));
     }
-    for (rule, n) in &totals.shadow_per_rule {
+    for (rule, n) in &counts.shadow_per_rule {
         values.push((format!("Shadow.{rule}"), *n as f64, "Count"));
     }
-    if let Some(backlog) = totals.page_backlog {
+    if let Some(backlog) = counts.page_backlog {
         values.push(("PagesWaiting".into(), backlog.waiting as f64, "Count"));
         values.push((
             "OldestParkedPage".into(),
@@ -80,7 +80,7 @@ pub fn emf(totals: &Totals, function: &str, now_ms: i64) -> Value {
             "Seconds",
         ));
     }
-    if let Some(newest) = totals.newest_event {
+    if let Some(newest) = counts.newest_event {
         let lag = (now_ms / 1000 - newest).max(0);
         values.push(("DeliveryLag".into(), lag as f64, "Seconds"));
     }
@@ -107,8 +107,8 @@ pub fn emf(totals: &Totals, function: &str, now_ms: i64) -> Value {
 }
 
 /// Writes the invocation's EMF line to standard output (one line, nothing else on it).
-pub fn emit(totals: &Totals, function: &str, now_ms: i64) {
-    println!("{}", emf(totals, function, now_ms));
+pub fn emit(counts: &InvocationCounts, function: &str, now_ms: i64) {
+    println!("{}", emf(counts, function, now_ms));
 }
 
 #[cfg(test)]
@@ -162,14 +162,14 @@ mod tests {
 
     #[test]
     fn one_valid_emf_line_per_invocation() {
-        let mut t = Totals {
+        let mut t = InvocationCounts {
             objects: 3,
             records: 1200,
             alerts: 5,
             published: 3,
             held: 2,
             newest_event: Some(1_704_873_600),
-            ..Totals::default()
+            ..InvocationCounts::default()
         };
         t.per_rule.insert("backup-job-failed".into(), 3);
         t.per_severity.insert("high".into(), 3);
@@ -180,7 +180,7 @@ mod tests {
         assert_eq!(doc["Deduplicated"], 2.0);
         assert!(doc.get("RulesFallback").is_none());
         let fallback = emf(
-            &Totals {
+            &InvocationCounts {
                 rules_fallback: true,
                 ..t.clone()
             },
@@ -194,8 +194,8 @@ mod tests {
         assert_eq!(doc["DeliveryLag"], 300.0);
         assert_eq!(doc["PagesSent"], 0.0);
         assert!(doc.get("PagesWaiting").is_none(), "only the sweep says it");
-        let swept = Totals {
-            pages: crate::lambda::pager::PageReport {
+        let swept = InvocationCounts {
+            pages: crate::lambda::pager::PageCounts {
                 caught_up: 7,
                 ..Default::default()
             },
@@ -203,7 +203,7 @@ mod tests {
                 waiting: 4,
                 oldest_age: 1200,
             }),
-            ..Totals::default()
+            ..InvocationCounts::default()
         };
         let doc = emf(&swept, "f", 1_704_873_900_000);
         valid_emf(&doc).unwrap();

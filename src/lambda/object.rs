@@ -9,14 +9,14 @@ use tracing::{error, info, warn};
 
 use crate::alert::{Alert, AlertSource};
 use crate::keys::{classify, KeyKind};
-use crate::pipeline::{Mode, ObjectStats, Outcome, Pipeline};
+use crate::pipeline::{Mode, Pipeline, ReadCounts, ReadOutcome};
 use crate::reader::{Limits, ReadError};
 use crate::rules::RuleSet;
 
 use super::config::LambdaConfig;
 use super::door::{Door, DoorError, Progress, StormGuard};
 use super::input::ObjectRef;
-use super::pager::{resolutions, PageReport};
+use super::pager::{resolutions, PageCounts};
 use super::ports::{FetchError, ObjectBody, ObjectStore, Publisher};
 use crate::policy;
 
@@ -59,7 +59,7 @@ impl ObjectError {
 /// What happened to one object that did not fail.
 /// What an object's alerts became, for the invocation's metrics.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Report {
+pub struct DoorCounts {
     /// Held back by dedup or a threshold; silenced by a suppression.
     pub held: u64,
     /// Gathered into their group's notification.
@@ -77,7 +77,7 @@ pub struct Report {
     /// The rule of each shadow alert (written, not published).
     pub shadow: Vec<String>,
     /// What paging did.
-    pub pages: PageReport,
+    pub pages: PageCounts,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,9 +86,9 @@ pub enum ObjectOutcome {
     PassedOver(&'static str),
     /// Read; its alerts were published.
     Read {
-        stats: ObjectStats,
+        stats: ReadCounts,
         published: u64,
-        report: Report,
+        report: DoorCounts,
     },
 }
 
@@ -175,7 +175,7 @@ pub(super) async fn process<S: ObjectStore, P: Publisher>(
         bytes = stats.bytes,
         "object done"
     );
-    let report = Report {
+    let report = DoorCounts {
         held: told.held,
         grouped: told.grouped,
         waiting: told.waiting,
@@ -199,7 +199,7 @@ pub(super) enum Found {
     /// Passed over (the reason is logged).
     PassedOver,
     Read {
-        stats: ObjectStats,
+        stats: ReadCounts,
         findings: Findings,
     },
 }
@@ -320,7 +320,7 @@ fn passed_over(key: &str) -> Option<&'static str> {
 pub const PART: usize = 1000;
 
 /// What the read leaves: its last part and its outcome, or why the reading task failed.
-type ReadResult = Result<(Vec<Alert>, Outcome), String>;
+type ReadResult = Result<(Vec<Alert>, ReadOutcome), String>;
 
 /// Streams the body through the pipeline on a blocking thread (memory bounded by the record,
 /// not the object), handing its alerts over in parts of [`PART`] as it reads: the parts, and the read,

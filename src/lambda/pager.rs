@@ -35,13 +35,10 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 
+pub use super::ports::pagerduty::HttpPager;
+pub use super::ports::{Pager, PagerError};
 use super::state::PageStore;
 use crate::alert::Alert;
 use crate::rules::routes::DEFAULT_SERVICE;
@@ -61,24 +58,7 @@ pub const MAX_INLINE_WAIT: Duration = Duration::from_secs(2);
 /// the retries again.
 pub const PAUSE_AFTER_FAILURE: Duration = Duration::from_secs(60);
 
-/// A PagerDuty call that failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("PagerDuty: {message}")]
-pub struct PagerError {
-    pub message: String,
-    /// 429, 5xx or a network fault: trying again can help.
-    pub retryable: bool,
-    /// How long PagerDuty asked to wait (`Retry-After` of a 429).
-    pub retry_after: Option<Duration>,
-}
-
-/// Sending one event to the Events API.
-#[async_trait]
-pub trait Pager: Send + Sync {
-    async fn enqueue(&self, event: &Value) -> Result<(), PagerError>;
-}
-
-fn cut(s: &str, max: usize) -> String {
+pub(crate) fn cut(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         return s.to_owned();
     }
@@ -100,7 +80,7 @@ pub fn severity(s: Severity) -> &'static str {
 /// The `trigger` event of an alert, or the `resolve` of a resolution (an own event whose
 /// `detail.state` is `RESOLVED`).
 pub fn event_for(alert: &Alert, routing_key: &str) -> Value {
-    let dedup_key = cut(&alert.key, MAX_DEDUP_KEY);
+    let dedup_key = cut(&alert.alert_key, MAX_DEDUP_KEY);
     let resolved = alert
         .record
         .pointer("/detail/state")
@@ -140,129 +120,8 @@ pub fn resolve(dedup_key: &str, routing_key: &str) -> Value {
     json!({"routing_key": routing_key, "event_action": "resolve", "dedup_key": cut(dedup_key, MAX_DEDUP_KEY)})
 }
 
-/// The Events API over HTTPS (or HTTP, for a local stand-in), with retries.
-pub struct HttpPager {
-    client: Client<
-        hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-        Full<Bytes>,
-    >,
-    url: hyper::Uri,
-    /// Attempts after the first, and the first back-off (doubling).
-    pub retries: u32,
-    pub backoff: Duration,
-}
-
-impl HttpPager {
-    pub fn new(url: &str) -> Result<Self, String> {
-        let url: hyper::Uri = url
-            .parse()
-            .map_err(|e| format!("PAGERDUTY_URL {url:?}: {e}"))?;
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_native_roots()
-            .map_err(|e| format!("the system's root certificates: {e}"))?
-            .https_or_http()
-            .enable_http1()
-            .build();
-        Ok(HttpPager {
-            client: Client::builder(TokioExecutor::new()).build(https),
-            url,
-            retries: 3,
-            backoff: Duration::from_millis(200),
-        })
-    }
-
-    async fn post(&self, body: &str) -> Result<(u16, String, Option<Duration>), PagerError> {
-        let request = hyper::Request::post(self.url.clone())
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body.to_owned())))
-            .map_err(|e| PagerError {
-                message: e.to_string(),
-                retryable: false,
-                retry_after: None,
-            })?;
-        let call = self.client.request(request);
-        let response = tokio::time::timeout(Duration::from_secs(10), call)
-            .await
-            .map_err(|_| PagerError {
-                message: "no answer within 10 s".into(),
-                retryable: true,
-                retry_after: None,
-            })?
-            .map_err(|e| PagerError {
-                message: crate::describe::chain(&e),
-                retryable: true,
-                retry_after: None,
-            })?;
-        let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(hyper::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(retry_after);
-        let text = response
-            .into_body()
-            .collect()
-            .await
-            .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
-            .unwrap_or_default();
-        Ok((status, text, retry_after))
-    }
-}
-
-#[async_trait]
-impl Pager for HttpPager {
-    async fn enqueue(&self, event: &Value) -> Result<(), PagerError> {
-        let body = event.to_string();
-        let mut wait = self.backoff;
-        let mut attempt = 0;
-        loop {
-            let outcome = self.post(&body).await;
-            let retry = match &outcome {
-                Ok((status, _, _)) if (200..300).contains(status) => return Ok(()),
-                Ok((status, text, after)) if *status == 429 || *status >= 500 => PagerError {
-                    message: format!("HTTP {status}: {}", cut(text, 300)),
-                    retryable: true,
-                    retry_after: *after,
-                },
-                Ok((status, text, _)) => {
-                    return Err(PagerError {
-                        message: format!(
-                            "HTTP {status}, the event was refused: {}",
-                            cut(text, 300)
-                        ),
-                        retryable: false,
-                        retry_after: None,
-                    })
-                }
-                Err(e) if e.retryable => e.clone(),
-                Err(e) => return Err(e.clone()),
-            };
-            // A wait PagerDuty names is honoured; a long one is left to the budget's pause.
-            let pause = match retry.retry_after {
-                Some(after) if after > MAX_INLINE_WAIT => {
-                    return Err(PagerError {
-                        message: format!("{} (Retry-After {} s)", retry.message, after.as_secs()),
-                        ..retry
-                    })
-                }
-                Some(after) => after,
-                None => wait,
-            };
-            if attempt >= self.retries {
-                return Err(PagerError {
-                    message: format!("{} (after {} attempts)", retry.message, attempt + 1),
-                    ..retry
-                });
-            }
-            attempt += 1;
-            tokio::time::sleep(pause).await;
-            wait *= 2;
-        }
-    }
-}
-
 /// `Retry-After` in seconds (PagerDuty's form); an HTTP date is not honoured (the back-off is).
-fn retry_after(value: &str) -> Option<Duration> {
+pub(crate) fn retry_after(value: &str) -> Option<Duration> {
     value.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
@@ -340,7 +199,7 @@ impl Budget {
 
 /// What paging did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PageReport {
+pub struct PageCounts {
     /// Events PagerDuty accepted, of this call's own.
     pub sent: u64,
     /// Events parked for later (budget spent, PagerDuty unavailable, or a backlog ahead).
@@ -353,8 +212,8 @@ pub struct PageReport {
     pub not_open: u64,
 }
 
-impl std::ops::AddAssign for PageReport {
-    fn add_assign(&mut self, o: PageReport) {
+impl std::ops::AddAssign for PageCounts {
+    fn add_assign(&mut self, o: PageCounts) {
         self.sent += o.sent;
         self.parked += o.parked;
         self.refused += o.refused;
@@ -642,7 +501,7 @@ impl Paging {
         routes: &[crate::rules::routes::Route],
         park: Option<&dyn PageStore>,
         now: i64,
-    ) -> Result<PageReport, PagingError> {
+    ) -> Result<PageCounts, PagingError> {
         self.send_events(self.events(alerts, resolves, routes), park, now)
             .await
     }
@@ -656,8 +515,8 @@ impl Paging {
         events: Vec<Value>,
         park: Option<&dyn PageStore>,
         now: i64,
-    ) -> Result<PageReport, PagingError> {
-        let mut report = PageReport::default();
+    ) -> Result<PageCounts, PagingError> {
+        let mut report = PageCounts::default();
         if events.is_empty() {
             return Ok(report);
         }
@@ -817,8 +676,8 @@ impl Paging {
     /// service's backlog never holds another's back. A parked event of a service no longer
     /// configured goes to the default service (with a warning), else it is dropped as refused
     /// (with an error naming it).
-    pub async fn drain(&self, park: &dyn PageStore) -> Result<PageReport, PagingError> {
-        let mut report = PageReport::default();
+    pub async fn drain(&self, park: &dyn PageStore) -> Result<PageCounts, PagingError> {
+        let mut report = PageCounts::default();
         let pages = park.parked(usize::MAX).await.map_err(PagingError::Park)?;
         if pages.is_empty() {
             return Ok(report);
@@ -988,7 +847,7 @@ mod tests {
         accepted: Mutex<Vec<Value>>,
     }
 
-    #[async_trait]
+    #[async_trait::async_trait]
     impl Pager for Arc<Scripted> {
         async fn enqueue(&self, event: &Value) -> Result<(), PagerError> {
             if let Some(e) = self.script.lock().expect("lock").pop_front() {

@@ -1,8 +1,11 @@
 //! The rule model: what a rule is and says — severity, pattern, the paths it keys on, dedup,
 //! thresholds, groups, absence, suppressions, summary templates — below the modules that use
 //! it. `rules` (documents, sources, the rule set over the index), `policy` (dedup, thresholds
-//! and groups in memory, absence audits) and `alert` (what a match tells) all import it, and it
-//! imports none of them, so the three no longer import one another in a circle.
+//! and groups, absence audits) and `alert` (what a match tells) all import it, and it imports
+//! none of them.
+//!
+//! # Files
+//! - [`template`]: summary templates (`{record.path}` placeholders).
 
 pub mod template;
 
@@ -170,7 +173,7 @@ impl Rule {
     /// Why the rule fires on a test's record or event, or why not.
     pub fn explain_test(&self, test: &RuleTest) -> Explanation {
         if test.event {
-            crate::pattern::explain_delivered(&self.pattern, &test.record)
+            crate::pattern::explain_bus_event(&self.pattern, &test.record)
         } else {
             self.pattern.explain(&Event::record(&test.record))
         }

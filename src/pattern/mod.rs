@@ -11,6 +11,15 @@
 //! This module is pure: no I/O, no async, no AWS types. [`Pattern::compile`] refuses an invalid
 //! pattern with a [`PatternError`] that carries the JSON path of the fault; [`Pattern::matches`]
 //! matches an [`Event`] and never allocates for record-form patterns.
+//!
+//! # Files
+//! - `anchor`: a pattern's anchors, which the rule index files it under.
+//! - `compile`: JSON in, a checked [`Pattern`] or a [`PatternError`] with its path out.
+//! - `envelope`: the EventBridge event CloudTrail's integration builds from a record, for
+//!   envelope-form patterns, never materialised.
+//! - `eval`: matching a compiled pattern against an event.
+//! - `explain`: why a pattern matches an event, or why not.
+//! - `ops`: wildcards, numeric ranges, CIDR blocks, case-insensitive comparison.
 
 mod anchor;
 mod compile;
@@ -179,7 +188,7 @@ impl Pattern {
 /// however many patterns ask. Every pattern sees an EventBridge event as it stands.
 /// An event EventBridge delivered, as the rules see it.
 #[derive(Debug, Clone, Copy)]
-pub enum Delivered<'a> {
+pub enum BusEvent<'a> {
     /// A CloudTrail event (`… via CloudTrail`): its `detail` is the record, matched exactly as
     /// the same record read from S3 (record-form and envelope-form rules alike).
     CloudTrail(&'a Value),
@@ -188,12 +197,12 @@ pub enum Delivered<'a> {
     Native(&'a Value),
 }
 
-impl<'a> Delivered<'a> {
+impl<'a> BusEvent<'a> {
     pub fn of(event: &'a Value) -> Self {
         let detail_type = event.get("detail-type").and_then(Value::as_str);
         match (detail_type.and_then(event_type_for), event.get("detail")) {
-            (Some(_), Some(record @ Value::Object(_))) => Delivered::CloudTrail(record),
-            _ => Delivered::Native(event),
+            (Some(_), Some(record @ Value::Object(_))) => BusEvent::CloudTrail(record),
+            _ => BusEvent::Native(event),
         }
     }
 }
@@ -206,13 +215,13 @@ impl Pattern {
 }
 
 /// [`Pattern::explain`] for an event EventBridge delivered.
-pub fn explain_delivered(pattern: &Pattern, event: &Value) -> Explanation {
-    match Delivered::of(event) {
-        Delivered::CloudTrail(record) => pattern.explain(&Event::record(record)),
-        Delivered::Native(event) if pattern.form == Form::Envelope => {
+pub fn explain_bus_event(pattern: &Pattern, event: &Value) -> Explanation {
+    match BusEvent::of(event) {
+        BusEvent::CloudTrail(record) => pattern.explain(&Event::record(record)),
+        BusEvent::Native(event) if pattern.form == Form::Envelope => {
             explain::explain(&pattern.root, eval::Node::Json(event))
         }
-        Delivered::Native(_) => Explanation::Missed(Miss {
+        BusEvent::Native(_) => Explanation::Missed(Miss {
             path: "$".into(),
             wanted: "a CloudTrail record (the pattern is written against the record)".into(),
             found: "a service's own EventBridge event, which only envelope-form patterns \

@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 
-use super::{ObjectStats, Outcome};
+use super::{ReadCounts, ReadOutcome};
 use crate::alert::{Alert, AlertSource};
 use crate::index::Scratch;
 use crate::reader::{RecordError, RecordErrorKind};
@@ -125,11 +125,11 @@ pub fn run(
     bytes: &[u8],
     source: &AlertSource,
     mut on_alert: impl FnMut(Alert),
-) -> Outcome {
-    let mut outcome = Outcome {
-        stats: ObjectStats {
+) -> ReadOutcome {
+    let mut outcome = ReadOutcome {
+        stats: ReadCounts {
             bytes: bytes.len() as u64,
-            ..ObjectStats::default()
+            ..ReadCounts::default()
         },
         unreadable: Vec::new(),
         fault: None,
@@ -147,8 +147,8 @@ pub fn run(
         {
             outcome.stats.newest_event = Some(outcome.stats.newest_event.map_or(t, |n| n.max(t)));
         }
-        rules.matching_delivered(&event, &mut scratch, |rule| {
-            let mut alert = Alert::delivered(rule, &event);
+        rules.matching_bus_event(&event, &mut scratch, |rule| {
+            let mut alert = Alert::from_bus_event(rule, &event);
             alert.source = source.clone();
             alert.record_index = index;
             outcome.stats.alerts += 1;

@@ -7,6 +7,10 @@
 //! others are only checked, so that unreadable records are reported exactly as if every record
 //! had been built ([`Mode::Reference`] builds every record, and the tests hold the modes to the
 //! same answers).
+//!
+//! # Files
+//! - [`events`]: files of EventBridge events, matched as the function matches them.
+//! - `worker`: the matching thread of [`Mode::Threaded`].
 
 pub mod events;
 mod worker;
@@ -55,10 +59,10 @@ pub fn mode_for(cores: usize) -> Mode {
 
 /// What reading one log object gave.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ObjectStats {
+pub struct ReadCounts {
     /// Records read and matched.
     pub records: u64,
-    /// Records that could not be read (listed in [`Outcome::unreadable`]).
+    /// Records that could not be read (listed in [`ReadOutcome::unreadable`]).
     pub unreadable: u64,
     /// Alerts raised.
     pub alerts: u64,
@@ -73,7 +77,7 @@ pub struct ObjectStats {
     pub newest_event: Option<i64>,
 }
 
-impl AddAssign for ObjectStats {
+impl AddAssign for ReadCounts {
     fn add_assign(&mut self, o: Self) {
         self.records += o.records;
         self.unreadable += o.unreadable;
@@ -87,8 +91,8 @@ impl AddAssign for ObjectStats {
 /// What one run of the pipeline over a log gave.
 #[derive(Debug, Default)]
 #[must_use = "a log that failed part-way says so in `fault`"]
-pub struct Outcome {
-    pub stats: ObjectStats,
+pub struct ReadOutcome {
+    pub stats: ReadCounts,
     /// The records that could not be read, in index order.
     pub unreadable: Vec<RecordError>,
     /// The fault that ended the log early, if one did; the alerts raised before it were handed
@@ -127,7 +131,7 @@ impl<'r> Pipeline<'r> {
         }
     }
 
-    /// Does not read the records' `eventTime` ([`ObjectStats::newest_event`] stays `None`):
+    /// Does not read the records' `eventTime` ([`ReadCounts::newest_event`] stays `None`):
     /// the peek then reads only what the rules need (2–5 % less CPU on the benchmark corpus).
     pub fn without_event_times(mut self) -> Self {
         if self.time_slot.take().is_some() {
@@ -152,7 +156,7 @@ impl<'r> Pipeline<'r> {
         source: &AlertSource,
         mode: Mode,
         mut on_alert: impl FnMut(Alert),
-    ) -> Outcome {
+    ) -> ReadOutcome {
         let opened = match mode {
             Mode::Threaded => LogReader::threaded_shapes(input, self.limits, self.shapes),
             Mode::Inline | Mode::Reference => {
@@ -162,9 +166,9 @@ impl<'r> Pipeline<'r> {
         let reader = match opened {
             Ok(reader) => reader.peeking(Arc::clone(&self.peek)),
             Err(fault) => {
-                return Outcome {
+                return ReadOutcome {
                     fault: Some(fault),
-                    ..Outcome::default()
+                    ..ReadOutcome::default()
                 }
             }
         };
@@ -173,7 +177,7 @@ impl<'r> Pipeline<'r> {
             scratch: &mut self.scratch,
             seen: HashSet::new(),
             source,
-            stats: ObjectStats::default(),
+            stats: ReadCounts::default(),
             unreadable: Vec::new(),
             time_slot: self.time_slot,
             newest_raw: [0; 20],
@@ -197,7 +201,7 @@ impl<'r> Pipeline<'r> {
         unreadable.sort_by_key(|e| e.index);
         stats.unreadable = unreadable.len() as u64;
         stats.bytes = bytes;
-        Outcome {
+        ReadOutcome {
             stats,
             unreadable,
             fault,
@@ -254,7 +258,7 @@ struct Matcher<'p, 'r> {
     /// (eventID, rule id) pairs already alerted on.
     seen: HashSet<(String, &'r str)>,
     source: &'p AlertSource,
-    stats: ObjectStats,
+    stats: ReadCounts,
     unreadable: Vec<RecordError>,
     /// Where the peek reports `eventTime` (`None`: not read).
     time_slot: Option<usize>,
@@ -488,7 +492,7 @@ mod tests {
         assert!(found.passed_over.is_empty());
         let mut pipeline = Pipeline::new(&rules, Limits::default());
         let mut fired = Vec::new();
-        let mut total = ObjectStats::default();
+        let mut total = ReadCounts::default();
         for f in &files {
             let source = AlertSource::File {
                 path: f.display().to_string(),

@@ -172,7 +172,7 @@ impl Audit {
                 let mut times = times.clone();
                 times.sort_unstable();
                 let beat = |last_seen: i64| Beat {
-                    key: key.clone(),
+                    key_value: key.clone(),
                     account: account.clone(),
                     region: region.clone(),
                     last_seen,
@@ -218,7 +218,7 @@ impl Audit {
                     continue;
                 };
                 let never = Beat {
-                    key: key.clone(),
+                    key_value: key.clone(),
                     account: "*".into(),
                     region: "*".into(),
                     last_seen: start,
@@ -310,7 +310,7 @@ mod tests {
     #[test]
     fn gaps_between_heartbeats_are_resolved_and_order_does_not_matter() {
         let r = rule("");
-        // Delivered out of order; one gap of 3 days between the 2nd and the 5th.
+        // BusEvent out of order; one gap of 3 days between the 2nd and the 5th.
         let beats = [
             beat("2024-01-05T02:00:00Z", "vol-a"),
             beat("2024-01-01T02:00:00Z", "vol-a"),

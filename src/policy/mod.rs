@@ -1,18 +1,21 @@
-//! Alert management: what happens to a rule's match before anyone is paged — deduplication
-//! within a window, thresholds, groups and their waits, suppressions, and the roll-up that says
-//! what was held back.
-//! - [`store`]: the one decision layer ([`store::admit`] and the sweep's inputs) over the
-//!   store's port ([`store::StateStore`]), with its in-memory adapter; the function runs it over
-//!   DynamoDB (`lambda::aws`), the command line over memory.
-//! - [`memory`]: the command line's front end to it ([`memory::Engine`]: suppressions per
-//!   match, roll-ups at the end of a scan).
-//! - [`absence`]: absence rules and the trail's progress, for `scan`.
+//! Alert management, the policy: what happens to a rule's match before anyone is paged —
+//! deduplication within a window, thresholds, groups and their waits, suppressions, and the
+//! roll-up that says what was held back.
+//!
+//! # Files
+//! - [`absence`]: absence rules and the trail's progress, audited over history for `scan`.
+//! - [`local`]: the command line's policy ([`local::LocalPolicy`]: suppressions per match,
+//!   [`store::admit`] over the in-memory store, roll-ups at the end of a scan).
+//! - [`store`]: the one decision layer ([`store::admit`] and the sweep's inputs) over the state
+//!   store's ports ([`store::StateStore`], [`store::PageStore`], [`store::ProgressStore`]) and
+//!   their in-memory adapters ([`store::MemoryState`], [`store::MemoryProgress`]); the function
+//!   runs it over DynamoDB (`lambda::ports::aws`), the command line over memory.
 //!
 //! Windows are fixed windows of *event time* (`eventTime`), aligned on the Unix epoch, so that
 //! backfills, redeliveries and late deliveries count in the window the events belong to.
 
 pub mod absence;
-pub mod memory;
+pub mod local;
 pub mod store;
 
 use serde_json::Value;

@@ -14,7 +14,7 @@
 //!
 //! [`StateStore`] is the port; `lambda/aws.rs` implements it on DynamoDB, [`MemoryState`] in
 //! memory. [`admit`] is the one decision layer: the function runs it over DynamoDB, the command
-//! line (`policy::memory::Engine`) over [`MemoryState`], and `tests/stores.rs` runs one suite of
+//! line (`policy::local::Engine`) over [`MemoryState`], and `tests/stores.rs` runs one suite of
 //! decisions against both stores.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -46,7 +46,7 @@ pub use crate::hash::stable_hash;
 pub struct WindowRef {
     pub rule: String,
     /// The key value, as JSON (`["123456789012","us-east-1"]`).
-    pub key: String,
+    pub key_value: String,
     pub window: Window,
     /// A group's window (`group:`), whose first alert goes out and whose later ones are told in
     /// its notification.
@@ -62,7 +62,7 @@ impl WindowRef {
             if self.group { "g" } else { "w" },
             self.rule,
             self.window.start,
-            stable_hash(self.key.as_bytes())
+            stable_hash(self.key_value.as_bytes())
         )
     }
 }
@@ -171,7 +171,7 @@ pub struct MatchRef {
 pub struct WindowState {
     pub id: String,
     pub rule: String,
-    pub key: String,
+    pub key_value: String,
     pub window_start: i64,
     pub window_end: i64,
     /// Matches counted.
@@ -312,7 +312,7 @@ pub fn window_of(rule: &Rule, alert: &Alert) -> Option<(WindowRef, MatchRef)> {
     Some((
         WindowRef {
             rule: rule.incident.clone(),
-            key: key_value(grouping.key(), &alert.record),
+            key_value: key_value(grouping.key(), &alert.record),
             window: Window::of(t, grouping.window()),
             group: false,
         },
@@ -390,7 +390,7 @@ pub async fn admit(
         .filter_map(|(i, mut alert)| {
             let key = going.remove(&i)?;
             if let Some(key) = key {
-                alert.key = key;
+                alert.alert_key = key;
             }
             Some(alert)
         })
@@ -476,7 +476,7 @@ pub async fn decide_all(
         let members: Vec<String> = g
             .matches
             .iter()
-            .map(|(i, _)| alerts[*i].key.clone())
+            .map(|(i, _)| alerts[*i].alert_key.clone())
             .collect();
         let expires = g.w.window.end + lateness as i64 + KEEP_AFTER_DUE;
         markers.push(Marker::Due {
@@ -508,7 +508,7 @@ pub async fn decide_all(
                 continue;
             }
             out.claims.push(claim);
-            going.push((i, Some(group_key(&g.w.rule, &g.w.key))));
+            going.push((i, Some(group_key(&g.w.rule, &g.w.key_value))));
         }
     }
     store.put_markers(&markers).await?;
@@ -735,7 +735,7 @@ pub fn group_of(rule: &Rule, alert: &Alert) -> Option<(WindowRef, MatchRef)> {
     Some((
         WindowRef {
             rule: rule.incident.clone(),
-            key: key_value(&group.by, &alert.record),
+            key_value: key_value(&group.by, &alert.record),
             window: Window::of(t, group.interval),
             group: true,
         },
@@ -769,7 +769,7 @@ pub fn rollup_alert(rule: &Rule, state: &WindowState, more: u64, source: AlertSo
             (false, false) => "matches",
         },
         rule.id,
-        state.key,
+        state.key_value,
         state.first_id.as_deref().unwrap_or("?"),
         state.first_time.as_deref().unwrap_or("?"),
         state.last_id.as_deref().unwrap_or("?"),
@@ -780,7 +780,7 @@ pub fn rollup_alert(rule: &Rule, state: &WindowState, more: u64, source: AlertSo
     }
     let rollup = json!({
         "rollup": true, "group": group, "rule": rule.id,
-        "key": serde_json::from_str::<Value>(&state.key).unwrap_or(Value::String(state.key.clone())),
+        "key": serde_json::from_str::<Value>(&state.key_value).unwrap_or(Value::String(state.key_value.clone())),
         "windowStart": crate::time::format_timestamp(state.window_start),
         "windowEnd": crate::time::format_timestamp(state.window_end),
         "more": more, "matches": state.count,
@@ -804,9 +804,9 @@ pub fn rollup_alert(rule: &Rule, state: &WindowState, more: u64, source: AlertSo
         source,
         rollup,
         if group {
-            group_key(&state.rule, &state.key)
+            group_key(&state.rule, &state.key_value)
         } else {
-            format!("{}|{}", state.rule, state.key)
+            format!("{}|{}", state.rule, state.key_value)
         },
     )
 }
@@ -940,7 +940,7 @@ fn new_window(w: &WindowRef, needed: u64) -> WindowState {
     WindowState {
         id: w.id(),
         rule: w.rule.clone(),
-        key: w.key.clone(),
+        key_value: w.key_value.clone(),
         window_start: w.window.start,
         window_end: w.window.end,
         needed,
@@ -1087,7 +1087,7 @@ impl StateStore for MemoryState {
             let mut groups = self.groups.lock().map_err(|_| poisoned())?;
             let entry = groups
                 .entry(id)
-                .or_insert_with(|| (group_key(&w.rule, &w.key), BTreeSet::new()));
+                .or_insert_with(|| (group_key(&w.rule, &w.key_value), BTreeSet::new()));
             entry.1.extend(members.iter().cloned());
         }
         Ok(Some(state))
@@ -1134,7 +1134,7 @@ pub struct Place {
 /// An absence rule's key, as the store keeps it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Beat {
-    pub key: String,
+    pub key_value: String,
     pub account: String,
     pub region: String,
     pub last_seen: i64,
@@ -1296,7 +1296,7 @@ impl ProgressStore for MemoryProgress {
     async fn heartbeat(&self, rule: &str, beat: &Beat) -> Result<Option<Beat>, StoreError> {
         let mut beats = self.beats.lock().map_err(|_| poisoned())?;
         let entry = beats
-            .entry((rule.to_owned(), beat.key.clone()))
+            .entry((rule.to_owned(), beat.key_value.clone()))
             .or_insert_with(|| Beat {
                 alerted_for: None,
                 ..beat.clone()
@@ -1321,7 +1321,7 @@ impl ProgressStore for MemoryProgress {
     async fn mark_missing(&self, rule: &str, beat: &Beat) -> Result<bool, StoreError> {
         let mut beats = self.beats.lock().map_err(|_| poisoned())?;
         let entry = beats
-            .entry((rule.to_owned(), beat.key.clone()))
+            .entry((rule.to_owned(), beat.key_value.clone()))
             .or_insert_with(|| beat.clone());
         if entry.last_seen == beat.last_seen && entry.alerted_for.is_none() {
             entry.alerted_for = Some(beat.last_seen);
@@ -1422,7 +1422,7 @@ pub async fn heartbeats(
         };
         let (account, region) = crate::policy::place_of(&alert.record);
         let beat = Beat {
-            key: key_value(&absence.key, &alert.record),
+            key_value: key_value(&absence.key, &alert.record),
             account,
             region,
             last_seen: t,
@@ -1435,19 +1435,19 @@ pub async fn heartbeats(
                 format!(
                     "absence-resolved-{}-{}-{}",
                     rule.id,
-                    stable_hash(beat.key.as_bytes()),
+                    stable_hash(beat.key_value.as_bytes()),
                     t
                 ),
                 &beat.account,
                 &beat.region,
                 now,
-                json!({"state": "RESOLVED", "alertKey": alert_key(&rule.id, &beat.key),
-                       "rule": rule.id, "key": beat.key, "lastSeen": crate::time::format_timestamp(before.last_seen),
+                json!({"state": "RESOLVED", "alertKey": alert_key(&rule.id, &beat.key_value),
+                       "rule": rule.id, "key": beat.key_value, "lastSeen": crate::time::format_timestamp(before.last_seen),
                        "seenAgain": crate::time::format_timestamp(t),
                        "overdueSince": crate::time::format_timestamp(overdue_since),
                        "missingFor": crate::policy::duration((t - overdue_since).max(0) as u64)}),
             );
-            out.push(Alert::delivered(rule, &event));
+            out.push(Alert::from_bus_event(rule, &event));
         }
     }
     Ok(out)
@@ -1455,7 +1455,7 @@ pub async fn heartbeats(
 
 /// Notes how far a log object's trail has got (from its name); when the place's silence alert
 /// was out, the trail-silent rule's resolution.
-pub async fn delivery(
+pub async fn note_trail_progress(
     store: &dyn Store,
     rules: &dyn RuleBook,
     key: &str,
@@ -1487,7 +1487,7 @@ pub async fn delivery(
         json!({"state": "RESOLVED", "alertKey": alert_key(TRAIL_SILENT, &format!("{account}/{region}")),
                "deliveryAt": crate::time::format_timestamp(now), "newestEvent": crate::time::format_timestamp(t)}),
     );
-    Ok(Some(Alert::delivered(rule, &event)))
+    Ok(Some(Alert::from_bus_event(rule, &event)))
 }
 
 /// The built-in rule of silence alerts.
@@ -1576,7 +1576,7 @@ pub async fn watch(
                            "allowed": crate::policy::duration(after as u64),
                            "wholePipeline": places.iter().all(|q| now - q.last_delivery > silence.after(&q.account, &q.region) as i64)}),
                 );
-                out.push(Alert::delivered(rule, &event));
+                out.push(Alert::from_bus_event(rule, &event));
             }
         }
     }
@@ -1590,9 +1590,9 @@ pub async fn watch(
         // Expected keys never seen are due from the trail's start.
         if let Some(start) = start {
             for key in &absence.expect {
-                if !beats.iter().any(|b| &b.key == key) {
+                if !beats.iter().any(|b| &b.key_value == key) {
                     beats.push(Beat {
-                        key: key.clone(),
+                        key_value: key.clone(),
                         account: "*".into(),
                         region: "*".into(),
                         last_seen: start,
@@ -1624,20 +1624,20 @@ pub async fn watch(
                     format!(
                         "absence-{}-{}-{}",
                         rule.id,
-                        stable_hash(beat.key.as_bytes()),
+                        stable_hash(beat.key_value.as_bytes()),
                         beat.last_seen
                     ),
                     &beat.account,
                     &beat.region,
                     now,
-                    json!({"state": "MISSING", "alertKey": alert_key(&rule.id, &beat.key),
-                           "rule": rule.id, "key": beat.key,
+                    json!({"state": "MISSING", "alertKey": alert_key(&rule.id, &beat.key_value),
+                           "rule": rule.id, "key": beat.key_value,
                            "lastSeen": crate::time::format_timestamp(beat.last_seen),
                            "overdueSince": crate::time::format_timestamp(beat.last_seen + absence.every as i64),
                            "watermark": crate::time::format_timestamp(watermark),
                            "every": crate::policy::duration(absence.every)}),
                 );
-                out.push(Alert::delivered(rule, &event));
+                out.push(Alert::from_bus_event(rule, &event));
             }
         }
     }

@@ -1,14 +1,18 @@
 //! Reading CloudTrail log files one record at a time, in bounded memory, with every fault
 //! reported by byte offset or record index.
 //!
-//! Four concerns, one file each, in the order bytes meet them:
-//! - `decode`: gzip or plain, told apart by the magic bytes; inflated inline or
-//!   on a thread of its own, with UTF-8 checked there. Gzip members, their headers and
-//!   checksums are read by `gunzip`.
-//! - [`split`]: the `{"Records": [ … ]}` document split into one record's bytes at a time
-//!   ([`LogReader`]); file-level faults are a [`ReadError`]. On the way it finds string runs
-//!   sixteen bytes at a time (`strings`) and checks each record's grammar (`grammar`), so that
-//!   a record no rule wants is known valid without a second pass.
+//! # Files
+//! In the order bytes meet them:
+//! - `decode`: gzip or plain, told apart by the magic bytes; inflated inline or on a thread of
+//!   its own, with UTF-8 checked there.
+//! - `gunzip`: gzip members, their headers and checksums.
+//! - [`shape`]: which shape a document is (CloudTrail's `{"Records": [...]}`, an array, one a
+//!   line, `lookup-events` output, EventBridge events), told from its first bytes.
+//! - [`split`]: the document split into one record's bytes at a time ([`LogReader`]);
+//!   file-level faults are a [`ReadError`].
+//! - `strings`: string runs found sixteen bytes at a time (SSE2, NEON) for the splitter.
+//! - `grammar`: each record's grammar checked on the way, so that a record no rule wants is
+//!   known valid without a second pass.
 //! - [`peek`]: while splitting, the values at the paths the rule index names, read from the raw
 //!   bytes, so that a record no rule can match is never built.
 //! - [`record`]: the verdict on one record's bytes — built, checked, or refused with a

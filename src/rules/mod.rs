@@ -1,8 +1,16 @@
-//! Rules: the rule model, the rule set that matches records against all enabled rules at once,
-//! and (in submodules) where rule documents come from and how they are validated.
+//! Rules: the rule set that matches records against all enabled rules at once (over the
+//! [`index`](crate::index)), the rule tests, and where rule documents come from and how they
+//! are validated.
 //!
-//! - [`source`]: `builtin`, files, directories, `s3://` objects (read by the caller's reader).
-//! - [`document`]: a YAML rule document, validated strictly, into [`Rule`]s.
+//! # Files
+//! - [`document`]: a YAML rule document, validated strictly, into [`Rule`]s, suppressions,
+//!   accounts, routes and overrides.
+//! - [`routes`]: routing alerts to the team that owns them (`routes:`), and the route tests.
+//! - [`schema`]: the CloudTrail record's documented fields, for load-time warnings and the Sigma
+//!   import.
+//! - [`sigma`]: `rules import sigma`: Sigma rules converted exactly, or refused.
+//! - [`source`]: `builtin` and the optional packs, files, directories, `s3://` objects.
+//! - [`warnings`]: load-time warnings for rules that are valid but can never match.
 
 pub mod document;
 pub mod routes;
@@ -16,8 +24,8 @@ use std::collections::HashMap;
 
 use crate::index::{PatternIndex, Scratch};
 pub use crate::model::{describe_fields, id_matches, Rule, RuleTest, Severity, SummaryTemplate};
-use crate::pattern::{Delivered, Event, Explanation};
-use crate::policy::{self, memory::Engine, memory::Verdict, Suppression};
+use crate::pattern::{BusEvent, Event, Explanation};
+use crate::policy::{self, local::LocalPolicy, local::Verdict, Suppression};
 
 pub use document::{parse_document, parse_rule_document, RuleDocument};
 pub use source::{default_sources, parse_sources, Document, RuleSource, S3Object, BUILTIN};
@@ -532,15 +540,15 @@ impl RuleSet {
     /// Calls `hit` with every enabled rule that fires on an event EventBridge delivered: a
     /// CloudTrail event's record as [`RuleSet::matching`] would, a service's own event with the
     /// envelope-form rules.
-    pub fn matching_delivered<'s>(
+    pub fn matching_bus_event<'s>(
         &'s self,
         event: &Value,
         scratch: &mut Scratch,
         mut hit: impl FnMut(&'s Rule),
     ) {
-        match Delivered::of(event) {
-            Delivered::CloudTrail(record) => self.matching(record, scratch, hit),
-            Delivered::Native(event) => {
+        match BusEvent::of(event) {
+            BusEvent::CloudTrail(record) => self.matching(record, scratch, hit),
+            BusEvent::Native(event) => {
                 for rule in self.rules.iter().filter(|r| r.enabled) {
                     if rule.pattern.matches_native(event) {
                         hit(rule);
@@ -559,7 +567,7 @@ impl RuleSet {
                     if let Some((records, _)) = &test.sequence {
                         // The records in order through the rule's pattern, then its dedup or
                         // threshold and the suppressions in force.
-                        let mut engine = Engine::new(self, &self.suppressions, policy::now());
+                        let mut policy = LocalPolicy::new(self, &self.suppressions, policy::now());
                         let source = crate::alert::AlertSource::File {
                             path: format!("{} test {:?}", rule.origin, test.name),
                         };
@@ -569,7 +577,7 @@ impl RuleSet {
                             .filter(|(_, r)| rule.pattern.matches(&Event::record(r)))
                             .filter(|(i, r)| {
                                 let alert = crate::alert::Alert::new(rule, r, source.clone(), *i);
-                                engine.judge(&alert) == Verdict::Alert
+                                policy.judge(&alert) == Verdict::Alert
                             })
                             .count() as u64;
                         return TestOutcome {

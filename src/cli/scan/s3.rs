@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use tokio_util::io::SyncIoBridge;
 
-use super::{pipeline_for, FileDone, Report};
+use super::{pipeline_for, FileDone, ScanOutput};
 use crate::alert::{Alert, AlertSource};
 use crate::keys::{classify, KeyKind};
 use crate::layout::Narrowing;
@@ -57,7 +57,7 @@ pub(super) fn scan(
     concurrency: usize,
     rules: &Arc<RuleSet>,
     limits: Limits,
-    report: &mut Report<'_>,
+    report: &mut ScanOutput<'_>,
 ) -> io::Result<S3Scan> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -122,7 +122,7 @@ pub(super) fn scan(
                     report.alert(a);
                 }
                 report.file_done(&file.name, file.outcome)?;
-                let alerts = report.tally.shown;
+                let alerts = report.counts.shown;
                 report
                     .progress
                     .objects(expected as u64, read_bytes, alerts, started.elapsed());

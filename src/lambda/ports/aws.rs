@@ -13,12 +13,12 @@ use serde_json::Value;
 
 use crate::describe;
 
-use super::input::ObjectRef;
-use super::message::OutMessage;
-use super::ports::{
+use super::{
     EntryFailure, FetchError, ObjectBody, ObjectStore, ObjectWriter, PublishCallError, Publisher,
 };
-use super::state::{
+use crate::lambda::input::ObjectRef;
+use crate::lambda::message::OutMessage;
+use crate::lambda::state::{
     Beat, Claim, Claimant, Due, Marker, MatchRef, NewWindow, PageStore, ParkedPage, Place,
     ProgressStore, StateStore, StoreError, WindowRef, WindowState, KEEP_AFTER_DUE, MAX_IDS,
     MAX_VALUES,
@@ -277,7 +277,7 @@ fn window_from(item: &HashMap<String, Av>) -> WindowState {
     WindowState {
         id: text("pk").unwrap_or_default(),
         rule: text("rule").unwrap_or_default(),
-        key: text("key").unwrap_or_default(),
+        key_value: text("key").unwrap_or_default(),
         window_start: num("window_start"),
         window_end: num("window_end"),
         count: num("count") as u64,
@@ -357,7 +357,7 @@ impl StateStore for DynamoState {
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":ids", Av::Ss(vec![m.event_id.clone()]))
             .expression_attribute_values(":rule", s(&w.rule))
-            .expression_attribute_values(":key", s(&w.key))
+            .expression_attribute_values(":key", s(&w.key_value))
             .expression_attribute_values(":ws", n(w.window.start))
             .expression_attribute_values(":we", n(w.window.end))
             .expression_attribute_values(":needed", n(needed))
@@ -680,7 +680,7 @@ impl StateStore for DynamoState {
                 .expression_attribute_values(":n", n(chunk.len()))
                 .expression_attribute_values(":ids", Av::Ss(ids.clone()))
                 .expression_attribute_values(":rule", s(&w.rule))
-                .expression_attribute_values(":key", s(&w.key))
+                .expression_attribute_values(":key", s(&w.key_value))
                 .expression_attribute_values(":ws", n(w.window.start))
                 .expression_attribute_values(":we", n(w.window.end))
                 .expression_attribute_values(":needed", n(needed))
@@ -868,7 +868,7 @@ impl StateStore for DynamoState {
                     if attrs.get("open").is_none() {
                         let text = |k: &str| attrs.get(k).and_then(|v| v.as_s().ok()).cloned();
                         if let (Some(rule), Some(key)) = (text("rule"), text("key")) {
-                            emptied.push(super::state::group_key(&rule, &key));
+                            emptied.push(crate::lambda::state::group_key(&rule, &key));
                         }
                     }
                 }
@@ -917,7 +917,7 @@ fn beat_from(item: &HashMap<String, Av>) -> Beat {
             .and_then(|v| v.parse::<i64>().ok())
     };
     Beat {
-        key: text("key"),
+        key_value: text("key"),
         account: text("account"),
         region: text("region"),
         last_seen: num("last_seen").unwrap_or(0),
@@ -1213,17 +1213,23 @@ impl PageStore for DynamoState {
 
 /// A key value's sort key: its hash (a key value may pass DynamoDB's 1 KiB sort key limit).
 fn beat_sk(key: &str) -> String {
-    format!("{:016x}", super::state::stable_hash(key.as_bytes()))
+    format!("{:016x}", crate::lambda::state::stable_hash(key.as_bytes()))
 }
 
 /// A group member's index item: which groups an alert key joined (`pk` = `gm#<hash>`).
 fn member_pk(member: &str) -> String {
-    format!("gm#{:016x}", super::state::stable_hash(member.as_bytes()))
+    format!(
+        "gm#{:016x}",
+        crate::lambda::state::stable_hash(member.as_bytes())
+    )
 }
 
 /// A member's hash in a group's `open` set.
 fn member_hash(member: &str) -> String {
-    format!("{:016x}", super::state::stable_hash(member.as_bytes()))
+    format!(
+        "{:016x}",
+        crate::lambda::state::stable_hash(member.as_bytes())
+    )
 }
 
 /// Matches counted in one conditional write (each adds a `NOT contains` term; DynamoDB allows
@@ -1317,14 +1323,14 @@ impl ProgressStore for DynamoState {
             .update_item()
             .table_name(&self.table)
             .key("pk", s(format!("hb#{rule}")))
-            .key("sk", s(beat_sk(&beat.key)))
+            .key("sk", s(beat_sk(&beat.key_value)))
             .update_expression(
                 "SET #key = :key, account = :a, #region = :r, last_seen = :t REMOVE alerted_for",
             )
             .condition_expression("attribute_not_exists(last_seen) OR last_seen < :t")
             .expression_attribute_names("#key", "key")
             .expression_attribute_names("#region", "region")
-            .expression_attribute_values(":key", s(&beat.key))
+            .expression_attribute_values(":key", s(&beat.key_value))
             .expression_attribute_values(":a", s(&beat.account))
             .expression_attribute_values(":r", s(&beat.region))
             .expression_attribute_values(":t", n(beat.last_seen))
@@ -1356,7 +1362,7 @@ impl ProgressStore for DynamoState {
             .update_item()
             .table_name(&self.table)
             .key("pk", s(format!("hb#{rule}")))
-            .key("sk", s(beat_sk(&beat.key)))
+            .key("sk", s(beat_sk(&beat.key_value)))
             .update_expression(
                 "SET alerted_for = :ls, #key = :key, account = :a, #region = :r, \
                  last_seen = if_not_exists(last_seen, :ls)",
@@ -1368,7 +1374,7 @@ impl ProgressStore for DynamoState {
             .expression_attribute_names("#key", "key")
             .expression_attribute_names("#region", "region")
             .expression_attribute_values(":ls", n(beat.last_seen))
-            .expression_attribute_values(":key", s(&beat.key))
+            .expression_attribute_values(":key", s(&beat.key_value))
             .expression_attribute_values(":a", s(&beat.account))
             .expression_attribute_values(":r", s(&beat.region))
             .send()
@@ -1540,7 +1546,7 @@ fn new_window_item(nw: &NewWindow<'_>) -> Option<HashMap<String, Av>> {
         ("count".to_owned(), n(ids.len())),
         ("ids".to_owned(), Av::Ss(ids)),
         ("rule".to_owned(), s(&w.rule)),
-        ("key".to_owned(), s(&w.key)),
+        ("key".to_owned(), s(&w.key_value)),
         ("window_start".to_owned(), n(w.window.start)),
         ("window_end".to_owned(), n(w.window.end)),
         ("needed".to_owned(), n(nw.needed)),
@@ -1601,18 +1607,21 @@ fn put_request(
 /// An object's item in the `obj` partition: its name hashed (S3 keys may be longer than a sort
 /// key may be), the name itself kept beside it.
 fn object_sk(object: &str) -> String {
-    format!("{:016x}", super::state::stable_hash(object.as_bytes()))
+    format!(
+        "{:016x}",
+        crate::lambda::state::stable_hash(object.as_bytes())
+    )
 }
 
 /// PagerDuty: the default service (`PAGERDUTY_ROUTING_KEY_SECRET`) and every service the
 /// routes name, each routing key read once here; `None` when nothing pages.
 pub async fn paging(
     sdk: &aws_config::SdkConfig,
-    config: &super::LambdaConfig,
+    config: &crate::lambda::LambdaConfig,
     rules: &crate::rules::RuleSet,
     has_table: bool,
-) -> Result<Option<super::pager::Paging>, String> {
-    let routed: Vec<(String, String)> = super::pager::services_named(rules)
+) -> Result<Option<crate::lambda::pager::Paging>, String> {
+    let routed: Vec<(String, String)> = crate::lambda::pager::services_named(rules)
         .into_iter()
         .filter(|(spec, _)| {
             spec != crate::rules::routes::DEFAULT_SERVICE
@@ -1620,7 +1629,9 @@ pub async fn paging(
         })
         .collect();
     if config.pagerduty_secret.is_none() {
-        super::pager::uncovered(rules, |spec| spec != crate::rules::routes::DEFAULT_SERVICE)?;
+        crate::lambda::pager::uncovered(rules, |spec| {
+            spec != crate::rules::routes::DEFAULT_SERVICE
+        })?;
         if routed.is_empty() {
             return Ok(None);
         }
@@ -1634,15 +1645,16 @@ pub async fn paging(
                 .into(),
         );
     }
-    let pager = Box::new(super::pager::HttpPager::new(&config.pagerduty_url)?);
+    let pager = Box::new(crate::lambda::pager::HttpPager::new(&config.pagerduty_url)?);
     let mut paging = match &config.pagerduty_secret {
         Some(spec) => {
             let key = read_routing_key(sdk, spec)
                 .await
                 .map_err(|e| format!("PAGERDUTY_ROUTING_KEY_SECRET: {e}"))?;
-            super::pager::Paging::new(pager, key, config.pagerduty_min_severity).default_spec(spec)
+            crate::lambda::pager::Paging::new(pager, key, config.pagerduty_min_severity)
+                .default_spec(spec)
         }
-        None => super::pager::Paging::routed_only(pager, config.pagerduty_min_severity),
+        None => crate::lambda::pager::Paging::routed_only(pager, config.pagerduty_min_severity),
     }
     .per_minute(config.pagerduty_events_per_minute);
     for (spec, origin) in &routed {
@@ -1717,7 +1729,7 @@ impl SdkOrganizations {
         let conf = match role {
             Some(arn) => conf.credentials_provider(super::role::RoleCredentials::new(
                 sdk,
-                super::config::ReadRole {
+                crate::lambda::config::ReadRole {
                     arn: arn.to_owned(),
                     external_id: None,
                 },
@@ -1741,7 +1753,7 @@ fn org_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
 }
 
 #[async_trait]
-impl super::accounts::Organizations for SdkOrganizations {
+impl super::Organizations for SdkOrganizations {
     async fn accounts(&self) -> Result<Vec<(String, String)>, String> {
         let mut out = Vec::new();
         let mut token = None;
@@ -1828,7 +1840,7 @@ impl super::accounts::Organizations for SdkOrganizations {
 /// Organizations nothing it learnt within the TTL. Best effort: a failed read or write of the
 /// cache only means Organizations is asked.
 #[async_trait]
-impl super::accounts::AccountCache for DynamoState {
+impl super::AccountCache for DynamoState {
     async fn get(
         &self,
         ids: &[String],

@@ -7,20 +7,20 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::input::ObjectRef;
-use super::message::OutMessage;
-use super::ports::{
+use super::{
     EntryFailure, FetchError, ObjectBody, ObjectStore, ObjectWriter, PublishCallError, Publisher,
 };
+use crate::lambda::input::ObjectRef;
+use crate::lambda::message::OutMessage;
 
 /// Objects written, in memory: `(bucket, key) → body`.
 #[derive(Default)]
-pub struct MemoryWriter {
+pub struct FakeWriter {
     pub objects: Mutex<std::collections::BTreeMap<(String, String), Vec<u8>>>,
 }
 
 #[async_trait]
-impl ObjectWriter for MemoryWriter {
+impl ObjectWriter for FakeWriter {
     async fn put(&self, bucket: &str, key: &str, body: Vec<u8>) -> Result<(), FetchError> {
         self.objects
             .lock()
@@ -32,12 +32,12 @@ impl ObjectWriter for MemoryWriter {
 
 /// Objects held in memory; a missing one is `NotFound`, unless a fault is scripted for it.
 #[derive(Default)]
-pub struct MemoryStore {
+pub struct FakeObjects {
     objects: HashMap<(String, String), Vec<u8>>,
     faults: HashMap<(String, String), FetchError>,
 }
 
-impl MemoryStore {
+impl FakeObjects {
     pub fn put(&mut self, bucket: &str, key: &str, bytes: Vec<u8>) {
         self.objects.insert((bucket.into(), key.into()), bytes);
     }
@@ -48,7 +48,7 @@ impl MemoryStore {
 }
 
 #[async_trait]
-impl ObjectStore for MemoryStore {
+impl ObjectStore for FakeObjects {
     async fn open(&self, object: &ObjectRef) -> Result<ObjectBody, FetchError> {
         let id = (object.bucket.clone(), object.key.clone());
         if let Some(e) = self.faults.get(&id) {
@@ -75,17 +75,17 @@ pub enum Script {
 
 /// Records every published message, per topic; follows a script of refusals, then accepts.
 #[derive(Default)]
-pub struct MemoryPublisher {
+pub struct FakePublisher {
     pub published: Mutex<Vec<(String, OutMessage)>>,
     pub calls: Mutex<u32>,
     script: Mutex<VecDeque<Script>>,
 }
 
-impl MemoryPublisher {
+impl FakePublisher {
     pub fn scripted(steps: Vec<Script>) -> Self {
-        MemoryPublisher {
+        FakePublisher {
             script: Mutex::new(steps.into()),
-            ..MemoryPublisher::default()
+            ..FakePublisher::default()
         }
     }
 
@@ -95,7 +95,7 @@ impl MemoryPublisher {
 }
 
 #[async_trait]
-impl Publisher for MemoryPublisher {
+impl Publisher for FakePublisher {
     async fn publish_batch(
         &self,
         topic: &str,

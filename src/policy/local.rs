@@ -96,7 +96,7 @@ impl Rollup {
 }
 
 /// Suppressions, and the decision layer over the memory store.
-pub struct Engine<'s> {
+pub struct LocalPolicy<'s> {
     rules: &'s dyn RuleBook,
     suppressions: &'s [Suppression],
     /// The wall clock, for suppressions' expiry.
@@ -107,9 +107,9 @@ pub struct Engine<'s> {
     pub untimed: u64,
 }
 
-impl<'s> Engine<'s> {
+impl<'s> LocalPolicy<'s> {
     pub fn new(rules: &'s dyn RuleBook, suppressions: &'s [Suppression], now: i64) -> Self {
-        Engine {
+        LocalPolicy {
             rules,
             suppressions,
             now,
@@ -182,7 +182,7 @@ impl<'s> Engine<'s> {
                 };
                 (more > 0).then(|| Rollup {
                     rule: w.rule.clone(),
-                    key: w.key.clone(),
+                    key: w.key_value.clone(),
                     window: Window {
                         start: w.window_start,
                         end: w.window_end,
@@ -244,7 +244,7 @@ mod tests {
         let set = crate::rules::RuleSet::new(doc.rules).expect("set");
         let rule = &set.rules()[0];
         let source = crate::alert::AlertSource::File { path: "g".into() };
-        let mut e = Engine::new(&set, &[], 0);
+        let mut e = LocalPolicy::new(&set, &[], 0);
         let verdicts: Vec<Verdict> = [
             failed(1, "a", 1),
             failed(2, "b", 2),

@@ -7,12 +7,12 @@ use std::ops::AddAssign;
 use serde_json::{json, Value};
 
 use super::object::ObjectOutcome;
-use super::pager::PageReport;
+use super::pager::PageCounts;
 use crate::rules::Severity;
 
 /// Counts over one invocation (or one SQS message).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Totals {
+pub struct InvocationCounts {
     pub objects: u64,
     /// Objects passed over without being read (not logs, empty): `skippedObjects` in the
     /// response.
@@ -43,7 +43,7 @@ pub struct Totals {
     pub shadow: u64,
     pub shadow_per_rule: BTreeMap<String, u64>,
     /// What paging did: sent, parked, refused, parked ones caught up.
-    pub pages: PageReport,
+    pub pages: PageCounts,
     /// Pages left parked after a sweep (the sweep's metrics only).
     pub page_backlog: Option<super::pager::Backlog>,
     /// Rules that stormed in a delivery (one folded message each), and matches folded.
@@ -54,20 +54,20 @@ pub struct Totals {
     pub rules_fallback: bool,
 }
 
-impl From<&ObjectOutcome> for Totals {
+impl From<&ObjectOutcome> for InvocationCounts {
     fn from(o: &ObjectOutcome) -> Self {
         match o {
-            ObjectOutcome::PassedOver(_) => Totals {
+            ObjectOutcome::PassedOver(_) => InvocationCounts {
                 objects: 1,
                 passed_over_objects: 1,
-                ..Totals::default()
+                ..InvocationCounts::default()
             },
             ObjectOutcome::Read {
                 stats,
                 published,
                 report,
             } => {
-                let mut t = Totals {
+                let mut t = InvocationCounts {
                     objects: 1,
                     records: stats.records,
                     unreadable_records: stats.unreadable,
@@ -81,7 +81,7 @@ impl From<&ObjectOutcome> for Totals {
                     suppressed: report.suppressed,
                     newest_event: report.newest_event,
                     pages: report.pages,
-                    ..Totals::default()
+                    ..InvocationCounts::default()
                 };
                 t.count_published(&report.published);
                 t.count_shadow(report.shadow.iter().map(String::as_str));
@@ -91,8 +91,8 @@ impl From<&ObjectOutcome> for Totals {
     }
 }
 
-impl AddAssign for Totals {
-    fn add_assign(&mut self, o: Totals) {
+impl AddAssign for InvocationCounts {
+    fn add_assign(&mut self, o: InvocationCounts) {
         self.objects += o.objects;
         self.passed_over_objects += o.passed_over_objects;
         self.ignored_notifications += o.ignored_notifications;
@@ -123,7 +123,7 @@ impl AddAssign for Totals {
     }
 }
 
-impl Totals {
+impl InvocationCounts {
     /// Counts shadow alerts per rule.
     pub fn count_shadow<'r>(&mut self, rules: impl Iterator<Item = &'r str>) {
         for rule in rules {
@@ -166,7 +166,7 @@ impl Totals {
             v["storms"] = json!(self.storms);
             v["folded"] = json!(self.folded);
         }
-        if self.pages != PageReport::default() {
+        if self.pages != PageCounts::default() {
             v["pages"] = pages_json(&self.pages);
         }
         v
@@ -174,7 +174,7 @@ impl Totals {
 }
 
 /// What paging did, in a response.
-pub(super) fn pages_json(p: &PageReport) -> Value {
+pub(super) fn pages_json(p: &PageCounts) -> Value {
     let mut v =
         json!({"sent": p.sent, "parked": p.parked, "refused": p.refused, "caughtUp": p.caught_up});
     if p.not_open > 0 {

@@ -16,7 +16,7 @@ use aws_credential_types::provider::{error::CredentialsError, future, ProvideCre
 use aws_credential_types::Credentials;
 use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
 
-use super::config::ReadRole;
+use crate::lambda::config::ReadRole;
 use crate::s3::RoleRefused;
 
 /// The session name the log-archive account's CloudTrail shows for the function's reads.
