@@ -26,6 +26,7 @@ mod formats;
 mod handler;
 #[cfg(feature = "lambda")]
 mod history;
+mod house;
 #[cfg(feature = "lambda")]
 mod org;
 #[cfg(feature = "lambda")]
