@@ -14,9 +14,15 @@ LOCAL_AWS := AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-eas
              AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: all setup build build-x86 release test unit integration sigma e2e lint fmt run bench bench-s3 fuzz check-arm64 watch invoke deploy clean
+.PHONY: help all setup build build-x86 release test unit integration sigma e2e lint fmt run bench bench-s3 fuzz check-arm64 watch invoke deploy clean
 
 all: release
+
+## help: the targets (these lines), then what each script under scripts/ is for
+help:
+	@sed -n 's/^## //p' Makefile
+	@echo
+	@sed -n '/^## /{s/^## //;p};/^- /{s/^- `\([^`]*\)`: /  scripts\/\1  /;p}' scripts/README.md
 
 ## setup: Python tools in .venv (cargo-lambda with zig, moto[server], cfn-lint) and the Rust deps
 setup: $(STAMP)
@@ -53,48 +59,48 @@ unit:
 
 ## integration: the one black-box test binary, tests/tests.rs (starts moto_server on loopback)
 integration: $(STAMP)
-	@[ -f ../shared/bench/make-corpus.py ] || echo "note: ../shared/bench is absent; the corpus equivalence test runs on a corpus built from tests/fixtures/real/invictus"
 	$(LOCAL_AWS) $(CARGO) test --locked --test integration
 
 ## sigma: SigmaHQ's 57 CloudTrail rules (tests/fixtures/sigma) through `rules import sigma`; the
 ##        converted rules, run by `scan`, must agree with an independent evaluator of the Sigma
-##        specification (scripts/sigma-agree.py) on every real record and on records generated at
+##        specification (scripts/test/sigma-agree.py) on every real record and on records generated at
 ##        each rule's boundaries
 sigma: $(STAMP)
-	$(BIN)/python scripts/sigma-agree.py
+	$(BIN)/python scripts/test/sigma-agree.py
 
 ## e2e: moto + `cargo lambda watch` + `cargo lambda invoke --data-file events/…`, alerts read from SQS;
-##      then the storms through the same runtime API (scripts/e2e-storm.py): the storm as issue 30
+##      then the storms through the same runtime API (scripts/test/e2e-storm.py): the storm as issue 30
 ##      filed it against a PagerDuty stand-in with its 120 events/min, and a match-everything
 ##      delivery whose peak memory must stay within the function's 256 MiB; then the
-##      organisation (scripts/e2e-org.py): accounts named from Organizations, routes to a team's
+##      organisation (scripts/test/e2e-org.py): accounts named from Organizations, routes to a team's
 ##      topic, and a bad rule object that does not stop alerting
 e2e: $(STAMP)
-	$(LOCAL_AWS) $(BIN)/python scripts/e2e-lambda.py
-	$(LOCAL_AWS) $(BIN)/python scripts/e2e-storm.py
-	$(LOCAL_AWS) $(BIN)/python scripts/e2e-org.py
+	$(LOCAL_AWS) $(BIN)/python scripts/test/e2e-lambda.py
+	$(LOCAL_AWS) $(BIN)/python scripts/test/e2e-storm.py
+	$(LOCAL_AWS) $(BIN)/python scripts/test/e2e-org.py
 
 ## lint: formatting, clippy (warnings are errors), the three templates (cfn-lint), the member
-##       template's fitness for a StackSet (scripts/check-stackset.py, with its self-test), the
+##       template's fitness for a StackSet (scripts/check/stackset.py, with its self-test), the
 ##       SAM template's state machine
-##       (scripts/check-state-machine.py: the States Language rules checkable offline) and its
-##       topic keys (scripts/check-topic-keys.py: every topic or queue an alarm, an EventBridge
+##       (scripts/check/state-machine.py: the States Language rules checkable offline) and its
+##       topic keys (scripts/check/topic-keys.py: every topic or queue an alarm, an EventBridge
 ##       rule or a function sends to is encrypted with a key that sender may use; with its
-##       self-test), and the supply-chain gate (scripts/deny.sh: cargo-deny offline, after
+##       self-test), and the supply-chain gate (scripts/check/deny.sh: cargo-deny offline, after
 ##       fetching every platform's crates; advisories from ../shared/advisory-db, bans,
-##       licences, sources)
+##       licences, sources), and docs/packs.md against the rule files (scripts/gen/packs-doc.py)
 lint: $(STAMP)
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	$(CARGO) clippy --locked --no-default-features --all-targets -- -D warnings
 	$(CARGO) clippy --locked --no-default-features --features s3 --all-targets -- -D warnings
 	$(BIN)/cfn-lint template.yaml templates/log-archive.yaml templates/member.yaml
-	$(BIN)/python scripts/check-state-machine.py
-	$(BIN)/python scripts/check-topic-keys.py
-	$(BIN)/python scripts/check-topic-keys.py --self-test
-	$(BIN)/python scripts/check-stackset.py
-	$(BIN)/python scripts/check-stackset.py --self-test
-	scripts/deny.sh
+	$(BIN)/python scripts/check/state-machine.py
+	$(BIN)/python scripts/check/topic-keys.py
+	$(BIN)/python scripts/check/topic-keys.py --self-test
+	$(BIN)/python scripts/check/stackset.py
+	$(BIN)/python scripts/check/stackset.py --self-test
+	$(BIN)/python scripts/gen/packs-doc.py --check
+	scripts/check/deny.sh
 
 fmt:
 	$(CARGO) fmt
@@ -110,21 +116,21 @@ run:
 ## bench-s3: `scan s3://…` of a 1,000-object tree on moto with 1 and 16 concurrent fetches:
 ##           objects/s, MB/s and peak memory
 bench-s3: $(STAMP)
-	$(BIN)/python scripts/bench-s3.py
+	$(BIN)/python scripts/bench/s3.py
 
 bench:
-	scripts/bench.sh
+	scripts/bench/bench.sh
 	$(CARGO) bench --locked --bench matcher
 
 ## fuzz: each cargo-fuzz target (log reader, pattern compiler and matcher, payload parser) for
 ##       FUZZ_SECONDS (default 180), seeded from the fixtures; installs cargo-fuzz if missing
 fuzz:
-	scripts/fuzz.sh
+	scripts/test/fuzz.sh
 
 ## check-arm64: the reader's NEON string search run on arm64 under qemu-user, against a byte loop
 ##              (installs the aarch64 musl target and qemu-user if missing)
 check-arm64:
-	scripts/check-arm64.sh
+	scripts/check/arm64.sh
 
 ## watch: the Lambda runtime API emulator on 127.0.0.1:9000 (set AWS_ENDPOINT_URL, ALERT_TOPIC_ARN)
 watch: $(STAMP)

@@ -1,5 +1,5 @@
 //! Matching throughput with 10 and with 1,000 rules over the records of the shared benchmark
-//! corpus (`../shared/bench/make-corpus.py`; set `TRAIL_ALERTS_CORPUS` to use another file).
+//! corpus (`scripts/bench/make-corpus.py`; set `TRAIL_ALERTS_CORPUS` to use another file).
 //! Only matching is measured: records are parsed before timing starts.
 //!
 //! `cargo bench --bench matcher` — criterion reports records per second for each rule count.
@@ -17,20 +17,13 @@ const CORPUS_RECORDS: usize = 20_000;
 
 fn corpus() -> Vec<Value> {
     let path = std::env::var_os("TRAIL_ALERTS_CORPUS")
-        .map(|p| Some(PathBuf::from(p)))
+        .map(PathBuf::from)
         .unwrap_or_else(|| {
             let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
             let out = manifest.join(format!(
                 "target/bench-corpus/corpus-{CORPUS_RECORDS}.json.gz"
             ));
-            let script = manifest.join("../shared/bench/make-corpus.py");
-            if !out.exists() && !script.exists() {
-                eprintln!(
-                    "no {}; benchmarking the invictus fixtures instead",
-                    script.display()
-                );
-                return None;
-            }
+            let script = manifest.join("scripts/bench/make-corpus.py");
             if !out.exists() {
                 // Written under another name and renamed when whole: an interrupted run never
                 // leaves a cut corpus to be measured next time.
@@ -45,11 +38,8 @@ fn corpus() -> Vec<Value> {
                 assert!(status.success(), "make-corpus.py failed");
                 std::fs::rename(&part, &out).expect("rename the corpus");
             }
-            Some(out)
+            out
         });
-    let Some(path) = path else {
-        return fixture_records();
-    };
     let file = std::fs::File::open(&path).expect("open corpus");
     let mut text = String::new();
     flate2::read::MultiGzDecoder::new(file)
@@ -60,21 +50,6 @@ fn corpus() -> Vec<Value> {
         Value::Array(records) => records,
         _ => panic!("no Records in {}", path.display()),
     }
-}
-
-/// The real records in `tests/fixtures/real/invictus`, repeated to the corpus size: for machines
-/// without the shared benchmark corpus.
-fn fixture_records() -> Vec<Value> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/real/invictus");
-    let mut base = Vec::new();
-    for entry in std::fs::read_dir(dir).expect("fixtures") {
-        let text = std::fs::read_to_string(entry.expect("entry").path()).expect("read");
-        let mut doc: Value = serde_json::from_str(&text).expect("json");
-        if let Value::Array(records) = doc["Records"].take() {
-            base.extend(records);
-        }
-    }
-    base.iter().cycle().take(CORPUS_RECORDS).cloned().collect()
 }
 
 /// Ten rules shaped like the built-in pack (`rules/`).

@@ -59,7 +59,7 @@ impl Moto {
         Self::launch(command, &exe)
     }
 
-    /// moto answering one request at a time (`scripts/moto-serial.py`): each DynamoDB write
+    /// moto answering one request at a time (`scripts/test/moto-serial.py`): each DynamoDB write
     /// atomic, as DynamoDB's are — moto's threaded server can lose one of two updates racing
     /// on an item. For the tests that race invocations on the state store.
     pub(crate) fn start_serial() -> Moto {
@@ -68,7 +68,7 @@ impl Moto {
             .or_else(|| Some(root().join(".venv/bin/python")).filter(|p| p.exists()))
             .unwrap_or_else(|| PathBuf::from("python3"));
         let mut command = Command::new(&python);
-        command.arg(root().join("scripts/moto-serial.py"));
+        command.arg(root().join("scripts/test/moto-serial.py"));
         Self::launch(command, &python)
     }
 

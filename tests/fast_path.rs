@@ -370,30 +370,21 @@ fn rules_of_every_shape_give_the_same_alerts_as_building_every_record() {
     );
 }
 
-/// The shared benchmark corpus (20,000 records) when `../shared/bench` is beside the checkout;
-/// otherwise a corpus of the same shape built here from the real invictus records, so that the
-/// test never passes without comparing anything. `make test` says which one ran.
+/// The benchmark corpus (20,000 records), built by the project's own generator
+/// (`scripts/bench/make-corpus.py`, the same bytes as the team's shared one) from the real
+/// invictus records in `benches/data`.
 #[test]
 fn the_benchmark_corpus_gives_the_same_alerts() {
-    let script = root().join("../shared/bench/make-corpus.py");
-    let bytes = if script.exists() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let out = dir.path().join("corpus.json.gz");
-        let status = Command::new("python3")
-            .arg(&script)
-            .arg(&out)
-            .args(["--records", "20000"])
-            .status()
-            .expect("python3");
-        assert!(status.success());
-        std::fs::read(&out).expect("corpus")
-    } else {
-        eprintln!(
-            "{} is absent: comparing on a corpus built from tests/fixtures/real/invictus",
-            script.display()
-        );
-        gzip(&delivery(&local_corpus(20_000)))
-    };
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = dir.path().join("corpus.json.gz");
+    let status = Command::new("python3")
+        .arg(root().join("scripts/bench/make-corpus.py"))
+        .arg(&out)
+        .args(["--records", "20000"])
+        .status()
+        .expect("python3");
+    assert!(status.success(), "scripts/bench/make-corpus.py failed");
+    let bytes = std::fs::read(&out).expect("corpus");
     let rules = RuleSet::load(&[RuleSource::Builtin]).expect("builtin");
     let (fast, all) = both(&rules, &bytes);
     assert_eq!(fast.2.records, 20_000);
@@ -401,29 +392,3 @@ fn the_benchmark_corpus_gives_the_same_alerts() {
     assert_eq!(fast, all);
 }
 
-/// `n` records like the shared corpus's: the real invictus records over and over, each copy
-/// with its own eventID, and a failed BackupJobCompleted every 500 records.
-fn local_corpus(n: usize) -> Vec<Vec<u8>> {
-    let mut real: Vec<Value> = Vec::new();
-    let mut paths: Vec<_> = std::fs::read_dir(fixture("real/invictus"))
-        .expect("dir")
-        .map(|e| e.expect("entry").path())
-        .collect();
-    paths.sort();
-    for path in paths {
-        let doc: Value =
-            serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("json");
-        real.extend(doc["Records"].as_array().expect("Records").iter().cloned());
-    }
-    (0..n)
-        .map(|i| {
-            let mut r = if i % 500 == 499 {
-                failed_job()
-            } else {
-                real[i % real.len()].clone()
-            };
-            r["eventID"] = json!(format!("local-{i}"));
-            r.to_string().into_bytes()
-        })
-        .collect()
-}

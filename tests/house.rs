@@ -117,3 +117,48 @@ fn the_map_reader_sees_a_missing_and_a_stale_entry() {
     assert_eq!(names, BTreeSet::from(["a".to_string(), "b".to_string()]));
     assert_eq!(listed("//! No map.\n"), None);
 }
+
+/// `scripts/README.md` (which `make help` prints) lists every script, and only scripts that are.
+#[test]
+fn the_scripts_listing_is_the_scripts_on_disk() {
+    let scripts = root().join("scripts");
+    let text = fs::read_to_string(scripts.join("README.md")).expect("scripts/README.md");
+    let listed: BTreeSet<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("- `"))
+        .filter_map(|l| l.split('`').next())
+        .map(str::to_string)
+        .collect();
+    let mut disk = BTreeSet::new();
+    for group in fs::read_dir(&scripts).expect("scripts") {
+        let group = group.expect("entry").path();
+        if !group.is_dir() || group.file_name().unwrap() == "__pycache__" {
+            continue;
+        }
+        let g = group.file_name().unwrap().to_string_lossy().into_owned();
+        for entry in fs::read_dir(&group).expect("group") {
+            let path = entry.expect("entry").path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if name == "__pycache__" {
+                continue;
+            }
+            disk.insert(if path.is_dir() {
+                format!("{g}/{name}/")
+            } else {
+                format!("{g}/{name}")
+            });
+        }
+    }
+    let loose: Vec<_> = fs::read_dir(&scripts)
+        .expect("scripts")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.is_file() && p.file_name().unwrap() != "README.md")
+        .collect();
+    assert!(loose.is_empty(), "scripts outside a group: {loose:?}");
+    let unlisted: Vec<_> = disk.difference(&listed).collect();
+    let stale: Vec<_> = listed.difference(&disk).collect();
+    assert!(
+        unlisted.is_empty() && stale.is_empty(),
+        "scripts/README.md: not listed {unlisted:?}; listed but absent {stale:?}"
+    );
+}

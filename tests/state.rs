@@ -4,7 +4,7 @@
 //! roll-up on the sweep, a threshold crossed across invocations, suppressions and their expiry,
 //! 20 handlers racing on one key, a fault between claim and publish, a lost claim recovered by
 //! the sweep, and a throttling store. Only 127.0.0.1 is ever contacted. moto runs through
-//! `scripts/moto-serial.py` here: its threaded server can lose one of two UpdateItems racing on
+//! `scripts/test/moto-serial.py` here: its threaded server can lose one of two UpdateItems racing on
 //! an item (a roll-up once counted 17 of 19 racing matches), where DynamoDB applies each
 //! request atomically.
 

@@ -2,15 +2,15 @@
 """A day of an organisation trail for `make bench`: a folder of many small gzip'd CloudTrail
 deliveries (default 5,000 files, 600,000 records), named and laid out as CloudTrail writes them
 (AWSLogs/o-…/<account>/CloudTrail/<region>/YYYY/MM/DD/<account>_CloudTrail_<region>_<time>_<id>.json.gz),
-from the same records and at the same rate of AWS Backup events as the shared corpus generator
-(../shared/bench/make-corpus.py, whose functions it uses). Deterministic.
+from the same records and at the same rate of AWS Backup events as the corpus generator
+(scripts/bench/make-corpus.py, whose functions it uses). Deterministic.
 
 usage: make-folder.py OUT_DIR [--files N] [--records N]
 """
 import argparse, gzip, importlib.util, json, os, random, uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-CORPUS = os.path.join(HERE, "..", "..", "shared", "bench", "make-corpus.py")
+CORPUS = os.path.join(HERE, "make-corpus.py")
 
 
 def main():

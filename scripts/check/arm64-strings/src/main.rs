@@ -1,7 +1,7 @@
 //! The string search of `src/reader/strings.rs` against a byte loop: every byte value at every
 //! position of buffers up to 80 bytes long, then 200,000 pseudo-random buffers, with and without
 //! the stop at bytes beyond ASCII. Built for arm64, it checks the NEON path (run under
-//! qemu-user by `scripts/check-arm64.sh`); built here, the SSE2 one.
+//! qemu-user by `scripts/check/arm64.sh`); built here, the SSE2 one.
 
 #[allow(dead_code)]
 #[path = "../../../src/reader/strings.rs"]

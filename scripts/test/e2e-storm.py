@@ -21,7 +21,7 @@ the second topic) and invokes it with `cargo lambda invoke`:
 The PagerDuty stand-in enforces PagerDuty's documented limit: 120 events a minute per routing
 key (a sliding window), 429 with Retry-After beyond it.
 
-usage: scripts/e2e-storm.py [--release] [--corpus FILE.json.gz] [--records N]
+usage: scripts/test/e2e-storm.py [--release] [--corpus FILE.json.gz] [--records N]
   --corpus  the match-everything delivery is this CloudTrail file (e.g. the shared benchmark's
             200,000-record corpus) instead of generated EC2 calls
   --release build the function with optimisations (for figures; `make e2e` uses the debug

@@ -16,7 +16,7 @@ object in S3 whose `routes:` send the Payments OU's alerts to the team's topic. 
    set that loaded (the event still reaches the team's topic), its log names the fault, and its
    metrics count RulesFallback.
 
-usage: scripts/e2e-org.py   (run by `make e2e`; needs the .venv of `make setup`)
+usage: scripts/test/e2e-org.py   (run by `make e2e`; needs the .venv of `make setup`)
 """
 import json, os, subprocess, sys
 

@@ -5,12 +5,12 @@
 # crates in ~/.cargo fails here. Every script or Makefile line that works offline (`--offline`,
 # CARGO_NET_OFFLINE) must be listed in STEPS, or this check fails too.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-STEPS=(scripts/deny.sh)
+cd "$(dirname "$0")/../.."
+STEPS=(scripts/check/deny.sh)
 
-known=(-e scripts/check-fresh.sh)
+known=(-e scripts/check/fresh.sh)
 for step in "${STEPS[@]}"; do known+=(-e "$step"); done
-unlisted=$(grep -l -E -e '--offline|CARGO_NET_OFFLINE' Makefile scripts/*.sh scripts/*.py .ci/run \
+unlisted=$(grep -l -E -e '--offline|CARGO_NET_OFFLINE' Makefile scripts/*/*.sh scripts/*/*.py .ci/run \
   | grep -v -x -F "${known[@]}" || true)
 if [ -n "$unlisted" ]; then
   echo "error: offline steps not checked on an empty CARGO_HOME (add them to STEPS in $0): $unlisted" >&2

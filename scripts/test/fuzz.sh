@@ -4,7 +4,7 @@
 # RUSTC_BOOTSTRAP=1 lets it accept them (the sanitizer runtime ships with the standard library).
 # A crash is saved under fuzz/artifacts/<target>/ and must become a regression test.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 SECONDS_EACH=${FUZZ_SECONDS:-180}
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked cargo-fuzz
 export RUSTC_BOOTSTRAP=1

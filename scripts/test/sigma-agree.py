@@ -17,14 +17,14 @@ cases), and records generated from each rule's detection to reach its boundaries
 selection's values alone and together, each field removed, set to null, its case changed, text
 added before and after, booleans and numbers for their text.
 
-usage: scripts/sigma-agree.py [--rules-dir tests/fixtures/sigma/cloudtrail] [--keep DIR]
+usage: scripts/test/sigma-agree.py [--rules-dir tests/fixtures/sigma/cloudtrail] [--keep DIR]
 (run by `make sigma`, part of `make test`; needs the .venv of `make setup` for PyYAML)
 """
 import argparse, fnmatch, json, os, re, subprocess, sys, tempfile
 
 import yaml
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 # ---- the evaluator ----

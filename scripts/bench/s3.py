@@ -9,7 +9,7 @@ second, MB per second (compressed, as fetched) and peak resident memory for each
 """
 import gzip, json, os, re, socket, subprocess, sys, time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 VENV_BIN = os.path.join(ROOT, ".venv", "bin")
 BIN = os.path.join(ROOT, "target", "release", "trail-alerts")
 CORPUS = os.path.join(ROOT, "target", "bench", "corpus-200000.json.gz")
@@ -27,7 +27,7 @@ def free_port():
 def main():
     import boto3
     if not os.path.exists(CORPUS):
-        subprocess.run([sys.executable, os.path.join(ROOT, "..", "shared", "bench", "make-corpus.py"),
+        subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "bench", "make-corpus.py"),
                         CORPUS, "--records", "200000"], check=True)
     subprocess.run(["cargo", "build", "--locked", "--release", "--no-default-features", "--features", "s3",
                     "--bin", "trail-alerts"], cwd=ROOT, check=True, capture_output=True)

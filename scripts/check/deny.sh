@@ -15,7 +15,7 @@
 # cargo-deny expects, under target/, and made anew whenever the snapshot changes. Without the
 # snapshot the advisories check cannot run: that is said, and the other checks run.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 DENY=${DENY:-.venv/bin/cargo-deny}
 SNAPSHOT=${ADVISORY_SNAPSHOT:-../shared/advisory-db}
 DB=target/advisory-db/advisory-db-3157b0e258782691

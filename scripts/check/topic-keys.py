@@ -38,7 +38,7 @@ import sys
 
 from cfnlint.decode import cfn_yaml
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 AWS_MANAGED = re.compile(r"(^|:)alias/aws/(sns|sqs)$")
 KINDS = {"AWS::SNS::Topic": "topic", "AWS::SQS::Queue": "queue"}
 SEND = {"topic": "sns:Publish", "queue": "sqs:SendMessage"}

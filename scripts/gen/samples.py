@@ -13,12 +13,12 @@ writes:
 
 Deterministic: the same inputs give the same bytes (gzip mtime 0).
 
-usage: scripts/make-samples.py [SHARED_DIR]   (default: ../shared)
+usage: scripts/gen/samples.py [SHARED_DIR]   (default: ../shared)
 """
 import copy, gzip, io, json, os, re, sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
+ROOT = os.path.dirname(os.path.dirname(HERE))
 SHARED = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "..", "shared")
 DOCS = os.path.join(SHARED, "docs")
 ACCOUNT = "123456789012"

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # `make bench`: trail-alerts scan side by side with the floor (inflating alone) and the Python
-# peer, on the shared benchmark corpus (200,000 records, about 250 MB of JSON), in one run.
+# peer, on the benchmark corpus (200,000 records, about 250 MB of JSON), in one run.
 # Prints hyperfine's table with ratios, then peak resident memory of each command, then the alert
 # counts (which must agree with the Python peer's).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 OUT=target/bench
 RECORDS=${RECORDS:-200000}
 RUNS=${RUNS:-5}
@@ -19,33 +19,26 @@ if ! need hyperfine || ! need libdeflate-gunzip || [ ! -x /usr/bin/time ]; then
   $SUDO apt-get install -y -qq hyperfine libdeflate-tools time >/dev/null
 fi
 
-# The corpus and the Python peer are shared with the other projects measured on it; they live
-# beside the checkout, not in it. Without them there is nothing to compare with: say so.
-SHARED=../shared
-for f in bench/make-corpus.py bench/python_baseline.py data/real/invictus-ir-aws-dataset; do
-  if [ ! -e "$SHARED/$f" ]; then
-    echo "error: make bench needs $SHARED/$f (the shared benchmark corpus generator, the Python peer" >&2
-    echo "       and the real records the corpus is made of; see $SHARED/bench/README.md). It is absent:" >&2
-    echo "       put the shared folder beside the checkout. \`cargo bench --bench matcher\` runs without it." >&2
-    exit 1
-  fi
-done
+# The corpus generator and the Python peer are the team's shared ones, kept in scripts/bench (the
+# same bytes as the shared generator's); the records come from benches/data.
+GEN=scripts/bench/make-corpus.py
+PEER=scripts/bench/python-peer.py
 
 # Generated inputs are written under a temporary name and renamed when whole, and named after the
 # generator's own checksum, so that an interrupted run or a changed generator is never measured.
 generated() { sha256sum "$@" | sha256sum | cut -c1-12; }
-CORPUS="$OUT/corpus-$RECORDS-$(generated $SHARED/bench/make-corpus.py).json.gz"
+CORPUS="$OUT/corpus-$RECORDS-$(generated $GEN benches/data/invictus-records.json.gz).json.gz"
 if [ ! -f "$CORPUS" ]; then
-  python3 $SHARED/bench/make-corpus.py "$CORPUS.part" --records "$RECORDS"
+  python3 $GEN "$CORPUS.part" --records "$RECORDS"
   mv "$CORPUS.part" "$CORPUS"
 fi
 
 # Rule sets beside the built-in pack: one "root account used" rule (pins no eventName), 990
-# rules each pinned to an eventName, and 990 rules of mixed shapes (scripts/gen-rules.py).
+# rules each pinned to an eventName, and 990 rules of mixed shapes (scripts/bench/rule-sets.py).
 ROOT="$OUT/root.yaml"; PINNED="$OUT/pinned-990.yaml"; MIXED="$OUT/mixed-990.yaml"
-python3 scripts/gen-rules.py root "$ROOT"
-python3 scripts/gen-rules.py pinned "$PINNED" 990
-python3 scripts/gen-rules.py mixed "$MIXED" 990
+python3 scripts/bench/rule-sets.py root "$ROOT"
+python3 scripts/bench/rule-sets.py pinned "$PINNED" 990
+python3 scripts/bench/rule-sets.py mixed "$MIXED" 990
 
 cargo build --locked --release --no-default-features --bin trail-alerts >/dev/null 2>&1 \
   || cargo build --locked --release --no-default-features --bin trail-alerts
@@ -67,7 +60,7 @@ hyperfine -N --warmup 1 --runs "$RUNS" --export-markdown "$OUT/hyperfine.md" \
   -n "scan (builtin + 990 mixed)" "$SCAN --rules builtin --rules $MIXED $CORPUS" \
   -n "scan (builtin + security + self)" "$SCAN $PACKS $CORPUS" \
   -n "scan (builtin + SigmaHQ converted)" "$SCAN --rules builtin --rules $SIGMA $CORPUS" \
-  -n python "python3 $SHARED/bench/python_baseline.py $CORPUS" >/dev/null
+  -n python "python3 $PEER $CORPUS" >/dev/null
 cat "$OUT/hyperfine.md"
 
 echo
@@ -101,12 +94,12 @@ print(f"one more object with the rules loaded (the function's steady state): bui
 PY
 
 echo
-echo "== many objects: a day of an organisation trail, $FOLDER_FILES gzip'd files (scripts/make-folder.py),"
+echo "== many objects: a day of an organisation trail, $FOLDER_FILES gzip'd files (scripts/bench/make-folder.py),"
 echo "   against libdeflate-gunzip inflating the same files one after another (xargs: a few processes)"
-FOLDER="$OUT/folder-$FOLDER_FILES-$(generated $SHARED/bench/make-corpus.py scripts/make-folder.py)"
+FOLDER="$OUT/folder-$FOLDER_FILES-$(generated $GEN benches/data/invictus-records.json.gz scripts/bench/make-folder.py)"
 if [ ! -d "$FOLDER" ]; then
   rm -rf "$FOLDER.part"
-  python3 scripts/make-folder.py "$FOLDER.part" --files "$FOLDER_FILES"
+  python3 scripts/bench/make-folder.py "$FOLDER.part" --files "$FOLDER_FILES"
   mv "$FOLDER.part" "$FOLDER"
 fi
 find "$FOLDER" -name '*.json.gz' | sort >"$OUT/folder-files.txt"
@@ -122,7 +115,7 @@ peak() { /usr/bin/time -f "%M" "$@" 2>&1 >/dev/null | tail -1; }
 printf "%-28s %8s MiB\n" floor "$(( $(peak libdeflate-gunzip -c "$CORPUS") / 1024 ))"
 printf "%-28s %8s MiB\n" "scan (builtin)" "$(( $(peak $SCAN "$CORPUS") / 1024 ))"
 printf "%-28s %8s MiB\n" "scan (builtin + 990 mixed)" "$(( $(peak $SCAN --rules builtin --rules "$MIXED" "$CORPUS") / 1024 ))"
-printf "%-28s %8s MiB\n" python "$(( $(peak python3 $SHARED/bench/python_baseline.py "$CORPUS") / 1024 ))"
+printf "%-28s %8s MiB\n" python "$(( $(peak python3 $PEER "$CORPUS") / 1024 ))"
 
 echo
 echo "== alerts (the rule mixes raise none of their own on the corpus: the four counts agree; the"
@@ -132,13 +125,13 @@ echo "scan (builtin + root rule):  $($SCAN --rules builtin --rules "$ROOT" "$COR
 echo "scan (builtin + 990 pinned): $($SCAN --rules builtin --rules "$PINNED" "$CORPUS" | wc -l)"
 echo "scan (builtin + 990 mixed):  $($SCAN --rules builtin --rules "$MIXED" "$CORPUS" | wc -l)"
 echo "scan (backup-*, outposts-*):  $($SCAN --rule 'backup-*' --rule 'outposts-*' "$CORPUS" | wc -l)"
-echo "python peer:                 $(python3 $SHARED/bench/python_baseline.py "$CORPUS")"
+echo "python peer:                 $(python3 $PEER "$CORPUS")"
 
 echo
 echo "== cold start of the Lambda function (process start to its first request for an event)"
 cargo build --locked --release --bin trail-alerts-lambda >/dev/null 2>&1 \
   || cargo build --locked --release --bin trail-alerts-lambda
-python3 scripts/cold-start.py target/release/trail-alerts-lambda --runs 30 \
+python3 scripts/bench/cold-start.py target/release/trail-alerts-lambda --runs 30 \
   --rules builtin --rules "builtin,$MIXED"
 
 echo

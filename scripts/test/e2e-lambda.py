@@ -8,11 +8,11 @@ AWS_ENDPOINT_URL pointing at moto); invokes it with `cargo lambda invoke --data-
 reads the alerts back from the queue and checks them. Everything listens on 127.0.0.1 and is
 stopped at the end, whatever happens.
 
-usage: scripts/e2e-lambda.py   (run by `make e2e`; needs the .venv of `make setup`)
+usage: scripts/test/e2e-lambda.py   (run by `make e2e`; needs the .venv of `make setup`)
 """
 import datetime, gzip, json, os, signal, socket, subprocess, sys, time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 VENV_BIN = os.path.join(ROOT, ".venv", "bin")
 BUCKET = "trail-alerts-demo"
 

@@ -1,5 +1,5 @@
 """What to do, and the ATT&CK techniques, for the generated built-in rules: imported by
-scripts/gen-resilience-pack.py and scripts/gen-trail-pack.py, which put each rule's `runbook:`
+scripts/gen/resilience-pack.py and scripts/gen/trail-pack.py, which put each rule's `runbook:`
 (one step a line: the chat message's next steps) and `tags:` after its severity. The hand-written
 packs (rules/backup.yaml, rules/outposts.yaml) carry theirs in place. Tags follow SigmaHQ's
 ATT&CK naming (tactic, then technique), and only where a technique applies.

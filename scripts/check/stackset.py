@@ -24,7 +24,7 @@ import sys
 
 from cfnlint.decode import cfn_yaml
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT = os.path.join(ROOT, "templates", "member.yaml")
 IAM_NAMES = {"RoleName", "ManagedPolicyName", "GroupName", "UserName", "InstanceProfileName"}
 NAMES = IAM_NAMES | {"Name", "RuleName", "BucketName", "TopicName", "QueueName", "FunctionName",

@@ -15,7 +15,7 @@ import json, os, re, sys
 
 from cfnlint.decode import cfn_yaml
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 COMMON = {"Type", "Comment", "InputPath", "OutputPath", "QueryLanguage", "Assign"}
 FIELDS = {
