@@ -391,4 +391,3 @@ fn the_benchmark_corpus_gives_the_same_alerts() {
     assert!(!fast.0.is_empty());
     assert_eq!(fast, all);
 }
-

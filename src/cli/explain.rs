@@ -24,21 +24,21 @@ pub fn run(sources: &[String], only: &[String], path: &Path) -> Result<bool, Cli
     let mut input: Box<dyn Read + Send> = if name == "-" {
         Box::new(io::stdin())
     } else {
-        Box::new(std::fs::File::open(path).map_err(|e| CliError::Usage(format!("{name}: {e}")))?)
+        Box::new(std::fs::File::open(path).map_err(|e| CliError::Input(format!("{name}: {e}")))?)
     };
     let width = rules.rules().iter().map(|r| r.id.len()).max().unwrap_or(0);
     let head = super::scan::read_head(&mut input, 8 << 10)
-        .map_err(|e| CliError::Usage(format!("{name}: {e}")))?;
+        .map_err(|e| CliError::Input(format!("{name}: {e}")))?;
     if crate::pipeline::events::looks_like_events(&head) {
         let mut bytes = head;
         input
             .read_to_end(&mut bytes)
-            .map_err(|e| CliError::Usage(format!("{name}: {e}")))?;
+            .map_err(|e| CliError::Input(format!("{name}: {e}")))?;
         return explain_events(&rules, only, &name, &bytes, width);
     }
     let input: Box<dyn Read + Send> = Box::new(io::Cursor::new(head).chain(input));
     let reader = LogReader::new_shapes(input, Limits::default(), Shapes::Any)
-        .map_err(|e| CliError::Usage(format!("{name}: {e}")))?;
+        .map_err(|e| CliError::Input(format!("{name}: {e}")))?;
     let mut out = io::stdout().lock();
     let mut all_read = true;
     let mut records = 0;

@@ -31,12 +31,20 @@ pub enum CliError {
     Config(#[from] ConfigError),
     #[error("writing the output: {0}")]
     Output(#[from] io::Error),
-    /// The command line asks for something that cannot be.
+    /// The command line asks for something that cannot be: exit status 2, as for arguments
+    /// the parser refuses.
     #[error("{0}")]
     Usage(String),
+    /// A file named on the command line could not be read: exit status 1, as for any fault
+    /// of what was read.
+    #[error("{0}")]
+    Input(String),
 }
 
-/// Runs a command: exit status 0 when everything was read and passed, 1 otherwise.
+/// Runs a command: exit status 0 when everything was read and passed; 1 when something could not
+/// be read (a file, a record, a rule) or a check failed; 2 for usage errors — what the argument
+/// parser refuses, and what only the command can tell is wrong (a `--rule` that names no rule, a
+/// `--since` that is no time).
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Scan(args) => scan::run(&args),
@@ -88,6 +96,10 @@ pub fn run(cli: Cli) -> ExitCode {
         Ok(false) => ExitCode::from(1),
         // A closed pipe (`| head`) is the reader's choice, not a fault.
         Err(CliError::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e @ CliError::Usage(_)) => {
+            eprintln!("trail-alerts: {e}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("trail-alerts: {e}");
             ExitCode::from(1)

@@ -156,7 +156,7 @@ pub fn import_sigma(
     let mut files = Vec::new();
     for path in paths {
         collect_yaml(path, &mut files)
-            .map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?;
+            .map_err(|e| CliError::Input(format!("{}: {e}", path.display())))?;
     }
     files.sort();
     if files.is_empty() {
@@ -172,7 +172,7 @@ pub fn import_sigma(
     let mut read = Vec::new();
     for f in &files {
         let text = std::fs::read_to_string(f)
-            .map_err(|e| CliError::Usage(format!("{}: {e}", f.display())))?;
+            .map_err(|e| CliError::Input(format!("{}: {e}", f.display())))?;
         read.push(SigmaFile {
             origin: f.display().to_string(),
             text,
