@@ -13,6 +13,7 @@ mod conformance;
 #[cfg(feature = "lambda")]
 mod context;
 mod differential;
+mod docs;
 #[cfg(feature = "lambda")]
 mod e2e;
 #[cfg(feature = "lambda")]
