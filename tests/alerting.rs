@@ -9,9 +9,7 @@ use assert_cmd::Command;
 use serde_json::{json, Value};
 
 fn cmd() -> Command {
-    let mut c = Command::cargo_bin("trail-alerts").expect("binary");
-    c.env_remove("COLUMNS").env_remove("CLICOLOR_FORCE");
-    c
+    crate::util::trail_alerts()
 }
 
 fn out(a: &assert_cmd::assert::Assert) -> (String, String) {

@@ -9,10 +9,7 @@ use serde_json::{json, Value};
 use crate::util::{gzip, ALL_RULES};
 
 fn cmd() -> Command {
-    let mut c = Command::cargo_bin("trail-alerts").expect("binary");
-    c.env_remove("MAX_DECOMPRESSED_BYTES")
-        .env_remove("MAX_RECORD_BYTES");
-    c
+    crate::util::trail_alerts()
 }
 
 fn trails() -> PathBuf {

@@ -10,17 +10,7 @@ use serde_json::{json, Value};
 use crate::util::{fixture, gzip, root, ALL_RULES};
 
 fn cmd() -> Command {
-    let mut c = Command::cargo_bin("trail-alerts").expect("binary");
-    for var in [
-        "MAX_DECOMPRESSED_BYTES",
-        "MAX_RECORD_BYTES",
-        "COLUMNS",
-        "NO_COLOR",
-        "CLICOLOR_FORCE",
-    ] {
-        c.env_remove(var);
-    }
-    c
+    crate::util::trail_alerts()
 }
 
 fn stdout(out: &assert_cmd::assert::Assert) -> String {

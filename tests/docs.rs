@@ -71,15 +71,7 @@ fn blocks(path: &Path) -> Vec<Block> {
 }
 
 fn cmd() -> Command {
-    let mut c = Command::cargo_bin("trail-alerts").expect("binary");
-    for var in [
-        "MAX_DECOMPRESSED_BYTES",
-        "MAX_RECORD_BYTES",
-        "COLUMNS",
-        "CLICOLOR_FORCE",
-    ] {
-        c.env_remove(var);
-    }
+    let mut c = crate::util::trail_alerts();
     c.env("NO_COLOR", "1").current_dir(root());
     c
 }

@@ -233,3 +233,19 @@ pub fn stand_in(
     });
     (url, count)
 }
+
+/// The `trail-alerts` binary, with none of the environment that changes what it prints or reads
+/// (limits, terminal width, colour) inherited from the shell running the tests.
+pub fn trail_alerts() -> assert_cmd::Command {
+    let mut c = assert_cmd::Command::cargo_bin("trail-alerts").expect("binary");
+    for var in [
+        "MAX_DECOMPRESSED_BYTES",
+        "MAX_RECORD_BYTES",
+        "COLUMNS",
+        "NO_COLOR",
+        "CLICOLOR_FORCE",
+    ] {
+        c.env_remove(var);
+    }
+    c
+}
