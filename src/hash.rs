@@ -3,7 +3,9 @@
 //! flooding buys nothing and its set-up costs more than the lookup. Eight bytes are mixed at a
 //! time (the multiply-rotate scheme of rustc's FxHasher). Also the byte-string equality that the
 //! index's memo of values and the reader's key table use ([`same_bytes`]), and the reading of
-//! eight bytes as a number that all of them share ([`word_at`], [`padded_word`]).
+//! eight bytes as a number that all of them share ([`word_at`], [`padded_word`]). And
+//! [`stable_hash`], the FNV-1a hash of ids kept outside the process (state table keys), which
+//! must not change from one build to the next.
 
 use std::hash::{BuildHasherDefault, Hasher};
 

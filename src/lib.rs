@@ -15,7 +15,8 @@
 //! - [`cli`]: the `trail-alerts` command line.
 //! - [`config`]: settings shared by the command line and the function, from the environment.
 //! - [`describe`]: how faults word values and error chains.
-//! - `hash`: the word hasher of the small maps looked up per record, and byte-string equality.
+//! - `hash`: the word hasher of the small maps looked up per record, byte-string equality, and
+//!   the stable (FNV-1a) hash of ids kept outside the process (`stable_hash`).
 //! - [`index`]: the rule index — many patterns matched at a cost that does not grow with their
 //!   number, and the fields a record's raw bytes must show for any rule to want it.
 //! - [`keys`]: what an S3 object key or file name says an object is (log, digest, other).

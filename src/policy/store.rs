@@ -14,7 +14,7 @@
 //!
 //! [`StateStore`] is the port; `lambda/aws.rs` implements it on DynamoDB, [`MemoryState`] in
 //! memory. [`admit`] is the one decision layer: the function runs it over DynamoDB, the command
-//! line (`policy::local::Engine`) over [`MemoryState`], and `tests/stores.rs` runs one suite of
+//! line (`policy::local::LocalPolicy`) over [`MemoryState`], and `tests/stores.rs` runs one suite of
 //! decisions against both stores.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
