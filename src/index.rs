@@ -71,6 +71,11 @@ struct FieldTable {
     /// A value costs more than one lookup here (prefixes, suffixes, ignore-case or services
     /// are filed): the record reader remembers values' hits ([`Memo`]).
     memoized: bool,
+    /// The byte lengths of the ignore-case values filed (bit n: length n; bit 63: 63 or
+    /// more), so that an ASCII value of no such length — folding ASCII keeps its length — is
+    /// not folded to be looked up in vain (long user agents and ARNs, at paths where a few
+    /// short values are filed ignoring case).
+    folded_lengths: u64,
 }
 
 /// Prefixes (or suffixes) by value, and the lengths in use, so that a record's value is looked
@@ -141,7 +146,10 @@ impl FieldTable {
         self.memoized |= !matches!(test, Test::Exact(_) | Test::Present);
         match test {
             Test::Exact(v) => file(&mut self.exact, v.as_bytes(), id),
-            Test::Folded(v) => file(&mut self.folded, v.as_bytes(), id),
+            Test::Folded(v) => {
+                file(&mut self.folded, v.as_bytes(), id);
+                self.folded_lengths |= length_bit(v.len());
+            }
             Test::Prefix(v) => self.prefix.insert(v, id, true),
             Test::FoldedPrefix(v) => self.folded_prefix.insert(v, id, true),
             Test::Suffix(v) => self.suffix.insert(v, id, false),
@@ -204,18 +212,25 @@ impl FieldTable {
                 out.extend_from_slice(ids);
             }
         }
-        if !(self.folded.is_empty()
-            && self.folded_prefix.is_empty()
-            && self.folded_suffix.is_empty())
-        {
+        let affixes = !(self.folded_prefix.is_empty() && self.folded_suffix.is_empty());
+        let exact = !self.folded.is_empty()
+            && (self.folded_lengths & length_bit(s.len()) != 0 || !s.is_ascii());
+        if affixes || exact {
             fold(s, folded);
-            if let Some(ids) = self.folded.get(folded.as_slice()) {
-                out.extend_from_slice(ids);
+            if exact {
+                if let Some(ids) = self.folded.get(folded.as_slice()) {
+                    out.extend_from_slice(ids);
+                }
             }
             self.folded_prefix.hits(folded, true, out);
             self.folded_suffix.hits(folded, false, out);
         }
     }
+}
+
+/// A length's bit in [`FieldTable::folded_lengths`].
+fn length_bit(len: usize) -> u64 {
+    1 << len.min(63)
 }
 
 /// The hits of values met before at one path, for a table where a value costs several lookups:
@@ -558,6 +573,44 @@ mod tests {
         assert_eq!(idx.matches(&records[3]), vec![4]);
         assert_eq!(idx.matches(&records[4]), vec![5]);
         assert!(idx.matches(&records[5]).is_empty());
+    }
+
+    /// Ignore-case values are folded only when a filed value could equal them: an ASCII value
+    /// of a length no ignore-case value has is passed over (folding ASCII keeps the length),
+    /// a non-ASCII one is always folded (`ß` folds to `ss`), and lengths of 63 bytes or more
+    /// share one bit. Whatever is passed over, the index agrees with the patterns alone.
+    #[test]
+    fn ignore_case_values_of_other_lengths_are_not_folded_and_still_agree() {
+        let long =
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/119";
+        let patterns = [
+            json!({"userAgent": [{"equals-ignore-case": "TruffleHog"}]}),
+            json!({"userAgent": [{"equals-ignore-case": long}]}),
+            json!({"eventName": [{"equals-ignore-case": "strasse"}]}),
+        ];
+        let idx = index(&patterns);
+        let records = [
+            json!({"userAgent": "TRUFFLEHOG"}),
+            json!({"userAgent": "trufflehog/3"}),
+            json!({"userAgent": long.to_uppercase()}),
+            json!({"userAgent": format!("{long}.0")}),
+            json!({"eventName": "STRASSE"}),
+            json!({"eventName": "Straße"}),
+            json!({"eventName": "Strasse2"}),
+            // U+1E9E is three bytes and folds to "ss": eight bytes fold to seven.
+            json!({"eventName": "STRA\u{1e9e}E"}),
+        ];
+        for r in &records {
+            assert_eq!(idx.matches(r), alone(&patterns, r), "record {r}");
+            // The peek may want more than matches, never less.
+            let wanted = wanted_with(&idx, &r.to_string(), &mut Scratch::default());
+            assert!(wanted || alone(&patterns, r).is_empty(), "peeked {r}");
+        }
+        assert_eq!(idx.matches(&records[0]), vec![0]);
+        assert_eq!(idx.matches(&records[2]), vec![1]);
+        assert_eq!(idx.matches(&records[5]), vec![2]);
+        assert_eq!(idx.matches(&records[7]), vec![2]);
+        assert!(idx.matches(&records[1]).is_empty() && idx.matches(&records[6]).is_empty());
     }
 
     /// The shapes of rules real rule sets have, each anchored, and records that pass and fail

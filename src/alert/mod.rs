@@ -244,9 +244,15 @@ impl Alert {
     }
 
     pub fn new(rule: &Rule, record: &Value, source: AlertSource, record_index: usize) -> Self {
-        let event = EventInfo::from_record(record);
-        let matched = rule.pattern.explain(&Event::record(record));
-        let built_in = summary(record, &event);
+        Alert::of_record(rule, record.clone(), source, record_index)
+    }
+
+    /// [`Alert::new`] that keeps the record it is given rather than a copy: the pipeline hands
+    /// the last alert of a record the record itself.
+    pub fn of_record(rule: &Rule, record: Value, source: AlertSource, record_index: usize) -> Self {
+        let event = EventInfo::from_record(&record);
+        let matched = rule.pattern.explain(&Event::record(&record));
+        let built_in = summary(&record, &event);
         Alert::build(rule, record, event, built_in, matched, source, record_index)
     }
 
@@ -254,7 +260,7 @@ impl Alert {
     /// facts, the built-in summary (the rule's own template wins) and why it matched.
     fn build(
         rule: &Rule,
-        record: &Value,
+        record: Value,
         event: EventInfo,
         built_in_summary: String,
         explanation: Explanation,
@@ -265,7 +271,7 @@ impl Alert {
             Explanation::Matched(fields) => fields,
             Explanation::Missed(_) => Vec::new(),
         };
-        let key = alert_key(rule, record, event.event_id.as_deref());
+        let key = alert_key(rule, &record, event.event_id.as_deref());
         Alert {
             rule_meta: rule.meta.clone(),
             account_info: None,
@@ -279,13 +285,13 @@ impl Alert {
             topic: rule.topic.clone(),
             subject: subject(rule.severity, &rule.id, &event, None),
             summary: match &rule.summary {
-                Some(template) => printable(&template.render(record)),
+                Some(template) => printable(&template.render(&record)),
                 None => printable(&built_in_summary),
             },
             event,
             source,
             record_index,
-            record: record.clone(),
+            record,
             matched,
         }
     }
@@ -352,7 +358,11 @@ pub fn sanitize_subject(raw: &str) -> String {
 /// bidirectional-override character is shown as an escape (`\x1b`, `\u{202e}`) instead of
 /// acting on the reader's screen.
 pub fn printable(s: &str) -> String {
-    if !s.chars().any(|c| c.is_control() || is_bidi_control(c)) {
+    // Printable ASCII, the common case, is told byte by byte (which vectorises); the rest char
+    // by char.
+    if s.bytes().all(|b| (0x20..0x7f).contains(&b))
+        || !s.chars().any(|c| c.is_control() || is_bidi_control(c))
+    {
         return s.to_owned();
     }
     let mut out = String::with_capacity(s.len() + 8);

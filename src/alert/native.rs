@@ -38,7 +38,7 @@ impl Alert {
                 let info = native_info(event);
                 let summary = native_summary(event, &info);
                 let matched = explain_bus_event(&rule.pattern, event);
-                Alert::build(rule, event, info, summary, matched, source, 0)
+                Alert::build(rule, event.clone(), info, summary, matched, source, 0)
             }
         }
     }
