@@ -16,6 +16,11 @@ use trail_alerts::lambda::ports::aws::{
 use trail_alerts::lambda::ports::role::trail_reader;
 use trail_alerts::lambda::{Handler, LambdaConfig};
 
+/// mimalloc: building a matched record allocates a few hundred small blocks, and glibc's
+/// allocator spent more on them than on building (see docs/performance.md).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 type Function = Handler<S3Store, SnsPublisher>;
 
 /// Everything done once per cold start; an error here stops the start with a clear message.

@@ -6,6 +6,11 @@ use std::process::ExitCode;
 use clap::Parser;
 use trail_alerts::cli::{self, args::Cli};
 
+/// mimalloc: building a matched record allocates a few hundred small blocks, and glibc's
+/// allocator spent more on them than on building (see docs/performance.md).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     cli::run(Cli::parse())
 }

@@ -1,12 +1,14 @@
 //! Decoding: gzip (one member or several) or plain bytes, told apart by the magic bytes; gzip
 //! inflated inline or on a thread of its own, with UTF-8 checked there while it has time to
-//! spare. The splitter asks for the next chunk of decoded bytes and gets a [`ReadError`] that
-//! already says whether the gzip data or the stream below it failed.
+//! spare. A gzip file of at most [`WHOLE_INPUT`] bytes (most CloudTrail deliveries) is read
+//! whole and inflated in one call ([`inflate_whole`]), on the caller's thread. The splitter
+//! asks for the next chunk of decoded bytes and gets a [`ReadError`] that already says whether
+//! the gzip data or the stream below it failed.
 
 use std::io::{self, BufReader, Cursor, Read};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
-use super::gunzip::{is_gzip_fault, Gunzip};
+use super::gunzip::{inflate_whole, is_gzip_fault, Gunzip};
 use super::ReadError;
 use crate::describe;
 
@@ -16,9 +18,15 @@ pub(crate) const CHUNK: usize = 64 << 10;
 const INFLATED_CHUNK: usize = 256 << 10;
 /// Chunks in flight between the threads: what inflating may run ahead by (1 MiB).
 const CHUNKS_IN_FLIGHT: usize = 4;
+/// A gzip file of at most this many bytes is read whole and inflated in one call, when it
+/// inflates to at most [`WHOLE_OUTPUT`] bytes; larger ones are streamed.
+const WHOLE_INPUT: usize = 1 << 20;
+/// See [`WHOLE_INPUT`].
+const WHOLE_OUTPUT: u64 = 16 << 20;
 
-/// The input with its first bytes (read to sniff the format) put back in front.
-type Sniffed<R> = io::Chain<io::Take<Cursor<[u8; 2]>>, R>;
+/// The input with its first bytes (read to sniff the format) put back in front, and a fault
+/// met while reading them put back where it was met.
+type Sniffed<R> = io::Chain<Cursor<Vec<u8>>, Resume<R>>;
 
 /// A log's bytes, decoded.
 pub(crate) struct Decoder<R: Read> {
@@ -28,18 +36,40 @@ pub(crate) struct Decoder<R: Read> {
 enum Kind<R: Read> {
     Plain(BufReader<Sniffed<R>>),
     Gzip(Box<Gunzip<BufReader<Sniffed<R>>>>),
+    /// A whole gzip file, not inflated yet.
+    Whole {
+        data: Vec<u8>,
+        max: u64,
+    },
+    /// A whole gzip file that could not be inflated in one call, streamed instead.
+    WholeStreamed(Box<Gunzip<Cursor<Vec<u8>>>>),
+    /// Everything handed out.
+    Ended,
     /// Gzip inflated on a thread of its own, while the caller's thread splits and matches.
     Threaded(Inflater),
 }
 
 impl<R: Read> Decoder<R> {
-    /// Decodes on the caller's thread.
+    /// Decodes on the caller's thread, streaming.
     pub(crate) fn inline(input: R) -> Result<Self, ReadError> {
-        let (raw, gzip) = sniff(input)?;
-        let kind = if gzip {
-            Kind::Gzip(Box::new(Gunzip::new(raw)))
-        } else {
-            Kind::Plain(raw)
+        let kind = match sniff(input, false)? {
+            Start::Whole(_) => unreachable!("sniff reads whole files only when asked"),
+            Start::Stream(raw, true) => Kind::Gzip(Box::new(Gunzip::new(raw))),
+            Start::Stream(raw, false) => Kind::Plain(raw),
+        };
+        Ok(Decoder { kind })
+    }
+
+    /// Decodes on the caller's thread; a small gzip file that inflates to at most `max` bytes
+    /// is read whole and inflated in one call.
+    pub(crate) fn inline_whole(input: R, max: u64) -> Result<Self, ReadError> {
+        let kind = match sniff(input, true)? {
+            Start::Whole(data) => Kind::Whole {
+                data,
+                max: max.min(WHOLE_OUTPUT),
+            },
+            Start::Stream(raw, true) => Kind::Gzip(Box::new(Gunzip::new(raw))),
+            Start::Stream(raw, false) => Kind::Plain(raw),
         };
         Ok(Decoder { kind })
     }
@@ -57,6 +87,20 @@ impl<R: Read> Decoder<R> {
                 Kind::Threaded(inflater) => inflater.swap(buf),
                 Kind::Plain(r) => read_into(r, buf, CHUNK),
                 Kind::Gzip(r) => read_into(r, buf, INFLATED_CHUNK),
+                Kind::Whole { data, max } => {
+                    let mut data = std::mem::take(data);
+                    if inflate_whole(&data, buf, *max) {
+                        self.kind = Kind::Ended;
+                        data.clear();
+                        SPARE_WHOLE.set(data);
+                        return Ok(buf.len());
+                    }
+                    // Not in one call: the streaming reader reads it, and words any fault.
+                    self.kind = Kind::WholeStreamed(Box::new(Gunzip::new(Cursor::new(data))));
+                    continue;
+                }
+                Kind::WholeStreamed(r) => read_into(r, buf, INFLATED_CHUNK),
+                Kind::Ended => Ok(0),
             };
             return match result {
                 Ok(n) => Ok(n),
@@ -79,16 +123,20 @@ impl<R: Read> Decoder<R> {
 }
 
 impl<R: Read + Send + 'static> Decoder<R> {
-    /// Decodes gzip on a thread of its own, so that inflating and reading records overlap.
-    pub(crate) fn threaded(input: R) -> Result<Self, ReadError> {
-        let (raw, gzip) = sniff(input)?;
-        let kind = if gzip {
-            Kind::Threaded(
+    /// Decodes gzip on a thread of its own, so that inflating and reading records overlap; a
+    /// small gzip file that inflates to at most `max` bytes is read whole and inflated in one
+    /// call on the caller's thread instead (a thread would cost more than it saves).
+    pub(crate) fn threaded(input: R, max: u64) -> Result<Self, ReadError> {
+        let kind = match sniff(input, true)? {
+            Start::Whole(data) => Kind::Whole {
+                data,
+                max: max.min(WHOLE_OUTPUT),
+            },
+            Start::Stream(raw, true) => Kind::Threaded(
                 Inflater::spawn(Gunzip::new(raw))
                     .map_err(|source| ReadError::Io { offset: 0, source })?,
-            )
-        } else {
-            Kind::Plain(raw)
+            ),
+            Start::Stream(raw, false) => Kind::Plain(raw),
         };
         Ok(Decoder { kind })
     }
@@ -99,24 +147,67 @@ fn read_into(r: &mut impl Read, buf: &mut Vec<u8>, size: usize) -> io::Result<us
     r.read(buf)
 }
 
-/// Reads the first two bytes to tell gzip (`1f 8b`) from the rest, then puts them back.
-fn sniff<R: Read>(mut input: R) -> Result<(BufReader<Sniffed<R>>, bool), ReadError> {
-    let mut head = [0u8; 2];
-    let mut got = 0;
-    while got < head.len() {
-        match input.read(&mut head[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(source) => return Err(ReadError::Io { offset: 0, source }),
-        }
+thread_local! {
+    /// The last whole file's buffer on this thread, for the next one.
+    static SPARE_WHOLE: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// How a log begins to be read.
+enum Start<R> {
+    /// A whole gzip file.
+    Whole(Vec<u8>),
+    /// The input, with whether it is gzip.
+    Stream(BufReader<Sniffed<R>>, bool),
+}
+
+/// Reads the first two bytes to tell gzip (`1f 8b`) from the rest; with `whole`, reads on up
+/// to [`WHOLE_INPUT`] bytes of gzip, to hold a small file whole. What was read is put back in
+/// front of the rest, and a fault met after the first two bytes is put back where it was met,
+/// so that a streamed file is read and fails as if nothing had been read ahead.
+fn sniff<R: Read>(mut input: R, whole: bool) -> Result<Start<R>, ReadError> {
+    let mut head = if whole {
+        SPARE_WHOLE.take()
+    } else {
+        Vec::new()
+    };
+    if let Err(source) = input.by_ref().take(2).read_to_end(&mut head) {
+        return Err(ReadError::Io { offset: 0, source });
     }
-    if got == 0 {
+    if head.is_empty() {
         return Err(ReadError::Empty);
     }
-    let gzip = head[..got] == [0x1f, 0x8b];
-    let raw = BufReader::with_capacity(CHUNK, Cursor::new(head).take(got as u64).chain(input));
-    Ok((raw, gzip))
+    let gzip = head == [0x1f, 0x8b];
+    let mut fault = None;
+    if gzip && whole {
+        match input
+            .by_ref()
+            .take(WHOLE_INPUT as u64 - 1)
+            .read_to_end(&mut head)
+        {
+            // Short of the limit: the input ended.
+            Ok(_) if head.len() <= WHOLE_INPUT => return Ok(Start::Whole(head)),
+            Ok(_) => {}
+            Err(e) => fault = Some(e),
+        }
+    }
+    let rest = Resume { fault, input };
+    let raw = BufReader::with_capacity(CHUNK, Cursor::new(head).chain(rest));
+    Ok(Start::Stream(raw, gzip))
+}
+
+/// The input after the bytes read ahead, with the fault met reading them (if any) first.
+pub(crate) struct Resume<R> {
+    fault: Option<io::Error>,
+    input: R,
+}
+
+impl<R: Read> Read for Resume<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.fault.take() {
+            Some(e) => Err(e),
+            None => self.input.read(buf),
+        }
+    }
 }
 
 /// Inflates a gzip stream on its own thread and hands out the bytes in order, a chunk at a

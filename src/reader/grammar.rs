@@ -64,7 +64,15 @@ pub struct Grammar {
     lit: &'static [u8],
     /// Hex digits a `\u` escape still needs.
     hex: u8,
+    /// Bytes of the number being read.
+    number: u16,
+    /// A number of more than [`LONG_NUMBER`] bytes was read.
+    long: bool,
 }
+
+/// Past this many bytes a number may be out of range (a double ends near 1.8e308), which only
+/// building judges.
+const LONG_NUMBER: u16 = 300;
 
 impl Grammar {
     /// A grammar for a record (`on`), or one that vouches for nothing.
@@ -76,6 +84,8 @@ impl Grammar {
             objects: 0,
             lit: b"",
             hex: 0,
+            number: 0,
+            long: false,
         }
     }
 
@@ -83,6 +93,12 @@ impl Grammar {
     #[inline]
     pub fn valid(&self) -> bool {
         !self.bad && self.state == AFTER && self.hex == 0
+    }
+
+    /// Whether a number of more than 300 bytes was read: it may be out of range.
+    #[inline]
+    pub fn long_number(&self) -> bool {
+        self.long
     }
 
     /// Gives up on the record.
@@ -214,6 +230,34 @@ impl Grammar {
         self.state = if self.state == IN_KEY { COLON } else { AFTER };
     }
 
+    /// `":"`: a key's string closes, and its value's string opens. The same as
+    /// [`Grammar::string_closed`], [`Grammar::colon`] and [`Grammar::string_opened`] in turn,
+    /// in one step: only a key may close there.
+    #[inline(always)]
+    pub fn key_then_string(&mut self) {
+        if self.state == IN_KEY {
+            self.state = IN_VALUE;
+        } else {
+            self.bad = true;
+        }
+    }
+
+    /// `","` inside the container at `depth`: a value's string closes, and the next key's (in
+    /// an object) or element's (in an array) opens. The same as [`Grammar::string_closed`],
+    /// [`Grammar::comma`] and [`Grammar::string_opened`] in turn, in one step.
+    #[inline(always)]
+    pub fn value_then_string(&mut self, depth: usize) {
+        if self.state == IN_VALUE {
+            self.state = if self.is_object(depth) {
+                IN_KEY
+            } else {
+                IN_VALUE
+            };
+        } else {
+            self.bad = true;
+        }
+    }
+
     /// The character after a backslash in a string.
     #[inline]
     pub fn escape(&mut self, c: u8) {
@@ -260,6 +304,11 @@ impl Grammar {
         if self.bad {
             return;
         }
+        if matches!(self.state, VALUE | VALUE_OR_END) {
+            self.number = 0;
+        }
+        self.number = self.number.saturating_add(1);
+        self.long |= self.number > LONG_NUMBER;
         self.state = match (self.state, b) {
             (VALUE | VALUE_OR_END, b'-') => N_MINUS,
             (VALUE | VALUE_OR_END, b'0') => N_ZERO,

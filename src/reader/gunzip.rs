@@ -3,6 +3,12 @@
 //! picks the CPU's widest carry-less multiply at run time (four times the speed of the CRC-32
 //! that flate2's gzip reader uses with the zlib-rs backend: a twentieth of a scan's CPU time).
 //!
+//! A file small enough to be held whole ([`inflate_whole`]) is inflated in one call by
+//! libdeflate, which does it a quarter faster than the streaming inflater on CloudTrail's files;
+//! its header and trailer are read and checked here all the same, and anything short of a
+//! whole, single, sound member is read again by the streaming reader, so that a fault is worded
+//! as before.
+//!
 //! Faults of the data itself (a bad header, corrupt deflate data, a checksum or size that does
 //! not match, a stream that ends inside a member) are `io::Error`s carrying a [`GzipFault`],
 //! so that the caller can tell them from a fault of the stream below, whatever its kind.
@@ -241,6 +247,77 @@ impl<R: BufRead> Gunzip<R> {
     }
 }
 
+/// libdeflate's decompressor state (about 10 KiB), one per thread, made on first use.
+struct Libdeflate(std::ptr::NonNull<libdeflate_sys::libdeflate_decompressor>);
+
+impl Drop for Libdeflate {
+    fn drop(&mut self) {
+        // SAFETY: allocated by `libdeflate_alloc_decompressor`, freed once, here.
+        unsafe { libdeflate_sys::libdeflate_free_decompressor(self.0.as_ptr()) }
+    }
+}
+
+thread_local! {
+    static LIBDEFLATE: std::cell::RefCell<Option<Libdeflate>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Inflates `data`, a whole gzip file, into `out` (replacing what it held) in one call, when
+/// it is one member whose stored size is at most `max` bytes and whose header, deflate data and
+/// trailer (CRC-32 and size) are all sound, with nothing after it. `false` otherwise (`out` then
+/// holds nothing of use): the caller reads `data` with [`Gunzip`], which words the fault or
+/// reads the several members.
+pub(crate) fn inflate_whole(data: &[u8], out: &mut Vec<u8>, max: u64) -> bool {
+    out.clear();
+    let Some(&stored_size) = data.last_chunk::<4>() else {
+        return false;
+    };
+    let stored_size = u32::from_le_bytes(stored_size);
+    if u64::from(stored_size) > max {
+        return false;
+    }
+    let mut header = Gunzip::new(data);
+    if header.header().is_err() {
+        return false;
+    }
+    let body = &data[header.read as usize..];
+    let (mut used, mut made) = (0usize, 0usize);
+    out.reserve(stored_size as usize);
+    let result = LIBDEFLATE.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        if cell.is_none() {
+            // SAFETY: no preconditions; NULL (out of memory) is handled.
+            let p = unsafe { libdeflate_sys::libdeflate_alloc_decompressor() };
+            *cell = Some(Libdeflate(std::ptr::NonNull::new(p)?));
+        }
+        let d = cell.as_ref()?.0.as_ptr();
+        // SAFETY: `body` is readable for its length; `out` has room for `stored_size` bytes,
+        // which libdeflate writes at most (and reads back only what it wrote); `used` and
+        // `made` are written on success.
+        Some(unsafe {
+            libdeflate_sys::libdeflate_deflate_decompress_ex(
+                d,
+                body.as_ptr().cast(),
+                body.len(),
+                out.as_mut_ptr().cast(),
+                stored_size as usize,
+                &mut used,
+                &mut made,
+            )
+        })
+    });
+    if result != Some(libdeflate_sys::libdeflate_result_LIBDEFLATE_SUCCESS) {
+        return false;
+    }
+    // SAFETY: libdeflate wrote `made` bytes (at most `stored_size`, the room reserved).
+    unsafe { out.set_len(made) };
+    let Some(trailer) = body.get(used..).and_then(|t| t.first_chunk::<8>()) else {
+        return false;
+    };
+    let stored_crc = u32::from_le_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]);
+    body.len() == used + 8 && made == stored_size as usize && crc32fast::hash(out) == stored_crc
+}
+
 impl<R: BufRead> Read for Gunzip<R> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         if out.is_empty() {
@@ -402,7 +479,83 @@ mod tests {
         }
     }
 
+    /// The one-call path takes exactly the files that are one sound member, and reads them as
+    /// the streaming reader does; everything else is left to the streaming reader.
+    #[test]
+    fn whole_files_are_inflated_in_one_call_only_when_sound() {
+        let text = b"{\"Records\":[{\"eventName\":\"BackupJobCompleted\"}]}".repeat(300);
+        let one = gzip(&text);
+        let mut out = vec![7; 10];
+        assert!(inflate_whole(&one, &mut out, u64::MAX));
+        assert_eq!(out, text);
+        // The stored size must fit the cap.
+        assert!(!inflate_whole(&one, &mut out, text.len() as u64 - 1));
+        assert!(inflate_whole(&one, &mut out, text.len() as u64));
+        // An empty member.
+        assert!(inflate_whole(&gzip(b""), &mut out, 0) && out.is_empty());
+        // A header checksum, right and wrong.
+        let member = |hcrc_delta: u16| {
+            let mut header = vec![0x1f, 0x8b, 8, FHCRC | FNAME, 0, 0, 0, 0, 0, 255];
+            header.extend_from_slice(b"name\0");
+            let hcrc = (crc32fast::hash(&header) as u16).wrapping_add(hcrc_delta);
+            header.extend_from_slice(&hcrc.to_le_bytes());
+            let mut deflate = DeflateEncoder::new(header, Compression::default());
+            deflate.write_all(&text).unwrap();
+            let mut member = deflate.finish().unwrap();
+            member.extend_from_slice(&crc32fast::hash(&text).to_le_bytes());
+            member.extend_from_slice(&(text.len() as u32).to_le_bytes());
+            member
+        };
+        assert!(inflate_whole(&member(0), &mut out, u64::MAX));
+        assert_eq!(out, text);
+        assert!(!inflate_whole(&member(1), &mut out, u64::MAX));
+        // Two members, bytes after the member, a wrong CRC-32, a wrong size, cut short.
+        let two = [gzip(&text[..100]), gzip(&text[100..])].concat();
+        assert!(!inflate_whole(&two, &mut out, u64::MAX));
+        assert_eq!(gunzip(&two, 64, 1000).unwrap(), text);
+        let mut after = one.clone();
+        after.push(0);
+        assert!(!inflate_whole(&after, &mut out, u64::MAX));
+        let n = one.len();
+        for at in [n - 8, n - 5, n - 4, n - 1] {
+            let mut bad = one.clone();
+            bad[at] ^= 1;
+            assert!(!inflate_whole(&bad, &mut out, u64::MAX), "byte {at}");
+            assert!(gunzip(&bad, 64, 1000).is_err(), "byte {at}");
+        }
+        for cut in [0, 1, 10, n / 2, n - 9, n - 1] {
+            assert!(
+                !inflate_whole(&one[..cut], &mut out, u64::MAX),
+                "cut at {cut}"
+            );
+        }
+    }
+
     proptest! {
+        /// Damaged or not, one member or two: whatever the one-call path accepts, the streaming
+        /// reader reads to the same bytes; and it accepts every sound single member.
+        #[test]
+        fn whole_files_agree_with_the_streaming_reader(
+            content in prop::collection::vec(any::<u8>(), 0..3000),
+            members in 1usize..3,
+            damage in prop::collection::vec((any::<prop::sample::Index>(), 1u8..), 0..3),
+        ) {
+            let mut data = Vec::new();
+            for _ in 0..members {
+                data.extend(gzip(&content));
+            }
+            for (at, xor) in &damage {
+                let i = at.index(data.len());
+                data[i] ^= xor;
+            }
+            let mut out = Vec::new();
+            if inflate_whole(&data, &mut out, u64::MAX) {
+                prop_assert_eq!(gunzip(&data, 37, 1000).unwrap(), out);
+            } else {
+                prop_assert!(members > 1 || !damage.is_empty());
+            }
+        }
+
         /// Any content, cut into any members, read through any buffer: what flate2's own
         /// multi-member reader gives.
         #[test]
