@@ -71,3 +71,16 @@ pub mod rules;
 pub mod s3;
 pub mod time;
 pub mod walk;
+
+/// Turns transparent huge pages off for this process, as the binaries do first thing. Their
+/// allocator (mimalloc) maps its arenas aligned to 2 MiB, and with huge pages on, the first
+/// byte touched in one committed and zeroed all 2 MiB: resident memory doubled (11 to 21 MiB
+/// for a scan) and the kernel's page zeroing was a twentieth of a folder's scan. The working
+/// set here is a few MiB, which huge pages do not help.
+pub fn no_huge_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_THP_DISABLE takes no pointers; a failure (an old kernel) changes nothing.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
+}

@@ -164,6 +164,7 @@ async fn cold_start() -> Result<(Function, DoctorKit), String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    trail_alerts::no_huge_pages();
     lambda_runtime::tracing::init_default_subscriber();
     let (handler, doctor) = match cold_start().await {
         Ok(h) => h,

@@ -12,5 +12,6 @@ use trail_alerts::cli::{self, args::Cli};
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    trail_alerts::no_huge_pages();
     cli::run(Cli::parse())
 }
