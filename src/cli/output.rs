@@ -48,7 +48,11 @@ impl AlertWriter {
             return;
         }
         let written = match self.format {
-            Format::Jsonl => writeln!(self.out, "{}", a.json_line()),
+            // Straight into the writer: `Display` for a value goes through a formatting
+            // adapter, a call per piece.
+            Format::Jsonl => serde_json::to_writer(&mut self.out, &a.json_line())
+                .map_err(std::io::Error::from)
+                .and_then(|()| self.out.write_all(b"\n")),
             Format::Text => writeln!(self.out, "{}", row(a, self.id_width, self.style)),
         };
         if let Err(e) = written {
