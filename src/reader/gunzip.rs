@@ -379,6 +379,19 @@ mod tests {
         }
     }
 
+    /// `members` gzip members of `content`, then bytes changed (each `xor`ed at its index).
+    fn damaged(content: &[u8], members: usize, damage: &[(prop::sample::Index, u8)]) -> Vec<u8> {
+        let mut data = Vec::new();
+        for _ in 0..members {
+            data.extend(gzip(content));
+        }
+        for (at, xor) in damage {
+            let i = at.index(data.len());
+            data[i] ^= xor;
+        }
+        data
+    }
+
     fn fault(data: &[u8]) -> String {
         let e = gunzip(data, 64, 7).expect_err("a fault");
         assert!(is_gzip_fault(&e), "{e:?}");
@@ -540,14 +553,7 @@ mod tests {
             members in 1usize..3,
             damage in prop::collection::vec((any::<prop::sample::Index>(), 1u8..), 0..3),
         ) {
-            let mut data = Vec::new();
-            for _ in 0..members {
-                data.extend(gzip(&content));
-            }
-            for (at, xor) in &damage {
-                let i = at.index(data.len());
-                data[i] ^= xor;
-            }
+            let data = damaged(&content, members, &damage);
             let mut out = Vec::new();
             if inflate_whole(&data, &mut out, u64::MAX) {
                 prop_assert_eq!(gunzip(&data, 37, 1000).unwrap(), out);
@@ -586,14 +592,7 @@ mod tests {
             cut in prop::option::of(any::<prop::sample::Index>()),
             after in prop::collection::vec(any::<u8>(), 0..3),
         ) {
-            let mut data = Vec::new();
-            for _ in 0..members {
-                data.extend(gzip(&content));
-            }
-            for (at, xor) in &damage {
-                let i = at.index(data.len());
-                data[i] ^= xor;
-            }
+            let mut data = damaged(&content, members, &damage);
             if let Some(cut) = cut {
                 data.truncate(cut.index(data.len() + 1));
             }
