@@ -5,7 +5,7 @@
 //! asks for the next chunk of decoded bytes and gets a [`ReadError`] that already says whether
 //! the gzip data or the stream below it failed.
 
-use std::io::{self, BufReader, Cursor, Read};
+use std::io::{self, BufRead, BufReader, Cursor, Read};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use super::gunzip::{inflate_whole, is_gzip_fault, Gunzip};
@@ -36,10 +36,12 @@ pub(crate) struct Decoder<R: Read> {
 enum Kind<R: Read> {
     Plain(BufReader<Sniffed<R>>),
     Gzip(Box<Gunzip<BufReader<Sniffed<R>>>>),
-    /// A whole gzip file, not inflated yet.
+    /// A whole gzip file, not inflated yet; if it cannot be inflated in one call, it is
+    /// streamed on a thread of its own when `threaded`.
     Whole {
         data: Vec<u8>,
         max: u64,
+        threaded: bool,
     },
     /// A whole gzip file that could not be inflated in one call, streamed instead.
     WholeStreamed(Box<Gunzip<Cursor<Vec<u8>>>>),
@@ -67,6 +69,7 @@ impl<R: Read> Decoder<R> {
             Start::Whole(data) => Kind::Whole {
                 data,
                 max: max.min(WHOLE_OUTPUT),
+                threaded: false,
             },
             Start::Stream(raw, true) => Kind::Gzip(Box::new(Gunzip::new(raw))),
             Start::Stream(raw, false) => Kind::Plain(raw),
@@ -87,7 +90,11 @@ impl<R: Read> Decoder<R> {
                 Kind::Threaded(inflater) => inflater.swap(buf),
                 Kind::Plain(r) => read_into(r, buf, CHUNK),
                 Kind::Gzip(r) => read_into(r, buf, INFLATED_CHUNK),
-                Kind::Whole { data, max } => {
+                Kind::Whole {
+                    data,
+                    max,
+                    threaded,
+                } => {
                     let mut data = std::mem::take(data);
                     if inflate_whole(&data, buf, *max) {
                         self.kind = Kind::Ended;
@@ -95,8 +102,18 @@ impl<R: Read> Decoder<R> {
                         SPARE_WHOLE.set(data);
                         return Ok(buf.len());
                     }
-                    // Not in one call: the streaming reader reads it, and words any fault.
-                    self.kind = Kind::WholeStreamed(Box::new(Gunzip::new(Cursor::new(data))));
+                    // Not in one call (a fault, several members, or more than `max` bytes,
+                    // which a storm's few hundred kilobytes can inflate to): the streaming
+                    // reader reads it, and words any fault.
+                    let gunzip = Gunzip::new(Cursor::new(data));
+                    self.kind = if *threaded {
+                        match Inflater::spawn(gunzip) {
+                            Ok(inflater) => Kind::Threaded(inflater),
+                            Err(source) => return Err(ReadError::Io { offset, source }),
+                        }
+                    } else {
+                        Kind::WholeStreamed(Box::new(gunzip))
+                    };
                     continue;
                 }
                 Kind::WholeStreamed(r) => read_into(r, buf, INFLATED_CHUNK),
@@ -131,6 +148,7 @@ impl<R: Read + Send + 'static> Decoder<R> {
             Start::Whole(data) => Kind::Whole {
                 data,
                 max: max.min(WHOLE_OUTPUT),
+                threaded: true,
             },
             Start::Stream(raw, true) => Kind::Threaded(
                 Inflater::spawn(Gunzip::new(raw))
@@ -223,9 +241,7 @@ struct Inflater {
 }
 
 impl Inflater {
-    fn spawn<R: Read + Send + 'static>(
-        mut decoder: Gunzip<BufReader<Sniffed<R>>>,
-    ) -> io::Result<Self> {
+    fn spawn<B: BufRead + Send + 'static>(mut decoder: Gunzip<B>) -> io::Result<Self> {
         let (tx, chunks) = sync_channel(CHUNKS_IN_FLIGHT);
         let (spent, spent_rx) = sync_channel::<Vec<u8>>(CHUNKS_IN_FLIGHT + 1);
         std::thread::Builder::new()

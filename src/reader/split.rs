@@ -1123,6 +1123,26 @@ mod tests {
         }
     }
 
+    /// A small file the one-call path passes over (here two members; also one that inflates
+    /// past its limit) is streamed, on the inflating thread when reading is threaded: the same
+    /// records either way.
+    #[test]
+    fn a_small_file_not_inflated_in_one_call_is_streamed() {
+        let doc = format!(
+            r#"{{"Records":[{}]}}"#,
+            vec![r#"{"eventName":"X","n":"0123456789abcdef"}"#; 3000].join(",")
+        );
+        let (a, b) = doc.as_bytes().split_at(doc.len() / 2);
+        let two = [gzip(a), gzip(b)].concat();
+        let inline = read_all(&two, Limits::default()).unwrap();
+        let threaded: Vec<Parsed> = LogReader::threaded(io::Cursor::new(two), Limits::default())
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(inline.len(), 3000);
+        assert_eq!(format!("{inline:?}"), format!("{threaded:?}"));
+    }
+
     #[test]
     fn every_buffer_boundary_gives_the_same_records() {
         let doc = br#"{"meta":{"a":["]","}"]},"Records":[{"s":"a\"b\\","n":-1.5e3,"t":true,"z":null,"u":"\u00e9\ud83d\ude00","arr":[[],{},[{"k":"v"}]]},{"e":""},{}],"tail":"x"}"#;
