@@ -8,6 +8,7 @@ cd "$(dirname "$0")/../.."
 OUT=target/bench
 RECORDS=${RECORDS:-200000}
 RUNS=${RUNS:-5}
+ROUNDS=${ROUNDS:-10}
 FOLDER_FILES=${FOLDER_FILES:-5000}
 mkdir -p "$OUT"
 
@@ -108,6 +109,20 @@ hyperfine -N --warmup 1 --runs "$RUNS" \
   -n "scan (builtin), folder" "$SCAN $FOLDER" \
   -n "scan (builtin), folder, 1 core" "taskset -c 0 $SCAN $FOLDER" \
   2>&1 | grep -E "Benchmark|Time|faster"
+
+echo
+echo "== the goals' figures, side by side in rounds (scripts/bench/rounds.py: every command once in"
+echo "   turn, $ROUNDS rounds after a warm-up; medians, the fastest beside them; CPU = user + system)"
+lscpu | grep -E '^(Model name|L1d|L2|L3)' | sed 's/  */ /g'
+python3 scripts/bench/rounds.py --rounds "$ROUNDS" --ratios --json "$OUT/rounds.json" \
+  "floor=libdeflate-gunzip -c $CORPUS" \
+  "scan=$SCAN $CORPUS" \
+  "floor, 1 core=taskset -c 0 libdeflate-gunzip -c $CORPUS" \
+  "scan, 1 core=taskset -c 0 $SCAN $CORPUS" \
+  "scan + mixed, 1 core=taskset -c 0 $SCAN --rules builtin --rules $MIXED $CORPUS" \
+  "scan + Sigma, 1 core=taskset -c 0 $SCAN --rules builtin --rules $SIGMA $CORPUS" \
+  "floor folder=xargs -a $OUT/folder-files.txt libdeflate-gunzip -c" \
+  "scan folder=$SCAN $FOLDER"
 
 echo
 echo "== peak resident memory"

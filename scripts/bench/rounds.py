@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""Side by side in rounds, for a machine whose speed drifts: every command once in turn, round
+after round (the first a warm-up), CPU time (user + system) from wait4 and the peak resident
+memory of each run; prints the median and the fastest of each, and with --ratios the ratios
+the performance goals are stated in. `make bench` runs it last.
+
+usage: rounds.py [--rounds N] [--json OUT] [--ratios] NAME=COMMAND ...
+"""
+import argparse, json, os, shlex, statistics, sys, time
+
+
+def run(cmd):
+    start = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        args = shlex.split(cmd)
+        try:
+            os.execvp(args[0], args)
+        finally:
+            os._exit(127)
+    _, status, usage = os.wait4(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"rounds.py: `{cmd}` failed ({os.waitstatus_to_exitcode(status)})")
+    return (time.perf_counter() - start) * 1000, (usage.ru_utime + usage.ru_stime) * 1000, usage.ru_maxrss / 1024
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--json")
+    ap.add_argument("--ratios", action="store_true", help="print the goals' ratios (needs the names bench.sh uses)")
+    ap.add_argument("commands", nargs="+", metavar="NAME=COMMAND")
+    a = ap.parse_args()
+    cmds = [c.split("=", 1) for c in a.commands]
+    times = {name: [] for name, _ in cmds}
+    for r in range(a.rounds + 1):
+        for name, cmd in cmds:
+            t = run(cmd)
+            if r:
+                times[name].append(t)
+    out = {}
+    for name, ts in times.items():
+        wall, cpu = sorted(t[0] for t in ts), sorted(t[1] for t in ts)
+        out[name] = {"wall": statistics.median(wall), "wall_fastest": wall[0],
+                     "cpu": statistics.median(cpu), "cpu_fastest": cpu[0],
+                     "peak_mib": max(t[2] for t in ts)}
+        o = out[name]
+        print(f"{name:34s} wall {o['wall']:8.1f} ms (fastest {o['wall_fastest']:7.1f})   "
+              f"CPU {o['cpu']:8.1f} ms (fastest {o['cpu_fastest']:7.1f})   peak {o['peak_mib']:5.1f} MiB")
+    if a.ratios:
+        def ratio(x, y, k):
+            return f"{out[x][k] / out[y][k]:.2f}x (fastest {out[x][k + '_fastest'] / out[y][k + '_fastest']:.2f}x)"
+        print(f"one core, built-in pack / floor:        {ratio('scan, 1 core', 'floor, 1 core', 'wall')}  (goal <= 1.3x)")
+        print(f"CPU, built-in pack / floor:             {ratio('scan', 'floor', 'cpu')}  (goal <= 1.5x)")
+        print(f"folder, wall / floor:                   {ratio('scan folder', 'floor folder', 'wall')}  (goal <= 0.8x)")
+        print(f"folder, CPU / floor:                    {ratio('scan folder', 'floor folder', 'cpu')}  (goal <= 1.5x)")
+        print(f"one core, + 990 mixed / built-in pack:  {ratio('scan + mixed, 1 core', 'scan, 1 core', 'cpu')}  (goal <= 1.2x)")
+        print(f"one core, + SigmaHQ / built-in pack:    {ratio('scan + Sigma, 1 core', 'scan, 1 core', 'cpu')}  (goal <= 1.2x)")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(out, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
