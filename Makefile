@@ -127,8 +127,9 @@ bench:
 fuzz:
 	scripts/test/fuzz.sh
 
-## check-arm64: the reader's NEON string search run on arm64 under qemu-user, against a byte loop
-##              (installs the aarch64 musl target and qemu-user if missing)
+## check-arm64: the reader's NEON string search run on arm64 under qemu-user, against a byte loop;
+##              then the command line built for arm64 against the host's, scan by scan
+##              (installs the arm64 targets, qemu-user and the arm64 C library if missing)
 check-arm64:
 	scripts/check/arm64.sh
 

@@ -4,7 +4,7 @@
 //! qemu-user by `scripts/check/arm64.sh`); built here, the SSE2 one.
 
 #[allow(dead_code)]
-#[path = "../../../src/reader/strings.rs"]
+#[path = "../../../../src/reader/strings.rs"]
 mod strings;
 
 fn reference(s: &[u8], high: bool) -> Option<usize> {
