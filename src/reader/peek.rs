@@ -473,27 +473,6 @@ impl Tracker {
         }
     }
 
-    /// `":"`: [`Tracker::colon`], then [`Tracker::string_opened`] of the value's string.
-    #[inline]
-    pub(crate) fn colon_then_string(&mut self, at: usize) {
-        if let Some(f) = self.frames.last_mut() {
-            f.expect_key = false;
-        }
-        self.string_start = at;
-        self.string_is_key = false;
-        self.escaped = false;
-    }
-
-    /// `","`: [`Tracker::comma`], then [`Tracker::string_opened`] of the next key's (in an
-    /// object) or element's string.
-    #[inline]
-    pub(crate) fn comma_then_string(&mut self, at: usize) {
-        self.comma();
-        self.string_start = at;
-        self.string_is_key = self.frames.last().is_some_and(|f| f.object);
-        self.escaped = false;
-    }
-
     pub(crate) fn comma(&mut self) {
         if let Some(f) = self.frames.last_mut() {
             f.expect_key = f.object;

@@ -722,12 +722,14 @@ impl<R: Read> LogReader<R> {
                                     if p == b':' {
                                         g.key_then_string();
                                         if tracked {
-                                            t.colon_then_string(base + i + 2);
+                                            t.colon();
+                                            t.string_opened(base + i + 2);
                                         }
                                     } else {
                                         g.value_then_string(depth - 1);
                                         if tracked {
-                                            t.comma_then_string(base + i + 2);
+                                            t.comma();
+                                            t.string_opened(base + i + 2);
                                         }
                                     }
                                     in_string = true;
