@@ -57,6 +57,7 @@ pub mod config;
 pub mod describe;
 mod hash;
 pub mod index;
+pub mod json;
 pub mod keys;
 #[cfg(feature = "lambda")]
 pub mod lambda;

@@ -5,6 +5,7 @@
 use serde_json::{json, Map, Value};
 
 use super::{printable, Alert, AlertSource, EventInfo};
+use crate::json;
 use crate::model::describe_fields;
 
 impl AlertSource {
@@ -152,45 +153,67 @@ impl Alert {
         )
     }
 
-    /// The flat JSON line of `scan --format jsonl`: a stable interface for scripts.
+    /// The flat JSON line of `scan --format jsonl`: a stable interface for scripts. Read back
+    /// from [`Alert::write_json_line`], which is what the scan writes.
     pub fn json_line(&self) -> Value {
-        let mut m = Map::new();
-        let opt = |v: &Option<String>| v.clone().map_or(Value::Null, Value::String);
-        m.insert("rule".into(), json!(self.rule_id));
-        m.insert("severity".into(), json!(self.severity.as_str()));
-        m.insert("eventID".into(), opt(&self.event.event_id));
-        m.insert("eventName".into(), opt(&self.event.event_name));
-        m.insert("eventSource".into(), opt(&self.event.event_source));
-        m.insert("eventTime".into(), opt(&self.event.event_time));
-        m.insert("account".into(), opt(&self.event.account));
-        m.insert("region".into(), opt(&self.event.region));
-        m.insert("principal".into(), opt(&self.event.principal));
-        m.insert("actor".into(), opt(&self.event.actor));
-        m.insert(
-            "accountName".into(),
-            opt(&self.account_info.as_ref().and_then(|i| i.name.clone())),
+        let mut line = Vec::new();
+        self.write_json_line(&mut line);
+        serde_json::from_slice(&line).expect("a written JSON line reads back")
+    }
+
+    /// Appends the flat JSON line of `scan --format jsonl` (no newline), written straight into
+    /// `out` (see [`crate::json`]).
+    pub fn write_json_line(&self, out: &mut Vec<u8>) {
+        let e = &self.event;
+        let mut o = json::Object::open(out);
+        o.str("rule", &self.rule_id);
+        o.str("severity", self.severity.as_str());
+        o.opt_str("eventID", e.event_id.as_deref());
+        o.opt_str("eventName", e.event_name.as_deref());
+        o.opt_str("eventSource", e.event_source.as_deref());
+        o.opt_str("eventTime", e.event_time.as_deref());
+        o.opt_str("account", e.account.as_deref());
+        o.opt_str("region", e.region.as_deref());
+        o.opt_str("principal", e.principal.as_deref());
+        o.opt_str("actor", e.actor.as_deref());
+        o.opt_str(
+            "accountName",
+            self.account_info.as_ref().and_then(|i| i.name.as_deref()),
         );
-        m.insert("sourceIPAddress".into(), opt(&self.event.source_ip));
-        m.insert("errorCode".into(), opt(&self.event.error_code));
-        m.insert("subject".into(), json!(self.subject));
-        m.insert("summary".into(), json!(self.summary));
-        m.insert("file".into(), json!(self.source.display()));
-        m.insert("record".into(), json!(self.record_index));
-        m.insert("matched".into(), self.matched_json());
+        o.opt_str("sourceIPAddress", e.source_ip.as_deref());
+        o.opt_str("errorCode", e.error_code.as_deref());
+        o.str("subject", &self.subject);
+        o.str("summary", &self.summary);
+        o.str("file", &self.source.display());
+        o.value("record", &Value::from(self.record_index));
+        let mut matched = json::Object::open(o.key("matched"));
+        for (i, (path, _)) in self.matched.iter().enumerate() {
+            // As a map collects them: a path given twice keeps its first place and its last
+            // value.
+            if self.matched[..i].iter().any(|(p, _)| p == path) {
+                continue;
+            }
+            let last = self.matched.iter().rev().find(|(p, _)| p == path);
+            match last.and_then(|(_, v)| v.as_ref()) {
+                Some(v) => matched.value(path, v),
+                None => matched.value(path, &Value::Null),
+            }
+        }
+        matched.close();
         if self.shadow {
-            m.insert("shadow".into(), json!(true));
+            o.value("shadow", &Value::Bool(true));
         }
         // An imported rule's own id and licence (the DRL asks for attribution where matches
         // are shown).
         if let Some(meta) = &self.rule_meta {
             if let Some(id) = meta.sigma.as_ref().and_then(|s| s.get("id")) {
-                m.insert("sigmaId".into(), id.clone());
+                o.value("sigmaId", id);
             }
             if let Some(l) = &meta.license {
-                m.insert("license".into(), json!(l));
+                o.str("license", l);
             }
         }
-        Value::Object(m)
+        o.close();
     }
 
     /// The alert as readable lines (an email body, the SNS message in `text` format), within

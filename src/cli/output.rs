@@ -30,6 +30,8 @@ pub struct AlertWriter {
     id_width: usize,
     style: Style,
     failed: Option<io::Error>,
+    /// A JSON line being written.
+    line: Vec<u8>,
 }
 
 impl AlertWriter {
@@ -40,6 +42,7 @@ impl AlertWriter {
             id_width,
             style,
             failed: None,
+            line: Vec::new(),
         }
     }
 
@@ -48,11 +51,13 @@ impl AlertWriter {
             return;
         }
         let written = match self.format {
-            // Straight into the writer: `Display` for a value goes through a formatting
-            // adapter, a call per piece.
-            Format::Jsonl => serde_json::to_writer(&mut self.out, &a.json_line())
-                .map_err(std::io::Error::from)
-                .and_then(|()| self.out.write_all(b"\n")),
+            // Written whole into a buffer kept from line to line, then handed to the writer.
+            Format::Jsonl => {
+                self.line.clear();
+                a.write_json_line(&mut self.line);
+                self.line.push(b'\n');
+                self.out.write_all(&self.line)
+            }
             Format::Text => writeln!(self.out, "{}", row(a, self.id_width, self.style)),
         };
         if let Err(e) = written {

@@ -42,7 +42,7 @@ pub fn key_for(prefix: &S3Object, origin: &str, shadow: &[Alert]) -> String {
 pub fn lines(shadow: &[Alert]) -> Vec<u8> {
     let mut out = Vec::new();
     for a in shadow {
-        out.extend(a.json_line().to_string().into_bytes());
+        a.write_json_line(&mut out);
         out.push(b'\n');
     }
     out

@@ -25,7 +25,7 @@ pub mod peek;
 pub mod record;
 pub mod shape;
 pub mod split;
-mod strings;
+pub(crate) mod strings;
 
 use std::io;
 
