@@ -87,10 +87,9 @@ pub fn encode(s: &str) -> String {
     out
 }
 
-/// A string at a JSON pointer, if it is one and not empty.
-fn at<'a>(record: &'a Value, pointer: &str) -> Option<&'a str> {
-    record
-        .pointer(pointer)
+/// A string at a path of keys, if it is one and not empty.
+fn at<'a>(record: &'a Value, keys: &[&str]) -> Option<&'a str> {
+    super::field_at(record, keys)
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
 }
@@ -107,15 +106,15 @@ fn at<'a>(record: &'a Value, pointer: &str) -> Option<&'a str> {
 /// `None` for a record without `userIdentity` (an EventBridge event of a service).
 pub fn actor(record: &Value) -> Option<String> {
     let ui = record.get("userIdentity")?;
-    let kind = at(ui, "/type").unwrap_or("");
-    let arn = at(ui, "/arn").unwrap_or("");
-    let invoked_by = at(ui, "/invokedBy");
+    let kind = at(ui, &["type"]).unwrap_or("");
+    let arn = at(ui, &["arn"]).unwrap_or("");
+    let invoked_by = at(ui, &["invokedBy"]);
     let who = match kind {
         "AssumedRole" => {
             let rest = arn.split_once(":assumed-role/").map(|(_, r)| r);
             let role = rest
                 .and_then(|r| r.split('/').next())
-                .or_else(|| at(ui, "/sessionContext/sessionIssuer/userName"));
+                .or_else(|| at(ui, &["sessionContext", "sessionIssuer", "userName"]));
             let session = rest.and_then(|r| r.split_once('/')).map(|(_, s)| s);
             match (role, session) {
                 (Some(role), Some(session)) => match permission_set(role) {
@@ -123,20 +122,20 @@ pub fn actor(record: &Value) -> Option<String> {
                     None => format!("role {role} (session {session})"),
                 },
                 (Some(role), None) => format!("role {role}"),
-                _ => at(ui, "/principalId")
+                _ => at(ui, &["principalId"])
                     .unwrap_or("an assumed role")
                     .to_owned(),
             }
         }
         "IAMUser" => format!(
             "IAM user {}",
-            at(ui, "/userName")
+            at(ui, &["userName"])
                 .or_else(|| arn.rsplit('/').next())
                 .unwrap_or("?")
         ),
         "Root" => format!(
             "root user of {}",
-            at(ui, "/accountId").unwrap_or("the account")
+            at(ui, &["accountId"]).unwrap_or("the account")
         ),
         "AWSService" => format!("service {}", invoked_by.unwrap_or("an AWS service")),
         "FederatedUser" => format!(
@@ -146,17 +145,17 @@ pub fn actor(record: &Value) -> Option<String> {
                 .filter(|s| !s.is_empty())
                 .unwrap_or("?")
         ),
-        "WebIdentityUser" | "SAMLUser" | "IdentityCenterUser" => {
-            at(ui, "/userName").or(at(ui, "/principalId"))?.to_owned()
-        }
+        "WebIdentityUser" | "SAMLUser" | "IdentityCenterUser" => at(ui, &["userName"])
+            .or(at(ui, &["principalId"]))?
+            .to_owned(),
         "AWSAccount" => format!(
             "account {}",
-            at(ui, "/accountId").unwrap_or(at(ui, "/principalId").unwrap_or("?"))
+            at(ui, &["accountId"]).unwrap_or(at(ui, &["principalId"]).unwrap_or("?"))
         ),
         _ => {
-            return at(ui, "/arn")
+            return at(ui, &["arn"])
                 .or(invoked_by)
-                .or(at(ui, "/principalId"))
+                .or(at(ui, &["principalId"]))
                 .map(str::to_owned)
         }
     };
@@ -189,7 +188,7 @@ pub fn links(record: &Value, region: Option<&str>) -> Vec<Link> {
     let mut out = Vec::new();
     let cloudtrail_record = record.get("eventID").is_some() && record.get("eventSource").is_some();
     if cloudtrail_record {
-        if let Some(id) = at(record, "/eventID") {
+        if let Some(id) = at(record, &["eventID"]) {
             out.push(Link {
                 title: "CloudTrail event".into(),
                 url: console(region, "cloudtrailv2", &format!("/events/{}", encode(id))),
@@ -197,7 +196,14 @@ pub fn links(record: &Value, region: Option<&str>) -> Vec<Link> {
         }
     }
     // Where a Backup record or event names its vault, recovery point or job.
-    let first = |pointers: &[&str]| pointers.iter().find_map(|p| at(record, p));
+    let first = |pointers: &[&str]| {
+        pointers.iter().find_map(|p| {
+            record
+                .pointer(p)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+        })
+    };
     let vault = first(&[
         "/serviceEventDetails/backupVaultName",
         "/requestParameters/backupVaultName",
@@ -261,13 +267,13 @@ pub fn links(record: &Value, region: Option<&str>) -> Vec<Link> {
             url: console(region, "backup", "/jobs"),
         });
     }
-    let source = at(record, "/eventSource").unwrap_or("");
+    let source = at(record, &["eventSource"]).unwrap_or("");
     if source == "cloudtrail.amazonaws.com" {
         if let Some(trail) = first(&["/requestParameters/name", "/requestParameters/trailName"]) {
             let arn = if trail.starts_with("arn:") {
                 trail.to_owned()
             } else {
-                let account = at(record, "/recipientAccountId").unwrap_or("");
+                let account = at(record, &["recipientAccountId"]).unwrap_or("");
                 format!("arn:aws:cloudtrail:{region}:{account}:trail/{trail}")
             };
             out.push(Link {
