@@ -62,10 +62,21 @@ pub fn word_at(s: &[u8], i: usize) -> u64 {
 /// The first eight bytes of `s` (fewer, padded with zeros), as a little-endian number.
 #[inline]
 pub fn padded_word(s: &[u8]) -> u64 {
-    let mut w = [0u8; 8];
-    let n = s.len().min(8);
-    w[..n].copy_from_slice(&s[..n]);
-    u64::from_le_bytes(w)
+    // Loads of fixed sizes, overlapping where the length is between two (the bytes they
+    // share are the same): copying a length only known at run time was a call to `memcpy`
+    // for every key the reader looked up.
+    let n = s.len();
+    if n >= 8 {
+        word_at(s, 0)
+    } else if n >= 4 {
+        let lo = u32::from_le_bytes([s[0], s[1], s[2], s[3]]) as u64;
+        let hi = u32::from_le_bytes([s[n - 4], s[n - 3], s[n - 2], s[n - 1]]) as u64;
+        lo | hi << ((n - 4) * 8)
+    } else if n > 0 {
+        s[0] as u64 | (s[n / 2] as u64) << (n / 2 * 8) | (s[n - 1] as u64) << ((n - 1) * 8)
+    } else {
+        0
+    }
 }
 
 /// Whether two byte strings are equal, compared eight bytes at a time as numbers: for the
@@ -103,6 +114,17 @@ pub fn stable_hash(bytes: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn padded_word_is_the_first_bytes_padded_with_zeros() {
+        let base: Vec<u8> = (1..=12u8).collect();
+        for n in 0..=base.len() {
+            let mut w = [0u8; 8];
+            let k = n.min(8);
+            w[..k].copy_from_slice(&base[..k]);
+            assert_eq!(padded_word(&base[..n]), u64::from_le_bytes(w), "{n}");
+        }
+    }
 
     #[test]
     fn same_bytes_is_equality() {

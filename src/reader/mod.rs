@@ -18,6 +18,7 @@
 //! - [`record`]: the verdict on one record's bytes — built, checked, or refused with a
 //!   [`RecordError`] — the same whichever way it is reached.
 
+mod build;
 mod decode;
 mod grammar;
 mod gunzip;
