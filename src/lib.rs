@@ -19,6 +19,8 @@
 //!   the stable (FNV-1a) hash of ids kept outside the process (`stable_hash`).
 //! - [`index`]: the rule index — many patterns matched at a cost that does not grow with their
 //!   number, and the fields a record's raw bytes must show for any rule to want it.
+//! - [`json`]: compact JSON written straight into a buffer, as serde_json writes it, for the
+//!   per-alert JSON lines.
 //! - [`keys`]: what an S3 object key or file name says an object is (log, digest, other).
 //! - `lambda` (cargo feature `lambda`, on by default): the function — payload shapes, the
 //!   handler, the door after matching, and the ports it talks to with their adapters.

@@ -17,6 +17,8 @@
 //!   bytes, so that a record no rule can match is never built.
 //! - [`record`]: the verdict on one record's bytes — built, checked, or refused with a
 //!   [`RecordError`] — the same whichever way it is reached.
+//! - `build`: a record the splitter vouched for built into serde_json's value without checking
+//!   again what the splitter checked.
 
 mod build;
 mod decode;
