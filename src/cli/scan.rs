@@ -354,6 +354,16 @@ fn pipeline_for(rules: &RuleSet, limits: Limits) -> Pipeline<'_> {
     }
 }
 
+/// One more for `id`, whose entry is made (its id copied) only the first time.
+fn count(counts: &mut std::collections::BTreeMap<String, u64>, id: &str) {
+    match counts.get_mut(id) {
+        Some(n) => *n += 1,
+        None => {
+            counts.insert(id.to_owned(), 1);
+        }
+    }
+}
+
 /// What `scan` has written and counted so far.
 struct ScanOutput<'r> {
     out: AlertWriter,
@@ -402,7 +412,7 @@ impl ScanOutput<'_> {
             self.counts.resolutions += 1;
             return;
         }
-        *self.counts.matched.entry(a.rule_id.clone()).or_default() += 1;
+        count(&mut self.counts.matched, &a.rule_id);
         if let Some(policy) = &mut self.policy {
             match policy.judge(a) {
                 Verdict::Alert => {}
@@ -423,7 +433,7 @@ impl ScanOutput<'_> {
         }
         self.counts.shown += 1;
         self.counts.shadow += u64::from(a.shadow);
-        *self.counts.per_rule.entry(a.rule_id.clone()).or_default() += 1;
+        count(&mut self.counts.per_rule, &a.rule_id);
         // The rule files' `accounts:` name the account (the function adds AWS Organizations').
         match self.accounts.get(a.event.account.as_deref().unwrap_or("")) {
             Some(info) => self
