@@ -56,7 +56,12 @@ fn join(prefix: &str, key: &str) -> String {
     if prefix.is_empty() {
         key.to_owned()
     } else {
-        format!("{prefix}.{key}")
+        // Pushed, not `format!`ted: every alert's explanation joins its paths.
+        let mut path = String::with_capacity(prefix.len() + 1 + key.len());
+        path.push_str(prefix);
+        path.push('.');
+        path.push_str(key);
+        path
     }
 }
 

@@ -16,15 +16,22 @@ use super::strings::find_special;
 /// The record `bytes` hold, as serde_json would build it; `None` where this builder does not
 /// follow (the caller then asks serde_json).
 pub(super) fn vouched(text: &str) -> Option<Value> {
+    thread_local! {
+        /// The fields' room, kept from record to record.
+        static FIELDS: std::cell::Cell<Vec<(String, Value)>> = const { std::cell::Cell::new(Vec::new()) };
+    }
     let mut b = Builder {
         text,
         s: text.as_bytes(),
         i: 0,
-        fields: Vec::new(),
+        fields: FIELDS.take(),
     };
-    let value = b.value()?;
+    let value = b.value();
     b.space();
-    (b.i == text.len()).then_some(value)
+    let done = b.i == text.len();
+    b.fields.clear();
+    FIELDS.set(b.fields);
+    value.filter(|_| done)
 }
 
 struct Builder<'a> {
