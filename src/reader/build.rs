@@ -208,31 +208,12 @@ mod tests {
         assert_eq!(vouched(r#"{"a":1}"#), Some(json!({"a": 1})));
     }
 
-    fn any_value() -> impl Strategy<Value = Value> {
-        let leaf = prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::Bool),
-            any::<i64>().prop_map(|n| json!(n)),
-            any::<u64>().prop_map(|n| json!(n)),
-            (-1e6f64..1e6).prop_map(|f| json!(f)),
-            any::<String>().prop_map(Value::String),
-            "[\"\\\\/a-z\\x00-\\x1f]{0,20}".prop_map(Value::String),
-        ];
-        leaf.prop_recursive(5, 64, 8, |inner| {
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-                prop::collection::vec(("[a-c]{1,2}", inner), 0..8)
-                    .prop_map(|fields| Value::Object(fields.into_iter().collect())),
-            ]
-        })
-    }
-
     proptest! {
         /// Compact or pretty, with keys given twice or not, the builder builds serde_json's
         /// value, in serde_json's order.
         #[test]
         fn any_record_is_built_as_serde_json_builds_it(
-            fields in prop::collection::vec(("[a-c]{1,2}", any_value()), 0..8),
+            fields in prop::collection::vec(("[a-c]{1,2}", crate::json::any_value("[a-c]{1,2}")), 0..8),
             pretty in any::<bool>(),
         ) {
             // Written field by field, so that a key can come twice.
