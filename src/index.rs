@@ -68,8 +68,8 @@ struct FieldTable {
     folded_suffix: Affixes,
     service: Table,
     present: Ids,
-    /// A value costs more than one lookup here (prefixes, suffixes, ignore-case or services
-    /// are filed): the record reader remembers values' hits ([`Memo`]).
+    /// A value costs more than one lookup here (prefixes, suffixes, services or many
+    /// ignore-case values are filed): the record reader remembers values' hits ([`Memo`]).
     memoized: bool,
     /// The byte lengths of the ignore-case values filed (bit n: length n; bit 63: 63 or
     /// more), so that an ASCII value of no such length — folding ASCII keeps its length — is
@@ -143,12 +143,21 @@ fn file(table: &mut Table, key: &[u8], id: u32) {
 
 impl FieldTable {
     fn insert(&mut self, test: &Test, id: u32) {
-        self.memoized |= !matches!(test, Test::Exact(_) | Test::Present);
+        // A few ignore-case values are not worth remembering values for: a value of none of
+        // their lengths is turned away without a lookup (`folded_lengths`), where the memo
+        // would hash it, and keep a copy of each (long user agents, thousands of them, churn
+        // it). Many (dozens of event names) are: their lengths let most values through.
+        self.memoized |= match test {
+            Test::Exact(_) | Test::Present => false,
+            Test::Folded(_) => self.folded.len() >= FOLDED_TO_REMEMBER,
+            _ => true,
+        };
         match test {
             Test::Exact(v) => file(&mut self.exact, v.as_bytes(), id),
             Test::Folded(v) => {
                 file(&mut self.folded, v.as_bytes(), id);
                 self.folded_lengths |= length_bit(v.len());
+                self.memoized |= self.folded.len() >= FOLDED_TO_REMEMBER;
             }
             Test::Prefix(v) => self.prefix.insert(v, id, true),
             Test::FoldedPrefix(v) => self.folded_prefix.insert(v, id, true),
@@ -250,6 +259,9 @@ struct Memo {
 }
 
 const MEMO_VALUES: usize = 2048;
+/// Ignore-case values at one path from which its values are remembered (see
+/// [`FieldTable::insert`]).
+const FOLDED_TO_REMEMBER: usize = 8;
 const MEMO_VALUE_BYTES: usize = 160;
 
 impl Memo {
