@@ -21,7 +21,9 @@ pub(super) enum Node<'a> {
 impl<'a> Node<'a> {
     pub(super) fn get(self, key: &str) -> Option<Node<'a>> {
         match self {
-            Node::Json(Value::Object(map)) => map.get(key).map(Node::Json),
+            // A small object (most below a record's top level are) is searched in order:
+            // cheaper than hashing the key with serde_json's SipHash.
+            Node::Json(v @ Value::Object(_)) => crate::alert::field(v, key).map(Node::Json),
             Node::Json(_) => None,
             Node::Envelope(e) => e.get(key).map(Node::Json),
         }
