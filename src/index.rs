@@ -143,20 +143,17 @@ fn file(table: &mut Table, key: &[u8], id: u32) {
 
 impl FieldTable {
     fn insert(&mut self, test: &Test, id: u32) {
-        // A few ignore-case values are not worth remembering values for: a value of none of
-        // their lengths is turned away without a lookup (`folded_lengths`), where the memo
-        // would hash it, and keep a copy of each (long user agents, thousands of them, churn
-        // it). Many (dozens of event names) are: their lengths let most values through.
-        self.memoized |= match test {
-            Test::Exact(_) | Test::Present => false,
-            Test::Folded(_) => self.folded.len() >= FOLDED_TO_REMEMBER,
-            _ => true,
-        };
+        self.memoized |= !matches!(test, Test::Exact(_) | Test::Present | Test::Folded(_));
         match test {
             Test::Exact(v) => file(&mut self.exact, v.as_bytes(), id),
             Test::Folded(v) => {
                 file(&mut self.folded, v.as_bytes(), id);
                 self.folded_lengths |= length_bit(v.len());
+                // A few ignore-case values are not worth remembering values for: a value of
+                // none of their lengths is turned away without a lookup (`folded_lengths`),
+                // where the memo would hash it and keep a copy of each (long user agents,
+                // thousands of them, churn it). Many (dozens of event names) are: their
+                // lengths let most values through.
                 self.memoized |= self.folded.len() >= FOLDED_TO_REMEMBER;
             }
             Test::Prefix(v) => self.prefix.insert(v, id, true),

@@ -1,13 +1,16 @@
-//! Compact JSON written straight into a byte buffer, byte for byte as `serde_json::to_vec`
-//! writes it, for the hot per-alert output (`scan --format jsonl`, shadow alerts).
+//! JSON on the per-alert path, where serde_json's general machinery showed in the profile:
 //!
-//! serde_json escapes a string one byte at a time through a lookup table and hands each plain
-//! run to the writer; here a string is first told plain or not in one pass that does not stop
-//! early (vectorised), and a string with something to escape has its plain runs found sixteen
-//! bytes at a time by the reader's string search ([`find_special`]: the bytes JSON must
-//! escape are exactly the bytes that end a plain run when reading). With SigmaHQ's rules raising 8,000 alerts of about 1,300 bytes on
-//! the benchmark corpus, building each line as a `serde_json::Map` and serializing it cost
-//! 243 M instructions of 5.58 G.
+//! - Compact JSON written straight into a byte buffer, byte for byte as `serde_json::to_vec`
+//!   writes it (`scan --format jsonl`, shadow alerts). serde_json escapes a string one byte at
+//!   a time through a lookup table and hands each plain run to the writer; here a string is
+//!   first told plain or not in one pass that does not stop early (vectorised), and a string
+//!   with something to escape has its plain runs found sixteen bytes at a time by the reader's
+//!   string search ([`find_special`]: the bytes JSON must escape are exactly the bytes that end
+//!   a plain run when reading). With SigmaHQ's rules raising 8,000 alerts of about 1,300 bytes
+//!   on the benchmark corpus, building each line as a `serde_json::Map` and serializing it cost
+//!   243 M instructions of 5.58 G.
+//! - A field of a small object ([`field`], [`field_at`]) found by walking its keys rather than
+//!   hashing the key with SipHash (the alerts' facts and summary, pattern matching).
 
 use crate::reader::strings::find_special;
 use serde_json::Value;
@@ -132,6 +135,21 @@ impl<'a> Object<'a> {
     pub fn close(self) {
         self.out.push(b'}');
     }
+}
+
+/// `v[key]` for an object. An object of a few fields (`userIdentity`, `requestParameters`,
+/// `serviceEventDetails` mostly are) is searched in order: cheaper than hashing the key with
+/// serde_json's SipHash, which the alert's summary and facts did about 30 times per alert.
+pub fn field<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+    match v {
+        Value::Object(m) if m.len() <= 8 => m.iter().find(|(k, _)| *k == key).map(|(_, v)| v),
+        _ => v.get(key),
+    }
+}
+
+/// `v[keys[0]][keys[1]]…`, as [`field`] looks each up.
+pub fn field_at<'a>(v: &'a Value, keys: &[&str]) -> Option<&'a Value> {
+    keys.iter().try_fold(v, |v, key| field(v, key))
 }
 
 /// Any JSON value, for property tests against serde_json: every kind, strings with quotes,

@@ -20,7 +20,7 @@
 //! - [`index`]: the rule index — many patterns matched at a cost that does not grow with their
 //!   number, and the fields a record's raw bytes must show for any rule to want it.
 //! - [`json`]: compact JSON written straight into a buffer, as serde_json writes it, for the
-//!   per-alert JSON lines.
+//!   per-alert JSON lines; fields of small objects found without hashing their keys.
 //! - [`keys`]: what an S3 object key or file name says an object is (log, digest, other).
 //! - `lambda` (cargo feature `lambda`, on by default): the function — payload shapes, the
 //!   handler, the door after matching, and the ports it talks to with their adapters.

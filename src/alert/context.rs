@@ -89,7 +89,7 @@ pub fn encode(s: &str) -> String {
 
 /// A string at a path of keys, if it is one and not empty.
 fn at<'a>(record: &'a Value, keys: &[&str]) -> Option<&'a str> {
-    super::field_at(record, keys)
+    crate::json::field_at(record, keys)
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
 }
@@ -196,32 +196,25 @@ pub fn links(record: &Value, region: Option<&str>) -> Vec<Link> {
         }
     }
     // Where a Backup record or event names its vault, recovery point or job.
-    let first = |pointers: &[&str]| {
-        pointers.iter().find_map(|p| {
-            record
-                .pointer(p)
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-        })
-    };
+    let first = |paths: &[&[&str]]| paths.iter().find_map(|keys| at(record, keys));
     let vault = first(&[
-        "/serviceEventDetails/backupVaultName",
-        "/requestParameters/backupVaultName",
-        "/detail/backupVaultName",
+        &["serviceEventDetails", "backupVaultName"],
+        &["requestParameters", "backupVaultName"],
+        &["detail", "backupVaultName"],
     ])
     .map(str::to_owned)
     .or_else(|| {
         first(&[
-            "/serviceEventDetails/backupVaultArn",
-            "/detail/backupVaultArn",
+            &["serviceEventDetails", "backupVaultArn"],
+            &["detail", "backupVaultArn"],
         ])
         .and_then(|arn| arn.rsplit(':').next())
         .map(str::to_owned)
     });
     let recovery_point = first(&[
-        "/serviceEventDetails/recoveryPointArn",
-        "/requestParameters/recoveryPointArn",
-        "/detail/recoveryPointArn",
+        &["serviceEventDetails", "recoveryPointArn"],
+        &["requestParameters", "recoveryPointArn"],
+        &["detail", "recoveryPointArn"],
     ])
     .or_else(|| {
         record
@@ -254,12 +247,12 @@ pub fn links(record: &Value, region: Option<&str>) -> Vec<Link> {
         });
     }
     let job = first(&[
-        "/serviceEventDetails/backupJobId",
-        "/serviceEventDetails/copyJobId",
-        "/serviceEventDetails/restoreJobId",
-        "/detail/backupJobId",
-        "/detail/copyJobId",
-        "/detail/restoreJobId",
+        &["serviceEventDetails", "backupJobId"],
+        &["serviceEventDetails", "copyJobId"],
+        &["serviceEventDetails", "restoreJobId"],
+        &["detail", "backupJobId"],
+        &["detail", "copyJobId"],
+        &["detail", "restoreJobId"],
     ]);
     if job.is_some() {
         out.push(Link {
@@ -269,7 +262,10 @@ pub fn links(record: &Value, region: Option<&str>) -> Vec<Link> {
     }
     let source = at(record, &["eventSource"]).unwrap_or("");
     if source == "cloudtrail.amazonaws.com" {
-        if let Some(trail) = first(&["/requestParameters/name", "/requestParameters/trailName"]) {
+        if let Some(trail) = first(&[
+            &["requestParameters", "name"],
+            &["requestParameters", "trailName"],
+        ]) {
             let arn = if trail.starts_with("arn:") {
                 trail.to_owned()
             } else {
@@ -284,9 +280,9 @@ pub fn links(record: &Value, region: Option<&str>) -> Vec<Link> {
     }
     if source == "outposts.amazonaws.com" {
         let outpost = first(&[
-            "/requestParameters/outpostId",
-            "/requestParameters/OutpostIdentifier",
-            "/responseElements/outpost/outpostId",
+            &["requestParameters", "outpostId"],
+            &["requestParameters", "OutpostIdentifier"],
+            &["responseElements", "outpost", "outpostId"],
         ]);
         if let Some(id) = outpost {
             out.push(Link {

@@ -15,6 +15,7 @@ pub use crate::model::SummaryTemplate;
 
 use serde_json::Value;
 
+use crate::json::{field, field_at};
 use crate::model::{Rule, Severity};
 use crate::pattern::{Event, Explanation};
 
@@ -684,21 +685,6 @@ fn principal(record: &Value) -> Option<String> {
     ["arn", "invokedBy", "principalId", "type"]
         .iter()
         .find_map(|k| text(field(ui, k)))
-}
-
-/// `v[key]` for an object. An object of a few fields (`userIdentity`, `requestParameters`,
-/// `serviceEventDetails` mostly are) is searched in order: cheaper than hashing the key with
-/// serde_json's SipHash, which the alert's summary and facts did about 30 times per alert.
-pub(crate) fn field<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
-    match v {
-        Value::Object(m) if m.len() <= 8 => m.iter().find(|(k, _)| *k == key).map(|(_, v)| v),
-        _ => v.get(key),
-    }
-}
-
-/// `v[keys[0]][keys[1]]…`, as [`field`] looks each up.
-pub(crate) fn field_at<'a>(v: &'a Value, keys: &[&str]) -> Option<&'a Value> {
-    keys.iter().try_fold(v, |v, key| field(v, key))
 }
 
 /// A scalar as text (strings as they are, numbers and booleans printed), else `None`.

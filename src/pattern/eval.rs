@@ -23,7 +23,7 @@ impl<'a> Node<'a> {
         match self {
             // A small object (most below a record's top level are) is searched in order:
             // cheaper than hashing the key with serde_json's SipHash.
-            Node::Json(v @ Value::Object(_)) => crate::alert::field(v, key).map(Node::Json),
+            Node::Json(v @ Value::Object(_)) => crate::json::field(v, key).map(Node::Json),
             Node::Json(_) => None,
             Node::Envelope(e) => e.get(key).map(Node::Json),
         }
