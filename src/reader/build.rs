@@ -11,7 +11,7 @@
 
 use serde_json::{Map, Number, Value};
 
-use super::strings::find_special;
+use super::strings::Specials;
 
 /// The record `bytes` hold, as serde_json would build it; `None` where this builder does not
 /// follow (the caller then asks serde_json).
@@ -25,6 +25,7 @@ pub(super) fn vouched(text: &str) -> Option<Value> {
         s: text.as_bytes(),
         i: 0,
         fields: FIELDS.take(),
+        specials: Specials::new(),
     };
     let value = b.value();
     b.space();
@@ -40,6 +41,8 @@ struct Builder<'a> {
     i: usize,
     /// The fields of the objects being built, innermost last.
     fields: Vec<(String, Value)>,
+    /// Where the strings of `s` end, a block at a time.
+    specials: Specials,
 }
 
 impl Builder<'_> {
@@ -128,24 +131,23 @@ impl Builder<'_> {
     /// A string whose opening quote was just read.
     fn string(&mut self) -> Option<String> {
         let start = self.i;
-        let rest = self.s.get(start..)?;
-        let end = find_special::<false>(rest)?;
-        if rest[end] == b'"' {
-            self.i = start + end + 1;
+        let end = self.specials.next::<false>(self.s, start)?;
+        if self.s[end] == b'"' {
+            self.i = end + 1;
             // A plain run starts after a quote and ends before one, which are ASCII: on
             // character boundaries.
-            return self.text.get(start..start + end).map(str::to_owned);
+            return self.text.get(start..end).map(str::to_owned);
         }
         // Escapes, which are few: serde_json reads the string from its opening quote.
         let mut j = end;
         loop {
-            match *rest.get(j)? {
+            match *self.s.get(j)? {
                 b'\\' => j += 2,
                 b'"' => break,
-                _ => j += 1 + find_special::<false>(rest.get(j + 1..)?)?,
+                _ => j = self.specials.next::<false>(self.s, j + 1)?,
             }
         }
-        self.i = start + j + 1;
+        self.i = j + 1;
         serde_json::from_slice(self.s.get(start - 1..self.i)?).ok()
     }
 

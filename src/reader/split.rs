@@ -14,6 +14,7 @@ use super::grammar::Grammar;
 use super::peek::{PeekPaths, Peeked, Span, Tracker};
 use super::record::{RawRecord, RecordError, RecordErrorKind, DEEP_RECORD};
 use super::shape::{content, Content, Shapes};
+use super::strings::Specials;
 use super::{Limits, ReadError};
 
 /// Decoded bytes enough to tell a document's shape (past a byte-order mark, white space and
@@ -643,6 +644,8 @@ impl<R: Read> LogReader<R> {
                 ));
             }
             let chunk = &self.buf[self.pos..self.len];
+            // The special bytes of the chunk's strings, a block at a time.
+            let mut specials = Specials::new();
             // Record position of chunk[0].
             let base = self.record.len();
             let mut i = 0;
@@ -681,15 +684,15 @@ impl<R: Read> LogReader<R> {
                     // The string's runs, and the strings that follow by `:"` or `,"`.
                     loop {
                         let found = if ascii {
-                            super::strings::find_special::<true>(&chunk[i..])
+                            specials.next::<true>(chunk, i)
                         } else {
-                            super::strings::find_special::<false>(&chunk[i..])
+                            specials.next::<false>(chunk, i)
                         };
                         let Some(j) = found else {
                             i = chunk.len();
                             break;
                         };
-                        i += j;
+                        i = j;
                         match chunk[i] {
                             b'\\' => {
                                 escape = true;

@@ -5,6 +5,11 @@
 //!
 //! SSE2 on x86_64 and NEON on aarch64 are part of those targets' baselines, so no run-time
 //! detection is needed; other targets take the scalar loop.
+//!
+//! A scan that asks again and again within one text (the splitter, for every string of a
+//! record, and the builder) uses [`Specials`], which finds the special bytes of a whole block
+//! (64 bytes on x86_64) at once and answers the next questions in that block with a shift: a
+//! CloudTrail string and its punctuation are about a dozen bytes, so one block serves several.
 
 /// Whether `b` ends a string's plain run.
 #[inline(always)]
@@ -49,6 +54,18 @@ const LANE_BITS: usize = 4;
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn mask16<const HIGH: bool>(p: *const u8) -> u64 {
+    let (special, high) = masks16(p);
+    special | if HIGH { high } else { 0 }
+}
+
+/// The special bytes of the sixteen at `p` (as [`mask16`] without `HIGH`) and, apart, the bytes
+/// from 0x80 up.
+///
+/// # Safety
+/// `p` must point at sixteen readable bytes.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn masks16(p: *const u8) -> (u64, u64) {
     use std::arch::x86_64::*;
     let v = _mm_loadu_si128(p as *const __m128i);
     let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
@@ -57,8 +74,10 @@ unsafe fn mask16<const HIGH: bool>(p: *const u8) -> u64 {
     let control = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v);
     let any = _mm_or_si128(_mm_or_si128(quote, backslash), control);
     // A byte's top bit is set from 0x80 up: the byte mask of `v` itself.
-    let high = if HIGH { _mm_movemask_epi8(v) } else { 0 };
-    (_mm_movemask_epi8(any) | high) as u32 as u64
+    (
+        _mm_movemask_epi8(any) as u32 as u64,
+        _mm_movemask_epi8(v) as u32 as u64,
+    )
 }
 
 /// See the x86_64 version.
@@ -77,9 +96,123 @@ unsafe fn mask16<const HIGH: bool>(p: *const u8) -> u64 {
     if HIGH {
         any = vorrq_u8(any, vcgeq_u8(v, vdupq_n_u8(0x80)));
     }
-    // Narrow each 16-bit lane by four bits: one nibble per byte, in byte order.
-    let nibbles = vshrn_n_u16(vreinterpretq_u16_u8(any), 4);
-    vget_lane_u64(vreinterpret_u64_u8(nibbles), 0)
+    nibbles(any)
+}
+
+/// See the x86_64 version.
+///
+/// # Safety
+/// `p` must point at sixteen readable bytes.
+#[cfg(target_arch = "aarch64")]
+#[inline(always)]
+unsafe fn masks16(p: *const u8) -> (u64, u64) {
+    use std::arch::aarch64::*;
+    let v = vld1q_u8(p);
+    (mask16::<false>(p), nibbles(vcgeq_u8(v, vdupq_n_u8(0x80))))
+}
+
+/// A byte mask (each byte 0 or 0xff) as one nibble per byte, in byte order: each 16-bit lane
+/// narrowed by four bits.
+#[cfg(target_arch = "aarch64")]
+#[inline(always)]
+unsafe fn nibbles(m: std::arch::aarch64::uint8x16_t) -> u64 {
+    use std::arch::aarch64::*;
+    let n = vshrn_n_u16(vreinterpretq_u16_u8(m), 4);
+    vget_lane_u64(vreinterpret_u64_u8(n), 0)
+}
+
+/// Bytes per block of [`Specials`]: as many as a `u64` of lanes holds.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+const BLOCK: usize = 64 / LANE_BITS;
+
+/// The special bytes of one text, found a block at a time and remembered: [`Specials::next`]
+/// gives what [`find_special`] gives from a position on, and a question whose answer lies in
+/// the block at hand costs a shift instead of a vector compare. For one text only: a scan of
+/// another text takes a new `Specials`.
+#[derive(Debug, Clone)]
+pub struct Specials {
+    /// Where the remembered block starts in the text ([`Specials::NONE`]: no block yet).
+    base: usize,
+    /// The special bytes of the block, a lane each (see [`LANE_BITS`]).
+    special: u64,
+    /// Its bytes from 0x80 up.
+    high: u64,
+}
+
+impl Default for Specials {
+    fn default() -> Self {
+        Specials::new()
+    }
+}
+
+impl Specials {
+    /// A base no position is within a block of: `i - NONE` wraps to `i + BLOCK + 1`.
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    const NONE: usize = usize::MAX - BLOCK;
+
+    pub const fn new() -> Self {
+        Specials {
+            #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+            base: Self::NONE,
+            #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+            base: 0,
+            special: 0,
+            high: 0,
+        }
+    }
+
+    /// The index in `s` of the first special byte at or after `i` (with `HIGH`, bytes from
+    /// 0x80 up count too): `find_special::<HIGH>(&s[i..])` moved by `i`. `s` must be the text
+    /// of every earlier call on this value.
+    #[inline(always)]
+    pub fn next<const HIGH: bool>(&mut self, s: &[u8], i: usize) -> Option<usize> {
+        #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+        {
+            let lanes = |special: u64, high: u64| special | if HIGH { high } else { 0 };
+            let off = i.wrapping_sub(self.base);
+            if off < BLOCK {
+                let m = lanes(self.special, self.high) >> (off * LANE_BITS);
+                if m != 0 {
+                    return Some(i + m.trailing_zeros() as usize / LANE_BITS);
+                }
+                // Nothing from `i` to the block's end: the next block follows it.
+                self.base += BLOCK;
+            } else {
+                self.base = i;
+            }
+            // Here `self.base` is at most `s.len()`: it is `i`, or the end of a block read whole.
+            while s.len().saturating_sub(self.base) >= BLOCK {
+                let mut special = 0;
+                let mut high = 0;
+                for k in 0..BLOCK / 16 {
+                    // SAFETY: `self.base + BLOCK <= s.len()`, so the sixteen bytes at
+                    // `self.base + 16 * k` (k < BLOCK / 16) are inside `s`.
+                    let (sp, hi) = unsafe { masks16(s.as_ptr().add(self.base + 16 * k)) };
+                    special |= sp << (16 * LANE_BITS * k);
+                    high |= hi << (16 * LANE_BITS * k);
+                }
+                self.special = special;
+                self.high = high;
+                // `i` is at or before the block's start, or (the first block, at `i`) at it.
+                let off = i.saturating_sub(self.base);
+                let m = lanes(special, high) >> (off * LANE_BITS);
+                if m != 0 {
+                    return Some(self.base + off + m.trailing_zeros() as usize / LANE_BITS);
+                }
+                self.base += BLOCK;
+            }
+            // Less than a block left: searched as it is, and nothing remembered.
+            let from = i.max(self.base);
+            self.base = Self::NONE;
+            s.get(from..)
+                .and_then(find_special::<HIGH>)
+                .map(|j| from + j)
+        }
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+        {
+            s.get(i..).and_then(find_special::<HIGH>).map(|j| i + j)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -130,11 +263,70 @@ mod tests {
         assert_eq!(find_special::<true>(&ascii_edge.repeat(5)), None);
     }
 
+    /// What [`Specials::next`] must give: the search from `i` of the plain function.
+    fn from(s: &[u8], i: usize, high: bool) -> Option<usize> {
+        reference(s.get(i..)?, high).map(|j| i + j)
+    }
+
+    #[test]
+    fn specials_answer_within_and_across_blocks() {
+        // Specials every 7 bytes over several blocks, asked for from every position in turn, as
+        // the splitter does, and then from each found one on, as a scan of strings does.
+        let mut s = vec![b'a'; 300];
+        for at in (3..300).step_by(7) {
+            s[at] = [b'"', b'\\', 0x01, 0xc3][at % 4];
+        }
+        for high in [false, true] {
+            let mut sp = Specials::new();
+            for i in 0..=s.len() + 2 {
+                let got = if high {
+                    sp.next::<true>(&s, i)
+                } else {
+                    sp.next::<false>(&s, i)
+                };
+                assert_eq!(got, from(&s, i, high), "from {i}, high {high}");
+            }
+        }
+        // A long run with nothing special, then one at the very end, and past it.
+        let mut long = vec![b'x'; 1000];
+        long[999] = b'"';
+        let mut sp = Specials::new();
+        assert_eq!(sp.next::<true>(&long, 0), Some(999));
+        assert_eq!(sp.next::<true>(&long, 999), Some(999));
+        assert_eq!(sp.next::<true>(&long, 1000), None);
+        assert_eq!(sp.next::<false>(&long, 5000), None);
+        assert_eq!(Specials::new().next::<false>(&[], 0), None);
+    }
+
     proptest! {
         #[test]
         fn agrees_with_a_byte_loop(s in proptest::collection::vec(any::<u8>(), 0..200)) {
             prop_assert_eq!(find_special::<false>(&s), reference(&s, false));
             prop_assert_eq!(find_special::<true>(&s), reference(&s, true));
+        }
+
+        /// Any sequence of questions (forwards as a scan asks, with jumps, some backwards),
+        /// with and without the bytes from 0x80 up, on text of few specials or many.
+        #[test]
+        fn specials_agree_with_the_plain_search(
+            s in proptest::collection::vec(
+                prop_oneof![8 => Just(b'a'), 1 => Just(b'"'), 1 => Just(0xe2u8), 1 => any::<u8>()],
+                0..400,
+            ),
+            asks in proptest::collection::vec((0usize..420, any::<bool>(), any::<bool>()), 1..40),
+        ) {
+            let mut sp = Specials::new();
+            let mut i = 0;
+            for (jump, back, high) in asks {
+                i = if back { jump } else { (i + jump % 70).min(s.len() + 1) };
+                let got = if high { sp.next::<true>(&s, i) } else { sp.next::<false>(&s, i) };
+                prop_assert_eq!(got, from(&s, i, high), "from {}, high {}", i, high);
+                if let Some(j) = got {
+                    i = j + 1;
+                    let got = if high { sp.next::<true>(&s, i) } else { sp.next::<false>(&s, i) };
+                    prop_assert_eq!(got, from(&s, i, high), "from {}, high {}", i, high);
+                }
+            }
         }
     }
 }
