@@ -234,17 +234,31 @@ pub fn parse_document(origin: &str, text: &str) -> Result<Vec<Rule>, RuleError> 
     parse_rule_document(origin, text).map(|doc| doc.rules)
 }
 
+include!("yaml_options.rs");
+
 /// Parses and validates one rule document, rules and suppressions.
 pub fn parse_rule_document(origin: &str, text: &str) -> Result<RuleDocument, RuleError> {
-    // YAML 1.2 booleans only: `no`, `yes`, `on` and `off` stay strings (a pattern value `[NO]`
-    // is Norway, not false).
-    let mut options = serde_saphyr::Options::default();
-    options.strict_booleans = true;
-    let doc: Value =
-        serde_saphyr::from_str_with_options(text, options).map_err(|e| RuleError::Read {
-            origin: origin.to_owned(),
-            reason: format!("not valid YAML: {}", yaml_error(&e.to_string())),
-        })?;
+    parse_rule_document_as(origin, text, None)
+}
+
+/// [`parse_rule_document`], given the document's value as JSON too when there is one (a
+/// built-in pack, converted at build time with the same options): that is parsed instead of
+/// the YAML, ten times faster, to the same value.
+pub fn parse_rule_document_as(
+    origin: &str,
+    text: &str,
+    json: Option<&str>,
+) -> Result<RuleDocument, RuleError> {
+    let converted = json.and_then(|json| serde_json::from_str::<Value>(json).ok());
+    let doc: Value = match converted {
+        Some(doc) => doc,
+        None => serde_saphyr::from_str_with_options(text, yaml_options()).map_err(|e| {
+            RuleError::Read {
+                origin: origin.to_owned(),
+                reason: format!("not valid YAML: {}", yaml_error(&e.to_string())),
+            }
+        })?,
+    };
     if let Some((line, number)) = underflowing_number(text) {
         return Err(RuleError::Read {
             origin: origin.to_owned(),

@@ -7,43 +7,31 @@ use std::path::{Path, PathBuf};
 
 use super::RuleError;
 
-/// The built-in pack, compiled into the binary from `rules/`.
-pub const BUILTIN: &[(&str, &str)] = &[
-    (
-        "builtin:rules/backup.yaml",
-        include_str!("../../rules/backup.yaml"),
-    ),
-    (
-        "builtin:rules/backup-resilience.yaml",
-        include_str!("../../rules/backup-resilience.yaml"),
-    ),
-    (
-        "builtin:rules/backup-events.yaml",
-        include_str!("../../rules/backup-events.yaml"),
-    ),
-    (
-        "builtin:rules/trail.yaml",
-        include_str!("../../rules/trail.yaml"),
-    ),
-    (
-        "builtin:rules/outposts.yaml",
-        include_str!("../../rules/outposts.yaml"),
-    ),
+/// A built-in pack's document: its name, its YAML, and the same as JSON (converted by
+/// `build.rs`; empty when it did not convert, and the YAML is then read).
+macro_rules! pack {
+    ($name:literal) => {
+        (
+            concat!("builtin:rules/", $name, ".yaml"),
+            include_str!(concat!("../../rules/", $name, ".yaml")),
+            include_str!(concat!(env!("OUT_DIR"), "/rules/", $name, ".json")),
+        )
+    };
+}
+
+/// The built-in pack, compiled into the binary from `rules/`: origin, YAML, JSON.
+pub const BUILTIN: &[(&str, &str, &str)] = &[
+    pack!("backup"),
+    pack!("backup-resilience"),
+    pack!("backup-events"),
+    pack!("trail"),
+    pack!("outposts"),
 ];
 
-/// The optional built-in packs, off unless named (`builtin:security`, `builtin:self`).
-pub const PACKS: &[(&str, &str, &str)] = &[
-    (
-        "security",
-        "builtin:rules/security.yaml",
-        include_str!("../../rules/security.yaml"),
-    ),
-    (
-        "self",
-        "builtin:rules/self.yaml",
-        include_str!("../../rules/self.yaml"),
-    ),
-];
+/// The optional built-in packs, off unless named (`builtin:security`, `builtin:self`): name,
+/// then as in [`BUILTIN`].
+pub const PACKS: &[(&str, (&str, &str, &str))] =
+    &[("security", pack!("security")), ("self", pack!("self"))];
 
 /// A rule source, as written on the command line and in `RULES`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,6 +111,19 @@ impl fmt::Display for RuleSource {
 pub struct Document {
     pub origin: String,
     pub text: String,
+    /// A built-in pack's document as JSON (see [`BUILTIN`]): parsed instead of `text`, to the
+    /// same value.
+    pub json: Option<&'static str>,
+}
+
+impl Document {
+    fn builtin(&(origin, text, json): &(&str, &str, &'static str)) -> Self {
+        Document {
+            origin: origin.to_owned(),
+            text: text.to_owned(),
+            json: (!json.is_empty()).then_some(json),
+        }
+    }
 }
 
 /// The documents a source holds: the built-in pack, a file, every `.yaml`/`.yml`/`.json` file
@@ -132,25 +133,16 @@ pub fn read(
     remote: &mut impl FnMut(&S3Object) -> Result<String, String>,
 ) -> Result<Vec<Document>, RuleError> {
     match source {
-        RuleSource::Builtin => Ok(BUILTIN
-            .iter()
-            .map(|(origin, text)| Document {
-                origin: (*origin).to_owned(),
-                text: (*text).to_owned(),
-            })
-            .collect()),
-        RuleSource::Pack(name) => match PACKS.iter().find(|(n, _, _)| n == name) {
-            Some((_, origin, text)) => Ok(vec![Document {
-                origin: (*origin).to_owned(),
-                text: (*text).to_owned(),
-            }]),
+        RuleSource::Builtin => Ok(BUILTIN.iter().map(Document::builtin).collect()),
+        RuleSource::Pack(name) => match PACKS.iter().find(|(n, _)| n == name) {
+            Some((_, pack)) => Ok(vec![Document::builtin(pack)]),
             None => Err(RuleError::Read {
                 origin: format!("builtin:{name}"),
                 reason: format!(
                     "no such built-in pack; the optional packs are {}",
                     PACKS
                         .iter()
-                        .map(|(n, _, _)| format!("builtin:{n}"))
+                        .map(|(n, _)| format!("builtin:{n}"))
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),
@@ -160,7 +152,11 @@ pub fn read(
         RuleSource::S3(object) => {
             let origin = object.to_string();
             match remote(object) {
-                Ok(text) => Ok(vec![Document { origin, text }]),
+                Ok(text) => Ok(vec![Document {
+                    origin,
+                    text,
+                    json: None,
+                }]),
                 Err(reason) => Err(RuleError::Read { origin, reason }),
             }
         }
@@ -192,7 +188,11 @@ fn read_path(path: &Path) -> Result<Vec<Document>, RuleError> {
         .map(|file| {
             let origin = file.display().to_string();
             match std::fs::read_to_string(&file) {
-                Ok(text) => Ok(Document { origin, text }),
+                Ok(text) => Ok(Document {
+                    origin,
+                    text,
+                    json: None,
+                }),
                 Err(e) => Err(unreadable(origin, e)),
             }
         })
@@ -204,4 +204,49 @@ fn is_rule_file(path: &Path) -> bool {
         path.extension().and_then(|e| e.to_str()),
         Some("yaml" | "yml" | "json")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::document::{parse_rule_document, parse_rule_document_as, yaml_options};
+    use serde_json::Value;
+
+    /// Every built-in pack was converted by `build.rs`, to the value its YAML gives with the
+    /// options rule files are read with, and loads to the same rules either way.
+    #[test]
+    fn the_packs_json_is_their_yaml() {
+        let all = BUILTIN.iter().chain(PACKS.iter().map(|(_, pack)| pack));
+        let mut n = 0;
+        for pack in all {
+            let doc = Document::builtin(pack);
+            let json = doc
+                .json
+                .unwrap_or_else(|| panic!("{}: not converted", doc.origin));
+            let from_yaml: Value =
+                serde_saphyr::from_str_with_options(&doc.text, yaml_options()).unwrap();
+            let from_json: Value = serde_json::from_str(json).unwrap();
+            assert_eq!(from_json, from_yaml, "{}", doc.origin);
+            // Key order too (serde_json's maps keep it, and rules are listed in it).
+            assert_eq!(
+                serde_json::to_string(&from_json).unwrap(),
+                serde_json::to_string(&from_yaml).unwrap()
+            );
+            let fast = parse_rule_document_as(&doc.origin, &doc.text, doc.json).unwrap();
+            let slow = parse_rule_document(&doc.origin, &doc.text).unwrap();
+            assert_eq!(format!("{fast:?}"), format!("{slow:?}"), "{}", doc.origin);
+            n += 1;
+        }
+        assert_eq!(n, 7);
+    }
+
+    /// JSON that does not parse (which `build.rs` never writes) is passed over for the YAML.
+    #[test]
+    fn a_document_whose_json_does_not_parse_is_read_from_its_yaml() {
+        let yaml = "rules:\n  - id: r\n    description: d\n    severity: low\n    pattern: {eventName: [A]}\n";
+        let doc = parse_rule_document_as("x.yaml", yaml, Some("{not json")).unwrap();
+        assert_eq!(doc.rules[0].id, "r");
+        let bad = parse_rule_document_as("x.yaml", "rules: [", Some("")).unwrap_err();
+        assert!(bad.to_string().contains("not valid YAML"), "{bad}");
+    }
 }
