@@ -22,10 +22,11 @@ def packs():
     """[(pack name, [rule file])] in source.rs's order."""
     src = open(os.path.join(ROOT, "src", "rules", "source.rs")).read()
     builtin = src[src.index("pub const BUILTIN"):src.index("pub const PACKS")]
-    optional = src[src.index("pub const PACKS"):]
-    out = [("builtin", re.findall(r'include_str!\("\.\./\.\./(rules/[^"]+)"\)', builtin))]
-    for name, path in re.findall(r'\(\s*"([a-z-]+)",\s*"builtin:[^"]+",\s*include_str!\("\.\./\.\./(rules/[^"]+)"\)', optional):
-        out.append(("builtin:" + name, [path]))
+    optional = src[src.index("pub const PACKS"):src.index("pub enum RuleSource")]
+    # Each document is `pack!("<file stem>")`, the file being rules/<file stem>.yaml.
+    out = [("builtin", [f"rules/{stem}.yaml" for stem in re.findall(r'pack!\("([a-z-]+)"\)', builtin)])]
+    for name, stem in re.findall(r'\(\s*"([a-z-]+)",\s*pack!\("([a-z-]+)"\)\s*\)', optional):
+        out.append(("builtin:" + name, [f"rules/{stem}.yaml"]))
     return out
 
 
