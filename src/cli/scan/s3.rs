@@ -154,6 +154,7 @@ async fn read(
                 name,
                 alerts: Vec::new(),
                 outcome: Err(io::Error::other(with_verdict(&fetch_error(e)))),
+                worker: None,
             }
         }
     };
@@ -176,11 +177,13 @@ async fn read(
             name,
             alerts,
             outcome: Ok(outcome),
+            worker: None,
         },
         Err(e) => FileDone {
             name,
             alerts: Vec::new(),
             outcome: Err(io::Error::other(format!("the reading task failed: {e}"))),
+            worker: None,
         },
     }
 }
