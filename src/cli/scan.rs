@@ -711,9 +711,7 @@ fn scan_in_parallel(
                     let mut pipeline = pipeline_for(rules, limits);
                     while !stop.load(Ordering::Relaxed) {
                         // The alerts written since, dropped where they were made.
-                        while let Ok(alerts) = spent_rx.try_recv() {
-                            drop(alerts);
-                        }
+                        spent_rx.try_iter().for_each(drop);
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(target) = targets.get(i) else { break };
                         let mut file = read_one(&mut pipeline, target);
@@ -723,9 +721,6 @@ fn scan_in_parallel(
                         }
                     }
                 });
-            if spawned.is_ok() {
-                spent.push(spent_tx);
-            }
             if spawned.is_err() {
                 if w == 0 {
                     return Ok(false);
@@ -733,6 +728,7 @@ fn scan_in_parallel(
                 // Fewer threads than asked for: those that started do the work.
                 break;
             }
+            spent.push(spent_tx);
         }
         drop(done_tx);
         let mut order = InOrder {
