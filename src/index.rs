@@ -143,7 +143,10 @@ fn file(table: &mut Table, key: &[u8], id: u32) {
 
 impl FieldTable {
     fn insert(&mut self, test: &Test, id: u32) {
-        self.memoized |= !matches!(test, Test::Exact(_) | Test::Present | Test::Folded(_));
+        self.memoized |= !matches!(
+            test,
+            Test::Exact(_) | Test::Present | Test::Scalar(_) | Test::Folded(_)
+        );
         match test {
             Test::Exact(v) => file(&mut self.exact, v.as_bytes(), id),
             Test::Folded(v) => {
@@ -161,7 +164,9 @@ impl FieldTable {
             Test::Suffix(v) => self.suffix.insert(v, id, false),
             Test::FoldedSuffix(v) => self.folded_suffix.insert(v, id, false),
             Test::Service(v) => file(&mut self.service, v.as_bytes(), id),
-            Test::Present => {
+            // Filed as present: a scalar's test is checked in the second set, or by the
+            // pattern itself.
+            Test::Present | Test::Scalar(_) => {
                 if self.present.last() != Some(&id) {
                     self.present.push(id);
                 }
@@ -200,7 +205,7 @@ impl FieldTable {
             }
             Leaf::Plain(s) => self.string_hits(s, folded, out),
             Leaf::Escaped => return None,
-            Leaf::Scalar => {}
+            Leaf::Scalar(_) => {}
         }
         out.extend_from_slice(&self.present);
         Some(())
@@ -290,10 +295,12 @@ impl Memo {
 
 /// Whether a raw leaf passes a test; `true` when only parsing can tell.
 fn test_passes(test: &Test, leaf: Leaf<'_>) -> bool {
-    let s = match leaf {
-        Leaf::Plain(s) => s,
-        Leaf::Escaped => return true,
-        Leaf::Scalar => return *test == Test::Present,
+    let s = match (leaf, test) {
+        (Leaf::Escaped, _) => return true,
+        (Leaf::Scalar(_), Test::Present) => return true,
+        (Leaf::Scalar(raw), Test::Scalar(scalar)) => return scalar.passes(raw),
+        (Leaf::Scalar(_), _) => return false,
+        (Leaf::Plain(s), _) => s,
     };
     let folded = || {
         let mut out = Vec::new();
@@ -309,6 +316,8 @@ fn test_passes(test: &Test, leaf: Leaf<'_>) -> bool {
         Test::FoldedSuffix(v) => folded().ends_with(v.as_bytes()),
         Test::Service(v) => service_bytes(s) == Some(v.as_bytes()),
         Test::Present => true,
+        // No string is a number, a boolean or null.
+        Test::Scalar(_) => false,
     }
 }
 
@@ -813,9 +822,14 @@ mod tests {
             })
             .collect();
         patterns.push(json!({"eventName": [{"prefix": "List"}], "requestParameters": {"maxResults": [{"numeric": [">", 5]}]}}));
-        patterns.push(json!({"eventName": [{"prefix": "List"}], "requestParameters": {"maxResults": [{"numeric": ["<", 2]}]}}));
+        patterns.push(json!({"eventName": [{"prefix": "Lis"}], "requestParameters": {"maxResults": [{"numeric": [">", 5]}]}}));
+        patterns.push(json!({"eventName": [{"prefix": "List"}], "requestParameters": {"maxResults": [{"numeric": ["<", -2]}]}}));
         let idx = index(&patterns);
         assert_eq!(idx.second[70], idx.second[71], "one set, shared");
+        assert_ne!(
+            idx.second[70], idx.second[72],
+            "another number, another set"
+        );
         let record = |name: &str, n: Option<usize>| {
             let mut r = n.map_or_else(|| json!({}), |n| at(n, json!(1)));
             r["eventName"] = json!(name);
@@ -824,9 +838,28 @@ mod tests {
         let mut scratch = Scratch::default();
         for (record, want) in [
             (r#"{"eventName":"ListBuckets"}"#.to_owned(), false),
+            // The numbers are told from their bytes: a record none of the three can match
+            // is not built.
             (
                 r#"{"eventName":"ListBuckets","requestParameters":{"maxResults":1}}"#.to_owned(),
+                false,
+            ),
+            (
+                r#"{"eventName":"ListBuckets","requestParameters":{"maxResults":[1,6]}}"#
+                    .to_owned(),
                 true,
+            ),
+            (
+                r#"{"eventName":"ListBuckets","requestParameters":{"maxResults":-2.5}}"#.to_owned(),
+                true,
+            ),
+            (
+                r#"{"eventName":"ListBuckets","requestParameters":{"maxResults":"9"}}"#.to_owned(),
+                false,
+            ),
+            (
+                r#"{"eventName":"ListBuckets","requestParameters":{"maxResults":null}}"#.to_owned(),
+                false,
             ),
             (record("Op69x", None), false),
             (record("Op69x", Some(69)), true),

@@ -23,6 +23,8 @@ const SHAPES: &str = r#"rules:
   - {id: s5, description: d, severity: low, pattern: {$or: [{a: {b: [x]}}, {c: [{numeric: ['>', 1]}]}]}}
   - {id: s6, description: d, severity: low, pattern: {source: [aws.s3], detail-type: [AWS API Call via CloudTrail]}}
   - {id: s7, description: d, severity: low, pattern: {resources: {ARN: [{prefix: 'arn:'}]}, readOnly: [false]}}
+  - {id: s8, description: d, severity: low, pattern: {eventName: [{prefix: G}], c: [{numeric: ['>', 1, '<=', 5]}, 7, true, null]}}
+  - {id: s9, description: d, severity: low, pattern: {eventName: [{prefix: L}], c: {d: [{numeric: ['=', 0]}]}}}
 "#;
 
 fuzz_target!(|data: &[u8]| {

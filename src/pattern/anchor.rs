@@ -29,6 +29,51 @@ pub enum Test {
     Service(Box<str>),
     /// Any leaf (a scalar, or a scalar in an array).
     Present,
+    /// A number, `true`, `false` or `null` that this value matcher (`numeric`, a number, a
+    /// boolean, `null`) passes: told from the leaf's raw bytes, read as building reads them.
+    Scalar(ScalarTest),
+}
+
+/// A value matcher that only a number, `true`, `false` or `null` can pass (no string does),
+/// as an anchor's test. Told apart (equal, hashed) by how the matcher is written out.
+#[derive(Debug, Clone)]
+pub struct ScalarTest {
+    shown: Box<str>,
+    matcher: ValueMatcher,
+}
+
+impl ScalarTest {
+    fn new(matcher: &ValueMatcher) -> Self {
+        ScalarTest {
+            shown: format!("{matcher:?}").into(),
+            matcher: matcher.clone(),
+        }
+    }
+
+    /// Whether the scalar written `raw` (as it stands in a record) passes; `true` when only
+    /// building could tell (the bytes are not one JSON scalar).
+    pub fn passes(&self, raw: &[u8]) -> bool {
+        match serde_json::from_slice::<serde_json::Value>(raw) {
+            Ok(value) if !value.is_string() && !value.is_object() && !value.is_array() => {
+                super::eval::matcher(&self.matcher, &value)
+            }
+            _ => true,
+        }
+    }
+}
+
+impl PartialEq for ScalarTest {
+    fn eq(&self, other: &Self) -> bool {
+        self.shown == other.shown
+    }
+}
+
+impl Eq for ScalarTest {}
+
+impl std::hash::Hash for ScalarTest {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.shown.hash(state);
+    }
 }
 
 /// One anchor: a test at a path.
@@ -104,7 +149,7 @@ impl Anchor {
             Test::Folded(_) => 2,
             Test::Prefix(_) | Test::Suffix(_) => 3,
             Test::FoldedPrefix(_) | Test::FoldedSuffix(_) => 4,
-            Test::Present => 9,
+            Test::Present | Test::Scalar(_) => 9,
         }
     }
 }
@@ -226,22 +271,23 @@ fn value_test(m: &ValueMatcher) -> Option<Option<Test>> {
             (None, (_, last)) if !last.is_empty() => Test::Suffix(last.into()),
             _ => Test::Present,
         },
-        // Every other value needs a leaf there: a number, a boolean, null, a string of some
-        // kind, or anything but something.
+        // A number, a boolean or null: only such a leaf passes, which its raw bytes tell.
         ValueMatcher::Number(_)
         | ValueMatcher::Bool(_)
         | ValueMatcher::Null
-        | ValueMatcher::Numeric(_)
-        | ValueMatcher::Cidr(_)
-        | ValueMatcher::Exists
-        | ValueMatcher::AnythingBut(_) => Test::Present,
+        | ValueMatcher::Numeric(_) => Test::Scalar(ScalarTest::new(m)),
+        // Every other value needs a leaf there: a string of some kind, or anything but
+        // something.
+        ValueMatcher::Cidr(_) | ValueMatcher::Exists | ValueMatcher::AnythingBut(_) => {
+            Test::Present
+        }
     }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn anchors(p: serde_json::Value) -> Option<Vec<(String, Test)>> {
         Pattern::compile(&p)
@@ -323,13 +369,57 @@ mod tests {
             .into_iter()
             .map(|s| s.into_iter().map(|a| (a.path.join("."), a.test)).collect())
             .collect();
-        assert_eq!(
-            sets,
-            vec![
-                vec![("eventName".into(), Test::Prefix("List".into()))],
-                vec![("requestParameters.maxResults".into(), Test::Present)],
-            ]
-        );
+        let [first, second] = &sets[..] else {
+            panic!("{sets:?}")
+        };
+        assert_eq!(first, &[("eventName".into(), Test::Prefix("List".into()))]);
+        let [(path, Test::Scalar(numeric))] = &second[..] else {
+            panic!("{second:?}")
+        };
+        assert_eq!(path, "requestParameters.maxResults");
+        // Told from the number's bytes as building reads them.
+        for (raw, passes) in [
+            (&b"6"[..], true),
+            (b"5", false),
+            (b"5.5", true),
+            (b"-7", false),
+            (b"1e3", true),
+            (b"0.5E1", false),
+            (b"true", false),
+            (b"null", false),
+        ] {
+            assert_eq!(
+                numeric.passes(raw),
+                passes,
+                "{}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+        // Bytes that are not one JSON scalar: only building can tell.
+        assert!(numeric.passes(b"1-2"));
+        assert!(numeric.passes(b""));
+    }
+
+    #[test]
+    fn scalar_values_are_told_from_raw_scalars() {
+        let test = |matcher: Value| {
+            let p =
+                Pattern::compile(&json!({"a": [matcher], "eventName": [{"prefix": "X"}]})).unwrap();
+            match p.anchor_sets().pop().unwrap().pop().unwrap().test {
+                Test::Scalar(t) => t,
+                other => panic!("{other:?}"),
+            }
+        };
+        let five = test(json!(5));
+        assert!(five.passes(b"5") && five.passes(b"5.0") && five.passes(b"50e-1"));
+        assert!(!five.passes(b"6") && !five.passes(b"null"));
+        let yes = test(json!(true));
+        assert!(yes.passes(b"true") && !yes.passes(b"false") && !yes.passes(b"1"));
+        let null = test(Value::Null);
+        assert!(null.passes(b"null") && !null.passes(b"0"));
+        // One test per matcher as written: the same matcher twice is one set, two are two.
+        assert_eq!(test(json!(5)), five);
+        assert_ne!(test(json!(6)), five);
     }
 
     #[test]

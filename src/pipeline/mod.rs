@@ -291,7 +291,7 @@ fn peeked_time<'b>(
     let mut leaves = peeked.leaves(slot, bytes);
     match (leaves.next(), leaves.next()) {
         (None, _) => Ok(None),
-        (Some(Leaf::Scalar), None) => Ok(None),
+        (Some(Leaf::Scalar(_)), None) => Ok(None),
         (Some(Leaf::Plain(text)), None) => {
             // The value of the key itself, not an array's element: a ':' stands before its
             // opening quote.

@@ -207,8 +207,8 @@ enum RawLeaf {
     Plain(Range<usize>),
     /// A string with escapes: only parsing can tell its value.
     Escaped,
-    /// A number, `true`, `false` or `null`.
-    Scalar,
+    /// A number, `true`, `false` or `null`, starting at this byte of the record.
+    Scalar(usize),
 }
 
 /// What the peek saw of one record.
@@ -227,8 +227,8 @@ pub enum Leaf<'b> {
     Plain(&'b [u8]),
     /// A string with escapes.
     Escaped,
-    /// A number, `true`, `false` or `null`.
-    Scalar,
+    /// A number, `true`, `false` or `null`, as its bytes.
+    Scalar(&'b [u8]),
 }
 
 impl Peeked {
@@ -281,7 +281,17 @@ impl RawLeaf {
         match self {
             RawLeaf::Plain(r) => bytes.get(r.clone()).map_or(Leaf::Escaped, Leaf::Plain),
             RawLeaf::Escaped => Leaf::Escaped,
-            RawLeaf::Scalar => Leaf::Scalar,
+            RawLeaf::Scalar(start) => {
+                let rest = bytes.get(*start..).unwrap_or_default();
+                // A scalar ends where a byte of neither a number nor a literal stands.
+                let len = rest
+                    .iter()
+                    .position(
+                        |b| !matches!(b, b'0'..=b'9' | b'a'..=b'z' | b'+' | b'-' | b'.' | b'E'),
+                    )
+                    .unwrap_or(rest.len());
+                Leaf::Scalar(&rest[..len])
+            }
         }
     }
 }
@@ -420,9 +430,10 @@ impl Tracker {
         self.value_begins(paths, peeked, leaf);
     }
 
-    /// A scalar other than a string (a byte of a number, `true`, `false`, `null`).
-    pub(crate) fn scalar(&mut self, paths: &PeekPaths, peeked: &mut Peeked) {
-        self.value_begins(paths, peeked, RawLeaf::Scalar);
+    /// A scalar other than a string (a byte of a number, `true`, `false`, `null`) at record
+    /// position `at`.
+    pub(crate) fn scalar(&mut self, paths: &PeekPaths, peeked: &mut Peeked, at: usize) {
+        self.value_begins(paths, peeked, RawLeaf::Scalar(at));
     }
 
     fn value_begins(&mut self, paths: &PeekPaths, peeked: &mut Peeked, leaf: RawLeaf) {

@@ -809,7 +809,7 @@ impl<R: Read> LogReader<R> {
                             // `true`, `false` or `null` whole: one step, not one per byte.
                             g.literal();
                             if track && t.tracking(depth) {
-                                t.scalar(&self.paths, &mut self.peeked);
+                                t.scalar(&self.paths, &mut self.peeked, base + i);
                             }
                             started = true;
                             i += literal;
@@ -823,7 +823,7 @@ impl<R: Read> LogReader<R> {
                             shape.doubtful = true;
                         }
                         if track && t.tracking(depth) {
-                            t.scalar(&self.paths, &mut self.peeked);
+                            t.scalar(&self.paths, &mut self.peeked, base + i);
                         }
                     }
                 }
