@@ -12,8 +12,8 @@ use crate::reader::{sniff, Content};
 /// were passed over.
 pub fn files(dir: &Path, keep: &impl Fn(&Path) -> bool) -> io::Result<(Vec<PathBuf>, u64)> {
     let mut all = Vec::new();
-    walk(dir, &mut all, false)?;
-    let (kept, others): (Vec<_>, Vec<_>) = all.into_iter().map(|f| f.path).partition(|p| keep(p));
+    walk(dir, &mut |found: Found| all.push(found.path), false)?;
+    let (kept, others): (Vec<_>, Vec<_>) = all.into_iter().partition(|p| keep(p));
     Ok((kept, others.len() as u64))
 }
 
@@ -27,7 +27,7 @@ struct Found {
 /// With `sizes`, each file's size is taken from its directory entry: a stat relative to the
 /// directory being read, where a stat of the whole path resolves every component again (in a
 /// folder of an organisation trail, ten of them per file, 5,000 files a day).
-fn walk(dir: &Path, found: &mut Vec<Found>, sizes: bool) -> io::Result<()> {
+fn walk(dir: &Path, found: &mut impl FnMut(Found), sizes: bool) -> io::Result<()> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
     entries.sort_by_cached_key(|e| e.file_name());
     for entry in entries {
@@ -40,7 +40,7 @@ fn walk(dir: &Path, found: &mut Vec<Found>, sizes: bool) -> io::Result<()> {
             let len = (sizes && !kind.is_symlink())
                 .then(|| entry.metadata().ok().map(|m| m.len()))
                 .flatten();
-            found.push(Found { path, len });
+            found(Found { path, len });
         }
     }
     Ok(())
@@ -94,16 +94,29 @@ pub struct Logs {
 /// anything else are passed over, each with the reason. A file whose head cannot be read is
 /// kept, so that reading it reports the fault.
 pub fn log_files(dir: &Path) -> io::Result<Logs> {
-    let mut all = Vec::new();
-    walk(dir, &mut all, true)?;
     let mut found = Logs::default();
-    for Found { path, len } in all {
-        match judge(&path, len) {
-            None => found.logs.push(path),
-            Some(why) => found.passed_over.push(PassedOver { path, why }),
-        }
-    }
+    each_log_file(dir, |file| match file {
+        Ok(path) => found.logs.push(path),
+        Err(passed) => found.passed_over.push(passed),
+    })?;
     Ok(found)
+}
+
+/// [`log_files`], each file handed to `each` as the walk comes to it (in path order): a log,
+/// or a file passed over. A directory that cannot be read ends the walk with its fault, after
+/// the files found before it.
+pub fn each_log_file(
+    dir: &Path,
+    mut each: impl FnMut(Result<PathBuf, PassedOver>),
+) -> io::Result<()> {
+    walk(
+        dir,
+        &mut |Found { path, len }| match judge(&path, len) {
+            None => each(Ok(path)),
+            Some(why) => each(Err(PassedOver { path, why })),
+        },
+        true,
+    )
 }
 
 /// `None` for a log to read, else why not; `len` is its size when the walk knows it.

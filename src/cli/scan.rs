@@ -28,7 +28,7 @@ use crate::policy::{
 use crate::reader::{Limits, Shapes};
 use crate::rules::{id_matches, Rule, RuleSet, Severity};
 use crate::time;
-use crate::walk::{log_files, PassedOver};
+use crate::walk::{each_log_file, PassedOver};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -36,6 +36,7 @@ use std::sync::Arc;
 mod s3;
 
 /// One thing to read.
+#[derive(Clone)]
 enum Target {
     Stdin,
     File(PathBuf),
@@ -57,31 +58,162 @@ impl Target {
     }
 }
 
-/// The logs the paths name: a directory gives the logs under it (the other files are passed
-/// over, each with its reason), a file is always read whatever its name, `-` is standard
-/// input. A directory that cannot be walked is reported, and makes `all_read` false.
-fn targets(paths: &[PathBuf], all_read: &mut bool) -> (Vec<Target>, Vec<PassedOver>) {
-    let mut targets = Vec::new();
-    let mut passed_over = Vec::new();
-    for path in paths {
-        if path.as_os_str() == "-" {
-            targets.push(Target::Stdin);
-        } else if path.is_dir() {
-            match log_files(path) {
-                Ok(found) => {
-                    targets.extend(found.logs.into_iter().map(Target::File));
-                    passed_over.extend(found.passed_over);
-                }
-                Err(e) => {
-                    eprintln!("trail-alerts: {}: {e}", path.display());
-                    *all_read = false;
-                }
-            }
-        } else {
-            targets.push(Target::File(path.to_path_buf()));
+/// The logs the paths name, handed out as the walk finds them: a directory gives the logs under
+/// it, in path order (the other files are passed over, each with its reason), a file is always
+/// read whatever its name, `-` is standard input. The walk runs on a thread of its own, so that
+/// reading starts with the first log found, not after the last (walking 5,000 files takes
+/// about 10 ms). A directory that cannot be walked is reported, and makes the scan's exit
+/// status 1; the logs found before it are read.
+struct Walk {
+    shared: Arc<Walked>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// Whether [`Walk::tell`] has told.
+    told: AtomicBool,
+}
+
+#[derive(Default)]
+struct Walked {
+    found: std::sync::Mutex<Found>,
+    more: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct Found {
+    targets: Vec<Target>,
+    passed_over: Vec<PassedOver>,
+    faults: Vec<String>,
+    done: bool,
+    /// Readers waiting for the next target.
+    waiting: usize,
+}
+
+impl Walked {
+    fn found(&self) -> std::sync::MutexGuard<'_, Found> {
+        // The walk cannot leave the lists half-changed: whatever a panic left is still whole.
+        self.found.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn add(&self, change: impl FnOnce(&mut Found)) {
+        let mut found = self.found();
+        change(&mut found);
+        if found.waiting > 0 {
+            self.more.notify_all();
         }
     }
-    (targets, passed_over)
+
+    fn walk(&self, paths: &[PathBuf]) {
+        /// Ends the walk however it ends (a panic too), so that no reader waits for ever.
+        struct Done<'a>(&'a Walked);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.found().done = true;
+                self.0.more.notify_all();
+            }
+        }
+        let _done = Done(self);
+        for path in paths {
+            if path.as_os_str() == "-" {
+                self.add(|f| f.targets.push(Target::Stdin));
+            } else if path.is_dir() {
+                let walked = each_log_file(path, |file| match file {
+                    Ok(log) => self.add(|f| f.targets.push(Target::File(log))),
+                    Err(passed) => self.add(|f| f.passed_over.push(passed)),
+                });
+                if let Err(e) = walked {
+                    self.add(|f| f.faults.push(format!("{}: {e}", path.display())));
+                }
+            } else {
+                self.add(|f| f.targets.push(Target::File(path.to_path_buf())));
+            }
+        }
+    }
+}
+
+impl Walk {
+    /// Starts walking `paths` (on this thread when no other can be had).
+    fn start(paths: Vec<PathBuf>) -> Self {
+        let shared = Arc::new(Walked::default());
+        let walker = Arc::clone(&shared);
+        let here = paths.clone();
+        let thread = std::thread::Builder::new()
+            .name("trail-alerts-walk".into())
+            .spawn(move || walker.walk(&paths));
+        let thread = match thread {
+            Ok(thread) => Some(thread),
+            Err(_) => {
+                shared.walk(&here);
+                None
+            }
+        };
+        Walk {
+            shared,
+            thread,
+            told: AtomicBool::new(false),
+        }
+    }
+
+    /// The `i`-th target, once the walk has found it; `None` past the last.
+    fn get(&self, i: usize) -> Option<Target> {
+        let mut found = self.shared.found();
+        loop {
+            if let Some(target) = found.targets.get(i) {
+                return Some(target.clone());
+            }
+            if found.done {
+                return None;
+            }
+            found.waiting += 1;
+            found = self
+                .shared
+                .more
+                .wait(found)
+                .unwrap_or_else(|e| e.into_inner());
+            found.waiting -= 1;
+        }
+    }
+
+    /// Waits for the walk to end.
+    fn finish(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            // A walk that panicked has ended too (`Done`); what it found before stands.
+            let _ = thread.join();
+        }
+    }
+
+    /// Once the walk has ended, and only once: the faults it met (to standard error; the scan
+    /// has then not read everything) and, with `verbose`, the files it passed over.
+    fn tell(&self, verbose: bool, report: &mut ScanOutput<'_>) {
+        if self.told.load(Ordering::Relaxed) {
+            return;
+        }
+        let found = self.shared.found();
+        if !found.done {
+            return;
+        }
+        if !found.faults.is_empty() || verbose && !found.passed_over.is_empty() {
+            report.progress.clear();
+        }
+        for fault in &found.faults {
+            eprintln!("trail-alerts: {fault}");
+            report.all_read = false;
+        }
+        if verbose {
+            for p in &found.passed_over {
+                eprintln!("trail-alerts: passed over {}: {}", p.path.display(), p.why);
+            }
+        }
+        self.told.store(true, Ordering::Relaxed);
+    }
+
+    /// Everything the walk found, once it has ended.
+    fn into_found(mut self) -> (Vec<Target>, Vec<PassedOver>) {
+        self.finish();
+        let mut found = self.shared.found();
+        (
+            std::mem::take(&mut found.targets),
+            std::mem::take(&mut found.passed_over),
+        )
+    }
 }
 
 /// The rules `--rule`, `--exclude` and `--min-severity` leave in force. A `--rule` or
@@ -141,19 +273,16 @@ pub fn run(args: &ScanArgs) -> Result<bool, CliError> {
         until: time_bound("--until", args.until.as_deref())?,
     };
     let limits = config::limits(|k| std::env::var(k).ok())?;
-    let mut all_read = true;
     let (urls, local): (Vec<&PathBuf>, Vec<&PathBuf>) = args
         .paths
         .iter()
         .partition(|p| p.to_str().is_some_and(|p| p.starts_with("s3://")));
     let urls = s3_urls(&urls, args)?;
     let local: Vec<PathBuf> = local.into_iter().cloned().collect();
-    let (targets, mut passed_over) = targets(&local, &mut all_read);
-    if args.verbose {
-        for p in &passed_over {
-            eprintln!("trail-alerts: passed over {}: {}", p.path.display(), p.why);
-        }
-    }
+    // Many targets may be found: a directory, or more than one path.
+    let many = local.len() > 1 || local.iter().any(|p| p.is_dir());
+    let mut walk = Walk::start(local);
+    let parallel = many && workers() > 1;
 
     let id_width = rules.rules().iter().map(|r| r.id.len()).max().unwrap_or(0);
     let style = text_style(args.wide);
@@ -162,7 +291,7 @@ pub fn run(args: &ScanArgs) -> Result<bool, CliError> {
         progress: Progress::new(!args.quiet && io::stderr().is_terminal()),
         window,
         counts: ScanCounts::default(),
-        all_read,
+        all_read: true,
         policy: (!args.no_dedup)
             .then(|| LocalPolicy::new(rules.as_ref(), rules.suppressions(), policy::now())),
         rules: rules.rules().iter().map(|r| (r.id.as_str(), r)).collect(),
@@ -170,14 +299,22 @@ pub fn run(args: &ScanArgs) -> Result<bool, CliError> {
         audit: Audit::default(),
         trail: TrailProgress::default(),
     };
-    let parallel = targets.len() > 1 && workers() > 1;
+    let verbose = args.verbose;
     let mut finished =
-        match parallel.then(|| scan_in_parallel(&rules, limits, &targets, &mut report)) {
+        match parallel.then(|| scan_in_parallel(&rules, limits, &walk, verbose, &mut report)) {
             Some(Ok(true)) => Ok(()),
             Some(Err(e)) => Err(e),
             // One target, one core, or no thread to be had: in turn.
-            None | Some(Ok(false)) => scan_in_turn(&rules, limits, &targets, &mut report),
+            // The walk ends first, and what it met is told before any log is read.
+            None | Some(Ok(false)) => {
+                walk.finish();
+                walk.tell(verbose, &mut report);
+                let targets: Vec<Target> = (0..).map_while(|i| walk.get(i)).collect();
+                scan_in_turn(&rules, limits, &targets, &mut report)
+            }
         };
+    walk.tell(verbose, &mut report);
+    let (targets, mut passed_over) = walk.into_found();
     let mut logs_found = targets.len();
     if finished.is_ok() && !urls.is_empty() {
         match scan_s3(&urls, args, &window, &rules, limits, &mut report) {
@@ -690,10 +827,11 @@ impl InOrder<'_, '_> {
 fn scan_in_parallel(
     rules: &RuleSet,
     limits: Limits,
-    targets: &[Target],
+    targets: &Walk,
+    verbose: bool,
     report: &mut ScanOutput<'_>,
 ) -> io::Result<bool> {
-    let workers = workers().min(targets.len()) - 1;
+    let workers = workers() - 1;
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
     std::thread::scope(|scope| {
@@ -714,7 +852,7 @@ fn scan_in_parallel(
                         spent_rx.try_iter().for_each(drop);
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(target) = targets.get(i) else { break };
-                        let mut file = read_one(&mut pipeline, target);
+                        let mut file = read_one(&mut pipeline, &target);
                         file.worker = Some(w);
                         if done_tx.send((i, file)).is_err() {
                             break;
@@ -745,8 +883,10 @@ fn scan_in_parallel(
                 }
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(target) = targets.get(i) else { break };
-                let file = read_one(&mut pipeline, target);
+                let file = read_one(&mut pipeline, &target);
                 order.done(i, file)?;
+                // What the walk met, told once it has ended (a few milliseconds in).
+                targets.tell(verbose, order.report);
             }
             for (i, file) in &done {
                 order.done(i, file)?;
@@ -766,5 +906,68 @@ fn broken_pipe_or(e: io::Error, all_read: bool) -> Result<bool, CliError> {
         Ok(all_read)
     } else {
         Err(CliError::Output(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The walk hands out, to readers that ask while it walks, the logs `log_files` finds, in
+    /// its order, and tells what it passed over once it has ended.
+    #[test]
+    fn the_walk_hands_out_what_log_files_finds_in_its_order() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let log =
+            |name: &str| format!("123456789012_CloudTrail_us-east-1_20240101T0000Z_{name}.json");
+        for d in 0..12 {
+            let sub = dir.path().join(format!("d{d:02}")).join("deeper");
+            std::fs::create_dir_all(&sub).expect("dir");
+            for f in 0..25 {
+                std::fs::write(sub.join(log(&format!("{f:02}"))), br#"{"Records":[]}"#)
+                    .expect("write");
+            }
+            std::fs::write(sub.join("notes.txt"), b"# notes").expect("write");
+        }
+        let elsewhere = tempfile::tempdir().expect("tmp");
+        let single = elsewhere.path().join("single.json");
+        std::fs::write(&single, b"x").expect("write");
+        let found = crate::walk::log_files(dir.path()).expect("walk");
+
+        let walk = Walk::start(vec![dir.path().to_path_buf(), "-".into(), single.clone()]);
+        // Two readers take the next index, as the scan's workers do, while the walk goes on.
+        let next = AtomicUsize::new(0);
+        let mut taken: Vec<(usize, String)> = std::thread::scope(|s| {
+            let reader = || {
+                let mut mine = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    match walk.get(i) {
+                        Some(target) => mine.push((i, target.name())),
+                        None => return mine,
+                    }
+                }
+            };
+            let other = s.spawn(reader);
+            let mut all = reader();
+            all.extend(other.join().expect("reader"));
+            all
+        });
+        taken.sort();
+        let mut want: Vec<String> = found.logs.iter().map(|p| p.display().to_string()).collect();
+        want.push("-".into());
+        want.push(single.display().to_string());
+        assert_eq!(taken.len(), want.len());
+        assert!(taken.iter().enumerate().all(|(n, (i, _))| n == *i));
+        assert_eq!(
+            taken.into_iter().map(|(_, name)| name).collect::<Vec<_>>(),
+            want
+        );
+        assert_eq!(want.len(), 12 * 25 + 2);
+
+        let (targets, passed_over) = walk.into_found();
+        assert_eq!(targets.len(), want.len());
+        assert_eq!(passed_over, found.passed_over);
+        assert_eq!(passed_over.len(), 12);
     }
 }
