@@ -130,17 +130,20 @@ impl Walked {
 }
 
 impl Walk {
-    /// Starts walking `paths` (on this thread when no other can be had).
-    fn start(paths: Vec<PathBuf>) -> Self {
+    /// Starts walking `paths`: on a thread of its own when `apart` (and one can be had), else
+    /// here and now (a single file needs no walk).
+    fn start(paths: Vec<PathBuf>, apart: bool) -> Self {
         let shared = Arc::new(Walked::default());
         let walker = Arc::clone(&shared);
         let here = paths.clone();
-        let thread = std::thread::Builder::new()
-            .name("trail-alerts-walk".into())
-            .spawn(move || walker.walk(&paths));
+        let thread = apart.then(|| {
+            std::thread::Builder::new()
+                .name("trail-alerts-walk".into())
+                .spawn(move || walker.walk(&paths))
+        });
         let thread = match thread {
-            Ok(thread) => Some(thread),
-            Err(_) => {
+            Some(Ok(thread)) => Some(thread),
+            _ => {
                 shared.walk(&here);
                 None
             }
@@ -281,8 +284,8 @@ pub fn run(args: &ScanArgs) -> Result<bool, CliError> {
     let local: Vec<PathBuf> = local.into_iter().cloned().collect();
     // Many targets may be found: a directory, or more than one path.
     let many = local.len() > 1 || local.iter().any(|p| p.is_dir());
-    let mut walk = Walk::start(local);
     let parallel = many && workers() > 1;
+    let mut walk = Walk::start(local, parallel);
 
     let id_width = rules.rules().iter().map(|r| r.id.len()).max().unwrap_or(0);
     let style = text_style(args.wide);
@@ -934,7 +937,10 @@ mod tests {
         std::fs::write(&single, b"x").expect("write");
         let found = crate::walk::log_files(dir.path()).expect("walk");
 
-        let walk = Walk::start(vec![dir.path().to_path_buf(), "-".into(), single.clone()]);
+        let walk = Walk::start(
+            vec![dir.path().to_path_buf(), "-".into(), single.clone()],
+            true,
+        );
         // Two readers take the next index, as the scan's workers do, while the walk goes on.
         let next = AtomicUsize::new(0);
         let mut taken: Vec<(usize, String)> = std::thread::scope(|s| {
