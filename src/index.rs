@@ -298,7 +298,9 @@ fn test_passes(test: &Test, leaf: Leaf<'_>) -> bool {
     let s = match (leaf, test) {
         (Leaf::Escaped, _) => return true,
         (Leaf::Scalar(_), Test::Present) => return true,
-        (Leaf::Scalar(raw), Test::Scalar(scalar)) => return scalar.passes(raw),
+        (Leaf::Scalar(from), Test::Scalar(scalar)) => {
+            return scalar.passes(crate::reader::scalar_bytes(from))
+        }
         (Leaf::Scalar(_), _) => return false,
         (Leaf::Plain(s), _) => s,
     };

@@ -53,12 +53,22 @@ impl ScalarTest {
     /// Whether the scalar written `raw` (as it stands in a record) passes; `true` when only
     /// building could tell (the bytes are not one JSON scalar).
     pub fn passes(&self, raw: &[u8]) -> bool {
-        match serde_json::from_slice::<serde_json::Value>(raw) {
-            Ok(value) if !value.is_string() && !value.is_object() && !value.is_array() => {
-                super::eval::matcher(&self.matcher, &value)
+        use serde_json::Value;
+        let value = match raw {
+            b"true" => Value::Bool(true),
+            b"false" => Value::Bool(false),
+            b"null" => Value::Null,
+            // A small whole number, the common case, as serde_json reads it (a u64; no leading
+            // zero, which it refuses); the rest by serde_json itself.
+            [b'1'..=b'9', rest @ ..] if rest.len() < 18 && rest.iter().all(u8::is_ascii_digit) => {
+                Value::from(raw.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
             }
-            _ => true,
-        }
+            _ => match serde_json::from_slice::<Value>(raw) {
+                Ok(value) if !value.is_string() && !value.is_object() && !value.is_array() => value,
+                _ => return true,
+            },
+        };
+        super::eval::matcher(&self.matcher, &value)
     }
 }
 

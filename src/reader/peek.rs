@@ -227,7 +227,8 @@ pub enum Leaf<'b> {
     Plain(&'b [u8]),
     /// A string with escapes.
     Escaped,
-    /// A number, `true`, `false` or `null`, as its bytes.
+    /// A number, `true`, `false` or `null`: the record's bytes from its first on (its own
+    /// are [`scalar_bytes`] of them).
     Scalar(&'b [u8]),
 }
 
@@ -281,19 +282,19 @@ impl RawLeaf {
         match self {
             RawLeaf::Plain(r) => bytes.get(r.clone()).map_or(Leaf::Escaped, Leaf::Plain),
             RawLeaf::Escaped => Leaf::Escaped,
-            RawLeaf::Scalar(start) => {
-                let rest = bytes.get(*start..).unwrap_or_default();
-                // A scalar ends where a byte of neither a number nor a literal stands.
-                let len = rest
-                    .iter()
-                    .position(
-                        |b| !matches!(b, b'0'..=b'9' | b'a'..=b'z' | b'+' | b'-' | b'.' | b'E'),
-                    )
-                    .unwrap_or(rest.len());
-                Leaf::Scalar(&rest[..len])
-            }
+            RawLeaf::Scalar(start) => Leaf::Scalar(bytes.get(*start..).unwrap_or_default()),
         }
     }
+}
+
+/// The bytes of the scalar (a number, `true`, `false` or `null`) that `from` starts with: up to
+/// the first byte that is part of neither a number nor a literal.
+pub fn scalar_bytes(from: &[u8]) -> &[u8] {
+    let len = from
+        .iter()
+        .position(|b| !matches!(b, b'0'..=b'9' | b'a'..=b'z' | b'+' | b'-' | b'.' | b'E'))
+        .unwrap_or(from.len());
+    &from[..len]
 }
 
 /// What the peek saw of many records, kept end to end (records are handed to another thread
