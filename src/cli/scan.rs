@@ -825,8 +825,8 @@ impl InOrder<'_, '_> {
 /// next target and read it on their own thread; what each gives is written in target order,
 /// so that the output is the same as reading them in turn. This thread reads files too and
 /// collects the workers' results between its own files without waiting for them, so that a
-/// folder of small logs costs no thread wake-up per file. `Ok(false)`: not one worker could be
-/// started, and nothing was read.
+/// folder of small logs costs no thread wake-up per file. `Ok(false)`: fewer than two targets
+/// were found, or not one worker could be started; nothing was read.
 fn scan_in_parallel(
     rules: &RuleSet,
     limits: Limits,
@@ -834,6 +834,11 @@ fn scan_in_parallel(
     verbose: bool,
     report: &mut ScanOutput<'_>,
 ) -> io::Result<bool> {
+    // A folder of one log is read in turn, with its inflating on a thread of its own: the
+    // second log found (or the walk's end) says which.
+    if targets.get(1).is_none() {
+        return Ok(false);
+    }
     let workers = workers() - 1;
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
