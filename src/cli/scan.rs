@@ -87,6 +87,22 @@ struct Found {
     waiting: usize,
 }
 
+/// Ends the walk however it ends, so that no reader waits for ever; a walk cut short
+/// by a panic is a fault told as any other, not a folder that held fewer logs.
+struct WalkEnds<'a>(&'a Walked);
+impl Drop for WalkEnds<'_> {
+    fn drop(&mut self) {
+        let mut found = self.0.found();
+        if std::thread::panicking() {
+            found
+                .faults
+                .push("the search for logs stopped part-way (an internal error)".into());
+        }
+        found.done = true;
+        self.0.more.notify_all();
+    }
+}
+
 impl Walked {
     fn found(&self) -> std::sync::MutexGuard<'_, Found> {
         // The walk cannot leave the lists half-changed: whatever a panic left is still whole.
@@ -102,15 +118,7 @@ impl Walked {
     }
 
     fn walk(&self, paths: &[PathBuf]) {
-        /// Ends the walk however it ends (a panic too), so that no reader waits for ever.
-        struct Done<'a>(&'a Walked);
-        impl Drop for Done<'_> {
-            fn drop(&mut self) {
-                self.0.found().done = true;
-                self.0.more.notify_all();
-            }
-        }
-        let _done = Done(self);
+        let _done = WalkEnds(self);
         for path in paths {
             if path.as_os_str() == "-" {
                 self.add(|f| f.targets.push(Target::Stdin));
@@ -178,7 +186,8 @@ impl Walk {
     /// Waits for the walk to end.
     fn finish(&mut self) {
         if let Some(thread) = self.thread.take() {
-            // A walk that panicked has ended too (`Done`); what it found before stands.
+            // A walk that panicked has ended too, with its fault (`WalkEnds`); what it found
+            // before stands.
             let _ = thread.join();
         }
     }
@@ -980,5 +989,30 @@ mod tests {
         assert_eq!(targets.len(), want.len());
         assert_eq!(passed_over, found.passed_over);
         assert_eq!(passed_over.len(), 12);
+    }
+
+    /// A walk cut short by a panic ends (no reader waits for ever) with a fault, so that the
+    /// scan says it did not read everything instead of reporting a smaller folder.
+    #[test]
+    fn a_walk_that_panics_ends_with_a_fault() {
+        let walked = Walked::default();
+        let panicked = std::thread::scope(|s| {
+            s.spawn(|| {
+                let _ends = WalkEnds(&walked);
+                panic!("injected");
+            })
+            .join()
+        });
+        assert!(panicked.is_err());
+        let found = walked.found();
+        assert!(found.done);
+        assert_eq!(
+            found.faults,
+            ["the search for logs stopped part-way (an internal error)"]
+        );
+        drop(found);
+        // And a walk that ends as it should has none.
+        drop(WalkEnds(&walked));
+        assert_eq!(walked.found().faults.len(), 1);
     }
 }
