@@ -58,7 +58,10 @@ enum State {
 /// ends before its first member's trailer.
 pub(crate) struct Gunzip<R: BufRead> {
     input: R,
-    inflate: Decompress,
+    /// Made when a member's deflate data is first read: [`inflate_whole`] reads only the
+    /// header through this type, and the streaming inflater's state (a window and tables,
+    /// zeroed when made) cost it about 15,000 instructions a file.
+    inflate: Option<Decompress>,
     state: State,
     /// The current member's CRC-32 and size (mod 2^32) so far.
     crc: crc32fast::Hasher,
@@ -73,7 +76,7 @@ impl<R: BufRead> Gunzip<R> {
     pub(crate) fn new(input: R) -> Self {
         Gunzip {
             input,
-            inflate: Decompress::new(false),
+            inflate: None,
             state: State::Header,
             crc: crc32fast::Hasher::new(),
             size: 0,
@@ -203,16 +206,16 @@ impl<R: BufRead> Gunzip<R> {
 
     /// Inflates into `out` (not empty); `Ok(0)`: the member's deflate data ended.
     fn body(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let inflate = self.inflate.get_or_insert_with(|| Decompress::new(false));
         loop {
             let input = self.input.fill_buf()?;
             let at_end = input.is_empty();
-            let (in_before, out_before) = (self.inflate.total_in(), self.inflate.total_out());
-            let status = self
-                .inflate
+            let (in_before, out_before) = (inflate.total_in(), inflate.total_out());
+            let status = inflate
                 .decompress(input, out, FlushDecompress::None)
                 .map_err(|e| e.to_string());
-            let used = (self.inflate.total_in() - in_before) as usize;
-            let made = (self.inflate.total_out() - out_before) as usize;
+            let used = (inflate.total_in() - in_before) as usize;
+            let made = (inflate.total_out() - out_before) as usize;
             self.input.consume(used);
             self.read += used as u64;
             let status = match status {
@@ -341,7 +344,9 @@ impl<R: BufRead> Read for Gunzip<R> {
                     if self.input.fill_buf()?.is_empty() {
                         self.state = State::Done;
                     } else {
-                        self.inflate.reset(false);
+                        if let Some(inflate) = &mut self.inflate {
+                            inflate.reset(false);
+                        }
                         self.size = 0;
                         self.member += 1;
                         self.state = State::Header;
