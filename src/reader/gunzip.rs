@@ -497,6 +497,23 @@ mod tests {
         }
     }
 
+    /// Reading a header makes no streaming inflater (the one-call path reads each file's
+    /// header through `Gunzip`); reading the body makes one, and a second member reuses it.
+    #[test]
+    fn the_streaming_inflater_is_made_only_for_a_body() {
+        let text = b"{\"Records\":[]}".repeat(50);
+        let one = gzip(&text);
+        let mut g = Gunzip::new(&one[..]);
+        g.header().unwrap();
+        assert!(g.inflate.is_none());
+        let two = [gzip(&text), gzip(&text)].concat();
+        let mut g = Gunzip::new(&two[..]);
+        let mut out = Vec::new();
+        g.read_to_end(&mut out).unwrap();
+        assert_eq!(out, [&text[..], &text[..]].concat());
+        assert!(g.inflate.is_some());
+    }
+
     /// The one-call path takes exactly the files that are one sound member, and reads them as
     /// the streaming reader does; everything else is left to the streaming reader.
     #[test]
