@@ -210,9 +210,7 @@ impl Walk {
             report.all_read = false;
         }
         if verbose {
-            for p in &found.passed_over {
-                eprintln!("trail-alerts: passed over {}: {}", p.path.display(), p.why);
-            }
+            say_passed_over(&found.passed_over);
         }
         self.told.store(true, Ordering::Relaxed);
     }
@@ -339,9 +337,7 @@ pub fn run(args: &ScanArgs) -> Result<bool, CliError> {
                         plural(logs as u64),
                         plural(list_calls)
                     );
-                    for p in &s3_passed_over {
-                        eprintln!("trail-alerts: passed over {}: {}", p.path.display(), p.why);
-                    }
+                    say_passed_over(&s3_passed_over);
                 }
                 passed_over.extend(s3_passed_over);
             }
@@ -406,6 +402,13 @@ pub fn run(args: &ScanArgs) -> Result<bool, CliError> {
         }
     }
     Ok(all_read)
+}
+
+/// With `--verbose`: each file passed over, and why, to standard error.
+fn say_passed_over(passed_over: &[PassedOver]) {
+    for p in passed_over {
+        eprintln!("trail-alerts: passed over {}: {}", p.path.display(), p.why);
+    }
 }
 
 /// `3 empty, 1 a CloudTrail digest file`: the reasons files were passed over, most common first.
