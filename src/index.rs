@@ -191,6 +191,7 @@ impl FieldTable {
 
     /// The patterns whose anchors at this path a leaf the reader peeked at passes; `None`
     /// when only parsing can tell (a string with escapes).
+    #[inline(always)]
     fn peeked_hits(
         &self,
         leaf: Leaf<'_>,
@@ -365,6 +366,8 @@ fn for_each_leaf<'v>(value: &'v Value, path: &[Box<str>], f: &mut impl FnMut(&'v
 #[derive(Debug, Default)]
 pub struct Scratch {
     candidates: Ids,
+    /// One peeked value's hits, on their way to `candidates`.
+    hits: Ids,
     folded: Vec<u8>,
     /// Per field table, the values met before (see [`Memo`]), in the index of this generation.
     memos: Vec<Memo>,
@@ -469,6 +472,7 @@ impl PatternIndex {
             folded,
             memos,
             generation,
+            ..
         } = scratch;
         if *generation != self.generation {
             memos.clear();
@@ -511,22 +515,65 @@ impl PatternIndex {
             })
     }
 
+    /// After [`PatternIndex::wants`] said yes for a record: takes the patterns that could
+    /// match it from the values the reader peeked at, as [`PatternIndex::matching`] takes them
+    /// from the built record, for [`PatternIndex::matching_peeked`]. `false` when only the
+    /// built record can tell (some pattern has no anchor, or a value holds an escape).
+    ///
+    /// The peek reports every value the built record holds at a path (which makes `wants`
+    /// exact), so the patterns taken here include those `matching` would take.
+    pub fn peeked_candidates(&self, peeked: &Peeked, bytes: &[u8], scratch: &mut Scratch) -> bool {
+        if !self.unanchored.is_empty() || peeked.unknown() || scratch.generation != self.generation
+        {
+            return false;
+        }
+        let Scratch {
+            candidates,
+            hits,
+            folded,
+            memos,
+            ..
+        } = scratch;
+        candidates.clear();
+        for (slot, leaf) in peeked.all(bytes) {
+            let Some(&Some(table)) = self.tables.get(slot) else {
+                continue;
+            };
+            if self.fields[table]
+                .peeked_hits(leaf, folded, &mut memos[table], hits)
+                .is_none()
+            {
+                return false;
+            }
+            candidates.extend_from_slice(hits);
+        }
+        candidates.sort_unstable();
+        candidates.dedup();
+        true
+    }
+
     /// Calls `hit` with the id of every pattern that matches `record`, in the order the patterns
     /// were added.
-    pub fn matching(&self, record: &Value, scratch: &mut Scratch, mut hit: impl FnMut(usize)) {
+    pub fn matching(&self, record: &Value, scratch: &mut Scratch, hit: impl FnMut(usize)) {
         let candidates = &mut scratch.candidates;
         candidates.clear();
         candidates.extend_from_slice(&self.unanchored);
         for table in &self.fields {
             table.candidates(record, candidates);
         }
-        if candidates.is_empty() {
-            return;
-        }
         candidates.sort_unstable();
         candidates.dedup();
+        self.matching_peeked(record, scratch, hit);
+    }
+
+    /// [`PatternIndex::matching`] for a record whose candidates
+    /// [`PatternIndex::peeked_candidates`] took.
+    pub fn matching_peeked(&self, record: &Value, scratch: &Scratch, mut hit: impl FnMut(usize)) {
+        if scratch.candidates.is_empty() {
+            return;
+        }
         let event = Event::record(record);
-        for &id in candidates.iter() {
+        for &id in scratch.candidates.iter() {
             if self.patterns[id as usize].matches(&event) {
                 hit(id as usize);
             }
@@ -759,6 +806,70 @@ mod tests {
             Some(Split::Record(raw, peeked)) => idx.wants(peeked, raw.bytes, scratch),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// The patterns the peek names for a wanted record include those the built record names,
+    /// so that matching from them raises the same alerts; where only the built record can
+    /// tell (an escape), the peek names none.
+    #[test]
+    fn peeked_candidates_include_the_built_records() {
+        use crate::reader::{LogReader, Split};
+        let patterns = [
+            json!({"eventName": ["BackupJobCompleted"], "serviceEventDetails": {"state": [{"anything-but": "COMPLETED"}]}}),
+            json!({"eventName": [{"equals-ignore-case": "consolelogin"}], "eventSource": [{"equals-ignore-case": "signin.amazonaws.com"}]}),
+            json!({"userIdentity": {"type": ["Root"]}, "eventType": [{"anything-but": "AwsServiceEvent"}]}),
+            json!({"userAgent": [{"prefix": "aws-cli/"}]}),
+            json!({"eventName": [{"prefix": "List"}], "requestParameters": {"maxResults": [{"numeric": [">", 5]}]}}),
+            json!({"errorCode": [{"exists": true}], "eventSource": ["s3.amazonaws.com"]}),
+            json!({"source": ["aws.outposts"]}),
+        ];
+        let idx = index(&patterns);
+        let mut scratch = Scratch::default();
+        let mut named = 0;
+        for record in [
+            r#"{"eventName":"BackupJobCompleted","serviceEventDetails":{"state":"FAILED"}}"#,
+            r#"{"eventName":"BackupJobCompleted","serviceEventDetails":{"state":"COMPLETED"}}"#,
+            r#"{"eventName":"ConsoleLogin","eventSource":"SIGNIN.amazonaws.com","userIdentity":{"type":"Root"},"eventType":"AwsConsoleSignIn"}"#,
+            r#"{"eventName":"ListBuckets","requestParameters":{"maxResults":10},"userAgent":"aws-cli/2.1"}"#,
+            r#"{"eventName":"ListBuckets","requestParameters":{"maxResults":1},"userAgent":"console"}"#,
+            r#"{"userIdentity":[{"type":"IAMUser"},{"type":"Root"}],"eventType":"AwsApiCall"}"#,
+            r#"{"eventSource":"s3.amazonaws.com","errorCode":null}"#,
+            r#"{"eventSource":"s3.amazonaws.com","errorCode":"AccessDenied","eventName":["ListX","Other"]}"#,
+            r#"{"eventName":"ConsoleLogin","eventName":"BackupJobCompleted","serviceEventDetails":{"state":"FAILED"}}"#,
+            r#"{"eventName":"Backup\u004aobCompleted","serviceEventDetails":{"state":"FAILED"}}"#,
+            r#"{"source":"aws.outposts"}"#,
+        ] {
+            let built: Value = serde_json::from_str(record).unwrap();
+            let mut from_record = Scratch::default();
+            idx.matching(&built, &mut from_record, |_| {});
+            let doc = format!("{{\"Records\":[{record}]}}");
+            let mut reader = LogReader::new(doc.as_bytes(), Default::default())
+                .unwrap()
+                .peeking(idx.peek_paths());
+            let Ok(Some(Split::Record(raw, peeked))) = reader.next_split() else {
+                panic!("{record}");
+            };
+            if !idx.wants(peeked, raw.bytes, &mut scratch) {
+                assert!(idx.matches(&built).is_empty(), "{record}");
+                continue;
+            }
+            if !idx.peeked_candidates(peeked, raw.bytes, &mut scratch) {
+                // An escape, a key given twice: only the built record tells.
+                assert!(
+                    record.contains('\\') || record.matches("eventName").count() == 2,
+                    "{record}"
+                );
+                continue;
+            }
+            named += 1;
+            for id in &from_record.candidates {
+                assert!(scratch.candidates.contains(id), "{record}: {id}");
+            }
+            let mut matched = Vec::new();
+            idx.matching_peeked(&built, &scratch, |id| matched.push(id));
+            assert_eq!(matched, idx.matches(&built), "{record}");
+        }
+        assert_eq!(named, 7);
     }
 
     /// The values a scratch remembers belong to one index as it stands: the same scratch used

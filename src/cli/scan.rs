@@ -727,7 +727,10 @@ fn scan_in_turn(
     for target in targets {
         let name = target.name();
         let source = AlertSource::File { path: name.clone() };
-        let outcome = read_target(&mut pipeline, target, &source, mode, |a| report.alert(&a));
+        let outcome = read_target(&mut pipeline, target, &source, mode, |a| {
+            report.alert(&a);
+            crate::reader::recycle(a.record);
+        });
         report.file_done(&name, outcome)?;
     }
     Ok(())

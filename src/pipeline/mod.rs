@@ -240,7 +240,7 @@ fn build_every_record<R: Read>(
                 if matcher.time_slot.is_some() {
                     matcher.saw_time(record_time(&record));
                 }
-                matcher.raise(record, index, on_alert);
+                matcher.raise(record, index, false, on_alert);
             }
             Ok(Some(Parsed::Unreadable(e))) => matcher.unreadable.push(e),
             Ok(None) => break None,
@@ -316,9 +316,13 @@ impl Matcher<'_, '_> {
             Some(slot) => peeked_time(peeked, slot, raw.bytes),
             None => Ok(None),
         };
-        let build = raw.must_build()
-            || time.is_err()
-            || self.rules.index().wants(peeked, raw.bytes, self.scratch);
+        let index = self.rules.index();
+        let wanted =
+            !raw.must_build() && time.is_ok() && index.wants(peeked, raw.bytes, self.scratch);
+        let build = wanted || raw.must_build() || time.is_err();
+        // What the peek saw also names the rules that could match: the built record need not
+        // be searched for them again.
+        let peeked_candidates = wanted && index.peeked_candidates(peeked, raw.bytes, self.scratch);
         let verdict = if build {
             raw.build().map(Some)
         } else {
@@ -332,7 +336,7 @@ impl Matcher<'_, '_> {
                         if self.time_slot.is_some() {
                             self.saw_time(record_time(&record));
                         }
-                        self.raise(record, raw.index, on_alert);
+                        self.raise(record, raw.index, peeked_candidates, on_alert);
                     }
                     None => {
                         if let Ok(Some(text)) = time {
@@ -365,12 +369,24 @@ impl Matcher<'_, '_> {
         self.saw_time(time);
     }
 
-    /// Raises the alerts of the rules that match a record built whole.
-    fn raise(&mut self, record: Value, index: usize, on_alert: &mut impl FnMut(Alert)) {
+    /// Raises the alerts of the rules that match a record built whole; `peeked_candidates`:
+    /// the index took the rules that could match from what the reader peeked at.
+    fn raise(
+        &mut self,
+        record: Value,
+        index: usize,
+        peeked_candidates: bool,
+        on_alert: &mut impl FnMut(Alert),
+    ) {
         let rules = self.rules;
         let mut matched = Vec::new();
-        rules.matching(&record, self.scratch, |rule| matched.push(rule));
+        if peeked_candidates {
+            rules.matching_peeked(&record, self.scratch, |rule| matched.push(rule));
+        } else {
+            rules.matching(&record, self.scratch, |rule| matched.push(rule));
+        }
         if matched.is_empty() {
+            crate::reader::recycle(record);
             return;
         }
         let mut repeated = false;

@@ -9,12 +9,19 @@
 //! Anything unexpected (which the reader's vouching rules out) gives `None`, and the caller
 //! builds with serde_json instead: never a panic, never a different value.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Number, Value};
 
 use super::strings::Specials;
 
 /// The record `bytes` hold, as serde_json would build it; `None` where this builder does not
 /// follow (the caller then asks serde_json).
+///
+/// A record handed back with [`recycle`] is built over (serde's `deserialize_in_place`, for
+/// serde_json's `Value`): where an object's fields come in the order they came in it, its keys,
+/// maps and strings are kept and only the values written, with no key hashed, allocated or
+/// freed. The value built is the same either way.
 pub(super) fn vouched(text: &str) -> Option<Value> {
     thread_local! {
         /// The fields' room, kept from record to record.
@@ -27,12 +34,39 @@ pub(super) fn vouched(text: &str) -> Option<Value> {
         fields: FIELDS.take(),
         specials: Specials::new(),
     };
-    let value = b.value();
+    let value = match SPARE.take() {
+        Some(mut spare) if text.len() <= MAX_SPARE_BYTES => {
+            b.value_into(&mut spare).map(|()| spare)
+        }
+        spare => {
+            SPARE.set(spare);
+            b.value()
+        }
+    };
     b.space();
     let done = b.i == text.len();
     b.fields.clear();
     FIELDS.set(b.fields);
     value.filter(|_| done)
+}
+
+thread_local! {
+    /// A record done with, whose room the next record this thread builds is built in.
+    static SPARE: std::cell::Cell<Option<Value>> = const { std::cell::Cell::new(None) };
+}
+
+/// Records longer than this are built afresh: only records of up to this many bytes are built
+/// over, and building over one leaves no string, array or object more than about twice the room
+/// it holds (see [`Builder::string_into`], [`Builder::array_into`], [`keep_only`]). A record
+/// handed back after one larger was built is kept until the next is built over it.
+const MAX_SPARE_BYTES: usize = 64 << 10;
+
+/// Hands back a record done with: the next record built on this thread is built in its room
+/// (see [`vouched`]). A record handed back before and not yet built over is dropped.
+pub fn recycle(record: Value) {
+    if let Value::Object(_) = record {
+        drop(SPARE.replace(Some(record)));
+    }
 }
 
 struct Builder<'a> {
@@ -45,7 +79,7 @@ struct Builder<'a> {
     specials: Specials,
 }
 
-impl Builder<'_> {
+impl<'a> Builder<'a> {
     fn space(&mut self) {
         while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.s.get(self.i) {
             self.i += 1;
@@ -151,6 +185,149 @@ impl Builder<'_> {
         serde_json::from_slice(self.s.get(start - 1..self.i)?).ok()
     }
 
+    /// Builds the value that starts here into `slot`, keeping what room of `slot` it can.
+    fn value_into(&mut self, slot: &mut Value) -> Option<()> {
+        match (self.next()?, slot) {
+            (b'{', Value::Object(map)) => return self.object_into(map),
+            (b'[', Value::Array(items)) => return self.array_into(items),
+            (b'"', Value::String(s)) => return self.string_into(s),
+            (_, slot) => {
+                // Another kind than before: built afresh.
+                self.i -= 1;
+                *slot = self.value()?;
+            }
+        }
+        Some(())
+    }
+
+    /// An object whose `{` was just read, built into `map`: each field in place where `map`'s
+    /// next field has its key; else [`Builder::misplaced`] puts it where it belongs.
+    fn object_into(&mut self, map: &mut Map<String, Value>) -> Option<()> {
+        self.space();
+        if self.s.get(self.i) == Some(&b'}') {
+            self.i += 1;
+            keep_only(map, |_| false);
+            return Some(());
+        }
+        // The first `at` places of `map` hold the fields read so far, in their order.
+        let mut at = 0;
+        let mut entries = map.iter_mut();
+        loop {
+            if self.next()? != b'"' {
+                return None;
+            }
+            let key = self.key()?;
+            if self.next()? != b':' {
+                return None;
+            }
+            match entries.next() {
+                Some((old, slot)) if **old == *key => {
+                    self.value_into(slot)?;
+                    at += 1;
+                }
+                _ => {
+                    at = self.misplaced(map, at, key)?;
+                    entries = map.iter_mut();
+                    if at > 0 {
+                        entries.nth(at - 1);
+                    }
+                }
+            }
+            match self.next()? {
+                b',' => continue,
+                b'}' => break,
+                _ => return None,
+            }
+        }
+        if map.len() > at {
+            keep_only(map, |i| i < at);
+        }
+        Some(())
+    }
+
+    /// Builds the field `key` (its `:` just read) into `map`, whose first `at` places hold the
+    /// fields read before it and where the next place does not hold `key`; returns how many
+    /// places the fields read now fill.
+    ///
+    /// - `map` has `key` further on: the fields between (which the record lacks) are dropped,
+    ///   and the field is built in place.
+    /// - `map` has `key` among the fields read: a key given twice keeps its first place and
+    ///   its last value, as serde_json's visitor does.
+    /// - Else the field is built afresh and put at its place.
+    fn misplaced(
+        &mut self,
+        map: &mut Map<String, Value>,
+        at: usize,
+        key: Cow<'_, str>,
+    ) -> Option<usize> {
+        if let Some(n) = map.keys().skip(at).position(|k| *k == *key) {
+            keep_only(map, |i| i < at || i >= at + n);
+            self.value_into(map.values_mut().nth(at)?)?;
+            Some(at + 1)
+        } else if map.keys().take(at).any(|k| *k == *key) {
+            let value = self.value()?;
+            map.insert(key.into_owned(), value);
+            Some(at)
+        } else {
+            let value = self.value()?;
+            map.shift_insert(at, key.into_owned(), value);
+            Some(at + 1)
+        }
+    }
+
+    /// An array whose `[` was just read, built into `items`, element over element.
+    fn array_into(&mut self, items: &mut Vec<Value>) -> Option<()> {
+        self.space();
+        if self.s.get(self.i) == Some(&b']') {
+            self.i += 1;
+            items.clear();
+            return Some(());
+        }
+        let mut n = 0;
+        loop {
+            match items.get_mut(n) {
+                Some(slot) => self.value_into(slot)?,
+                None => items.push(self.value()?),
+            }
+            n += 1;
+            match self.next()? {
+                b',' => continue,
+                b']' => break,
+                _ => return None,
+            }
+        }
+        items.truncate(n);
+        if items.capacity() > 2 * n + 16 {
+            items.shrink_to_fit();
+        }
+        Some(())
+    }
+
+    /// A string whose opening quote was just read, written over `s`.
+    fn string_into(&mut self, s: &mut String) -> Option<()> {
+        match self.key()? {
+            Cow::Borrowed(text) if s.capacity() <= 2 * text.len() + 64 => {
+                s.clear();
+                s.push_str(text);
+            }
+            text => *s = text.into_owned(),
+        }
+        Some(())
+    }
+
+    /// A string whose opening quote was just read: borrowed from the text unless it holds an
+    /// escape.
+    fn key(&mut self) -> Option<Cow<'a, str>> {
+        let start = self.i;
+        let end = self.specials.next::<false>(self.s, start)?;
+        if self.s[end] == b'"' {
+            self.i = end + 1;
+            return self.text.get(start..end).map(Cow::Borrowed);
+        }
+        self.i = start;
+        self.string().map(Cow::Owned)
+    }
+
     fn number(&mut self) -> Option<Value> {
         let start = self.i - 1;
         while let Some(b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E') = self.s.get(self.i) {
@@ -167,6 +344,20 @@ impl Builder<'_> {
             }
         }
         serde_json::from_slice(token).ok()
+    }
+}
+
+/// Keeps the fields of `map` whose places `keep` holds for (their order kept). A map left with
+/// less than half its fields is made anew, so that it keeps no room of a larger record's.
+fn keep_only(map: &mut Map<String, Value>, keep: impl Fn(usize) -> bool) {
+    let before = map.len();
+    let mut i = 0;
+    map.retain(|_, _| {
+        i += 1;
+        keep(i - 1)
+    });
+    if before > 16 && map.len() < before / 2 {
+        *map = std::mem::take(map).into_iter().collect();
     }
 }
 
@@ -210,6 +401,85 @@ mod tests {
         assert_eq!(vouched(r#"{"a":1}"#), Some(json!({"a": 1})));
     }
 
+    /// Builds `text` over `spare` (as the next record after `spare` was handed back).
+    fn over(spare: Value, text: &str) -> Option<Value> {
+        recycle(spare);
+        let built = vouched(text);
+        // What it was built over is taken, whether or not the building followed.
+        assert!(SPARE.take().is_none() || text.len() > MAX_SPARE_BYTES);
+        built
+    }
+
+    #[test]
+    fn a_record_built_over_another_is_what_serde_json_builds() {
+        let spare = json!({"a": 1, "b": {"c": "x", "d": [1, 2, 3]}, "e": "long string here", "f": [{"g": 1}]});
+        for text in [
+            // The same shape; fewer fields; more; another order; other kinds at each place.
+            r#"{"a":2,"b":{"c":"y","d":[4,5,6]},"e":"s","f":[{"g":2}]}"#,
+            r#"{"a":2,"e":"s"}"#,
+            r#"{"z":0,"a":2,"b":{"c":"y","new":true,"d":[]},"e":"s","f":[{"g":2},{"g":3}],"h":null}"#,
+            r#"{"f":[],"e":"s","b":{},"a":[1]}"#,
+            r#"{"a":"1","b":[1],"e":{"x":1},"f":"g"}"#,
+            r#"{"b":1,"a":2,"b":3}"#,
+            r#"{"a":1,"b":{"c":1,"c":2,"d":[1]},"a":3}"#,
+            r#"{"a":"\u00e9\n","b\u0041":{"c":"\"q\""}}"#,
+            r#"{}"#,
+            "{ \"a\" : 1 ,\n \"b\" : { \"c\" : \"x\" } }",
+        ] {
+            let want: Value = serde_json::from_str(text).unwrap();
+            let built = over(spare.clone(), text);
+            assert_eq!(built.as_ref(), Some(&want), "{text}");
+            assert_eq!(
+                serde_json::to_string(&built.unwrap()).unwrap(),
+                serde_json::to_string(&want).unwrap(),
+                "{text}: the order"
+            );
+        }
+        // What the builder does not follow is still left to serde_json.
+        assert_eq!(over(spare.clone(), r#"{"a":01}"#), None);
+        assert_eq!(over(spare, r#"{"a":1} x"#), None);
+    }
+
+    /// Where the fields come as before, the room is the spare's own: its strings are written
+    /// over, not made anew.
+    #[test]
+    fn a_record_of_the_same_shape_is_built_in_the_spares_room() {
+        let spare = json!({"a": "first value", "b": {"c": "second value"}});
+        let (a, c) = (
+            spare["a"].as_str().unwrap().as_ptr(),
+            spare["b"]["c"].as_str().unwrap().as_ptr(),
+        );
+        let built = over(spare, r#"{"a":"first","b":{"c":"second"}}"#).unwrap();
+        assert_eq!(built, json!({"a": "first", "b": {"c": "second"}}));
+        assert_eq!(built["a"].as_str().unwrap().as_ptr(), a);
+        assert_eq!(built["b"]["c"].as_str().unwrap().as_ptr(), c);
+    }
+
+    /// A record built over a larger one keeps no more than about twice the room it needs.
+    #[test]
+    fn building_over_a_large_record_gives_its_room_back() {
+        let big = json!({
+            "s": "x".repeat(50_000),
+            "a": (0..5_000).collect::<Vec<_>>(),
+            "o": (0..1_000).map(|i| (format!("k{i}"), json!(i))).collect::<Map<String, Value>>(),
+        });
+        let built = over(big, r#"{"s":"short","a":[1,2],"o":{"k0":1}}"#).unwrap();
+        let Value::String(s) = &built["s"] else {
+            panic!()
+        };
+        assert!(s.capacity() <= 2 * s.len() + 64, "{}", s.capacity());
+        let Value::Array(a) = &built["a"] else {
+            panic!()
+        };
+        assert!(a.capacity() <= 2 * a.len() + 16, "{}", a.capacity());
+        assert_eq!(built, json!({"s": "short", "a": [1, 2], "o": {"k0": 1}}));
+        // A record longer than the bound is built afresh, and the spare kept for the next.
+        let long = format!(r#"{{"s":"{}"}}"#, "y".repeat(MAX_SPARE_BYTES));
+        recycle(json!({"s": "x"}));
+        assert_eq!(vouched(&long), Some(serde_json::from_str(&long).unwrap()));
+        assert_eq!(SPARE.take(), Some(json!({"s": "x"})));
+    }
+
     proptest! {
         /// Compact or pretty, with keys given twice or not, the builder builds serde_json's
         /// value, in serde_json's order.
@@ -230,6 +500,27 @@ mod tests {
             text.push('}');
             let want: Value = serde_json::from_str(&text).unwrap();
             let built = vouched(&text);
+            prop_assert_eq!(built.as_ref(), Some(&want));
+            prop_assert_eq!(serde_json::to_string(&built.unwrap()).unwrap(), serde_json::to_string(&want).unwrap());
+        }
+
+        /// Built over any record handed back before, a record is still serde_json's value, in
+        /// serde_json's order.
+        #[test]
+        fn any_record_built_over_any_other_is_serde_jsons(
+            spare in prop::collection::vec(("[a-c]{1,2}", crate::json::any_value("[a-c]{1,2}")), 0..8),
+            fields in prop::collection::vec(("[a-c]{1,2}", crate::json::any_value("[a-c]{1,2}")), 0..8),
+        ) {
+            let mut text = String::from("{");
+            for (i, (k, v)) in fields.iter().enumerate() {
+                if i > 0 {
+                    text.push(',');
+                }
+                text.push_str(&format!("{}:{}", json!(k), serde_json::to_string(v).unwrap()));
+            }
+            text.push('}');
+            let want: Value = serde_json::from_str(&text).unwrap();
+            let built = over(Value::Object(spare.into_iter().collect()), &text);
             prop_assert_eq!(built.as_ref(), Some(&want));
             prop_assert_eq!(serde_json::to_string(&built.unwrap()).unwrap(), serde_json::to_string(&want).unwrap());
         }

@@ -32,6 +32,7 @@ pub(crate) mod strings;
 
 use std::io;
 
+pub use build::recycle;
 pub use peek::{scalar_bytes, Leaf, PeekPaths, Peeked, PeekedAt, PeekedBatch};
 pub use record::{RawRecord, RecordError, RecordErrorKind, DEEP_RECORD};
 pub use shape::{content, sniff, Content, Shapes};

@@ -548,6 +548,19 @@ impl RuleSet {
         });
     }
 
+    /// [`RuleSet::matching`] for a record whose candidates the index took from the values the
+    /// reader peeked at ([`PatternIndex::peeked_candidates`]).
+    pub fn matching_peeked<'s>(
+        &'s self,
+        record: &Value,
+        scratch: &Scratch,
+        mut hit: impl FnMut(&'s Rule),
+    ) {
+        self.index.matching_peeked(record, scratch, |id| {
+            hit(&self.rules[self.index_to_rule[id]]);
+        });
+    }
+
     /// Calls `hit` with every enabled rule that fires on an event EventBridge delivered: a
     /// CloudTrail event's record as [`RuleSet::matching`] would, a service's own event with the
     /// envelope-form rules.
