@@ -384,7 +384,27 @@ impl PatternIndex {
         let id = self.patterns.len();
         self.generation = GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         let id32 = u32::try_from(id).unwrap_or(u32::MAX);
-        let sets = pattern.anchor_sets();
+        let mut sets = pattern.anchor_sets();
+        // Of the cheapest sets, the one whose paths the reader peeks at already (then the
+        // shallowest): every path peeked at costs the reader time on every record, a nested
+        // one more (`ConsoleLogin` with an `errorMessage` is filed under `eventName`, which
+        // other patterns peek at, not under `errorMessage`). The one passed over stays the
+        // second set.
+        if let Some(cheapest) = sets.first().map(|s| crate::pattern::anchor_cost(s)) {
+            let new_paths = |set: &[Anchor]| {
+                let new = set
+                    .iter()
+                    .filter(|a| !self.fields.iter().any(|t| t.path == a.path))
+                    .count();
+                let depth: usize = set.iter().map(|a| a.path.len()).sum();
+                (new, depth)
+            };
+            let best = (0..sets.len())
+                .filter(|&i| crate::pattern::anchor_cost(&sets[i]) == cheapest)
+                .min_by_key(|&i| new_paths(&sets[i]))
+                .unwrap_or(0);
+            sets[..=best].rotate_right(1);
+        }
         match sets.first() {
             Some(anchors) => {
                 for Anchor { path, test } in anchors {
@@ -805,6 +825,44 @@ mod tests {
         match reader.next_split().unwrap() {
             Some(Split::Record(raw, peeked)) => idx.wants(peeked, raw.bytes, scratch),
             other => panic!("{other:?}"),
+        }
+    }
+
+    /// Of equally selective anchors, a pattern is filed under a path other patterns are filed
+    /// under, then under the shallowest: the reader peeks at fewer paths.
+    #[test]
+    fn equal_anchors_go_where_the_reader_peeks_already() {
+        let paths = |idx: &PatternIndex| -> Vec<String> {
+            idx.fields.iter().map(|t| t.path.join(".")).collect()
+        };
+        let login = json!({"errorMessage": [{"equals-ignore-case": "Failed authentication"}], "eventName": [{"equals-ignore-case": "ConsoleLogin"}]});
+        let mfa = json!({"additionalEventData": {"MFAUsed": [{"equals-ignore-case": "NO"}]}, "eventName": [{"equals-ignore-case": "ConsoleLogin"}]});
+        // Alone, the first of equals (errorMessage); the shallowest (eventName).
+        assert_eq!(
+            paths(&index(std::slice::from_ref(&login))),
+            ["errorMessage"]
+        );
+        assert_eq!(paths(&index(std::slice::from_ref(&mfa))), ["eventName"]);
+        // Behind a pattern on eventName, both are filed there, and the peek reads one path.
+        let idx = index(&[json!({"eventName": ["DeleteTrail"]}), login, mfa]);
+        assert_eq!(paths(&idx), ["eventName"]);
+        for (record, want) in [
+            (
+                r#"{"eventName":"consolelogin","errorMessage":"Failed authentication"}"#,
+                vec![1],
+            ),
+            (
+                r#"{"eventName":"ConsoleLogin","additionalEventData":{"MFAUsed":"No"}}"#,
+                vec![2],
+            ),
+            (r#"{"eventName":"ConsoleLogin","errorMessage":"x"}"#, vec![]),
+        ] {
+            assert!(
+                wanted_with(&idx, record, &mut Scratch::default()),
+                "{record}"
+            );
+            let built: Value = serde_json::from_str(record).unwrap();
+            assert_eq!(idx.matches(&built), want, "{record}");
         }
     }
 

@@ -165,7 +165,7 @@ impl Anchor {
 }
 
 /// How much an anchor set costs the index: the worst anchor in it, then its size.
-fn cost(anchors: &[Anchor]) -> (u8, usize) {
+pub(crate) fn cost(anchors: &[Anchor]) -> (u8, usize) {
     let worst = anchors.iter().map(Anchor::score).max().unwrap_or(0);
     (worst, anchors.len())
 }

@@ -33,6 +33,7 @@ use std::fmt;
 
 use serde_json::Value;
 
+pub(crate) use anchor::cost as anchor_cost;
 pub use anchor::{Anchor, Path, ScalarTest, Test};
 pub use envelope::{
     detail_type_for, event_type_for, service_len, service_of, source_for, Envelope,
