@@ -214,11 +214,19 @@ impl FieldTable {
 
     /// The patterns whose string anchors the string `s` (its UTF-8 bytes) passes.
     fn string_hits(&self, s: &[u8], folded: &mut Vec<u8>, out: &mut Ids) {
-        if let Some(ids) = self.exact.get(s) {
-            out.extend_from_slice(ids);
+        // Most paths file one kind of test (SigmaHQ's rules: ignore-case values only): the
+        // kinds not filed here cost nothing.
+        if !self.exact.is_empty() {
+            if let Some(ids) = self.exact.get(s) {
+                out.extend_from_slice(ids);
+            }
         }
-        self.prefix.hits(s, true, out);
-        self.suffix.hits(s, false, out);
+        if !self.prefix.is_empty() {
+            self.prefix.hits(s, true, out);
+        }
+        if !self.suffix.is_empty() {
+            self.suffix.hits(s, false, out);
+        }
         if !self.service.is_empty() {
             if let Some(ids) = service_bytes(s).and_then(|svc| self.service.get(svc)) {
                 out.extend_from_slice(ids);
@@ -234,8 +242,12 @@ impl FieldTable {
                     out.extend_from_slice(ids);
                 }
             }
-            self.folded_prefix.hits(folded, true, out);
-            self.folded_suffix.hits(folded, false, out);
+            if !self.folded_prefix.is_empty() {
+                self.folded_prefix.hits(folded, true, out);
+            }
+            if !self.folded_suffix.is_empty() {
+                self.folded_suffix.hits(folded, false, out);
+            }
         }
     }
 }
