@@ -729,7 +729,7 @@ fn scan_in_turn(
         let source = AlertSource::File { path: name.clone() };
         let outcome = read_target(&mut pipeline, target, &source, mode, |a| {
             report.alert(&a);
-            crate::reader::recycle(a.record);
+            crate::reader::recycle(a.record, None);
         });
         report.file_done(&name, outcome)?;
     }

@@ -240,7 +240,12 @@ fn build_every_record<R: Read>(
                 if matcher.time_slot.is_some() {
                     matcher.saw_time(record_time(&record));
                 }
-                matcher.raise(record, index, false, on_alert);
+                let built = Built {
+                    index,
+                    bytes: None,
+                    peeked_candidates: false,
+                };
+                matcher.raise(record, built, on_alert);
             }
             Ok(Some(Parsed::Unreadable(e))) => matcher.unreadable.push(e),
             Ok(None) => break None,
@@ -267,6 +272,16 @@ struct Matcher<'p, 'r> {
     /// The newest eventTime so far as CloudTrail writes it (`2024-01-10T08:15:00Z`): such
     /// times order as their bytes do, so most records need no parsing.
     newest_raw: [u8; 20],
+}
+
+/// What is known of a record built whole, beside its value.
+struct Built {
+    /// Its index in the log.
+    index: usize,
+    /// The length of its text (`None`: not known, and the record is not handed back).
+    bytes: Option<usize>,
+    /// The index took the rules that could match it from what the reader peeked at.
+    peeked_candidates: bool,
 }
 
 /// A built record's `eventTime` (Unix seconds), when it is a string holding a time.
@@ -336,7 +351,12 @@ impl Matcher<'_, '_> {
                         if self.time_slot.is_some() {
                             self.saw_time(record_time(&record));
                         }
-                        self.raise(record, raw.index, peeked_candidates, on_alert);
+                        let built = Built {
+                            index: raw.index,
+                            bytes: Some(raw.bytes.len()),
+                            peeked_candidates,
+                        };
+                        self.raise(record, built, on_alert);
                     }
                     None => {
                         if let Ok(Some(text)) = time {
@@ -369,15 +389,13 @@ impl Matcher<'_, '_> {
         self.saw_time(time);
     }
 
-    /// Raises the alerts of the rules that match a record built whole; `peeked_candidates`:
-    /// the index took the rules that could match from what the reader peeked at.
-    fn raise(
-        &mut self,
-        record: Value,
-        index: usize,
-        peeked_candidates: bool,
-        on_alert: &mut impl FnMut(Alert),
-    ) {
+    /// Raises the alerts of the rules that match a record built whole.
+    fn raise(&mut self, record: Value, built: Built, on_alert: &mut impl FnMut(Alert)) {
+        let Built {
+            index,
+            bytes,
+            peeked_candidates,
+        } = built;
         let rules = self.rules;
         let mut matched = Vec::new();
         if peeked_candidates {
@@ -386,7 +404,9 @@ impl Matcher<'_, '_> {
             rules.matching(&record, self.scratch, |rule| matched.push(rule));
         }
         if matched.is_empty() {
-            crate::reader::recycle(record);
+            if bytes.is_some() {
+                crate::reader::recycle(record, bytes);
+            }
             return;
         }
         let mut repeated = false;

@@ -57,14 +57,18 @@ thread_local! {
 
 /// Records longer than this are built afresh: only records of up to this many bytes are built
 /// over, and building over one leaves no string, array or object more than about twice the room
-/// it holds (see [`Builder::string_into`], [`Builder::array_into`], [`keep_only`]). A record
-/// handed back after one larger was built is kept until the next is built over it.
+/// it holds (see [`Builder::string_into`], [`Builder::array_into`], [`keep_only`]).
 const MAX_SPARE_BYTES: usize = 64 << 10;
 
 /// Hands back a record done with: the next record built on this thread is built in its room
 /// (see [`vouched`]). A record handed back before and not yet built over is dropped.
-pub fn recycle(record: Value) {
-    if let Value::Object(_) = record {
+///
+/// `bytes`: the length of the text the record was built from, where known; a record built from
+/// more than [`MAX_SPARE_BYTES`] is dropped, not kept. A caller that does not know it (a
+/// `scan`, which hands back its alerts' records) goes on building on this thread, and the next
+/// record it builds gives a larger record's room back.
+pub fn recycle(record: Value, bytes: Option<usize>) {
+    if matches!(record, Value::Object(_)) && bytes.is_none_or(|n| n <= MAX_SPARE_BYTES) {
         drop(SPARE.replace(Some(record)));
     }
 }
@@ -403,7 +407,7 @@ mod tests {
 
     /// Builds `text` over `spare` (as the next record after `spare` was handed back).
     fn over(spare: Value, text: &str) -> Option<Value> {
-        recycle(spare);
+        recycle(spare, None);
         let built = vouched(text);
         // What it was built over is taken, whether or not the building followed.
         assert!(SPARE.take().is_none() || text.len() > MAX_SPARE_BYTES);
@@ -475,9 +479,12 @@ mod tests {
         assert_eq!(built, json!({"s": "short", "a": [1, 2], "o": {"k0": 1}}));
         // A record longer than the bound is built afresh, and the spare kept for the next.
         let long = format!(r#"{{"s":"{}"}}"#, "y".repeat(MAX_SPARE_BYTES));
-        recycle(json!({"s": "x"}));
+        recycle(json!({"s": "x"}), Some(7));
         assert_eq!(vouched(&long), Some(serde_json::from_str(&long).unwrap()));
         assert_eq!(SPARE.take(), Some(json!({"s": "x"})));
+        // A record built from more than the bound is not kept.
+        recycle(json!({"s": "x"}), Some(MAX_SPARE_BYTES + 1));
+        assert_eq!(SPARE.take(), None);
     }
 
     proptest! {
