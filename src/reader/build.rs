@@ -225,7 +225,7 @@ impl<'a> Builder<'a> {
                 return None;
             }
             match entries.next() {
-                Some((old, slot)) if **old == *key => {
+                Some((old, slot)) if crate::hash::same_bytes(old.as_bytes(), key.as_bytes()) => {
                     self.value_into(slot)?;
                     at += 1;
                 }
