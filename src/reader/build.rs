@@ -125,13 +125,7 @@ impl<'a> Builder<'a> {
             return Some(Value::Object(Map::new()));
         }
         loop {
-            if self.next()? != b'"' {
-                return None;
-            }
-            let key = self.string()?;
-            if self.next()? != b':' {
-                return None;
-            }
+            let key = self.field_key()?.into_owned();
             let value = self.value()?;
             self.fields.push((key, value));
             match self.next()? {
@@ -217,13 +211,7 @@ impl<'a> Builder<'a> {
         let mut at = 0;
         let mut entries = map.iter_mut();
         loop {
-            if self.next()? != b'"' {
-                return None;
-            }
-            let key = self.key()?;
-            if self.next()? != b':' {
-                return None;
-            }
+            let key = self.field_key()?;
             match entries.next() {
                 Some((old, slot)) if crate::hash::same_bytes(old.as_bytes(), key.as_bytes()) => {
                     self.value_into(slot)?;
@@ -317,6 +305,16 @@ impl<'a> Builder<'a> {
             text => *s = text.into_owned(),
         }
         Some(())
+    }
+
+    /// A field's `"key":`, from its opening quote: the key, borrowed from the text unless it
+    /// holds an escape.
+    fn field_key(&mut self) -> Option<Cow<'a, str>> {
+        if self.next()? != b'"' {
+            return None;
+        }
+        let key = self.key()?;
+        (self.next()? == b':').then_some(key)
     }
 
     /// A string whose opening quote was just read: borrowed from the text unless it holds an
