@@ -457,6 +457,45 @@ mod tests {
         assert_eq!(built["b"]["c"].as_str().unwrap().as_ptr(), c);
     }
 
+    /// The 2,900 real records of the benchmark's source (benches/data), each built over the
+    /// one before, in their order and in a shuffled one: every one is serde_json's value, in
+    /// serde_json's order.
+    #[test]
+    fn real_records_built_one_over_another_are_serde_jsons() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/benches/data/invictus-records.json.gz"
+        );
+        let file = std::fs::File::open(path).unwrap();
+        let doc: Value = serde_json::from_reader(flate2::read::GzDecoder::new(file)).unwrap();
+        let texts: Vec<String> = doc["Records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| serde_json::to_string(r).unwrap())
+            .collect();
+        assert_eq!(texts.len(), 2900);
+        // Each seventh: a fixed shuffle that sets apart records of one kind.
+        let shuffled = (0..texts.len()).map(|i| (i * 7) % texts.len());
+        for order in [(0..texts.len()).collect::<Vec<_>>(), shuffled.collect()] {
+            drop(SPARE.take());
+            let mut reused = 0;
+            for i in order {
+                let text = &texts[i];
+                let want: Value = serde_json::from_str(text).unwrap();
+                let spare = SPARE.take();
+                reused += usize::from(spare.is_some());
+                SPARE.set(spare);
+                let built = vouched(text).unwrap();
+                assert_eq!(built, want, "record {i}");
+                assert_eq!(serde_json::to_string(&built).unwrap(), *text, "record {i}");
+                recycle(built, Some(text.len()));
+            }
+            // Every record but the first was built over the one before.
+            assert_eq!(reused, texts.len() - 1);
+        }
+    }
+
     /// A record built over a larger one keeps no more than about twice the room it needs.
     #[test]
     fn building_over_a_large_record_gives_its_room_back() {
