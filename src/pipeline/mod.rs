@@ -489,6 +489,22 @@ mod tests {
             assert!(reference.0.len() >= 1499, "{}", reference.0.len());
             assert_eq!(run(Mode::Threaded), reference);
             assert_eq!(run(Mode::Inline), reference);
+            // Each alert's record handed back, as `scan` does: the records built over them
+            // raise the same alerts, with the same records.
+            let mut alerts = Vec::new();
+            let outcome = Pipeline::new(rules, Limits::default()).run(
+                std::io::Cursor::new(gz.clone()),
+                &source,
+                Mode::Inline,
+                |a| {
+                    let want: Value =
+                        serde_json::from_str(&records[a.record_index]).expect("a record");
+                    assert_eq!(a.record, want);
+                    alerts.push((a.rule_id, a.record_index));
+                    crate::reader::recycle(a.record, None);
+                },
+            );
+            assert_eq!((alerts, outcome.stats.records), (reference.0, reference.2));
         }
     }
 
