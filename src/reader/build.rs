@@ -160,27 +160,15 @@ impl<'a> Builder<'a> {
         }
     }
 
-    /// A string whose opening quote was just read.
+    /// A string whose opening quote was just read, owned ([`Builder::key`] borrows it).
     fn string(&mut self) -> Option<String> {
         let start = self.i;
         let end = self.specials.next::<false>(self.s, start)?;
         if self.s[end] == b'"' {
             self.i = end + 1;
-            // A plain run starts after a quote and ends before one, which are ASCII: on
-            // character boundaries.
             return self.text.get(start..end).map(str::to_owned);
         }
-        // Escapes, which are few: serde_json reads the string from its opening quote.
-        let mut j = end;
-        loop {
-            match *self.s.get(j)? {
-                b'\\' => j += 2,
-                b'"' => break,
-                _ => j = self.specials.next::<false>(self.s, j + 1)?,
-            }
-        }
-        self.i = j + 1;
-        serde_json::from_slice(self.s.get(start - 1..self.i)?).ok()
+        self.escaped(start, end)
     }
 
     /// Builds the value that starts here into `slot`, keeping what room of `slot` it can.
@@ -324,10 +312,27 @@ impl<'a> Builder<'a> {
         let end = self.specials.next::<false>(self.s, start)?;
         if self.s[end] == b'"' {
             self.i = end + 1;
+            // A plain run starts after a quote and ends before one, which are ASCII: on
+            // character boundaries.
             return self.text.get(start..end).map(Cow::Borrowed);
         }
-        self.i = start;
-        self.string().map(Cow::Owned)
+        self.escaped(start, end).map(Cow::Owned)
+    }
+
+    /// The string from `start` (after its opening quote) whose first escape is at `end`:
+    /// escapes are few, and serde_json reads the string from its opening quote.
+    #[cold]
+    fn escaped(&mut self, start: usize, end: usize) -> Option<String> {
+        let mut j = end;
+        loop {
+            match *self.s.get(j)? {
+                b'\\' => j += 2,
+                b'"' => break,
+                _ => j = self.specials.next::<false>(self.s, j + 1)?,
+            }
+        }
+        self.i = j + 1;
+        serde_json::from_slice(self.s.get(start - 1..self.i)?).ok()
     }
 
     fn number(&mut self) -> Option<Value> {
