@@ -106,7 +106,17 @@ impl Affixes {
         }
     }
 
+    /// Appends the ids of the affixes `value` has. Most paths file one kind of test
+    /// (SigmaHQ's rules: ignore-case values only): where no affix is filed, this is a test in
+    /// the caller, not a call.
+    #[inline]
     fn hits(&self, value: &[u8], prefix: bool, out: &mut Ids) {
+        if !self.lengths.is_empty() {
+            self.filed_hits(value, prefix, out);
+        }
+    }
+
+    fn filed_hits(&self, value: &[u8], prefix: bool, out: &mut Ids) {
         let end = if prefix { value.first() } else { value.last() };
         // An empty prefix (or suffix) passes every value, whatever its ends.
         let turned_away =
@@ -214,19 +224,11 @@ impl FieldTable {
 
     /// The patterns whose string anchors the string `s` (its UTF-8 bytes) passes.
     fn string_hits(&self, s: &[u8], folded: &mut Vec<u8>, out: &mut Ids) {
-        // Most paths file one kind of test (SigmaHQ's rules: ignore-case values only): the
-        // kinds not filed here cost nothing.
-        if !self.exact.is_empty() {
-            if let Some(ids) = self.exact.get(s) {
-                out.extend_from_slice(ids);
-            }
+        if let Some(ids) = self.exact.get(s) {
+            out.extend_from_slice(ids);
         }
-        if !self.prefix.is_empty() {
-            self.prefix.hits(s, true, out);
-        }
-        if !self.suffix.is_empty() {
-            self.suffix.hits(s, false, out);
-        }
+        self.prefix.hits(s, true, out);
+        self.suffix.hits(s, false, out);
         if !self.service.is_empty() {
             if let Some(ids) = service_bytes(s).and_then(|svc| self.service.get(svc)) {
                 out.extend_from_slice(ids);
@@ -242,12 +244,8 @@ impl FieldTable {
                     out.extend_from_slice(ids);
                 }
             }
-            if !self.folded_prefix.is_empty() {
-                self.folded_prefix.hits(folded, true, out);
-            }
-            if !self.folded_suffix.is_empty() {
-                self.folded_suffix.hits(folded, false, out);
-            }
+            self.folded_prefix.hits(folded, true, out);
+            self.folded_suffix.hits(folded, false, out);
         }
     }
 }
