@@ -401,7 +401,7 @@ impl PatternIndex {
         // other patterns peek at, not under `errorMessage`). The one passed over stays the
         // second set.
         if let Some(cheapest) = sets.first().map(|s| crate::pattern::anchor_cost(s)) {
-            let new_paths = |set: &[Anchor]| {
+            let peek_cost = |set: &[Anchor]| {
                 let new = set
                     .iter()
                     .filter(|a| !self.fields.iter().any(|t| t.path == a.path))
@@ -411,7 +411,7 @@ impl PatternIndex {
             };
             let best = (0..sets.len())
                 .filter(|&i| crate::pattern::anchor_cost(&sets[i]) == cheapest)
-                .min_by_key(|&i| new_paths(&sets[i]))
+                .min_by_key(|&i| peek_cost(&sets[i]))
                 .unwrap_or(0);
             sets[..=best].rotate_right(1);
         }
