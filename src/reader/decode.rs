@@ -39,7 +39,7 @@ enum Kind<R: Read> {
     /// A whole gzip file, not inflated yet; if it cannot be inflated in one call, it is
     /// streamed on a thread of its own when `threaded`.
     Whole {
-        data: Vec<u8>,
+        data: Whole,
         max: u64,
         threaded: bool,
     },
@@ -95,17 +95,23 @@ impl<R: Read> Decoder<R> {
                     max,
                     threaded,
                 } => {
-                    let mut data = std::mem::take(data);
-                    if inflate_whole(&data, buf, *max) {
+                    let data = std::mem::replace(
+                        data,
+                        Whole {
+                            buf: Vec::new(),
+                            len: 0,
+                        },
+                    );
+                    if inflate_whole(data.bytes(), buf, *max) {
                         self.kind = Kind::Ended;
-                        data.clear();
-                        SPARE_WHOLE.set(data);
+                        // Kept whole: its bytes need not be zeroed for the next file.
+                        SPARE_WHOLE.set(data.buf);
                         return Ok(buf.len());
                     }
                     // Not in one call (a fault, several members, or more than `max` bytes,
                     // which a storm's few hundred kilobytes can inflate to): the streaming
                     // reader reads it, and words any fault.
-                    let gunzip = Gunzip::new(Cursor::new(data));
+                    let gunzip = Gunzip::new(Cursor::new(data.into_bytes()));
                     self.kind = if *threaded {
                         match Inflater::spawn(gunzip) {
                             Ok(inflater) => Kind::Threaded(inflater),
@@ -173,7 +179,7 @@ thread_local! {
 /// How a log begins to be read.
 enum Start<R> {
     /// A whole gzip file.
-    Whole(Vec<u8>),
+    Whole(Whole),
     /// The input, with whether it is gzip.
     Stream(BufReader<Sniffed<R>>, bool),
 }
@@ -182,35 +188,90 @@ enum Start<R> {
 /// to [`WHOLE_INPUT`] bytes of gzip, to hold a small file whole. What was read is put back in
 /// front of the rest, and a fault met after the first two bytes is put back where it was met,
 /// so that a streamed file is read and fails as if nothing had been read ahead.
+///
+/// With `whole`, each read asks for all the room the thread's last buffer has (at least
+/// [`CHUNK`]): a CloudTrail delivery comes in one read and the next finds its end, where
+/// `read_to_end` asks for 2 bytes, then 8 KiB, then doubles (four or five reads a file).
 fn sniff<R: Read>(mut input: R, whole: bool) -> Result<Start<R>, ReadError> {
-    let mut head = if whole {
-        SPARE_WHOLE.take()
+    let (mut head, limit) = if whole {
+        (SPARE_WHOLE.take(), WHOLE_INPUT + 1)
     } else {
-        Vec::new()
+        (Vec::new(), 2)
     };
-    if let Err(source) = input.by_ref().take(2).read_to_end(&mut head) {
-        return Err(ReadError::Io { offset: 0, source });
-    }
-    if head.is_empty() {
-        return Err(ReadError::Empty);
-    }
-    let gzip = head == [0x1f, 0x8b];
-    let mut fault = None;
-    if gzip && whole {
-        match input
-            .by_ref()
-            .take(WHOLE_INPUT as u64 - 1)
-            .read_to_end(&mut head)
-        {
-            // Short of the limit: the input ended.
-            Ok(_) if head.len() <= WHOLE_INPUT => return Ok(Start::Whole(head)),
-            Ok(_) => {}
-            Err(e) => fault = Some(e),
+    let mut len = 0;
+    let mut ended = false;
+    while len < 2 && !ended {
+        match read_more(&mut input, &mut head, len, limit) {
+            Ok(0) => ended = true,
+            Ok(n) => len += n,
+            Err(source) => return Err(ReadError::Io { offset: 0, source }),
         }
     }
+    if len == 0 {
+        return Err(ReadError::Empty);
+    }
+    let gzip = head[..len].starts_with(&[0x1f, 0x8b]);
+    let mut fault = None;
+    if gzip && whole {
+        while !ended && len < limit {
+            match read_more(&mut input, &mut head, len, limit) {
+                Ok(0) => ended = true,
+                Ok(n) => len += n,
+                Err(e) => {
+                    fault = Some(e);
+                    break;
+                }
+            }
+        }
+        // Short of the limit: the input ended.
+        if ended && len <= WHOLE_INPUT {
+            return Ok(Start::Whole(Whole { buf: head, len }));
+        }
+    }
+    head.truncate(len);
     let rest = Resume { fault, input };
     let raw = BufReader::with_capacity(CHUNK, Cursor::new(head).chain(rest));
     Ok(Start::Stream(raw, gzip))
+}
+
+/// One read into `buf` from byte `len` on, with room up to `limit` bytes in all: all of `buf`
+/// (whose bytes are kept initialised from one file to the next, so that they are not zeroed
+/// again), at least [`CHUNK`], and twice `len` once `buf` is full. Returns what the read gave
+/// (0: the input ended); an interrupted read is tried again.
+fn read_more(
+    input: &mut impl Read,
+    buf: &mut Vec<u8>,
+    len: usize,
+    limit: usize,
+) -> io::Result<usize> {
+    let room = buf.len().max(CHUNK).max(2 * len).min(limit);
+    if buf.len() < room {
+        buf.resize(room, 0);
+    }
+    loop {
+        match input.read(&mut buf[len..room]) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            result => return result,
+        }
+    }
+}
+
+/// A whole file read: its bytes are `buf[..len]`; the rest of `buf` is room kept for the next.
+pub(crate) struct Whole {
+    buf: Vec<u8>,
+    len: usize,
+}
+
+impl Whole {
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    /// The file's bytes alone, for a reader that reads the buffer to its end.
+    fn into_bytes(mut self) -> Vec<u8> {
+        self.buf.truncate(self.len);
+        self.buf
+    }
 }
 
 /// The input after the bytes read ahead, with the fault met reading them (if any) first.
@@ -376,5 +437,85 @@ mod tests {
         let mut check = Utf8Check::default();
         assert!(!check.feed(b"Caf\xe9 ", false));
         assert!(!check.feed(b"fine", true), "once invalid, always invalid");
+    }
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(bytes).unwrap();
+        e.finish().unwrap()
+    }
+
+    /// Gives at most `most` bytes a read, is interrupted before every other read, and counts
+    /// the reads that gave bytes or the end.
+    struct Reads<'a> {
+        bytes: &'a [u8],
+        most: usize,
+        interrupt: bool,
+        reads: usize,
+    }
+
+    impl Read for Reads<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.interrupt = !self.interrupt;
+            if self.interrupt {
+                return Err(io::ErrorKind::Interrupted.into());
+            }
+            self.reads += 1;
+            let n = buf.len().min(self.most).min(self.bytes.len());
+            buf[..n].copy_from_slice(&self.bytes[..n]);
+            self.bytes = &self.bytes[n..];
+            Ok(n)
+        }
+    }
+
+    fn decoded(decoder: &mut Decoder<&mut Reads<'_>>) -> Vec<u8> {
+        let (mut out, mut chunk) = (Vec::new(), Vec::new());
+        while let n @ 1.. = decoder.next_chunk(&mut chunk, out.len() as u64).unwrap() {
+            out.extend_from_slice(&chunk[..n]);
+        }
+        out
+    }
+
+    /// A whole file is read in one read and the one that finds its end, however large the
+    /// thread's last file was: the buffer kept from a longer file lends its room, and none of
+    /// its old bytes; a read interrupted is tried again, and a file given a byte at a time is
+    /// still read whole.
+    #[test]
+    fn whole_files_come_in_two_reads_over_the_last_ones_room() {
+        let long = "{\"Records\":[]}".repeat(9000);
+        let short = "x".repeat(300);
+        for (text, most, reads) in [
+            (long.as_bytes(), usize::MAX, 2),
+            (short.as_bytes(), usize::MAX, 2),
+            (long.as_bytes(), usize::MAX, 2),
+            (short.as_bytes(), 1, usize::MAX),
+        ] {
+            let gz = gzip(text);
+            let mut input = Reads {
+                bytes: &gz,
+                most,
+                interrupt: false,
+                reads: 0,
+            };
+            let mut decoder = Decoder::inline_whole(&mut input, 1 << 20).unwrap();
+            assert!(matches!(decoder.kind, Kind::Whole { .. }));
+            assert_eq!(decoded(&mut decoder), text);
+            if reads != usize::MAX {
+                assert_eq!(input.reads, reads);
+            } else {
+                assert_eq!(input.reads, gz.len() + 1);
+            }
+        }
+        // Plain bytes are streamed, with what was read ahead put back in front.
+        let mut input = Reads {
+            bytes: short.as_bytes(),
+            most: usize::MAX,
+            interrupt: false,
+            reads: 0,
+        };
+        let mut decoder = Decoder::inline_whole(&mut input, 1 << 20).unwrap();
+        assert!(matches!(decoder.kind, Kind::Plain(_)));
+        assert_eq!(decoded(&mut decoder), short.as_bytes());
     }
 }
