@@ -46,6 +46,74 @@ fn walk(dir: &Path, found: &mut impl FnMut(Found), sizes: bool) -> io::Result<()
     Ok(())
 }
 
+/// Opens files through the directory of the last one opened, held open: a file in the same
+/// directory as the last (as a walk's files in path order mostly are) is opened relative to it,
+/// resolving one path component, where opening its whole path resolves every component again
+/// (ten in an organisation trail's folder: 1.7 % of scanning 5,000 files, measured with the same
+/// files in one directory). One directory is held at a time.
+#[derive(Debug, Default)]
+pub struct Opener {
+    #[cfg(target_os = "linux")]
+    dir: Option<(PathBuf, std::fs::File)>,
+}
+
+impl Opener {
+    /// Opens `path` for reading, as [`std::fs::File::open`] does.
+    pub fn open(&mut self, path: &Path) -> io::Result<std::fs::File> {
+        #[cfg(target_os = "linux")]
+        if let (Some(parent), Some(name)) = (path.parent(), path.file_name()) {
+            if !parent.as_os_str().is_empty() {
+                match self.open_in(parent, name) {
+                    Some(Ok(file)) => return Ok(file),
+                    // Not there now: the held directory may be one since removed or replaced.
+                    // The path decides, as it would have without the held directory.
+                    Some(Err(e)) if e.kind() == io::ErrorKind::NotFound => self.dir = None,
+                    Some(Err(e)) => return Err(e),
+                    None => {}
+                }
+            }
+        }
+        std::fs::File::open(path)
+    }
+
+    /// `name` opened in the directory `parent`, held open (`None`: the directory could not be
+    /// opened, or the name holds a NUL; the whole path is then opened instead).
+    #[cfg(target_os = "linux")]
+    fn open_in(
+        &mut self,
+        parent: &Path,
+        name: &std::ffi::OsStr,
+    ) -> Option<io::Result<std::fs::File>> {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        use std::os::unix::ffi::OsStrExt;
+        if self.dir.as_ref().is_none_or(|(held, _)| held != parent) {
+            self.dir = None;
+            self.dir = Some((parent.to_path_buf(), std::fs::File::open(parent).ok()?));
+        }
+        let (_, dir) = self.dir.as_ref()?;
+        let name = std::ffi::CString::new(name.as_bytes()).ok()?;
+        loop {
+            // SAFETY: `dir` is an open descriptor and `name` a NUL-terminated string, both
+            // alive for the call.
+            let fd = unsafe {
+                libc::openat(
+                    dir.as_raw_fd(),
+                    name.as_ptr(),
+                    libc::O_RDONLY | libc::O_CLOEXEC,
+                )
+            };
+            if fd >= 0 {
+                // SAFETY: `fd` was just opened and is owned by nothing else.
+                return Some(Ok(unsafe { std::fs::File::from_raw_fd(fd) }));
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Some(Err(e));
+            }
+        }
+    }
+}
+
 /// A file a directory scan did not read, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PassedOver {
@@ -145,6 +213,42 @@ fn judge(path: &Path, len: Option<u64>) -> Option<Why> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Files are opened through the directory held: what each holds is read, a file missing
+    /// is missing, and a directory removed and made again under the same path is opened anew
+    /// (the one held is gone), not reported as missing.
+    #[test]
+    fn files_are_opened_through_the_directory_held() {
+        use std::io::Read;
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("d");
+        let read = |opener: &mut Opener, path: &Path| {
+            let mut text = String::new();
+            opener.open(path)?.read_to_string(&mut text)?;
+            io::Result::Ok(text)
+        };
+        let mut opener = Opener::default();
+        for round in 0..2 {
+            std::fs::create_dir(&dir).unwrap();
+            for name in ["a", "b"] {
+                std::fs::write(dir.join(name), format!("{name}{round}")).unwrap();
+            }
+            for name in ["a", "b", "a"] {
+                assert_eq!(
+                    read(&mut opener, &dir.join(name)).unwrap(),
+                    format!("{name}{round}")
+                );
+            }
+            let missing = read(&mut opener, &dir.join("c")).unwrap_err();
+            assert_eq!(missing.kind(), io::ErrorKind::NotFound);
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+        let gone = read(&mut opener, &dir.join("a")).unwrap_err();
+        assert_eq!(gone.kind(), io::ErrorKind::NotFound);
+        // A bare name has no directory to hold: it is opened as it is.
+        let missing = read(&mut opener, Path::new("no-such-file-here")).unwrap_err();
+        assert_eq!(missing.kind(), io::ErrorKind::NotFound);
+    }
 
     /// Sizes come from the directory entries, except for links, which are judged by what they
     /// name (as a stat of the path is): a link to an empty file is empty, a dangling link is

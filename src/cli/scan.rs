@@ -28,7 +28,7 @@ use crate::policy::{
 use crate::reader::{Limits, Shapes};
 use crate::rules::{id_matches, Rule, RuleSet, Severity};
 use crate::time;
-use crate::walk::{each_log_file, PassedOver};
+use crate::walk::{each_log_file, Opener, PassedOver};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -50,10 +50,10 @@ impl Target {
         }
     }
 
-    fn open(&self) -> io::Result<Box<dyn io::Read + Send>> {
+    fn open(&self, opener: &mut Opener) -> io::Result<Box<dyn io::Read + Send>> {
         Ok(match self {
             Target::Stdin => Box::new(io::stdin()),
-            Target::File(path) => Box::new(std::fs::File::open(path)?),
+            Target::File(path) => Box::new(opener.open(path)?),
         })
     }
 }
@@ -723,11 +723,12 @@ fn scan_in_turn(
     report: &mut ScanOutput<'_>,
 ) -> io::Result<()> {
     let mut pipeline = pipeline_for(rules, limits);
+    let mut opener = Opener::default();
     let mode = crate::pipeline::mode_for(workers());
     for target in targets {
         let name = target.name();
         let source = AlertSource::File { path: name.clone() };
-        let outcome = read_target(&mut pipeline, target, &source, mode, |a| {
+        let outcome = read_target(&mut pipeline, &mut opener, target, &source, mode, |a| {
             report.alert(&a);
             crate::reader::recycle(a.record, None);
         });
@@ -746,11 +747,13 @@ struct FileDone {
 }
 
 /// Reads one target on this thread.
-fn read_one(pipeline: &mut Pipeline<'_>, target: &Target) -> FileDone {
+fn read_one(pipeline: &mut Pipeline<'_>, opener: &mut Opener, target: &Target) -> FileDone {
     let name = target.name();
     let source = AlertSource::File { path: name.clone() };
     let mut alerts = Vec::new();
-    let outcome = read_target(pipeline, target, &source, Mode::Inline, |a| alerts.push(a));
+    let outcome = read_target(pipeline, opener, target, &source, Mode::Inline, |a| {
+        alerts.push(a)
+    });
     FileDone {
         name,
         alerts,
@@ -764,13 +767,14 @@ fn read_one(pipeline: &mut Pipeline<'_>, target: &Target) -> FileDone {
 /// apart goes first).
 fn read_target(
     pipeline: &mut Pipeline<'_>,
+    opener: &mut Opener,
     target: &Target,
     source: &AlertSource,
     mode: Mode,
     mut on_alert: impl FnMut(Alert),
 ) -> io::Result<ReadOutcome> {
     use std::io::Read as _;
-    let mut input = target.open()?;
+    let mut input = target.open(opener)?;
     // A `.gz` file is a log (a file of events is plain JSON): no look at its head first.
     if matches!(target, Target::File(path) if path.extension().is_some_and(|e| e == "gz")) {
         return Ok(pipeline.run(input, source, mode, &mut on_alert));
@@ -870,12 +874,13 @@ fn scan_in_parallel(
                 .name(format!("trail-alerts-scan-{w}"))
                 .spawn_scoped(scope, move || {
                     let mut pipeline = pipeline_for(rules, limits);
+                    let mut opener = Opener::default();
                     while !stop.load(Ordering::Relaxed) {
                         // The alerts written since, dropped where they were made.
                         spent_rx.try_iter().for_each(drop);
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(target) = targets.get(i) else { break };
-                        let mut file = read_one(&mut pipeline, &target);
+                        let mut file = read_one(&mut pipeline, &mut opener, &target);
                         file.worker = Some(w);
                         if done_tx.send((i, file)).is_err() {
                             break;
@@ -900,13 +905,14 @@ fn scan_in_parallel(
         };
         let result = (|| {
             let mut pipeline = pipeline_for(rules, limits);
+            let mut opener = Opener::default();
             loop {
                 while let Ok((i, file)) = done.try_recv() {
                     order.done(i, file)?;
                 }
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(target) = targets.get(i) else { break };
-                let file = read_one(&mut pipeline, &target);
+                let file = read_one(&mut pipeline, &mut opener, &target);
                 order.done(i, file)?;
                 // What the walk met, told once it has ended (a few milliseconds in).
                 targets.tell(verbose, order.report);
