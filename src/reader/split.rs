@@ -739,6 +739,30 @@ impl<R: Read> LogReader<R> {
                                     i += 3;
                                     continue;
                                 }
+                                // `":{"` (one string in twelve in CloudTrail: a key whose
+                                // value is an object, and that object's first key) in one
+                                // step too, as the dispatch below would take it byte by byte.
+                                if chunk.get(i + 1) == Some(&b':')
+                                    && chunk.get(i + 2) == Some(&b'{')
+                                    && chunk.get(i + 3) == Some(&b'"')
+                                {
+                                    g.string_closed();
+                                    g.colon();
+                                    g.open(true, depth);
+                                    g.string_opened();
+                                    if tracked {
+                                        t.colon();
+                                        t.open(&self.paths, true);
+                                    }
+                                    depth += 1;
+                                    shape.depth = shape.depth.max(depth);
+                                    if track && t.tracking(depth) {
+                                        t.string_opened(base + i + 3);
+                                    }
+                                    in_string = true;
+                                    i += 4;
+                                    continue;
+                                }
                                 g.string_closed();
                                 i += 1;
                                 break;
