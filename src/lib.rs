@@ -41,7 +41,8 @@
 //!   Sigma import, and the rule set over the index.
 //! - `s3` (cargo feature `s3`): S3 through the AWS SDK, for the function and `scan s3://`.
 //! - [`time`]: `eventTime` timestamps and durations (`15m`) as numbers.
-//! - [`walk`]: the files under a directory (logs for `scan`, rule files for rule sources).
+//! - [`walk`]: the files under a directory (logs for `scan`, rule files for rule sources), and
+//!   opening them through their directory, held open (`Opener`).
 //!
 //! # Words
 //! One word per thing (`docs/architecture.md` has the whole glossary): a **delivery** is one

@@ -1,5 +1,6 @@
 //! Finding files on disk: every file under a directory, recursively, in path order. Rule
-//! directories and log directories are walked the same way.
+//! directories and log directories are walked the same way. [`Opener`] opens the files found
+//! through their directory, held open.
 
 use std::fmt;
 use std::io;
