@@ -2,7 +2,8 @@
 """Side by side in rounds, for a machine whose speed drifts: every command once in turn, round
 after round (the first a warm-up), CPU time (user + system) from wait4 and the peak resident
 memory of each run; prints the median and the fastest of each, and with --ratios the ratios
-the performance goals are stated in. `make bench` runs it last.
+the performance goals are stated in (of the medians, of the fastest runs, and the median of
+the ratios round by round). `make bench` runs it last.
 
 usage: rounds.py [--rounds N] [--json OUT] [--ratios] NAME=COMMAND ...
 """
@@ -51,8 +52,13 @@ def main():
         print(f"{name:34s} wall {o['wall']:8.1f} ms (fastest {o['wall_fastest']:7.1f})   "
               f"CPU {o['cpu']:8.1f} ms (fastest {o['cpu_fastest']:7.1f})   peak {o['peak_mib']:5.1f} MiB")
     if a.ratios:
+        # Besides the ratio of the medians, the median of the ratios round by round: on a
+        # machine whose speed drifts, the two commands of one round ran under the same drift.
         def ratio(x, y, k):
-            return f"{out[x][k] / out[y][k]:.2f}x (fastest {out[x][k + '_fastest'] / out[y][k + '_fastest']:.2f}x)"
+            index = 0 if k == "wall" else 1
+            paired = statistics.median(a[index] / b[index] for a, b in zip(times[x], times[y]))
+            return (f"{out[x][k] / out[y][k]:.2f}x (fastest {out[x][k + '_fastest'] / out[y][k + '_fastest']:.2f}x,"
+                    f" round by round {paired:.2f}x)")
         print(f"one core, built-in pack / floor:        {ratio('scan, 1 core', 'floor, 1 core', 'wall')}  (goal <= 1.3x)")
         print(f"CPU, built-in pack / floor:             {ratio('scan', 'floor', 'cpu')}  (goal <= 1.5x)")
         print(f"folder, wall / floor:                   {ratio('scan folder', 'floor folder', 'wall')}  (goal <= 0.8x)")
