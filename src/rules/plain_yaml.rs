@@ -813,7 +813,18 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(4000))]
+        #![proptest_config(ProptestConfig::with_cases(8000))]
+
+        /// Text of YAML's punctuation, letters, digits, spaces and line breaks in any order:
+        /// whatever this reader takes of it, it reads as serde-saphyr does.
+        #[test]
+        fn any_text_of_yaml_characters_reads_as_serde_saphyr_reads_it(
+            doc in "([a-c0-2 :,#'\"\\\\.\\-\\[\\]{}\n]|\n  |: |- |\n- |true|null|~|é){0,40}"
+        ) {
+            if let Err(e) = agrees(&doc) {
+                prop_assert!(false, "{}", e);
+            }
+        }
 
         #[test]
         fn generated_documents_read_as_serde_saphyr_reads_them(doc in document()) {
