@@ -252,38 +252,20 @@ fn flow_node(text: &str, at: &mut usize, depth: usize, nodes: &mut usize) -> Opt
     skip_spaces(bytes, at);
     match bytes.get(*at)? {
         b'[' => {
-            *at += 1;
             let mut items = Vec::new();
-            skip_spaces(bytes, at);
-            if bytes.get(*at) == Some(&b']') {
-                *at += 1;
+            if opened_empty(bytes, at, b']') {
                 return Some(Value::Array(items));
             }
             loop {
                 items.push(flow_node(text, at, depth + 1, nodes)?);
-                skip_spaces(bytes, at);
-                match bytes.get(*at)? {
-                    b',' => {
-                        *at += 1;
-                        skip_spaces(bytes, at);
-                        if matches!(bytes.get(*at)?, b']' | b',') {
-                            return None;
-                        }
-                    }
-                    b']' => {
-                        *at += 1;
-                        return Some(Value::Array(items));
-                    }
-                    _ => return None,
+                if entries_end(bytes, at, b']')? {
+                    return Some(Value::Array(items));
                 }
             }
         }
         b'{' => {
-            *at += 1;
             let mut map = Map::new();
-            skip_spaces(bytes, at);
-            if bytes.get(*at) == Some(&b'}') {
-                *at += 1;
+            if opened_empty(bytes, at, b'}') {
                 return Some(Value::Object(map));
             }
             loop {
@@ -310,20 +292,8 @@ fn flow_node(text: &str, at: &mut usize, depth: usize, nodes: &mut usize) -> Opt
                 }
                 let value = flow_node(text, at, depth + 1, nodes)?;
                 map.insert(key, value);
-                skip_spaces(bytes, at);
-                match bytes.get(*at)? {
-                    b',' => {
-                        *at += 1;
-                        skip_spaces(bytes, at);
-                        if matches!(bytes.get(*at)?, b'}' | b',') {
-                            return None;
-                        }
-                    }
-                    b'}' => {
-                        *at += 1;
-                        return Some(Value::Object(map));
-                    }
-                    _ => return None,
+                if entries_end(bytes, at, b'}')? {
+                    return Some(Value::Object(map));
                 }
             }
         }
@@ -334,6 +304,31 @@ fn flow_node(text: &str, at: &mut usize, depth: usize, nodes: &mut usize) -> Opt
         }
         _ => flow_plain(text, at),
     }
+}
+
+/// Past a flow collection's opening bracket: whether it closes at once (then past `close`).
+fn opened_empty(bytes: &[u8], at: &mut usize, close: u8) -> bool {
+    *at += 1;
+    skip_spaces(bytes, at);
+    let empty = bytes.get(*at) == Some(&close);
+    *at += usize::from(empty);
+    empty
+}
+
+/// After a flow entry: `Some(true)` past the collection's `close`, `Some(false)` past a `,` with
+/// another entry after it; `None` for anything else (an empty entry, a trailing comma).
+fn entries_end(bytes: &[u8], at: &mut usize, close: u8) -> Option<bool> {
+    skip_spaces(bytes, at);
+    let b = *bytes.get(*at)?;
+    *at += 1;
+    if b == close {
+        return Some(true);
+    }
+    if b != b',' {
+        return None;
+    }
+    skip_spaces(bytes, at);
+    (!matches!(bytes.get(*at)?, b']' | b'}' | b',')).then_some(false)
 }
 
 /// Counts a node (a collection, a key or a scalar); `None` past the limits.
