@@ -700,6 +700,21 @@ mod tests {
             "key: {url: http://x.y/z, b: c}\n",
             "key: {a:b}\n",
             "key: [a:b, c]\n",
+            "key   : value\n",
+            "key: value   # c\n",
+            "\"key\" : value\n",
+            "a:\n  b: 1\n# c\n  c: 2\n",
+            "a:\n  b: 1\n     # c\n  c: 2\n",
+            "- # c\n  key: v\n-   k: v\n    j: w\n",
+            "key: {'a':1, \"b\" :2 , c: d e}\n",
+            "key: [a , b ,c]\n",
+            "key: \"v # not a comment\"\n",
+            "k: 'a'' # b'\n",
+            "a:\n    - x\n    - y\nb: z\n",
+            "a: [\"x\",\"y\"] # c\n",
+            "a:\n  - [b, c]\n  - {d: e}\n",
+            "a: b\n\n\nc: d\n",
+            "a: b\n  \nc: d\n",
         ];
         for doc in docs {
             if let Err(e) = agrees(doc) {
