@@ -9,12 +9,14 @@
 //! or flow collection over more than one line, tabs, carriage returns, document markers,
 //! complex or merge keys, a key given twice, an empty flow entry, escapes other than JSON's,
 //! more than [`MAX_DEPTH`] levels or [`MAX_NODES`] nodes, and a plain scalar that could
-//! resolve to anything but a string, `null`, `true`, `false` or a small decimal integer
-//! (`yes`, `Null`, `0x1F`, `1.5`, `2024-01-01`, `.inf`, `007`: left to serde-saphyr).
+//! resolve to anything but a string, `null`, `true`, `false`, a small decimal integer or a
+//! plain decimal fraction (`yes`, `Null`, `0x1F`, `1e3`, `2024-01-01`, `.inf`, `007`: left to
+//! serde-saphyr).
 //!
 //! Where it answers, it gives the value serde-saphyr gives with the rules' options
 //! ([`yaml_options`](super::document::yaml_options)): its tests check that on every YAML file
-//! in the repository and on generated documents full of scalars that resolve otherwise.
+//! in the repository, on generated documents full of scalars that resolve otherwise, and on
+//! any text of YAML's punctuation.
 
 use serde_json::{Map, Number, Value};
 
@@ -420,9 +422,11 @@ fn quoted(text: &str, start: usize) -> Option<(String, usize)> {
 }
 
 /// A plain scalar's value, where it is sure to be serde-saphyr's: `null`, `true`, `false`, a
-/// decimal integer of up to 18 digits without leading zeros, or a string that starts with a
-/// letter, `_`, `$`, `/` or a character beyond ASCII and is not one of the words YAML 1.1 or
-/// Rust's float parsing give a meaning (`yes`, `Off`, `NULL`, `nan`, `inf`, ...).
+/// decimal integer of up to 18 digits without leading zeros, a decimal fraction as JSON writes
+/// it (`85.42`, not `-0.0`), a string that starts with digits but is no number or date (`15m`,
+/// `10.0.0.0/8`, `10.0.0.1`), or a string that starts with a letter, `_`, `$`, `/`, `.` and a
+/// letter, or a character beyond ASCII, and is not one of the words YAML 1.1 or Rust's float
+/// parsing give a meaning (`yes`, `Off`, `NULL`, `nan`, `inf`, `.Inf`, ...).
 fn resolve(plain: &str) -> Option<Value> {
     let bytes = plain.as_bytes();
     let first = *bytes.first()?;
