@@ -56,7 +56,7 @@ def main():
         # machine whose speed drifts, the two commands of one round ran under the same drift.
         def ratio(x, y, k):
             index = 0 if k == "wall" else 1
-            paired = statistics.median(a[index] / b[index] for a, b in zip(times[x], times[y]))
+            paired = statistics.median(tx[index] / ty[index] for tx, ty in zip(times[x], times[y]))
             return (f"{out[x][k] / out[y][k]:.2f}x (fastest {out[x][k + '_fastest'] / out[y][k + '_fastest']:.2f}x,"
                     f" round by round {paired:.2f}x)")
         print(f"one core, built-in pack / floor:        {ratio('scan, 1 core', 'floor, 1 core', 'wall')}  (goal <= 1.3x)")

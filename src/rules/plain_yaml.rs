@@ -58,10 +58,10 @@ pub fn parse(text: &str) -> Option<Value> {
 /// No tabs, carriage returns, byte-order marks or other characters YAML treats specially or
 /// refuses: printable ASCII, line feeds, and printable characters beyond ASCII.
 fn plain_characters(text: &str) -> bool {
-    let ascii = text
+    let bytes_allowed = text
         .bytes()
         .all(|b| b == b'\n' || (0x20..0x7f).contains(&b) || b >= 0x80);
-    ascii
+    bytes_allowed
         && (text.is_ascii()
             || text.chars().all(|c| {
                 c.is_ascii()
@@ -200,9 +200,8 @@ fn entry_key(text: &str) -> Option<Option<(String, &str)>> {
         }
         b'[' | b'{' => Some(None),
         _ => {
-            let mut i = 0;
-            while i < bytes.len() {
-                match bytes[i] {
+            for (i, &b) in bytes.iter().enumerate() {
+                match b {
                     b':' if i + 1 == bytes.len() || bytes[i + 1] == b' ' => {
                         let key = text[..i].trim_end_matches(' ');
                         if key.len() > 1024 {
@@ -216,7 +215,6 @@ fn entry_key(text: &str) -> Option<Option<(String, &str)>> {
                     b'#' if i > 0 && bytes[i - 1] == b' ' => return Some(None),
                     _ => {}
                 }
-                i += 1;
             }
             Some(None)
         }
@@ -454,12 +452,7 @@ fn resolve(plain: &str) -> Option<Value> {
     }
     if first == b'-' || first.is_ascii_digit() {
         let digits = plain.strip_prefix('-').unwrap_or(plain);
-        let decimal = !digits.is_empty()
-            && digits.len() <= 18
-            && digits.bytes().all(|b| b.is_ascii_digit())
-            && (digits == "0" || !digits.starts_with('0'))
-            && plain != "-0";
-        if decimal {
+        if whole_number(digits) && plain != "-0" {
             return plain
                 .parse::<i64>()
                 .ok()
@@ -467,10 +460,7 @@ fn resolve(plain: &str) -> Option<Value> {
         }
         // `85.42`: a decimal fraction as JSON writes it (not `-0.0`, nor an exponent).
         let (whole, fraction) = digits.split_once('.')?;
-        let fraction_of_a_number = !whole.is_empty()
-            && whole.len() <= 18
-            && whole.bytes().all(|b| b.is_ascii_digit())
-            && (whole == "0" || !whole.starts_with('0'))
+        let fraction_of_a_number = whole_number(whole)
             && !fraction.is_empty()
             && fraction.len() <= 18
             && fraction.bytes().all(|b| b.is_ascii_digit());
@@ -497,6 +487,14 @@ fn resolve(plain: &str) -> Option<Value> {
         .iter()
         .any(|word| plain.eq_ignore_ascii_case(word));
     (starts_a_string && !special).then(|| Value::String(plain.to_owned()))
+}
+
+/// One to eighteen decimal digits, without a leading zero unless it is `0`.
+fn whole_number(digits: &str) -> bool {
+    !digits.is_empty()
+        && digits.len() <= 18
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits == "0" || !digits.starts_with('0'))
 }
 
 #[cfg(test)]
