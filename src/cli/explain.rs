@@ -37,7 +37,7 @@ pub fn run(sources: &[String], only: &[String], path: &Path) -> Result<bool, Cli
         return explain_events(&rules, only, &name, &bytes, width);
     }
     let input: Box<dyn Read + Send> = Box::new(io::Cursor::new(head).chain(input));
-    let reader = LogReader::new_shapes(input, Limits::default(), Shapes::Any)
+    let reader = LogReader::new_shapes(input, Limits::default(), Shapes::Any, None)
         .map_err(|e| CliError::Input(format!("{name}: {e}")))?;
     let mut out = io::stdout().lock();
     let mut all_read = true;

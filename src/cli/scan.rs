@@ -50,10 +50,20 @@ impl Target {
         }
     }
 
-    fn open(&self, opener: &mut Opener) -> io::Result<Box<dyn io::Read + Send>> {
+    /// The target opened, with its length when it is a regular file's (a hint: the reader
+    /// does not read a large log ahead to tell whether it is small).
+    fn open(&self, opener: &mut Opener) -> io::Result<(Box<dyn io::Read + Send>, Option<u64>)> {
         Ok(match self {
-            Target::Stdin => Box::new(io::stdin()),
-            Target::File(path) => Box::new(opener.open(path)?),
+            Target::Stdin => (Box::new(io::stdin()), None),
+            Target::File(path) => {
+                let file = opener.open(path)?;
+                let size = file
+                    .metadata()
+                    .ok()
+                    .filter(|m| m.is_file())
+                    .map(|m| m.len());
+                (Box::new(file), size)
+            }
         })
     }
 }
@@ -774,10 +784,10 @@ fn read_target(
     mut on_alert: impl FnMut(Alert),
 ) -> io::Result<ReadOutcome> {
     use std::io::Read as _;
-    let mut input = target.open(opener)?;
+    let (mut input, size) = target.open(opener)?;
     // A `.gz` file is a log (a file of events is plain JSON): no look at its head first.
     if matches!(target, Target::File(path) if path.extension().is_some_and(|e| e == "gz")) {
-        return Ok(pipeline.run(input, source, mode, &mut on_alert));
+        return Ok(pipeline.run_sized(input, size, source, mode, &mut on_alert));
     }
     let head = read_head(&mut input, 8 << 10)?;
     if crate::pipeline::events::looks_like_events(&head) {
@@ -793,7 +803,7 @@ fn read_target(
     // Boxed as the file is: one instance of the pipeline's reader, not two (a second one
     // changed what the compiler inlines in the splitter's loop, at 12% more instructions).
     let input: Box<dyn io::Read + Send> = Box::new(io::Read::chain(io::Cursor::new(head), input));
-    Ok(pipeline.run(input, source, mode, &mut on_alert))
+    Ok(pipeline.run_sized(input, size, source, mode, &mut on_alert))
 }
 
 /// Up to `n` first bytes of a stream (fewer at its end).

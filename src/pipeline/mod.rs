@@ -155,12 +155,26 @@ impl<'r> Pipeline<'r> {
         input: R,
         source: &AlertSource,
         mode: Mode,
+        on_alert: impl FnMut(Alert),
+    ) -> ReadOutcome {
+        self.run_sized(input, None, source, mode, on_alert)
+    }
+
+    /// [`Pipeline::run`] for an input whose length is known (a file's, an S3 object's): a
+    /// large one is not read ahead to tell whether it could be held whole. The length is a
+    /// hint: an input of another length is read all the same.
+    pub fn run_sized<R: Read + Send + 'static>(
+        &mut self,
+        input: R,
+        size: Option<u64>,
+        source: &AlertSource,
+        mode: Mode,
         mut on_alert: impl FnMut(Alert),
     ) -> ReadOutcome {
         let opened = match mode {
-            Mode::Threaded => LogReader::threaded_shapes(input, self.limits, self.shapes),
+            Mode::Threaded => LogReader::threaded_shapes(input, self.limits, self.shapes, size),
             Mode::Inline | Mode::Reference => {
-                LogReader::new_shapes(input, self.limits, self.shapes)
+                LogReader::new_shapes(input, self.limits, self.shapes, size)
             }
         };
         let reader = match opened {

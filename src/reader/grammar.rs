@@ -352,7 +352,8 @@ mod tests {
         let mut doc = br#"{"Records":["#.to_vec();
         doc.extend_from_slice(records);
         doc.extend_from_slice(b"]}");
-        let Ok(mut reader) = LogReader::new_shapes(&doc[..], Limits::default(), Shapes::S3Log)
+        let Ok(mut reader) =
+            LogReader::new_shapes(&doc[..], Limits::default(), Shapes::S3Log, None)
         else {
             return Vec::new();
         };

@@ -147,16 +147,22 @@ impl<R: Read + Send + 'static> LogReader<R> {
     /// inflating and reading records overlap.
     pub fn threaded(input: R, limits: Limits) -> Result<Self, ReadError> {
         Self::with_source(
-            Decoder::threaded(input, limits.max_decompressed_bytes)?,
+            Decoder::threaded(input, limits.max_decompressed_bytes, None)?,
             limits,
             Shapes::S3Log,
         )
     }
 
-    /// [`LogReader::threaded`], for a document of any of the `shapes`.
-    pub fn threaded_shapes(input: R, limits: Limits, shapes: Shapes) -> Result<Self, ReadError> {
+    /// [`LogReader::threaded`], for a document of any of the `shapes`, `size` bytes long when
+    /// that is known (a large file is then not read ahead to tell whether it is small).
+    pub fn threaded_shapes(
+        input: R,
+        limits: Limits,
+        shapes: Shapes,
+        size: Option<u64>,
+    ) -> Result<Self, ReadError> {
         Self::with_source(
-            Decoder::threaded(input, limits.max_decompressed_bytes)?,
+            Decoder::threaded(input, limits.max_decompressed_bytes, size)?,
             limits,
             shapes,
         )
@@ -168,16 +174,22 @@ impl<R: Read> LogReader<R> {
     /// the first record.
     pub fn new(input: R, limits: Limits) -> Result<Self, ReadError> {
         Self::with_source(
-            Decoder::inline_whole(input, limits.max_decompressed_bytes)?,
+            Decoder::inline_whole(input, limits.max_decompressed_bytes, None)?,
             limits,
             Shapes::S3Log,
         )
     }
 
-    /// [`LogReader::new`], for a document of any of the `shapes`.
-    pub fn new_shapes(input: R, limits: Limits, shapes: Shapes) -> Result<Self, ReadError> {
+    /// [`LogReader::new`], for a document of any of the `shapes`, `size` bytes long when that
+    /// is known (see [`LogReader::threaded_shapes`]).
+    pub fn new_shapes(
+        input: R,
+        limits: Limits,
+        shapes: Shapes,
+        size: Option<u64>,
+    ) -> Result<Self, ReadError> {
         Self::with_source(
-            Decoder::inline_whole(input, limits.max_decompressed_bytes)?,
+            Decoder::inline_whole(input, limits.max_decompressed_bytes, size)?,
             limits,
             shapes,
         )

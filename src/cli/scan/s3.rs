@@ -147,8 +147,11 @@ async fn read(
         .key(&object.key)
         .send()
         .await;
-    let body = match fetched {
-        Ok(out) => out.body.into_async_read(),
+    let (body, size) = match fetched {
+        Ok(out) => {
+            let size = out.content_length().and_then(|n| u64::try_from(n).ok());
+            (out.body.into_async_read(), size)
+        }
         Err(e) => {
             return FileDone {
                 name,
@@ -165,10 +168,13 @@ async fn read(
     };
     let joined = tokio::task::spawn_blocking(move || {
         let mut alerts: Vec<Alert> = Vec::new();
-        let outcome =
-            pipeline_for(&rules, limits).run(input, &source, crate::pipeline::Mode::Inline, |a| {
-                alerts.push(a)
-            });
+        let outcome = pipeline_for(&rules, limits).run_sized(
+            input,
+            size,
+            &source,
+            crate::pipeline::Mode::Inline,
+            |a| alerts.push(a),
+        );
         (alerts, outcome)
     })
     .await;
