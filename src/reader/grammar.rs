@@ -60,6 +60,9 @@ pub struct Grammar {
     bad: bool,
     /// Bit `d` is set when the container at depth `d` (0: the record) is an object.
     objects: u128,
+    /// Whether the innermost open container is an object: bit `depth` of `objects`, kept
+    /// apart for the commas (a `u128` shifted by a variable is several instructions).
+    in_object: bool,
     /// What a literal still needs.
     lit: &'static [u8],
     /// Hex digits a `\u` escape still needs.
@@ -82,6 +85,7 @@ impl Grammar {
             state: START,
             bad: !on,
             objects: 0,
+            in_object: false,
             lit: b"",
             hex: 0,
             number: 0,
@@ -149,6 +153,7 @@ impl Grammar {
             self.bad = true;
             return;
         }
+        self.in_object = object;
         if object {
             self.objects |= 1 << depth;
             self.state = KEY_OR_END;
@@ -166,14 +171,16 @@ impl Grammar {
         }
         self.end_scalar();
         let ok = if object {
-            self.is_object(depth) && (self.state == KEY_OR_END || self.state == AFTER)
+            self.in_object && (self.state == KEY_OR_END || self.state == AFTER)
         } else {
-            !self.is_object(depth) && (self.state == VALUE_OR_END || self.state == AFTER)
+            !self.in_object && (self.state == VALUE_OR_END || self.state == AFTER)
         };
         if !ok {
             self.bad = true;
         }
         self.state = AFTER;
+        // The container around the one closed (none: the record ended, and nothing is due).
+        self.in_object = depth > 0 && self.is_object(depth - 1);
     }
 
     #[inline]
@@ -196,7 +203,8 @@ impl Grammar {
             self.bad = true;
             return;
         }
-        self.state = if self.is_object(depth) { KEY } else { VALUE };
+        debug_assert!(self.bad || self.in_object == self.is_object(depth));
+        self.state = if self.in_object { KEY } else { VALUE };
     }
 
     /// White space between tokens.
@@ -248,11 +256,8 @@ impl Grammar {
     #[inline(always)]
     pub fn value_then_string(&mut self, depth: usize) {
         if self.state == IN_VALUE {
-            self.state = if self.is_object(depth) {
-                IN_KEY
-            } else {
-                IN_VALUE
-            };
+            debug_assert!(self.bad || self.in_object == self.is_object(depth));
+            self.state = if self.in_object { IN_KEY } else { IN_VALUE };
         } else {
             self.bad = true;
         }
