@@ -92,7 +92,7 @@ impl Node {
     }
 
     /// The position of the child whose key is `key` (in one piece).
-    #[inline]
+    #[inline(always)]
     fn find(&self, key: &[u8]) -> Option<usize> {
         let size = self.table.len();
         if size == 0 {
