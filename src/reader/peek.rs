@@ -340,7 +340,7 @@ impl PeekedBatch {
 }
 
 /// One open object or array on a peeked path.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy, Default)]
 struct Frame {
     node: u32,
     object: bool,
@@ -356,10 +356,20 @@ struct Frame {
 
 /// Follows the splitter through one record: the splitter reports strings, brackets, colons,
 /// commas and other values, and the tracker fills in [`Peeked`] for the containers on peeked
-/// paths (those at depth `frames.len()`; anything deeper is not on a peeked path).
+/// paths (those at depth `open`; anything deeper is not on a peeked path).
+///
+/// The innermost tracked container is `top`, held in the tracker itself rather than at the end
+/// of the stack of the others: every string, colon and comma at a tracked depth reads or
+/// writes it, and a field of the tracker costs a load where the end of a vector costs its
+/// length, a check and the address arithmetic.
 #[derive(Debug, Default)]
 pub(crate) struct Tracker {
-    frames: Vec<Frame>,
+    /// The innermost tracked container, when `open > 0`.
+    top: Frame,
+    /// The tracked containers around `top`, outermost first.
+    outer: Vec<Frame>,
+    /// Tracked containers open (`top` and `outer`).
+    open: usize,
     string_start: usize,
     string_is_key: bool,
     pub(crate) escaped: bool,
@@ -367,28 +377,35 @@ pub(crate) struct Tracker {
 
 impl Tracker {
     pub(crate) fn start(&mut self, peeked: &mut Peeked) {
-        self.frames.clear();
+        self.outer.clear();
+        self.open = 0;
         peeked.reset();
     }
 
     /// Whether a container at `depth` (the number of containers open) is on a peeked path.
     #[inline]
     pub(crate) fn tracking(&self, depth: usize) -> bool {
-        depth == self.frames.len()
+        depth == self.open
+    }
+
+    /// The innermost tracked container, if any is open.
+    #[inline(always)]
+    fn top(&mut self) -> Option<&mut Frame> {
+        (self.open > 0).then_some(&mut self.top)
     }
 
     /// The node of the value beginning now, if it is on a peeked path.
     fn value_node(&self) -> Option<u32> {
-        match self.frames.last() {
-            None => Some(0),
-            Some(f) if f.object => f.value_node,
-            Some(f) => Some(f.node),
+        match self.open {
+            0 => Some(0),
+            _ if self.top.object => self.top.value_node,
+            _ => Some(self.top.node),
         }
     }
 
     pub(crate) fn string_opened(&mut self, at: usize) {
         self.string_start = at;
-        self.string_is_key = self.frames.last().is_some_and(|f| f.object && f.expect_key);
+        self.string_is_key = self.open > 0 && self.top.object && self.top.expect_key;
         self.escaped = false;
     }
 
@@ -402,10 +419,10 @@ impl Tracker {
     ) {
         let (start, end) = (self.string_start + 1, at);
         if self.string_is_key {
-            let Some(frame) = self.frames.last_mut() else {
-                return;
-            };
-            if self.escaped {
+            // A key is told only inside an object, so `top` is open.
+            let escaped = self.escaped;
+            let frame = &mut self.top;
+            if escaped {
                 // The key may be one of the peeked ones, written otherwise.
                 peeked.unknown = true;
                 frame.value_node = None;
@@ -438,7 +455,7 @@ impl Tracker {
     }
 
     fn value_begins(&mut self, paths: &PeekPaths, peeked: &mut Peeked, leaf: RawLeaf) {
-        if let Some(frame) = self.frames.last_mut() {
+        if let Some(frame) = self.top() {
             if frame.value_seen {
                 return;
             }
@@ -453,21 +470,25 @@ impl Tracker {
     /// Returns whether it is (the splitter then counts it as tracked).
     pub(crate) fn open(&mut self, paths: &PeekPaths, object: bool) -> bool {
         let node = self.value_node();
-        if let Some(frame) = self.frames.last_mut() {
+        if let Some(frame) = self.top() {
             frame.value_seen = true;
         }
         match node {
             // An object is followed only where a peeked path goes on; an array always (its
             // elements stand at the same path).
             Some(node) if !object || paths.has_children(node) => {
-                self.frames.push(Frame {
+                if self.open > 0 {
+                    self.outer.push(self.top);
+                }
+                self.top = Frame {
                     node,
                     object,
                     expect_key: object,
                     value_node: None,
                     value_seen: false,
                     seen: 0,
-                });
+                };
+                self.open += 1;
                 true
             }
             _ => false,
@@ -476,17 +497,20 @@ impl Tracker {
 
     /// `}` or `]` closing a tracked container.
     pub(crate) fn close(&mut self) {
-        self.frames.pop();
+        self.open = self.open.saturating_sub(1);
+        if let Some(frame) = self.outer.pop() {
+            self.top = frame;
+        }
     }
 
     pub(crate) fn colon(&mut self) {
-        if let Some(f) = self.frames.last_mut() {
+        if let Some(f) = self.top() {
             f.expect_key = false;
         }
     }
 
     pub(crate) fn comma(&mut self) {
-        if let Some(f) = self.frames.last_mut() {
+        if let Some(f) = self.top() {
             f.expect_key = f.object;
             f.value_seen = false;
             if f.object {
