@@ -341,12 +341,14 @@ fn scan_in_parts(
         bucket: object.bucket.clone(),
         key: object.key.clone(),
     };
-    let reader = SyncIoBridge::new(body);
+    let size = body.size;
+    let reader = SyncIoBridge::new(body.stream);
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     let task = tokio::task::spawn_blocking(move || {
         let mut part = Vec::new();
         let mut open = true;
-        let outcome = Pipeline::new(&rules, limits).run(reader, &source, Mode::Threaded, |a| {
+        let mut pipeline = Pipeline::new(&rules, limits);
+        let outcome = pipeline.run_sized(reader, size, &source, Mode::Threaded, |a| {
             if !open {
                 return;
             }

@@ -91,7 +91,10 @@ impl ObjectStore for S3Store {
                 }
                 other => other,
             })?;
-        Ok(Box::new(out.body.into_async_read()))
+        Ok(ObjectBody {
+            size: out.content_length().and_then(|n| u64::try_from(n).ok()),
+            stream: Box::new(out.body.into_async_read()),
+        })
     }
 }
 

@@ -55,7 +55,10 @@ impl ObjectStore for FakeObjects {
             return Err(e.clone());
         }
         match self.objects.get(&id) {
-            Some(bytes) => Ok(Box::new(std::io::Cursor::new(bytes.clone()))),
+            Some(bytes) => Ok(ObjectBody {
+                size: Some(bytes.len() as u64),
+                stream: Box::new(std::io::Cursor::new(bytes.clone())),
+            }),
             None => Err(FetchError::NotFound),
         }
     }

@@ -41,8 +41,13 @@ use tokio::io::AsyncRead;
 use crate::lambda::input::ObjectRef;
 use crate::lambda::message::OutMessage;
 
-/// An object's body, streamed.
-pub type ObjectBody = Box<dyn AsyncRead + Send + Unpin>;
+/// An object's body, streamed, with its length when the store tells it (S3's
+/// `Content-Length`): a hint that spares a large log being read ahead to tell whether it is
+/// small enough to be inflated whole.
+pub struct ObjectBody {
+    pub stream: Box<dyn AsyncRead + Send + Unpin>,
+    pub size: Option<u64>,
+}
 
 /// Reading objects.
 #[async_trait]
