@@ -198,23 +198,24 @@ pub struct Logs {
 pub fn log_files(dir: &Path) -> io::Result<Logs> {
     let mut found = Logs::default();
     each_log_file(dir, |file| match file {
-        Ok(path) => found.logs.push(path),
+        Ok((path, _)) => found.logs.push(path),
         Err(passed) => found.passed_over.push(passed),
     })?;
     Ok(found)
 }
 
-/// [`log_files`], each file handed to `each` as the walk comes to it (in path order): a log,
-/// or a file passed over. A directory that cannot be read ends the walk with its fault, after
-/// the files found before it.
+/// [`log_files`], each file handed to `each` as the walk comes to it (in path order): a log
+/// with its size as its directory entry told it (`None`: a link), or a file passed over. A
+/// directory that cannot be read ends the walk with its fault, after the files found before
+/// it.
 pub fn each_log_file(
     dir: &Path,
-    mut each: impl FnMut(Result<PathBuf, PassedOver>),
+    mut each: impl FnMut(Result<(PathBuf, Option<u64>), PassedOver>),
 ) -> io::Result<()> {
     walk(
         dir,
         &mut |Found { path, len }| match judge(&path, len) {
-            None => each(Ok(path)),
+            None => each(Ok((path, len))),
             Some(why) => each(Err(PassedOver { path, why })),
         },
         true,

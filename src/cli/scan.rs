@@ -39,29 +39,32 @@ mod s3;
 #[derive(Clone)]
 enum Target {
     Stdin,
-    File(PathBuf),
+    /// A file, with its size when the walk that found it knew it.
+    File(PathBuf, Option<u64>),
 }
 
 impl Target {
     fn name(&self) -> String {
         match self {
             Target::Stdin => "-".to_owned(),
-            Target::File(path) => path.display().to_string(),
+            Target::File(path, _) => path.display().to_string(),
         }
     }
 
-    /// The target opened, with its length when it is a regular file's (a hint: the reader
-    /// does not read a large log ahead to tell whether it is small).
+    /// The target opened, with its length when it is a regular file's, as the walk found it
+    /// or else asked of the file opened (a hint: the reader does not read a large log ahead to
+    /// tell whether it is small).
     fn open(&self, opener: &mut Opener) -> io::Result<(Box<dyn io::Read + Send>, Option<u64>)> {
         Ok(match self {
             Target::Stdin => (Box::new(io::stdin()), None),
-            Target::File(path) => {
+            Target::File(path, walked) => {
                 let file = opener.open(path)?;
-                let size = file
-                    .metadata()
-                    .ok()
-                    .filter(|m| m.is_file())
-                    .map(|m| m.len());
+                let size = walked.or_else(|| {
+                    file.metadata()
+                        .ok()
+                        .filter(|m| m.is_file())
+                        .map(|m| m.len())
+                });
                 (Box::new(file), size)
             }
         })
@@ -134,14 +137,14 @@ impl Walked {
                 self.add(|f| f.targets.push(Target::Stdin));
             } else if path.is_dir() {
                 let walked = each_log_file(path, |file| match file {
-                    Ok(log) => self.add(|f| f.targets.push(Target::File(log))),
+                    Ok((log, len)) => self.add(|f| f.targets.push(Target::File(log, len))),
                     Err(passed) => self.add(|f| f.passed_over.push(passed)),
                 });
                 if let Err(e) = walked {
                     self.add(|f| f.faults.push(format!("{}: {e}", path.display())));
                 }
             } else {
-                self.add(|f| f.targets.push(Target::File(path.to_path_buf())));
+                self.add(|f| f.targets.push(Target::File(path.to_path_buf(), None)));
             }
         }
     }
@@ -786,7 +789,7 @@ fn read_target(
     use std::io::Read as _;
     let (mut input, size) = target.open(opener)?;
     // A `.gz` file is a log (a file of events is plain JSON): no look at its head first.
-    if matches!(target, Target::File(path) if path.extension().is_some_and(|e| e == "gz")) {
+    if matches!(target, Target::File(path, _) if path.extension().is_some_and(|e| e == "gz")) {
         return Ok(pipeline.run_sized(input, size, source, mode, &mut on_alert));
     }
     let head = read_head(&mut input, 8 << 10)?;
