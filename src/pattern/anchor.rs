@@ -122,7 +122,7 @@ enum Place {
 
 /// Record fields whose values many records share (a service, a Region, an account, a kind of
 /// event or caller): an exact value of theirs lets through as many records as a prefix does.
-const BROAD_FIELDS: [&str; 10] = [
+const BROAD_FIELDS: [&str; 11] = [
     "eventSource",
     "eventType",
     "eventCategory",
@@ -133,6 +133,8 @@ const BROAD_FIELDS: [&str; 10] = [
     "managementEvent",
     "userIdentity.type",
     "userIdentity.accountId",
+    // The kind of identity that issued an assumed role's session: `Role` on every such record.
+    "userIdentity.sessionContext.sessionIssuer.type",
 ];
 
 impl Anchor {
@@ -187,11 +189,15 @@ fn sets(object: &ObjectPattern, place: &Place) -> Vec<Vec<Anchor>> {
     fields.chain(ors).collect()
 }
 
-/// The cheapest anchor set of an object pattern.
+/// The cheapest anchor set of an object pattern; of sets that cost the same, the shallowest:
+/// the reader follows a record's nesting down to every path it peeks at, on every record
+/// (`userIdentity: {type: …, sessionContext: {sessionIssuer: {type: …}}}` is anchored on
+/// `userIdentity.type`, not three levels further down).
 fn best(object: &ObjectPattern, place: &Place) -> Option<Vec<Anchor>> {
-    sets(object, place)
-        .into_iter()
-        .min_by_key(|anchors| cost(anchors))
+    sets(object, place).into_iter().min_by_key(|anchors| {
+        let depth: usize = anchors.iter().map(|a| a.path.len()).sum();
+        (cost(anchors), depth)
+    })
 }
 
 fn field_anchors(key: &str, field: &FieldPattern, place: &Place) -> Option<Vec<Anchor>> {
@@ -358,6 +364,30 @@ mod tests {
         assert!(
             sets[0].iter().all(Anchor::is_weak),
             "a broad exact value is weak: {sets:?}"
+        );
+        // Of anchors that let through as many records, the shallowest: the reader need not
+        // follow `userIdentity` down to its session's issuer on every record (SigmaHQ's
+        // `aws_sts_assumerole_misuse`; an assumed role's session is issued by a `Role`).
+        assert_eq!(
+            anchors(json!({"userIdentity": {
+                "sessionContext": {"sessionIssuer": {"type": [{"equals-ignore-case": "Role"}]}},
+                "type": [{"equals-ignore-case": "AssumedRole"}]
+            }})),
+            Some(vec![(
+                "userIdentity.type".into(),
+                Test::Folded("assumedrole".into())
+            )])
+        );
+        // A selective anchor still wins over a broad one, however deep.
+        assert_eq!(
+            anchors(json!({"userIdentity": {
+                "sessionContext": {"sessionIssuer": {"userName": ["deployer"]}},
+                "type": ["AssumedRole"]
+            }})),
+            Some(vec![(
+                "userIdentity.sessionContext.sessionIssuer.userName".into(),
+                Test::Exact("deployer".into())
+            )])
         );
         // exists: false holds on an absent field: nothing to anchor on.
         assert_eq!(anchors(json!({"errorCode": [{"exists": false}]})), None);
