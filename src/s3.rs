@@ -83,6 +83,16 @@ pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(builder.build())
 }
 
+/// A fetched log's body as a stream, with its length as S3 told it (`Content-Length`): the
+/// hint by which the reader streams a large log from its first bytes
+/// ([`crate::pipeline::Pipeline::run_sized`]).
+pub fn body_and_length(
+    out: aws_sdk_s3::operation::get_object::GetObjectOutput,
+) -> (impl tokio::io::AsyncBufRead, Option<u64>) {
+    let length = out.content_length().and_then(|n| u64::try_from(n).ok());
+    (out.body.into_async_read(), length)
+}
+
 /// What a denial says when the caller knows no more about the object than its name.
 pub const ACCESS_HINT: &str = "; check the caller's s3:GetObject and kms:Decrypt permissions";
 

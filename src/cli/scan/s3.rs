@@ -148,10 +148,7 @@ async fn read(
         .send()
         .await;
     let (body, size) = match fetched {
-        Ok(out) => {
-            let size = out.content_length().and_then(|n| u64::try_from(n).ok());
-            (out.body.into_async_read(), size)
-        }
+        Ok(out) => crate::s3::body_and_length(out),
         Err(e) => {
             return FileDone {
                 name,

@@ -91,9 +91,10 @@ impl ObjectStore for S3Store {
                 }
                 other => other,
             })?;
+        let (stream, size) = crate::s3::body_and_length(out);
         Ok(ObjectBody {
-            size: out.content_length().and_then(|n| u64::try_from(n).ok()),
-            stream: Box::new(out.body.into_async_read()),
+            stream: Box::new(stream),
+            size,
         })
     }
 }
