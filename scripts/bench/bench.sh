@@ -110,6 +110,15 @@ hyperfine -N --warmup 1 --runs "$RUNS" \
   -n "scan (builtin), folder, 1 core" "taskset -c 0 $SCAN $FOLDER" \
   2>&1 | grep -E "Benchmark|Time|faster"
 
+# The validating floor (scripts/bench/ceiling): libdeflate in process, then the whole JSON checked
+# by serde_json or sonic-rs, building nothing; no splitting, peeking or matching. What any reader
+# that checks every byte must spend at least: where it is above a goal, that goal cannot be met
+# on this machine.
+cargo build --locked --release --manifest-path scripts/bench/ceiling/Cargo.toml \
+  --target-dir target/ceiling >/dev/null 2>&1 \
+  || cargo build --locked --release --manifest-path scripts/bench/ceiling/Cargo.toml --target-dir target/ceiling
+VFLOOR=target/ceiling/release/validating-floor
+
 echo
 echo "== the goals' figures, side by side in rounds (scripts/bench/rounds.py: every command once in"
 echo "   turn, $ROUNDS rounds after a warm-up; medians, the fastest beside them; CPU = user + system)"
@@ -122,7 +131,10 @@ python3 scripts/bench/rounds.py --rounds "$ROUNDS" --ratios --json "$OUT/rounds.
   "scan + mixed, 1 core=taskset -c 0 $SCAN --rules builtin --rules $MIXED $CORPUS" \
   "scan + Sigma, 1 core=taskset -c 0 $SCAN --rules builtin --rules $SIGMA $CORPUS" \
   "floor folder=xargs -a $OUT/folder-files.txt libdeflate-gunzip -c" \
-  "scan folder=$SCAN $FOLDER"
+  "scan folder=$SCAN $FOLDER" \
+  "validating floor folder (serde_json)=$VFLOOR --parser serde_json --files-from $OUT/folder-files.txt" \
+  "validating floor folder (sonic-rs)=$VFLOOR --parser sonic-rs --files-from $OUT/folder-files.txt" \
+  "validating floor folder, 2 threads=$VFLOOR --parser sonic-rs --threads 2 --files-from $OUT/folder-files.txt"
 
 echo
 echo "== peak resident memory"
