@@ -39,11 +39,11 @@ else
   echo "note: $SNAPSHOT is absent: the advisories check is not run (bans, licenses, sources are)."
   echo "      To run it, put a RustSec advisory-db checkout (or the snapshot) there, or name one in ADVISORY_SNAPSHOT."
 fi
-for manifest in Cargo.toml fuzz/Cargo.toml; do
+for manifest in Cargo.toml fuzz/Cargo.toml scripts/bench/ceiling/Cargo.toml; do
   # Every platform's crates, as the lock files pin them (see above).
   cargo fetch --locked --quiet --manifest-path "$manifest"
 done
-for manifest in Cargo.toml fuzz/Cargo.toml; do
+for manifest in Cargo.toml fuzz/Cargo.toml scripts/bench/ceiling/Cargo.toml; do
   echo "cargo deny: $manifest ($checks)"
   # shellcheck disable=SC2086
   "$DENY" --manifest-path "$manifest" --offline check --hide-inclusion-graph $checks
