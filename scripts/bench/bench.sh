@@ -118,6 +118,17 @@ cargo build --locked --release --manifest-path scripts/bench/ceiling/Cargo.toml 
   --target-dir target/ceiling >/dev/null 2>&1 \
   || cargo build --locked --release --manifest-path scripts/bench/ceiling/Cargo.toml --target-dir target/ceiling
 VFLOOR=target/ceiling/release/validating-floor
+# It must refuse what a reader refuses, or it is no floor: a bad literal, and with sonic-rs a byte
+# that is not UTF-8.
+printf '{"Records":[{"a":[1,2,tru]}]}' | gzip >"$OUT/bad-literal.json.gz"
+printf '{"Records":[{"a":"\xff"}]}' | gzip >"$OUT/bad-utf8.json.gz"
+for bad in "serde_json bad-literal" "sonic-rs bad-literal" "sonic-rs bad-utf8"; do
+  read -r parser input <<<"$bad"
+  if $VFLOOR --parser "$parser" "$OUT/$input.json.gz" 2>/dev/null; then
+    echo "bench.sh: the validating floor ($parser) took $input.json.gz for valid" >&2
+    exit 1
+  fi
+done
 
 echo
 echo "== the goals' figures, side by side in rounds (scripts/bench/rounds.py: every command once in"
