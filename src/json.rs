@@ -12,7 +12,7 @@
 //! - A field of a small object ([`field`], [`field_at`]) found by walking its keys rather than
 //!   hashing the key with SipHash (the alerts' facts and summary, pattern matching).
 
-use crate::reader::strings::find_special;
+use crate::reader::strings::{find_special, has_special};
 use serde_json::Value;
 
 /// Appends `s` as a JSON string: `"`, `\` and the control characters escaped as serde_json
@@ -21,12 +21,8 @@ use serde_json::Value;
 pub fn string(out: &mut Vec<u8>, s: &str) {
     out.reserve(s.len() + 2);
     out.push(b'"');
-    // Most strings need no escape, which is told without stopping early (it vectorises, and
-    // most strings here are shorter than the sixteen bytes the search takes at a time).
-    let plain = !s.bytes().fold(false, |any, b| {
-        any | (b < 0x20) | (b == b'"') | (b == b'\\')
-    });
-    if plain {
+    // Most strings need no escape, which is told a word or sixteen bytes at a time.
+    if !has_special(s.as_bytes()) {
         out.extend_from_slice(s.as_bytes());
     } else {
         let mut rest = s.as_bytes();

@@ -40,6 +40,56 @@ pub fn find_special<const HIGH: bool>(s: &[u8]) -> Option<usize> {
         .map(|j| i + j)
 }
 
+/// Whether `s` holds a `"`, `\\` or byte below 0x20: [`find_special`] without the position, for
+/// strings written out (an alert's fields), which are mostly plain and short. Sixteen bytes at a
+/// time by a vector compare, the last sixteen overlapping those before; fewer than sixteen as
+/// overlapping words of eight or four bytes, each tested for all three kinds of byte at once.
+/// Only a string of up to three bytes is looked at a byte at a time.
+#[inline]
+pub fn has_special(s: &[u8]) -> bool {
+    let n = s.len();
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    if n >= 16 {
+        let mut any = 0;
+        let mut i = 0;
+        while i + 16 < n {
+            // SAFETY: `i + 16 < n`: the sixteen bytes read are inside `s`.
+            any |= unsafe { mask16::<false>(s.as_ptr().add(i)) };
+            i += 16;
+        }
+        // SAFETY: `n >= 16`: the last sixteen bytes are inside `s`.
+        any |= unsafe { mask16::<false>(s.as_ptr().add(n - 16)) };
+        return any != 0;
+    }
+    let word = |at: usize| u64::from_le_bytes(s[at..at + 8].try_into().unwrap_or_default());
+    let half = |at: usize| {
+        u64::from(u32::from_le_bytes(
+            s[at..at + 4].try_into().unwrap_or_default(),
+        ))
+    };
+    match n {
+        8.. => (0..n)
+            .step_by(8)
+            .any(|at| word_special(word(at.min(n - 8)))),
+        4..=7 => word_special(half(0) | half(n - 4) << 32),
+        _ => s.iter().any(|&b| special(b)),
+    }
+}
+
+/// Whether one of the eight bytes of `w` is `"`, `\` or below 0x20. Each test is exact as a
+/// yes or no ("has a byte below n", "has a zero byte", of which a borrow can only add flags above
+/// a byte truly found).
+#[inline(always)]
+fn word_special(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let below = |w: u64, n: u64| w.wrapping_sub(ONES * n) & !w;
+    let zero = |v: u64| v.wrapping_sub(ONES) & !v;
+    let quote = w ^ (ONES * u64::from(b'"'));
+    let backslash = w ^ (ONES * u64::from(b'\\'));
+    (below(w, 0x20) | zero(quote) | zero(backslash)) & HIGH != 0
+}
+
 /// Bits per byte in the mask `mask16` returns.
 #[cfg(target_arch = "x86_64")]
 const LANE_BITS: usize = 1;
@@ -218,6 +268,25 @@ impl Specials {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `has_special` tells what a byte-at-a-time look tells, for every byte at every place of
+    /// strings of every length up to three vectors, among plain bytes next to the special ones
+    /// (a borrow or a near miss would show there).
+    #[test]
+    fn has_special_agrees_with_a_byte_at_a_time_look() {
+        let filler = [b'a', 0x7f, 0x80, 0xff, 0x21, 0x23, 0x5b, 0x5d, 0x20, 0xc3];
+        for len in 0..=48 {
+            let plain: Vec<u8> = (0..len).map(|i| filler[i % filler.len()]).collect();
+            assert!(!has_special(&plain), "{plain:?}");
+            for at in 0..len {
+                for b in 0..=255u8 {
+                    let mut s = plain.clone();
+                    s[at] = b;
+                    assert_eq!(has_special(&s), s.iter().any(|&c| special(c)), "{s:?}");
+                }
+            }
+        }
+    }
     use proptest::prelude::*;
 
     fn reference(s: &[u8], high: bool) -> Option<usize> {
