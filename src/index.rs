@@ -76,6 +76,10 @@ struct FieldTable {
     /// not folded to be looked up in vain (long user agents and ARNs, at paths where a few
     /// short values are filed ignoring case).
     folded_lengths: u64,
+    /// The byte lengths of the exact values filed, as `folded_lengths`: a value of none of
+    /// them is not hashed to be looked up in vain (SigmaHQ's `eventSource` second anchors: one
+    /// service name, looked up for every record).
+    exact_lengths: u64,
 }
 
 /// Prefixes (or suffixes) by value, and the lengths in use, so that a record's value is looked
@@ -158,7 +162,10 @@ impl FieldTable {
             Test::Exact(_) | Test::Present | Test::Scalar(_) | Test::Folded(_)
         );
         match test {
-            Test::Exact(v) => file(&mut self.exact, v.as_bytes(), id),
+            Test::Exact(v) => {
+                file(&mut self.exact, v.as_bytes(), id);
+                self.exact_lengths |= length_bit(v.len());
+            }
             Test::Folded(v) => {
                 file(&mut self.folded, v.as_bytes(), id);
                 self.folded_lengths |= length_bit(v.len());
@@ -224,8 +231,10 @@ impl FieldTable {
 
     /// The patterns whose string anchors the string `s` (its UTF-8 bytes) passes.
     fn string_hits(&self, s: &[u8], folded: &mut Vec<u8>, out: &mut Ids) {
-        if let Some(ids) = self.exact.get(s) {
-            out.extend_from_slice(ids);
+        if self.exact_lengths & length_bit(s.len()) != 0 {
+            if let Some(ids) = self.exact.get(s) {
+                out.extend_from_slice(ids);
+            }
         }
         self.prefix.hits(s, true, out);
         self.suffix.hits(s, false, out);
@@ -250,7 +259,7 @@ impl FieldTable {
     }
 }
 
-/// A length's bit in [`FieldTable::folded_lengths`].
+/// A length's bit in [`FieldTable::folded_lengths`] and [`FieldTable::exact_lengths`].
 fn length_bit(len: usize) -> u64 {
     1 << len.min(63)
 }
