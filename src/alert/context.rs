@@ -105,7 +105,7 @@ fn at<'a>(record: &'a Value, keys: &[&str]) -> Option<&'a str> {
 /// A call a service made for a principal says both (`… through backup.amazonaws.com`).
 /// `None` for a record without `userIdentity` (an EventBridge event of a service).
 pub fn actor(record: &Value) -> Option<String> {
-    let ui = record.get("userIdentity")?;
+    let ui = crate::json::field(record, "userIdentity")?;
     let kind = at(ui, &["type"]).unwrap_or("");
     let arn = at(ui, &["arn"]).unwrap_or("");
     let invoked_by = at(ui, &["invokedBy"]);
@@ -186,7 +186,8 @@ pub fn links(record: &Value, region: Option<&str>) -> Vec<Link> {
         return Vec::new();
     };
     let mut out = Vec::new();
-    let cloudtrail_record = record.get("eventID").is_some() && record.get("eventSource").is_some();
+    let cloudtrail_record = crate::json::field(record, "eventID").is_some()
+        && crate::json::field(record, "eventSource").is_some();
     if cloudtrail_record {
         if let Some(id) = at(record, &["eventID"]) {
             out.push(Link {
@@ -217,8 +218,7 @@ pub fn links(record: &Value, region: Option<&str>) -> Vec<Link> {
         &["detail", "recoveryPointArn"],
     ])
     .or_else(|| {
-        record
-            .get("resources")
+        crate::json::field(record, "resources")
             .and_then(Value::as_array)
             .and_then(|rs| {
                 rs.iter()

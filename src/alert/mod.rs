@@ -167,7 +167,7 @@ pub struct Alert {
 pub fn alert_key(rule: &Rule, record: &Value, event_id: Option<&str>) -> String {
     // trail-alerts' own events (silence, absence) carry theirs.
     if let Some(k) = field_at(record, &["detail", "alertKey"]).and_then(Value::as_str) {
-        if record.get("source").and_then(Value::as_str) == Some("trail-alerts") {
+        if field(record, "source").and_then(Value::as_str) == Some("trail-alerts") {
             return k.to_owned();
         }
     }
@@ -448,12 +448,11 @@ fn is_bidi_control(c: char) -> bool {
 fn summary(record: &Value, event: &EventInfo) -> String {
     let name = event.event_name.as_deref().unwrap_or("An event");
     let mut s = String::new();
-    if let Some(job) = record
-        .get("serviceEventDetails")
-        .and_then(|d| job_summary(d, event.state.as_deref()))
+    if let Some(job) =
+        field(record, "serviceEventDetails").and_then(|d| job_summary(d, event.state.as_deref()))
     {
         s.push_str(&job);
-    } else if let Some(insight) = record.get("insightDetails") {
+    } else if let Some(insight) = field(record, "insightDetails") {
         s.push_str(&insight_summary(insight));
     } else if name == "ConsoleLogin" {
         s.push_str(&console_login_summary(record, event));
@@ -626,7 +625,7 @@ fn console_login_summary(record: &Value, event: &EventInfo) -> String {
 /// outposts and sites; IAM users, roles, groups and policies; S3 buckets and objects; security
 /// groups; KMS keys; trails.
 fn subjects(record: &Value) -> Vec<String> {
-    let service: &[(&str, &str)] = match record.get("eventSource").and_then(Value::as_str) {
+    let service: &[(&str, &str)] = match field(record, "eventSource").and_then(Value::as_str) {
         Some("iam.amazonaws.com") => &[
             ("userName", "user"),
             ("roleName", "role"),
@@ -681,7 +680,7 @@ fn vault_name(arn: &str) -> String {
 
 /// Who made the call: the ARN, else the service that invoked it, else the principal id or type.
 fn principal(record: &Value) -> Option<String> {
-    let ui = record.get("userIdentity")?;
+    let ui = field(record, "userIdentity")?;
     ["arn", "invokedBy", "principalId", "type"]
         .iter()
         .find_map(|k| text(field(ui, k)))

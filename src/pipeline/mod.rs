@@ -300,8 +300,7 @@ struct Built {
 
 /// A built record's `eventTime` (Unix seconds), when it is a string holding a time.
 fn record_time(record: &Value) -> Option<i64> {
-    record
-        .get("eventTime")
+    crate::json::field(record, "eventTime")
         .and_then(Value::as_str)
         .and_then(crate::time::parse_timestamp)
 }
@@ -424,7 +423,7 @@ impl Matcher<'_, '_> {
             return;
         }
         let mut repeated = false;
-        if let Some(id) = record.get("eventID").and_then(Value::as_str) {
+        if let Some(id) = crate::json::field(&record, "eventID").and_then(Value::as_str) {
             let before = matched.len();
             matched.retain(|rule| self.seen.insert((id.to_owned(), rule.id.as_str())));
             repeated = matched.len() < before;

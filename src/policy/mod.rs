@@ -51,9 +51,8 @@ pub fn overdue(last_seen: i64, every: u64, watermark: i64) -> bool {
 /// EventBridge event's `account`/`region`); `*` when the record does not say.
 pub fn place_of(record: &Value) -> (String, String) {
     let text = |a: &str, b: &str| {
-        record
-            .get(a)
-            .or_else(|| record.get(b))
+        crate::json::field(record, a)
+            .or_else(|| crate::json::field(record, b))
             .and_then(Value::as_str)
             .unwrap_or("*")
             .to_owned()
@@ -72,9 +71,8 @@ pub fn parse_expiry(text: &str) -> Option<i64> {
 
 /// The event time of a record (`eventTime`) or of an EventBridge event (`time`), in Unix seconds.
 pub fn event_time(record: &Value) -> Option<i64> {
-    record
-        .get("eventTime")
-        .or_else(|| record.get("time"))
+    crate::json::field(record, "eventTime")
+        .or_else(|| crate::json::field(record, "time"))
         .and_then(Value::as_str)
         .and_then(time::parse_timestamp)
 }
