@@ -198,7 +198,7 @@ impl FieldTable {
         for_each_leaf(record, &self.path, &mut |leaf| {
             any_leaf = true;
             if let Value::String(s) = leaf {
-                self.string_hits(s.as_bytes(), &mut folded, out);
+                self.string_hits(s.as_bytes(), false, &mut folded, out);
             }
         });
         if any_leaf {
@@ -212,6 +212,7 @@ impl FieldTable {
     fn peeked_hits(
         &self,
         leaf: Leaf<'_>,
+        ascii: bool,
         folded: &mut Vec<u8>,
         memo: &mut Memo,
         out: &mut Ids,
@@ -219,9 +220,9 @@ impl FieldTable {
         out.clear();
         match leaf {
             Leaf::Plain(s) if self.memoized => {
-                memo.hits(s, out, |s, out| self.string_hits(s, folded, out));
+                memo.hits(s, out, |s, out| self.string_hits(s, ascii, folded, out));
             }
-            Leaf::Plain(s) => self.string_hits(s, folded, out),
+            Leaf::Plain(s) => self.string_hits(s, ascii, folded, out),
             Leaf::Escaped => return None,
             Leaf::Scalar(_) => {}
         }
@@ -229,8 +230,9 @@ impl FieldTable {
         Some(())
     }
 
-    /// The patterns whose string anchors the string `s` (its UTF-8 bytes) passes.
-    fn string_hits(&self, s: &[u8], folded: &mut Vec<u8>, out: &mut Ids) {
+    /// The patterns whose string anchors the string `s` (its UTF-8 bytes) passes. `ascii`: `s`
+    /// is known to be ASCII (its record is), which spares looking at its bytes to tell.
+    fn string_hits(&self, s: &[u8], ascii: bool, folded: &mut Vec<u8>, out: &mut Ids) {
         if self.exact_lengths & length_bit(s.len()) != 0 {
             if let Some(ids) = self.exact.get(s) {
                 out.extend_from_slice(ids);
@@ -245,7 +247,7 @@ impl FieldTable {
         }
         let affixes = !(self.folded_prefix.is_empty() && self.folded_suffix.is_empty());
         let exact = !self.folded.is_empty()
-            && (self.folded_lengths & length_bit(s.len()) != 0 || !s.is_ascii());
+            && (self.folded_lengths & length_bit(s.len()) != 0 || !(ascii || s.is_ascii()));
         if affixes || exact {
             fold(s, folded);
             if exact {
@@ -518,11 +520,13 @@ impl PatternIndex {
             memos.resize_with(self.fields.len(), Memo::default);
             *generation = self.generation;
         }
+        let ascii = peeked.ascii();
         peeked.all(bytes).any(|(slot, leaf)| {
             let Some(&Some(table)) = self.tables.get(slot) else {
                 return false;
             };
-            match self.fields[table].peeked_hits(leaf, folded, &mut memos[table], candidates) {
+            match self.fields[table].peeked_hits(leaf, ascii, folded, &mut memos[table], candidates)
+            {
                 None => true,
                 Some(()) => {
                     // Candidates filed under the same value often share their second set.
@@ -579,7 +583,7 @@ impl PatternIndex {
                 continue;
             };
             if self.fields[table]
-                .peeked_hits(leaf, folded, &mut memos[table], hits)
+                .peeked_hits(leaf, peeked.ascii(), folded, &mut memos[table], hits)
                 .is_none()
             {
                 return false;

@@ -218,6 +218,8 @@ pub struct Peeked {
     /// Bit `n`: a leaf of slot `n` was found (63: of slot 63 or later).
     slots: u64,
     unknown: bool,
+    /// Every byte of the record is ASCII (the splitter saw none from 0x80 up).
+    ascii: bool,
 }
 
 /// A leaf value at a peeked path, as far as the raw bytes tell.
@@ -237,6 +239,18 @@ impl Peeked {
         self.leaves.clear();
         self.slots = 0;
         self.unknown = false;
+        self.ascii = false;
+    }
+
+    /// Says whether every byte of the record is ASCII, as the splitter found at its end.
+    pub(crate) fn set_ascii(&mut self, ascii: bool) {
+        self.ascii = ascii;
+    }
+
+    /// Whether every byte of the record is ASCII, so every string leaf is (`false` says only
+    /// that this is not known): the index then need not look at a leaf's bytes to tell.
+    pub fn ascii(&self) -> bool {
+        self.ascii
     }
 
     fn push(&mut self, slot: u32, leaf: RawLeaf) {
@@ -311,6 +325,7 @@ pub struct PeekedAt {
     end: usize,
     slots: u64,
     unknown: bool,
+    ascii: bool,
 }
 
 impl PeekedBatch {
@@ -322,6 +337,7 @@ impl PeekedBatch {
             end: self.leaves.len(),
             slots: peeked.slots,
             unknown: peeked.unknown,
+            ascii: peeked.ascii,
         }
     }
 
@@ -332,6 +348,7 @@ impl PeekedBatch {
             .extend_from_slice(self.leaves.get(at.start..at.end).unwrap_or_default());
         into.slots = at.slots;
         into.unknown = at.unknown;
+        into.ascii = at.ascii;
     }
 
     pub fn clear(&mut self) {
@@ -563,6 +580,25 @@ impl<'a> Span<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A batch handed to another thread gives each record's peek back whole, its ASCII flag
+    /// included.
+    #[test]
+    fn a_batch_gives_back_each_peek() {
+        let mut batch = PeekedBatch::default();
+        let mut at = Vec::new();
+        for (n, ascii) in [(0u32, true), (1, false), (2, true)] {
+            let mut p = Peeked::default();
+            p.push(n, RawLeaf::Scalar(n as usize));
+            p.set_ascii(ascii);
+            at.push((batch.push(&p), p));
+        }
+        let mut into = Peeked::default();
+        for (at, p) in at {
+            batch.load(at, &mut into);
+            assert_eq!(into, p);
+        }
+    }
 
     /// A node's children are found by their table whatever their number, and keys that differ
     /// from one only after eight bytes, or only in length, are not taken for it.

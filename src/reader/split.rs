@@ -599,6 +599,10 @@ impl<R: Read> LogReader<R> {
             must_build = true;
             valid = false;
         }
+        // The record handed out is the bytes the splitter looked at (a lookup-events record's
+        // text is another's, and nothing was peeked at in it).
+        self.peeked
+            .set_ascii(self.ascii && self.layout != Layout::LookupEvents);
         let raw = RawRecord {
             index,
             offset,
@@ -1283,6 +1287,40 @@ mod tests {
             seen,
             [(false, false), (false, true), (true, true), (false, false)]
         );
+    }
+
+    /// The peek says a record is all ASCII exactly when no byte of it is 0x80 or more, wherever
+    /// that byte stands (a key, a value, a number, outside any path peeked at), and says it of
+    /// each record anew: the index then tells ignore-case values apart by length alone.
+    #[test]
+    fn the_peek_says_which_records_are_all_ascii() {
+        let records: [&[u8]; 7] = [
+            b"{\"eventName\":\"GetObject\",\"userAgent\":\"aws-cli/2\"}",
+            b"{\"eventName\":\"Stra\xc3\x9fe\"}",
+            b"{\"eventName\":\"GetObject\"}",
+            b"{\"eventName\":\"x\",\"other\":{\"k\xc3\xa9\":1}}",
+            b"{\"eventName\":\"x\\u00e9\",\"n\":[1,2]}",
+            b"{\"eventName\":\"x\",\"n\":1\xc3\xa9}",
+            b"{\"eventName\":\"x\",\"deep\":[[{\"a\":\"\xe2\x9c\x93\"}]]}",
+        ];
+        let mut doc = b"{\"Records\":[".to_vec();
+        doc.extend(records.join(&b","[..]));
+        doc.extend(b"]}");
+        let mut paths = PeekPaths::default();
+        paths.insert(&["eventName".into()]);
+        let mut reader = LogReader::new(&doc[..], Limits::default())
+            .unwrap()
+            .peeking(Arc::new(paths));
+        let mut seen = Vec::new();
+        while let Some(split) = reader.next_split().unwrap() {
+            let Split::Record(raw, peeked) = split else {
+                panic!("refused")
+            };
+            assert_eq!(raw.bytes, records[seen.len()]);
+            seen.push(peeked.ascii());
+        }
+        assert_eq!(seen, records.map(|r| r.is_ascii()));
+        assert_eq!(seen, [true, false, true, false, true, false, false]);
     }
 
     #[test]
