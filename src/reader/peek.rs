@@ -389,6 +389,9 @@ pub(crate) struct Tracker {
     open: usize,
     string_start: usize,
     string_is_key: bool,
+    /// The string open is a key, or a value the peek may note: a value after a key not on a
+    /// peeked path is passed over at its close (see [`Tracker::string_wanted`]).
+    wanted: bool,
     pub(crate) escaped: bool,
 }
 
@@ -422,8 +425,19 @@ impl Tracker {
 
     pub(crate) fn string_opened(&mut self, at: usize) {
         self.string_start = at;
-        self.string_is_key = self.open > 0 && self.top.object && self.top.expect_key;
+        let in_object = self.open > 0 && self.top.object;
+        self.string_is_key = in_object && self.top.expect_key;
+        self.wanted = !in_object || self.top.expect_key || self.top.value_node.is_some();
         self.escaped = false;
+    }
+
+    /// Whether the string open must be told when it closes ([`Tracker::string_closed`]): not
+    /// when it is the value of an object's key that no peeked path goes through, most of a
+    /// record's strings (at its top level, every value but those of the keys peeked at). Such
+    /// a string is the whole of its value, so passing it over changes nothing the peek notes.
+    #[inline(always)]
+    pub(crate) fn string_wanted(&self) -> bool {
+        self.wanted
     }
 
     /// A string closed at record position `at` (its bytes in `span`).

@@ -723,7 +723,7 @@ impl<R: Read> LogReader<R> {
                                     break 'chunk;
                                 }
                                 let tracked = track && t.tracking(depth);
-                                if tracked && keep {
+                                if tracked && keep && t.string_wanted() {
                                     let span = Span {
                                         record: &self.record,
                                         chunk,
