@@ -970,6 +970,7 @@ fn describe_byte(b: u8) -> String {
 mod tests {
     use super::*;
     use crate::reader::decode::CHUNK;
+    use crate::reader::Leaf;
     use serde_json::Value;
     use std::io::{self, Write};
 
@@ -1321,6 +1322,75 @@ mod tests {
         }
         assert_eq!(seen, records.map(|r| r.is_ascii()));
         assert_eq!(seen, [true, false, true, false, true, false, false]);
+    }
+
+    /// The leaves at `path` of a built record, as the index reads them from one (arrays looked
+    /// through on the way and at the end; objects at the end hold no leaf).
+    fn leaves_at<'v>(value: &'v Value, path: &[Box<str>], out: &mut Vec<&'v Value>) {
+        match value {
+            Value::Array(items) => items.iter().for_each(|item| leaves_at(item, path, out)),
+            Value::Object(map) => {
+                if let Some((first, rest)) = path.split_first() {
+                    if let Some(child) = map.get(&**first) {
+                        leaves_at(child, rest, out);
+                    }
+                }
+            }
+            scalar if path.is_empty() => out.push(scalar),
+            _ => {}
+        }
+    }
+
+    proptest::proptest! {
+        /// What the peek notes of a record is what the built record holds: at every path, the
+        /// same leaves in the same order, each a plain string with the same bytes, a string
+        /// with escapes, or the same number, boolean or null. Compact or pretty, with keys that
+        /// nest, repeat across levels and sometimes hold escapes (the peek then says it cannot
+        /// tell, and is not held to it).
+        #[test]
+        fn the_peek_notes_what_the_built_record_holds(
+            fields in proptest::collection::vec(("[abc]|a\\\\u0062", crate::json::any_value("[abc]")), 0..6),
+            pretty in proptest::bool::ANY,
+        ) {
+            let record = Value::Object(fields.into_iter().collect());
+            let text = if pretty {
+                serde_json::to_string_pretty(&record).unwrap()
+            } else {
+                record.to_string()
+            };
+            let paths: Vec<Vec<Box<str>>> = [&["a"][..], &["b"], &["c", "a"], &["a", "b", "c"], &["b", "b"]]
+                .iter()
+                .map(|p| p.iter().map(|k| Box::<str>::from(*k)).collect())
+                .collect();
+            let mut peek = PeekPaths::default();
+            let slots: Vec<usize> = paths.iter().map(|p| peek.insert(p)).collect();
+            let doc = format!("{{\"Records\":[{text}]}}");
+            let mut reader = LogReader::new(doc.as_bytes(), Limits::default())
+                .unwrap()
+                .peeking(Arc::new(peek));
+            let Some(Split::Record(raw, peeked)) = reader.next_split().unwrap() else {
+                panic!("no record in {doc}")
+            };
+            proptest::prop_assume!(!peeked.unknown() && raw.valid && !raw.must_build());
+            let built: Value = serde_json::from_slice(raw.bytes).unwrap();
+            for (path, slot) in paths.iter().zip(slots) {
+                let mut want = Vec::new();
+                leaves_at(&built, path, &mut want);
+                let seen: Vec<Leaf<'_>> = peeked.leaves(slot, raw.bytes).collect();
+                proptest::prop_assert_eq!(seen.len(), want.len(), "{:?} in {}", path, text);
+                for (leaf, value) in seen.iter().zip(&want) {
+                    let same = match (leaf, value) {
+                        (Leaf::Plain(bytes), Value::String(s)) => *bytes == s.as_bytes(),
+                        (Leaf::Escaped, Value::String(_)) => true,
+                        (Leaf::Scalar(from), v) if !v.is_string() => {
+                            serde_json::from_slice::<Value>(crate::reader::scalar_bytes(from)).ok().as_ref() == Some(v)
+                        }
+                        _ => false,
+                    };
+                    proptest::prop_assert!(same, "{:?} at {:?}: {:?} for {}", leaf, path, value, text);
+                }
+            }
+        }
     }
 
     #[test]
