@@ -163,6 +163,10 @@ impl PeekPaths {
         self.nodes[node as usize].slot
     }
 
+    fn lengths(&self, node: u32) -> u64 {
+        self.nodes[node as usize].lengths
+    }
+
     /// The child of `node` under the key at record bytes `start..end`, and its position among
     /// the children (for telling a key given twice).
     fn child(&self, node: u32, span: Span<'_>, start: usize, end: usize) -> Option<(u32, usize)> {
@@ -369,6 +373,9 @@ struct Frame {
     value_seen: bool,
     /// Children whose key was seen in this object (bit per position; 64 or more: all bits).
     seen: u64,
+    /// The lengths of the node's children's keys ([`Node::lengths`]), held here: most keys of
+    /// a followed object are told not to be peeked at by their length alone.
+    lengths: u64,
 }
 
 /// Follows the splitter through one record: the splitter reports strings, brackets, colons,
@@ -457,6 +464,9 @@ impl Tracker {
                 // The key may be one of the peeked ones, written otherwise.
                 peeked.unknown = true;
                 frame.value_node = None;
+            } else if frame.lengths & (1 << (end - start).min(63)) == 0 {
+                // No child's key has this length.
+                frame.value_node = None;
             } else {
                 frame.value_node = paths.child(frame.node, span, start, end).map(|(child, i)| {
                     let bit = if i < 64 { 1 << i } else { u64::MAX };
@@ -518,6 +528,7 @@ impl Tracker {
                     value_node: None,
                     value_seen: false,
                     seen: 0,
+                    lengths: if object { paths.lengths(node) } else { 0 },
                 };
                 self.open += 1;
                 true
