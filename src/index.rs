@@ -367,7 +367,11 @@ fn service_bytes(s: &[u8]) -> Option<&[u8]> {
 
 /// Calls `f` on each leaf (scalar) value at `path`: arrays are looked through on the way and at
 /// the end, as a pattern looks at them.
-fn for_each_leaf<'v>(value: &'v Value, path: &[Box<str>], f: &mut impl FnMut(&'v Value)) {
+pub(crate) fn for_each_leaf<'v>(
+    value: &'v Value,
+    path: &[Box<str>],
+    f: &mut impl FnMut(&'v Value),
+) {
     match value {
         Value::Array(items) => items.iter().for_each(|item| for_each_leaf(item, path, f)),
         Value::Object(map) => {

@@ -1324,23 +1324,6 @@ mod tests {
         assert_eq!(seen, [true, false, true, false, true, false, false]);
     }
 
-    /// The leaves at `path` of a built record, as the index reads them from one (arrays looked
-    /// through on the way and at the end; objects at the end hold no leaf).
-    fn leaves_at<'v>(value: &'v Value, path: &[Box<str>], out: &mut Vec<&'v Value>) {
-        match value {
-            Value::Array(items) => items.iter().for_each(|item| leaves_at(item, path, out)),
-            Value::Object(map) => {
-                if let Some((first, rest)) = path.split_first() {
-                    if let Some(child) = map.get(&**first) {
-                        leaves_at(child, rest, out);
-                    }
-                }
-            }
-            scalar if path.is_empty() => out.push(scalar),
-            _ => {}
-        }
-    }
-
     proptest::proptest! {
         /// What the peek notes of a record is what the built record holds: at every path, the
         /// same leaves in the same order, each a plain string with the same bytes, a string
@@ -1374,8 +1357,9 @@ mod tests {
             proptest::prop_assume!(!peeked.unknown() && raw.valid && !raw.must_build());
             let built: Value = serde_json::from_slice(raw.bytes).unwrap();
             for (path, slot) in paths.iter().zip(slots) {
+                // The leaves at the path as the index reads them from a built record.
                 let mut want = Vec::new();
-                leaves_at(&built, path, &mut want);
+                crate::index::for_each_leaf(&built, path, &mut |v| want.push(v));
                 let seen: Vec<Leaf<'_>> = peeked.leaves(slot, raw.bytes).collect();
                 proptest::prop_assert_eq!(seen.len(), want.len(), "{:?} in {}", path, text);
                 for (leaf, value) in seen.iter().zip(&want) {
