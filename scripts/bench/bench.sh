@@ -148,6 +148,16 @@ python3 scripts/bench/rounds.py --rounds "$ROUNDS" --ratios --json "$OUT/rounds.
   "validating floor folder, 2 threads=$VFLOOR --parser sonic-rs --threads 2 --files-from $OUT/folder-files.txt"
 
 echo
+echo "== the validating floor's parser part with simdjson (C++, the fastest validating parser known),"
+echo "   beside the Rust parsers above (scripts/bench/simdjson-floor.py; the files inflated first)"
+if [ -x .venv/bin/python ] \
+  && { .venv/bin/python -c 'import simdjson' 2>/dev/null || .venv/bin/pip install -q pysimdjson; }; then
+  .venv/bin/python scripts/bench/simdjson-floor.py "$OUT/folder-files.txt"
+else
+  echo "simdjson: not measured (no .venv from make setup, or pysimdjson could not be installed)"
+fi
+
+echo
 echo "== peak resident memory"
 peak() { /usr/bin/time -f "%M" "$@" 2>&1 >/dev/null | tail -1; }
 printf "%-28s %8s MiB\n" floor "$(( $(peak libdeflate-gunzip -c "$CORPUS") / 1024 ))"
