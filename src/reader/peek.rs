@@ -168,12 +168,10 @@ impl PeekPaths {
     }
 
     /// The child of `node` under the key at record bytes `start..end`, and its position among
-    /// the children (for telling a key given twice).
+    /// the children (for telling a key given twice). A key of no child's length is turned away
+    /// before this, by the lengths the tracker's frame holds ([`Frame::lengths`]).
     fn child(&self, node: u32, span: Span<'_>, start: usize, end: usize) -> Option<(u32, usize)> {
         let node = &self.nodes[node as usize];
-        if node.lengths & (1 << (end - start).min(63)) == 0 {
-            return None;
-        }
         let found = match span.contiguous(start, end) {
             // The common case: the key is in one piece; its length and first and last eight
             // bytes, as numbers, find it without a comparison of bytes (up to sixteen bytes).
