@@ -395,7 +395,10 @@ pub(crate) struct Tracker {
     string_start: usize,
     string_is_key: bool,
     /// The string open is a key, or a value the peek may note: a value after a key not on a
-    /// peeked path is passed over at its close (see [`Tracker::string_wanted`]).
+    /// peeked path is passed over at its close (see [`Tracker::string_wanted`]). It and
+    /// `string_is_key` could be read from `top` at the close (nothing followed changes inside a
+    /// string); stored here they cost 64 M fewer instructions on the benchmark corpus, the
+    /// splitter's loop being laid out otherwise.
     wanted: bool,
     pub(crate) escaped: bool,
 }
